@@ -1,0 +1,204 @@
+"""Typed configuration: defaults < config.yaml < environment < CLI overrides.
+
+Every problem with a value becomes one `ConfigError` sentence naming the key and what is allowed.
+Secrets are never part of this config: they come from the environment when needed (see secrets.py).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "RLM_"
+
+
+class ConfigError(Exception):
+    """A configuration problem the user can fix; the message is one sentence."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    name: str = Field("openrouter/google/gemini-3-flash-preview", description="litellm model name")
+    api_base: str | None = Field(None, description="base URL of an OpenAI-compatible server")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, gt=0, description="cap on each response's length")
+    timeout: float = Field(300, gt=0, description="seconds for one LLM call (also bounded by the deadline)")
+    max_retries: int = Field(4, ge=0, le=20, description="retries on rate limits, 5xx and timeouts")
+    input_cost_per_token: float | None = Field(None, ge=0, description="override litellm's price table")
+    output_cost_per_token: float | None = Field(None, ge=0)
+
+
+class RLMConfig(_Section):
+    max_sandboxes: int = Field(50, ge=1, description="sandboxes (= agents) in one rollout")
+    max_iterations: int = Field(50, ge=1, description="LLM turns per agent")
+    max_depth: int = Field(3, ge=0, description="deepest sub-agent level; 0 = root only")
+    global_timeout: float = Field(3600, gt=0, description="seconds for the whole tree")
+    result_truncation_limit: int = Field(10000, ge=100, description="characters of a child's answer")
+    output_truncation_limit: int = Field(20000, ge=100, description="characters of a block's output")
+    max_concurrency: int = Field(16, ge=1, description="LLM calls and sandbox creations at once")
+    max_cost_usd: float | None = Field(None, gt=0, description="stop the tree past this cost")
+    exec_timeout: float = Field(300, gt=0, description="seconds for one code block")
+
+
+class DaytonaSettings(_Section):
+    api_url: str | None = None
+    target: str | None = None
+    image: str | None = None
+    snapshot: str | None = None
+    cpu: int | None = Field(None, ge=1)
+    memory_gb: int | None = Field(None, ge=1)
+    disk_gb: int | None = Field(None, ge=1)
+    auto_delete_minutes: int = Field(30, ge=0)
+    network_allow_list: str | None = None
+
+
+class SandboxConfig(_Section):
+    backend: Literal["local", "daytona"] = "local"
+    isolation: Literal["auto", "bwrap", "none"] = Field(
+        "auto", description="local: bwrap when present (auto), required (bwrap), or off (none)"
+    )
+    cache_dir: str | None = Field(None, description="default ~/.cache/rlm-bot")
+    memory_mb: int = Field(4096, ge=64, description="address-space limit per sandbox process")
+    daytona: DaytonaSettings = Field(default_factory=DaytonaSettings)
+
+
+class Config(_Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    rlm: RLMConfig = Field(default_factory=RLMConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    results_dir: str = "results"
+
+    def cache_root(self) -> Path:
+        if self.sandbox.cache_dir:
+            return Path(self.sandbox.cache_dir).expanduser()
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "rlm-bot"
+
+
+def _allowed_keys(model: type[BaseModel]) -> str:
+    return ", ".join(model.model_fields)
+
+
+def _section_at(loc: tuple) -> type[BaseModel]:
+    cls: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = cls.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            break
+        cls = ann
+    return cls
+
+
+def _explain(err: ValidationError, source: str) -> ConfigError:
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    key = ".".join(str(p) for p in loc)
+    if first["type"] == "extra_forbidden":
+        return ConfigError(
+            f"{source}: unknown key '{key}'; allowed here: {_allowed_keys(_section_at(loc))}."
+        )
+    got = first.get("input")
+    msg = first["msg"][0].lower() + first["msg"][1:]
+    return ConfigError(f"{source}: '{key}' is invalid: {msg} (got {got!r}).")
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"'{dotted}' cannot be set: '{part}' is not a section.")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict:
+    """`RLM_RLM__MAX_DEPTH=2` sets rlm.max_depth; `RLM_MODEL__NAME=...` sets model.name."""
+    environ = os.environ if environ is None else environ
+    data: dict = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+        _set_dotted(data, dotted, yaml.safe_load(value) if value.strip() else None)
+    return data
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist.") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror}.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of sections (model, rlm, sandbox).")
+    return data
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Build the config. `overrides` maps dotted keys ('rlm.max_depth') to values."""
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        data = read_yaml(Path(path))
+    try:
+        Config.model_validate(data)
+    except ValidationError as e:
+        raise _explain(e, source) from None
+    env = env_overrides(environ)
+    data = _merge(data, env)
+    try:
+        Config.model_validate(data)
+    except ValidationError as e:
+        raise _explain(e, "environment (RLM_*)") from None
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise _explain(e, "command line") from None
+
+
+def validate_partial(data: dict, source: str) -> dict:
+    """Check a partial config mapping (e.g. a repo's .github/rlm.yml) against the schema."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must be a mapping of sections.")
+    try:
+        Config.model_validate(data)
+    except ValidationError as e:
+        raise _explain(e, source) from None
+    return data

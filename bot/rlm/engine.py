@@ -1,0 +1,57 @@
+"""The engine's front door: fetch the repo, wire model, sandboxes and trace, run one rollout.
+
+Callers (CLI, GitHub App worker, Action) use `run` and nothing deeper.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import Config
+from .llm import LiteLLMClient, ModelClient
+from .repo import PreparedRepo, prepare_repo
+from .rollout import Rollout, RolloutResult, new_run_id
+from .sandbox import make_provider
+from .secrets import REDACTOR
+from .trace import Trace
+
+
+def default_api_key() -> str | None:
+    return os.environ.get("LLM_API_KEY") or None
+
+
+def prepare(config: Config, repo: str, branch: str | None = None, commit: str | None = None,
+            auth_header: str | None = None) -> PreparedRepo:  # fmt: skip
+    """Fetch the repository into the cache and pin the commit (raises RepoError)."""
+    if auth_header:
+        REDACTOR.add(auth_header, auth_header.split()[-1])
+    return prepare_repo(repo, config.cache_root(), branch=branch, commit=commit, auth_header=auth_header)
+
+
+def run(
+    config: Config,
+    prepared: PreparedRepo,
+    prompt: str,
+    *,
+    run_id: str | None = None,
+    results_dir: Path | None = None,
+    cancel: threading.Event | None = None,
+    on_event: Callable[[dict], None] | None = None,
+    model: ModelClient | None = None,
+    api_key: str | None = None,
+) -> RolloutResult:
+    """Run one rollout to its end. Never leaves a sandbox behind; always writes the trace."""
+    run_id = run_id or new_run_id()
+    api_key = api_key if api_key is not None else default_api_key()
+    REDACTOR.add(api_key)
+    trace = Trace(run_id, results_dir if results_dir is not None else Path(config.results_dir))
+    if on_event is not None:
+        trace.subscribe(on_event)
+    client = model or LiteLLMClient(config.model, api_key=api_key)
+    rollout = Rollout(config, client, prepared, prompt,
+                      provider_factory=lambda rid: make_provider(config, prepared, rid),
+                      trace=trace, cancel=cancel)  # fmt: skip
+    return rollout.run()

@@ -1,0 +1,223 @@
+"""The one way the engine talks to a model: litellm, with timeouts, retries and per-call usage.
+
+Usage and cost are read from each call's own response and returned with it, so concurrent
+agents never see each other's numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# litellm otherwise fetches its price table from the network at import time (slow, and offline here).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import litellm  # noqa: E402
+
+from .config import ModelConfig  # noqa: E402
+from .errors import LLMError, TimeExceeded  # noqa: E402
+
+litellm.suppress_debug_info = True
+litellm.telemetry = False
+# litellm logs every call at INFO; our own events carry what matters.
+for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+# Prices used for scripted models so that cost accounting is exercised (USD per token).
+SCRIPTED_INPUT_COST = 0.5e-6
+SCRIPTED_OUTPUT_COST = 3e-6
+
+_RETRYABLE = (
+    litellm.RateLimitError,
+    litellm.InternalServerError,
+    litellm.ServiceUnavailableError,
+    litellm.BadGatewayError,
+    litellm.APIConnectionError,  # includes litellm.Timeout
+)
+_FATAL_HINTS: list[tuple[type[Exception], str]] = [
+    (litellm.AuthenticationError, "the provider refused the API key: set LLM_API_KEY to a valid key"),
+    (litellm.PermissionDeniedError, "the provider refused access to this model with this key"),
+    (
+        litellm.ContextWindowExceededError,
+        "the conversation no longer fits the model's context window; use a model with a larger "
+        "window or delegate more work to sub-agents",
+    ),
+    (litellm.NotFoundError, "the provider does not know this model: check model.name"),
+    (litellm.BadRequestError, "the provider rejected the request"),
+]
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, other: Usage) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cost_usd += other.cost_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": round(self.cost_usd, 8),
+        }
+
+
+@dataclass
+class Completion:
+    text: str
+    usage: Usage
+    duration: float
+    attempts: int = 1
+
+
+@dataclass
+class CallContext:
+    """What a model call is for; the scripted model matches on `task`."""
+
+    task: str
+    agent_id: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelClient(Protocol):
+    def complete(
+        self, messages: list[dict[str, str]], ctx: CallContext, deadline: float | None
+    ) -> Completion: ...
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
+
+
+class LiteLLMClient:
+    """ModelClient over litellm.completion. One instance serves every agent of a rollout."""
+
+    def __init__(self, cfg: ModelConfig, api_key: str | None = None, sleep=time.sleep):
+        self.cfg = cfg
+        self.api_key = api_key
+        self._sleep = sleep
+        self.scripted = cfg.name.startswith("scripted/")
+        if self.scripted:
+            from . import scripted
+
+            scripted.register()
+
+    def _kwargs(self, messages, ctx: CallContext, timeout: float) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "model": self.cfg.name,
+            "messages": messages,
+            "timeout": timeout,
+            "num_retries": 0,  # retries are ours, so they respect the deadline
+            "metadata": {"rlm_task": ctx.task, "rlm_agent": ctx.agent_id, **ctx.metadata},
+        }
+        if self.api_key:
+            kw["api_key"] = self.api_key
+        if self.cfg.api_base:
+            kw["api_base"] = self.cfg.api_base
+        if self.cfg.temperature is not None:
+            kw["temperature"] = self.cfg.temperature
+        if self.cfg.max_tokens is not None:
+            kw["max_tokens"] = self.cfg.max_tokens
+        inp, out = self.cfg.input_cost_per_token, self.cfg.output_cost_per_token
+        if self.scripted:
+            inp = SCRIPTED_INPUT_COST if inp is None else inp
+            out = SCRIPTED_OUTPUT_COST if out is None else out
+        if inp is not None and out is not None:
+            kw["input_cost_per_token"] = inp
+            kw["output_cost_per_token"] = out
+        return kw
+
+    def complete(self, messages, ctx: CallContext, deadline: float | None) -> Completion:
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            timeout = self.cfg.timeout
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeExceeded("the rollout's time ran out while waiting for the model")
+                timeout = min(timeout, remaining)
+            try:
+                response = litellm.completion(**self._kwargs(messages, ctx, timeout))
+            except _RETRYABLE as exc:
+                if attempt > self.cfg.max_retries:
+                    raise LLMError(
+                        f"model call failed after {attempt} attempts: {_short(exc)}"
+                    ) from None
+                delay = _retry_delay(exc, attempt)
+                if deadline is not None and time.monotonic() + delay >= deadline:
+                    raise TimeExceeded("the rollout's time ran out while retrying the model") from None
+                self._sleep(delay)
+                continue
+            except litellm.APIError as exc:
+                raise LLMError(_fatal_message(exc)) from None
+            return Completion(
+                text=_content(response),
+                usage=usage_of(response),
+                duration=time.monotonic() - start,
+                attempts=attempt,
+            )
+
+
+def _fatal_message(exc: Exception) -> str:
+    for cls, hint in _FATAL_HINTS:
+        if isinstance(exc, cls):
+            return f"{hint} ({_short(exc)})"
+    return f"model call failed: {_short(exc)}"
+
+
+def _retry_delay(exc: Exception, attempt: int) -> float:
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    try:
+        retry_after = float(headers.get("retry-after", ""))
+        return min(retry_after, 60.0)
+    except (TypeError, ValueError):
+        pass
+    return min(30.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+
+
+def _content(response) -> str:
+    try:
+        content = response.choices[0].message.content
+    except (AttributeError, IndexError):
+        return ""
+    return content or ""
+
+
+def usage_of(response) -> Usage:
+    usage = getattr(response, "usage", None)
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion = int(getattr(usage, "completion_tokens", 0) or 0)
+    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+    if cost is None:
+        try:
+            cost = litellm.completion_cost(completion_response=response)
+        except Exception:  # litellm raises many types for an unpriced model; cost is then unknown
+            cost = 0.0
+    return Usage(prompt, completion, float(cost or 0.0))
+
+
+class UsageMeter:
+    """Thread-safe running total, fed with each call's own usage."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.total = Usage()
+        self.calls = 0
+
+    def record(self, usage: Usage) -> Usage:
+        with self._lock:
+            self.total.add(usage)
+            self.calls += 1
+            return Usage(self.total.prompt_tokens, self.total.completion_tokens, self.total.cost_usd)

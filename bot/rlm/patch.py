@@ -1,0 +1,102 @@
+"""Patches: computed by the host from a checkout, validated against a clean base, summarised.
+
+The host runs git with its own git dir and a throwaway index, so nothing the agent wrote into the
+checkout (a forged .git, hooks, attributes with filter drivers) can change what git does here.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .repo import git, git_env
+
+
+class PatchError(Exception):
+    pass
+
+
+_DIFF_FLAGS = ["--binary", "--no-ext-diff", "--no-textconv", "--no-color", "--full-index"]
+
+
+def diff_worktree(git_dir: Path, workdir: Path, base: str) -> str:
+    """Diff of `workdir` against commit `base`, untracked files included, ignored excluded."""
+    with tempfile.TemporaryDirectory(prefix="rlm-index-") as tmp:
+        env_index = str(Path(tmp) / "index")
+        env = git_env()
+        env["GIT_INDEX_FILE"] = env_index
+        wt = [f"--work-tree={workdir}"]
+        git(*wt, "read-tree", base, git_dir=git_dir, env=env)
+        git(*wt, "add", "--all", "--", ".", git_dir=git_dir, env=env, timeout=300)
+        proc = git(*wt, "diff", "--cached", *_DIFF_FLAGS, base, git_dir=git_dir, env=env, timeout=300)
+    return proc.stdout.decode("utf-8", "surrogateescape")
+
+
+def check_applies(cache: Path, base: str, patch: str) -> None:
+    """Raise PatchError unless `patch` applies cleanly to a clean checkout of `base`."""
+    if not patch.strip():
+        return
+    with tempfile.TemporaryDirectory(prefix="rlm-check-") as tmp:
+        env = git_env()
+        env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
+        git("read-tree", base, git_dir=cache, env=env)
+        proc = git("apply", "--cached", "--check", "-", git_dir=cache, env=env,
+                   input=patch.encode("utf-8", "surrogateescape"), check=False)  # fmt: skip
+    if proc.returncode != 0:
+        reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise PatchError(f"the patch does not apply to {base[:12]}: {reason[0] if reason else 'unknown reason'}")
+
+
+@dataclass
+class PatchStats:
+    files: int = 0
+    additions: int = 0
+    deletions: int = 0
+    paths: list[str] = field(default_factory=list)
+    binary: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "files": self.files,
+            "additions": self.additions,
+            "deletions": self.deletions,
+            "paths": self.paths,
+            "binary": self.binary,
+        }
+
+
+_HEADER = re.compile(r"^diff --git a/(.*?) b/(.*)$")
+
+
+def patch_stats(patch: str) -> PatchStats:
+    stats = PatchStats()
+    current = None
+    for line in patch.splitlines():
+        m = _HEADER.match(line)
+        if m:
+            current = m.group(2)
+            stats.paths.append(current)
+            continue
+        if line.startswith("GIT binary patch") and current:
+            stats.binary.append(current)
+        elif line.startswith("+") and not line.startswith("+++"):
+            stats.additions += 1
+        elif line.startswith("-") and not line.startswith("---"):
+            stats.deletions += 1
+    stats.files = len(stats.paths)
+    return stats
+
+
+def apply_to_dir(patch: str, workdir: Path) -> None:
+    """Apply a patch to a plain checkout (used by tests and the action's local mode)."""
+    proc = subprocess.run(
+        ["git", "apply", "--whitespace=nowarn", "-"],
+        cwd=workdir,
+        input=patch.encode("utf-8", "surrogateescape"),
+        capture_output=True,
+    )
+    if proc.returncode != 0:
+        raise PatchError(proc.stderr.decode("utf-8", "replace").strip())

@@ -1,0 +1,385 @@
+"""The persistent REPL that runs INSIDE a sandbox. Standard library only, no package imports:
+the file is copied or bound into the sandbox alone (the host reuses `truncate` from it).
+
+    python3 driver.py CMD_FD RESULT_FD
+
+The host speaks JSON lines on two dedicated pipes whose numbers are given on the command line.
+Both are made non-inheritable at once, so no process started by the agent's code holds them.
+The driver's stdout/stderr are only ever the agent's output, never the protocol.
+
+host -> driver: {"type": "init", "task", "output_limit", "limits"}   driver -> host: {"type": "ready"}
+host -> driver: {"type": "exec", "id", "code", "timeout"}
+driver -> host: {"type": "call", "id", "fn", "args"}  host -> driver: {"type": "reply", "id", "ok", ...}
+driver -> host: {"type": "result", "id", "stdout", "stderr", "error", "final", "duration"}
+host -> driver: {"type": "shutdown"}
+"""
+
+import ast
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+TRUNCATION_MARKER = "\n... [output truncated: {shown} of {total} characters shown] ...\n"
+
+
+class _Final(BaseException):
+    """Raised by FINAL to stop the block; BaseException so `except Exception` does not swallow it."""
+
+
+class _ExecTimeout(BaseException):
+    pass
+
+
+def truncate(text, limit):
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    tail = limit - head
+    marker = TRUNCATION_MARKER.format(shown=limit, total=len(text))
+    return text[:head] + marker + text[len(text) - tail :]
+
+
+class Channel:
+    def __init__(self, cmd_fd, res_fd):
+        os.set_inheritable(cmd_fd, False)
+        os.set_inheritable(res_fd, False)
+        self._in = os.fdopen(cmd_fd, "rb")
+        self._out = os.fdopen(res_fd, "wb", buffering=0)
+        self._lock = threading.Lock()
+
+    def send(self, msg):
+        data = (json.dumps(msg, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
+        with self._lock:
+            self._out.write(data)
+
+    def recv(self):
+        line = self._in.readline()
+        if not line:
+            raise SystemExit(0)  # host went away
+        return json.loads(line)
+
+
+def _descendants(root_pid):
+    """PIDs of every live descendant of root_pid, from /proc."""
+    children = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(name))
+    found, stack = [], [root_pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def kill_descendants():
+    for pid in _descendants(os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------- helpers given to the agent
+
+
+def _read_text(path):
+    raw = open(path, "rb").read()
+    for bom, enc in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if raw.startswith(bom):
+            return raw.decode(enc), enc
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), "latin-1"
+
+
+def _parse_error(path, text):
+    """Why `text` is not a valid file of its kind, or None (also None when no parser exists)."""
+    lower = path.lower()
+    try:
+        if lower.endswith((".py", ".pyi")):
+            compile(text, path, "exec", dont_inherit=True)
+        elif lower.endswith(".json"):
+            json.loads(text)
+        elif lower.endswith(".toml"):
+            try:
+                import tomllib
+            except ImportError:
+                return None
+            tomllib.loads(text)
+        elif lower.endswith((".yaml", ".yml")):
+            try:
+                import yaml
+            except ImportError:
+                return None
+            yaml.safe_load(text)
+    except Exception as e:  # each parser raises its own error type
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def edit_file(path, old, new, replace_all=False):
+    """Replace the exact text `old` by `new` in `path`. Keeps encoding and line endings; refuses a
+    result that no longer parses (Python, JSON, TOML, YAML where a parser exists)."""
+    if not isinstance(old, str) or not isinstance(new, str):
+        raise TypeError("edit_file(path, old, new): old and new must be strings")
+    if not old:
+        raise ValueError("edit_file: `old` is empty; to create a file, use open(path, 'w').write(text)")
+    text, encoding = _read_text(path)
+    crlf = "\r\n" in text
+    body = text.replace("\r\n", "\n") if crlf else text
+    old_n, new_n = old.replace("\r\n", "\n"), new.replace("\r\n", "\n")
+    count = body.count(old_n)
+    if count == 0:
+        raise ValueError(f"edit_file: the text to replace was not found in {path}; read the file and copy it exactly")
+    if count > 1 and not replace_all:
+        raise ValueError(
+            f"edit_file: the text occurs {count} times in {path}; include more surrounding lines "
+            "to make it unique, or pass replace_all=True"
+        )
+    result = body.replace(old_n, new_n) if replace_all else body.replace(old_n, new_n, 1)
+    before = _parse_error(path, body)
+    after = _parse_error(path, result)
+    if after and not before:
+        raise ValueError(f"edit_file: refused, the edit would break {path}: {after}")
+    if crlf:
+        result = result.replace("\n", "\r\n")
+    with open(path, "wb") as f:
+        f.write(result.encode(encoding))
+    return f"edited {path}: {count if replace_all else 1} replacement(s)"
+
+
+def apply_patch(diff):
+    """Apply a unified diff (e.g. a sub-agent's answer) to this checkout. Returns a summary."""
+    if not isinstance(diff, str) or not diff.strip():
+        raise ValueError("apply_patch: the diff is empty")
+    if not diff.endswith("\n"):
+        diff += "\n"
+    for extra in ([], ["--3way"]):
+        proc = subprocess.run(
+            ["git", "apply", "--whitespace=nowarn", "--recount", *extra, "-"],
+            input=diff.encode("utf-8"),
+            capture_output=True,
+        )
+        if proc.returncode == 0:
+            stat = subprocess.run(["git", "apply", "--numstat", "-"], input=diff.encode(), capture_output=True)
+            files = [line.split("\t")[-1] for line in stat.stdout.decode().splitlines() if line]
+            return f"applied patch to {len(files)} file(s): {', '.join(files)}"
+    raise ValueError("apply_patch: the diff does not apply: " + proc.stderr.decode("utf-8", "replace").strip())
+
+
+# ---------------------------------------------------------------- the REPL
+
+
+class Repl:
+    def __init__(self, channel):
+        self.ch = channel
+        self.task = ""
+        self.output_limit = 20000
+        self.final = None
+        self._call_id = 0
+        self._call_lock = threading.Lock()
+        self._deadline = None  # monotonic time the running block must end by
+        self._paused_left = None
+        self.ns = {"__name__": "__main__", "__builtins__": __builtins__}
+
+    # calls to the host: the block's own clock stops while the host works (children, LLM)
+    def _call(self, fn, args):
+        with self._call_lock:
+            self._call_id += 1
+            call_id = self._call_id
+            remaining = signal.setitimer(signal.ITIMER_REAL, 0)[0]
+            try:
+                self.ch.send({"type": "call", "id": call_id, "fn": fn, "args": args})
+                while True:
+                    msg = self.ch.recv()
+                    if msg.get("type") == "reply" and msg.get("id") == call_id:
+                        break
+            finally:
+                if remaining > 0:
+                    signal.setitimer(signal.ITIMER_REAL, remaining)
+        if not msg.get("ok"):
+            return "Error: " + str(msg.get("error"))
+        return msg.get("value")
+
+    def rlm_query(self, task):
+        """Run one sub-agent in its own sandbox at the same commit; returns its answer."""
+        return self._call("rlm_query", {"task": str(task)})
+
+    def rlm_query_batched(self, tasks):
+        """Run sub-agents in parallel; answers in task order (a failed one is its error text)."""
+        tasks = [str(t) for t in tasks]
+        if not tasks:
+            return []
+        return self._call("rlm_query_batched", {"tasks": tasks})
+
+    def llm_query(self, prompt):
+        """A plain model call with no sandbox and no tools; returns the text."""
+        return self._call("llm_query", {"prompt": str(prompt)})
+
+    def FINAL(self, answer):
+        self.final = answer if isinstance(answer, str) else str(answer)
+        raise _Final()
+
+    def FINAL_VAR(self, name):
+        if not isinstance(name, str):
+            raise TypeError("FINAL_VAR takes the variable's NAME as a string, e.g. FINAL_VAR('answer')")
+        if name not in self.ns:
+            raise NameError(f"FINAL_VAR: no variable named {name!r} in the REPL; assign it first or call FINAL(text)")
+        return self.FINAL(self.ns[name])
+
+    def install(self):
+        for name in ("rlm_query", "rlm_query_batched", "llm_query", "FINAL", "FINAL_VAR"):
+            self.ns[name] = getattr(self, name)
+        self.ns["edit_file"] = edit_file
+        self.ns["apply_patch"] = apply_patch
+        self.ns["task"] = self.task
+
+    def _run(self, code, label):
+        tree = ast.parse(code, filename=label)
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        exec(compile(tree, label, "exec"), self.ns)
+        if last is not None:
+            value = eval(compile(last, label, "eval"), self.ns)
+            if value is not None:
+                print(repr(value))
+
+    def execute(self, msg):
+        code, timeout = msg.get("code", ""), float(msg.get("timeout") or 300)
+        label = f"<block {msg.get('id')}>"
+        self.final = None
+        error = None
+        out_fd, out_path = tempfile.mkstemp(prefix="rlm-out-")
+        err_fd, err_path = tempfile.mkstemp(prefix="rlm-err-")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        start = time.monotonic()
+
+        def on_alarm(signum, frame):
+            raise _ExecTimeout()
+
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        timed_out = False
+        try:
+            self._run(code, label)
+        except _Final:
+            pass
+        except _ExecTimeout:
+            timed_out = True
+        except SyntaxError as e:
+            error = f"SyntaxError: {e.msg} (line {e.lineno})\n{(e.text or '').rstrip()}"
+        except SystemExit as e:
+            error = f"SystemExit({e.code}): exit() ends nothing here; call FINAL(answer) to finish"
+        except BaseException as e:
+            error = _format_exc(e, label)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        if timed_out:
+            kill_descendants()
+            error = f"TimeoutError: the block ran longer than {timeout:.0f}s and was stopped; its subprocesses were killed"
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:  # a closed or broken stream set by the agent's code
+            pass
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, out_fd, err_fd):
+            os.close(fd)
+        stdout, stderr = _slurp(out_path), _slurp(err_path)
+        final = None if self.final is None else {"answer": self.final}
+        self.ch.send(
+            {
+                "type": "result",
+                "id": msg.get("id"),
+                "stdout": truncate(stdout, self.output_limit),
+                "stderr": truncate(stderr, self.output_limit),
+                "error": truncate(error, self.output_limit) if error else None,
+                "final": final,
+                "duration": round(time.monotonic() - start, 4),
+            }
+        )
+
+    def serve(self):
+        while True:
+            msg = self.ch.recv()
+            kind = msg.get("type")
+            if kind == "init":
+                self.task = msg.get("task", "")
+                self.output_limit = int(msg.get("output_limit", self.output_limit))
+                _apply_limits(msg.get("limits") or {})
+                self.install()
+                self.ch.send({"type": "ready", "pid": os.getpid(), "python": sys.version.split()[0]})
+            elif kind == "exec":
+                self.execute(msg)
+            elif kind == "shutdown":
+                return
+
+
+def _slurp(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    finally:
+        os.unlink(path)
+
+
+def _format_exc(exc, label):
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines).rstrip()
+
+
+def _apply_limits(limits):
+    try:
+        import resource
+    except ImportError:
+        return
+    mapping = {"memory_bytes": resource.RLIMIT_AS, "file_bytes": resource.RLIMIT_FSIZE}
+    for key, which in mapping.items():
+        if limits.get(key):
+            resource.setrlimit(which, (int(limits[key]), int(limits[key])))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def main(argv):
+    if len(argv) != 3:
+        sys.stderr.write("usage: driver.py CMD_FD RESULT_FD\n")
+        return 2
+    channel = Channel(int(argv[1]), int(argv[2]))
+    try:
+        sys.stdout.reconfigure(line_buffering=True)
+        sys.stderr.reconfigure(line_buffering=True)
+    except AttributeError:
+        pass
+    sys.stdin = io.StringIO("")
+    Repl(channel).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,216 @@
+"""Host side of the REPL protocol (see driver.py for the messages).
+
+A `Transport` moves JSON messages to and from one driver process, whatever the sandbox backend.
+`ReplSession` runs code blocks over it, answers the driver's calls, and enforces the per-exec
+timeout, the rollout's deadline and cancellation from the host side too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import SandboxError
+
+DRIVER_PATH = Path(__file__).with_name("driver.py")
+POLL = 0.2  # seconds between checks of deadline and cancellation while a block runs
+GRACE = 10.0  # seconds the host waits past the driver's own timeout before killing it
+_EOF = object()
+
+
+class Transport(Protocol):
+    def send(self, msg: dict) -> None: ...
+    def recv(self, timeout: float) -> dict | None:
+        """The next message, None on timeout; raises SandboxError when the driver is gone."""
+        ...
+    def kill(self) -> None: ...
+    def describe_exit(self) -> str: ...
+
+
+class LineReader:
+    """Feeds JSON lines from a byte stream into a queue on a daemon thread."""
+
+    def __init__(self, read_line: Callable[[], bytes]):
+        self.queue: queue.Queue = queue.Queue()
+        self._read_line = read_line
+        threading.Thread(target=self._pump, daemon=True, name="repl-reader").start()
+
+    def _pump(self) -> None:
+        try:
+            while True:
+                line = self._read_line()
+                if not line:
+                    break
+                try:
+                    self.queue.put(json.loads(line))
+                except ValueError:
+                    self.queue.put({"type": "garbage", "line": line[:200].decode("utf-8", "replace")})
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.queue.put(_EOF)
+
+    def get(self, timeout: float) -> dict | None:
+        try:
+            item = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _EOF:
+            self.queue.put(_EOF)  # stay at EOF for every later reader
+            raise SandboxError("the sandbox's REPL process exited")
+        return item
+
+
+class PipeTransport:
+    """Transport over two OS pipes to a local child process."""
+
+    def __init__(self, proc, to_driver: int, from_driver: int, on_kill: Callable[[], None]):
+        self.proc = proc
+        self._w = os.fdopen(to_driver, "wb", buffering=0)
+        self._r = os.fdopen(from_driver, "rb")
+        self._reader = LineReader(self._r.readline)
+        self._on_kill = on_kill
+        self._lock = threading.Lock()
+
+    def send(self, msg: dict) -> None:
+        data = (json.dumps(msg) + "\n").encode()
+        try:
+            with self._lock:
+                self._w.write(data)
+        except (BrokenPipeError, ValueError, OSError):
+            raise SandboxError("the sandbox's REPL process exited") from None
+
+    def recv(self, timeout: float) -> dict | None:
+        return self._reader.get(timeout)
+
+    def kill(self) -> None:
+        self._on_kill()
+        for f in (self._w, self._r):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def describe_exit(self) -> str:
+        code = self.proc.poll()
+        if code is None:
+            return "still running"
+        return f"exit status {code}" if code >= 0 else f"killed by signal {-code}"
+
+
+@dataclass
+class ExecResult:
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+    final: str | None = None
+    duration: float = 0.0
+    repl_lost: bool = False  # the driver was killed; the namespace is gone
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "error": self.error,
+            "final": self.final is not None,
+            "duration": round(self.duration, 4),
+        }
+
+
+CallHandler = Callable[[str, dict], Any]
+StopCheck = Callable[[], None]  # raises (TimeExceeded, Cancelled) to abandon the block
+
+
+class ReplSession:
+    def __init__(self, transport: Transport):
+        self.transport = transport
+        self._next_id = 0
+        self.alive = True
+
+    def start(self, init: dict, timeout: float = 30.0) -> dict:
+        self.transport.send({"type": "init", **init})
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            msg = self.transport.recv(min(POLL, max(0.01, end - time.monotonic())))
+            if msg and msg.get("type") == "ready":
+                return msg
+        self.close()
+        raise SandboxError(f"the sandbox's REPL did not start within {timeout:.0f}s")
+
+    def execute(self, code: str, timeout: float, on_call: CallHandler, check: StopCheck) -> ExecResult:
+        """Run one block. `timeout` counts only the block's own time, not its calls' time."""
+        if not self.alive:
+            raise SandboxError("the REPL is no longer running")
+        self._next_id += 1
+        exec_id = self._next_id
+        self.transport.send({"type": "exec", "id": exec_id, "code": code, "timeout": timeout})
+        budget = timeout + GRACE
+        started = time.monotonic()
+        try:
+            while True:
+                check()
+                t0 = time.monotonic()
+                msg = self.transport.recv(POLL)
+                budget -= time.monotonic() - t0
+                if msg is None:
+                    if budget <= 0:
+                        self.close()
+                        return ExecResult(
+                            error=f"TimeoutError: the block did not stop after {timeout:.0f}s; the REPL "
+                            "was restarted and its variables are lost",
+                            duration=time.monotonic() - started,
+                            repl_lost=True,
+                        )
+                    continue
+                kind = msg.get("type")
+                if kind == "call":
+                    self._answer(msg, on_call)
+                elif kind == "result" and msg.get("id") == exec_id:
+                    final = msg.get("final")
+                    return ExecResult(
+                        stdout=msg.get("stdout") or "",
+                        stderr=msg.get("stderr") or "",
+                        error=msg.get("error"),
+                        final=final.get("answer") if isinstance(final, dict) else None,
+                        duration=float(msg.get("duration") or 0.0),
+                    )
+        except SandboxError as e:
+            self.close()
+            return ExecResult(
+                error=f"SandboxError: {e} ({self.transport.describe_exit()}); the REPL was restarted "
+                "and its variables are lost",
+                duration=time.monotonic() - started,
+                repl_lost=True,
+            )
+        except BaseException:
+            self.close()  # deadline, cancellation, Ctrl-C: the block is abandoned with its sandbox
+            raise
+
+    def _answer(self, msg: dict, on_call: CallHandler) -> None:
+        call_id = msg.get("id")
+        try:
+            value = on_call(str(msg.get("fn")), msg.get("args") or {})
+            reply = {"type": "reply", "id": call_id, "ok": True, "value": value}
+        except CallRefused as e:
+            reply = {"type": "reply", "id": call_id, "ok": False, "error": str(e)}
+        self.transport.send(reply)
+
+    def close(self) -> None:
+        if self.alive:
+            self.alive = False
+            try:
+                self.transport.send({"type": "shutdown"})
+            except SandboxError:
+                pass
+            self.transport.kill()
+
+
+class CallRefused(Exception):
+    """A driver call the host will not serve (unknown function, budget gone); the text goes back."""

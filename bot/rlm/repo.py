@@ -1,0 +1,159 @@
+"""Fetch a repository once per rollout into a local cache, at one exact commit.
+
+The cache is a bare repository per source under `<cache_root>/repos/`. Credentials (an HTTP
+Authorization header) are handed to git through its environment for one command only: they are
+never written to a config file, never on a command line, never in a sandbox.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import RepoError
+
+FETCH_TIMEOUT = 900
+_SHA = re.compile(r"^[0-9a-f]{4,40}$")
+# Host-side git never runs hooks, fsmonitor or external diff drivers from data it did not write.
+SAFE_GIT = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "protocol.ext.allow=never"]
+
+
+@dataclass(frozen=True)
+class PreparedRepo:
+    source: str  # URL or absolute path as given
+    cache: Path  # bare git dir holding the commit
+    commit: str  # full 40-hex SHA every sandbox checks out
+    branch: str | None = None
+
+
+def git_env(auth_header: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    if auth_header:
+        env["GIT_CONFIG_COUNT"] = "1"
+        env["GIT_CONFIG_KEY_0"] = "http.extraHeader"
+        env["GIT_CONFIG_VALUE_0"] = auth_header
+    return env
+
+
+def git(*args: str, git_dir: Path | None = None, env: dict | None = None, input: bytes | None = None,
+        timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:  # fmt: skip
+    cmd = ["git", *SAFE_GIT]
+    if git_dir is not None:
+        cmd.append(f"--git-dir={git_dir}")
+    proc = subprocess.run(
+        [*cmd, *args], capture_output=True, input=input, env=env or git_env(), timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, [*cmd, *args], proc.stdout, proc.stderr)
+    return proc
+
+
+def normalize_source(repo: str) -> str:
+    """A local path becomes absolute; a URL (or scp-like git@host:path) is kept as given."""
+    if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
+        return repo
+    path = Path(repo).expanduser().resolve()
+    if not path.exists():
+        raise RepoError(f"{repo} is neither a URL nor an existing directory; pass a git URL or a local path.")
+    return str(path)
+
+
+def _cache_dir(cache_root: Path, source: str) -> Path:
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", source.rstrip("/").rsplit("/", 1)[-1])[:40] or "repo"
+    return cache_root / "repos" / f"{name}-{digest}.git"
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _last_line(err: bytes) -> str:
+    lines = [ln.strip() for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else "git gave no reason"
+
+
+def _fetch(cache: Path, source: str, refspec: str, env: dict) -> subprocess.CompletedProcess:
+    try:
+        return git("fetch", "--quiet", "--no-tags", source, refspec,
+               git_dir=cache, env=env, timeout=FETCH_TIMEOUT, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise RepoError(f"fetching the repository took longer than {FETCH_TIMEOUT}s; try again later.") from None
+
+
+def _resolve(cache: Path, rev: str) -> str | None:
+    proc = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", git_dir=cache, check=False)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode().strip() or None
+
+
+def prepare_repo(
+    repo: str,
+    cache_root: Path,
+    branch: str | None = None,
+    commit: str | None = None,
+    auth_header: str | None = None,
+) -> PreparedRepo:
+    """Fetch `repo` into the cache and pin the commit: `commit` if given, else `branch`'s head,
+    else the remote's default branch head."""
+    source = normalize_source(repo)
+    cache = _cache_dir(cache_root, source)
+    env = git_env(auth_header)
+    shown = re.sub(r"//[^/@]+@", "//", source)  # never echo credentials embedded in a URL
+    if commit and not _SHA.match(commit.lower()):
+        raise RepoError(f"--commit {commit!r} is not a commit SHA (4 to 40 hex digits).")
+    with _locked(cache):
+        if not (cache / "HEAD").exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            git("init", "--bare", "--quiet", str(cache))
+        sha = None
+        if commit:
+            sha = _resolve(cache, commit) if len(commit) == 40 else None
+            if sha is None and len(commit) == 40:
+                _fetch(cache, source, commit, env)  # servers that allow fetching a SHA
+                sha = _resolve(cache, commit)
+            if sha is None:
+                proc = _fetch(cache, source, "+refs/heads/*:refs/remotes/source/*", env)
+                if proc.returncode != 0:
+                    raise RepoError(f"could not fetch {shown}: {_last_line(proc.stderr)}. Check the URL or path and your access.")
+                sha = _resolve(cache, commit)
+            if sha is None:
+                raise RepoError(f"commit {commit} was not found in {shown}.")
+        else:
+            ref = f"refs/heads/{branch}" if branch else "HEAD"
+            proc = _fetch(cache, source, ref, env)
+            if proc.returncode != 0:
+                reason = _last_line(proc.stderr)
+                if branch and "couldn't find remote ref" in reason:
+                    raise RepoError(f"branch {branch!r} does not exist in {shown}.")
+                raise RepoError(f"could not fetch {shown}: {reason}. Check the URL or path and your access.")
+            sha = _resolve(cache, "FETCH_HEAD")
+            if sha is None:
+                raise RepoError(f"{shown} has no commits to check out.")
+        # Keep the commit reachable so no maintenance ever drops it while sandboxes use it.
+        git("update-ref", f"refs/rlm/pinned/{sha}", sha, git_dir=cache)
+    return PreparedRepo(source=source, cache=cache, commit=sha, branch=branch)
+
+
+def bundle_commit(prepared: PreparedRepo, dest: Path) -> Path:
+    """A git bundle holding exactly the pinned commit's history (for remote sandboxes)."""
+    ref = f"refs/rlm/bundle/{prepared.commit}"
+    git("update-ref", ref, prepared.commit, git_dir=prepared.cache)
+    git("bundle", "create", "--quiet", str(dest), ref, git_dir=prepared.cache, timeout=FETCH_TIMEOUT)
+    return dest

@@ -1,0 +1,264 @@
+"""The agent tree: limits, deadline, cancellation, concurrency, sub-agents, events, the patch.
+
+Concurrency cannot deadlock: a slot (LLM call or sandbox creation) is held only for the call
+itself, never while a parent waits for its children. Every agent inherits one deadline and one
+cancellation event; the sandboxes are destroyed in a finally whatever ends the run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .agent import Agent, AgentNode
+from .config import Config
+from .errors import AgentEnded, AgentFailed, LLMError, SandboxError, Submitted
+from .limits import Limits
+from .llm import CallContext, ModelClient, UsageMeter
+from .patch import PatchError, check_applies, patch_stats
+from .repl.driver import truncate
+from .repl.session import POLL, CallRefused, ExecResult
+from .repo import PreparedRepo
+from .sandbox.base import SandboxProvider
+from .trace import Trace
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class RolloutResult:
+    run_id: str
+    status: str  # completed, timeout, budget, cancelled, error
+    answer: str | None
+    error: str | None
+    patch: str
+    results: dict
+    results_path: Path | None
+    events_path: Path | None
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.patch.strip())
+
+
+class Rollout:
+    def __init__(self, config: Config, model: ModelClient, repo: PreparedRepo, prompt: str,
+                 provider_factory: Callable[[str], SandboxProvider], trace: Trace,
+                 cancel: threading.Event | None = None):  # fmt: skip
+        self.config = config
+        self.model = model
+        self.repo = repo
+        self.prompt = prompt
+        self.trace = trace
+        self.run_id = trace.run_id
+        self.cancel = cancel or threading.Event()
+        self.meter = UsageMeter()
+        self.limits = Limits(config.rlm, self.cancel, self.meter)
+        self._provider_factory = provider_factory
+        self.provider: SandboxProvider | None = None
+        self._llm_slots = threading.BoundedSemaphore(config.rlm.max_concurrency)
+        self._create_slots = threading.BoundedSemaphore(config.rlm.max_concurrency)
+        self.root: AgentNode | None = None
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> RolloutResult:
+        self.limits.start()
+        cfg = self.config
+        self.trace.emit("rollout_started", run_id=self.run_id, repo=self.repo.source, commit=self.repo.commit,
+                        branch=self.repo.branch, prompt=self.prompt, model=cfg.model.name,
+                        sandbox=cfg.sandbox.backend, config=cfg.model_dump(mode="json"))  # fmt: skip
+        self.root = AgentNode(id="root", task=self.prompt, depth=0)
+        status, error, patch, stats = "error", None, "", None
+        try:
+            self.provider = self._provider_factory(self.run_id)
+            if not self.limits.reserve_sandbox():
+                raise AgentFailed("max_sandboxes leaves no sandbox for the root agent")
+            sandbox = self._run_agent(self.root, keep_sandbox=True)
+            status, error = self.root.status, self.root.error
+            if sandbox is not None:
+                patch = sandbox.diff()
+                check_applies(self.repo.cache, self.repo.commit, patch)
+                stats = patch_stats(patch).as_dict()
+        except (SandboxError, PatchError, AgentEnded) as e:
+            status, error = getattr(e, "status", "error"), str(e)
+        finally:
+            if self.provider is not None:
+                self.provider.close()
+            if status == "completed" and stats is None:
+                stats = patch_stats("").as_dict()
+            self.trace.emit("rollout_finished", status=status, error=error, answer=self.root.answer,
+                            patch=stats)  # fmt: skip
+            self.trace.write_results()
+            self.trace.close()
+        return RolloutResult(self.run_id, status, self.root.answer, error, patch, self.trace.snapshot(),
+                             self.trace.results_path, self.trace.events_path)  # fmt: skip
+
+    def _run_agent(self, node: AgentNode, keep_sandbox: bool = False):
+        """Run one agent to its end; records the ending. Returns the sandbox if kept."""
+        sandbox = agent = None
+        try:
+            sandbox = self._create_sandbox(node)
+        except SandboxError as e:
+            self.limits.release_sandbox()  # a failed creation does not consume budget
+            self._started(node, None)
+            node.status, node.error = "error", str(e)
+            self._finished(node)
+            return None
+        self._started(node, sandbox.id)
+        try:
+            agent = Agent(self, node, sandbox)
+            agent.run()
+        except Submitted as s:
+            node.status, node.answer = s.status, s.answer
+        except AgentEnded as e:
+            node.status, node.error = e.status, str(e)
+        except (SandboxError, LLMError) as e:
+            node.status, node.error = "error", str(e)
+        finally:
+            if agent is not None:
+                agent.close()
+            if node.status == "running":  # an unexpected exception is on its way up
+                node.status, node.error = "error", "internal error"
+            self._finished(node)
+            if not keep_sandbox:
+                sandbox.destroy()
+        return sandbox
+
+    def _create_sandbox(self, node: AgentNode):
+        self._acquire(self._create_slots)
+        try:
+            self.limits.check_alive()
+            return self.provider.create(node.id)
+        except AgentEnded as e:
+            raise SandboxError(str(e)) from None
+        finally:
+            self._create_slots.release()
+
+    def _started(self, node: AgentNode, sandbox_id: str | None) -> None:
+        self.trace.emit("agent_started", agent=node.id, parent=node.parent.id if node.parent else None,
+                        depth=node.depth, parent_iteration=node.parent_iteration, index=node.index,
+                        task=node.task, sandbox=sandbox_id)  # fmt: skip
+
+    def _finished(self, node: AgentNode) -> None:
+        self.trace.emit("agent_finished", agent=node.id, status=node.status, result=node.answer,
+                        error=node.error)  # fmt: skip
+
+    # ------------------------------------------------------------------ services for agents
+
+    def _acquire(self, slot: threading.BoundedSemaphore) -> None:
+        while not slot.acquire(timeout=POLL):
+            self.limits.check_alive()
+
+    def _wait(self, fn: Callable[[], object]):
+        """Run fn on a daemon thread; wait for it while honouring the deadline and cancellation.
+        An abandoned call finishes in the background and its result is dropped."""
+        box: dict = {}
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as e:  # re-raised in the waiting thread
+                box["error"] = e
+            finally:
+                done.set()
+
+        threading.Thread(target=target, daemon=True, name="rlm-llm").start()
+        while not done.wait(POLL):
+            self.limits.check_alive()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    def _complete(self, messages: list[dict], ctx: CallContext):
+        self._acquire(self._llm_slots)
+        try:
+            completion = self._wait(lambda: self.model.complete(messages, ctx, self.limits.deadline))
+        finally:
+            self._llm_slots.release()
+        self.meter.record(completion.usage)
+        return completion
+
+    def query_model(self, node: AgentNode, iteration: int, messages: list[dict]) -> str:
+        try:
+            completion = self._complete(messages, CallContext(task=node.task, agent_id=node.id))
+        except LLMError as e:
+            raise AgentFailed(str(e)) from None
+        self.trace.emit("llm_call", agent=node.id, iteration=iteration, prompt=messages[-1]["content"],
+                        response=completion.text, usage=completion.usage.as_dict(),
+                        duration=round(completion.duration, 4), attempts=completion.attempts)  # fmt: skip
+        return completion.text
+
+    def execute(self, agent: Agent, iteration: int, index: int, code: str) -> ExecResult:
+        node = agent.node
+        timeout = min(self.config.rlm.exec_timeout, max(1.0, self.limits.seconds_left()))
+        result = agent.session.execute(code, timeout, lambda fn, args: self._on_call(node, iteration, fn, args),
+                                       self.limits.check_alive)  # fmt: skip
+        self.trace.emit("code_executed", agent=node.id, iteration=iteration, block=index, code=code,
+                        **result.as_dict())  # fmt: skip
+        return result
+
+    def _on_call(self, node: AgentNode, iteration: int, fn: str, args: dict):
+        if fn == "rlm_query":
+            return self.spawn(node, iteration, [str(args.get("task", ""))])[0]
+        if fn == "rlm_query_batched":
+            tasks = args.get("tasks")
+            if not isinstance(tasks, list):
+                raise CallRefused("rlm_query_batched takes a list of task strings")
+            return self.spawn(node, iteration, [str(t) for t in tasks])
+        if fn == "llm_query":
+            return self._llm_query(node, str(args.get("prompt", "")))
+        raise CallRefused(f"unknown function {fn!r}")
+
+    def _llm_query(self, node: AgentNode, prompt: str) -> str:
+        refusal = self.limits.refuse_llm_query()
+        if refusal:
+            return "Error: " + refusal
+        try:
+            completion = self._complete([{"role": "user", "content": prompt}],
+                                        CallContext(task=prompt, agent_id=f"{node.id}:llm_query"))  # fmt: skip
+        except LLMError as e:
+            return f"Error: llm_query failed: {e}"
+        self.trace.emit("llm_query", agent=node.id, prompt=prompt, response=completion.text,
+                        usage=completion.usage.as_dict(), duration=round(completion.duration, 4))  # fmt: skip
+        return completion.text
+
+    # ------------------------------------------------------------------ sub-agents
+
+    def spawn(self, parent: AgentNode, iteration: int, tasks: list[str]) -> list[str]:
+        refusal = self.limits.refuse_children(parent)
+        if refusal:
+            return ["Error: " + refusal] * len(tasks)
+        answers: list[str | None] = [None] * len(tasks)
+        nodes: list[tuple[int, AgentNode]] = []
+        for i, task in enumerate(tasks):
+            if not self.limits.reserve_sandbox():
+                answers[i] = "Error: " + self.limits.sandboxes_exhausted()
+                continue
+            node = AgentNode(id=parent.next_child_id(), task=task, depth=parent.depth + 1, parent=parent,
+                             parent_iteration=iteration, index=i)  # fmt: skip
+            parent.children.append(node)
+            self.trace.emit("child_spawned", agent=parent.id, child=node.id, iteration=iteration, index=i, task=task)
+            nodes.append((i, node))
+        if len(nodes) == 1:
+            self._run_agent(nodes[0][1])
+        elif nodes:
+            with ThreadPoolExecutor(max_workers=len(nodes), thread_name_prefix=f"rlm-{parent.id}") as pool:
+                list(pool.map(lambda item: self._run_agent(item[1]), nodes))
+        for i, node in nodes:
+            answers[i] = self._child_answer(node)
+        return [a or "" for a in answers]
+
+    def _child_answer(self, node: AgentNode) -> str:
+        if node.status == "completed" and node.answer is not None:
+            return truncate(node.answer, self.config.rlm.result_truncation_limit)
+        return f"Error: sub-agent {node.id} ended without an answer ({node.status}): {node.error}"

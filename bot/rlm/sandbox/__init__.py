@@ -1,0 +1,22 @@
+"""Sandbox backends behind one protocol (base.py): local (default) and daytona."""
+
+from __future__ import annotations
+
+from ..config import Config
+from ..repo import PreparedRepo
+from .base import Sandbox, SandboxProvider
+
+__all__ = ["Sandbox", "SandboxProvider", "make_provider"]
+
+
+def make_provider(config: Config, repo: PreparedRepo, rollout_id: str) -> SandboxProvider:
+    backend = config.sandbox.backend
+    if backend == "local":
+        from .local import LocalSandboxProvider
+
+        return LocalSandboxProvider(config, repo, rollout_id)
+    if backend == "daytona":
+        from .daytona import DaytonaSandboxProvider
+
+        return DaytonaSandboxProvider(config, repo, rollout_id)
+    raise ValueError(f"unknown sandbox backend {backend!r}")

@@ -1,0 +1,288 @@
+"""The local sandbox: a `git worktree` of the pinned commit per agent, the driver under bubblewrap.
+
+Under bwrap the driver sees only the system's read-only program directories, the Python it runs
+on, the repository cache (read-only) and its own checkout (writable): no network, its own PID
+namespace, an empty environment, a private /tmp. Without bwrap it is a plain process with a
+scrubbed environment and resource limits, and a warning says so.
+
+Every rollout owns a directory under `<cache>/sandboxes/<rollout_id>` with an owner file; a later
+start removes the directories of owners that are no longer alive (a killed run's leftovers).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from functools import lru_cache
+from pathlib import Path
+
+from ..config import Config
+from ..errors import SandboxError
+from ..patch import diff_worktree
+from ..repl.session import DRIVER_PATH, PipeTransport
+from ..repo import PreparedRepo, git
+
+log = logging.getLogger(__name__)
+DRIVER_IN_SANDBOX = "/opt/rlm/driver.py"
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+WARNED = threading.Event()
+NO_BWRAP_WARNING = (
+    "bubblewrap (bwrap) is not available: sandboxes run as plain processes with a scrubbed "
+    "environment, without network or filesystem isolation. Install bubblewrap for isolation."
+)
+
+
+@lru_cache(maxsize=1)
+def bwrap_works() -> bool:
+    """bwrap is installed and can create namespaces here (containers often forbid it)."""
+    exe = shutil.which("bwrap")
+    if not exe:
+        return False
+    try:
+        proc = subprocess.run(
+            [exe, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
+            capture_output=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def _python() -> str:
+    """The base interpreter: the driver needs only the standard library, not our venv."""
+    base = Path(sys.base_prefix)
+    for name in (f"python{sys.version_info.major}.{sys.version_info.minor}", "python3"):
+        exe = base / "bin" / name
+        if exe.exists():
+            return str(exe)
+    return os.path.realpath(sys.executable)
+
+
+def _process_start(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().decode("ascii", "replace").rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def reap_leftovers(cache_root: Path) -> list[str]:
+    """Remove sandbox directories of rollouts whose process is gone. Returns the rollout ids."""
+    root = cache_root / "sandboxes"
+    reaped: list[str] = []
+    if not root.is_dir():
+        return reaped
+    for entry in root.iterdir():
+        owner_file = entry / "owner.json"
+        try:
+            owner = json.loads(owner_file.read_text())
+            alive = _process_start(int(owner["pid"])) == owner.get("start")
+        except (OSError, ValueError, KeyError, TypeError):
+            owner, alive = {}, False
+        if alive:
+            continue
+        for pid in owner.get("pids", []):
+            _kill_group(pid)
+        shutil.rmtree(entry, ignore_errors=True)
+        if owner.get("cache"):
+            git("worktree", "prune", git_dir=Path(owner["cache"]), check=False)
+        reaped.append(entry.name)
+    return reaped
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (OSError, ProcessLookupError):
+        pass
+
+
+class LocalSandboxProvider:
+    name = "local"
+
+    def __init__(self, config: Config, repo: PreparedRepo, rollout_id: str):
+        self.config = config
+        self.repo = repo
+        self.rollout_id = rollout_id
+        cache_root = config.cache_root()
+        reap_leftovers(cache_root)
+        mode = config.sandbox.isolation
+        if mode == "bwrap" and not bwrap_works():
+            raise SandboxError(
+                "sandbox.isolation is 'bwrap' but bubblewrap cannot run here; install it "
+                "(apt-get install bubblewrap) or set sandbox.isolation to auto."
+            )
+        self.use_bwrap = mode != "none" and bwrap_works()
+        if not self.use_bwrap and mode == "auto" and not WARNED.is_set():
+            WARNED.set()
+            log.warning(NO_BWRAP_WARNING)
+        self.root = cache_root / "sandboxes" / rollout_id
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._sandboxes: dict[str, LocalSandbox] = {}
+        self._closed = False
+        self._write_owner()
+
+    def _write_owner(self) -> None:
+        with self._lock:
+            pids = [s.pid for s in self._sandboxes.values() if s.pid]
+        owner = {
+            "pid": os.getpid(),
+            "start": _process_start(os.getpid()),
+            "cache": str(self.repo.cache),
+            "pids": pids,
+        }
+        tmp = self.root / "owner.json.tmp"
+        tmp.write_text(json.dumps(owner))
+        tmp.replace(self.root / "owner.json")
+
+    def create(self, agent_id: str) -> LocalSandbox:
+        with self._lock:
+            if self._closed:
+                raise SandboxError("the rollout is over; no new sandbox")
+        workdir = self.root / f"{agent_id}-{uuid.uuid4().hex[:6]}"
+        proc = git("worktree", "add", "--detach", "--force", "--quiet", str(workdir), self.repo.commit,
+                   git_dir=self.repo.cache, check=False, timeout=600)  # fmt: skip
+        if proc.returncode != 0:
+            shutil.rmtree(workdir, ignore_errors=True)
+            reason = proc.stderr.decode("utf-8", "replace").strip()
+            raise SandboxError(f"could not check out {self.repo.commit[:12]} for {agent_id}: {reason}")
+        admin = Path((workdir / ".git").read_text().split("gitdir:", 1)[1].strip())
+        sandbox = LocalSandbox(self, agent_id, workdir, admin)
+        with self._lock:
+            if self._closed:
+                sandbox.destroy()
+                raise SandboxError("the rollout is over; no new sandbox")
+            self._sandboxes[sandbox.id] = sandbox
+        return sandbox
+
+    def forget(self, sandbox: LocalSandbox) -> None:
+        with self._lock:
+            self._sandboxes.pop(sandbox.id, None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            sandboxes = list(self._sandboxes.values())
+        for sandbox in sandboxes:
+            sandbox.destroy()
+        shutil.rmtree(self.root, ignore_errors=True)
+        git("worktree", "prune", git_dir=self.repo.cache, check=False)
+
+
+class LocalSandbox:
+    def __init__(self, provider: LocalSandboxProvider, agent_id: str, workdir: Path, admin: Path):
+        self.provider = provider
+        self.id = workdir.name
+        self.agent_id = agent_id
+        self.path = workdir
+        self.workdir = str(workdir)
+        self.admin = admin
+        self.pid: int | None = None
+        self._transport: PipeTransport | None = None
+        self._destroyed = False
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ driver
+
+    def _bwrap_argv(self, fds: tuple[int, int]) -> list[str]:
+        argv = ["bwrap", "--die-with-parent", "--unshare-all", "--new-session", "--clearenv"]
+        for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"):
+            if os.path.islink(top):
+                argv += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                argv += ["--ro-bind", top, top]
+        prefix = os.path.realpath(sys.base_prefix)
+        if not prefix.startswith("/usr/"):
+            argv += ["--ro-bind", prefix, prefix]
+        cache = str(self.provider.repo.cache)
+        argv += [
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--ro-bind", str(DRIVER_PATH), DRIVER_IN_SANDBOX,
+            "--ro-bind", cache, cache,
+            "--bind", self.workdir, self.workdir,
+            "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", "/tmp",
+            "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
+            "--setenv", "GIT_CONFIG_NOSYSTEM", "1",
+            "--chdir", self.workdir,
+            _python(), "-I", DRIVER_IN_SANDBOX, str(fds[0]), str(fds[1]),
+        ]  # fmt: skip
+        return argv
+
+    def _plain_argv(self, fds: tuple[int, int]) -> list[str]:
+        return [_python(), "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])]
+
+    def start_driver(self) -> PipeTransport:
+        with self._lock:
+            if self._destroyed:
+                raise SandboxError("the sandbox was destroyed")
+            if self._transport is not None:
+                self._transport.kill()
+            to_r, to_w = os.pipe()
+            from_r, from_w = os.pipe()
+            fds = (to_r, from_w)
+            argv = self._bwrap_argv(fds) if self.provider.use_bwrap else self._plain_argv(fds)
+            home = self.provider.root / f"{self.id}.home"
+            home.mkdir(exist_ok=True)
+            env = {"PATH": SANDBOX_PATH, "HOME": str(home), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+            log_path = self.provider.root / f"{self.id}.driver.log"
+            try:
+                with open(log_path, "ab") as log_file:
+                    proc = subprocess.Popen(
+                        argv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log_file,
+                        stderr=log_file,
+                        cwd=self.workdir,
+                        env=env,
+                        pass_fds=fds,
+                        start_new_session=True,
+                    )
+            except OSError as e:
+                for fd in (to_r, to_w, from_r, from_w):
+                    os.close(fd)
+                raise SandboxError(f"could not start the sandbox's REPL: {e}") from None
+            os.close(to_r)
+            os.close(from_w)
+            self.pid = proc.pid
+            self._transport = PipeTransport(proc, to_w, from_r, on_kill=lambda p=proc: _stop(p))
+        self.provider._write_owner()
+        return self._transport
+
+    def init_limits(self) -> dict:
+        mem = self.provider.config.sandbox.memory_mb
+        return {"memory_bytes": mem * 1024 * 1024, "file_bytes": 2 * 1024**3}
+
+    # ------------------------------------------------------------------ results and cleanup
+
+    def diff(self) -> str:
+        return diff_worktree(self.admin, self.path, self.provider.repo.commit)
+
+    def destroy(self) -> None:
+        with self._lock:
+            if self._destroyed:
+                return
+            self._destroyed = True
+            transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.kill()
+        shutil.rmtree(self.path, ignore_errors=True)
+        shutil.rmtree(self.admin, ignore_errors=True)
+        self.provider.forget(self)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill the driver's whole process group (under bwrap: its whole PID namespace) and reap it."""
+    _kill_group(proc.pid)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
