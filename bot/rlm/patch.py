@@ -100,3 +100,45 @@ def apply_to_dir(patch: str, workdir: Path) -> None:
     )
     if proc.returncode != 0:
         raise PatchError(proc.stderr.decode("utf-8", "replace").strip())
+
+
+@dataclass
+class FileChange:
+    """One file of a patch applied to the base: new content and mode, or a deletion."""
+
+    path: str
+    mode: str | None  # "100644", "100755", "120000"; None when deleted
+    content: bytes | None  # None when deleted
+
+    @property
+    def deleted(self) -> bool:
+        return self.content is None
+
+
+def changed_files(cache: Path, base: str, patch: str) -> list[FileChange]:
+    """The files `patch` changes when applied to `base`, with their full new contents (binary-safe).
+    Raises PatchError if it does not apply."""
+    if not patch.strip():
+        return []
+    with tempfile.TemporaryDirectory(prefix="rlm-files-") as tmp:
+        env = git_env()
+        env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
+        git("read-tree", base, git_dir=cache, env=env)
+        proc = git("apply", "--cached", "-", git_dir=cache, env=env,
+                   input=patch.encode("utf-8", "surrogateescape"), check=False)  # fmt: skip
+        if proc.returncode != 0:
+            raise PatchError(proc.stderr.decode("utf-8", "replace").strip() or "the patch does not apply")
+        raw = git("diff-index", "--cached", "--no-renames", "-z", base, git_dir=cache, env=env).stdout
+    changes: list[FileChange] = []
+    fields = raw.split(b"\0")
+    for meta, path in zip(fields[0::2], fields[1::2]):
+        if not meta.startswith(b":"):
+            continue
+        _, new_mode, _, new_sha, status = meta[1:].decode().split(" ")
+        name = path.decode("utf-8", "surrogateescape")
+        if status == "D":
+            changes.append(FileChange(name, None, None))
+        else:
+            blob = git("cat-file", "blob", new_sha, git_dir=cache).stdout
+            changes.append(FileChange(name, new_mode, blob))
+    return changes
