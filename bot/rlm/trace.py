@@ -308,6 +308,8 @@ def summary_markdown(results: dict, max_lines: int = 60) -> str:
     children: dict[str | None, list[dict]] = {}
     for agent in agents:
         children.setdefault(agent.get("parent"), []).append(agent)
+    for siblings in children.values():
+        siblings.sort(key=lambda a: (a.get("parent_iteration") or 0, a.get("index") or 0))
     lines: list[str] = []
     shown = 0
 

@@ -1,0 +1,195 @@
+"""The `rlm` command.
+
+Exit codes of `rlm run` and `rlm demo`:
+  0  the root agent finished with an answer (with or without changes)
+  1  the run ended without an answer (timeout, budget, model or sandbox error)
+  2  bad usage: invalid config or option, repository that cannot be fetched, missing API key
+  130  interrupted (Ctrl-C / SIGTERM); every sandbox was removed and the trace written
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from .rlm.config import Config, ConfigError, load_config
+from .rlm.errors import RLMError
+from .rlm.secrets import REDACTOR, load_env_file
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+app = typer.Typer(
+    name="rlm",
+    help="Run deep recursive language-model agents on a git repository.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    err.print(f"[red]error:[/red] {REDACTOR.redact(message)}", markup=True)
+    return typer.Exit(code)
+
+
+def _config(config_path: Path | None, overrides: dict) -> Config:
+    try:
+        return load_config(config_path, overrides)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+
+
+def _load_env_file(path: Path | None) -> None:
+    if path is None:
+        return
+    try:
+        values = load_env_file(path)
+    except OSError as e:
+        raise fail(f"cannot read the env file {path}: {e.strerror}.") from None
+    for key, value in values.items():
+        os.environ.setdefault(key, value)
+    REDACTOR.add_from_environ(values)
+
+
+class _Interrupts:
+    """First Ctrl-C/SIGTERM cancels the rollout gracefully; a second one stops waiting for it."""
+
+    def __init__(self, cancel: threading.Event):
+        self.cancel = cancel
+        self.count = 0
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.count += 1
+        self.cancel.set()
+        if self.count == 1:
+            err.print("[yellow]stopping: cancelling every agent and removing sandboxes…[/yellow]")
+        else:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def execute(config: Config, repo: str, prompt: str, *, branch: str | None, commit: str | None,
+            output: Path | None, results_dir: Path, title: str, quiet: bool = False) -> int:  # fmt: skip
+    """Prepare, run with live progress, write the patch and print the summary. Returns the exit code."""
+    from .progress import Progress
+    from .rlm import engine
+    from .rlm.trace import summary_markdown
+
+    if not config.model.name.startswith("scripted/") and not engine.default_api_key() and not config.model.api_base:
+        err.print(
+            "[yellow]warning:[/yellow] LLM_API_KEY is not set; the provider may refuse the calls "
+            "(set it, or pass --env-file).",
+        )
+    cancel = threading.Event()
+    with _Interrupts(cancel) as interrupts:
+        try:
+            err.print(f"fetching {repo} …", markup=False)
+            prepared = engine.prepare(config, repo, branch=branch, commit=commit)
+        except RLMError as e:
+            raise fail(str(e)) from None
+        err.print(f"commit {prepared.commit[:12]} · model {config.model.name} · sandbox {config.sandbox.backend}",
+                  markup=False)  # fmt: skip
+        progress = Progress(err, title)
+        try:
+            with progress:
+                result = engine.run(config, prepared, prompt, results_dir=results_dir, cancel=cancel,
+                                    on_event=None if quiet else progress.on_event)  # fmt: skip
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/red]")
+            return EXIT_INTERRUPTED
+    if output is not None:
+        output.write_text(result.patch, encoding="utf-8", errors="surrogateescape")
+    elif result.patch:
+        sys.stdout.write(result.patch)
+        sys.stdout.flush()
+    err.print()
+    err.print(summary_markdown(result.results), markup=False)
+    err.print()
+    status_style = "green" if result.status == "completed" else "red"
+    err.print(f"status: [{status_style}]{result.status}[/{status_style}]" + (f" — {result.error}" if result.error else ""))
+    if result.answer:
+        err.print("answer:", markup=False)
+        err.print(result.answer, markup=False)
+    if result.has_changes:
+        where = str(output) if output else "stdout"
+        stats = result.results.get("patch") or {}
+        err.print(f"patch: {stats.get('files', '?')} file(s), +{stats.get('additions', 0)} -{stats.get('deletions', 0)} → {where}",
+                  markup=False)  # fmt: skip
+    else:
+        err.print("patch: no changes", markup=False)
+    err.print(f"results: {result.results_path}", markup=False)
+    if interrupts.count:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.status == "completed" else EXIT_FAILED
+
+
+@app.command()
+def run(
+    repo: str = typer.Argument(..., help="git URL or local path of the repository"),
+    prompt: str = typer.Option(..., "--prompt", "-p", help="what the root agent should do"),
+    branch: str | None = typer.Option(None, "--branch", "-b", help="branch to check out (default: the default branch)"),
+    commit: str | None = typer.Option(None, "--commit", help="exact commit SHA to check out"),
+    config_path: Path | None = typer.Option(None, "--config", "-c", help="config.yaml"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="write the patch here instead of stdout"),
+    model: str | None = typer.Option(None, "--model", help="litellm model name, or scripted/PATH.yaml"),
+    sandbox: str | None = typer.Option(None, "--sandbox", help="local or daytona"),
+    results_dir: Path | None = typer.Option(None, "--results-dir", help="where the trace goes (default: results)"),
+    max_depth: int | None = typer.Option(None, "--max-depth", help="override rlm.max_depth"),
+    max_sandboxes: int | None = typer.Option(None, "--max-sandboxes", help="override rlm.max_sandboxes"),
+    timeout: float | None = typer.Option(None, "--timeout", help="override rlm.global_timeout (seconds)"),
+    env_file: Path | None = typer.Option(None, "--env-file", help="a .env file with LLM_API_KEY etc."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no live progress"),
+) -> None:
+    """Run a rollout on REPO; the patch goes to stdout (or -o), progress and summary to stderr."""
+    _load_env_file(env_file)
+    overrides = {"model.name": model, "sandbox.backend": sandbox, "rlm.max_depth": max_depth,
+                 "rlm.max_sandboxes": max_sandboxes, "rlm.global_timeout": timeout}  # fmt: skip
+    config = _config(config_path, overrides)
+    if branch and commit:
+        raise fail("pass either --branch or --commit, not both.")
+    results = results_dir or Path(config.results_dir)
+    code = execute(config, repo, prompt, branch=branch, commit=commit, output=output, results_dir=results,
+                   title="rlm run", quiet=quiet)  # fmt: skip
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    results_dir: Path | None = typer.Option(None, "--results-dir", help="where the trace goes (default: results)"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="write the patch here instead of stdout"),
+) -> None:
+    """The whole pipeline on a small bundled repository with a SCRIPTED model (no API key, no cost)."""
+    from .rlm import demo as demo_mod
+
+    err.print("[bold cyan]SCRIPTED DEMO[/bold cyan]: the model's replies are replayed from a bundled script; "
+              "no model is called. The sandboxes, REPLs, sub-agents, patch and trace are real.")  # fmt: skip
+    repo_dir, script = demo_mod.materialize()
+    config = _config(None, {"model.name": f"scripted/{script}"})
+    code = execute(config, str(repo_dir), demo_mod.PROMPT, branch=None, commit=None, output=output,
+                   results_dir=results_dir or Path(config.results_dir), title="rlm demo (scripted)")  # fmt: skip
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    app()
+
+# ---------------------------------------------------------------------------------------------
+# Commands contributed by other parts of rlm-bot (viewer, GitHub App server, sandbox reaping).
