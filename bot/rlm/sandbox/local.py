@@ -1,4 +1,4 @@
-"""The local sandbox: a `git worktree` of the pinned commit per agent, the driver under bubblewrap.
+"""The local sandbox: a checkout of the pinned commit per agent, the driver under bubblewrap.
 
 Under bwrap the driver sees only the system's read-only program directories, the Python it runs
 on, the repository cache (read-only) and its own checkout (writable): no network, its own PID
@@ -92,8 +92,6 @@ def reap_leftovers(cache_root: Path) -> list[str]:
         for pid in owner.get("pids", []):
             _kill_group(pid)
         shutil.rmtree(entry, ignore_errors=True)
-        if owner.get("cache"):
-            git("worktree", "prune", git_dir=Path(owner["cache"]), check=False)
         reaped.append(entry.name)
     return reaped
 
@@ -103,6 +101,16 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (OSError, ProcessLookupError):
         pass
+
+
+def checkout(repo: PreparedRepo, workdir: Path, admin: Path) -> None:
+    """A private git dir (`admin`, borrowing the cache's objects) and a checkout of the pinned
+    commit in `workdir`. Unlike `git worktree add`, independent checkouts are safe in parallel."""
+    git("init", "--quiet", "--template=", f"--separate-git-dir={admin}", str(workdir))
+    (admin / "objects" / "info").mkdir(parents=True, exist_ok=True)
+    (admin / "objects" / "info" / "alternates").write_text(str(repo.cache / "objects") + "\n")
+    git(f"--work-tree={workdir}", "read-tree", "-u", "--reset", repo.commit, git_dir=admin, timeout=600)
+    git("update-ref", "--no-deref", "HEAD", repo.commit, git_dir=admin)
 
 
 class LocalSandboxProvider:
@@ -148,14 +156,15 @@ class LocalSandboxProvider:
         with self._lock:
             if self._closed:
                 raise SandboxError("the rollout is over; no new sandbox")
-        workdir = self.root / f"{agent_id}-{uuid.uuid4().hex[:6]}"
-        proc = git("worktree", "add", "--detach", "--force", "--quiet", str(workdir), self.repo.commit,
-                   git_dir=self.repo.cache, check=False, timeout=600)  # fmt: skip
-        if proc.returncode != 0:
+        name = f"{agent_id}-{uuid.uuid4().hex[:6]}"
+        workdir, admin = self.root / name, self.root / f"{name}.git"
+        try:
+            checkout(self.repo, workdir, admin)
+        except subprocess.CalledProcessError as e:
             shutil.rmtree(workdir, ignore_errors=True)
-            reason = proc.stderr.decode("utf-8", "replace").strip()
-            raise SandboxError(f"could not check out {self.repo.commit[:12]} for {agent_id}: {reason}")
-        admin = Path((workdir / ".git").read_text().split("gitdir:", 1)[1].strip())
+            shutil.rmtree(admin, ignore_errors=True)
+            reason = e.stderr.decode("utf-8", "replace").strip() if e.stderr else str(e)
+            raise SandboxError(f"could not check out {self.repo.commit[:12]} for {agent_id}: {reason}") from None
         sandbox = LocalSandbox(self, agent_id, workdir, admin)
         with self._lock:
             if self._closed:
@@ -175,7 +184,6 @@ class LocalSandboxProvider:
         for sandbox in sandboxes:
             sandbox.destroy()
         shutil.rmtree(self.root, ignore_errors=True)
-        git("worktree", "prune", git_dir=self.repo.cache, check=False)
 
 
 class LocalSandbox:
@@ -208,6 +216,7 @@ class LocalSandbox:
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
             "--ro-bind", str(DRIVER_PATH), DRIVER_IN_SANDBOX,
             "--ro-bind", cache, cache,
+            "--ro-bind", str(self.admin), str(self.admin),
             "--bind", self.workdir, self.workdir,
             "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", "/tmp",
             "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
