@@ -48,15 +48,27 @@ class RLMConfig(_Section):
 
 
 class DaytonaSettings(_Section):
-    api_url: str | None = None
-    target: str | None = None
-    image: str | None = None
-    snapshot: str | None = None
-    cpu: int | None = Field(None, ge=1)
-    memory_gb: int | None = Field(None, ge=1)
-    disk_gb: int | None = Field(None, ge=1)
-    auto_delete_minutes: int = Field(30, ge=0)
-    network_allow_list: str | None = None
+    """The daytona sandbox backend (docs/daytona.md). The API key comes only from DAYTONA_API_KEY."""
+
+    api_url: str | None = Field(None, description="default https://app.daytona.io/api")
+    target: str | None = Field(None, description="region; default $DAYTONA_TARGET, else us")
+    image: str | None = Field(None, description="image with git and python3 (resources apply)")
+    snapshot: str | None = Field(None, description="snapshot name; default: Daytona's python snapshot")
+    cpu: int | None = Field(None, ge=1, description="vCPUs per sandbox (image only)")
+    memory_gb: int | None = Field(None, ge=1, description="GiB of memory per sandbox (image only)")
+    disk_gb: int | None = Field(None, ge=1, description="GiB of disk per sandbox (image only)")
+    ephemeral: bool = Field(True, description="delete a sandbox as soon as it stops")
+    auto_delete_minutes: int = Field(30, ge=0, description="when not ephemeral: delete after stopped this long")
+    auto_stop_minutes: int | None = Field(
+        None, ge=1, description="stop after this much inactivity; default rlm.global_timeout + 5 min"
+    )
+    network_allow_list: str | None = Field(None, description="CIDRs the sandbox may reach; default none")
+    create_timeout: float = Field(180, gt=0, description="seconds for one sandbox to be created and started")
+    create_retries: int = Field(5, ge=0, le=20, description="retries on rate limits, quotas and 5xx")
+    retry_backoff: float = Field(2.0, ge=0, description="first retry delay in seconds, doubled each time")
+    create_concurrency: int | None = Field(
+        None, ge=1, description="sandbox creations at once; default rlm.max_concurrency"
+    )
 
 
 class SandboxConfig(_Section):

@@ -1,0 +1,332 @@
+"""The daytona sandbox: one Daytona sandbox per agent, the same driver and protocol as local.
+
+Creation: from `sandbox.daytona.image` (with resources) or `.snapshot` (default: Daytona's python
+snapshot), ephemeral, network blocked unless an allow-list is set, no environment variables,
+labelled for reaping (daytona_client.py). Failures the platform may get over (rate limits, quota,
+5xx, timeouts) are retried with backoff; what persists becomes a SandboxError sentence.
+
+The repository arrives as a git bundle of the pinned commit made on the host from its cache and
+uploaded; the sandbox fetches from that file, so no credential or URL ever enters it.
+
+The patch: git in the sandbox (hooks, fsmonitor and global config off, a throwaway index) writes a
+binary diff against the base to a file the host downloads. The host then applies it to the base
+commit in ITS cache with a throwaway index and re-generates the diff there, so what the rollout
+gets is made by host git from host objects; a diff that does not apply to the real base is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shlex
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from daytona import (
+    CreateSandboxFromImageParams,
+    CreateSandboxFromSnapshotParams,
+    DaytonaError,
+    Resources,
+    SessionExecuteRequest,
+)
+
+from ..config import Config
+from ..errors import SandboxError
+from ..patch import _DIFF_FLAGS
+from ..repl.session import DRIVER_PATH
+from ..repo import SAFE_GIT, PreparedRepo, bundle_commit, git, git_env
+from . import daytona_client as dc
+from .daytona_transport import SessionTransport, driver_command
+
+log = logging.getLogger(__name__)
+LIFETIME_MARGIN = 600  # seconds a sandbox may outlive the rollout's deadline before reaping
+PROVISION_TIMEOUT = 600
+SANDBOX_GIT = " ".join(
+    [
+        "git",
+        *SAFE_GIT,
+        "-c",
+        "diff.noprefix=false",
+        "-c",
+        "diff.mnemonicPrefix=false",
+        "-c",
+        "diff.relative=false",
+    ]
+)
+
+
+class DaytonaSandboxProvider:
+    name = "daytona"
+
+    def __init__(self, config: Config, repo: PreparedRepo, rollout_id: str, client: Any = None):
+        self.config = config
+        self.settings = config.sandbox.daytona
+        self.repo = repo
+        self.rollout_id = rollout_id
+        self.client = client if client is not None else dc.make_client(self.settings)
+        self._lock = threading.Lock()
+        self._bundle_lock = threading.Lock()
+        self._bundle: Path | None = None
+        self._tmp = Path(tempfile.mkdtemp(prefix="rlm-daytona-"))
+        self._sandboxes: dict[str, DaytonaSandbox] = {}
+        self._closed = threading.Event()
+        limit = self.settings.create_concurrency
+        self._create_slots = threading.BoundedSemaphore(limit) if limit else None
+        dc.mark_live(rollout_id, True)
+
+    # ------------------------------------------------------------------ creation
+
+    def lifetime_minutes(self) -> int:
+        return math.ceil((self.config.rlm.global_timeout + LIFETIME_MARGIN) / 60)
+
+    def params(
+        self, agent_id: str, attempt: str
+    ) -> CreateSandboxFromSnapshotParams | CreateSandboxFromImageParams:
+        s = self.settings
+        minutes = self.lifetime_minutes()
+        labels = {
+            dc.LABEL_APP: dc.APP_VALUE,
+            dc.LABEL_ROLLOUT: self.rollout_id,
+            dc.LABEL_AGENT: agent_id,
+            dc.LABEL_OWNER: dc.owner_label(),
+            dc.LABEL_EXPIRES: str(int(time.time() + minutes * 60)),
+            dc.LABEL_ATTEMPT: attempt,
+        }
+        fields: dict[str, Any] = {
+            "language": "python",
+            "labels": labels,
+            "env_vars": {},
+            "public": False,
+            "network_block_all": not s.network_allow_list,
+            "network_allow_list": s.network_allow_list or None,
+            "auto_stop_interval": s.auto_stop_minutes or minutes,
+            "ttl_minutes": minutes,
+        }
+        if s.ephemeral:
+            fields["ephemeral"] = True
+        else:
+            fields["auto_delete_interval"] = s.auto_delete_minutes
+        cls = CreateSandboxFromImageParams if s.image else CreateSandboxFromSnapshotParams
+        fields = {k: v for k, v in fields.items() if k in cls.model_fields}  # older SDKs lack some
+        if s.image:
+            resources = None
+            if s.cpu or s.memory_gb or s.disk_gb:
+                resources = Resources(cpu=s.cpu, memory=s.memory_gb, disk=s.disk_gb)
+            return CreateSandboxFromImageParams(image=s.image, resources=resources, **fields)
+        return CreateSandboxFromSnapshotParams(snapshot=s.snapshot, **fields)
+
+    def create(self, agent_id: str) -> DaytonaSandbox:
+        if self._closed.is_set():
+            raise SandboxError("the rollout is over; no new sandbox")
+        bundle = self._bundle_path()
+        remote = self._create_remote(agent_id)
+        sandbox = DaytonaSandbox(self, agent_id, remote)
+        with self._lock:
+            closed = self._closed.is_set()
+            if not closed:
+                self._sandboxes[sandbox.id] = sandbox
+        if closed:
+            sandbox.destroy()
+            raise SandboxError("the rollout is over; no new sandbox")
+        try:
+            sandbox.provision(bundle)
+        except (DaytonaError, SandboxError) as e:
+            sandbox.destroy()
+            raise SandboxError(
+                f"could not prepare Daytona sandbox {sandbox.id} for {agent_id}: {e}"
+            ) from None
+        return sandbox
+
+    def _create_remote(self, agent_id: str) -> Any:
+        retries = self.settings.create_retries
+        for attempt in range(retries + 1):
+            nonce = uuid.uuid4().hex[:12]
+            try:
+                with self._create_slots or nullcontext():
+                    return self.client.create(
+                        self.params(agent_id, nonce), timeout=self.settings.create_timeout
+                    )
+            except DaytonaError as e:
+                self._drop_half_created(e, nonce)
+                if not dc.retryable(e) or attempt == retries:
+                    tries = f" after {attempt + 1} attempts" if attempt else ""
+                    raise SandboxError(
+                        f"Daytona could not create a sandbox for {agent_id}{tries}: {e}. Check the key, the "
+                        "image/snapshot and your organization's quota (docs/daytona.md)."
+                    ) from None
+                delay = dc.retry_delay(e, attempt, self.settings.retry_backoff)
+                log.info("creating a sandbox for %s failed (%s); retrying in %.1fs", agent_id, e, delay)
+                if self._closed.wait(delay):
+                    raise SandboxError("the rollout is over; no new sandbox") from None
+        raise AssertionError("unreachable")
+
+    def _drop_half_created(self, e: DaytonaError, nonce: str) -> None:
+        """A timed-out or dropped creation may have left a sandbox behind: find it by its label."""
+        if dc.retryable(e) and getattr(e, "status_code", None) in (429, 503):
+            return  # refused outright: nothing was made
+        try:
+            for remote in dc.list_labelled(self.client, {dc.LABEL_ATTEMPT: nonce}):
+                dc.delete_quietly(remote)
+        except DaytonaError as err:
+            log.warning("could not look for a half-created sandbox (%s); the reaper will", err)
+
+    def _bundle_path(self) -> Path:
+        with self._bundle_lock:
+            if self._bundle is None:
+                try:
+                    self._bundle = bundle_commit(self.repo, self._tmp / "repo.bundle")
+                except Exception as e:  # CalledProcessError, TimeoutExpired, OSError
+                    raise SandboxError(f"could not bundle commit {self.repo.commit[:12]}: {e}") from None
+            return self._bundle
+
+    # ------------------------------------------------------------------ cleanup
+
+    def forget(self, sandbox: DaytonaSandbox) -> None:
+        with self._lock:
+            self._sandboxes.pop(sandbox.id, None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed.set()
+            sandboxes = list(self._sandboxes.values())
+        if sandboxes:
+            with ThreadPoolExecutor(
+                max_workers=min(16, len(sandboxes)), thread_name_prefix="daytona-rm"
+            ) as pool:
+                list(pool.map(lambda s: s.destroy(), sandboxes))
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        dc.mark_live(self.rollout_id, False)
+
+
+class DaytonaSandbox:
+    def __init__(self, provider: DaytonaSandboxProvider, agent_id: str, remote: Any):
+        self.provider = provider
+        self.agent_id = agent_id
+        self.remote = remote
+        self.id: str = remote.id
+        self.workdir = ""
+        self._base = ""
+        self._sessions = 0
+        self._transport: SessionTransport | None = None
+        self._destroyed = False
+        self._lock = threading.Lock()
+
+    def _exec(self, script: str, what: str, timeout: int = PROVISION_TIMEOUT) -> str:
+        resp = self.remote.process.exec(f"sh -c {shlex.quote(script)}", timeout=timeout)
+        if resp.exit_code != 0:
+            lines = (resp.result or "").strip().splitlines()
+            raise SandboxError(f"{what} failed in the sandbox: {lines[-1][:300] if lines else 'no output'}")
+        return resp.result or ""
+
+    def provision(self, bundle: Path) -> None:
+        """Upload the bundle and the driver, check the commit out in a fresh repository."""
+        home = self.remote.get_user_home_dir().rstrip("/")
+        self._base = f"{home}/.rlm"
+        self.workdir = f"{self._base}/repo"
+        base, commit = self._base, self.provider.repo.commit
+        self.remote.fs.create_folder(base, "755")
+        self.remote.fs.upload_file(str(bundle), f"{base}/repo.bundle")
+        self.remote.fs.upload_file(DRIVER_PATH.read_bytes(), f"{base}/driver.py")
+        q = shlex.quote
+        self._exec(
+            f"set -e; mkdir -p {q(base + '/home')} {q(base + '/tmp')}; git init --quiet {q(self.workdir)}; "
+            f"cd {q(self.workdir)}; git fetch --quiet --no-tags {q(base + '/repo.bundle')} '+refs/*:refs/rlm-base/*'; "
+            f"git -c advice.detachedHead=false checkout --quiet --detach {commit}; "
+            "git for-each-ref --format='delete %(refname)' refs/rlm-base | git update-ref --stdin; "
+            f"rm -f {q(base + '/repo.bundle')}",
+            f"checking out {commit[:12]}",
+        )
+
+    # ------------------------------------------------------------------ driver
+
+    def start_driver(self) -> SessionTransport:
+        with self._lock:
+            if self._destroyed:
+                raise SandboxError("the sandbox was destroyed")
+            if self._transport is not None:
+                self._transport.kill()
+            self._sessions += 1
+            session_id = f"rlm-driver-{self._sessions}"
+            b = self._base
+            command = driver_command("python3", f"{b}/driver.py", self.workdir, f"{b}/home",
+                                     f"{b}/tmp", f"{b}/driver.log")  # fmt: skip
+            request = {"command": command, "run_async": True, "suppress_input_echo": True}
+            request = {k: v for k, v in request.items() if k in SessionExecuteRequest.model_fields}
+            process = self.remote.process
+            try:
+                process.create_session(session_id)
+                resp = process.execute_session_command(session_id, SessionExecuteRequest(**request))
+            except DaytonaError as e:
+                raise SandboxError(f"could not start the sandbox's REPL: {e}") from None
+            self._transport = SessionTransport(process, session_id, resp.cmd_id,
+                                               on_kill=lambda: self._end_session(session_id))  # fmt: skip
+            return self._transport
+
+    def _end_session(self, session_id: str) -> None:
+        if self._destroyed:
+            return  # deleting the sandbox ends every process in it
+        try:
+            self.remote.process.delete_session(session_id)
+        except DaytonaError as e:
+            log.debug("ending session %s of %s: %s", session_id, self.id, e)
+
+    def init_limits(self) -> dict:
+        mem = self.provider.config.sandbox.memory_mb
+        return {"memory_bytes": mem * 1024 * 1024, "file_bytes": 2 * 1024**3}
+
+    # ------------------------------------------------------------------ results and cleanup
+
+    def diff(self) -> str:
+        base = self.provider.repo.commit
+        out = f"{self._base}/tmp/rlm.diff"
+        flags = " ".join(["--no-renames", *_DIFF_FLAGS])
+        env = f"GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 GIT_INDEX_FILE={self._base}/tmp/rlm.index"
+        self._exec(
+            f'set -e; cd {shlex.quote(self.workdir)}; export {env}; rm -f "$GIT_INDEX_FILE"; '
+            f"{SANDBOX_GIT} read-tree {base}; {SANDBOX_GIT} add --all -- .; "
+            f'{SANDBOX_GIT} diff --cached {flags} {base} > {out}; rm -f "$GIT_INDEX_FILE"',
+            "computing the diff",
+        )
+        try:
+            raw = self.remote.fs.download_file(out)
+        except DaytonaError as e:
+            raise SandboxError(f"could not read the diff back from sandbox {self.id}: {e}") from None
+        return canonical_patch(self.provider.repo, raw.decode("utf-8", "surrogateescape"))
+
+    def destroy(self) -> None:
+        with self._lock:
+            if self._destroyed:
+                return
+            self._destroyed = True
+            transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.kill()
+        dc.delete_quietly(self.remote)
+        self.provider.forget(self)
+
+
+def canonical_patch(repo: PreparedRepo, raw: str) -> str:
+    """Apply a diff from a sandbox to the base commit in the host cache (throwaway index) and
+    return the diff host git makes of the result. Raises SandboxError if it does not apply."""
+    if not raw.strip():
+        return ""
+    with tempfile.TemporaryDirectory(prefix="rlm-index-") as tmp:
+        env = git_env()
+        env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
+        git("read-tree", repo.commit, git_dir=repo.cache, env=env)
+        proc = git("apply", "--cached", "--binary", "-", git_dir=repo.cache, env=env,
+                   input=raw.encode("utf-8", "surrogateescape"), check=False, timeout=300)  # fmt: skip
+        if proc.returncode != 0:
+            reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise SandboxError(
+                f"the sandbox's diff does not apply to {repo.commit[:12]}: {reason[0] if reason else 'unknown'}"
+            )
+        diff = git("diff", "--cached", *_DIFF_FLAGS, repo.commit, git_dir=repo.cache, env=env, timeout=300)
+    return diff.stdout.decode("utf-8", "surrogateescape")

@@ -1,0 +1,198 @@
+"""Talking to Daytona: the client from rlm-bot's own settings, retries, labels, and reaping.
+
+The client is built from an explicit `DaytonaConfig` (key from DAYTONA_API_KEY in the process
+environment, API URL and target from `sandbox.daytona`), so the SDK never falls back to a `.env`
+in the working directory, which may be the target repository (the GitHub Action runs there).
+
+Every sandbox carries labels: the app, the rollout id, the agent id, the owning process
+(host:pid:start) and an expiry time. `reap_orphans` deletes sandboxes whose owner process is gone
+(same host) or whose expiry has passed (any host); a live rollout of this process is never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from daytona import DaytonaConfig, DaytonaError, DaytonaNotFoundError
+
+from ..config import Config, DaytonaSettings
+from ..errors import SandboxError
+from ..secrets import REDACTOR
+from .local import _process_start
+
+log = logging.getLogger(__name__)
+
+API_URL = "https://app.daytona.io/api"
+DEFAULT_TARGET = "us"
+LABEL_APP = "rlm-bot"
+LABEL_ROLLOUT = "rlm-bot.rollout"
+LABEL_AGENT = "rlm-bot.agent"
+LABEL_OWNER = "rlm-bot.owner"
+LABEL_EXPIRES = "rlm-bot.expires"
+LABEL_ATTEMPT = "rlm-bot.attempt"
+APP_VALUE = "sandbox"
+MAX_DELAY = 30.0  # seconds: the longest wait between two creation attempts
+MISSING_KEY = (
+    "sandbox.backend is 'daytona' but DAYTONA_API_KEY is not set; export it (or put it in the "
+    "--env-file you pass), or use --sandbox local."
+)
+
+ClientFactory = Callable[[DaytonaSettings], Any]
+
+_live_lock = threading.Lock()
+_live_rollouts: set[str] = set()
+
+
+def client_config(settings: DaytonaSettings, environ: dict[str, str] | None = None) -> DaytonaConfig:
+    """A complete DaytonaConfig: with key, URL and target all given, the SDK reads no .env."""
+    environ = os.environ if environ is None else environ
+    key = environ.get("DAYTONA_API_KEY", "").strip()
+    if not key:
+        raise SandboxError(MISSING_KEY)
+    REDACTOR.add(key)
+    target = settings.target or environ.get("DAYTONA_TARGET") or DEFAULT_TARGET
+    return DaytonaConfig(api_key=key, api_url=settings.api_url or API_URL, target=target)
+
+
+def make_client(settings: DaytonaSettings) -> Any:
+    """The real SDK client (tests pass a fake through the provider's `client` parameter)."""
+    from daytona import Daytona
+
+    try:
+        return Daytona(client_config(settings))
+    except DaytonaError as e:
+        raise SandboxError(f"could not connect to Daytona at {settings.api_url or API_URL}: {e}") from None
+
+
+# ---------------------------------------------------------------------- retries
+
+
+def retryable(e: DaytonaError) -> bool:
+    """Rate limits, quotas (other sandboxes of the tree are deleted soon), 5xx, timeouts, drops."""
+    status = getattr(e, "status_code", None)
+    if status in (408, 429, 500, 502, 503, 504):
+        return True
+    text = str(e).lower()
+    if any(word in text for word in ("quota", "limit exceeded", "rate limit", "capacity", "try again")):
+        return True
+    if status is not None:
+        return False
+    return type(e).__name__ in (
+        "DaytonaConnectionError",
+        "DaytonaConnectionTimeoutError",
+        "DaytonaTimeoutError",
+    )
+
+
+def retry_delay(e: DaytonaError, attempt: int, base: float) -> float:
+    """Retry-After when the platform says so, else exponential backoff with jitter."""
+    headers = {k.lower(): v for k, v in (getattr(e, "headers", None) or {}).items()}
+    try:
+        after = float(headers.get("retry-after", ""))
+    except ValueError:
+        after = 0.0
+    backoff = base * (2**attempt) * (0.75 + random.random() / 2)
+    return min(MAX_DELAY, max(after, backoff))
+
+
+# ---------------------------------------------------------------------- labels and ownership
+
+
+def owner_label() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid()) or ''}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    """False only when the owner ran on this host and its process is gone."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname():
+        return True  # another machine's rollout: only its expiry label can tell
+    try:
+        return _process_start(int(pid)) == (start or None)
+    except ValueError:
+        return False
+
+
+def mark_live(rollout_id: str, live: bool) -> None:
+    with _live_lock:
+        (_live_rollouts.add if live else _live_rollouts.discard)(rollout_id)
+
+
+def list_labelled(client: Any, labels: dict[str, str]) -> Iterable[Any]:
+    """Sandboxes carrying all `labels` (the paginated `list(query)` of SDK >= 0.160, or the
+    older `list(labels=...)`)."""
+    try:
+        from daytona import ListSandboxesQuery
+    except ImportError:  # older SDK in the pinned range
+        result = client.list(labels=labels)
+        return getattr(result, "items", result)
+    return client.list(ListSandboxesQuery(labels=labels))
+
+
+def delete_quietly(remote: Any, attempts: int = 3) -> bool:
+    """Delete one sandbox; True when it is gone. Rate limits are retried briefly."""
+    for attempt in range(attempts):
+        try:
+            remote.delete()
+            return True
+        except DaytonaNotFoundError:
+            return True
+        except DaytonaError as e:
+            if attempt + 1 == attempts or not retryable(e):
+                log.warning(
+                    "Daytona sandbox %s could not be deleted (%s); `rlm sandboxes reap` removes it later",
+                    getattr(remote, "id", "?"),
+                    e,
+                )
+                return False
+            time.sleep(retry_delay(e, attempt, 0.5))
+    return False
+
+
+def reap_orphans(config: Config, client: Any = None, now: float | None = None) -> int:
+    """Delete Daytona sandboxes of rollouts that are no longer running. Returns how many."""
+    client = client if client is not None else make_client(config.sandbox.daytona)
+    now = time.time() if now is None else now
+    with _live_lock:
+        live = set(_live_rollouts)
+    reaped = 0
+    try:
+        remotes = list(list_labelled(client, {LABEL_APP: APP_VALUE}))
+    except DaytonaError as e:
+        raise SandboxError(f"could not list Daytona sandboxes: {e}") from None
+    for remote in remotes:
+        labels = getattr(remote, "labels", None) or {}
+        if labels.get(LABEL_ROLLOUT) in live:
+            continue
+        try:
+            expired = float(labels.get(LABEL_EXPIRES, "0")) < now
+        except ValueError:
+            expired = True
+        if not expired and owner_alive(labels.get(LABEL_OWNER)):
+            continue
+        if delete_quietly(remote):
+            reaped += 1
+            log.info("reaped Daytona sandbox %s of rollout %s", remote.id, labels.get(LABEL_ROLLOUT))
+    return reaped
+
+
+def reap_all(config: Config, environ: dict[str, str] | None = None) -> dict[str, int]:
+    """Everything a killed run can leave: local sandbox directories, and Daytona sandboxes when a
+    DAYTONA_API_KEY is available. For `rlm sandboxes reap` and the App server's start."""
+    from .local import reap_leftovers
+
+    environ = os.environ if environ is None else environ
+    result = {"local": len(reap_leftovers(config.cache_root())), "daytona": 0}
+    if environ.get("DAYTONA_API_KEY"):
+        result["daytona"] = reap_orphans(config)
+    return result

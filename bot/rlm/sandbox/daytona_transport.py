@@ -1,0 +1,158 @@
+"""The REPL protocol carried over a Daytona session command.
+
+The driver runs as one long-lived, asynchronous session command. The shell gives it the
+command's stdin and stdout as two extra descriptors (3 and 4) and then points its own stdin at
+/dev/null and its stdout/stderr at a log file, so:
+
+- host -> driver: `send_session_command_input` writes one JSON line into the command's input
+  pipe, which only descriptor 3 reads (input echo into the log is suppressed);
+- driver -> host: descriptor 4 is the command's stdout, streamed to us by
+  `get_session_command_logs_async`; nothing else in the sandbox writes there, since the driver
+  makes 3 and 4 non-inheritable and the agent's output goes to its own files.
+
+The log stream carries text chunks that split lines anywhere; they are joined back into lines
+here. If the stream breaks while the driver still runs, it is reopened; the daemon replays the
+log from its start, so the characters already seen are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import shlex
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import SandboxError
+from ..repl.session import LineReader
+
+log = logging.getLogger(__name__)
+RECONNECTS = 5  # log-stream reopenings tolerated per driver before it counts as gone
+STDERR_KEPT = 2000  # characters of the command's own stderr kept for describe_exit
+REQUEST_TIMEOUT = 60.0  # seconds for one input or status request
+
+
+def driver_command(python: str, driver: str, workdir: str, home: str, tmp: str, log_path: str) -> str:
+    """The shell command that starts the driver with the protocol on descriptors 3 and 4, in a
+    scrubbed environment; its own stdout/stderr go to `log_path`."""
+    q = shlex.quote
+    env = f'env -i PATH="$PATH" HOME={q(home)} TMPDIR={q(tmp)} LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1'
+    return (
+        f"cd {q(workdir)} && {env} {q(python)} -I {q(driver)} 3 4 3<&0 4>&1 </dev/null >>{q(log_path)} 2>&1"
+    )
+
+
+class SessionTransport:
+    """Transport (repl/session.py) over one Daytona session command."""
+
+    def __init__(self, process: Any, session_id: str, command_id: str, on_kill: Callable[[], None]):
+        self.process = process
+        self.session_id = session_id
+        self.command_id = command_id
+        self._on_kill = on_kill
+        self._send_lock = threading.Lock()
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        self._partial = ""
+        self._seen = 0  # stdout characters received so far (to skip on a replayed stream)
+        self._stderr = ""
+        self._killed = threading.Event()
+        self._stream_error: str | None = None
+        threading.Thread(target=self._follow, daemon=True, name=f"daytona-log-{session_id}").start()
+        self._reader = LineReader(self._lines.get)
+
+    # ------------------------------------------------------------------ driver -> host
+
+    def _follow(self) -> None:
+        reconnects = 0
+        try:
+            while not self._killed.is_set():
+                on_stdout = self._stdout_chunk(skip=self._seen)
+                try:
+                    asyncio.run(
+                        self.process.get_session_command_logs_async(
+                            self.session_id, self.command_id, on_stdout, self._stderr_chunk
+                        )
+                    )
+                except Exception as e:  # the SDK raises DaytonaError or transport errors mid-stream
+                    self._stream_error = str(e)
+                    if reconnects < RECONNECTS and self._still_running():
+                        reconnects += 1
+                        log.info("log stream of %s broke (%s); reopening", self.session_id, e)
+                        continue
+                break  # the stream ended: the command exited
+        finally:
+            if self._partial:
+                self._lines.put(self._partial.encode("utf-8", "surrogateescape"))
+            self._lines.put(b"")  # EOF for the LineReader
+
+    def _stdout_chunk(self, skip: int) -> Callable[[str], None]:
+        def on_stdout(text: str) -> None:
+            nonlocal skip
+            if skip:  # a reopened stream starts again at the beginning of the log
+                drop = min(skip, len(text))
+                skip -= drop
+                text = text[drop:]
+            if not text:
+                return
+            self._seen += len(text)
+            data = self._partial + text
+            *complete, self._partial = data.split("\n")
+            for line in complete:
+                if line:
+                    self._lines.put(line.encode("utf-8", "surrogateescape") + b"\n")
+
+        return on_stdout
+
+    def _stderr_chunk(self, text: str) -> None:
+        self._stderr = (self._stderr + text)[-STDERR_KEPT:]
+
+    def _still_running(self) -> bool:
+        try:
+            return self._exit_code() is None
+        except Exception:  # noqa: BLE001 - the sandbox may be gone; then it is not running
+            return False
+
+    def _exit_code(self) -> int | None:
+        cmd = self.process.get_session_command(self.session_id, self.command_id)
+        return getattr(cmd, "exit_code", None)
+
+    # ------------------------------------------------------------------ Transport
+
+    def send(self, msg: dict) -> None:
+        data = json.dumps(msg) + "\n"  # ASCII only: survives any shell or log encoding
+        if self._killed.is_set():
+            raise SandboxError("the sandbox's REPL process exited")
+        try:
+            with self._send_lock:
+                self.process.send_session_command_input(self.session_id, self.command_id, data)
+        except Exception as e:  # DaytonaError (gone, not found) or a broken connection
+            raise SandboxError(f"the sandbox's REPL process exited ({_short(e)})") from None
+
+    def recv(self, timeout: float) -> dict | None:
+        return self._reader.get(timeout)
+
+    def kill(self) -> None:
+        if self._killed.is_set():
+            return
+        self._killed.set()
+        self._on_kill()
+
+    def describe_exit(self) -> str:
+        try:
+            code = self._exit_code()
+        except Exception as e:  # noqa: BLE001 - report, never raise from here
+            return f"status unknown: {_short(e)}"
+        if code is None:
+            return "still running"
+        detail = self._stderr.strip().splitlines()[-1:] or (
+            [self._stream_error] if self._stream_error else []
+        )
+        return f"exit status {code}" + (f": {detail[0][:300]}" if detail else "")
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
