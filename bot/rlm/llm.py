@@ -18,6 +18,7 @@ from typing import Any, Protocol
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm  # noqa: E402
+import openai  # noqa: E402
 
 from .config import ModelConfig  # noqa: E402
 from .errors import LLMError, TimeExceeded  # noqa: E402
@@ -37,16 +38,12 @@ _RETRYABLE = (
     litellm.InternalServerError,
     litellm.ServiceUnavailableError,
     litellm.BadGatewayError,
-    litellm.APIConnectionError,  # includes litellm.Timeout
+    litellm.APIConnectionError,
+    litellm.Timeout,  # derives from openai's APITimeoutError, not from litellm.APIConnectionError
 )
 _FATAL_HINTS: list[tuple[type[Exception], str]] = [
     (litellm.AuthenticationError, "the provider refused the API key: set LLM_API_KEY to a valid key"),
     (litellm.PermissionDeniedError, "the provider refused access to this model with this key"),
-    (
-        litellm.ContextWindowExceededError,
-        "the conversation no longer fits the model's context window; use a model with a larger "
-        "window or delegate more work to sub-agents",
-    ),
     (litellm.NotFoundError, "the provider does not know this model: check model.name"),
     (litellm.BadRequestError, "the provider rejected the request"),
 ]
@@ -160,7 +157,7 @@ class LiteLLMClient:
                     raise TimeExceeded("the rollout's time ran out while retrying the model") from None
                 self._sleep(delay)
                 continue
-            except litellm.APIError as exc:
+            except openai.OpenAIError as exc:  # litellm's exception types all derive from openai's
                 raise LLMError(_fatal_message(exc)) from None
             return Completion(
                 text=_content(response),
@@ -170,7 +167,19 @@ class LiteLLMClient:
             )
 
 
+CONTEXT_HINT = (
+    "the conversation no longer fits the model's context window; use a model with a larger "
+    "window or delegate more work to sub-agents"
+)
+# litellm maps context-window errors for the big providers only; others say it in the message.
+_CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "prompt is too long")
+
+
 def _fatal_message(exc: Exception) -> str:
+    if isinstance(exc, litellm.ContextWindowExceededError) or (
+        isinstance(exc, litellm.BadRequestError) and any(w in str(exc).lower() for w in _CONTEXT_WORDS)
+    ):
+        return f"{CONTEXT_HINT} ({_short(exc)})"
     for cls, hint in _FATAL_HINTS:
         if isinstance(exc, cls):
             return f"{hint} ({_short(exc)})"
