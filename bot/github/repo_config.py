@@ -1,0 +1,85 @@
+"""A repository's own `.github/rlm.yml`, read from its DEFAULT branch (never from a PR head, so a
+pull request cannot raise its own limits), applied within the bounds the server allows.
+
+The server's config is the ceiling: a repo may lower limits, never raise them, and may pick a
+model only from the server's allowed list.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from bot.rlm.config import Config, ConfigError, validate_partial
+
+from .api import GitHubAPI
+
+REPO_CONFIG_PATH = ".github/rlm.yml"
+# Limits a repository may set; each is capped at the server's own value.
+CAPPED_LIMITS = (
+    "max_sandboxes",
+    "max_iterations",
+    "max_depth",
+    "global_timeout",
+    "max_concurrency",
+    "max_cost_usd",
+    "exec_timeout",
+    "result_truncation_limit",
+    "output_truncation_limit",
+)
+MODEL_KEYS = ("name", "temperature", "max_tokens")
+
+NOT_A_MAPPING = "it must be a mapping with `model` and/or `rlm` sections"
+NOT_YAML = "it is not valid YAML"
+SECTION_NOT_ALLOWED = "the `{section}` section is set by the server, not the repository"
+KEY_NOT_ALLOWED = "`{key}` cannot be set by a repository"
+MODEL_NOT_ALLOWED = "model `{name}` is not one this server allows ({allowed})"
+
+
+def apply_repo_config(
+    config: Config, text: str | None, allowed_models: set[str] | None = None
+) -> tuple[Config, list[str]]:
+    """The config to run with, and the sentences explaining what was ignored."""
+    if not text or not text.strip():
+        return config, []
+    allowed = set(allowed_models or ()) | {config.model.name}
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return config, [NOT_YAML]
+    if data is None:
+        return config, []
+    if not isinstance(data, dict):
+        return config, [NOT_A_MAPPING]
+    try:
+        validate_partial(data, REPO_CONFIG_PATH)
+    except ConfigError as e:
+        return config, [str(e)]
+    notes: list[str] = []
+    merged = config.model_dump()
+    for section in data:
+        if section not in ("model", "rlm"):
+            notes.append(SECTION_NOT_ALLOWED.format(section=section))
+    for key, value in (data.get("model") or {}).items():
+        if key not in MODEL_KEYS:
+            notes.append(KEY_NOT_ALLOWED.format(key=f"model.{key}"))
+        elif key == "name" and value not in allowed:
+            notes.append(MODEL_NOT_ALLOWED.format(name=value, allowed=", ".join(sorted(allowed))))
+        elif key == "max_tokens" and config.model.max_tokens is not None and value is not None:
+            merged["model"][key] = min(value, config.model.max_tokens)
+        else:
+            merged["model"][key] = value
+    for key, value in (data.get("rlm") or {}).items():
+        if key not in CAPPED_LIMITS:
+            notes.append(KEY_NOT_ALLOWED.format(key=f"rlm.{key}"))
+            continue
+        ceiling = getattr(config.rlm, key)
+        if value is None:
+            continue
+        merged["rlm"][key] = value if ceiling is None else min(value, ceiling)
+    return Config.model_validate(merged), notes
+
+
+def load_repo_config(api: GitHubAPI, repo: str, default_branch: str, config: Config,
+                     allowed_models: set[str] | None = None) -> tuple[Config, list[str]]:  # fmt: skip
+    text = api.get_file(repo, REPO_CONFIG_PATH, default_branch)
+    return apply_repo_config(config, text, allowed_models)

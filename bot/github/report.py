@@ -1,0 +1,139 @@
+"""Everything the bot writes for people to read: status comment, PR title and body, replies.
+
+Every user-facing sentence is an UPPER_CASE constant here; tests assert against these constants.
+"""
+
+from __future__ import annotations
+
+import time
+
+from bot.rlm.trace import fmt_cost, fmt_duration, summary_markdown, totals_line
+
+# ---------------------------------------------------------------- reactions
+REACTION_SEEN = "eyes"
+REACTION_DONE = "rocket"
+REACTION_FAILED = "confused"
+
+# ---------------------------------------------------------------- status comment
+STATUS_HEADER = "### 🤖 rlm-bot run `{run_id}`"
+STATUS_TASK = "> {task}"
+STATUS_QUEUED = "⏳ Queued: waiting for a free worker."
+STATUS_PREPARING = "📥 Fetching the repository at `{commit}`…"
+STATUS_RUNNING = (
+    "⏳ Running: {running} agents running, {finished} finished · max depth {depth} · "
+    "{iterations} iterations · {elapsed} elapsed · {cost}"
+)
+STATUS_OPENING_PR = "📝 Opening a pull request…"
+STATUS_RESTARTED = "🔁 The server restarted while this run was in progress; it was started again."
+STATUS_FOOTER = "Stop it with `{prefix} cancel`; see progress with `{prefix} status`."
+STATUS_TRACE = "[Trace]({url})"
+
+# ---------------------------------------------------------------- outcomes (end of the status comment)
+OUTCOME_PR = "✅ Opened {url}"
+OUTCOME_PATCH_COMMENT = (
+    "✅ Done. This pull request comes from a fork, which the app cannot push to, so the patch is in "
+    "{url}. Apply it with `git apply`."
+)
+OUTCOME_NO_CHANGES = "✅ Done, but the agents changed no files, so there is no pull request."
+OUTCOME_ONLY_WORKFLOWS = (
+    "⚠️ Done, but every change was under `.github/workflows/`, which this app may not push. "
+    "The patch is in the trace."
+)
+OUTCOME_TIMEOUT = "⏱️ The run hit its time limit before finishing; no pull request was opened."
+OUTCOME_BUDGET = "⛔ The run used up its budget (sandboxes, iterations or cost); no pull request was opened."
+OUTCOME_CANCELLED = "🚫 Cancelled by `{prefix} cancel`; no pull request was opened."
+OUTCOME_ERROR = "❌ The run failed: {error}"
+OUTCOME_GITHUB_ERROR = "❌ GitHub's API kept failing, so the run could not finish: {error}"
+OUTCOME_INTERRUPTED = (
+    "❌ The server stopped while this run was in progress and it could not be resumed. "
+    "Comment `{prefix} <task>` to start it again."
+)
+WORKFLOW_FILES_SKIPPED = (
+    "⚠️ Changes to these workflow files were left out because the app has no `workflows` permission: {files}"
+)
+REPO_CONFIG_PROBLEM = "⚠️ `.github/rlm.yml` was ignored: {reason}"
+
+# ---------------------------------------------------------------- replies
+BUSY = (
+    "A run is already in progress on this issue (`{run_id}`). Wait for it, or stop it with `{prefix} cancel`."
+)
+CANCEL_REQUESTED = "🚫 Cancelling run `{run_id}` and all its sub-agents."
+NOTHING_TO_CANCEL = "There is no run in progress here to cancel."
+NOTHING_RUNNING = "There is no run in progress here. Start one with `{prefix} <task>`."
+STATUS_REPLY = "Run `{run_id}` is {state}. {progress}"
+INVALID_COMMAND = "I did not understand that command."
+
+# ---------------------------------------------------------------- pull request and patch comment
+PR_TITLE_PREFIX = "rlm: "
+PR_TITLE_LIMIT = 72
+PR_ANSWER_HEADER = "## Summary"
+PR_NO_ANSWER = "_The root agent gave no summary._"
+PR_REQUESTED_BY = "Requested by @{requester} in {source}."
+PR_TRACE = "🔎 Full trace of every agent: {url}"
+PR_TRACE_LOCAL = "🔎 The full trace is `{name}` in the server's results directory."
+PATCH_COMMENT = (
+    "Here is the patch for run `{run_id}` (this pull request comes from a fork, so I cannot push to it):"
+)
+PATCH_TOO_LONG = "\n… the patch is longer than a comment can hold; the full patch is in the trace."
+PATCH_LIMIT = 60000
+
+
+def pr_title(task: str) -> str:
+    first = " ".join(task.strip().splitlines()[0].split()) if task.strip() else "changes"
+    title = PR_TITLE_PREFIX + first
+    return title if len(title) <= PR_TITLE_LIMIT else title[: PR_TITLE_LIMIT - 1] + "…"
+
+
+def trace_line(trace_url: str | None, run_id: str) -> str:
+    if trace_url:
+        return PR_TRACE.format(url=trace_url)
+    return PR_TRACE_LOCAL.format(name=f"{run_id}.json")
+
+
+def pr_body(result, trace_url: str | None, *, requester: str | None = None, source: str | None = None,
+            notes: list[str] | None = None) -> str:  # fmt: skip
+    """Root answer + agent-tree summary (with totals) + how to see the trace."""
+    parts = [PR_ANSWER_HEADER, "", (result.answer or "").strip() or PR_NO_ANSWER, ""]
+    if requester and source:
+        parts += [PR_REQUESTED_BY.format(requester=requester, source=source), ""]
+    parts += [summary_markdown(result.results), ""]
+    parts += list(notes or [])
+    parts.append(trace_line(trace_url, result.run_id))
+    return "\n".join(parts).strip() + "\n"
+
+
+def progress_line(results: dict, started: float, now: float | None = None) -> str:
+    agents = results.get("agents", [])
+    running = sum(1 for a in agents if a.get("status") == "running")
+    totals = results["totals"]
+    return STATUS_RUNNING.format(
+        running=running,
+        finished=len(agents) - running,
+        depth=totals["max_depth"],
+        iterations=totals["iterations"],
+        elapsed=fmt_duration((now or time.time()) - started),
+        cost=fmt_cost(totals["cost_usd"]),
+    )
+
+
+def status_body(run_id: str, task: str, lines: list[str], *, prefix: str = "/rlm", trace_url: str | None = None,
+                final: bool = False) -> str:  # fmt: skip
+    """The live status comment: header, task, the current state lines, and a footer while running."""
+    quoted = "\n".join(STATUS_TASK.format(task=line) for line in task.strip().splitlines()[:10])
+    parts = [STATUS_HEADER.format(run_id=run_id), "", quoted, "", *lines]
+    if trace_url:
+        parts += ["", STATUS_TRACE.format(url=trace_url)]
+    if not final:
+        parts += ["", STATUS_FOOTER.format(prefix=prefix)]
+    return "\n".join(parts)
+
+
+def final_totals(results: dict) -> str:
+    return totals_line(results)
+
+
+def patch_comment(run_id: str, patch: str) -> str:
+    shown = patch if len(patch) <= PATCH_LIMIT else patch[:PATCH_LIMIT]
+    fence = "````" if "```" in shown else "```"
+    tail = PATCH_TOO_LONG if len(patch) > PATCH_LIMIT else ""
+    return f"{PATCH_COMMENT.format(run_id=run_id)}\n\n{fence}diff\n{shown}\n{fence}{tail}\n"

@@ -1,0 +1,253 @@
+"""A small fake of GitHub's REST API, served over HTTP on loopback, keyed by URL.
+
+It records every request (method, path, JSON body) so tests can assert the exact writes, and it
+implements the Git Data API on a real local bare repository (blobs, trees on a base tree, commits,
+refs), so a test can check out the bot's branch and read the file it changed. Faults (status,
+headers, how many times) can be injected per method + path pattern.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import re
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    query: dict
+    body: Any
+    auth: str
+
+
+@dataclass
+class Fault:
+    method: str
+    pattern: str
+    status: int
+    times: int
+    headers: dict = field(default_factory=dict)
+    message: str = "fault"
+
+
+def _git(bare: str, *args: str, input: bytes | None = None, env: dict | None = None) -> bytes:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(["git", f"--git-dir={bare}", *args], input=input, capture_output=True, check=True,
+                          env=full_env).stdout  # fmt: skip
+
+
+class FakeGitHub:
+    def __init__(
+        self, *, installation_token: str = "fake-installation-token-0123456789", app_slug: str = "rlm-bot"
+    ):
+        self.repos: dict[str, str] = {}  # "owner/name" -> bare repo path
+        self.default_branch: dict[str, str] = {}
+        self.permissions: dict[tuple[str, str], str] = {}
+        self.pulls: dict[tuple[str, int], dict] = {}
+        self.installation_token = installation_token
+        self.app_slug = app_slug
+        self.calls: list[Call] = []
+        self.faults: list[Fault] = []
+        self.comments: dict[int, dict] = {}
+        self.reactions: dict[int, dict] = {}
+        self.created_pulls: list[dict] = []
+        self._ids = itertools.count(1000)
+        self._lock = threading.Lock()
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    # ------------------------------------------------------------------ setup
+
+    def add_repo(self, full_name: str, bare_path: str, default_branch: str = "main") -> None:
+        self.repos[full_name] = str(bare_path)
+        self.default_branch[full_name] = default_branch
+
+    def grant(self, repo: str, user: str, permission: str) -> None:
+        self.permissions[(repo, user)] = permission
+
+    def fail(self, method: str, pattern: str, status: int, times: int = 1, headers: dict | None = None,
+             message: str = "fault") -> None:  # fmt: skip
+        self.faults.append(Fault(method, pattern, status, times, headers or {}, message))
+
+    def start(self) -> FakeGitHub:
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+
+    # ------------------------------------------------------------------ queries for tests
+
+    def writes(self) -> list[Call]:
+        return [c for c in self.calls if c.method != "GET"]
+
+    def write_paths(self) -> list[tuple[str, str]]:
+        return [(c.method, c.path) for c in self.writes() if "/access_tokens" not in c.path]
+
+    def issue_comments(self, repo: str, number: int) -> list[dict]:
+        return [c for c in self.comments.values() if c["repo"] == repo and c["issue"] == number]
+
+    # ------------------------------------------------------------------ the server
+
+    def _wsgi(self, environ, start_response):
+        request = Request(environ)
+        raw = request.get_data()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        call = Call(
+            request.method,
+            request.path,
+            request.args.to_dict(),
+            body,
+            request.headers.get("Authorization", ""),
+        )
+        with self._lock:
+            self.calls.append(call)
+            fault = next((f for f in self.faults if f.times > 0 and f.method == call.method
+                          and re.fullmatch(f.pattern, call.path)), None)  # fmt: skip
+            if fault is not None:
+                fault.times -= 1
+        if fault is not None:
+            response = Response(json.dumps({"message": fault.message}), status=fault.status,
+                                headers=fault.headers, content_type="application/json")  # fmt: skip
+            return response(environ, start_response)
+        try:
+            status, data = self._route(call)
+        except subprocess.CalledProcessError as e:
+            status, data = 422, {"message": e.stderr.decode("utf-8", "replace")}
+        payload = "" if data is None else json.dumps(data)
+        return Response(payload, status=status, content_type="application/json")(environ, start_response)
+
+    def _route(self, c: Call) -> tuple[int, Any]:
+        m, p = c.method, c.path
+        if m == "POST" and (g := re.fullmatch(r"/app/installations/(\d+)/access_tokens", p)):
+            return 201, {"token": self.installation_token, "expires_at": "2099-01-01T00:00:00Z"}
+        if m == "GET" and p == "/app":
+            return 200, {"slug": self.app_slug, "id": 1}
+        g = re.fullmatch(r"/repos/([^/]+/[^/]+)(/.*)?", p)
+        if not g or g.group(1) not in self.repos:
+            return 404, {"message": "Not Found"}
+        repo, rest = g.group(1), g.group(2) or ""
+        bare = self.repos[repo]
+        if m == "GET" and rest == "":
+            return 200, {"full_name": repo, "default_branch": self.default_branch[repo],
+                         "clone_url": bare}  # fmt: skip
+        if m == "GET" and (g := re.fullmatch(r"/collaborators/([^/]+)/permission", rest)):
+            perm = self.permissions.get((repo, g.group(1)))
+            if perm is None:
+                return 404, {"message": "Not Found"}
+            return 200, {"permission": perm, "user": {"login": g.group(1)}}
+        if m == "GET" and (g := re.fullmatch(r"/branches/(.+)", rest)):
+            sha = _git(bare, "rev-parse", f"refs/heads/{g.group(1)}").decode().strip()
+            return 200, {"name": g.group(1), "commit": {"sha": sha}}
+        if m == "GET" and (g := re.fullmatch(r"/contents/(.+)", rest)):
+            ref = c.query.get("ref") or self.default_branch[repo]
+            proc = subprocess.run(
+                ["git", f"--git-dir={bare}", "show", f"{ref}:{g.group(1)}"], capture_output=True
+            )
+            if proc.returncode != 0:
+                return 404, {"message": "Not Found"}
+            return 200, {
+                "type": "file",
+                "encoding": "base64",
+                "content": base64.b64encode(proc.stdout).decode(),
+            }
+        if m == "GET" and (g := re.fullmatch(r"/pulls/(\d+)", rest)):
+            pull = self.pulls.get((repo, int(g.group(1))))
+            return (200, pull) if pull else (404, {"message": "Not Found"})
+        if m == "POST" and (g := re.fullmatch(r"/(issues|pulls)/comments/(\d+)/reactions", rest)):
+            rid = next(self._ids)
+            self.reactions[rid] = {"comment": int(g.group(2)), "content": c.body["content"], "deleted": False}
+            return 201, {"id": rid, "content": c.body["content"]}
+        if m == "DELETE" and (g := re.fullmatch(r"/(issues|pulls)/comments/(\d+)/reactions/(\d+)", rest)):
+            self.reactions.get(int(g.group(3)), {})["deleted"] = True
+            return 204, None
+        if m == "POST" and (g := re.fullmatch(r"/issues/(\d+)/comments", rest)):
+            cid = next(self._ids)
+            self.comments[cid] = {
+                "repo": repo,
+                "issue": int(g.group(1)),
+                "body": c.body["body"],
+                "history": [c.body["body"]],
+            }
+            return 201, {
+                "id": cid,
+                "html_url": f"https://github.example/{repo}/issues/{g.group(1)}#issuecomment-{cid}",
+            }
+        if m == "PATCH" and (g := re.fullmatch(r"/issues/comments/(\d+)", rest)):
+            comment = self.comments.get(int(g.group(1)))
+            if comment is None:
+                return 404, {"message": "Not Found"}
+            comment["body"] = c.body["body"]
+            comment["history"].append(c.body["body"])
+            return 200, {"id": int(g.group(1))}
+        if m == "POST" and rest == "/git/blobs":
+            content = (
+                base64.b64decode(c.body["content"])
+                if c.body.get("encoding") == "base64"
+                else c.body["content"].encode()
+            )
+            sha = _git(bare, "hash-object", "-w", "--stdin", input=content).decode().strip()
+            return 201, {"sha": sha}
+        if m == "POST" and rest == "/git/trees":
+            return 201, {"sha": self._make_tree(bare, c.body.get("base_tree"), c.body["tree"])}
+        if m == "POST" and rest == "/git/commits":
+            args = ["commit-tree", c.body["tree"]]
+            for parent in c.body.get("parents", []):
+                args += ["-p", parent]
+            ident = {"GIT_AUTHOR_NAME": "rlm-bot[bot]", "GIT_AUTHOR_EMAIL": "bot@example.invalid",
+                     "GIT_COMMITTER_NAME": "rlm-bot[bot]", "GIT_COMMITTER_EMAIL": "bot@example.invalid"}  # fmt: skip
+            sha = _git(bare, *args, input=c.body["message"].encode(), env=ident).decode().strip()
+            return 201, {"sha": sha}
+        if m == "POST" and rest == "/git/refs":
+            exists = subprocess.run(["git", f"--git-dir={bare}", "rev-parse", "--verify", "--quiet", c.body["ref"]],
+                                    capture_output=True).returncode == 0  # fmt: skip
+            if exists:
+                return 422, {"message": "Reference already exists"}
+            _git(bare, "update-ref", c.body["ref"], c.body["sha"])
+            return 201, {"ref": c.body["ref"], "object": {"sha": c.body["sha"]}}
+        if m == "POST" and rest == "/pulls":
+            number = 100 + len(self.created_pulls) + 1
+            pull = {**c.body, "number": number, "html_url": f"https://github.example/{repo}/pull/{number}"}
+            self.created_pulls.append(pull)
+            return 201, pull
+        return 404, {"message": f"fake GitHub has no route for {m} {p}"}
+
+    @staticmethod
+    def _make_tree(bare: str, base_tree: str | None, entries: list[dict]) -> str:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+            if base_tree:
+                _git(bare, "read-tree", base_tree, env=env)
+            for e in entries:
+                if e.get("sha") is None:
+                    _git(bare, "update-index", "--force-remove", "--", e["path"], env=env)
+                else:
+                    _git(
+                        bare,
+                        "update-index",
+                        "--add",
+                        "--cacheinfo",
+                        f"{e['mode']},{e['sha']},{e['path']}",
+                        env=env,
+                    )
+            return _git(bare, "write-tree", env=env).decode().strip()

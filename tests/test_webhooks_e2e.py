@@ -1,0 +1,211 @@
+"""End to end on loopback: the real Flask app over HTTP, the fake GitHub API over HTTP, a bare git
+repository as the remote, the scripted model through the real engine. A signed `/rlm` comment must
+produce exactly the expected GitHub writes and a pull request whose tree holds the patched file."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from bot.github import report
+from bot.github.commands import help_text
+from bot.github.permissions import not_allowed
+from bot.rlm.trace import summary_markdown
+from tests.conftest import py
+from tests.fakes.app_env import CALC, REPO, build_env
+from tests.fakes.github_app import comment_payload, post_event, serve, wait_for
+from webhooks import create_app
+
+TASK = "fix the TODO in calc.py"
+ANSWER = "Implemented add(); a child agent checked the file."
+
+ROOT = [
+    py("""
+    note = rlm_query("Check calc.py for TODOs")
+    print(note)
+    """),
+    py(
+        f"""
+    print(edit_file("calc.py", "    # TODO: implement\\n    return 0\\n", "    return a + b\\n"))
+    FINAL("{ANSWER}")
+    """
+    ),
+]
+CHILD = [py('FINAL("calc.py has one TODO in add()")')]
+
+
+@pytest.fixture
+def world(tmp_path, make_repo, write_script, make_config):
+    def make(rules=None, **kwargs):
+        repo, sha = make_repo({"calc.py": CALC, "README.md": "# demo\n"})
+        script = write_script(
+            rules or [{"task": "^fix", "responses": ROOT}, {"task": "^Check", "responses": CHILD}]
+        )
+        env = build_env(tmp_path, repo, sha, make_config(script), **kwargs)
+        return env
+
+    envs = []
+
+    def tracked(*a, **k):
+        env = make(*a, **k)
+        envs.append(env)
+        return env
+
+    yield tracked
+    for env in envs:
+        env.fake.stop()
+
+
+def collapse(paths):
+    out = []
+    for item in paths:
+        if not out or out[-1] != item or item[0] != "PATCH":
+            out.append(item)
+    return out
+
+
+def finished(store, job_id):
+    job = store.get(job_id)
+    return job if job and job.state in ("done", "failed", "cancelled") else None
+
+
+def test_comment_to_pull_request(world):
+    env = world()
+    app = create_app(env.server)
+    store = app.extensions["rlm"].store
+    with serve(app) as url:
+        resp = post_event(url, "issue_comment", comment_payload(f"/rlm {TASK}", clone_url=str(env.bare)))
+        assert resp.status_code == 202, resp.text
+        assert resp.json()["kind"] == "run"
+        job = wait_for(lambda: finished(store, resp.json()["job"]), what="the run to finish")
+    assert job.state == "done", job.message
+    assert job.outcome == "pr"
+
+    fake = env.fake
+    status_id = next(iter(c for c in fake.comments))
+    writes = collapse(fake.write_paths())
+    reaction = [r for r in fake.reactions if fake.reactions[r]["content"] == "eyes"][0]
+    assert writes == [
+        ("POST", f"/repos/{REPO}/issues/comments/555/reactions"),
+        ("POST", f"/repos/{REPO}/issues/7/comments"),
+        ("PATCH", f"/repos/{REPO}/issues/comments/{status_id}"),
+        ("POST", f"/repos/{REPO}/git/blobs"),
+        ("POST", f"/repos/{REPO}/git/trees"),
+        ("POST", f"/repos/{REPO}/git/commits"),
+        ("POST", f"/repos/{REPO}/git/refs"),
+        ("POST", f"/repos/{REPO}/pulls"),
+        ("PATCH", f"/repos/{REPO}/issues/comments/{status_id}"),
+        ("POST", f"/repos/{REPO}/issues/comments/555/reactions"),
+        ("DELETE", f"/repos/{REPO}/issues/comments/555/reactions/{reaction}"),
+    ]
+    bodies = [c.body for c in fake.writes() if "/access_tokens" not in c.path]
+    assert bodies[0] == {"content": report.REACTION_SEEN}
+    assert bodies[-2] == {"content": report.REACTION_DONE}
+    assert fake.reactions[reaction]["deleted"]
+
+    # The status comment: created queued, edited through preparing and running, ends with the PR link.
+    history = fake.comments[status_id]["history"]
+    assert report.STATUS_QUEUED in history[0]
+    assert any(report.STATUS_PREPARING.format(commit=env.sha[:12]) in h for h in history)
+    assert any("agents running" in h for h in history)
+    assert any(report.STATUS_OPENING_PR in h for h in history)
+    pull = fake.created_pulls[0]
+    final = history[-1]
+    assert report.OUTCOME_PR.format(url=pull["html_url"]) in final
+    assert "3 iterations" in final or "iterations" in final
+    assert f"{report.STATUS_HEADER.format(run_id=job.request['run_id'])}" in final
+    assert "cancel" not in final  # the footer is gone once the run is over
+
+    # Git Data: blob content, tree on the base, commit with the co-author, ref name.
+    blob_call = next(c for c in fake.writes() if c.path.endswith("/git/blobs"))
+    assert base64.b64decode(blob_call.body["content"]).decode() == "def add(a, b):\n    return a + b\n"
+    tree_call = next(c for c in fake.writes() if c.path.endswith("/git/trees"))
+    assert tree_call.body["base_tree"] == env.git("rev-parse", f"{env.sha}^{{tree}}").strip()
+    assert tree_call.body["tree"] == [
+        {"path": "calc.py", "mode": "100644", "type": "blob", "sha": tree_call.body["tree"][0]["sha"]}
+    ]
+    commit_call = next(c for c in fake.writes() if c.path.endswith("/git/commits"))
+    assert commit_call.body["parents"] == [env.sha]
+    assert "Co-authored-by: octocat <99+octocat@users.noreply.github.com>" in commit_call.body["message"]
+    branch = f"rlm/7-{job.request['run_id'][-6:]}"
+    ref_call = next(c for c in fake.writes() if c.path.endswith("/git/refs"))
+    assert ref_call.body["ref"] == f"refs/heads/{branch}"
+
+    # The PR: title from the task, body = answer + tree summary + totals + trace link.
+    assert pull["title"] == report.pr_title(TASK)
+    assert (pull["head"], pull["base"], pull["draft"]) == (branch, "main", False)
+    assert ANSWER in pull["body"]
+    results = job_results(env, job)
+    assert summary_markdown(results) in pull["body"]
+    assert f"http://bot.example/runs/{job.trace_token}" in pull["body"]
+
+    # The PR's tree really holds the patched file, and nothing else changed.
+    assert env.git("show", f"{branch}:calc.py") == "def add(a, b):\n    return a + b\n"
+    assert env.git("show", f"{branch}:README.md") == "# demo\n"
+    assert env.git("rev-parse", f"{branch}^").strip() == env.sha
+
+
+def job_results(env, job):
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(env.server.worker.results_dir) / f"{job.request['run_id']}.json").read_text())
+
+
+def test_trace_link_serves_the_run(world):
+    env = world()
+    app = create_app(env.server)
+    store = app.extensions["rlm"].store
+    with serve(app) as url:
+        resp = post_event(url, "issue_comment", comment_payload(f"/rlm {TASK}", clone_url=str(env.bare)))
+        job = wait_for(lambda: finished(store, resp.json()["job"]), what="the run to finish")
+        import requests
+
+        page = requests.get(f"{url}/runs/{job.trace_token}/", timeout=5)
+        assert page.status_code == 200
+        run = requests.get(f"{url}/runs/{job.trace_token}/api/runs/{job.request['run_id']}", timeout=5)
+        assert run.status_code == 200 and run.json()["answer"] == ANSWER
+        assert requests.get(f"{url}/runs/{'x' * 32}/", timeout=5).status_code == 404
+
+
+def test_non_collaborator_runs_nothing(world):
+    env = world()
+    env.fake.grant(REPO, "mallory", "read")
+    app = create_app(env.server)
+    store = app.extensions["rlm"].store
+    with serve(app) as url:
+        resp = post_event(
+            url, "issue_comment", comment_payload(f"/rlm {TASK}", user="mallory", clone_url=str(env.bare))
+        )
+        assert resp.status_code == 202
+        job = wait_for(lambda: finished(store, resp.json()["job"]))
+    assert job.outcome == "not_allowed"
+    assert env.fake.write_paths() == [("POST", f"/repos/{REPO}/issues/7/comments")]
+    (comment,) = env.fake.comments.values()
+    assert comment["body"] == not_allowed("mallory")
+    assert not (env.server.worker.results_dir).exists() or not list(env.server.worker.results_dir.iterdir())
+
+
+def test_bot_comment_is_ignored(world):
+    env = world()
+    app = create_app(env.server)
+    with serve(app) as url:
+        resp = post_event(
+            url, "issue_comment", comment_payload(f"/rlm {TASK}", user="rlm-bot[bot]", user_type="Bot")
+        )
+        assert resp.status_code == 200
+        assert resp.json()["decision"] == "ignored"
+    assert app.extensions["rlm"].store.jobs() == []
+    assert env.fake.calls == []
+
+
+def test_help_reply(world):
+    env = world()
+    app = create_app(env.server)
+    store = app.extensions["rlm"].store
+    with serve(app) as url:
+        resp = post_event(url, "issue_comment", comment_payload("/rlm help"))
+        wait_for(lambda: finished(store, resp.json()["job"]))
+    (comment,) = env.fake.comments.values()
+    assert comment["body"] == help_text("/rlm")

@@ -1,0 +1,163 @@
+"""The Flask entry: verify, parse, route, record, answer — in milliseconds, whatever a run costs.
+
+POST /webhook: the signature (X-Hub-Signature-256) is checked first, in constant time, through
+gidgethub's sans-I/O layer; without a configured secret every delivery is refused. Every bad input
+gets a 4xx with a one-line reason; only a bug gives a 500. GET /healthz for probes. Traces are
+served under /runs/<token>/ by the viewer's blueprint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, Response, jsonify, request
+from gidgethub import ValidationFailure, sansio
+from werkzeug.exceptions import HTTPException
+
+from bot.github.app_worker import AppJobHandler
+from bot.github.auth import AppAuth
+from bot.jobs import DuplicateDelivery, JobHandler, JobStore, WorkerPool
+
+from .config import ServerConfig
+from .context import IGNORED_NO_HANDLER, Delivery
+from .routing import KNOWN_EVENTS, router
+
+log = logging.getLogger(__name__)
+
+NO_SECRET = "no webhook secret is configured on this server, so every delivery is refused"
+NO_SIGNATURE = "the X-Hub-Signature-256 header is missing"
+BAD_SIGNATURE = "the X-Hub-Signature-256 signature does not match the payload"
+NO_EVENT = "the X-GitHub-Event header is missing"
+NO_DELIVERY = "the X-GitHub-Delivery header is missing"
+BAD_CONTENT_TYPE = "the content type must be application/json"
+BAD_JSON = "the body is not valid JSON"
+NOT_AN_OBJECT = "the body must be a JSON object"
+UNKNOWN_EVENT = "this app does not handle {event} events"
+NO_INSTALLATION = "the payload has no installation; deliveries must come from the installed GitHub App"
+MISSING_FIELD = "the payload is missing a field this event needs: {field}"
+REPLAYED = "delivery {delivery} was already received"
+TOO_LARGE = "the body is larger than this server accepts ({limit} bytes)"
+PONG = "pong"
+
+
+@dataclass
+class Server:
+    config: ServerConfig
+    store: JobStore
+    pool: WorkerPool | None
+
+
+def refuse(status: int, reason: str) -> tuple[Response, int]:
+    return jsonify(error=reason), status
+
+
+def create_app(
+    config: ServerConfig, *, start_workers: bool = True, handler: JobHandler | None = None
+) -> Flask:
+    """The webhook app. With `start_workers`, in-flight jobs of a previous process are recovered and
+    a worker pool runs jobs with `handler` (default: the App's, which needs `config.app`)."""
+    app = Flask("webhooks")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body
+    store = JobStore(config.db_path)
+    server = Server(config, store, None)
+    if start_workers:
+        if handler is None:
+            if config.app is None:
+                raise ValueError("workers need the App's settings (GITHUB_APP_ID and its private key)")
+            handler = AppJobHandler(
+                AppAuth(config.app), config.engine, store, config.worker, pool=lambda: server.pool
+            )
+        recovered = store.recover(config.max_attempts)
+        for job in recovered:
+            log.warning("job %s (%s on %s#%s) was in flight when the server stopped; %s", job.id, job.kind,
+                        job.repo, job.number, "resuming it" if job.kind == "run" else "reporting it")  # fmt: skip
+        server.pool = WorkerPool(store, handler, workers=config.workers).start()
+    app.extensions["rlm"] = server
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException):
+        if e.code == 413:
+            return refuse(413, TOO_LARGE.format(limit=config.max_body))
+        return refuse(e.code or 400, (e.description or e.name).splitlines()[0])
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok", workers=server.pool is not None, jobs=store.counts())
+
+    @app.post("/webhook")
+    def webhook():
+        return handle_delivery(server)
+
+    _mount_viewer(app, store, Path(config.worker.results_dir))
+    return app
+
+
+def handle_delivery(server: Server):
+    config = server.config
+    if not config.webhook_secret:
+        return refuse(403, NO_SECRET)
+    body = request.get_data(cache=False)
+    signature = request.headers.get("X-Hub-Signature-256")
+    if not signature:
+        return refuse(401, NO_SIGNATURE)
+    if not signature.startswith("sha256="):  # the SHA-1 header is not accepted
+        return refuse(401, BAD_SIGNATURE)
+    try:
+        sansio.validate_event(body, signature=signature, secret=config.webhook_secret)
+    except ValidationFailure:
+        return refuse(401, BAD_SIGNATURE)
+    event_name = request.headers.get("X-GitHub-Event")
+    delivery_id = request.headers.get("X-GitHub-Delivery")
+    if not event_name:
+        return refuse(400, NO_EVENT)
+    if not delivery_id:
+        return refuse(400, NO_DELIVERY)
+    if request.mimetype != "application/json":
+        return refuse(415, BAD_CONTENT_TYPE)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return refuse(400, BAD_JSON)
+    if not isinstance(data, dict):
+        return refuse(400, NOT_AN_OBJECT)
+    if event_name == "ping":
+        return jsonify(decision="ignored", reason=PONG), 200
+    if event_name not in KNOWN_EVENTS:
+        return refuse(400, UNKNOWN_EVENT.format(event=event_name))
+    installation = (
+        (data.get("installation") or {}).get("id") if isinstance(data.get("installation"), dict) else None
+    )
+    if not isinstance(installation, int):
+        return refuse(400, NO_INSTALLATION)
+    delivery = Delivery(prefix=config.prefix, installation_id=installation,
+                        app_id=config.app.app_id if config.app else None)  # fmt: skip
+    event = sansio.Event(data, event=event_name, delivery_id=delivery_id)
+    try:
+        asyncio.run(router.dispatch(event, delivery))
+    except (KeyError, TypeError, AttributeError) as e:
+        return refuse(400, MISSING_FIELD.format(field=e))
+    reason = delivery.ignored or IGNORED_NO_HANDLER.format(event=event_name, action=data.get("action"))
+    try:
+        job = server.store.record_delivery(delivery_id, event_name, delivery.job, decision=reason)
+    except DuplicateDelivery:
+        return refuse(409, REPLAYED.format(delivery=delivery_id))
+    if job is None:
+        return jsonify(decision="ignored", reason=reason), 200
+    if server.pool is not None:
+        server.pool.notify(job.lane)
+    return jsonify(decision="queued", kind=job.kind, job=job.id), 202
+
+
+def _mount_viewer(app: Flask, store: JobStore, results_dir: Path) -> None:
+    from bot.viewer import viewer_blueprint
+
+    def lookup(token: str) -> Path | None:
+        job = store.by_trace_token(token)
+        run_id = job.request.get("run_id") if job else None
+        return results_dir / f"{run_id}.json" if run_id else None
+
+    app.register_blueprint(viewer_blueprint(lookup))

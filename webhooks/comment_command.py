@@ -1,0 +1,51 @@
+"""The one behaviour both comment events share: a `/rlm` line in a new comment becomes a job.
+
+Ignored: bots (so the app never answers itself), comments posted through this app, and
+comments without a command. Everything else is recorded for a worker, which checks permission.
+"""
+
+from __future__ import annotations
+
+from bot.github.commands import parse_command
+from bot.jobs import NewJob
+
+from .context import IGNORED_BOT, IGNORED_NO_COMMAND, IGNORED_OWN, Delivery
+
+
+def is_from_bot(payload: dict) -> bool:
+    sender = payload.get("sender") or {}
+    author = (payload.get("comment") or {}).get("user") or {}
+    return sender.get("type") == "Bot" or author.get("type") == "Bot"
+
+
+def is_own(payload: dict, app_id: str | None) -> bool:
+    via = (payload.get("comment") or {}).get("performed_via_github_app") or {}
+    return app_id is not None and str(via.get("id")) == str(app_id)
+
+
+def enqueue_command(payload: dict, delivery: Delivery, *, number: int, is_pull: bool, review: bool,
+                    html_url: str | None) -> None:  # fmt: skip
+    if is_from_bot(payload):
+        return delivery.ignore(IGNORED_BOT)
+    if is_own(payload, delivery.app_id):
+        return delivery.ignore(IGNORED_OWN)
+    comment = payload["comment"]
+    command = parse_command(comment.get("body"), delivery.prefix)
+    if command is None:
+        return delivery.ignore(IGNORED_NO_COMMAND.format(prefix=delivery.prefix))
+    repo = payload["repository"]
+    user = comment.get("user") or payload.get("sender") or {}
+    request = {
+        "repo": repo["full_name"],
+        "number": number,
+        "requester": user.get("login"),
+        "requester_id": user.get("id"),
+        "task": command.task,
+        "clone_url": repo.get("clone_url"),
+        "comment_id": comment["id"],
+        "review_comment": review,
+        "is_pull": is_pull,
+        "html_url": html_url,
+    }
+    delivery.enqueue(NewJob(kind=command.kind, repo=repo["full_name"], number=number, request=request,
+                            installation_id=delivery.installation_id))  # fmt: skip

@@ -1,0 +1,52 @@
+"""The webhook server's settings: the App's environment plus where jobs and traces live."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.github.app_worker import WorkerSettings
+from bot.github.auth import AppSettings
+from bot.rlm.config import Config
+
+MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+
+
+@dataclass
+class ServerConfig:
+    webhook_secret: str | None  # None: every delivery is refused
+    engine: Config = field(default_factory=Config)
+    app: AppSettings | None = None  # None: deliveries are recorded but no worker runs them
+    db_path: Path = Path("rlm-jobs.sqlite3")
+    workers: int = 2
+    max_body: int = MAX_BODY
+    max_attempts: int = 2  # a run interrupted by a restart is started again while attempts remain
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+
+    @property
+    def prefix(self) -> str:
+        return self.worker.prefix
+
+    @classmethod
+    def from_env(cls, engine: Config, environ: dict[str, str] | None = None, **overrides) -> ServerConfig:
+        """GITHUB_* for the App; RLM_DB, RLM_PUBLIC_URL, RLM_COMMAND_PREFIX, RLM_DRAFT_PRS,
+        RLM_PUSH_WORKFLOWS, RLM_ALLOWED_MODELS, RLM_STATUS_INTERVAL for the server."""
+        env = os.environ if environ is None else environ
+        app = AppSettings.from_env(env)
+        truthy = ("1", "true", "yes", "on")
+        worker = WorkerSettings(
+            results_dir=Path(engine.results_dir),
+            prefix=env.get("RLM_COMMAND_PREFIX") or "/rlm",
+            public_url=env.get("RLM_PUBLIC_URL") or None,
+            draft=env.get("RLM_DRAFT_PRS", "").lower() in truthy,
+            can_push_workflows=env.get("RLM_PUSH_WORKFLOWS", "").lower() in truthy,
+            status_interval=float(env.get("RLM_STATUS_INTERVAL") or 15),
+            allowed_models={m.strip() for m in (env.get("RLM_ALLOWED_MODELS") or "").split(",") if m.strip()},
+        )
+        config = cls(webhook_secret=app.webhook_secret, engine=engine, app=app,
+                     db_path=Path(env.get("RLM_DB") or "rlm-jobs.sqlite3"), worker=worker)  # fmt: skip
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(config, key, value)
+        return config
