@@ -64,27 +64,40 @@ class RunFiles:
         return max(times, default=0.0)
 
 
+def _head(data: bytes) -> dict[str, Any] | None:
+    """The results without their agents, cheaply: the engine writes `agents` last, at indent 1
+    (`write_json_atomic`), so everything before that key is the run's metadata and totals."""
+    pos = data.rfind(b'\n "agents": ')
+    if pos < 0:
+        return None
+    try:
+        head = json.loads(data[:pos].rstrip().rstrip(b",") + b"}")
+    except ValueError:
+        return None
+    return head if isinstance(head, dict) and isinstance(head.get("totals"), dict) else None
+
+
+def results_head(path: Path) -> dict[str, Any]:
+    """A results file's metadata and totals (no agents); raises NotARun for any other JSON."""
+    data = path.read_bytes()
+    head = _head(data)
+    if head is None:  # written by something else: parse it all
+        full = json.loads(data)
+        if not is_results(full):
+            raise NotARun(f"{path} is not an rlm results file")
+        head = {k: v for k, v in full.items() if k != "agents"}
+    return head
+
+
 def run_json(run: RunFiles) -> bytes:
-    """The run as JSON bytes: a finished run's results file as it is on disk (checked once per
-    version of the file), a running one's fold of its events so far."""
+    """The run as JSON bytes: a finished run's results file as it is on disk, a running one's fold
+    of its events so far."""
     if run.results.is_file():
-        st = run.results.stat()
-        key = (str(run.results), st.st_mtime_ns, st.st_size)
-        with _offsets_lock:
-            checked = key in _checked
         data = run.results.read_bytes()
-        if not checked:
-            if not is_results(json.loads(data)):
-                raise NotARun(f"{run.results} is not an rlm results file")
-            with _offsets_lock:
-                if len(_checked) > 256:
-                    _checked.clear()
-                _checked.add(key)
+        if _head(data) is None and not is_results(json.loads(data)):
+            raise NotARun(f"{run.results} is not an rlm results file")
         return data
     return json.dumps(load_run(run), ensure_ascii=False).encode()
-
-
-_checked: set[tuple[str, int, int]] = set()
 
 
 def load_run(run: RunFiles) -> dict[str, Any]:
@@ -182,7 +195,7 @@ def read_events_after(
 def summary(run: RunFiles) -> dict[str, Any]:
     """What the run list shows for one run (small: no agents)."""
     live = not run.results.is_file()
-    data = load_run(run)
+    data = load_run(run) if live else results_head(run.results)
     keys = (
         "run_id",
         "status",
