@@ -193,3 +193,18 @@ def main() -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Commands contributed by other parts of rlm-bot (viewer, GitHub App server, sandbox reaping).
+
+
+@app.command("view")
+def view(
+    target: Path | None = typer.Argument(None, help="results directory (default: results) or one run's file"),
+    port: int = typer.Option(0, "--port", help="port on 127.0.0.1 (default: a free one)"),
+    no_browser: bool = typer.Option(False, "--no-browser", help="print the URL, do not open a browser"),
+) -> None:
+    """Browse agent trees in a local web viewer (127.0.0.1 only); a running rollout is followed live."""
+    from .viewer.server import ViewError, run_view
+
+    try:
+        run_view(target, port, open_browser=not no_browser)
+    except ViewError as e:
+        raise fail(str(e)) from None

@@ -29,6 +29,10 @@ NO_RESULTS = (
 )
 
 
+class ViewError(Exception):
+    """`rlm view` cannot start; the message says what to do."""
+
+
 def new_token() -> str:
     """An unguessable URL segment (128 bits) for a viewer link."""
     return secrets.token_urlsafe(16)
@@ -107,8 +111,8 @@ def make_server(target: Path | None = None, port: int = 0, token: str | None = N
     path = Path(target) if target is not None else DEFAULT_RESULTS
     try:
         store = RunStore(path)
-    except (FileNotFoundError, NotARun) as e:
-        raise SystemExit(NO_RESULTS.format(path=path) + f"\n({e})") from None
+    except (FileNotFoundError, NotARun):
+        raise ViewError(NO_RESULTS.format(path=path)) from None
     return ViewerServer(store, port, token)
 
 
@@ -130,7 +134,7 @@ def run_view(target: Path | None = None, port: int = 0, open_browser: bool = Tru
     try:
         server = make_server(target, port)
     except OSError as e:
-        raise SystemExit(f"Cannot listen on {LOOPBACK}:{port}: {e.strerror}. Try another --port.") from None
+        raise ViewError(f"Cannot listen on {LOOPBACK}:{port} ({e.strerror}); try another --port.") from None
     store = server.store
     what = f"run {store.single.run_id}" if store.single else f"{len(store.runs())} run(s) in {store.root}"
     print(f"rlm view: {what}\n  {server.url}\n(Ctrl-C to stop)", flush=True)
