@@ -1,0 +1,95 @@
+"""The job log while a rollout runs: a progress line per agent, then one collapsible group per agent.
+
+Agents run concurrently and the runner cannot nest or interleave groups, so each agent's log is
+collected from its events and written as one `::group::` when the agent finishes.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from bot.rlm.trace import STATUS_ICONS, fmt_cost
+
+from .workflow import Runner
+
+MAX_TEXT = 4000
+
+
+def _clip(text: str | None) -> str:
+    text = (text or "").rstrip()
+    if len(text) <= MAX_TEXT:
+        return text
+    return text[:MAX_TEXT] + f"\n… [{len(text) - MAX_TEXT} more characters in the results artifact]"
+
+
+def _first_line(text: str | None, limit: int = 100) -> str:
+    line = " ".join((text or "").split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class AgentLogs:
+    """An `on_event` listener for engine.run that writes the job log."""
+
+    def __init__(self, runner: Runner):
+        self.runner = runner
+        self._lock = threading.Lock()
+        self._lines: dict[str, list[str]] = {}
+        self._depth: dict[str, int] = {}
+        self._iterations: dict[str, int] = {}
+        self._cost: dict[str, float] = {}
+
+    def _add(self, agent: str, *lines: str) -> None:
+        with self._lock:
+            self._lines.setdefault(agent, []).extend(lines)
+
+    def __call__(self, event: dict) -> None:
+        kind = event.get("type")
+        agent = event.get("agent") or ""
+        if kind == "rollout_started":
+            self.runner.log(
+                f"rollout {event.get('run_id')} · {event.get('model')} · commit {str(event.get('commit'))[:12]}"
+            )
+        elif kind == "agent_started":
+            self._depth[agent] = event.get("depth", 0)
+            self._add(agent, f"task: {event.get('task', '')}")
+            self.runner.log_untrusted(
+                f"▶ {agent} started (depth {event.get('depth', 0)}): {_first_line(event.get('task'))}"
+            )
+        elif kind == "llm_call":
+            usage = event.get("usage") or {}
+            self._iterations[agent] = event.get("iteration", 0)
+            self._cost[agent] = self._cost.get(agent, 0.0) + (usage.get("cost_usd") or 0.0)
+            tokens = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
+            self._add(agent, f"── iteration {event.get('iteration')} · {tokens} tokens · {event.get('duration')}s",
+                      _clip(event.get("response")))  # fmt: skip
+        elif kind == "code_executed":
+            parts = [f"── block {event.get('block')} ({event.get('duration')}s)", _clip(event.get("code"))]
+            for name in ("stdout", "stderr", "error"):
+                if event.get(name):
+                    parts += [f"[{name}]", _clip(event.get(name))]
+            self._add(agent, *parts)
+        elif kind == "child_spawned":
+            self._add(agent, f"── spawned {event.get('child')}: {_first_line(event.get('task'))}")
+        elif kind == "llm_query":
+            self._add(agent, f"── llm_query: {_first_line(event.get('prompt'))}")
+        elif kind == "agent_finished":
+            self._finished(agent, event)
+        elif kind == "rollout_finished":
+            self.runner.log(
+                f"rollout finished: {event.get('status')}"
+                + (f" ({event['error']})" if event.get("error") else "")
+            )
+
+    def _finished(self, agent: str, event: dict) -> None:
+        status = event.get("status") or "error"
+        with self._lock:
+            lines = self._lines.pop(agent, [])
+        if event.get("result"):
+            lines += ["── answer", _clip(event.get("result"))]
+        if event.get("error"):
+            lines += ["── error", _clip(event.get("error"))]
+        title = (
+            f"{STATUS_ICONS.get(status, '•')} agent {agent} · depth {self._depth.get(agent, 0)} · {status} · "
+            f"{self._iterations.get(agent, 0)} iterations · {fmt_cost(self._cost.get(agent, 0.0))}"
+        )
+        self.runner.group_block(title, "\n".join(lines))

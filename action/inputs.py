@@ -1,0 +1,132 @@
+"""The action's inputs, read from INPUT_* variables and checked into one typed object.
+
+action.yml passes every input to the step as `INPUT_<NAME>` (upper case, dashes kept, as the
+runner does for JavaScript actions): composite actions get no INPUT_* variables on their own.
+An empty value means "not set": the config file's value or the engine's default applies.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class InputError(Exception):
+    """An input has a value the action cannot use; the message says which and what is allowed."""
+
+
+def env_name(name: str) -> str:
+    return "INPUT_" + name.replace(" ", "_").upper()
+
+
+class InputReader:
+    """Reads inputs from an environment and remembers which names were asked for."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        self.environ = os.environ if environ is None else environ
+        self.read: set[str] = set()
+
+    def get(self, name: str) -> str:
+        self.read.add(name)
+        return self.environ.get(env_name(name), "").strip()
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.get(name).lower()
+        if not value:
+            return default
+        if value in ("true", "yes", "1", "on"):
+            return True
+        if value in ("false", "no", "0", "off"):
+            return False
+        raise InputError(f"input '{name}' must be true or false (got {value!r}).")
+
+    def integer(self, name: str, minimum: int) -> int | None:
+        value = self.get(name)
+        if not value:
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            raise InputError(f"input '{name}' must be a whole number (got {value!r}).") from None
+        if number < minimum:
+            raise InputError(f"input '{name}' must be at least {minimum} (got {number}).")
+        return number
+
+    def seconds(self, name: str) -> float | None:
+        value = self.get(name)
+        if not value:
+            return None
+        try:
+            number = float(value)
+        except ValueError:
+            raise InputError(f"input '{name}' must be a number of seconds (got {value!r}).") from None
+        if number <= 0:
+            raise InputError(f"input '{name}' must be more than 0 seconds (got {value}).")
+        return number
+
+
+SANDBOXES = ("local", "daytona")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    prompt: str
+    trigger: str
+    model: str
+    llm_api_key: str
+    github_token: str
+    sandbox: str
+    daytona_api_key: str
+    max_sandboxes: int | None
+    max_iterations: int | None
+    max_depth: int | None
+    timeout: float | None
+    create_pr: bool
+    draft: bool
+    base_branch: str
+    config: str
+
+    @classmethod
+    def read(cls, reader: InputReader) -> Inputs:
+        sandbox = reader.get("sandbox").lower()
+        if sandbox and sandbox not in SANDBOXES:
+            raise InputError(f"input 'sandbox' must be one of {', '.join(SANDBOXES)} (got {sandbox!r}).")
+        trigger = reader.get("trigger") or "/rlm"
+        if any(c.isspace() for c in trigger):
+            raise InputError(f"input 'trigger' must be one word such as /rlm (got {trigger!r}).")
+        return cls(
+            prompt=reader.get("prompt"),
+            trigger=trigger,
+            model=reader.get("model"),
+            llm_api_key=reader.get("llm-api-key"),
+            github_token=reader.get("github-token"),
+            sandbox=sandbox,
+            daytona_api_key=reader.get("daytona-api-key"),
+            max_sandboxes=reader.integer("max-sandboxes", 1),
+            max_iterations=reader.integer("max-iterations", 1),
+            max_depth=reader.integer("max-depth", 0),
+            timeout=reader.seconds("timeout"),
+            create_pr=reader.boolean("create-pr", True),
+            draft=reader.boolean("draft", False),
+            base_branch=reader.get("base-branch"),
+            config=reader.get("config"),
+        )
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.llm_api_key, self.github_token, self.daytona_api_key) if s]
+
+    def config_overrides(self) -> dict[str, object]:
+        """Dotted engine-config keys for the inputs that were set (None = leave as configured)."""
+        return {
+            "model.name": self.model or None,
+            "sandbox.backend": self.sandbox or None,
+            "rlm.max_sandboxes": self.max_sandboxes,
+            "rlm.max_iterations": self.max_iterations,
+            "rlm.max_depth": self.max_depth,
+            "rlm.global_timeout": self.timeout,
+        }
+
+
+def read_inputs(environ: Mapping[str, str] | None = None) -> Inputs:
+    return Inputs.read(InputReader(environ))

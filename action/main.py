@@ -1,0 +1,195 @@
+"""The Action's step: mask secrets, decide whether to run, run, then outputs, summary and exit code.
+
+Order matters: secrets are masked before anything is printed; the trust check and the
+configuration checks come before any model call; outputs and the summary are written on every
+path, so `conclusion` always says how the step ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot.github.api import GitHubAPI, GitHubError
+from bot.github.auth import basic_auth_header
+from bot.rlm.config import Config, ConfigError, load_config
+from bot.rlm.secrets import REDACTOR
+
+from . import messages as m
+from .agent_logs import AgentLogs
+from .context import ActionContext, ContextError
+from .events_follower import EventsFollower
+from .inputs import InputError, InputReader, Inputs
+from .outputs import conclusion_for, outputs, write_patch
+from .summary import run_summary, stopped_summary
+from .token_permissions import missing_permission
+from .trust import Stop, Trigger, decide
+from .workflow import Runner
+
+if TYPE_CHECKING:
+    from bot.github.run import RunOutcome
+
+log = logging.getLogger("rlm-bot.action")
+SECRET_INPUTS = ("llm-api-key", "github-token", "daytona-api-key")
+SECRET_ENV = ("LLM_API_KEY", "DAYTONA_API_KEY")
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return REDACTOR.redact(super().format(record))
+
+
+def _mask_secrets(runner: Runner, reader: InputReader, environ: Mapping[str, str]) -> None:
+    """Mask every secret value (and the git auth header made from the token) before any output."""
+    values = [reader.get(name) for name in SECRET_INPUTS] + [environ.get(name, "") for name in SECRET_ENV]
+    token = reader.get("github-token")
+    if token:
+        values.append(basic_auth_header(token).split()[-1])
+    runner.add_mask(*values)
+    REDACTOR.add(*values)
+
+
+class Step:
+    """One execution of the action: a runner to talk to, the context, and how it ends."""
+
+    def __init__(self, runner: Runner, environ: Mapping[str, str]):
+        self.runner = runner
+        self.environ = environ
+
+    # ------------------------------------------------------------------ endings
+
+    def stopped(self, conclusion: str, message: str) -> int:
+        """End without a run: annotation, summary, outputs."""
+        failing = conclusion in m.FAILING
+        if failing:
+            self.runner.error(message, title="rlm-bot")
+        elif conclusion == m.NOT_ALLOWED:
+            self.runner.warning(message, title="rlm-bot")
+        else:
+            self.runner.notice(message, title="rlm-bot")
+        self.runner.append_summary(stopped_summary(message))
+        self.runner.set_outputs(outputs(conclusion))
+        return 1 if failing else 0
+
+    def reply(self, api: GitHubAPI, ctx: ActionContext, body: str) -> None:
+        """Best effort: the step's message already says the same thing."""
+        if not ctx.issue_number:
+            return
+        try:
+            api.create_comment(ctx.repository, ctx.issue_number, body)
+        except GitHubError as e:
+            self.runner.warning(missing_permission(str(e)) or str(e), title="rlm-bot")
+
+    # ------------------------------------------------------------------ the step
+
+    def run(self) -> int:
+        reader = InputReader(self.environ)
+        _mask_secrets(self.runner, reader, self.environ)
+        try:
+            inputs = Inputs.read(reader)
+            ctx = ActionContext.from_env(self.environ)
+        except (InputError, ContextError) as e:
+            return self.stopped(m.INVALID_INPUT, str(e))
+        if not inputs.github_token:
+            return self.stopped(m.INVALID_INPUT, m.MISSING_TOKEN)
+        api = GitHubAPI(inputs.github_token, api_url=ctx.api_url)
+        try:
+            trigger = decide(ctx, inputs, api)
+        except Stop as stop:
+            if stop.reply:
+                self.reply(api, ctx, stop.reply)
+            return self.stopped(stop.conclusion, stop.message)
+        except GitHubError as e:
+            refused = missing_permission(str(e))
+            return self.stopped(m.MISSING_PERMISSIONS if refused else m.FAILED, refused or str(e))
+        try:
+            config = self.config(inputs, ctx)
+        except ConfigError as e:
+            return self.stopped(m.INVALID_INPUT, m.CONFIG_PROBLEM.format(reason=e))
+        api_key = inputs.llm_api_key or self.environ.get("LLM_API_KEY", "")
+        problem = None
+        if not api_key and not config.model.api_base:
+            problem = m.MISSING_LLM_KEY.format(model=config.model.name)
+        elif config.sandbox.backend == "daytona" and not (
+            inputs.daytona_api_key or self.environ.get("DAYTONA_API_KEY")
+        ):
+            problem = m.MISSING_DAYTONA_KEY
+        if problem:
+            self.reply(api, ctx, m.REPLY_NOT_CONFIGURED.format(reason=problem, url=ctx.run_url))
+            return self.stopped(m.MISSING_KEY, problem)
+        if config.sandbox.backend == "daytona":  # the daytona backend reads its key from here
+            os.environ["DAYTONA_API_KEY"] = inputs.daytona_api_key or self.environ.get("DAYTONA_API_KEY", "")
+        return self.execute(ctx, inputs, api, config, trigger, api_key)
+
+    def config(self, inputs: Inputs, ctx: ActionContext) -> Config:
+        path = None
+        if inputs.config:
+            path = Path(inputs.config)
+            path = path if path.is_absolute() else ctx.workspace / path
+        config = load_config(path, inputs.config_overrides(), environ=dict(self.environ))
+        if config.sandbox.cache_dir is None:
+            config.sandbox.cache_dir = str(ctx.temp_dir / "cache")
+        return config
+
+    def execute(self, ctx: ActionContext, inputs: Inputs, api: GitHubAPI, config: Config, trigger: Trigger,
+                api_key: str) -> int:  # fmt: skip
+        # The engine (and litellm, seconds to import) loads only now: a step that runs nothing
+        # (no command, not allowed, missing key) never loads it.
+        from bot.github.run import RunOptions
+        from bot.rlm.rollout import new_run_id
+
+        from . import flow
+
+        run_id = new_run_id()
+        directory = flow.results_dir(ctx, run_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        # Known now, so the artifact step uploads whatever exists even if this process is killed.
+        self.runner.set_outputs({"run-id": run_id, "artifact-dir": str(directory)})
+        options = RunOptions(results_dir=directory, prefix=inputs.trigger,
+                             auth_header=basic_auth_header(inputs.github_token), api_key=api_key or None,
+                             draft=inputs.draft, read_repo_config=False,
+                             trace_url=lambda _run_id: ctx.run_url or None)  # fmt: skip
+        try:
+            request = flow.make_request(ctx, trigger, api, inputs.base_branch, run_id)
+        except GitHubError as e:
+            refused = missing_permission(str(e))
+            return self.stopped(m.MISSING_PERMISSIONS if refused else m.FAILED, refused or str(e))
+        cancel = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # the runner's "cancel workflow"
+            signal.signal(sig, lambda *_: cancel.set())
+        self.runner.log(f"rlm-bot run {run_id}: {config.model.name}, sandbox {config.sandbox.backend}")
+        plan = flow.Plan(request=request, options=options, create_pr=inputs.create_pr)
+        with EventsFollower(directory / f"{run_id}.events.jsonl", AgentLogs(self.runner)):
+            outcome = flow.run(plan, api, config, cancel)
+        return self.finished(trigger, outcome, inputs.create_pr, directory)
+
+    def finished(self, trigger: Trigger, outcome: RunOutcome, create_pr: bool, directory: Path) -> int:
+        conclusion, message = conclusion_for(outcome, create_pr)
+        patch_file = write_patch(outcome, directory)
+        self.runner.append_summary(run_summary(trigger.task, outcome, message))
+        self.runner.set_outputs(outputs(conclusion, outcome, patch_file))
+        if conclusion in m.FAILING:
+            self.runner.error(message, title="rlm-bot")
+            return 1
+        self.runner.notice(message, title="rlm-bot")
+        return 0
+
+
+def main(environ: Mapping[str, str] | None = None) -> int:
+    environ = dict(os.environ if environ is None else environ)
+    runner = Runner(environ.get("GITHUB_OUTPUT"), environ.get("GITHUB_STEP_SUMMARY"))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    for name in ("bot", "action", log.name):
+        logging.getLogger(name).setLevel(logging.INFO)
+    # Child processes (git, sandboxes) need none of these; the values stay in `environ`.
+    for name in [*(f"INPUT_{n.upper()}" for n in SECRET_INPUTS), *SECRET_ENV]:
+        os.environ.pop(name, None)
+    return Step(runner, environ).run()

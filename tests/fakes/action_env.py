@@ -1,0 +1,123 @@
+"""A simulated GitHub Actions job for the Action's tests: event file, runner files, env, subprocess.
+
+The event payloads are the real examples from @octokit/webhooks-examples; the remote is a local
+bare repository served as `file://`; the API is tests/fakes/action_github.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "tests/js/node_modules/@octokit/webhooks-examples/api.github.com/index.json"
+REPO = "Codertocat/Hello-World"
+PLANTED_KEY = "sk-planted-llm-key-0123456789abcdefXYZ"
+PLANTED_TOKEN = "ghs_plantedGitHubToken0123456789abcdefXY"
+
+
+@lru_cache(maxsize=1)
+def _examples() -> dict[str, list[dict]]:
+    if not EXAMPLES.exists():
+        subprocess.run(["npm", "ci", "--prefix", str(ROOT / "tests/js"), "--no-audit", "--no-fund"],
+                       check=True, capture_output=True)  # fmt: skip
+    data = json.loads(EXAMPLES.read_text(encoding="utf-8"))
+    return {entry["name"]: entry["examples"] for entry in data}
+
+
+def example(event: str, action: str | None = None) -> dict:
+    """A deep copy of the first example of `event` (with `action`, when given)."""
+    for payload in _examples()[event]:
+        if action is None or payload.get("action") == action:
+            return copy.deepcopy(payload)
+    raise LookupError(f"no {event}.{action} example")
+
+
+def comment_event(body: str, clone_url: str, *, login: str = "Codertocat", user_type: str = "User",
+                  on_pull: bool = False) -> dict:  # fmt: skip
+    payload = example("issue_comment", "created")
+    payload["comment"]["body"] = body
+    payload["comment"]["user"].update(login=login, type=user_type)
+    payload["sender"].update(login=login, type=user_type)
+    payload["repository"]["clone_url"] = clone_url
+    if on_pull:
+        payload["issue"]["pull_request"] = {"url": f"https://api.github.com/repos/{REPO}/pulls/1"}
+    return payload
+
+
+@dataclass
+class Job:
+    """One simulated job: a temp layout, the step's environment, and what the step left behind."""
+
+    tmp: Path
+    api_url: str
+    event_name: str
+    event: dict
+    inputs: dict[str, str]
+    sha: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        for name in ("runner", "workspace", "home"):
+            (self.tmp / name).mkdir(exist_ok=True)
+        event_path = self.tmp / "event.json"
+        event_path.write_text(json.dumps(self.event), encoding="utf-8")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.tmp / "home"),
+            "PYTHONPATH": str(ROOT),
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_EVENT_NAME": self.event_name,
+            "GITHUB_EVENT_PATH": str(event_path),
+            "GITHUB_REPOSITORY": REPO,
+            "GITHUB_SHA": self.sha,
+            "GITHUB_REF": "refs/heads/main",
+            "GITHUB_API_URL": self.api_url,
+            "GITHUB_SERVER_URL": "https://github.com",
+            "GITHUB_RUN_ID": "4242",
+            "GITHUB_WORKSPACE": str(self.tmp / "workspace"),
+            "RUNNER_TEMP": str(self.tmp / "runner"),
+            "GITHUB_OUTPUT": str(self.tmp / "output.txt"),
+            "GITHUB_STEP_SUMMARY": str(self.tmp / "summary.md"),
+        }
+        env.update({"INPUT_" + k.upper(): v for k, v in self.inputs.items()})
+        env.update(self.extra_env)
+        return env
+
+    def run(self, timeout: float = 90) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-P", "-m", "action"], cwd=self.tmp / "workspace", env=self.env(),
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+    def outputs(self) -> dict[str, str]:
+        return parse_outputs((self.tmp / "output.txt").read_text(encoding="utf-8"))
+
+    def summary(self) -> str:
+        path = self.tmp / "summary.md"
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+def parse_outputs(text: str) -> dict[str, str]:
+    """GITHUB_OUTPUT's `name<<DELIMITER` blocks (and plain `name=value` lines), later ones winning."""
+    values: dict[str, str] = {}
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if "<<" in line:
+            name, delimiter = line.split("<<", 1)
+            end = lines.index(delimiter, i + 1)
+            values[name] = "\n".join(lines[i + 1 : end])
+            i = end + 1
+        elif "=" in line:
+            name, value = line.split("=", 1)
+            values[name] = value
+            i += 1
+        else:
+            i += 1
+    return values
