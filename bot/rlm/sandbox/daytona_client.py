@@ -63,10 +63,11 @@ def client_config(settings: DaytonaSettings, environ: dict[str, str] | None = No
 
 def make_client(settings: DaytonaSettings) -> Any:
     """The real SDK client (tests pass a fake through the provider's `client` parameter)."""
+    config = client_config(settings)
     from daytona import Daytona
 
     try:
-        return Daytona(client_config(settings))
+        return Daytona(config)
     except DaytonaError as e:
         raise SandboxError(f"could not connect to Daytona at {settings.api_url or API_URL}: {e}") from None
 
