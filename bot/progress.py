@@ -101,8 +101,12 @@ class Progress:
         table = Table(title=f"{self.title} — {len(agents)} agents, {running} running, {elapsed}, {fmt_cost(cost)}",
                       title_justify="left", expand=False, box=None, padding=(0, 1))  # fmt: skip
         for column in ("agent", "status", "depth", "iter", "elapsed", "cost", "task"):
-            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=60 if column == "task" else None)
-        shown = agents if len(agents) <= MAX_ROWS else [a for a in agents if a["status"] == "running"][:MAX_ROWS]
+            table.add_column(
+                column, no_wrap=True, overflow="ellipsis", max_width=60 if column == "task" else None
+            )
+        shown = (
+            agents if len(agents) <= MAX_ROWS else [a for a in agents if a["status"] == "running"][:MAX_ROWS]
+        )
         now = time.monotonic()
         for a in shown:
             style = STATUS_STYLES.get(a["status"], "")

@@ -37,14 +37,19 @@ class FakeProvider(CustomLLM):
         model_response.choices[0].message.content = f"echo {text}"
         model_response.model = f"fake/{model}"
         n = int(text.split()[-1]) if text.split()[-1].isdigit() else 1
-        model_response.usage = litellm.Usage(prompt_tokens=100 * n, completion_tokens=10 * n, total_tokens=110 * n)
+        model_response.usage = litellm.Usage(
+            prompt_tokens=100 * n, completion_tokens=10 * n, total_tokens=110 * n
+        )
         return model_response
 
 
 @pytest.fixture(scope="module")
 def provider():
     handler = FakeProvider()
-    litellm.custom_provider_map = [*litellm.custom_provider_map, {"provider": "fakeprov", "custom_handler": handler}]
+    litellm.custom_provider_map = [
+        *litellm.custom_provider_map,
+        {"provider": "fakeprov", "custom_handler": handler},
+    ]
     yield handler
     litellm.custom_provider_map = [p for p in litellm.custom_provider_map if p["provider"] != "fakeprov"]
 

@@ -165,7 +165,10 @@ def test_global_timeout_stops_the_tree_and_leaves_nothing(make_repo, write_scrip
     repo, _ = make_repo()
     script = write_script(
         [
-            {"task": "^Root", "responses": [py('print(rlm_query_batched(["Slow A", "Slow B"]))'), py('FINAL("late")')]},
+            {
+                "task": "^Root",
+                "responses": [py('print(rlm_query_batched(["Slow A", "Slow B"]))'), py('FINAL("late")')],
+            },
             {"task": "^Slow A", "responses": [py("import time\ntime.sleep(120)")]},
             {"task": "^Slow B", "latency": 120, "responses": [py('FINAL("never")')]},
         ]

@@ -61,7 +61,12 @@ def test_multi_level_tree_patch_and_trace(make_repo, write_script, make_config, 
     }
     for agent_id, (parent, iteration, index, depth) in expect.items():
         a = agents[agent_id]
-        assert (a["parent"], a["parent_iteration"], a["index"], a["depth"]) == (parent, iteration, index, depth)
+        assert (a["parent"], a["parent_iteration"], a["index"], a["depth"]) == (
+            parent,
+            iteration,
+            index,
+            depth,
+        )
         assert a["status"] == "completed"
     assert agents["root"]["iterations"][0]["children"] == ["root.1", "root.2", "root.3"]
     assert agents["root.2"]["iterations"][0]["children"] == ["root.2.1", "root.2.2"]
@@ -85,7 +90,9 @@ def test_multi_level_tree_patch_and_trace(make_repo, write_script, make_config, 
     kinds = [e["type"] for e in events]
     assert kinds[0] == "rollout_started" and kinds[-1] == "rollout_finished"
     assert kinds.count("agent_started") == 6 == kinds.count("agent_finished")
-    spawned = [(e["agent"], e["child"], e["iteration"], e["index"]) for e in events if e["type"] == "child_spawned"]
+    spawned = [
+        (e["agent"], e["child"], e["iteration"], e["index"]) for e in events if e["type"] == "child_spawned"
+    ]
     assert ("root.2", "root.2.2", 1, 1) in spawned and len(spawned) == 5
     on_disk = json.loads(result.results_path.read_text())
     assert public(fold_events(events)) == on_disk
@@ -109,7 +116,9 @@ def test_every_agent_checks_out_the_requested_commit(make_repo, write_script, ma
         [
             {
                 "task": "^Read",
-                "responses": [py('mine = open("version.txt").read().strip()\nFINAL(mine + "/" + rlm_query("Child"))')],
+                "responses": [
+                    py('mine = open("version.txt").read().strip()\nFINAL(mine + "/" + rlm_query("Child"))')
+                ],
             },
             {"task": "^Child", "responses": [py('FINAL(open("version.txt").read().strip())')]},
         ]

@@ -52,8 +52,10 @@ class Agent:
         self.session: ReplSession | None = None
         r = rollout
         self.messages: list[dict[str, str]] = [
-            {"role": "system", "content": prompts.system_prompt(node.depth, r.config.rlm.max_depth,
-                                                                 r.repo.commit, r.prompt)},  # fmt: skip
+            {
+                "role": "system",
+                "content": prompts.system_prompt(node.depth, r.config.rlm.max_depth, r.repo.commit, r.prompt),
+            },  # fmt: skip
         ]
 
     def start_repl(self) -> None:
@@ -71,7 +73,9 @@ class Agent:
     def run(self) -> None:
         """Loop until FINAL (raises Submitted) or a limit/failure (raises another AgentEnded)."""
         self.start_repl()
-        self.messages.append({"role": "user", "content": prompts.first_message(self.node.task, self._budget(1))})
+        self.messages.append(
+            {"role": "user", "content": prompts.first_message(self.node.task, self._budget(1))}
+        )
         while True:
             self.rollout.limits.check_agent(self.node)
             self.node.iterations += 1
@@ -83,7 +87,10 @@ class Agent:
         blocks = extract_code(text)
         if not blocks:
             self.messages.append(
-                {"role": "user", "content": prompts.NO_CODE_MESSAGE + "\n\n" + prompts.budget_text(self._budget(n + 1))}
+                {
+                    "role": "user",
+                    "content": prompts.NO_CODE_MESSAGE + "\n\n" + prompts.budget_text(self._budget(n + 1)),
+                }
             )
             return
         outputs = []
@@ -94,7 +101,9 @@ class Agent:
                 self.start_repl()
             if result.final is not None:
                 raise Submitted(result.final)
-        self.messages.append({"role": "user", "content": prompts.results_message(outputs, self._budget(n + 1))})
+        self.messages.append(
+            {"role": "user", "content": prompts.results_message(outputs, self._budget(n + 1))}
+        )
 
     def _budget(self, iteration: int) -> prompts.Budget:
         return self.rollout.limits.budget(self.node, iteration)

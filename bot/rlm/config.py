@@ -58,7 +58,9 @@ class DaytonaSettings(_Section):
     memory_gb: int | None = Field(None, ge=1, description="GiB of memory per sandbox (image only)")
     disk_gb: int | None = Field(None, ge=1, description="GiB of disk per sandbox (image only)")
     ephemeral: bool = Field(True, description="delete a sandbox as soon as it stops")
-    auto_delete_minutes: int = Field(30, ge=0, description="when not ephemeral: delete after stopped this long")
+    auto_delete_minutes: int = Field(
+        30, ge=0, description="when not ephemeral: delete after stopped this long"
+    )
     auto_stop_minutes: int | None = Field(
         None, ge=1, description="stop after this much inactivity; default rlm.global_timeout + 5 min"
     )
@@ -114,9 +116,7 @@ def _explain(err: ValidationError, source: str) -> ConfigError:
     loc = tuple(first["loc"])
     key = ".".join(str(p) for p in loc)
     if first["type"] == "extra_forbidden":
-        return ConfigError(
-            f"{source}: unknown key '{key}'; allowed here: {_allowed_keys(_section_at(loc))}."
-        )
+        return ConfigError(f"{source}: unknown key '{key}'; allowed here: {_allowed_keys(_section_at(loc))}.")
     got = first.get("input")
     msg = first["msg"][0].lower() + first["msg"][1:]
     return ConfigError(f"{source}: '{key}' is invalid: {msg} (got {got!r}).")

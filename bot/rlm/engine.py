@@ -9,14 +9,15 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config
-from .llm import LiteLLMClient, ModelClient
 from .repo import PreparedRepo, prepare_repo
-from .rollout import Rollout, RolloutResult, new_run_id
-from .sandbox import make_provider
 from .secrets import REDACTOR
-from .trace import Trace
+
+if TYPE_CHECKING:
+    from .llm import ModelClient
+    from .rollout import RolloutResult
 
 
 def default_api_key() -> str | None:
@@ -44,6 +45,13 @@ def run(
     api_key: str | None = None,
 ) -> RolloutResult:
     """Run one rollout to its end. Never leaves a sandbox behind; always writes the trace."""
+    # Imported here: litellm takes seconds to import, and prepare() (which fails fast on a bad
+    # repository) does not need it.
+    from .llm import LiteLLMClient
+    from .rollout import Rollout, new_run_id
+    from .sandbox import make_provider
+    from .trace import Trace
+
     run_id = run_id or new_run_id()
     api_key = api_key if api_key is not None else default_api_key()
     REDACTOR.add(api_key)

@@ -149,9 +149,7 @@ class LiteLLMClient:
                 response = litellm.completion(**self._kwargs(messages, ctx, timeout))
             except _RETRYABLE as exc:
                 if attempt > self.cfg.max_retries:
-                    raise LLMError(
-                        f"model call failed after {attempt} attempts: {_short(exc)}"
-                    ) from None
+                    raise LLMError(f"model call failed after {attempt} attempts: {_short(exc)}") from None
                 delay = _retry_delay(exc, attempt)
                 if deadline is not None and time.monotonic() + delay >= deadline:
                     raise TimeExceeded("the rollout's time ran out while retrying the model") from None
@@ -172,7 +170,13 @@ CONTEXT_HINT = (
     "window or delegate more work to sub-agents"
 )
 # litellm maps context-window errors for the big providers only; others say it in the message.
-_CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "prompt is too long")
+_CONTEXT_WORDS = (
+    "context length",
+    "context window",
+    "maximum context",
+    "too many tokens",
+    "prompt is too long",
+)
 
 
 def _fatal_message(exc: Exception) -> str:

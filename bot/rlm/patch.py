@@ -47,7 +47,9 @@ def check_applies(cache: Path, base: str, patch: str) -> None:
                    input=patch.encode("utf-8", "surrogateescape"), check=False)  # fmt: skip
     if proc.returncode != 0:
         reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise PatchError(f"the patch does not apply to {base[:12]}: {reason[0] if reason else 'unknown reason'}")
+        raise PatchError(
+            f"the patch does not apply to {base[:12]}: {reason[0] if reason else 'unknown reason'}"
+        )
 
 
 @dataclass
@@ -131,7 +133,7 @@ def changed_files(cache: Path, base: str, patch: str) -> list[FileChange]:
         raw = git("diff-index", "--cached", "--no-renames", "-z", base, git_dir=cache, env=env).stdout
     changes: list[FileChange] = []
     fields = raw.split(b"\0")
-    for meta, path in zip(fields[0::2], fields[1::2]):
+    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
         if not meta.startswith(b":"):
             continue
         _, new_mode, _, new_sha, status = meta[1:].decode().split(" ")

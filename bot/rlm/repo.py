@@ -93,7 +93,9 @@ def _fetch(cache: Path, source: str, refspec: str, env: dict) -> subprocess.Comp
         return git("fetch", "--quiet", "--no-tags", source, refspec,
                git_dir=cache, env=env, timeout=FETCH_TIMEOUT, check=False)  # fmt: skip
     except subprocess.TimeoutExpired:
-        raise RepoError(f"fetching the repository took longer than {FETCH_TIMEOUT}s; try again later.") from None
+        raise RepoError(
+            f"fetching the repository took longer than {FETCH_TIMEOUT}s; try again later."
+        ) from None
 
 
 def _resolve(cache: Path, rev: str) -> str | None:
@@ -131,7 +133,9 @@ def prepare_repo(
             if sha is None:
                 proc = _fetch(cache, source, "+refs/heads/*:refs/remotes/source/*", env)
                 if proc.returncode != 0:
-                    raise RepoError(f"could not fetch {shown}: {_last_line(proc.stderr)}. Check the URL or path and your access.")
+                    raise RepoError(
+                        f"could not fetch {shown}: {_last_line(proc.stderr)}. Check the URL or path and your access."
+                    )
                 sha = _resolve(cache, commit)
             if sha is None:
                 raise RepoError(f"commit {commit} was not found in {shown}.")

@@ -8,7 +8,6 @@ cancellation event; the sandboxes are destroyed in a finally whatever ends the r
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -247,7 +246,9 @@ class Rollout:
             node = AgentNode(id=parent.next_child_id(), task=task, depth=parent.depth + 1, parent=parent,
                              parent_iteration=iteration, index=i)  # fmt: skip
             parent.children.append(node)
-            self.trace.emit("child_spawned", agent=parent.id, child=node.id, iteration=iteration, index=i, task=task)
+            self.trace.emit(
+                "child_spawned", agent=parent.id, child=node.id, iteration=iteration, index=i, task=task
+            )
             nodes.append((i, node))
         if len(nodes) == 1:
             self._run_agent(nodes[0][1])

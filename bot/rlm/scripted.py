@@ -54,7 +54,9 @@ def parse_script(text: str, source: str = "script") -> list[Rule]:
             raise ScriptError(f"{where} must be a mapping with 'task' and 'responses'.")
         unknown = set(item) - {"task", "latency", "responses"}
         if unknown:
-            raise ScriptError(f"{where} has unknown keys {sorted(unknown)}; allowed: task, latency, responses.")
+            raise ScriptError(
+                f"{where} has unknown keys {sorted(unknown)}; allowed: task, latency, responses."
+            )
         pattern = item.get("task", "")
         responses = item.get("responses")
         if not isinstance(pattern, str):

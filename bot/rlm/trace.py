@@ -83,8 +83,16 @@ def _agent(results: dict, agent_id: str) -> dict | None:
 def _iteration(agent: dict, n: int) -> dict:
     while len(agent["iterations"]) < n:
         agent["iterations"].append(
-            {"n": len(agent["iterations"]) + 1, "prompt": "", "response": "", "started_at": None,
-             "duration": None, "usage": None, "blocks": [], "children": []}  # fmt: skip
+            {
+                "n": len(agent["iterations"]) + 1,
+                "prompt": "",
+                "response": "",
+                "started_at": None,
+                "duration": None,
+                "usage": None,
+                "blocks": [],
+                "children": [],
+            }  # fmt: skip
         )
     return agent["iterations"][n - 1]
 

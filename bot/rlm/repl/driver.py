@@ -147,7 +147,9 @@ def edit_file(path, old, new, replace_all=False):
     old_n, new_n = old.replace("\r\n", "\n"), new.replace("\r\n", "\n")
     count = body.count(old_n)
     if count == 0:
-        raise ValueError(f"edit_file: the text to replace was not found in {path}; read the file and copy it exactly")
+        raise ValueError(
+            f"edit_file: the text to replace was not found in {path}; read the file and copy it exactly"
+        )
     if count > 1 and not replace_all:
         raise ValueError(
             f"edit_file: the text occurs {count} times in {path}; include more surrounding lines "
@@ -178,10 +180,14 @@ def apply_patch(diff):
             capture_output=True,
         )
         if proc.returncode == 0:
-            stat = subprocess.run(["git", "apply", "--numstat", "-"], input=diff.encode(), capture_output=True)
+            stat = subprocess.run(
+                ["git", "apply", "--numstat", "-"], input=diff.encode(), capture_output=True
+            )
             files = [line.split("\t")[-1] for line in stat.stdout.decode().splitlines() if line]
             return f"applied patch to {len(files)} file(s): {', '.join(files)}"
-    raise ValueError("apply_patch: the diff does not apply: " + proc.stderr.decode("utf-8", "replace").strip())
+    raise ValueError(
+        "apply_patch: the diff does not apply: " + proc.stderr.decode("utf-8", "replace").strip()
+    )
 
 
 # ---------------------------------------------------------------- the REPL
@@ -241,7 +247,9 @@ class Repl:
         if not isinstance(name, str):
             raise TypeError("FINAL_VAR takes the variable's NAME as a string, e.g. FINAL_VAR('answer')")
         if name not in self.ns:
-            raise NameError(f"FINAL_VAR: no variable named {name!r} in the REPL; assign it first or call FINAL(text)")
+            raise NameError(
+                f"FINAL_VAR: no variable named {name!r} in the REPL; assign it first or call FINAL(text)"
+            )
         return self.FINAL(self.ns[name])
 
     def install(self):

@@ -164,7 +164,9 @@ class LocalSandboxProvider:
             shutil.rmtree(workdir, ignore_errors=True)
             shutil.rmtree(admin, ignore_errors=True)
             reason = e.stderr.decode("utf-8", "replace").strip() if e.stderr else str(e)
-            raise SandboxError(f"could not check out {self.repo.commit[:12]} for {agent_id}: {reason}") from None
+            raise SandboxError(
+                f"could not check out {self.repo.commit[:12]} for {agent_id}: {reason}"
+            ) from None
         sandbox = LocalSandbox(self, agent_id, workdir, admin)
         with self._lock:
             if self._closed:
