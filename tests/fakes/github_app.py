@@ -60,7 +60,7 @@ def post_event(url: str, event: str, payload: dict, *, delivery: str | None = No
 def serve(app) -> Iterator[str]:
     """The real Flask app over HTTP on 127.0.0.1 (a random port); yields its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
