@@ -208,3 +208,25 @@ def view(
         run_view(target, port, open_browser=not no_browser)
     except ViewError as e:
         raise fail(str(e)) from None
+
+
+sandboxes_app = typer.Typer(help="Sandboxes left behind by runs that were killed.", no_args_is_help=True)
+app.add_typer(sandboxes_app, name="sandboxes")
+
+
+@sandboxes_app.command("reap")
+def sandboxes_reap(
+    config_path: Path | None = typer.Option(None, "--config", "-c", help="config.yaml"),
+    env_file: Path | None = typer.Option(None, "--env-file", help="a .env file with DAYTONA_API_KEY"),
+) -> None:
+    """Delete local sandbox directories and Daytona sandboxes of rollouts that are no longer running."""
+    from .rlm.sandbox.daytona import reap_all
+
+    _load_env_file(env_file)
+    config = _config(config_path, {})
+    try:
+        counts = reap_all(config)
+    except RLMError as e:
+        raise fail(str(e), EXIT_FAILED) from None
+    daytona = counts["daytona"] if os.environ.get("DAYTONA_API_KEY") else "skipped (no DAYTONA_API_KEY)"
+    typer.echo(f"reaped local sandboxes: {counts['local']}; Daytona sandboxes: {daytona}")

@@ -360,3 +360,22 @@ def test_same_patch_from_both_backends(make_repo, write_script, make_config, tmp
                          tmp_path / "r2")  # fmt: skip
     assert local.status == remote.status == "completed"
     assert remote.patch == local.patch and "new.bin" in remote.patch and "debug.log" not in remote.patch
+
+
+def test_rlm_sandboxes_reap_cleans_local_leftovers(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("DAYTONA_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    leftover = tmp_path / "rlm-bot" / "sandboxes" / "run-killed"
+    leftover.mkdir(parents=True)
+    (leftover / "owner.json").write_text(f'{{"pid": {dead.pid}, "start": "1"}}')
+    result = CliRunner().invoke(app, ["sandboxes", "reap"])
+    assert result.exit_code == 0, result.output
+    assert "reaped local sandboxes: 1; Daytona sandboxes: skipped (no DAYTONA_API_KEY)" in result.output
+    assert not leftover.exists()

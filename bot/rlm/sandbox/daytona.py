@@ -45,6 +45,10 @@ from ..repo import SAFE_GIT, PreparedRepo, bundle_commit, git, git_env
 from . import daytona_client as dc
 from .daytona_transport import SessionTransport, driver_command
 
+__all__ = ["DaytonaSandbox", "DaytonaSandboxProvider", "canonical_patch", "reap_all", "reap_orphans"]
+reap_all = dc.reap_all
+reap_orphans = dc.reap_orphans
+
 log = logging.getLogger(__name__)
 LIFETIME_MARGIN = 600  # seconds a sandbox may outlive the rollout's deadline before reaping
 PROVISION_TIMEOUT = 600
