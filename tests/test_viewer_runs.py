@@ -1,0 +1,119 @@
+"""The viewer's data shaping: which files are runs, loading them, reading events after a seq."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.rlm.trace import fold_events, public
+from bot.viewer.runs import NotARun, RunFiles, RunStore, load_run, read_events_after, results_head, run_json
+from bot.viewer.synthetic import synthetic_events, write_synthetic
+
+
+def write_events(path: Path, events: list[dict]) -> None:
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
+def test_run_files_from_either_file_name(tmp_path):
+    a = RunFiles.from_path(tmp_path / "20260101-x.json")
+    b = RunFiles.from_path(tmp_path / "20260101-x.events.jsonl")
+    assert a == b
+    assert a.results.name == "20260101-x.json" and a.events.name == "20260101-x.events.jsonl"
+    for bad in ("notes.txt", ".json", "x.events.json", "-x.json", "a b.json", "x.events.events.jsonl"):
+        with pytest.raises(NotARun):
+            RunFiles.from_path(tmp_path / bad)
+
+
+def test_synthetic_trace_has_the_requested_shape():
+    events = synthetic_events(agents=200, iterations=5000)
+    results = public(fold_events(events))
+    agents = {a["id"]: a for a in results["agents"]}
+    assert results["totals"]["agents"] == len(agents) == 200
+    assert results["totals"]["iterations"] == sum(len(a["iterations"]) for a in agents.values()) == 5000
+    assert results["totals"]["max_depth"] == 3
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert all(a["t"] <= b["t"] for a, b in zip(events, events[1:], strict=False))
+    for agent in agents.values():
+        if agent["parent"] is None:
+            continue
+        parent = agents[agent["parent"]]
+        spawned_in = parent["iterations"][agent["parent_iteration"] - 1]
+        assert agent["id"] in spawned_in["children"]
+        assert agent["depth"] == parent["depth"] + 1
+    assert {"completed", "error"} <= {a["status"] for a in agents.values()}
+
+
+def test_load_run_prefers_results_and_falls_back_to_the_fold(tmp_path):
+    results_path, events_path = write_synthetic(tmp_path, agents=8, iterations=40, seed=1, results=False)
+    run = RunFiles.from_path(events_path)
+    folded = load_run(run)
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    assert folded["_seq"] == events[-1]["seq"]
+    assert set(folded["_index"]) == {a["id"] for a in folded["agents"]}  # the page continues this fold
+    assert public(folded) == public(fold_events(events, folded["run_id"]))
+    write_synthetic(tmp_path, agents=8, iterations=40, seed=1)
+    assert load_run(run) == json.loads(results_path.read_text())
+    assert run_json(run) == results_path.read_bytes()
+
+
+def test_results_head_is_the_metadata_without_agents(tmp_path):
+    results_path, _ = write_synthetic(tmp_path, agents=5, iterations=20, seed=2)
+    full = json.loads(results_path.read_text())
+    head = results_head(results_path)
+    assert head == {k: v for k, v in full.items() if k != "agents"}
+    compact = tmp_path / "compact.json"  # written by something else than the engine: parsed whole
+    compact.write_text(json.dumps(full))
+    assert results_head(compact) == head
+    other = tmp_path / "package.json"
+    other.write_text('{"name": "x", "agents": "not a list"}')
+    with pytest.raises(NotARun):
+        results_head(other)
+    with pytest.raises(NotARun):
+        run_json(RunFiles.from_path(other))
+
+
+def test_events_after_skips_a_torn_line_and_resumes(tmp_path):
+    events = synthetic_events(agents=3, iterations=9, seed=3)
+    path = tmp_path / "r.events.jsonl"
+    write_events(path, events[:5])
+    with open(path, "a") as f:
+        f.write(json.dumps(events[5])[:20])  # a line still being written
+    got, more = read_events_after(path, 0)
+    assert [e["seq"] for e in got] == [1, 2, 3, 4, 5] and not more
+    with open(path, "a") as f:
+        f.write(json.dumps(events[5])[20:] + "\n")
+        f.write("".join(json.dumps(e) + "\n" for e in events[6:]))
+    got, _ = read_events_after(path, 5)
+    assert [e["seq"] for e in got] == [e["seq"] for e in events[5:]]
+    got, more = read_events_after(path, 2, limit=2)
+    assert [e["seq"] for e in got] == [3, 4] and more
+    assert read_events_after(tmp_path / "missing.events.jsonl", 0) == ([], False)
+
+
+def test_store_lists_only_runs_inside_the_directory(tmp_path):
+    results = tmp_path / "results"
+    write_synthetic(results, agents=4, iterations=12, seed=4)
+    _, live_events = write_synthetic(results / "x", agents=3, iterations=6, seed=5, results=False)
+    lines = live_events.read_text().splitlines(keepends=True)
+    (results / "live-run.events.jsonl").write_text("".join(lines[: len(lines) // 2]))  # still going
+    (results / "package.json").write_text('{"name": "not a run"}')
+    (results / "notes.txt").write_text("secret")
+    outside = tmp_path / "outside.json"
+    outside.write_text((results / "synthetic-4a-12i.json").read_text())
+    (results / "escape.json").symlink_to(outside)
+
+    store = RunStore(results)
+    listed = {r["id"]: r for r in store.list()}
+    assert set(listed) == {"synthetic-4a-12i", "live-run"}
+    assert listed["live-run"]["live"] is True and listed["live-run"]["status"] == "running"
+    assert listed["synthetic-4a-12i"]["totals"]["agents"] == 4
+    assert store.get("escape") is None and store.get("notes") is None
+    assert store.get("../outside") is None and store.get("x/synthetic-3a-6i") is None
+
+    single = RunStore(results / "live-run.events.jsonl")
+    assert [r.run_id for r in single.runs()] == ["live-run"]
+    assert single.get("synthetic-4a-12i") is None
+    with pytest.raises(FileNotFoundError):
+        RunStore(results / "nope.json")
