@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 from github import Github, GithubException
-from github.Auth import Token
+from github.Auth import AppAuthToken, Token
 
 from bot.rlm.secrets import REDACTOR
 
@@ -54,7 +54,8 @@ def _is_rate_limited(status: int, headers: dict, data: Any) -> bool:
 
 
 class GitHubAPI:
-    """REST calls for one token. `sleep` and `max_tries` are injectable so tests run fast."""
+    """REST calls for one token (`bearer` for the app's JWT). `sleep` and `max_tries` are
+    injectable so tests run fast."""
 
     def __init__(
         self,
@@ -66,6 +67,7 @@ class GitHubAPI:
         max_wait: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         timeout: int = 30,
+        bearer: bool = False,
     ):
         REDACTOR.add(token)
         self.api_url = api_url.rstrip("/")
@@ -74,7 +76,7 @@ class GitHubAPI:
         self.max_wait = max_wait
         self.sleep = sleep
         # PyGithub's own retry and throttling are off: the loop below is the one place that waits.
-        self._gh = Github(auth=Token(token), base_url=self.api_url, timeout=timeout, retry=None,
+        self._gh = Github(auth=AppAuthToken(token) if bearer else Token(token), base_url=self.api_url, timeout=timeout, retry=None,
                           seconds_between_requests=None, seconds_between_writes=None,
                           user_agent="rlm-bot")  # fmt: skip
 

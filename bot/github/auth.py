@@ -95,7 +95,7 @@ class AppAuth:
         return token
 
     def app_api(self) -> GitHubAPI:
-        return self._api_factory(self.jwt(), self.settings.api_url)
+        return self._api_factory(self.jwt(), self.settings.api_url, bearer=True)
 
     def installation_token(self, installation_id: int) -> str:
         now = self.clock()

@@ -1,0 +1,114 @@
+"""`/rlm` command parsing, report text, and a repository's .github/rlm.yml within server bounds."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.github import report
+from bot.github.commands import HELP_TEXT, Command, help_text, parse_command
+from bot.github.repo_config import KEY_NOT_ALLOWED, MODEL_NOT_ALLOWED, SECTION_NOT_ALLOWED, apply_repo_config
+from bot.rlm.config import load_config
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/rlm fix the easiest TODO", Command("run", "fix the easiest TODO")),
+        ("/rlm fix it\nand also\nthis", Command("run", "fix it\nand also\nthis")),
+        ("/rlm\nthe task is below", Command("run", "the task is below")),
+        ("Hi!\n\n/rlm add tests", Command("run", "add tests")),
+        ("  /rlm   spaced   ", Command("run", "spaced")),
+        ("/rlm help", Command("help")),
+        ("/rlm HELP", Command("help")),
+        ("/rlm status", Command("status")),
+        ("/rlm cancel", Command("cancel")),
+        ("/rlm cancel\nplease", Command("cancel")),
+        ("/rlm help me fix the parser", Command("run", "help me fix the parser")),
+        ("/rlm", Command("invalid", "")),
+        ("/rlm   ", Command("invalid", "")),
+        ("/rlm --depth 3 fix", Command("invalid", "--depth 3 fix")),
+        ("no command here", None),
+        ("/rlmfoo bar", None),
+        ("talk about /rlm in prose", None),
+        ("```\n/rlm inside a code block\n```", None),
+        ("", None),
+        (None, None),
+    ],
+)  # fmt: skip
+def test_parse_command(text, expected):
+    assert parse_command(text) == expected
+
+
+def test_custom_prefix():
+    assert parse_command("/bot do it", prefix="/bot") == Command("run", "do it")
+    assert parse_command("/rlm do it", prefix="/bot") is None
+    assert "`/bot cancel`" in help_text("/bot")
+    assert HELP_TEXT.format(prefix="/rlm") == help_text()
+
+
+def test_pr_title():
+    assert report.pr_title("fix the TODO\nmore details") == "rlm: fix the TODO"
+    long = report.pr_title("x" * 200)
+    assert len(long) == report.PR_TITLE_LIMIT and long.endswith("…")
+
+
+def test_status_body_footer_only_while_running():
+    running = report.status_body("run-1", "do it", ["line"], prefix="/rlm")
+    done = report.status_body("run-1", "do it", ["line"], prefix="/rlm", final=True)
+    assert report.STATUS_FOOTER.format(prefix="/rlm") in running
+    assert report.STATUS_FOOTER.format(prefix="/rlm") not in done
+    assert report.STATUS_HEADER.format(run_id="run-1") in done and "> do it" in done
+
+
+def test_patch_comment_is_bounded():
+    body = report.patch_comment("r1", "+" * (report.PATCH_LIMIT + 10))
+    assert report.PATCH_TOO_LONG in body and len(body) < report.PATCH_LIMIT + 500
+
+
+# ---------------------------------------------------------------- repo config
+
+
+@pytest.fixture
+def server_config():
+    return load_config(None, {"model.name": "openrouter/a", "rlm.max_depth": 2, "rlm.max_sandboxes": 10,
+                              "rlm.max_cost_usd": 1.0}, environ={})  # fmt: skip
+
+
+def test_repo_config_lowers_limits(server_config):
+    config, notes = apply_repo_config(server_config, "rlm:\n  max_depth: 1\n  max_iterations: 5\n")
+    assert notes == []
+    assert (config.rlm.max_depth, config.rlm.max_iterations) == (1, 5)
+
+
+def test_repo_config_cannot_raise_limits(server_config):
+    config, notes = apply_repo_config(
+        server_config, "rlm:\n  max_depth: 3\n  max_sandboxes: 500\n  max_cost_usd: 50\n"
+    )
+    assert (config.rlm.max_depth, config.rlm.max_sandboxes, config.rlm.max_cost_usd) == (2, 10, 1.0)
+    assert notes == []
+
+
+def test_repo_config_model_must_be_allowed(server_config):
+    config, notes = apply_repo_config(server_config, "model:\n  name: openai/expensive\n")
+    assert config.model.name == "openrouter/a"
+    assert notes == [MODEL_NOT_ALLOWED.format(name="openai/expensive", allowed="openrouter/a")]
+    config, notes = apply_repo_config(server_config, "model:\n  name: openai/ok\n", {"openai/ok"})
+    assert config.model.name == "openai/ok" and notes == []
+
+
+def test_repo_config_server_sections_refused(server_config):
+    config, notes = apply_repo_config(
+        server_config, "sandbox:\n  backend: daytona\nmodel:\n  api_base: http://evil\n"
+    )
+    assert config.sandbox.backend == "local" and config.model.api_base is None
+    assert SECTION_NOT_ALLOWED.format(section="sandbox") in notes
+    assert KEY_NOT_ALLOWED.format(key="model.api_base") in notes
+
+
+@pytest.mark.parametrize(
+    "text", ["rlm: [1, 2", "- a list", "rlm:\n  max_depth: -4\n", "rlm:\n  nonsense: 1\n"]
+)
+def test_repo_config_problems_are_explained(server_config, text):
+    config, notes = apply_repo_config(server_config, text)
+    assert config == server_config
+    assert len(notes) == 1 and notes[0]
