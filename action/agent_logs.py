@@ -52,7 +52,7 @@ class AgentLogs:
         elif kind == "agent_started":
             self._depth[agent] = event.get("depth", 0)
             self._add(agent, f"task: {event.get('task', '')}")
-            self.runner.log_untrusted(
+            self.runner.log(
                 f"▶ {agent} started (depth {event.get('depth', 0)}): {_first_line(event.get('task'))}"
             )
         elif kind == "llm_call":

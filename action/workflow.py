@@ -69,9 +69,6 @@ class Runner:
         like `::add-mask::` or `::error::` in it is shown, not obeyed."""
         self._write(format_command("group", title) + quoted(text) + format_command("endgroup"))
 
-    def log_untrusted(self, text: str) -> None:
-        self._write(quoted(text))
-
     def error(self, message: str, title: str = "") -> None:
         self.command("error", message, title=title)
 

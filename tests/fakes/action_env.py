@@ -121,3 +121,30 @@ def parse_outputs(text: str) -> dict[str, str]:
         else:
             i += 1
     return values
+
+
+def bare_remote(source: Path, tmp: Path) -> str:
+    """Clone `source` as the bare repository standing in for github.com; returns its file:// URL."""
+    bare = tmp / "server" / f"{REPO}.git"
+    bare.parent.mkdir(parents=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(source), str(bare)], check=True, capture_output=True)
+    return f"file://{bare}"
+
+
+def make_job(tmp: Path, api_url: str, script: Path, event_name: str, event: dict, sha: str = "",
+             **inputs: str | None) -> Job:  # fmt: skip
+    """A job with the usual inputs (scripted model, planted key and token); `None` drops an input."""
+    values: dict[str, str | None] = {"model": f"scripted/{script}", "llm-api-key": PLANTED_KEY,
+                                     "github-token": PLANTED_TOKEN, "trigger": "/rlm", "create-pr": "true",
+                                     "sandbox": "local", "timeout": "60"}  # fmt: skip
+    values.update({k.replace("_", "-"): v for k, v in inputs.items()})
+    return Job(tmp, api_url, event_name, event, {k: v for k, v in values.items() if v is not None}, sha=sha)
+
+
+def assert_no_secret(proc: subprocess.CompletedProcess, job: Job) -> None:
+    """The planted secrets appear nowhere except in the ::add-mask:: lines."""
+    shown = [line for line in proc.stdout.splitlines() if not line.startswith("::add-mask::")]
+    outputs = json.dumps(job.outputs()) if (job.tmp / "output.txt").exists() else ""
+    for text in ("\n".join(shown), proc.stderr, job.summary(), outputs):
+        assert PLANTED_KEY not in text
+        assert PLANTED_TOKEN not in text
