@@ -240,16 +240,8 @@ class FakeGitHub:
             env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
             if base_tree:
                 _git(bare, "read-tree", base_tree, env=env)
-            for e in entries:
-                if e.get("sha") is None:
-                    _git(bare, "update-index", "--force-remove", "--", e["path"], env=env)
-                else:
-                    _git(
-                        bare,
-                        "update-index",
-                        "--add",
-                        "--cacheinfo",
-                        f"{e['mode']},{e['sha']},{e['path']}",
-                        env=env,
-                    )
+            zero = "0" * 40
+            lines = [f"0 {zero}\t{e['path']}" if e.get("sha") is None else f"{e['mode']} {e['sha']}\t{e['path']}"
+                     for e in entries]  # fmt: skip
+            _git(bare, "update-index", "--index-info", input=("\n".join(lines) + "\n").encode(), env=env)
             return _git(bare, "write-tree", env=env).decode().strip()
