@@ -230,3 +230,25 @@ def sandboxes_reap(
         raise fail(str(e), EXIT_FAILED) from None
     daytona = counts["daytona"] if os.environ.get("DAYTONA_API_KEY") else "skipped (no DAYTONA_API_KEY)"
     typer.echo(f"reaped local sandboxes: {counts['local']}; Daytona sandboxes: {daytona}")
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to bind (0.0.0.0 in a container)"),
+    port: int = typer.Option(8080, "--port", help="port for POST /webhook and GET /healthz"),
+    workers: int = typer.Option(2, "--workers", help="runs at once (in-process worker threads)"),
+    threads: int = typer.Option(8, "--threads", help="HTTP threads"),
+    config_path: Path | None = typer.Option(None, "--config", "-c", help="engine config.yaml"),
+    db: Path | None = typer.Option(None, "--db", help="job database (default: RLM_DB or rlm-jobs.sqlite3)"),
+    env_file: Path | None = typer.Option(None, "--env-file", help="a .env file with the GITHUB_* settings"),
+) -> None:
+    """Serve the GitHub App: verify webhooks, queue `/rlm` commands, run them, open pull requests."""
+    from webhooks.serve import AppSettingsError, build_config
+    from webhooks.serve import serve as serve_app
+
+    _load_env_file(env_file)
+    try:
+        server_config = build_config(_config(config_path, {}), workers=workers, db=db)
+    except AppSettingsError as e:
+        raise fail(str(e)) from None
+    serve_app(server_config, host, port, threads)

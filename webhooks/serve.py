@@ -1,0 +1,79 @@
+"""`rlm serve`: the webhook app behind waitress (a production WSGI server) plus its worker pool.
+
+On start: sandboxes a killed server left behind are reaped, jobs it left in flight are resumed or
+reported (see bot/jobs.py), then deliveries are accepted. Every log line is redacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from bot.github.auth import AppSettingsError
+from bot.rlm.config import Config, load_config
+from bot.rlm.secrets import REDACTOR
+
+from .app import create_app
+from .config import ServerConfig
+
+log = logging.getLogger("webhooks")
+
+
+class RedactingFilter(logging.Filter):
+    """Masks every known secret in a log record's final message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = REDACTOR.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+def install_log_redaction(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
+def build_config(engine: Config, *, workers: int | None = None, db: Path | None = None) -> ServerConfig:
+    return ServerConfig.from_env(engine, workers=workers, db_path=db)
+
+
+def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8080, threads: int = 8) -> None:
+    """Run until interrupted. Blocks."""
+    import waitress
+
+    from bot.rlm.sandbox.daytona import reap_all
+
+    install_log_redaction()
+    try:
+        reaped = reap_all(config.engine)
+        if reaped["local"] or reaped["daytona"]:
+            log.warning("reaped sandboxes left by a previous server: %s", reaped)
+    except Exception as e:  # reaping is housekeeping; the server starts regardless
+        log.warning("could not reap old sandboxes: %s", e)
+    app = create_app(config)
+    log.info("rlm-bot listening on http://%s:%s/webhook with %s run workers", host, port, config.workers)
+    waitress.serve(app, host=host, port=port, threads=threads, ident="rlm-bot", channel_timeout=30)
+
+
+__all__ = ["AppSettingsError", "build_config", "install_log_redaction", "main", "serve"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m webhooks` (the same as `rlm serve`)."""
+    parser = argparse.ArgumentParser(prog="python -m webhooks", description="Serve the rlm-bot GitHub App.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--workers", type=int, default=2, help="runs at once")
+    parser.add_argument("--threads", type=int, default=8, help="HTTP threads")
+    parser.add_argument("--config", type=Path, default=None, help="engine config.yaml")
+    parser.add_argument(
+        "--db", type=Path, default=None, help="job database (default RLM_DB or rlm-jobs.sqlite3)"
+    )
+    args = parser.parse_args(argv)
+    config = build_config(load_config(args.config), workers=args.workers, db=args.db)
+    serve(config, args.host, args.port, args.threads)
