@@ -62,7 +62,7 @@ class DaytonaSettings(_Section):
         30, ge=0, description="when not ephemeral: delete after stopped this long"
     )
     auto_stop_minutes: int | None = Field(
-        None, ge=1, description="stop after this much inactivity; default rlm.global_timeout + 5 min"
+        None, ge=1, description="stop after this much inactivity; default rlm.global_timeout + 10 min"
     )
     network_allow_list: str | None = Field(None, description="CIDRs the sandbox may reach; default none")
     create_timeout: float = Field(180, gt=0, description="seconds for one sandbox to be created and started")
