@@ -44,6 +44,7 @@ from ..repl.session import DRIVER_PATH
 from ..repo import SAFE_GIT, PreparedRepo, bundle_commit, git, git_env
 from . import daytona_client as dc
 from .daytona_transport import SessionTransport, driver_command
+from .local import LocalSandbox
 
 __all__ = ["DaytonaSandbox", "DaytonaSandboxProvider", "canonical_patch", "reap_all", "reap_orphans"]
 reap_all = dc.reap_all
@@ -282,8 +283,7 @@ class DaytonaSandbox:
             log.debug("ending session %s of %s: %s", session_id, self.id, e)
 
     def init_limits(self) -> dict:
-        mem = self.provider.config.sandbox.memory_mb
-        return {"memory_bytes": mem * 1024 * 1024, "file_bytes": 2 * 1024**3}
+        return LocalSandbox.init_limits(self)  # the same limits as local: they depend on the config only
 
     # ------------------------------------------------------------------ results and cleanup
 

@@ -85,11 +85,8 @@ def retryable(e: DaytonaError) -> bool:
         return True
     if status is not None:
         return False
-    return type(e).__name__ in (
-        "DaytonaConnectionError",
-        "DaytonaConnectionTimeoutError",
-        "DaytonaTimeoutError",
-    )
+    transient = ("DaytonaConnectionError", "DaytonaTimeoutError")  # client-side, no HTTP status
+    return any(cls.__name__ in transient for cls in type(e).__mro__)
 
 
 def retry_delay(e: DaytonaError, attempt: int, base: float) -> float:
