@@ -15,8 +15,8 @@ from .errors import Submitted
 from .repl.session import ReplSession
 
 if TYPE_CHECKING:
+    from .prep import SandboxPrep
     from .rollout import Rollout
-    from .sandbox.base import Sandbox
 
 # A fenced block tagged python or py; the closing fence must start a line.
 CODE_BLOCK = re.compile(r"```(?:python|py)[ \t]*\r?\n(.*?)(?:^|\n)[ \t]*```", re.S | re.M)
@@ -45,34 +45,31 @@ class AgentNode:
 
 
 class Agent:
-    def __init__(self, rollout: Rollout, node: AgentNode, sandbox: Sandbox):
+    def __init__(self, rollout: Rollout, node: AgentNode, prep: SandboxPrep):
         self.rollout = rollout
         self.node = node
-        self.sandbox = sandbox
+        self.prep = prep  # the sandbox and REPL, made in the background
         self.session: ReplSession | None = None
         r = rollout
         self.messages: list[dict[str, str]] = [
             {
                 "role": "system",
                 "content": prompts.system_prompt(node.depth, r.config.rlm.max_depth, r.repo.commit, r.prompt),
-            },  # fmt: skip
+            },
         ]
 
-    def start_repl(self) -> None:
+    def repl(self) -> ReplSession:
+        if self.session is None:
+            self.session = self.prep.wait()
+        return self.session
+
+    def restart_repl(self) -> None:
         if self.session is not None:
             self.session.close()
-        self.session = ReplSession(self.sandbox.start_driver())
-        self.session.start(
-            {
-                "task": self.node.task,
-                "output_limit": self.rollout.config.rlm.output_truncation_limit,
-                "limits": self.sandbox.init_limits(),
-            }
-        )
+        self.session = self.prep.start_session()
 
     def run(self) -> None:
         """Loop until FINAL (raises Submitted) or a limit/failure (raises another AgentEnded)."""
-        self.start_repl()
         self.messages.append(
             {"role": "user", "content": prompts.first_message(self.node.task, self._budget(1))}
         )
@@ -93,12 +90,13 @@ class Agent:
                 }
             )
             return
+        self.repl()
         outputs = []
         for i, code in enumerate(blocks):
             result = self.rollout.execute(self, n, i, code)
             outputs.append(result.as_dict())
             if result.repl_lost:
-                self.start_repl()
+                self.restart_repl()
             if result.final is not None:
                 raise Submitted(result.final)
         self.messages.append(
@@ -109,5 +107,7 @@ class Agent:
         return self.rollout.limits.budget(self.node, iteration)
 
     def close(self) -> None:
-        if self.session is not None:
-            self.session.close()
+        """Stop the REPL (and every process the agent started in it)."""
+        self.prep.settle()
+        for session in {id(s): s for s in (self.session, self.prep.session) if s is not None}.values():
+            session.close()

@@ -21,10 +21,11 @@ from .errors import AgentEnded, AgentFailed, LLMError, SandboxError, Submitted
 from .limits import Limits
 from .llm import CallContext, ModelClient, UsageMeter
 from .patch import PatchError, check_applies, patch_stats
+from .prep import SandboxPrep
 from .repl.driver import truncate
 from .repl.session import POLL, CallRefused, ExecResult
 from .repo import PreparedRepo
-from .sandbox.base import SandboxProvider
+from .sandbox.base import Sandbox, SandboxProvider
 from .trace import Trace
 
 
@@ -101,20 +102,23 @@ class Rollout:
         return RolloutResult(self.run_id, status, self.root.answer, error, patch, self.trace.snapshot(),
                              self.trace.results_path, self.trace.events_path)  # fmt: skip
 
-    def _run_agent(self, node: AgentNode, keep_sandbox: bool = False):
+    def _run_agent(self, node: AgentNode, keep_sandbox: bool = False) -> Sandbox | None:
         """Run one agent to its end; records the ending. Returns the sandbox if kept."""
-        sandbox = agent = None
+        self._started(node)
+        prep = SandboxPrep(
+            create=lambda: self._create_sandbox(node),
+            init=lambda sandbox: {
+                "task": node.task,
+                "output_limit": self.config.rlm.output_truncation_limit,
+                "limits": sandbox.init_limits(),
+            },
+            check_alive=self.limits.check_alive,
+            on_created=lambda sandbox, seconds: self.trace.emit(
+                "sandbox_created", agent=node.id, sandbox=sandbox.id, duration=round(seconds, 4)
+            ),
+        )
+        agent = Agent(self, node, prep)
         try:
-            sandbox = self._create_sandbox(node)
-        except SandboxError as e:
-            self.limits.release_sandbox()  # a failed creation does not consume budget
-            self._started(node, None)
-            node.status, node.error = "error", str(e)
-            self._finished(node)
-            return None
-        self._started(node, sandbox.id)
-        try:
-            agent = Agent(self, node, sandbox)
             agent.run()
         except Submitted as s:
             node.status, node.answer = s.status, s.answer
@@ -123,16 +127,18 @@ class Rollout:
         except (SandboxError, LLMError) as e:
             node.status, node.error = "error", str(e)
         finally:
-            if agent is not None:
-                agent.close()
+            agent.close()
             if node.status == "running":  # an unexpected exception is on its way up
                 node.status, node.error = "error", "internal error"
+            sandbox = prep.settle()
+            if prep.failed:
+                self.limits.release_sandbox()  # a failed creation does not consume budget
             self._finished(node)
-            if not keep_sandbox:
+            if sandbox is not None and not keep_sandbox:
                 sandbox.destroy()
         return sandbox
 
-    def _create_sandbox(self, node: AgentNode):
+    def _create_sandbox(self, node: AgentNode) -> Sandbox:
         self._acquire(self._create_slots)
         try:
             self.limits.check_alive()
@@ -142,10 +148,10 @@ class Rollout:
         finally:
             self._create_slots.release()
 
-    def _started(self, node: AgentNode, sandbox_id: str | None) -> None:
+    def _started(self, node: AgentNode) -> None:
         self.trace.emit("agent_started", agent=node.id, parent=node.parent.id if node.parent else None,
                         depth=node.depth, parent_iteration=node.parent_iteration, index=node.index,
-                        task=node.task, sandbox=sandbox_id)  # fmt: skip
+                        task=node.task)  # fmt: skip
 
     def _finished(self, node: AgentNode) -> None:
         self.trace.emit("agent_finished", agent=node.id, status=node.status, result=node.answer,
@@ -200,7 +206,7 @@ class Rollout:
     def execute(self, agent: Agent, iteration: int, index: int, code: str) -> ExecResult:
         node = agent.node
         timeout = min(self.config.rlm.exec_timeout, max(1.0, self.limits.seconds_left()))
-        result = agent.session.execute(code, timeout, lambda fn, args: self._on_call(node, iteration, fn, args),
+        result = agent.repl().execute(code, timeout, lambda fn, args: self._on_call(node, iteration, fn, args),
                                        self.limits.check_alive)  # fmt: skip
         self.trace.emit("code_executed", agent=node.id, iteration=iteration, block=index, code=code,
                         **result.as_dict())  # fmt: skip

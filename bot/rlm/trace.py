@@ -4,8 +4,8 @@ One code path builds the results: `fold(results, event)`. The running rollout fo
 it emits it; after a crash (or in a live viewer) the same fold over `<run_id>.events.jsonl`
 rebuilds everything the run had recorded. Every string is redacted before it is written.
 
-Event types: rollout_started, agent_started, llm_call, code_executed, child_spawned,
-agent_finished, rollout_finished. Each line: {"seq", "t" (epoch seconds), "type", ...fields}.
+Event types: rollout_started, agent_started, sandbox_created, llm_call, llm_query, code_executed,
+child_spawned, agent_finished, rollout_finished. Each line: {"seq", "t" (epoch seconds), "type", ...fields}.
 """
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ def fold(results: dict, event: dict) -> dict:
             "parent_iteration": event.get("parent_iteration"),
             "index": event.get("index"),
             "task": event.get("task", ""),
-            "sandbox": event.get("sandbox"),
+            "sandbox": None,
+            "sandbox_seconds": None,
             "status": "running",
             "result": None,
             "error": None,
@@ -128,8 +129,12 @@ def fold(results: dict, event: dict) -> dict:
         results.setdefault("_index", {})[agent["id"]] = len(results["agents"])
         results["agents"].append(agent)
         totals["agents"] += 1
-        totals["sandboxes"] += 1 if event.get("sandbox") else 0
         totals["max_depth"] = max(totals["max_depth"], agent["depth"])
+    elif kind == "sandbox_created":
+        agent = _agent(results, event["agent"])
+        if agent is not None:
+            agent["sandbox"], agent["sandbox_seconds"] = event.get("sandbox"), event.get("duration")
+            totals["sandboxes"] += 1
     elif kind == "llm_call":
         agent = _agent(results, event["agent"])
         if agent is None:

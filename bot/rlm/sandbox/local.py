@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 DRIVER_IN_SANDBOX = "/opt/rlm/driver.py"
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 WARNED = threading.Event()
+# bwrap --die-with-parent (PR_SET_PDEATHSIG) fires when the THREAD that started it exits, so every
+# driver is started from this one thread, which lives as long as the process.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlm-spawner")
 NO_BWRAP_WARNING = (
     "bubblewrap (bwrap) is not available: sandboxes run as plain processes with a scrubbed "
     "environment, without network or filesystem isolation. Install bubblewrap for isolation."
@@ -247,7 +251,8 @@ class LocalSandbox:
             log_path = self.provider.root / f"{self.id}.driver.log"
             try:
                 with open(log_path, "ab") as log_file:
-                    proc = subprocess.Popen(
+                    proc = _SPAWNER.submit(
+                        subprocess.Popen,
                         argv,
                         stdin=subprocess.DEVNULL,
                         stdout=log_file,
@@ -256,7 +261,7 @@ class LocalSandbox:
                         env=env,
                         pass_fds=fds,
                         start_new_session=True,
-                    )
+                    ).result()
             except OSError as e:
                 for fd in (to_r, to_w, from_r, from_w):
                     os.close(fd)
