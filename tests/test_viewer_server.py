@@ -216,8 +216,12 @@ def test_blueprint_serves_one_run_per_token(webapp):
     assert headers["Referrer-Policy"] == "no-referrer" and headers["Cache-Control"] == "no-store"
     status, _, body = get(port, f"/runs/{done}/api/runs")
     assert [r["id"] for r in json.loads(body)] == ["synthetic-6a-30i"]
-    status, headers, body = get(port, f"/runs/{done}/api/runs/synthetic-6a-30i", headers={"Accept-Encoding": "gzip"})
-    assert headers["Content-Encoding"] == "gzip" and json.loads(gzip.decompress(body))["totals"]["agents"] == 6
+    status, headers, body = get(
+        port, f"/runs/{done}/api/runs/synthetic-6a-30i", headers={"Accept-Encoding": "gzip"}
+    )
+    assert (
+        headers["Content-Encoding"] == "gzip" and json.loads(gzip.decompress(body))["totals"]["agents"] == 6
+    )
     # a link whose results file is not written yet shows the fold of the events, live
     status, _, body = get(port, f"/runs/{live}/api/runs/live-run")
     assert status == 200 and json.loads(body)["status"] == "running"

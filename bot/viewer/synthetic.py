@@ -103,6 +103,7 @@ class _Sim:
             spots = sorted(rng.sample(range(1, n), len(node["batches"]))) if node["batches"] else []
             node["spawns"] = dict(zip(spots, node["batches"], strict=True))
             node["fate"] = rng.choice(FAILURES) if node["id"] != "root" and rng.random() < 0.06 else None
+            node["task"] = _task(rng, node["depth"], len(node["id"]) + n)
 
     def emit(self, t: float, kind: str, **fields: Any) -> None:
         self.order += 1
@@ -112,9 +113,13 @@ class _Sim:
         self, node_id: str, t: float, parent: str | None, parent_iteration: int | None, index: int | None
     ) -> float:
         rng, node = self.rng, self.nodes[node_id]
-        task = node["task"] = _task(rng, node["depth"], len(node_id))
+        task = node["task"]
         self.emit(t, "agent_started", agent=node_id, parent=parent, depth=node["depth"], parent_iteration=parent_iteration,
-                  index=index, task=task, sandbox=f"{node_id}-{rng.randrange(16**6):06x}")  # fmt: skip
+                  index=index, task=task)  # fmt: skip
+        created = rng.uniform(0.05, 0.4)
+        t += created
+        self.emit(t, "sandbox_created", agent=node_id, sandbox=f"{node_id}-{rng.randrange(16**6):06x}",
+                  duration=round(created, 4))  # fmt: skip
         previous = ""
         answer = None
         for n in range(1, node["iterations"] + 1):
@@ -127,7 +132,7 @@ class _Sim:
             if kids:
                 codes = [
                     "answers = rlm_query_batched([\n"
-                    + "".join(f"    {self.nodes[k]['id']!r},\n" for k in kids)
+                    + "".join(f"    {self.nodes[k]['task']!r},\n" for k in kids)
                     + "])\nprint(answers)"
                 ]
             if last:
@@ -149,7 +154,7 @@ class _Sim:
                     for i, kid in enumerate(kids):
                         self.nodes[kid]["spawned"] = True
                         self.emit(t + 0.001 * (i + 1), "child_spawned", agent=node_id, child=kid, iteration=n, index=i,
-                                  task="(set when it starts)")  # fmt: skip
+                                  task=self.nodes[kid]["task"])  # fmt: skip
                     ends = [
                         self.run_agent(kid, t + 0.01 * (i + 1), node_id, n, i) for i, kid in enumerate(kids)
                     ]
@@ -193,19 +198,14 @@ def synthetic_events(
     sim = _Sim(agents, iterations, max_depth, seed)
     run_id = f"synthetic-{agents}a-{iterations}i"
     sim.emit(T0, "rollout_started", run_id=run_id, repo="https://github.com/example/project", commit="0" * 40,
-             branch="main", prompt=_task(sim.rng, 0, agents), model="scripted/synthetic", sandbox="local",
+             branch="main", prompt=sim.nodes["root"]["task"], model="scripted/synthetic", sandbox="local",
              config={"rlm": {"max_depth": max_depth, "max_iterations": 50}})  # fmt: skip
     end = sim.run_agent("root", T0 + 0.02, None, None, None)
     root = sim.nodes["root"]
     sim.emit(end + 0.05, "rollout_finished", status="completed", error=None, answer=root["answer"],
              patch={"files": 3, "additions": 40, "deletions": 12, "paths": ["src/a.py", "src/b.py", "src/c.py"], "binary": []})  # fmt: skip
     events = [e for _, _, e in sorted(sim.events, key=lambda x: (x[0], x[1]))]
-    by_id = {n["id"]: n for n in sim.nodes.values()}
-    for seq, event in enumerate(events, 1):
-        event["seq"] = seq
-        if event["type"] == "child_spawned":
-            event["task"] = by_id[event["child"]]["task"]
-    return [{"seq": e.pop("seq"), **e} for e in events]
+    return [{"seq": seq, **e} for seq, e in enumerate(events, 1)]
 
 
 def write_synthetic(results_dir: Path, agents: int = 200, iterations: int = 5000, seed: int = 7,

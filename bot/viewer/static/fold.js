@@ -92,7 +92,7 @@
       const agent = {
         id: event.agent, parent: get(event, "parent", null), depth: get(event, "depth", 0),
         parent_iteration: get(event, "parent_iteration", null), index: get(event, "index", null),
-        task: get(event, "task", ""), sandbox: get(event, "sandbox", null), status: "running",
+        task: get(event, "task", ""), sandbox: null, sandbox_seconds: null, status: "running",
         result: null, error: null, iterations: [],
         usage: { prompt_tokens: 0, completion_tokens: 0, cost_usd: 0.0 },
         started_at: iso(t), finished_at: null, duration: null, _t0: t,
@@ -101,8 +101,14 @@
       results._index[agent.id] = results.agents.length;
       results.agents.push(agent);
       totals.agents += 1;
-      totals.sandboxes += event.sandbox ? 1 : 0;
       totals.max_depth = Math.max(totals.max_depth, agent.depth);
+    } else if (kind === "sandbox_created") {
+      const agent = agentOf(results, event.agent);
+      if (agent !== null) {
+        agent.sandbox = get(event, "sandbox", null);
+        agent.sandbox_seconds = get(event, "duration", null);
+        totals.sandboxes += 1;
+      }
     } else if (kind === "llm_call") {
       const agent = agentOf(results, event.agent);
       if (agent === null) return results;

@@ -224,7 +224,7 @@
     if (!S.results || axis.offsetParent === null) return;
     axis.querySelectorAll(".tick,.peak").forEach((n) => n.remove());
     const total = t1 - t0, step = niceStep(total, 4);
-    for (let x = step; x < total * 0.97; x += step) {
+    for (let x = step; x < total * 0.9; x += step) {
       const tick = h("span", { class: "tick" }, fmtDur(x).replace(".0s", "s"));
       tick.style.left = ((x / total) * 100).toFixed(2) + "%";
       axis.appendChild(tick);
@@ -272,13 +272,13 @@
       stat("llm calls", String(t.llm_calls)), stat("wall time", fmtDur(dur)),
       stat("tokens in / out", fmtTok(t.prompt_tokens) + " / " + fmtTok(t.completion_tokens)),
       stat("cost", fmtCost(t.cost_usd)), stat("sandboxes", String(t.sandboxes)),
-      patch ? stat("patch", patch.files + (patch.files === 1 ? " file" : " files") + " +" + patch.additions + " −" + patch.deletions) : null,
-      r.model ? stat("model", r.model.length > 40 ? r.model.slice(0, 39) + "…" : r.model) : null);
+      patch ? stat("patch", patch.files + (patch.files === 1 ? " file" : " files") + " +" + patch.additions + " −" + patch.deletions) : null);
     $("totals").hidden = false;
     const title = $("run-title");
     title.replaceChildren(
       h("span", { class: "prompt", title: r.prompt || "" }, oneLine(r.prompt) || r.run_id || "run"),
-      h("span", { class: "meta" }, [r.repo, r.commit ? r.commit.slice(0, 10) : null].filter(Boolean).join(" @ ")));
+      h("span", { class: "meta", title: [r.repo, r.commit, r.model].filter(Boolean).join("\n") },
+        [[r.repo, r.commit ? r.commit.slice(0, 10) : null].filter(Boolean).join(" @ "), r.model].filter(Boolean).join(" · ")));
     document.title = (r.status === "running" ? "⏳ " : "") + (oneLine(r.prompt).slice(0, 60) || "rlm trace");
   }
 
@@ -415,7 +415,8 @@
         h("span", null, h("b", null, fmtCost(u.cost_usd))),
         h("span", null, "depth ", h("b", null, String(a.depth))),
         h("span", null, fmtTime(a.started_at) + " → " + (a.finished_at ? fmtTime(a.finished_at) : "…")),
-        a.sandbox ? h("span", { class: "mono" }, a.sandbox) : null));
+        a.sandbox ? h("span", { title: "sandbox" + (a.sandbox_seconds ? ", created in " + fmtDur(a.sandbox_seconds) : "") },
+          h("span", { class: "mono" }, a.sandbox)) : null));
   }
 
   function detailTop(a) {
