@@ -26,7 +26,7 @@ from .agent_logs import AgentLogs
 from .context import ActionContext, ContextError
 from .events_follower import EventsFollower
 from .inputs import InputError, InputReader, Inputs
-from .outputs import conclusion_for, outputs, write_patch
+from .outputs import RunFiles, conclusion_for, outputs
 from .summary import run_summary, stopped_summary
 from .token_permissions import missing_permission
 from .trust import Stop, Trigger, decide
@@ -38,6 +38,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("rlm-bot.action")
 SECRET_INPUTS = ("llm-api-key", "github-token", "daytona-api-key")
 SECRET_ENV = ("LLM_API_KEY", "DAYTONA_API_KEY")
+SCRIPTED_PROVIDER = "scripted"  # bot.rlm.scripted.PROVIDER, not imported: it loads litellm
+
+
+def needs_key(config: Config) -> bool:
+    """A provider's model needs a key; a self-hosted server (api_base) or the scripted model may not."""
+    return not config.model.api_base and config.model.name.split("/")[0] != SCRIPTED_PROVIDER
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -114,7 +120,7 @@ class Step:
             return self.stopped(m.INVALID_INPUT, m.CONFIG_PROBLEM.format(reason=e))
         api_key = inputs.llm_api_key or self.environ.get("LLM_API_KEY", "")
         problem = None
-        if not api_key and not config.model.api_base:
+        if not api_key and needs_key(config):
             problem = m.MISSING_LLM_KEY.format(model=config.model.name)
         elif config.sandbox.backend == "daytona" and not (
             inputs.daytona_api_key or self.environ.get("DAYTONA_API_KEY")
@@ -170,10 +176,10 @@ class Step:
         return self.finished(trigger, outcome, inputs.create_pr, directory)
 
     def finished(self, trigger: Trigger, outcome: RunOutcome, create_pr: bool, directory: Path) -> int:
-        conclusion, message = conclusion_for(outcome, create_pr)
-        patch_file = write_patch(outcome, directory)
-        self.runner.append_summary(run_summary(trigger.task, outcome, message))
-        self.runner.set_outputs(outputs(conclusion, outcome, patch_file))
+        files = RunFiles.collect(directory, outcome)
+        conclusion, message = conclusion_for(outcome, create_pr, files)
+        self.runner.append_summary(run_summary(trigger.task, outcome.run_id, message, files.results))
+        self.runner.set_outputs(outputs(conclusion, outcome.pr_url, files))
         if conclusion in m.FAILING:
             self.runner.error(message, title="rlm-bot")
             return 1

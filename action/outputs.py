@@ -1,7 +1,13 @@
-"""The step's outputs (pr-url, patch-file, results-file, agents, cost, conclusion) and the patch file."""
+"""The step's outputs (pr-url, patch-file, results-file, agents, cost, conclusion) and the patch file.
+
+The results JSON is read from the run's directory, where the engine wrote it; the patch is
+written there next to it, so the artifact holds both.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,42 +31,50 @@ _BY_KIND = {
 }
 
 
-def conclusion_for(outcome: RunOutcome, create_pr: bool) -> tuple[str, str]:
+@dataclass
+class RunFiles:
+    """What a run left in its directory: the results JSON (parsed) and the patch file."""
+
+    results_file: Path | None = None
+    results: dict = field(default_factory=dict)
+    patch_file: Path | None = None
+
+    @classmethod
+    def collect(cls, directory: Path, outcome: RunOutcome) -> RunFiles:
+        """The results JSON is read from disk, so it is found even when the outcome lost the
+        result (a GitHub error after the rollout); the patch text exists only in the result."""
+        files = cls()
+        path = directory / f"{outcome.run_id}.json"
+        try:
+            files.results = json.loads(path.read_text(encoding="utf-8"))
+            files.results_file = path
+        except (OSError, ValueError):
+            pass
+        result = outcome.result
+        if result is not None and result.has_changes:
+            files.patch_file = directory / f"{outcome.run_id}.patch"
+            files.patch_file.write_text(result.patch, encoding="utf-8", errors="surrogateescape")
+        return files
+
+
+def conclusion_for(outcome: RunOutcome, create_pr: bool, files: RunFiles) -> tuple[str, str]:
     """(conclusion, message) for a run that started."""
     if outcome.kind == "github_error":
         refused = missing_permission(outcome.message)
         return (m.MISSING_PERMISSIONS, refused) if refused else (m.FAILED, outcome.message)
     conclusion = _BY_KIND.get(outcome.kind, m.FAILED)
-    if (
-        conclusion == m.NO_CHANGES
-        and not create_pr
-        and outcome.result is not None
-        and outcome.result.has_changes
-    ):
+    if conclusion == m.NO_CHANGES and not create_pr and files.patch_file is not None:
         conclusion = m.CHANGES
     return conclusion, outcome.message
 
 
-def write_patch(outcome: RunOutcome, directory: Path) -> Path | None:
-    result = outcome.result
-    if result is None or not result.has_changes:
-        return None
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{result.run_id}.patch"
-    path.write_text(result.patch, encoding="utf-8", errors="surrogateescape")
-    return path
-
-
-def outputs(
-    conclusion: str, outcome: RunOutcome | None = None, patch_file: Path | None = None
-) -> dict[str, str]:
-    result = outcome.result if outcome is not None else None
-    totals = result.results.get("totals", {}) if result is not None else {}
-    results_file = result.results_path if result is not None and result.results_path else None
+def outputs(conclusion: str, pr_url: str | None = None, files: RunFiles | None = None) -> dict[str, str]:
+    files = files or RunFiles()
+    totals = files.results.get("totals") or {}
     return {
-        "pr-url": (outcome.pr_url if outcome is not None else None) or "",
-        "patch-file": str(patch_file) if patch_file else "",
-        "results-file": str(results_file) if results_file else "",
+        "pr-url": pr_url or "",
+        "patch-file": str(files.patch_file or ""),
+        "results-file": str(files.results_file or ""),
         "agents": str(totals.get("agents", 0)),
         "cost": f"{float(totals.get('cost_usd', 0.0)):.6f}",
         "conclusion": conclusion,

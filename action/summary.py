@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bot.rlm.trace import summary_markdown
 
 from . import messages as m
-
-if TYPE_CHECKING:
-    from bot.github.run import RunOutcome
 
 
 def _quote(task: str) -> str:
@@ -17,11 +12,11 @@ def _quote(task: str) -> str:
     return "\n".join("> " + line for line in lines[:20])
 
 
-def run_summary(task: str, outcome: RunOutcome, message: str) -> str:
+def run_summary(task: str, run_id: str, message: str, results: dict) -> str:
     parts = [m.SUMMARY_HEADER, "", _quote(task), "", m.SUMMARY_OUTCOME.format(outcome=message), ""]
-    if outcome.result is not None:
-        parts += [summary_markdown(outcome.result.results), ""]
-        parts.append(m.SUMMARY_ARTIFACT.format(run_id=outcome.run_id))
+    if results.get("agents"):
+        parts += [summary_markdown(results), ""]
+    parts.append(m.SUMMARY_ARTIFACT.format(run_id=run_id))
     return "\n".join(parts)
 
 

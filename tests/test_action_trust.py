@@ -83,11 +83,12 @@ def test_custom_trigger_word(tmp_path, fake, absent_script):
 
 
 def test_missing_llm_key_stops_before_any_model_call(tmp_path, fake, absent_script):
-    job = comment_job(tmp_path, fake, absent_script, "/rlm fix everything", llm_api_key=None)
+    model = "openrouter/google/gemini-3-flash-preview"
+    job = comment_job(tmp_path, fake, absent_script, "/rlm fix everything", llm_api_key=None, model=model)
     proc = job.run()
     assert proc.returncode == 1
     assert job.outputs()["conclusion"] == m.MISSING_KEY
-    message = m.MISSING_LLM_KEY.format(model=f"scripted/{absent_script}")
+    message = m.MISSING_LLM_KEY.format(model=model)
     assert f"::error title=rlm-bot::{message}" in proc.stdout
     assert message in job.summary()
     (reply,) = fake.issue_comments(REPO, 1)

@@ -90,9 +90,13 @@ class Job:
         env.update(self.extra_env)
         return env
 
+    def start(self) -> subprocess.Popen:
+        """The step as a child process, the way the runner starts it (cwd = the workspace)."""
+        return subprocess.Popen([sys.executable, "-P", "-m", "action"], cwd=self.tmp / "workspace", env=self.env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
     def run(self, timeout: float = 90) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-P", "-m", "action"], cwd=self.tmp / "workspace", env=self.env(),
-                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        return finish(self.start(), timeout)
 
     def outputs(self) -> dict[str, str]:
         return parse_outputs((self.tmp / "output.txt").read_text(encoding="utf-8"))
@@ -100,6 +104,15 @@ class Job:
     def summary(self) -> str:
         path = self.tmp / "summary.md"
         return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+def finish(proc: subprocess.Popen, timeout: float = 90) -> subprocess.CompletedProcess:
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def parse_outputs(text: str) -> dict[str, str]:

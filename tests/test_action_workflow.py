@@ -1,0 +1,95 @@
+"""The runner protocol pieces in-process: outputs, masks, groups, annotations, events, context."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+from fakes.action_env import parse_outputs
+
+from action import messages as m
+from action.context import ActionContext
+from action.events_follower import EventsFollower
+from action.token_permissions import missing_permission
+from action.workflow import Runner
+
+
+def test_outputs_survive_newlines_and_delimiter_lookalikes(tmp_path):
+    path = tmp_path / "out"
+    runner = Runner(str(path), None, out=io.StringIO())
+    tricky = "line one\nEOF\nconclusion<<EOF\nlast"
+    runner.set_outputs({"pr-url": "", "results-file": tricky, "conclusion": "pr-created"})
+    assert parse_outputs(path.read_text()) == {
+        "pr-url": "",
+        "results-file": tricky,
+        "conclusion": "pr-created",
+    }
+
+
+def test_masks_every_line_of_a_multiline_secret():
+    out = io.StringIO()
+    Runner(None, None, out=out).add_mask("first-line-secret\nsecond-line-secret", "", None)
+    assert out.getvalue() == "::add-mask::first-line-secret\n::add-mask::second-line-secret\n"
+
+
+def test_annotations_cannot_smuggle_a_second_command():
+    out = io.StringIO()
+    Runner(None, None, out=out).error("bad\n::add-mask::x%", title="a:b,c")
+    assert out.getvalue() == "::error title=a%3Ab%2Cc::bad%0A::add-mask::x%25\n"
+
+
+def test_agent_log_group_pauses_command_processing():
+    out = io.StringIO()
+    Runner(None, None, out=out).group_block("agent root", "model says\n::set-output name=x::y\n::endgroup::")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "::group::agent root"
+    assert lines[1].startswith("::stop-commands::")
+    token = lines[1].split("::")[-1]
+    assert lines[2:5] == ["model says", "::set-output name=x::y", "::endgroup::"]
+    assert lines[5] == f"::{token}::" and lines[6] == "::endgroup::"
+    assert len(token) > 20
+
+
+def test_follower_delivers_complete_lines_in_order(tmp_path):
+    path = tmp_path / "run.events.jsonl"
+    seen: list[int] = []
+    done = threading.Event()
+    with EventsFollower(path, lambda e: seen.append(e["seq"]), poll=0.01):
+        with open(path, "w") as f:
+            f.write(json.dumps({"seq": 1}) + "\n" + json.dumps({"seq": 2})[:5])
+            f.flush()
+            done.wait(0.05)
+            f.write(json.dumps({"seq": 2})[5:] + "\n" + json.dumps({"seq": 3}) + "\n")
+    assert seen == [1, 2, 3]
+
+
+def test_missing_permission_names_the_entry():
+    text = "GitHub answered POST /repos/o/r/git/refs with 403 Resource not accessible by integration."
+    assert "`contents: write`" in missing_permission(text)
+    text = (
+        "GitHub answered POST /repos/o/r/issues/3/comments with 403 Resource not accessible by integration."
+    )
+    assert "`issues: write`" in missing_permission(text)
+    text = "GitHub answered POST /repos/o/r/pulls with 403 GitHub Actions is not permitted to create or approve pull requests."
+    assert missing_permission(text) == m.ACTIONS_MAY_NOT_CREATE_PRS
+    assert missing_permission("GitHub answered GET /repos/o/r/pulls/9 with 404 Not Found.") is None
+    assert missing_permission("could not fetch the repository") is None
+
+
+def test_clone_url_from_payload_for_this_repo_else_server_url(tmp_path):
+    event = tmp_path / "event.json"
+    env = {"GITHUB_EVENT_NAME": "schedule", "GITHUB_REPOSITORY": "o/r", "GITHUB_EVENT_PATH": str(event),
+           "GITHUB_SERVER_URL": "https://ghe.example", "GITHUB_RUN_ID": "7"}  # fmt: skip
+    event.write_text(
+        json.dumps({"repository": {"full_name": "O/R", "clone_url": "https://ghe.example/O/R.git"}})
+    )
+    ctx = ActionContext.from_env(env)
+    assert ctx.clone_url == "https://ghe.example/O/R.git"
+    assert ctx.run_url == "https://ghe.example/o/r/actions/runs/7"
+    event.write_text(
+        json.dumps({"repository": {"full_name": "other/repo", "clone_url": "https://x/other.git"}})
+    )
+    assert ActionContext.from_env(env).clone_url == "https://ghe.example/o/r.git"
+    event.write_text("{}")
+    assert ActionContext.from_env(env).clone_url == "https://ghe.example/o/r.git"
