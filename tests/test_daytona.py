@@ -30,7 +30,7 @@ from bot.rlm.repo import prepare_repo
 from bot.rlm.rollout import Rollout, new_run_id
 from bot.rlm.sandbox import daytona_client as dc
 from bot.rlm.sandbox import make_provider
-from bot.rlm.sandbox.daytona import DaytonaSandboxProvider
+from bot.rlm.sandbox.daytona import DaytonaSandboxProvider, canonical_patch
 from bot.rlm.secrets import REDACTOR
 from bot.rlm.trace import Trace
 from tests.conftest import commit_files, git, py
@@ -121,6 +121,31 @@ def test_the_sandbox_repository_has_no_remote_and_no_extra_refs(setup):
     assert refs == ""
     assert git(Path(sandbox.workdir), "remote") == ""
     assert git(Path(sandbox.workdir), "rev-parse", "HEAD") == prepared.commit
+
+
+def test_the_agents_git_config_cannot_change_the_patch(setup, tmp_path):
+    provider, _, prepared = setup()
+    sandbox = provider.create("root")
+    session = ReplSession(sandbox.start_driver())
+    session.start({"task": "t", "output_limit": 1000, "limits": {}})
+    marker = tmp_path / "hook-ran"
+    code = (
+        f"open('.git/config', 'a').write('[core]\\n\\tfsmonitor = touch {marker}\\n"
+        f"[diff]\\n\\tnoprefix = true\\n\\texternal = touch {marker}\\n')\n"
+        "open('.gitattributes', 'w').write('*.py diff=evil\\n')\n"
+        "open('app.py', 'w').write('x = 2\\n')\n"
+    )
+    assert session.execute(code, 10, lambda fn, a: None, lambda: None).error is None
+    patch = sandbox.diff()
+    assert "--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n" in patch
+    assert not marker.exists()
+
+
+def test_a_diff_that_does_not_fit_the_base_is_refused(setup):
+    _, _, prepared = setup()
+    forged = "diff --git a/app.py b/app.py\n--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-y = 7\n+y = 8\n"
+    with pytest.raises(SandboxError, match="does not apply"):
+        canonical_patch(prepared, forged)
 
 
 # ---------------------------------------------------------------------------- creation

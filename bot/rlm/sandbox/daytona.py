@@ -43,28 +43,18 @@ from ..patch import _DIFF_FLAGS
 from ..repl.session import DRIVER_PATH
 from ..repo import SAFE_GIT, PreparedRepo, bundle_commit, git, git_env
 from . import daytona_client as dc
+from .daytona_client import reap_all, reap_orphans
 from .daytona_transport import SessionTransport, driver_command
 from .local import LocalSandbox
 
 __all__ = ["DaytonaSandbox", "DaytonaSandboxProvider", "canonical_patch", "reap_all", "reap_orphans"]
-reap_all = dc.reap_all
-reap_orphans = dc.reap_orphans
 
 log = logging.getLogger(__name__)
 LIFETIME_MARGIN = 600  # seconds a sandbox may outlive the rollout's deadline before reaping
 PROVISION_TIMEOUT = 600
-SANDBOX_GIT = " ".join(
-    [
-        "git",
-        *SAFE_GIT,
-        "-c",
-        "diff.noprefix=false",
-        "-c",
-        "diff.mnemonicPrefix=false",
-        "-c",
-        "diff.relative=false",
-    ]
-)
+# git in the sandbox: no hooks or fsmonitor, and a diff format `git apply` on the host reads.
+_SANDBOX_GIT_CONFIG = ("diff.noprefix=false", "diff.mnemonicPrefix=false", "diff.relative=false")
+SANDBOX_GIT = shlex.join(["git", *SAFE_GIT, *(arg for kv in _SANDBOX_GIT_CONFIG for arg in ("-c", kv))])
 
 
 class DaytonaSandboxProvider:
