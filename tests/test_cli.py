@@ -160,3 +160,39 @@ def test_config_layers_defaults_file_env_cli(tmp_path):
         load_config(None, environ={"RLM_RLM__MAX_DEPTH": "deep"})
     with pytest.raises(ConfigError, match="unknown key 'rlm.nope'"):
         load_config(None, {"rlm.nope": 1}, environ={})
+
+
+def test_leftovers_of_a_killed_run_are_reaped_at_the_next_start(make_repo, write_script, tmp_path):
+    repo, _ = make_repo()
+    script = write_script(
+        [
+            {"task": "^Root", "responses": [py('rlm_query_batched(["Sleep 1", "Sleep 2"])'), py('FINAL("x")')]},
+            {"task": "^Sleep", "responses": [py("import time\ntime.sleep(300)")]},
+            {"task": "^Quick", "responses": [py('FINAL("quick")')]},
+        ]
+    )
+    cache = tmp_path / "xdg"
+    results = tmp_path / "r"
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    proc = subprocess.Popen([*RLM, "run", str(repo), "-p", "Root", "--model", f"scripted/{script}", "-q",
+                             "--results-dir", str(results)], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    sandboxes = cache / "rlm-bot" / "sandboxes"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = list(sandboxes.iterdir()) if sandboxes.exists() else []
+        if runs and len([p for p in runs[0].iterdir() if p.name.endswith(".git")]) >= 3:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the run never created its sandboxes")
+    killed = runs[0]
+    proc.kill()  # SIGKILL: no cleanup of its own can run
+    proc.wait(timeout=10)
+    assert killed.exists()
+    time.sleep(0.5)
+    quick = rlm("run", str(repo), "-p", "Quick", "--model", f"scripted/{script}", "-q",
+                "--results-dir", str(results), cwd=tmp_path, env={"XDG_CACHE_HOME": str(cache)})  # fmt: skip
+    assert quick.returncode == 0, quick.stderr
+    assert not killed.exists()
+    assert leftovers(cache) == []
