@@ -150,10 +150,21 @@ class JobStore:
                            (delivery_id, event, now, "queued" if job else decision))  # fmt: skip
                 if job is None:
                     return None
+                kind = job.kind
+                if (
+                    kind == "run"
+                    and db.execute(
+                        "SELECT 1 FROM jobs WHERE repo = ? AND number = ? AND kind = 'run' "
+                        "AND state IN ('queued', 'working', 'running') LIMIT 1",
+                        (job.repo, job.number),
+                    ).fetchone()
+                ):
+                    kind = "busy"  # one active run per issue: answer at once instead of queueing
+                lane = RUN_LANE if kind == "run" else CONTROL_LANE
                 cur = db.execute(
                     "INSERT INTO jobs (delivery_id, kind, lane, repo, number, installation_id, request, "
                     "trace_token, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (delivery_id, job.kind, job.lane, job.repo, job.number, job.installation_id,
+                    (delivery_id, kind, lane, job.repo, job.number, job.installation_id,
                      json.dumps(job.request), secrets.token_urlsafe(24), now, now),
                 )  # fmt: skip
                 job_id = cur.lastrowid

@@ -13,7 +13,7 @@ from bot.github.commands import help_text
 from bot.github.permissions import not_allowed
 from bot.rlm.trace import summary_markdown
 from tests.conftest import py
-from tests.fakes.app_env import CALC, REPO, build_env
+from tests.fakes.app_env import REPO, Worlds, collapse, finished
 from tests.fakes.github_app import comment_payload, post_event, serve, wait_for
 from webhooks import create_app
 
@@ -35,39 +35,14 @@ ROOT = [
 CHILD = [py('FINAL("calc.py has one TODO in add()")')]
 
 
+RULES = [{"task": "^fix", "responses": ROOT}, {"task": "^Check", "responses": CHILD}]
+
+
 @pytest.fixture
 def world(tmp_path, make_repo, write_script, make_config):
-    def make(rules=None, **kwargs):
-        repo, sha = make_repo({"calc.py": CALC, "README.md": "# demo\n"})
-        script = write_script(
-            rules or [{"task": "^fix", "responses": ROOT}, {"task": "^Check", "responses": CHILD}]
-        )
-        env = build_env(tmp_path, repo, sha, make_config(script), **kwargs)
-        return env
-
-    envs = []
-
-    def tracked(*a, **k):
-        env = make(*a, **k)
-        envs.append(env)
-        return env
-
-    yield tracked
-    for env in envs:
-        env.fake.stop()
-
-
-def collapse(paths):
-    out = []
-    for item in paths:
-        if not out or out[-1] != item or item[0] != "PATCH":
-            out.append(item)
-    return out
-
-
-def finished(store, job_id):
-    job = store.get(job_id)
-    return job if job and job.state in ("done", "failed", "cancelled") else None
+    worlds = Worlds(tmp_path, make_repo, write_script, make_config)
+    yield lambda rules=None, **kw: worlds(rules or RULES, **kw)
+    worlds.close()
 
 
 def test_comment_to_pull_request(world):

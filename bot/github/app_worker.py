@@ -77,6 +77,8 @@ class AppJobHandler:
             return self._status(api, job)
         if job.kind == "cancel":
             return self._cancel(api, job)
+        if job.kind == "busy":
+            return self._busy(api, job)
         if job.kind == "run":
             return self._run(api, job, cancel)
         raise ValueError(f"unknown job kind {job.kind!r}")
@@ -108,13 +110,14 @@ class AppJobHandler:
                 pool.cancel(active.id)
         self._reply(api, job, body, "cancel")
 
+    def _busy(self, api: GitHubAPI, job: Job) -> None:
+        active = self.store.active_run(job.repo, job.number)
+        label = (active.request.get("run_id") if active else None) or "another run"
+        self._reply(api, job, report.BUSY.format(run_id=label, prefix=self.settings.prefix), "busy")
+
     def _run(self, api: GitHubAPI, job: Job, cancel: threading.Event) -> None:
-        if not self.store.activate(job.id):
-            active = self.store.active_run(job.repo, job.number)
-            label = (active.request.get("run_id") if active else None) or "another run"
-            return self._reply(
-                api, job, report.BUSY.format(run_id=label, prefix=self.settings.prefix), "busy"
-            )
+        if not self.store.activate(job.id):  # two commands raced past the check at intake
+            return self._busy(api, job)
         if self.store.get(job.id).cancel_requested:
             cancel.set()
         s = self.settings

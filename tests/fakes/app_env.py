@@ -10,6 +10,7 @@ from pathlib import Path
 from bot.github.app_worker import WorkerSettings
 from bot.github.auth import AppSettings
 from bot.rlm.config import Config
+from tests.conftest import commit_files
 from webhooks.config import ServerConfig
 
 from .github_app import SECRET, private_key_pem
@@ -33,6 +34,7 @@ class AppEnv:
 
 def build_env(tmp_path: Path, work_repo: Path, sha: str, engine: Config, *, workers: int = 1,
               status_interval: float = 0.05, public_url: str | None = "http://bot.example") -> AppEnv:  # fmt: skip
+    tmp_path.mkdir(parents=True, exist_ok=True)
     bare = tmp_path / "remote.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(work_repo), str(bare)], check=True)
     fake = FakeGitHub().start()
@@ -44,3 +46,50 @@ def build_env(tmp_path: Path, work_repo: Path, sha: str, engine: Config, *, work
     server = ServerConfig(webhook_secret=SECRET, engine=engine, app=app, db_path=tmp_path / "jobs.sqlite3",
                           workers=workers, worker=worker)  # fmt: skip
     return AppEnv(fake, bare, sha, server)
+
+
+class Worlds:
+    """Builds AppEnvs for one test (from conftest's make_repo/write_script/make_config) and stops
+    their fake GitHub servers at the end."""
+
+    def __init__(self, tmp_path: Path, make_repo, write_script, make_config):
+        self.tmp_path, self.make_repo, self.write_script, self.make_config = (
+            tmp_path,
+            make_repo,
+            write_script,
+            make_config,
+        )
+        self.envs: list[AppEnv] = []
+
+    def __call__(self, rules: list[dict], files: dict | None = None, branches: dict | None = None,
+                 engine: dict | None = None, **kwargs) -> AppEnv:  # fmt: skip
+        work, sha = self.make_repo(
+            files or {"calc.py": CALC, "README.md": "# demo\n"}, name=f"work{len(self.envs)}"
+        )
+        for branch, branch_files in (branches or {}).items():
+            subprocess.run(["git", "-C", str(work), "checkout", "-q", "-b", branch], check=True)
+            commit_files(work, branch_files, f"on {branch}")
+            subprocess.run(["git", "-C", str(work), "checkout", "-q", "main"], check=True)
+        config = self.make_config(self.write_script(rules), **(engine or {}))
+        env = build_env(self.tmp_path / f"world{len(self.envs)}", work, sha, config, **kwargs)
+        self.envs.append(env)
+        return env
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.fake.stop()
+
+
+def finished(store, job_id: int):
+    """The job once it reached a final state, else None (for wait_for)."""
+    job = store.get(job_id)
+    return job if job and job.state in ("done", "failed", "cancelled") else None
+
+
+def collapse(paths: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Consecutive edits of one comment count once: how many live edits happen depends on timing."""
+    out: list[tuple[str, str]] = []
+    for item in paths:
+        if not out or out[-1] != item or item[0] != "PATCH":
+            out.append(item)
+    return out
