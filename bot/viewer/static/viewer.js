@@ -490,6 +490,10 @@
   // ---------------------------------------------------------------- selection + navigation
   function select(id, opts) {
     if (!S.byId.has(id)) return;
+    if (id === S.selected && S.detail && S.detail.id === id) { // already shown: keep the reader's place
+      if (opts && opts.focusTree) $("tree").focus({ preventScroll: true });
+      return;
+    }
     const prev = S.selected;
     S.selected = id;
     // reveal it
