@@ -23,6 +23,7 @@ from bot.rlm.config import Config, ConfigError
 from bot.rlm.errors import RepoError
 from bot.rlm.patch import PatchError
 
+from . import messages as m
 from .context import ActionContext
 from .trust import Trigger
 
@@ -78,8 +79,11 @@ def _run_headless(plan: Plan, api: GitHubAPI, config: Config, cancel: threading.
                             cancel=cancel, api_key=options.api_key)  # fmt: skip
         kind, message = _outcome_for(result, options.prefix)
         outcome = RunOutcome(run_id, kind, message, result=result)
-        if kind == "no_changes" and result.has_changes and plan.create_pr and not fork:
-            outcome = _open_pr(api, request, options, prepared, result, base_branch, trace_url)
+        if kind == "no_changes" and result.has_changes:
+            if plan.create_pr and not fork:
+                outcome = _open_pr(api, request, options, prepared, result, base_branch, trace_url)
+            else:
+                outcome.message = m.OUTCOME_PATCH_ARTIFACT.format(url=trace_url or "").strip()
     except GitHubError as e:
         outcome = RunOutcome(run_id, "github_error", report.OUTCOME_GITHUB_ERROR.format(error=e))
     except (RepoError, ConfigError, PatchError) as e:

@@ -8,7 +8,7 @@ An empty value means "not set": the config file's value or the engine's default 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -41,29 +41,25 @@ class InputReader:
             return False
         raise InputError(f"input '{name}' must be true or false (got {value!r}).")
 
-    def integer(self, name: str, minimum: int) -> int | None:
+    def _number(self, name: str, convert: Callable[[str], float], kind: str, rule: str,
+                ok: Callable[[float], bool]) -> float | None:  # fmt: skip
         value = self.get(name)
         if not value:
             return None
         try:
-            number = int(value)
+            number = convert(value)
         except ValueError:
-            raise InputError(f"input '{name}' must be a whole number (got {value!r}).") from None
-        if number < minimum:
-            raise InputError(f"input '{name}' must be at least {minimum} (got {number}).")
+            raise InputError(f"input '{name}' must be {kind} (got {value!r}).") from None
+        if not ok(number):
+            raise InputError(f"input '{name}' must be {rule} (got {value}).")
         return number
 
+    def integer(self, name: str, minimum: int) -> int | None:
+        number = self._number(name, int, "a whole number", f"at least {minimum}", lambda n: n >= minimum)
+        return None if number is None else int(number)
+
     def seconds(self, name: str) -> float | None:
-        value = self.get(name)
-        if not value:
-            return None
-        try:
-            number = float(value)
-        except ValueError:
-            raise InputError(f"input '{name}' must be a number of seconds (got {value!r}).") from None
-        if number <= 0:
-            raise InputError(f"input '{name}' must be more than 0 seconds (got {value}).")
-        return number
+        return self._number(name, float, "a number of seconds", "more than 0 seconds", lambda n: n > 0)
 
 
 SANDBOXES = ("local", "daytona")

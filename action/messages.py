@@ -70,6 +70,12 @@ ACTIONS_MAY_NOT_CREATE_PRS = (
     'General → "Allow GitHub Actions to create and approve pull requests", or pass a token that may.'
 )
 
+# ---------------------------------------------------------------- outcome of a run without a pull request
+OUTCOME_PATCH_ARTIFACT = (
+    "✅ Done. `create-pr` is false, so no pull request was opened: the patch is in the "
+    "workflow run's artifact and its `patch-file` output. {url}"
+)
+
 # ---------------------------------------------------------------- step summary
 SUMMARY_HEADER = "## 🤖 rlm-bot"
 SUMMARY_TASK = "**Task:** {task}"

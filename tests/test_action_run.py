@@ -111,11 +111,16 @@ def _refused(s: Scenario) -> None:
     s.fake.fail("POST", r"/repos/.*/pulls", 403, message="Resource not accessible by integration")
 
 
+def _no_pr(s: Scenario) -> None:
+    s.job.inputs["create-pr"] = "false"
+
+
 SCENARIOS: dict[str, Callable[[Scenario], None]] = {
     "comment": lambda s: None,
     "manual": _manual,
     "fork": _fork,
     "refused": _refused,
+    "no-pr": _no_pr,
 }
 
 
@@ -214,4 +219,19 @@ def test_missing_token_permission_is_named(runs):
     assert out["agents"] == "2"
     assert "::error title=rlm-bot::" in s.proc.stdout and "`pull-requests: write`" in s.proc.stdout
     assert "`pull-requests: write`" in s.job.summary()
+    assert_masked(s)
+
+
+def test_create_pr_false_leaves_the_patch_and_replies_once(runs):
+    s = runs["no-pr"]
+    assert s.proc.returncode == 0, s.proc.stdout + s.proc.stderr
+    out = s.job.outputs()
+    assert out["conclusion"] == m.CHANGES and out["pr-url"] == ""
+    assert "+    return a + b" in Path(out["patch-file"]).read_text()
+    assert not s.fake.created_pulls and not s.calls("POST", r"/git/")
+    (reply,) = s.fake.issue_comments(REPO, 1)
+    assert m.OUTCOME_PATCH_ARTIFACT.format(url=RUN_URL) in reply["body"]
+    assert "2 agents · max depth 1" in reply["body"]
+    reactions = [c.body["content"] for c in s.calls("POST", r"/issues/comments/\d+/reactions$")]
+    assert reactions == [report.REACTION_SEEN, report.REACTION_DONE]
     assert_masked(s)

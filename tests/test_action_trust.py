@@ -153,3 +153,27 @@ def test_key_from_job_environment_is_masked_too(tmp_path, fake, absent_script):
     assert f"::add-mask::{PLANTED_KEY}" in proc.stdout
     assert job.outputs()["conclusion"] == m.NOT_ALLOWED
     nothing_ran(job, proc)
+
+
+def test_review_comment_by_a_reader_is_refused_on_its_pull_request(tmp_path, fake, absent_script):
+    event = example("pull_request_review_comment", "created")
+    event["comment"]["body"] = "/rlm use more emoji"
+    event["comment"]["user"]["login"] = event["sender"]["login"] = "stranger"
+    job = make_job(tmp_path, fake.url, absent_script, "pull_request_review_comment", event)
+    proc = job.run()
+    assert job.outputs()["conclusion"] == m.NOT_ALLOWED
+    (reply,) = fake.issue_comments(REPO, 2)  # the pull request's conversation
+    assert reply["body"] == not_allowed("stranger", "/rlm")
+    nothing_ran(job, proc)
+
+
+@pytest.mark.parametrize("action", ["edited", "deleted"])
+def test_edited_and_deleted_comments_start_nothing(tmp_path, fake, absent_script, action):
+    event = example("issue_comment", action)
+    event["comment"]["body"] = "/rlm fix everything"
+    job = make_job(tmp_path, fake.url, absent_script, "issue_comment", event)
+    proc = job.run()
+    assert job.outputs()["conclusion"] == m.SKIPPED
+    assert m.NOT_CREATED.format(action=action) in job.summary()
+    assert fake.calls == []
+    nothing_ran(job, proc)
