@@ -1,0 +1,142 @@
+"""A server killed mid-run loses no job: `rlm serve`'s process is SIGKILLed while a run is going,
+a new one on the same database resumes it (same status comment, one PR); a run that cannot be
+resumed any more is reported on its issue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from bot.github import report
+from bot.jobs import RUN_LANE, JobStore, NewJob
+from tests.conftest import leftovers, py
+from tests.fakes.app_env import REPO, Worlds, finished
+from tests.fakes.github_app import SECRET, comment_payload, post_event, private_key_pem, wait_for
+from webhooks import create_app
+
+SLOW = [
+    {
+        "task": "^fix",
+        "latency": 0.4,
+        "responses": [
+            py("print('looking')"),
+            py("print('still looking')"),
+            py("print('almost')"),
+            py("""
+            print(edit_file("calc.py", "    # TODO: implement\\n    return 0\\n", "    return a + b\\n"))
+            FINAL("fixed after a restart")
+            """),
+        ],
+    }
+]
+
+
+@pytest.fixture
+def world(tmp_path, make_repo, write_script, make_config):
+    worlds = Worlds(tmp_path, make_repo, write_script, make_config)
+    yield worlds
+    worlds.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(env, tmp_path: Path, port: int, log_name: str) -> subprocess.Popen:
+    engine = env.server.engine
+    config_file = tmp_path / "engine.yaml"
+    config_file.write_text(yaml.safe_dump(engine.model_dump(mode="json", exclude_none=True)))
+    environ = {**os.environ, "GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": private_key_pem(),
+               "GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_API_URL": env.fake.url,
+               "RLM_STATUS_INTERVAL": "0.05", "RLM_PUBLIC_URL": "http://bot.example"}  # fmt: skip
+    log = open(tmp_path / log_name, "w")
+    cmd = [sys.executable, "-m", "webhooks", "--port", str(port), "--workers", "1", "--config", str(config_file),
+           "--db", str(env.server.db_path)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return proc.poll() is not None and pytest.fail((tmp_path / log_name).read_text())
+
+    wait_for(up, timeout=60, what="the server to start")
+    return proc
+
+
+def test_killed_server_resumes_the_run(world, tmp_path):
+    env = world(SLOW, engine={"rlm.global_timeout": 60})
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    first = start_server(env, tmp_path, port, "first.log")
+    try:
+        resp = post_event(url, "issue_comment", comment_payload("/rlm fix the TODO", clone_url=str(env.bare)))
+        assert resp.status_code == 202
+        wait_for(lambda: any("1 iterations" in b for c in env.fake.comments.values() for b in c["history"]),
+                 timeout=60, what="the run to be under way")  # fmt: skip
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+    store = JobStore(env.server.db_path)
+    job_id = resp.json()["job"]
+    assert store.get(job_id).state == "running"  # what a killed server leaves behind
+
+    second = start_server(env, tmp_path, port, "second.log")
+    try:
+        job = wait_for(lambda: finished(store, job_id), timeout=60, what="the resumed run to finish")
+        health = requests.get(f"{url}/healthz", timeout=5).json()
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(10)
+    assert job.state == "done" and job.outcome == "pr" and job.attempts == 2, job.message
+    assert health["jobs"] == {"done": 1}
+    (status,) = env.fake.issue_comments(REPO, 7)  # the same status comment, edited by both servers
+    assert report.STATUS_RESTARTED in status["body"]
+    assert report.OUTCOME_PR.format(url=env.fake.created_pulls[0]["html_url"]) in status["body"]
+    assert len(env.fake.created_pulls) == 1
+    eyes = [
+        c
+        for c in env.fake.calls
+        if c.method == "POST" and c.path.endswith("/reactions") and c.body["content"] == "eyes"
+    ]
+    assert len(eyes) == 1
+    branch = env.fake.created_pulls[0]["head"]
+    assert "return a + b" in env.git("show", f"{branch}:calc.py")
+    assert leftovers(env.server.engine.cache_root()) == []
+
+
+def test_run_that_cannot_resume_is_reported(world, tmp_path):
+    env = world([{"task": ".", "responses": [py('FINAL("x")')]}])
+    store = JobStore(env.server.db_path)
+    request = {**comment_payload("/rlm fix it")["comment"], "repo": REPO, "number": 7, "requester": "octocat",
+               "task": "fix it", "clone_url": str(env.bare), "comment_id": 555, "run_id": "run-xyz"}  # fmt: skip
+    status_id = 4242
+    env.fake.comments[status_id] = {"repo": REPO, "issue": 7, "body": "running", "history": ["running"]}
+    request["status_comment_id"] = status_id
+    job = store.record_delivery("d1", "issue_comment", NewJob("run", REPO, 7, request, installation_id=42))
+    store.claim(RUN_LANE)  # the first server started the run and died,
+    store.activate(job.id)
+    assert store.recover(max_attempts=2)[0].kind == "run"  # the second resumed it and died too:
+    store.claim(RUN_LANE)
+    store.activate(job.id)
+    app = create_app(env.server)  # the third (max_attempts=2) reports it instead
+    try:
+        done = wait_for(lambda: finished(store, job.id), timeout=30)
+    finally:
+        app.extensions["rlm"].pool.stop()
+    assert (done.state, done.outcome) == ("failed", "interrupted")
+    body = env.fake.comments[status_id]["body"]
+    assert report.OUTCOME_INTERRUPTED.format(prefix="/rlm") in body and "run-xyz" in body
+    assert [r["content"] for r in env.fake.reactions.values()] == [report.REACTION_FAILED]
+    assert env.fake.created_pulls == []
