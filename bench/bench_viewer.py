@@ -19,12 +19,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.viewer import make_server  # noqa: E402
+from bot.viewer.server import in_background  # noqa: E402
 from bot.viewer.synthetic import synthetic_events, write_synthetic  # noqa: E402
 
 JS = Path(__file__).resolve().parents[1] / "tests" / "js"
@@ -42,19 +42,19 @@ def main() -> None:
         results_path, _ = write_synthetic(tmp_path / "results", args.agents, args.iterations)
         deep = max((e for e in synthetic_events(args.agents, args.iterations) if e["type"] == "agent_started"),
                    key=lambda e: e["depth"])["agent"]  # fmt: skip
-        server = make_server(tmp_path / "results", 0)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
         config = {
             "userDataDir": str(tmp_path / "profile"),
             "screenshotDir": str(tmp_path),
             "scenarios": [
-                {"kind": "large", "url": server.url, "click": deep, "search": "parser"},
-                {"kind": "bench", "url": server.url, "repeat": args.repeat},
+                {"kind": "large", "click": deep, "search": "parser"},
+                {"kind": "bench", "repeat": args.repeat},
             ],
         }
-        proc = subprocess.run(["node", str(JS / "viewer_check.js"), json.dumps(config)], cwd=JS,
-                              capture_output=True, text=True, timeout=600)  # fmt: skip
-        server.shutdown()
+        with in_background(make_server(tmp_path / "results", 0)) as server:
+            for scenario in config["scenarios"]:
+                scenario["url"] = server.url
+            proc = subprocess.run(["node", str(JS / "viewer_check.js"), json.dumps(config)], cwd=JS,
+                                  capture_output=True, text=True, timeout=600)  # fmt: skip
         lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode != 0 or not all(item.get("ok") for item in lines):
             sys.exit(f"browser run failed:\n{proc.stdout}\n{proc.stderr}")

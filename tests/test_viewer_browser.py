@@ -13,7 +13,7 @@ import subprocess
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ import yaml
 from bot.rlm import engine
 from bot.rlm.config import load_config
 from bot.viewer import make_server
+from bot.viewer.server import in_background
 from bot.viewer.synthetic import synthetic_events, write_synthetic
 from tests.conftest import commit_files, git, py
 
@@ -74,17 +75,6 @@ def real_run(tmp_path_factory) -> Path:
     return root / "results"
 
 
-def serve(target: Path) -> Iterator:
-    server = make_server(target, 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def drive(tmp_path: Path, scenarios: list[dict], on_line: Callable[[dict], None] | None = None) -> list[dict]:
     """Run viewer_check.js; returns its scenario results (lines with a "kind")."""
     shots = tmp_path / "screenshots"
@@ -115,7 +105,7 @@ def drive(tmp_path: Path, scenarios: list[dict], on_line: Callable[[dict], None]
 
 def test_tree_and_a_nodes_code_and_output(real_run, tmp_path):
     run_id = json.loads(next(real_run.glob("*.json")).read_text())["run_id"]
-    for server in serve(real_run):
+    with in_background(make_server(real_run)) as server:
         (seen,) = drive(tmp_path, [{"kind": "basic", "url": server.url + f"#run={run_id}", "click": "root.1",
                                     "search": "reads the"}])  # fmt: skip
     assert seen["rows"] == ["root", "root.1", "root.2", "root.2.1"]  # depth-first, children under parents
@@ -137,7 +127,7 @@ def test_large_trace_opens_and_is_usable(tmp_path):
     results = tmp_path / "results"
     write_synthetic(results, agents=200, iterations=5000)
     deep = next(a for a in reversed(synthetic_events()) if a["type"] == "agent_started" and a["depth"] == 3)
-    for server in serve(results):
+    with in_background(make_server(results)) as server:
         (seen,) = drive(
             tmp_path, [{"kind": "large", "url": server.url, "click": deep["agent"], "search": "parser"}]
         )
@@ -172,7 +162,7 @@ def test_follows_a_running_rollout(tmp_path):
         if item.get("ready"):
             writer.start()
 
-    for server in serve(results):
+    with in_background(make_server(results)) as server:
         (seen,) = drive(tmp_path, [{"kind": "live", "url": server.url, "expectRows": expected}], on_line)
     writer.join(timeout=10)
     assert seen["liveShown"] and not seen["liveAfter"]

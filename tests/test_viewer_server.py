@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from werkzeug.serving import make_server as werkzeug_server
 
 from bot.viewer import make_server, new_token, viewer_blueprint
 from bot.viewer.routes import SECURITY_HEADERS
-from bot.viewer.server import ViewError, ViewerServer
+from bot.viewer.server import ViewError, ViewerServer, in_background
 from bot.viewer.synthetic import write_synthetic
 
 SECRET = "TOP-SECRET-NOT-A-RUN"
@@ -41,19 +40,10 @@ def results(tmp_path: Path) -> Path:
     return results
 
 
-def serve(server) -> Iterator:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture
 def server(results: Path) -> Iterator[ViewerServer]:
-    yield from serve(make_server(results, 0))
+    with in_background(make_server(results, 0)) as s:
+        yield s
 
 
 def get(port: int, path: str, host: str | None = None, method: str = "GET", headers: dict | None = None):
@@ -166,7 +156,7 @@ def test_api_runs_run_and_events(server, results):
 
 
 def test_one_file_serves_that_run_only(results):
-    for server in serve(make_server(results / "synthetic-6a-30i.json", 0)):
+    with in_background(make_server(results / "synthetic-6a-30i.json", 0)) as server:
         status, _, body = get(server.port, f"/{server.token}/api/runs")
         assert [r["id"] for r in json.loads(body)] == ["synthetic-6a-30i"]
         assert get(server.port, f"/{server.token}/api/runs/live-run")[0] == 404
@@ -202,9 +192,8 @@ def webapp(results: Path):
     tokens = {new_token(): results / "synthetic-6a-30i.json", new_token(): results / "live-run.json"}
     app = Flask(__name__)
     app.register_blueprint(viewer_blueprint(tokens.get))
-    server = werkzeug_server("127.0.0.1", 0, app, threaded=True)
-    for s in serve(server):
-        yield s.server_port, list(tokens)
+    with in_background(werkzeug_server("127.0.0.1", 0, app, threaded=True)) as server:
+        yield server.server_port, list(tokens)
 
 
 def test_blueprint_serves_one_run_per_token(webapp):

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import os
 import secrets
+import socketserver
 import sys
 import threading
 import webbrowser
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from .routes import NOT_FOUND, SECURITY_HEADERS, Reply, dispatch
@@ -114,6 +118,24 @@ def make_server(target: Path | None = None, port: int = 0, token: str | None = N
     except (FileNotFoundError, NotARun):
         raise ViewError(NO_RESULTS.format(path=path)) from None
     return ViewerServer(store, port, token)
+
+
+S = TypeVar("S", bound=socketserver.BaseServer)
+
+
+@contextmanager
+def in_background(server: S, poll_interval: float = 0.05) -> Iterator[S]:
+    """Serve on a daemon thread for the duration of the block (tests, benchmarks), then close."""
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True
+    )
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def has_browser() -> bool:
