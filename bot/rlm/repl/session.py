@@ -139,7 +139,12 @@ class ReplSession:
         self.transport.send({"type": "init", **init})
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            msg = self.transport.recv(min(POLL, max(0.01, end - time.monotonic())))
+            try:
+                msg = self.transport.recv(min(POLL, max(0.01, end - time.monotonic())))
+            except SandboxError as e:  # the driver died at start: say how (e.g. python3 missing)
+                how = self.transport.describe_exit()
+                self.close()
+                raise SandboxError(f"{e} ({how})") from None
             if msg and msg.get("type") == "ready":
                 return msg
         self.close()
