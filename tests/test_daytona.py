@@ -278,6 +278,34 @@ def test_a_restarted_repl_gets_a_new_session(setup):
     assert "exit" in first.transport.describe_exit() or "unknown" in first.transport.describe_exit()
 
 
+def image_path(tmp_path: Path, tools: tuple[str, ...]) -> str:
+    """A PATH holding only `tools`: an image that lacks the others."""
+    import shutil
+
+    bin_dir = tmp_path / "image-bin"
+    bin_dir.mkdir()
+    for tool in tools:
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    return str(bin_dir)
+
+
+def test_an_image_without_git_is_a_readable_error_and_leaves_nothing(setup, tmp_path):
+    path = image_path(tmp_path, ("sh", "bash", "env", "mkdir", "rm"))
+    provider, fake, _ = setup(FakeDaytona(root=tmp_path / "d", image_env={"PATH": path}))
+    with pytest.raises(SandboxError, match=r"could not prepare Daytona sandbox \w+ for root: checking out"):
+        provider.create("root")
+    assert fake.sandboxes == {} and fake.create_calls == 1
+
+
+def test_an_image_without_python_is_a_readable_repl_error(setup, tmp_path):
+    path = image_path(tmp_path, ("sh", "bash", "env", "mkdir", "rm", "git"))
+    provider, _, _ = setup(FakeDaytona(root=tmp_path / "d", image_env={"PATH": path}))
+    sandbox = provider.create("root")
+    session = ReplSession(sandbox.start_driver())
+    with pytest.raises(SandboxError, match="exit status 127: python3 or the driver was not found"):
+        session.start({"task": "t", "output_limit": 1000, "limits": {}}, timeout=10)
+
+
 # ---------------------------------------------------------------------------- reaping
 
 

@@ -68,6 +68,7 @@ class FakeDaytona:
         failures: list[Failure] | None = None,
         log_chunk: int = 7,
         drop_log_streams: int = 0,
+        image_env: dict[str, str] | None = None,
     ):
         self.config = config
         self.root = Path(root)
@@ -76,6 +77,7 @@ class FakeDaytona:
         self.failures: list[Failure] = list(failures or [])
         self.log_chunk = log_chunk
         self.drop_log_streams = drop_log_streams
+        self.image_env = dict(image_env or {})  # e.g. a PATH without python3: an unsuitable image
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.created: list[Any] = []  # params of every successful create, in order
         self.create_calls = 0
@@ -162,7 +164,7 @@ class FakeSandbox:
         """What a process in the sandbox starts with: the image's basics plus params.env_vars."""
         base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home), "LANG": "C.UTF-8",
                 "TMPDIR": str(self.tmp), "DAYTONA_SANDBOX_ID": self.id}  # fmt: skip
-        return {**base, **self.env}
+        return {**base, **self._fake.image_env, **self.env}
 
     def resolve(self, path: str) -> Path:
         full = Path(path) if path.startswith("/") else self.home / path

@@ -60,6 +60,7 @@ class SessionTransport:
         self._stderr = ""
         self._killed = threading.Event()
         self._stream_error: str | None = None
+        self._code: int | None = None  # the command's exit status, once known
         threading.Thread(target=self._follow, daemon=True, name=f"daytona-log-{session_id}").start()
         self._reader = LineReader(self._lines.get)
 
@@ -116,8 +117,10 @@ class SessionTransport:
             return False
 
     def _exit_code(self) -> int | None:
-        cmd = self.process.get_session_command(self.session_id, self.command_id)
-        return getattr(cmd, "exit_code", None)
+        if self._code is None:
+            cmd = self.process.get_session_command(self.session_id, self.command_id)
+            self._code = getattr(cmd, "exit_code", None)
+        return self._code
 
     # ------------------------------------------------------------------ Transport
 
@@ -129,7 +132,13 @@ class SessionTransport:
             with self._send_lock:
                 self.process.send_session_command_input(self.session_id, self.command_id, data)
         except Exception as e:  # DaytonaError (gone, not found) or a broken connection
-            raise SandboxError(f"the sandbox's REPL process exited ({_short(e)})") from None
+            status = self.describe_exit()
+            reason = (
+                _short(e)
+                if status in ("still running", "") or status.startswith("status unknown")
+                else status
+            )
+            raise SandboxError(f"the sandbox's REPL process exited ({reason})") from None
 
     def recv(self, timeout: float) -> dict | None:
         return self._reader.get(timeout)
@@ -147,6 +156,8 @@ class SessionTransport:
             return f"status unknown: {_short(e)}"
         if code is None:
             return "still running"
+        if code == 127:
+            return "exit status 127: python3 or the driver was not found; the image needs python3"
         detail = self._stderr.strip().splitlines()[-1:] or (
             [self._stream_error] if self._stream_error else []
         )
