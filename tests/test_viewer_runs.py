@@ -50,7 +50,7 @@ def test_load_run_prefers_results_and_falls_back_to_the_fold(tmp_path):
     run = RunFiles.from_path(events_path)
     folded = load_run(run)
     events = [json.loads(line) for line in events_path.read_text().splitlines()]
-    assert folded["_seq"] == events[-1]["seq"]
+    assert folded["_seq"] == events[-1]["seq"] and folded["_t_last"] == events[-1]["t"]
     assert set(folded["_index"]) == {a["id"] for a in folded["agents"]}  # the page continues this fold
     assert public(folded) == public(fold_events(events, folded["run_id"]))
     write_synthetic(tmp_path, agents=8, iterations=40, seed=1)

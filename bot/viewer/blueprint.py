@@ -69,7 +69,7 @@ def viewer_blueprint(lookup: Callable[[str], Path | None], url_prefix: str = "/r
     def page_redirect(token: str) -> Response:
         if store_for(token) is None:
             return _response(NOT_FOUND)
-        response = redirect(f"{request.path}/", code=302)
+        response = redirect(f"{request.script_root}{request.path}/", code=302)
         response.headers.update(SECURITY_HEADERS)
         return response
 

@@ -6,8 +6,9 @@ nothing else: run ids are matched against a strict pattern and looked up in a li
 joined onto a path from a request.
 
 `load_run` returns the results JSON when it exists, else the fold of the events so far. The fold
-keeps its private keys (`_index`, `_t0`) and gains `_seq` (the last event folded), so the page can
-continue the very same fold in JavaScript with the events that follow (`static/fold.js`).
+keeps its private keys (`_index`, `_t0`) and gains `_seq` and `_t_last` (the last event folded and
+its time), so the page can continue the very same fold in JavaScript with the events that follow
+(`static/fold.js`).
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def fold_file(path: Path, run_id: str) -> dict[str, Any]:
     for event in events:
         fold(results, event)
         results["_seq"] = event.get("seq", results["_seq"])
+        results["_t_last"] = event.get("t", results.get("_t_last"))
     return results
 
 

@@ -17,7 +17,7 @@
   const S = {
     runs: [], runId: null, results: null, byId: new Map(), kids: new Map(), order: [],
     collapsed: new Set(), selected: null, query: "", matches: null, matchList: [],
-    live: false, followToken: 0, now: null, nowAt: 0, lastEventAt: 0, visible: [],
+    live: false, followToken: 0, now: null, nowAt: 0, visible: [],
     detail: null, renderQueued: false, embedded: false,
   };
 
@@ -76,9 +76,14 @@
     return r.json();
   }
 
+  // The end of the time axis while a run goes: the server's clock, unless no event has come for a
+  // while (a run that died without a last word), then the last event.
+  const STALE = 120;
   function nowEstimate() {
-    if (S.now === null) return null;
-    return S.now + (performance.now() - S.nowAt) / 1000;
+    if (S.now === null) return S.results ? S.results._t_last || null : null;
+    const now = S.now + (performance.now() - S.nowAt) / 1000;
+    const last = S.results && S.results._t_last;
+    return last && now - last > STALE ? last : now;
   }
 
   // ---------------------------------------------------------------- model
@@ -265,28 +270,30 @@
     let dur = r.duration;
     if ((dur === null || dur === undefined) && S.live) { const sp = span(); dur = sp.t1 - sp.t0; }
     const patch = r.patch;
-    $("totals").replaceChildren(
+    $("totals").replaceChildren(...[
       stat("status", h("span", { class: "pill " + statusClass(r.status) }, r.status || "–"), "status"),
       stat("agents", String(t.agents)), stat("max depth", String(t.max_depth)),
       stat("iterations", String(t.iterations)), stat("code blocks", String(t.code_blocks)),
       stat("llm calls", String(t.llm_calls)), stat("wall time", fmtDur(dur)),
       stat("tokens in / out", fmtTok(t.prompt_tokens) + " / " + fmtTok(t.completion_tokens)),
       stat("cost", fmtCost(t.cost_usd)), stat("sandboxes", String(t.sandboxes)),
-      patch ? stat("patch", patch.files + (patch.files === 1 ? " file" : " files") + " +" + patch.additions + " −" + patch.deletions) : null);
+      patch ? stat("patch", patch.files + (patch.files === 1 ? " file" : " files") + " +" + patch.additions + " −" + patch.deletions) : null,
+    ].filter(Boolean));
     $("totals").hidden = false;
     const title = $("run-title");
     title.replaceChildren(
       h("span", { class: "prompt", title: r.prompt || "" }, oneLine(r.prompt) || r.run_id || "run"),
       h("span", { class: "meta", title: [r.repo, r.commit, r.model].filter(Boolean).join("\n") },
         [[r.repo, r.commit ? r.commit.slice(0, 10) : null].filter(Boolean).join(" @ "), r.model].filter(Boolean).join(" · ")));
-    document.title = (r.status === "running" ? "⏳ " : "") + (oneLine(r.prompt).slice(0, 60) || "rlm trace");
+    document.title = (r.status === "running" ? "(running) " : "") + (oneLine(r.prompt).slice(0, 60) || "rlm trace");
   }
 
   function renderLive() {
     const el = $("live");
     el.hidden = !S.live;
     if (!S.live) return;
-    const idle = (performance.now() - S.lastEventAt) / 1000;
+    const last = S.results && S.results._t_last;
+    const idle = S.now !== null && last ? S.now + (performance.now() - S.nowAt) / 1000 - last : 0;
     el.classList.toggle("idle", idle > 30);
     el.textContent = idle > 30 ? "live · quiet for " + fmtDur(idle) : "live";
   }
@@ -410,7 +417,8 @@
       h("div", { class: "d-title" }, h("span", { class: "pill " + statusClass(a.status) }, a.status || "–"), h("h2", null, a.id), parent),
       h("div", { class: "d-facts" },
         h("span", null, h("b", null, String(a.iterations.length)), " iterations"),
-        h("span", null, h("b", null, fmtDur(a.duration)), " time"),
+        h("span", null, h("b", null, a.duration !== null && a.duration !== undefined ? fmtDur(a.duration)
+          : a.status === "running" && nowEstimate() ? fmtDur(nowEstimate() - (a._t0 || t2s(a.started_at))) + " so far" : "–"), " time"),
         h("span", null, h("b", null, fmtTok(u.prompt_tokens)), " in · ", h("b", null, fmtTok(u.completion_tokens)), " out"),
         h("span", null, h("b", null, fmtCost(u.cost_usd))),
         h("span", null, "depth ", h("b", null, String(a.depth))),
@@ -656,6 +664,11 @@
       return;
     }
     if (token !== S.followToken) return;
+    if (data.status === "running" && data._seq === undefined) {
+      // a results file written mid-run cannot be continued: rebuild it from the events
+      data = F.newResults(id);
+      data._seq = 0;
+    }
     setResults(data);
     writeHash();
     if (data.status === "running") follow(id, token);
@@ -665,7 +678,6 @@
 
   async function follow(id, token) {
     S.live = true;
-    S.lastEventAt = performance.now();
     renderLive();
     let quiet = 0;
     while (token === S.followToken) {
@@ -681,8 +693,9 @@
       for (const e of r.events) {
         F.fold(S.results, e);
         if (typeof e.seq === "number") S.results._seq = e.seq;
+        if (typeof e.t === "number") S.results._t_last = e.t;
       }
-      if (r.events.length) { S.lastEventAt = performance.now(); quiet = 0; } else quiet++;
+      if (r.events.length) quiet = 0; else quiet++;
       const finished = S.results.status !== "running";
       if (finished) S.live = false;
       scheduleRender();
@@ -715,7 +728,7 @@
     }));
     const sel = $("run-select");
     sel.replaceChildren(h("option", { value: "" }, "All runs…"),
-      ...S.runs.map((r) => h("option", { value: r.id }, (r.live ? "⏳ " : "") + r.id)));
+      ...S.runs.map((r) => h("option", { value: r.id }, r.id + (r.status === "running" ? " (running)" : ""))));
     sel.hidden = S.runs.length < 2;
     if (S.runId) sel.value = S.runId;
   }
