@@ -91,8 +91,27 @@ def py(code: str) -> str:
     return f"```python\n{textwrap.dedent(code).strip()}\n```\n"
 
 
-def leftovers(root: Path) -> list[str]:
-    """Processes whose command line or working directory mentions `root` (sandbox leftovers)."""
+def leftovers(cache_root: Path) -> list[str]:
+    """What a finished rollout must not leave: sandbox directories (on disk or in /dev/shm) and
+    processes whose command line or working directory mentions them or the cache."""
+    from bot.rlm.sandbox.local import sandbox_roots
+
+    found: list[str] = []
+    for root in sandbox_roots(cache_root):
+        if root.is_dir():
+            found += [str(p) for p in root.iterdir()]
+        found += _processes_mentioning(root)
+    return found + _processes_mentioning(cache_root)
+
+
+def run_dirs(cache_root: Path) -> list[Path]:
+    """The rollout directories currently holding sandboxes for this cache."""
+    from bot.rlm.sandbox.local import sandbox_roots
+
+    return [p for root in sandbox_roots(cache_root) if root.is_dir() for p in root.iterdir()]
+
+
+def _processes_mentioning(root: Path) -> list[str]:
     found = []
     needle = str(root)
     for pid in os.listdir("/proc"):

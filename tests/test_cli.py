@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.rlm.config import ConfigError, load_config
-from tests.conftest import leftovers, py
+from tests.conftest import leftovers, py, run_dirs
 
 RLM = [sys.executable, "-m", "bot"]
 
@@ -143,8 +143,7 @@ def test_sigint_cancels_the_tree_and_removes_every_sandbox(make_repo, write_scri
     data = json.loads(events.with_name(events.name.replace(".events.jsonl", ".json")).read_text())
     assert data["status"] == "cancelled"
     assert {a["status"] for a in data["agents"]} == {"cancelled"}
-    assert leftovers(cache) == []
-    assert not any((cache / "rlm-bot" / "sandboxes").iterdir())
+    assert leftovers(cache / "rlm-bot") == []
 
 
 def test_config_layers_defaults_file_env_cli(tmp_path):
@@ -166,7 +165,10 @@ def test_leftovers_of_a_killed_run_are_reaped_at_the_next_start(make_repo, write
     repo, _ = make_repo()
     script = write_script(
         [
-            {"task": "^Root", "responses": [py('rlm_query_batched(["Sleep 1", "Sleep 2"])'), py('FINAL("x")')]},
+            {
+                "task": "^Root",
+                "responses": [py('rlm_query_batched(["Sleep 1", "Sleep 2"])'), py('FINAL("x")')],
+            },
             {"task": "^Sleep", "responses": [py("import time\ntime.sleep(300)")]},
             {"task": "^Quick", "responses": [py('FINAL("quick")')]},
         ]
@@ -177,10 +179,9 @@ def test_leftovers_of_a_killed_run_are_reaped_at_the_next_start(make_repo, write
     proc = subprocess.Popen([*RLM, "run", str(repo), "-p", "Root", "--model", f"scripted/{script}", "-q",
                              "--results-dir", str(results)], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    sandboxes = cache / "rlm-bot" / "sandboxes"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        runs = list(sandboxes.iterdir()) if sandboxes.exists() else []
+        runs = run_dirs(cache / "rlm-bot")
         if runs and len([p for p in runs[0].iterdir() if p.name.endswith(".git")]) >= 3:
             break
         time.sleep(0.2)
@@ -195,4 +196,4 @@ def test_leftovers_of_a_killed_run_are_reaped_at_the_next_start(make_repo, write
                 "--results-dir", str(results), cwd=tmp_path, env={"XDG_CACHE_HOME": str(cache)})  # fmt: skip
     assert quick.returncode == 0, quick.stderr
     assert not killed.exists()
-    assert leftovers(cache) == []
+    assert leftovers(cache / "rlm-bot") == []

@@ -79,6 +79,9 @@ class SandboxConfig(_Section):
         "auto", description="local: bwrap when present (auto), required (bwrap), or off (none)"
     )
     cache_dir: str | None = Field(None, description="default ~/.cache/rlm-bot")
+    work_dir: str | None = Field(
+        None, description="where checkouts live; default /dev/shm when it has room, else cache_dir"
+    )
     memory_mb: int = Field(4096, ge=64, description="address-space limit per sandbox process")
     daytona: DaytonaSettings = Field(default_factory=DaytonaSettings)
 

@@ -11,6 +11,7 @@ start removes the directories of owners that are no longer alive (a killed run's
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -78,12 +79,54 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
-def reap_leftovers(cache_root: Path) -> list[str]:
+SHM = Path("/dev/shm")
+
+
+def shm_root(cache_root: Path) -> Path:
+    """Where checkouts go when memory-backed /dev/shm has room (one place per cache)."""
+    digest = hashlib.sha256(str(cache_root.resolve()).encode()).hexdigest()[:12]
+    return SHM / f"rlm-bot-{os.getuid()}" / digest
+
+
+def sandbox_roots(cache_root: Path, work_dir: Path | None = None) -> list[Path]:
+    """Every directory that may hold rollouts' sandboxes for this cache."""
+    roots = [cache_root / "sandboxes", shm_root(cache_root) / "sandboxes"]
+    if work_dir is not None:
+        roots.append(work_dir / "sandboxes")
+    return roots
+
+
+def checkout_bytes(repo: PreparedRepo) -> int:
+    """Size of one checkout of the pinned commit (the sum of its blobs)."""
+    out = git("ls-tree", "-r", "-l", "--full-tree", repo.commit, git_dir=repo.cache).stdout.decode()
+    return sum(int(line.split()[3]) for line in out.splitlines() if line.split()[3].isdigit())
+
+
+def choose_root(config: Config, repo: PreparedRepo) -> Path:
+    """Sandboxes are short-lived and write thousands of files: on memory-backed /dev/shm a
+    checkout costs a fraction of what it costs on a busy disk. Use it when it has room for every
+    sandbox the rollout may create (with margin), else the cache directory."""
+    if config.sandbox.work_dir:
+        return Path(config.sandbox.work_dir).expanduser()
+    cache_root = config.cache_root()
+    if SHM.is_dir() and os.access(SHM, os.W_OK):
+        need = checkout_bytes(repo) * config.rlm.max_sandboxes * 2 + 256 * 1024**2
+        if shutil.disk_usage(SHM).free > need:
+            return shm_root(cache_root)
+    return cache_root
+
+
+def reap_leftovers(cache_root: Path, work_dir: Path | None = None) -> list[str]:
     """Remove sandbox directories of rollouts whose process is gone. Returns the rollout ids."""
-    root = cache_root / "sandboxes"
     reaped: list[str] = []
-    if not root.is_dir():
-        return reaped
+    for root in sandbox_roots(cache_root, work_dir):
+        if root.is_dir():
+            reaped += _reap_root(root)
+    return reaped
+
+
+def _reap_root(root: Path) -> list[str]:
+    reaped: list[str] = []
     for entry in root.iterdir():
         owner_file = entry / "owner.json"
         try:
@@ -125,7 +168,8 @@ class LocalSandboxProvider:
         self.repo = repo
         self.rollout_id = rollout_id
         cache_root = config.cache_root()
-        reap_leftovers(cache_root)
+        work_dir = Path(config.sandbox.work_dir).expanduser() if config.sandbox.work_dir else None
+        reap_leftovers(cache_root, work_dir)
         mode = config.sandbox.isolation
         if mode == "bwrap" and not bwrap_works():
             raise SandboxError(
@@ -136,7 +180,7 @@ class LocalSandboxProvider:
         if not self.use_bwrap and mode == "auto" and not WARNED.is_set():
             WARNED.set()
             log.warning(NO_BWRAP_WARNING)
-        self.root = cache_root / "sandboxes" / rollout_id
+        self.root = choose_root(config, repo) / "sandboxes" / rollout_id
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._sandboxes: dict[str, LocalSandbox] = {}
@@ -190,6 +234,11 @@ class LocalSandboxProvider:
         for sandbox in sandboxes:
             sandbox.destroy()
         shutil.rmtree(self.root, ignore_errors=True)
+        for parent in (self.root.parent, self.root.parent.parent):  # empty shm dirs go too
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
 
 class LocalSandbox:
