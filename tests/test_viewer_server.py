@@ -189,7 +189,11 @@ def test_rlm_view_command_prints_a_loopback_url(results):
 
 @pytest.fixture
 def webapp(results: Path):
-    tokens = {new_token(): results / "synthetic-6a-30i.json", new_token(): results / "live-run.json"}
+    tokens = {
+        new_token(): results / "synthetic-6a-30i.json",
+        new_token(): results / "live-run.json",
+        new_token(): results / "queued-run.json",  # a job whose run has not started
+    }
     app = Flask(__name__)
     app.register_blueprint(viewer_blueprint(tokens.get))
     with in_background(werkzeug_server("127.0.0.1", 0, app, threaded=True)) as server:
@@ -197,7 +201,7 @@ def webapp(results: Path):
 
 
 def test_blueprint_serves_one_run_per_token(webapp):
-    port, (done, live) = webapp
+    port, (done, live, _) = webapp
     status, headers, _ = get(port, f"/runs/{done}")
     assert status == 302 and headers["Location"].endswith(f"/runs/{done}/")
     status, headers, body = get(port, f"/runs/{done}/")
@@ -235,7 +239,16 @@ def test_blueprint_serves_one_run_per_token(webapp):
     ],
 )
 def test_blueprint_refuses_unknown_tokens_and_other_files(webapp, path):
-    port, (done, _) = webapp
+    port, (done, _, _) = webapp
     status, _, body = get(port, path.format(t=done, bad=new_token()))
     assert status == 404
     assert SECRET.encode() not in body
+
+
+def test_blueprint_shows_a_queued_run_once_it_starts(webapp, results):
+    port, (_, _, queued) = webapp
+    assert get(port, f"/runs/{queued}/")[0] == 200  # the page says it is waiting
+    assert json.loads(get(port, f"/runs/{queued}/api/runs")[2]) == []
+    (results / "queued-run.events.jsonl").write_bytes((results / "live-run.events.jsonl").read_bytes())
+    status, _, body = get(port, f"/runs/{queued}/api/runs")
+    assert status == 200 and [r["id"] for r in json.loads(body)] == ["queued-run"]

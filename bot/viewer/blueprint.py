@@ -6,7 +6,9 @@
 
 `lookup(token) -> Path | None` maps a link's token to the run it shows: the path of the run's
 results file `<results_dir>/<run_id>.json` (it need not exist yet: while the run is going the
-viewer folds `<run_id>.events.jsonl` next to it and follows it live) or of its events file.
+viewer folds `<run_id>.events.jsonl` next to it and follows it live; before the run starts the
+page says it is waiting and opens the run as soon as its first event is written) or of its
+events file.
 Return None for an unknown token. Make tokens with `new_token()` (128 random bits), store
 token -> run when the run is queued, and put `<base>/runs/<token>/` in the PR body and status
 comment. Compare tokens as whole keys (a dict or a unique DB column), never by prefix.
@@ -61,7 +63,7 @@ def viewer_blueprint(lookup: Callable[[str], Path | None], url_prefix: str = "/r
         if path is None:
             return None
         try:
-            return RunStore(Path(path))
+            return RunStore(Path(path), pending_ok=True)
         except (FileNotFoundError, NotARun):
             return None
 

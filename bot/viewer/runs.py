@@ -218,14 +218,15 @@ def summary(run: RunFiles) -> dict[str, Any]:
 class RunStore:
     """The runs of ONE results directory, or the one run of ONE results/events file."""
 
-    def __init__(self, target: Path):
+    def __init__(self, target: Path, pending_ok: bool = False):
+        """`pending_ok`: one run whose files need not exist yet (a queued job); it lists as no run."""
         target = Path(target).expanduser().resolve()
         if target.is_dir():
             self.root, self.single = target, None
         else:
             self.single = RunFiles.from_path(target)  # a results file, or the events of a run still going
             self.root = target.parent
-            if not self.single.exists():
+            if not self.single.exists() and not pending_ok:
                 raise FileNotFoundError(
                     f"{target} does not exist; give a results directory or a results file"
                 )

@@ -847,10 +847,17 @@
     if (run) await openRun(run.id);
     else if (!S.runs.length) {
       show("runs");
-      $("run-title").replaceChildren(h("span", { class: "meta" }, "No runs yet in this results directory; this list refreshes."));
+      $("run-title").replaceChildren(h("span", { class: "meta" }, "No run to show yet; this page checks every few seconds."));
     } else showRunList();
-    // new runs appear in the list while it is shown
-    setInterval(() => { if (!S.runId && !document.hidden) loadRuns(); }, 3000);
+    // new runs appear in the list while it is shown; the first run of an empty page opens by itself
+    const waiting = !S.runs.length;
+    setInterval(async () => {
+      if (S.runId || document.hidden) return;
+      if ((await loadRuns()) && waiting && S.runs.length === 1 && !S.runId) {
+        S.embedded = true;
+        openRun(S.runs[0].id);
+      }
+    }, 3000);
   }
 
   window.rlmViewer = { state: S, select, setQuery };
