@@ -224,6 +224,8 @@ class RunStore:
         if target.is_dir():
             self.root, self.single = target, None
         else:
+            if not target.exists() and not target.name.endswith((RESULTS_SUFFIX, EVENTS_SUFFIX)):
+                raise FileNotFoundError(f"{target} does not exist")
             self.single = RunFiles.from_path(target)  # a results file, or the events of a run still going
             self.root = target.parent
             if not self.single.exists() and not pending_ok:

@@ -27,10 +27,11 @@ from .runs import NotARun, RunStore
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_RESULTS = Path("results")
-NO_RESULTS = (
-    "No results at {path}. Give a results directory or a results file, e.g. `rlm view results/` "
+NOT_A_RUN_HINT = (
+    "Give a results directory or one run's file, e.g. `rlm view results/` "
     "(`rlm run` writes results/<run_id>.json and results/<run_id>.events.jsonl)."
 )
+NO_RESULTS = "No results at {path}. " + NOT_A_RUN_HINT
 
 
 class ViewError(Exception):
@@ -115,8 +116,10 @@ def make_server(target: Path | None = None, port: int = 0, token: str | None = N
     path = Path(target) if target is not None else DEFAULT_RESULTS
     try:
         store = RunStore(path)
-    except (FileNotFoundError, NotARun):
-        raise ViewError(NO_RESULTS.format(path=path)) from None
+    except FileNotFoundError:
+        raise ViewError(NO_RESULTS.format(path=path.resolve())) from None
+    except NotARun as e:
+        raise ViewError(f"{e}. {NOT_A_RUN_HINT}") from None
     return ViewerServer(store, port, token)
 
 
