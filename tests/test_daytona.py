@@ -432,3 +432,12 @@ def test_rlm_sandboxes_reap_cleans_local_leftovers(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "reaped local sandboxes: 1; Daytona sandboxes: skipped (no DAYTONA_API_KEY)" in result.output
     assert not leftover.exists()
+
+
+def test_creation_retries_stop_at_the_rollouts_time_limit(setup, tmp_path):
+    fake = FakeDaytona(root=tmp_path / "d", failures=[DaytonaRateLimitError("Too many requests", 429)] * 9)
+    provider, fake, _ = setup(fake, rlm__global_timeout=3, sandbox__daytona__retry_backoff=1.0)
+    started = time.monotonic()
+    with pytest.raises(SandboxError, match="Too many requests|time limit is reached"):
+        provider.create("root")
+    assert time.monotonic() - started < 3.5 and fake.create_calls < 4

@@ -74,6 +74,8 @@ class DaytonaSandboxProvider:
         self._closed = threading.Event()
         limit = self.settings.create_concurrency
         self._create_slots = threading.BoundedSemaphore(limit) if limit else None
+        # Creation never outlasts the rollout's own time limit (the rollout started just now).
+        self._deadline = time.monotonic() + config.rlm.global_timeout
         dc.mark_live(rollout_id, True)
 
     # ------------------------------------------------------------------ creation
@@ -143,20 +145,22 @@ class DaytonaSandboxProvider:
         retries = self.settings.create_retries
         for attempt in range(retries + 1):
             nonce = uuid.uuid4().hex[:12]
+            left = self._deadline - time.monotonic()
+            if left <= 1:
+                raise SandboxError(f"the rollout's time limit is reached; no sandbox for {agent_id}")
             try:
                 with self._create_slots or nullcontext():
-                    return self.client.create(
-                        self.params(agent_id, nonce), timeout=self.settings.create_timeout
-                    )
+                    timeout = min(self.settings.create_timeout, left)
+                    return self.client.create(self.params(agent_id, nonce), timeout=timeout)
             except DaytonaError as e:
                 self._drop_half_created(e, nonce)
-                if not dc.retryable(e) or attempt == retries:
+                delay = dc.retry_delay(e, attempt, self.settings.retry_backoff)
+                if not dc.retryable(e) or attempt == retries or delay >= self._deadline - time.monotonic():
                     tries = f" after {attempt + 1} attempts" if attempt else ""
                     raise SandboxError(
                         f"Daytona could not create a sandbox for {agent_id}{tries}: {e}. Check the key, the "
                         "image/snapshot and your organization's quota (docs/daytona.md)."
                     ) from None
-                delay = dc.retry_delay(e, attempt, self.settings.retry_backoff)
                 log.info("creating a sandbox for %s failed (%s); retrying in %.1fs", agent_id, e, delay)
                 if self._closed.wait(delay):
                     raise SandboxError("the rollout is over; no new sandbox") from None
