@@ -17,11 +17,23 @@ from pathlib import Path
 from bot.github import report
 from bot.github.api import GitHubAPI, GitHubError
 from bot.github.pull_request import REASON_ONLY_WORKFLOWS, open_pull_request
-from bot.github.run import RunOptions, RunOutcome, RunRequest, _outcome_for, execute_run, resolve_base
+
+# Private helpers of bot.github.run, reused rather than copied: one commit rule, one outcome wording.
+from bot.github.run import (
+    RunOptions,
+    RunOutcome,
+    RunRequest,
+    _co_author,
+    _outcome_for,
+    execute_run,
+    resolve_base,
+)
 from bot.rlm import engine
 from bot.rlm.config import Config, ConfigError
 from bot.rlm.errors import RepoError
 from bot.rlm.patch import PatchError
+from bot.rlm.repo import PreparedRepo
+from bot.rlm.rollout import RolloutResult
 
 from . import messages as m
 from .context import ActionContext
@@ -93,8 +105,8 @@ def _run_headless(plan: Plan, api: GitHubAPI, config: Config, cancel: threading.
     return outcome
 
 
-def _open_pr(api: GitHubAPI, request: RunRequest, options: RunOptions, prepared, result, base_branch: str,
-             trace_url: str | None) -> RunOutcome:  # fmt: skip
+def _open_pr(api: GitHubAPI, request: RunRequest, options: RunOptions, prepared: PreparedRepo,
+             result: RolloutResult, base_branch: str, trace_url: str | None) -> RunOutcome:  # fmt: skip
     source = f"{request.repo}#{request.number}" if request.number else trace_url
     by_person = request.requester and not request.requester.endswith("[bot]") and source
     body = report.pr_body(
@@ -103,7 +115,7 @@ def _open_pr(api: GitHubAPI, request: RunRequest, options: RunOptions, prepared,
     title = report.pr_title(request.task)
     branch = f"rlm/{request.number or 'run'}-{result.run_id[-6:]}"
     pr = open_pull_request(api, request.repo, prepared=prepared, patch=result.patch, base_branch=base_branch,
-                           title=title, body=body, requester=request.requester if by_person else ACTIONS_BOT,
+                           title=title, body=body, requester=_co_author(request) if by_person else ACTIONS_BOT,
                            branch_name=branch, draft=options.draft,
                            can_push_workflows=options.can_push_workflows)  # fmt: skip
     if pr.url is None:

@@ -198,4 +198,11 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     # Child processes (git, sandboxes) need none of these; the values stay in `environ`.
     for name in [*(f"INPUT_{n.upper()}" for n in SECRET_INPUTS), *SECRET_ENV]:
         os.environ.pop(name, None)
-    return Step(runner, environ).run()
+    step = Step(runner, environ)
+    try:
+        return step.run()
+    except Exception as e:  # a bug, not a user error: full traceback in the log, and still a conclusion
+        log.exception("rlm-bot stopped on an unexpected error")
+        return step.stopped(
+            m.FAILED, m.INTERNAL_ERROR.format(error=REDACTOR.redact(f"{type(e).__name__}: {e}"))
+        )

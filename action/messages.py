@@ -58,6 +58,7 @@ MISSING_DAYTONA_KEY = (
 )
 MISSING_TOKEN = "No GitHub token: leave `github-token` at its default (${{ github.token }}) or pass a token."
 CONFIG_PROBLEM = "The rlm-bot configuration is invalid: {reason}"
+INTERNAL_ERROR = "rlm-bot stopped on an unexpected error ({error}); the log above has the details."
 REPLY_NOT_CONFIGURED = "⚠️ rlm-bot could not start: {reason} See {url}"
 
 # ---------------------------------------------------------------- missing token permissions

@@ -1,7 +1,8 @@
 """Steps that must end before any model call: each gives its message, its conclusion, and runs nothing.
 
 The model is a scripted model whose script file does not exist, so any model call would fail the
-run; the tests also check that no run directory (results, events) was ever created.
+run; the tests also check that no run directory (results, events) was ever created. The three
+cases the issue names run the step as a subprocess; the other refusals run it in this process.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def test_comment_without_command_does_nothing(tmp_path, fake, absent_script):
 
 def test_custom_trigger_word(tmp_path, fake, absent_script):
     job = comment_job(tmp_path, fake, absent_script, "/rlm fix it", trigger="/agent")
-    proc = job.run()
+    proc = job.run_here()
     assert job.outputs()["conclusion"] == m.SKIPPED
     assert m.NO_COMMAND.format(prefix="/agent") in job.summary()
     nothing_ran(job, proc)
@@ -101,7 +102,7 @@ def test_missing_daytona_key(tmp_path, fake, absent_script):
     job = make_job(
         tmp_path, fake.url, absent_script, "workflow_dispatch", event, prompt="do it", sandbox="daytona"
     )
-    proc = job.run()
+    proc = job.run_here()
     assert proc.returncode == 1
     assert job.outputs()["conclusion"] == m.MISSING_KEY
     assert m.MISSING_DAYTONA_KEY in job.summary()
@@ -112,7 +113,7 @@ def test_bot_comments_are_ignored(tmp_path, fake, absent_script):
     job = comment_job(
         tmp_path, fake, absent_script, "/rlm fix it", login="github-actions[bot]", user_type="Bot"
     )
-    proc = job.run()
+    proc = job.run_here()
     assert job.outputs()["conclusion"] == m.SKIPPED
     assert m.IGNORED_BOT.format(user="github-actions[bot]") in job.summary()
     assert fake.calls == []
@@ -121,7 +122,7 @@ def test_bot_comments_are_ignored(tmp_path, fake, absent_script):
 
 def test_help_is_answered_without_a_run(tmp_path, fake, absent_script):
     job = comment_job(tmp_path, fake, absent_script, "/rlm help")
-    proc = job.run()
+    proc = job.run_here()
     assert job.outputs()["conclusion"] == m.SKIPPED
     (reply,) = fake.issue_comments(REPO, 1)
     assert reply["body"] == help_text("/rlm")
@@ -130,7 +131,7 @@ def test_help_is_answered_without_a_run(tmp_path, fake, absent_script):
 
 def test_manual_run_without_prompt_is_an_input_error(tmp_path, fake, absent_script):
     job = make_job(tmp_path, fake.url, absent_script, "workflow_dispatch", example("workflow_dispatch"))
-    proc = job.run()
+    proc = job.run_here()
     assert proc.returncode == 1
     assert job.outputs()["conclusion"] == m.INVALID_INPUT
     assert m.NO_PROMPT.format(event="workflow_dispatch", prefix="/rlm") in job.summary()
@@ -139,7 +140,7 @@ def test_manual_run_without_prompt_is_an_input_error(tmp_path, fake, absent_scri
 
 def test_bad_input_value_names_the_input(tmp_path, fake, absent_script):
     job = comment_job(tmp_path, fake, absent_script, "/rlm fix it", max_depth="deep")
-    proc = job.run()
+    proc = job.run_here()
     assert proc.returncode == 1
     assert job.outputs()["conclusion"] == m.INVALID_INPUT
     assert "input 'max-depth' must be a whole number (got 'deep')." in proc.stdout
@@ -149,7 +150,7 @@ def test_bad_input_value_names_the_input(tmp_path, fake, absent_script):
 def test_key_from_job_environment_is_masked_too(tmp_path, fake, absent_script):
     job = comment_job(tmp_path, fake, absent_script, "/rlm fix it", login="stranger", llm_api_key=None)
     job.extra_env["LLM_API_KEY"] = PLANTED_KEY
-    proc = job.run()
+    proc = job.run_here()
     assert f"::add-mask::{PLANTED_KEY}" in proc.stdout
     assert job.outputs()["conclusion"] == m.NOT_ALLOWED
     nothing_ran(job, proc)
@@ -160,7 +161,7 @@ def test_review_comment_by_a_reader_is_refused_on_its_pull_request(tmp_path, fak
     event["comment"]["body"] = "/rlm use more emoji"
     event["comment"]["user"]["login"] = event["sender"]["login"] = "stranger"
     job = make_job(tmp_path, fake.url, absent_script, "pull_request_review_comment", event)
-    proc = job.run()
+    proc = job.run_here()
     assert job.outputs()["conclusion"] == m.NOT_ALLOWED
     (reply,) = fake.issue_comments(REPO, 2)  # the pull request's conversation
     assert reply["body"] == not_allowed("stranger", "/rlm")
@@ -172,7 +173,7 @@ def test_edited_and_deleted_comments_start_nothing(tmp_path, fake, absent_script
     event = example("issue_comment", action)
     event["comment"]["body"] = "/rlm fix everything"
     job = make_job(tmp_path, fake.url, absent_script, "issue_comment", event)
-    proc = job.run()
+    proc = job.run_here()
     assert job.outputs()["conclusion"] == m.SKIPPED
     assert m.NOT_CREATED.format(action=action) in job.summary()
     assert fake.calls == []

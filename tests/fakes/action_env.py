@@ -6,9 +6,12 @@ bare repository served as `file://`; the API is tests/fakes/action_github.py.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -97,6 +100,21 @@ class Job:
 
     def run(self, timeout: float = 90) -> subprocess.CompletedProcess:
         return finish(self.start(), timeout)
+
+    def run_here(self) -> subprocess.CompletedProcess:
+        """The same step in this process (no interpreter start, no second litellm import); the
+        signal handlers the step installs are put back afterwards."""
+        from action.main import main
+
+        out, err = io.StringIO(), io.StringIO()
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main(self.env())
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        return subprocess.CompletedProcess(["action.main"], code, out.getvalue(), err.getvalue())
 
     def outputs(self) -> dict[str, str]:
         return parse_outputs((self.tmp / "output.txt").read_text(encoding="utf-8"))
