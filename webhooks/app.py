@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,18 @@ class Server:
     pool: WorkerPool | None
 
 
+_local = threading.local()
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """One event loop per HTTP thread for gidgethub's async router (asyncio.run per delivery
+    would cost about as much as the rest of the request)."""
+    loop = getattr(_local, "loop", None)
+    if loop is None:
+        loop = _local.loop = asyncio.new_event_loop()
+    return loop
+
+
 def refuse(status: int, reason: str) -> tuple[Response, int]:
     return jsonify(error=reason), status
 
@@ -60,7 +73,7 @@ def create_app(
 ) -> Flask:
     """The webhook app. With `start_workers`, in-flight jobs of a previous process are recovered and
     a worker pool runs jobs with `handler` (default: the App's, which needs `config.app`)."""
-    app = Flask("webhooks")
+    app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body
     store = JobStore(config.db_path)
     server = Server(config, store, None)
@@ -137,7 +150,7 @@ def handle_delivery(server: Server):
                         app_id=config.app.app_id if config.app else None)  # fmt: skip
     event = sansio.Event(data, event=event_name, delivery_id=delivery_id)
     try:
-        asyncio.run(router.dispatch(event, delivery))
+        _loop().run_until_complete(router.dispatch(event, delivery))
     except (KeyError, TypeError, AttributeError) as e:
         return refuse(400, MISSING_FIELD.format(field=e))
     reason = delivery.ignored or IGNORED_NO_HANDLER.format(event=event_name, action=data.get("action"))
