@@ -116,7 +116,7 @@ def main() -> None:
         times = [t * 1000 for t, _ in results]
         statuses = [s for _, s in results]
         expected = [200 if k == "ignored" else 202 for k in kinds]
-        wrong = sum(1 for s, e in zip(statuses, expected) if s != e)
+        wrong = sum(1 for s, e in zip(statuses, expected, strict=True) if s != e)
         replay_wrong = sum(1 for _, s in replays if s != 409)
 
         queued = [i for i, k in enumerate(kinds) if k != "ignored"]
