@@ -1,0 +1,35 @@
+# rlm-bot as a GitHub App: `rlm serve` behind waitress, as a non-root user, with git and bubblewrap.
+#
+#   docker build -t rlm-bot .
+#   docker run -p 8080:8080 --env-file app.env -v rlm-data:/data rlm-bot
+#
+# Sandboxes use bubblewrap when the container allows user namespaces (e.g. --security-opt
+# seccomp=unconfined on Docker's default profile); otherwise the engine falls back to a scrubbed,
+# resource-limited subprocess and logs a warning. See docs/github-app.md.
+FROM python:3.11-slim
+
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends git bubblewrap ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY webhooks ./webhooks
+RUN pip install --no-cache-dir . \
+ && useradd --create-home --uid 10001 --shell /usr/sbin/nologin rlm \
+ && mkdir -p /data \
+ && chown rlm:rlm /data
+
+USER rlm
+WORKDIR /data
+ENV PYTHONUNBUFFERED=1 \
+    RLM_DB=/data/rlm-jobs.sqlite3 \
+    RLM_SANDBOX__CACHE_DIR=/data/cache \
+    XDG_CACHE_HOME=/data/cache \
+    HOME=/home/rlm
+VOLUME ["/data"]
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"
+ENTRYPOINT ["rlm", "serve", "--host", "0.0.0.0", "--port", "8080"]
+CMD ["--workers", "2"]
