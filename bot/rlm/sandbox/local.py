@@ -160,6 +160,13 @@ def checkout(repo: PreparedRepo, workdir: Path, admin: Path) -> None:
     git("update-ref", "--no-deref", "HEAD", repo.commit, git_dir=admin)
 
 
+def copy_checkout(template: Path, template_admin: Path, workdir: Path, admin: Path) -> None:
+    """A private copy of a template checkout and its git dir (reflinks where the filesystem can)."""
+    for src, dst in ((template, workdir), (template_admin, admin)):
+        subprocess.run(["cp", "-a", "--reflink=auto", str(src), str(dst)], check=True, capture_output=True)
+    (workdir / ".git").write_text(f"gitdir: {admin}\n")
+
+
 class LocalSandboxProvider:
     name = "local"
 
@@ -183,6 +190,7 @@ class LocalSandboxProvider:
         self.root = choose_root(config, repo) / "sandboxes" / rollout_id
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._template_lock = threading.Lock()
         self._sandboxes: dict[str, LocalSandbox] = {}
         self._closed = False
         self._write_owner()
@@ -207,7 +215,8 @@ class LocalSandboxProvider:
         name = f"{agent_id}-{uuid.uuid4().hex[:6]}"
         workdir, admin = self.root / name, self.root / f"{name}.git"
         try:
-            checkout(self.repo, workdir, admin)
+            template, template_admin = self._template()
+            copy_checkout(template, template_admin, workdir, admin)
         except subprocess.CalledProcessError as e:
             shutil.rmtree(workdir, ignore_errors=True)
             shutil.rmtree(admin, ignore_errors=True)
@@ -222,6 +231,17 @@ class LocalSandboxProvider:
                 raise SandboxError("the rollout is over; no new sandbox")
             self._sandboxes[sandbox.id] = sandbox
         return sandbox
+
+    def _template(self) -> tuple[Path, Path]:
+        """One checkout per rollout, made on first use; every sandbox is a copy of it (copying
+        files is cheaper than inflating every blob again: it matters when 25 start at once)."""
+        with self._template_lock:
+            workdir, admin = self.root / "template", self.root / "template.git"
+            if not (admin / "HEAD").exists():
+                shutil.rmtree(workdir, ignore_errors=True)
+                shutil.rmtree(admin, ignore_errors=True)
+                checkout(self.repo, workdir, admin)
+            return workdir, admin
 
     def forget(self, sandbox: LocalSandbox) -> None:
         with self._lock:
