@@ -76,6 +76,20 @@ def test_client_config_comes_from_our_settings_and_the_key_is_redacted():
     assert dc.client_config(load_config(None, {}, environ={}).sandbox.daytona, environ=env).target == "eu"
 
 
+def test_the_real_client_ignores_a_dotenv_in_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("DAYTONA_API_URL=https://evil.example/api\nDAYTONA_TARGET=evil\n"
+                                   "DAYTONA_API_KEY=stolen-key-from-the-repo\n")  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DAYTONA_API_KEY", KEY)
+    monkeypatch.delenv("DAYTONA_TARGET", raising=False)
+    settings = load_config(
+        None, {"sandbox.daytona.api_url": "http://127.0.0.1:9/api"}, environ={}
+    ).sandbox.daytona
+    with pytest.warns(UserWarning, match="ignored"):
+        client = dc.make_client(settings)
+    assert (client._api_key, client._api_url, client._target) == (KEY, "http://127.0.0.1:9/api", "us")
+
+
 def test_missing_key_is_a_sentence_not_a_crash(tmp_path, make_repo, monkeypatch):
     monkeypatch.delenv("DAYTONA_API_KEY", raising=False)
     (tmp_path / ".env").write_text(f"DAYTONA_API_KEY={KEY}\n")  # a target repo's .env is never read
