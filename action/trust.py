@@ -20,6 +20,7 @@ from .inputs import Inputs
 
 # Events only people with write access (or the repository itself) can cause.
 TRUSTED_EVENTS = ("workflow_dispatch", "schedule")
+SCHEDULER = "github-actions[bot]"
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def decide(ctx: ActionContext, inputs: Inputs, api: GitHubAPI) -> Trigger:
     if ctx.is_comment:
         return _from_comment(ctx, inputs, api)
     sender = ctx.event.get("sender") or {}
-    login = str(sender.get("login") or ctx.repository.split("/")[0])
+    login = str(sender.get("login") or SCHEDULER)  # a scheduled run has no sender
     if not inputs.prompt:
         raise Stop(m.INVALID_INPUT, m.NO_PROMPT.format(event=ctx.event_name, prefix=inputs.trigger))
     if ctx.event_name not in TRUSTED_EVENTS and sender.get("login"):

@@ -110,6 +110,16 @@ def _refused(s: Scenario) -> None:
     s.fake.fail("POST", r"/repos/.*/pulls", 403, message="Resource not accessible by integration")
 
 
+def _scheduled(s: Scenario) -> None:
+    """A schedule payload names no repository: the clone URL is <server>/<owner>/<name>.git."""
+    s.job.event_name, s.job.event = (
+        "schedule",
+        {"schedule": "0 6 * * 1", "workflow": ".github/workflows/rlm.yml"},
+    )
+    s.job.extra_env["GITHUB_SERVER_URL"] = s.remote.removesuffix(f"/{REPO}.git")
+    s.job.inputs["prompt"] = TASK
+
+
 def _no_pr(s: Scenario) -> None:
     s.job.inputs["create-pr"] = "false"
 
@@ -120,6 +130,7 @@ SCENARIOS: dict[str, Callable[[Scenario], None]] = {
     "fork": _fork,
     "refused": _refused,
     "no-pr": _no_pr,
+    "scheduled": _scheduled,
 }
 
 
@@ -238,3 +249,17 @@ def test_create_pr_false_leaves_the_patch_and_replies_once(runs):
     reactions = [c.body["content"] for c in s.calls("POST", r"/issues/comments/\d+/reactions$")]
     assert reactions == [report.REACTION_SEEN, report.REACTION_DONE]
     assert_masked(s)
+
+
+def test_scheduled_run_clones_from_the_server_url_and_is_by_the_bot(runs):
+    s = runs["scheduled"]
+    assert s.proc.returncode == 0, s.proc.stdout + s.proc.stderr
+    assert s.job.outputs()["conclusion"] == m.PR_CREATED
+    results = json.loads(Path(s.job.outputs()["results-file"]).read_text())
+    assert results["repo"] == s.remote and results["commit"] == s.sha
+    (pull,) = s.fake.created_pulls
+    assert s.branch_file(pull["head"], "calc.py") == FIXED
+    assert "Requested by" not in pull["body"]
+    (commit,) = s.calls("POST", r"/git/commits$")
+    assert "Co-authored-by: github-actions[bot]" in commit.body["message"]
+    assert not s.calls("GET", r"/collaborators/")

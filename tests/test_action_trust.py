@@ -178,3 +178,14 @@ def test_edited_and_deleted_comments_start_nothing(tmp_path, fake, absent_script
     assert m.NOT_CREATED.format(action=action) in job.summary()
     assert fake.calls == []
     nothing_ran(job, proc)
+
+
+def test_invalid_config_file_is_an_input_error(tmp_path, fake, absent_script):
+    job = comment_job(tmp_path, fake, absent_script, "/rlm fix it", config="rlm.yml")
+    (tmp_path / "workspace").mkdir()
+    (tmp_path / "workspace" / "rlm.yml").write_text("rlm:\n  max_depht: 2\n")
+    proc = job.run_here()
+    assert proc.returncode == 1
+    assert job.outputs()["conclusion"] == m.INVALID_INPUT
+    assert "unknown key 'rlm.max_depht'" in job.summary()
+    nothing_ran(job, proc)
