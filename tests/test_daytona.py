@@ -88,6 +88,7 @@ def test_the_real_client_ignores_a_dotenv_in_the_working_directory(tmp_path, mon
     with pytest.warns(UserWarning, match="ignored"):
         client = dc.make_client(settings)
     assert (client._api_key, client._api_url, client._target) == (KEY, "http://127.0.0.1:9/api", "us")
+    assert dc.make_client(settings) is client  # one client per key, URL and target in a process
 
 
 def test_missing_key_is_a_sentence_not_a_crash(tmp_path, make_repo, monkeypatch):

@@ -48,6 +48,8 @@ ClientFactory = Callable[[DaytonaSettings], Any]
 
 _live_lock = threading.Lock()
 _live_rollouts: set[str] = set()
+_clients_lock = threading.Lock()
+_clients: dict[tuple, Any] = {}
 
 
 def client_config(settings: DaytonaSettings, environ: dict[str, str] | None = None) -> DaytonaConfig:
@@ -62,14 +64,20 @@ def client_config(settings: DaytonaSettings, environ: dict[str, str] | None = No
 
 
 def make_client(settings: DaytonaSettings) -> Any:
-    """The real SDK client (tests pass a fake through the provider's `client` parameter)."""
+    """The real SDK client, one per (key, URL, target) in this process: the server runs many
+    rollouts, and each client holds a connection pool and an event stream. Tests pass a fake
+    through the provider's `client` parameter instead."""
     config = client_config(settings)
-    from daytona import Daytona
+    ident = (config.api_key, config.api_url, config.target)
+    with _clients_lock:
+        if ident not in _clients:
+            from daytona import Daytona
 
-    try:
-        return Daytona(config)
-    except DaytonaError as e:
-        raise SandboxError(f"could not connect to Daytona at {settings.api_url or API_URL}: {e}") from None
+            try:
+                _clients[ident] = Daytona(config)
+            except DaytonaError as e:
+                raise SandboxError(f"could not connect to Daytona at {config.api_url}: {e}") from None
+        return _clients[ident]
 
 
 # ---------------------------------------------------------------------- retries
