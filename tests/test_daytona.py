@@ -456,3 +456,29 @@ def test_creation_retries_stop_at_the_rollouts_time_limit(setup, tmp_path):
     with pytest.raises(SandboxError, match="Too many requests|time limit is reached"):
         provider.create("root")
     assert time.monotonic() - started < 3.5 and fake.create_calls < 4
+
+
+def test_the_fake_has_the_sdks_signatures():
+    import inspect
+
+    from daytona import Daytona, Sandbox
+    from daytona._sync.filesystem import FileSystem
+    from daytona._sync.process import Process
+
+    from tests.fakes import daytona_fake as f
+
+    pairs = {
+        (f.FakeDaytona, Daytona): ("create", "list", "get", "delete"),
+        (f.FakeSandbox, Sandbox): ("get_user_home_dir", "refresh_data", "delete"),
+        (f.FakeFileSystem, FileSystem): ("create_folder", "upload_file"),
+        (f.FakeProcess, Process): ("exec", "create_session", "execute_session_command", "get_session_command",
+                                   "get_session_command_logs", "get_session_command_logs_async",
+                                   "send_session_command_input", "delete_session"),
+    }  # fmt: skip
+    for (fake_cls, real_cls), names in pairs.items():
+        for name in names:
+            fake_params = list(inspect.signature(getattr(fake_cls, name)).parameters)
+            real_params = list(inspect.signature(getattr(real_cls, name)).parameters)
+            assert fake_params == real_params, (fake_cls.__name__, name)
+            fake_async = inspect.iscoroutinefunction(getattr(fake_cls, name))
+            assert fake_async == inspect.iscoroutinefunction(inspect.unwrap(getattr(real_cls, name))), name
