@@ -8,10 +8,10 @@
 results file `<results_dir>/<run_id>.json` (it need not exist yet: while the run is going the
 viewer folds `<run_id>.events.jsonl` next to it and follows it live; before the run starts the
 page says it is waiting and opens the run as soon as its first event is written) or of its
-events file.
-Return None for an unknown token. Make tokens with `new_token()` (128 random bits), store
-token -> run when the run is queued, and put `<base>/runs/<token>/` in the PR body and status
-comment. Compare tokens as whole keys (a dict or a unique DB column), never by prefix.
+events file. Return None for an unknown token. Tokens are 16 to 128 URL-safe characters with at
+least 128 random bits (`new_token()`, or `secrets.token_urlsafe(16)` and up); store token -> run
+when the run is queued, and put `<base>/runs/<token>` in the PR body and status comment. Compare
+tokens as whole keys (a dict or a unique DB column), never by prefix.
 
 Routes (GET only), relative to `url_prefix` (default "/runs"):
 
