@@ -279,6 +279,14 @@ def test_the_repl_survives_broken_log_streams(setup, tmp_path):
     assert fake.drop_log_streams == 0
 
 
+def test_the_repl_works_with_a_daemon_that_echoes_input(setup, tmp_path):
+    provider, _, _ = setup(FakeDaytona(root=tmp_path / "d", old_daemon=True))
+    session = ReplSession(provider.create("root").start_driver())
+    session.start({"task": "t", "output_limit": 1000, "limits": {}})
+    r = session.execute("print(llm_query('q'))", 10, lambda fn, a: "answer", lambda: None)
+    assert (r.stdout, r.error) == ("answer\n", None)
+
+
 def test_a_restarted_repl_gets_a_new_session(setup):
     provider, _, _ = setup()
     sandbox = provider.create("root")

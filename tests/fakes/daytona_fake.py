@@ -69,6 +69,7 @@ class FakeDaytona:
         log_chunk: int = 7,
         drop_log_streams: int = 0,
         image_env: dict[str, str] | None = None,
+        old_daemon: bool = False,
     ):
         self.config = config
         self.root = Path(root)
@@ -78,6 +79,7 @@ class FakeDaytona:
         self.log_chunk = log_chunk
         self.drop_log_streams = drop_log_streams
         self.image_env = dict(image_env or {})  # e.g. a PATH without python3: an unsuitable image
+        self.old_daemon = old_daemon  # a daemon that ignores suppress_input_echo and echoes input
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.created: list[Any] = []  # params of every successful create, in order
         self.create_calls = 0
@@ -364,7 +366,8 @@ class FakeProcess:
         with self._lock:
             if session_id not in self._sessions:
                 raise DaytonaNotFoundError("session not found", 404)
-            cmd = FakeCommand(self._sandbox, uuid.uuid4().hex, req.command, bool(req.suppress_input_echo))
+            suppress = bool(req.suppress_input_echo) and not self._sandbox._fake.old_daemon
+            cmd = FakeCommand(self._sandbox, uuid.uuid4().hex, req.command, suppress)
             self._sessions[session_id][cmd.info.id] = cmd
         if req.run_async:
             return SessionExecuteResponse.model_construct(cmd_id=cmd.info.id)
