@@ -63,7 +63,8 @@ class AgentLogs:
             self._add(agent, f"── iteration {event.get('iteration')} · {tokens} tokens · {event.get('duration')}s",
                       _clip(event.get("response")))  # fmt: skip
         elif kind == "code_executed":
-            parts = [f"── block {event.get('block')} ({event.get('duration')}s)", _clip(event.get("code"))]
+            # the code itself is in the response above; show what running it printed
+            parts = [f"── ran block {event.get('block')} ({event.get('duration')}s)"]
             for name in ("stdout", "stderr", "error"):
                 if event.get(name):
                     parts += [f"[{name}]", _clip(event.get(name))]
@@ -77,7 +78,7 @@ class AgentLogs:
         elif kind == "rollout_finished":
             self.runner.log(
                 f"rollout finished: {event.get('status')}"
-                + (f" ({event['error']})" if event.get("error") else "")
+                + (f" ({_first_line(event['error'], 300)})" if event.get("error") else "")
             )
 
     def _finished(self, agent: str, event: dict) -> None:

@@ -9,6 +9,7 @@ import threading
 from fakes.action_env import parse_outputs
 
 from action import messages as m
+from action.agent_logs import AgentLogs
 from action.context import ActionContext
 from action.events_follower import EventsFollower
 from action.token_permissions import missing_permission
@@ -93,3 +94,28 @@ def test_clone_url_from_payload_for_this_repo_else_server_url(tmp_path):
     assert ActionContext.from_env(env).clone_url == "https://ghe.example/o/r.git"
     event.write_text("{}")
     assert ActionContext.from_env(env).clone_url == "https://ghe.example/o/r.git"
+
+
+def test_agent_logs_keep_untrusted_text_out_of_command_position():
+    out = io.StringIO()
+    logs = AgentLogs(Runner(None, None, out=out))
+    evil = "x\n::add-mask::oops\n::error::forged"
+    for event in (
+        {"type": "agent_started", "agent": "root", "depth": 0, "task": evil},
+        {"type": "llm_call", "agent": "root", "iteration": 1, "response": evil, "usage": {"cost_usd": 0.5}},
+        {"type": "code_executed", "agent": "root", "iteration": 1, "block": 0, "stdout": evil},
+        {"type": "agent_finished", "agent": "root", "status": "error", "error": evil},
+        {"type": "rollout_finished", "status": "error", "error": evil},
+    ):
+        logs(event)
+    lines = out.getvalue().splitlines()
+    resume = None
+    for line in lines:
+        if resume:  # inside ::stop-commands:: nothing is obeyed until the resume token
+            resume = None if line == resume else resume
+            continue
+        if line.startswith("::stop-commands::"):
+            resume = f"::{line.split('::')[-1]}::"
+            continue
+        assert not line.startswith(("::add-mask::", "::error::")), line
+    assert any(line.startswith("::group::❌ agent root · depth 0 · error · 1 iterations") for line in lines)
