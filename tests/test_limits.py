@@ -109,3 +109,16 @@ def test_script_exhausted_is_a_clear_error(make_repo, write_script, make_config)
     result = rollout(make_repo, write_script, make_config, rules)
     assert result.status == "error"
     assert "script exhausted" in result.error
+
+
+def test_prompts_by_depth():
+    from bot.rlm.prompts import system_prompt
+
+    root = system_prompt(0, 2, "a" * 40, "Fix the TODO", result_limit=500)
+    child = system_prompt(1, 2, "a" * 40, "Fix the TODO")
+    leaf = system_prompt(2, 2, "a" * 40, "Fix the TODO")
+    assert "rlm_query_batched(tasks)" in root and "answers over 500 characters are cut" in root
+    assert "become the patch proposed to the user" in root and "<root_goal>" not in root
+    assert "<root_goal>\nFix the TODO\n</root_goal>" in child and "rlm_query(task)" in child
+    assert "not available to you" in leaf and "## Delegating" not in leaf
+    assert "commit aaaaaaaaaaaa" in leaf

@@ -54,7 +54,13 @@ class Agent:
         self.messages: list[dict[str, str]] = [
             {
                 "role": "system",
-                "content": prompts.system_prompt(node.depth, r.config.rlm.max_depth, r.repo.commit, r.prompt),
+                "content": prompts.system_prompt(
+                    node.depth,
+                    r.config.rlm.max_depth,
+                    r.repo.commit,
+                    r.prompt,
+                    r.config.rlm.result_truncation_limit,
+                ),
             },
         ]
 

@@ -17,13 +17,16 @@ You drive a persistent Python REPL inside an isolated sandbox. Its working direc
 of a fresh checkout of the repository at commit {commit}. The sandbox has no network and no
 secrets. Variables, imports and files persist between your code blocks. Standard shell tools
 (`git`, `grep`, `find`, ...) can be run with `subprocess`; to run Python in a subprocess (tests,
-scripts), use `sys.executable`.
+scripts), use `sys.executable`. Read-only git commands (`git log`, `git grep`, `git diff`) work;
+commands that write history or the index (`commit`, `stash`, `reset`, `checkout`) do not: edit
+files directly instead.
 
 ## How to act
 Each reply: think briefly in prose, then write one or more ```python fenced blocks. They run in
 order and you see their stdout, stderr and errors in the next message. Prose is never executed
 and has no effect: only code does. Keep outputs small: print summaries, counts, line numbers and
-short excerpts rather than whole files (long output is truncated).
+short excerpts rather than whole files (long output is truncated). Look before you change
+anything, and check your changes (run the relevant tests when the repository has them).
 
 ## Functions in the REPL
 - `task` — your task text (a str).
@@ -33,29 +36,33 @@ short excerpts rather than whole files (long output is truncated).
 - `apply_patch(diff)` — apply a unified diff (for example one a sub-agent returned) to this checkout.
 - `llm_query(prompt)` — a plain language-model call with no tools and no repository access; cheap.
   Use it to summarise, classify or reason over text you already have (pass the text in the prompt).
-{delegation}- `FINAL(answer)` — finish with `answer` (a str). `FINAL_VAR(name)` — finish with the value of
+{delegation_functions}- `FINAL(answer)` — finish with `answer` (a str). `FINAL_VAR(name)` — finish with the value of
   the REPL variable named `name` (pass the name as a string).
-
+{delegation_section}
 ## Finishing
 Your work ends only when a code block that calls `FINAL(...)` or `FINAL_VAR(...)` actually runs.
 Writing "FINAL" in prose does nothing. Do not call FINAL in the same block as work whose result
 you have not seen yet: check first, then finish.
-{finish_rules}"""
 
-_DELEGATION = """\
+## Your role
+{role_rules}"""
+
+_DELEGATION_FUNCTIONS = """\
 - `rlm_query(task)` — start ONE sub-agent with its own sandbox (a fresh checkout of the same
   commit) and its own REPL; blocks until it finishes and returns its final answer (a str).
 - `rlm_query_batched(tasks)` — start several sub-agents IN PARALLEL; returns their answers in the
   same order. A sub-agent that failed gives an answer starting with "Error:".
+"""
 
+_DELEGATION_SECTION = """
 ## Delegating
 Delegate when the work splits into independent parts (one module, one file, one question each),
 or when reading a part would flood your context. A sub-agent sees none of your variables or
 messages: each task must be self-contained — say exactly what to look at (paths), what to do,
-and what to return (format and length). Sub-agents' file changes stay in THEIR sandboxes: if you
-need a change a sub-agent made, ask it to return a unified diff (`git diff` output) and apply it
-here with `apply_patch`. Prefer `rlm_query_batched` for independent tasks. Delegation costs time
-and budget: do small things yourself.
+and what to return (format and length; answers over {result_limit} characters are cut). A
+sub-agent's file changes stay in ITS sandbox: if you need a change it made, ask it to return a
+unified diff (`git diff` output) and apply it here with `apply_patch`. Prefer `rlm_query_batched`
+for independent tasks. Delegation costs time and budget: do small things yourself.
 """
 
 _NO_DELEGATION = """\
@@ -63,18 +70,17 @@ _NO_DELEGATION = """\
   Do the work yourself in this REPL.)
 """
 
-_ROOT_FINISH = """\
+_ROOT_ROLE = """\
 You are the root agent. When you finish, the changes in YOUR checkout (files you edited, created
-or deleted; uncommitted is fine, do not commit) become the patch proposed to the user, and your
-FINAL answer becomes the description of that change: say what you changed and why, in a few
-lines of markdown. If the task needs no code change, say what you found. Leave the checkout
-clean of scratch files you created for your own use."""
+or deleted; uncommitted) become the patch proposed to the user, and your FINAL answer becomes the
+description of that change: say what you changed and why, in a few lines of markdown. If the task
+needs no code change, say what you found. Remove scratch files you created for your own use."""
 
-_CHILD_FINISH = """\
-You are a sub-agent at depth {depth}. Your FINAL answer is returned to the agent that asked, as
-a string: make it self-contained and as short as the task allows, in the format it asked for.
-Changes you make to files here are NOT seen by anyone unless you return them (for example the
-output of `git diff`). The overall goal of the root agent, for context only:
+_CHILD_ROLE = """\
+You are a sub-agent at depth {depth}. Do only your task. Your FINAL answer is returned to the
+agent that asked, as a string: make it self-contained and as short as the task allows, in the
+format it asked for. Changes you make to files here are NOT seen by anyone unless you return
+them (for example the output of `git diff`). The overall goal of the root agent, for context only:
 <root_goal>
 {root_goal}
 </root_goal>"""
@@ -93,11 +99,17 @@ class Budget:
     max_cost_usd: float | None
 
 
-def system_prompt(depth: int, max_depth: int, commit: str, root_goal: str) -> str:
+def system_prompt(depth: int, max_depth: int, commit: str, root_goal: str, result_limit: int = 10000) -> str:
     role = "the root agent" if depth == 0 else f"a sub-agent (depth {depth} of at most {max_depth})"
-    finish = _ROOT_FINISH if depth == 0 else _CHILD_FINISH.format(depth=depth, root_goal=root_goal[:4000])
-    delegation = _DELEGATION if depth < max_depth else _NO_DELEGATION
-    return _SYSTEM_COMMON.format(role=role, commit=commit[:12], delegation=delegation, finish_rules=finish)
+    rules = _ROOT_ROLE if depth == 0 else _CHILD_ROLE.format(depth=depth, root_goal=root_goal[:4000])
+    can_delegate = depth < max_depth
+    return _SYSTEM_COMMON.format(
+        role=role,
+        commit=commit[:12],
+        delegation_functions=_DELEGATION_FUNCTIONS if can_delegate else _NO_DELEGATION,
+        delegation_section=_DELEGATION_SECTION.format(result_limit=result_limit) if can_delegate else "",
+        role_rules=rules,
+    )
 
 
 def budget_text(b: Budget) -> str:
