@@ -20,6 +20,7 @@ import logging
 import math
 import shlex
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -181,7 +182,7 @@ class DaytonaSandboxProvider:
             if self._bundle is None:
                 try:
                     self._bundle = bundle_commit(self.repo, self._tmp / "repo.bundle")
-                except Exception as e:  # CalledProcessError, TimeoutExpired, OSError
+                except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
                     raise SandboxError(f"could not bundle commit {self.repo.commit[:12]}: {e}") from None
             return self._bundle
 

@@ -26,6 +26,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from daytona import DaytonaError
+
 from ..errors import SandboxError
 from ..repl.session import LineReader
 
@@ -77,7 +79,7 @@ class SessionTransport:
                             self.session_id, self.command_id, on_stdout, self._stderr_chunk
                         )
                     )
-                except Exception as e:  # the SDK raises DaytonaError or transport errors mid-stream
+                except DaytonaError as e:  # the SDK turns every failure (e.g. a dropped socket) into one
                     self._stream_error = str(e)
                     if reconnects < RECONNECTS and self._still_running():
                         reconnects += 1
@@ -113,7 +115,7 @@ class SessionTransport:
     def _still_running(self) -> bool:
         try:
             return self._exit_code() is None
-        except Exception:  # noqa: BLE001 - the sandbox may be gone; then it is not running
+        except DaytonaError:  # the session or the sandbox is gone: not running
             return False
 
     def _exit_code(self) -> int | None:
@@ -131,7 +133,7 @@ class SessionTransport:
         try:
             with self._send_lock:
                 self.process.send_session_command_input(self.session_id, self.command_id, data)
-        except Exception as e:  # DaytonaError (gone, not found) or a broken connection
+        except DaytonaError as e:  # gone, not found, or a broken connection
             status = self.describe_exit()
             reason = (
                 _short(e)
@@ -152,7 +154,7 @@ class SessionTransport:
     def describe_exit(self) -> str:
         try:
             code = self._exit_code()
-        except Exception as e:  # noqa: BLE001 - report, never raise from here
+        except DaytonaError as e:
             return f"status unknown: {_short(e)}"
         if code is None:
             return "still running"
