@@ -77,6 +77,10 @@ OUTCOME_PATCH_ARTIFACT = (
     "workflow run's artifact and its `patch-file` output. {url}"
 )
 
+OUTCOME_RUN_CANCELLED = (
+    "🚫 The workflow run was cancelled; the agents were stopped and no pull request was opened."
+)
+
 # ---------------------------------------------------------------- step summary
 SUMMARY_HEADER = "## 🤖 rlm-bot"
 SUMMARY_TASK = "**Task:** {task}"

@@ -65,6 +65,8 @@ def conclusion_for(outcome: RunOutcome, create_pr: bool, files: RunFiles) -> tup
     conclusion = _BY_KIND.get(outcome.kind, m.FAILED)
     if conclusion == m.NO_CHANGES and not create_pr and files.patch_file is not None:
         conclusion = m.CHANGES
+    if conclusion == m.CANCELLED:  # in a workflow, cancelling is the Actions UI, not a comment
+        return conclusion, m.OUTCOME_RUN_CANCELLED
     return conclusion, outcome.message
 
 

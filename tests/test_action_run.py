@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,3 +265,28 @@ def test_scheduled_run_clones_from_the_server_url_and_is_by_the_bot(runs):
     (commit,) = s.calls("POST", r"/git/commits$")
     assert "Co-authored-by: github-actions[bot]" in commit.body["message"]
     assert not s.calls("GET", r"/collaborators/")
+
+
+def test_cancelling_the_workflow_stops_the_tree(tmp_path_factory):
+    """The runner cancels a step with SIGINT: the tree stops, the status comment and outputs say so."""
+    s = _setup(tmp_path_factory.mktemp("cancel"))
+    s.job.inputs["model"] = f"scripted/{s.job.tmp / 'slow.yaml'}"
+    slow = [{"task": "", "latency": 60, "responses": [py('FINAL("too late")')]}]
+    (s.job.tmp / "slow.yaml").write_text(yaml.safe_dump(slow))
+    try:
+        child = s.job.start()
+        runs_dir = s.job.tmp / "runner" / "rlm-bot" / "runs"
+        deadline = time.monotonic() + 60
+        while not list(runs_dir.glob("*/*.events.jsonl")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        child.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        proc = finish(child, timeout=60)
+        assert time.monotonic() - started < 7.5  # the runner sends SIGTERM after 7.5 s
+    finally:
+        s.fake.stop()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert s.job.outputs()["conclusion"] == m.CANCELLED
+    assert f"::notice title=rlm-bot::{m.OUTCOME_RUN_CANCELLED}" in proc.stdout
+    (status,) = s.fake.issue_comments(REPO, 1)
+    assert "🚫" in status["body"] and not s.fake.created_pulls
