@@ -11,12 +11,15 @@ import copy
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "tests/js/node_modules/@octokit/webhooks-examples/api.github.com/index.json"
@@ -97,6 +100,25 @@ class Job:
         """The step as a child process, the way the runner starts it (cwd = the workspace)."""
         return subprocess.Popen([sys.executable, "-P", "-m", "action"], cwd=self.tmp / "workspace", env=self.env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    def start_step(self) -> subprocess.Popen:
+        """The `run` step of action.yml itself: its `env:` mapping filled in from the inputs (or
+        their declared defaults) and its script run by bash as the runner does, with this
+        interpreter standing in for the step's virtualenv."""
+        action = yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))
+        (step,) = [s for s in action["runs"]["steps"] if s.get("id") == "run"]
+        env = {k: v for k, v in self.env().items() if not k.startswith("INPUT_")}
+        for name, template in step["env"].items():
+            match = re.fullmatch(r"\$\{\{ inputs\.([a-z-]+) \}\}", template)
+            assert match, f"{name} is not passed straight from an input"
+            default = action["inputs"][match[1]].get("default", "")
+            env[name] = self.inputs.get(match[1], "" if "${{" in default else default)
+        venv_bin = self.tmp / "runner" / "rlm-bot" / "venv" / "bin"
+        venv_bin.mkdir(parents=True, exist_ok=True)
+        (venv_bin / "python").symlink_to(sys.executable)
+        return subprocess.Popen(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                                cwd=self.tmp / "workspace", env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
 
     def run(self, timeout: float = 90) -> subprocess.CompletedProcess:
         return finish(self.start(), timeout)
