@@ -58,7 +58,7 @@ def test_follower_delivers_complete_lines_in_order(tmp_path):
     done = threading.Event()
     with EventsFollower(path, lambda e: seen.append(e["seq"]), poll=0.01):
         with open(path, "w") as f:
-            f.write(json.dumps({"seq": 1}) + "\n" + json.dumps({"seq": 2})[:5])
+            f.write(json.dumps({"seq": 1, "t": 0}) + "\n" + json.dumps({"seq": 2})[:5])
             f.flush()
             done.wait(0.05)
             f.write(json.dumps({"seq": 2})[5:] + "\n" + json.dumps({"seq": 3}) + "\n")
