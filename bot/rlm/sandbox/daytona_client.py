@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from daytona import DaytonaConfig, DaytonaError, DaytonaNotFoundError
@@ -198,7 +199,8 @@ def reap_all(config: Config, environ: dict[str, str] | None = None) -> dict[str,
     from .local import reap_leftovers
 
     environ = os.environ if environ is None else environ
-    result = {"local": len(reap_leftovers(config.cache_root())), "daytona": 0}
+    work_dir = Path(config.sandbox.work_dir).expanduser() if config.sandbox.work_dir else None
+    result = {"local": len(reap_leftovers(config.cache_root(), work_dir)), "daytona": 0}
     if environ.get("DAYTONA_API_KEY"):
         result["daytona"] = reap_orphans(config)
     return result
