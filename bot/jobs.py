@@ -3,8 +3,9 @@
 - Every delivery id is stored once (a primary key): a redelivery or replay never makes a second job.
 - A job is `queued` → `working` (a worker claimed it) → `running` (it holds its issue's one active
   run slot, enforced by a unique partial index) → `done` / `failed` / `cancelled`.
-- Two lanes: long `run` jobs, and quick `control` jobs (help, status, cancel, reports), so a
-  `/rlm cancel` is answered even when every run worker is busy.
+- Two lanes. Every job starts in the quick `control` lane (help, status, cancel, reports, and the
+  permission check + acknowledgement of a run), so `/rlm cancel` and the 👀 are immediate even when
+  every run worker is busy; an accepted run is then `promote`d to the `run` lane.
 - On start, `recover` finds jobs a killed server left `working`/`running`: each is queued again
   (to be resumed) while it has attempts left, else turned into a report on its issue.
 """
@@ -100,7 +101,7 @@ class NewJob:
 
     @property
     def lane(self) -> str:
-        return RUN_LANE if self.kind == "run" else CONTROL_LANE
+        return CONTROL_LANE  # every job starts there; an accepted run is then `promote`d
 
 
 class JobStore:
@@ -172,7 +173,7 @@ class JobStore:
                     ).fetchone()
                 ):
                     kind = "busy"  # one active run per issue: answer at once instead of queueing
-                lane = RUN_LANE if kind == "run" else CONTROL_LANE
+                lane = CONTROL_LANE
                 cur = db.execute(
                     "INSERT INTO jobs (delivery_id, kind, lane, repo, number, installation_id, request, "
                     "trace_token, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -201,6 +202,13 @@ class JobStore:
             db.execute("UPDATE jobs SET state = 'working', attempts = attempts + 1, updated = ? WHERE id = ?",
                        (time.time(), row["id"]))  # fmt: skip
         return self.get(row["id"])
+
+    def promote(self, job_id: int) -> bool:
+        """An accepted run (permission checked, acknowledged) moves to the run lane, attempts reset."""
+        with self._tx() as db:
+            cur = db.execute("UPDATE jobs SET lane = ?, state = 'queued', attempts = 0, updated = ? "
+                             "WHERE id = ? AND state = 'working'", (RUN_LANE, time.time(), job_id))  # fmt: skip
+            return cur.rowcount == 1
 
     def activate(self, job_id: int) -> bool:
         """Take the issue's one active-run slot; False when another run holds it."""
@@ -254,7 +262,7 @@ class JobStore:
                 job = Job.from_row(row)
                 request = dict(job.request, restarted=True)
                 if job.kind == "run" and job.attempts < max_attempts and not job.cancel_requested:
-                    kind, lane = "run", RUN_LANE
+                    kind, lane = "run", job.lane
                 elif job.kind == "run":
                     kind, lane = "interrupted", CONTROL_LANE
                 else:
@@ -355,16 +363,15 @@ class WorkerPool:
         for t in self._threads:
             t.join(timeout=timeout)
 
-    def _settle(self, job_id: int) -> None:
+    def _settle(self, job_id: int, lane: str) -> None:
         """A handler that returned (or raised) without finishing its job leaves it failed, not stuck."""
         try:
             current = self.store.get(job_id)
-            if current is not None and current.state in ACTIVE_STATES:
+            handed_on = current is None or current.lane != lane  # an accepted run went to the run lane
+            if not handed_on and current.state in ("working", "running"):
                 self.store.finish(job_id, "failed", "internal_error", "the job ended without a result")
         except sqlite3.Error:
             log.exception("could not settle job %s", job_id)
-        with self._lock:
-            self._cancels.pop(job_id, None)
 
     def _loop(self, lane: str) -> None:
         cond = self._wake[lane]
@@ -388,6 +395,7 @@ class WorkerPool:
             except Exception:  # a bug in one job must not kill the worker
                 log.exception("job %s (%s) failed unexpectedly", job.id, job.kind)
             finally:
-                self._settle(job.id)
+                self._settle(job.id, lane)
                 with self._lock:
-                    self._cancels.pop(job.id, None)
+                    if self._cancels.get(job.id) is cancel:  # a run worker may hold it by now
+                        del self._cancels[job.id]

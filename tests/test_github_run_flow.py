@@ -164,11 +164,21 @@ def test_cancel_stops_the_running_tree(world, tmp_path):
         busy = post_event(url, "issue_comment", comment_payload("/rlm another task", comment_id=556))
         status = post_event(url, "issue_comment", comment_payload("/rlm status", comment_id=557))
         wait_for(lambda: finished(store, busy.json()["job"]) and finished(store, status.json()["job"]))
+        # The only run worker is busy, yet a run on another issue is acknowledged at once.
+        other = post_event(url, "issue_comment", comment_payload("/rlm other", number=9, comment_id=600,
+                                                                  clone_url=str(env.bare)))  # fmt: skip
+        wait_for(
+            lambda: any(report.STATUS_QUEUED in c["body"] for c in env.fake.issue_comments(REPO, 9)),
+            timeout=10,
+        )
+        assert any(r["comment"] == 600 and r["content"] == "eyes" for r in env.fake.reactions.values())
+        assert store.get(other.json()["job"]).state == "queued"
         cancel = post_event(url, "issue_comment", comment_payload("/rlm cancel", comment_id=558))
         started = time.monotonic()
         job = wait_for(lambda: finished(store, run.json()["job"]), timeout=30, what="the run to stop")
         assert time.monotonic() - started < 10  # the whole tree stops promptly
         wait_for(lambda: finished(store, cancel.json()["job"]))
+        wait_for(lambda: finished(store, other.json()["job"]), timeout=30)
     app.extensions["rlm"].pool.stop()
     assert job.state == "cancelled" and job.outcome == "cancelled"
     run_id = job.request["run_id"]

@@ -45,11 +45,19 @@ def test_second_run_on_an_issue_is_busy(store):
     assert second.lane == CONTROL_LANE
 
 
+def accept(store: JobStore, job_id: int) -> None:
+    """What the control worker does with a run it accepts: claim it, hand it to the run lane."""
+    assert store.claim(CONTROL_LANE).id == job_id
+    assert store.promote(job_id)
+
+
 def test_one_active_run_per_issue_is_enforced(store):
     a = store.record_delivery("d1", "issue_comment", run_job(1))
     # A race past the intake check: two run jobs for the same issue.
     b = store.add_job(run_job(1))
-    store._db().execute("UPDATE jobs SET kind = 'run', lane = 'run' WHERE id = ?", (b.id,))
+    store._db().execute("UPDATE jobs SET kind = 'run' WHERE id = ?", (b.id,))
+    accept(store, a.id)
+    accept(store, b.id)
     assert store.claim(RUN_LANE).id == a.id and store.claim(RUN_LANE).id == b.id
     assert store.activate(a.id)
     assert not store.activate(b.id)
@@ -57,12 +65,14 @@ def test_one_active_run_per_issue_is_enforced(store):
     assert store.activate(b.id)
 
 
-def test_claim_by_lane_in_order(store):
+def test_every_job_starts_in_the_control_lane_in_order(store):
     r1 = store.record_delivery("d1", "issue_comment", run_job(1))
     h = store.record_delivery("d2", "issue_comment", run_job(2, kind="help"))
     r2 = store.record_delivery("d3", "issue_comment", run_job(3))
-    assert store.claim(CONTROL_LANE).id == h.id
-    assert store.claim(CONTROL_LANE) is None
+    assert [store.claim(CONTROL_LANE).id for _ in range(3)] == [r1.id, h.id, r2.id]
+    assert store.claim(CONTROL_LANE) is None and store.claim(RUN_LANE) is None
+    assert store.promote(r2.id) and store.promote(r1.id)
+    assert not store.promote(h.id + 100)
     claimed = store.claim(RUN_LANE)
     assert claimed.id == r1.id and claimed.state == "working" and claimed.attempts == 1
     assert store.claim(RUN_LANE).id == r2.id
@@ -74,32 +84,40 @@ def test_cancel_queued_and_running(store):
     assert store.cancel_queued(queued.id, "cancelled")
     assert store.get(queued.id).state == "cancelled"
     running = store.record_delivery("d2", "issue_comment", run_job(2))
+    accept(store, running.id)
+    assert store.cancel_queued(running.id, "cancelled")  # accepted but no run worker took it yet
+    third = store.record_delivery("d3", "issue_comment", run_job(3))
+    accept(store, third.id)
     store.claim(RUN_LANE)
-    assert not store.cancel_queued(running.id, "cancelled")
-    store.request_cancel(running.id)
-    assert store.get(running.id).cancel_requested
+    assert not store.cancel_queued(third.id, "cancelled")
+    store.request_cancel(third.id)
+    assert store.get(third.id).cancel_requested
 
 
 def test_recover_resumes_then_reports(store):
     run = store.record_delivery("d1", "issue_comment", run_job(1))
     reply = store.record_delivery("d2", "issue_comment", run_job(2, kind="status"))
-    done = store.record_delivery("d3", "issue_comment", run_job(3))
-    for lane in (RUN_LANE, CONTROL_LANE, RUN_LANE):
-        store.claim(lane)
+    done = store.record_delivery("d3", "issue_comment", run_job(3, kind="help"))
+    accepting = store.record_delivery("d4", "issue_comment", run_job(4))
+    accept(store, run.id)
+    store.claim(RUN_LANE)
     store.activate(run.id)
-    store.finish(done.id, "done", "pr")
+    for _ in range(3):
+        store.claim(CONTROL_LANE)  # reply, done, accepting
+    store.finish(done.id, "done", "help")
     store.update_request(run.id, run_id="r-1", status_comment_id=77)
 
     recovered = {j.id: j for j in store.recover(max_attempts=2)}
-    assert set(recovered) == {run.id, reply.id}
+    assert set(recovered) == {run.id, reply.id, accepting.id}
     resumed = recovered[run.id]
-    assert (resumed.kind, resumed.state, resumed.attempts) == ("run", "queued", 1)
+    assert (resumed.kind, resumed.lane, resumed.state, resumed.attempts) == ("run", RUN_LANE, "queued", 1)
     assert resumed.request["restarted"] and resumed.request["status_comment_id"] == 77
+    assert (recovered[accepting.id].kind, recovered[accepting.id].lane) == ("run", CONTROL_LANE)
     assert recovered[reply.id].kind == "status"
     assert store.get(done.id).state == "done"
 
     # Killed again during the second attempt: no third try, a report instead.
-    store.claim(RUN_LANE)
+    assert store.claim(RUN_LANE).id == run.id
     store.activate(run.id)
     (again,) = [j for j in store.recover(max_attempts=2) if j.id == run.id]
     assert (again.kind, again.lane, again.state) == ("interrupted", CONTROL_LANE, "queued")

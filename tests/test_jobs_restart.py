@@ -16,7 +16,7 @@ import requests
 import yaml
 
 from bot.github import report
-from bot.jobs import RUN_LANE, JobStore, NewJob
+from bot.jobs import CONTROL_LANE, RUN_LANE, JobStore, NewJob
 from tests.conftest import leftovers, py
 from tests.fakes.app_env import REPO, Worlds, finished
 from tests.fakes.github_app import SECRET, comment_payload, post_event, private_key_pem, wait_for
@@ -125,7 +125,9 @@ def test_run_that_cannot_resume_is_reported(world, tmp_path):
     env.fake.comments[status_id] = {"repo": REPO, "issue": 7, "body": "running", "history": ["running"]}
     request["status_comment_id"] = status_id
     job = store.record_delivery("d1", "issue_comment", NewJob("run", REPO, 7, request, installation_id=42))
-    store.claim(RUN_LANE)  # the first server started the run and died,
+    store.claim(CONTROL_LANE)  # accepted, then the first server started the run and died,
+    store.promote(job.id)
+    store.claim(RUN_LANE)
     store.activate(job.id)
     assert store.recover(max_attempts=2)[0].kind == "run"  # the second resumed it and died too:
     store.claim(RUN_LANE)

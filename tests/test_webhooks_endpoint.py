@@ -83,7 +83,7 @@ def test_example_with_a_command(server, index, pull):
         return
     assert resp.status_code == 202, resp.text
     (job,) = store.jobs()
-    assert (job.kind, job.state, job.lane, job.repo) == ("run", "queued", "run", "Codertocat/Hello-World")
+    assert (job.kind, job.state, job.lane, job.repo) == ("run", "queued", "control", "Codertocat/Hello-World")
     req = job.request
     assert req["task"] == "fix the easiest TODO\nand add a test"
     assert req["requester"] == payload["comment"]["user"]["login"]
@@ -128,7 +128,7 @@ def test_command_kinds(server, body, kind):
     resp = post_event(url, "issue_comment", comment_payload(body))
     assert resp.status_code == 202 and resp.json()["kind"] == kind
     (job,) = store.jobs()
-    assert job.lane == ("run" if kind == "run" else "control")
+    assert job.kind == kind and job.lane == "control"  # a run goes to the run lane once accepted
 
 
 def test_review_comment_command(server):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.jobs import Job, JobStore, WorkerPool
+from bot.jobs import RUN_LANE, Job, JobStore, WorkerPool
 from bot.rlm.config import Config
 
 from . import report
@@ -18,7 +18,7 @@ from .api import GitHubAPI, GitHubError
 from .auth import AppAuth, basic_auth_header
 from .commands import help_text
 from .permissions import may_run, not_allowed
-from .run import RunOptions, RunRequest, execute_run
+from .run import RunOptions, RunRequest, acknowledge, execute_run
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ class AppJobHandler:
         req, prefix = job.request, self.settings.prefix
         if job.kind == "interrupted":
             return self._report_interrupted(api, job)
+        if job.kind == "run" and job.lane == RUN_LANE:
+            return self._run(api, job, cancel)  # accepted earlier in the control lane
         if not may_run(api, job.repo, req["requester"]):
             return self._reply(api, job, not_allowed(req["requester"], prefix), "not_allowed")
         if job.kind in ("help", "invalid"):
@@ -80,7 +82,7 @@ class AppJobHandler:
         if job.kind == "busy":
             return self._busy(api, job)
         if job.kind == "run":
-            return self._run(api, job, cancel)
+            return self._accept(api, job)
         raise ValueError(f"unknown job kind {job.kind!r}")
 
     def _status(self, api: GitHubAPI, job: Job) -> None:
@@ -115,20 +117,31 @@ class AppJobHandler:
         label = (active.request.get("run_id") if active else None) or "another run"
         self._reply(api, job, report.BUSY.format(run_id=label, prefix=self.settings.prefix), "busy")
 
+    def _options(self, job: Job, auth_header: str | None = None) -> RunOptions:
+        s = self.settings
+        trace_url = None
+        if s.public_url and job.trace_token:
+            trace_url = f"{s.public_url.rstrip('/')}/runs/{job.trace_token}/"
+        return RunOptions(results_dir=s.results_dir, prefix=s.prefix, auth_header=auth_header, api_key=s.api_key,
+                          draft=s.draft, can_push_workflows=s.can_push_workflows, status_interval=s.status_interval,
+                          allowed_models=s.allowed_models, trace_url=lambda _run_id: trace_url)  # fmt: skip
+
+    def _accept(self, api: GitHubAPI, job: Job) -> None:
+        """👀 and the status comment now; the run itself waits for a free run worker."""
+        acknowledge(run_request(job.request), api, self._options(job),
+                    record=lambda **fields: self.store.update_request(job.id, **fields))  # fmt: skip
+        if self.store.promote(job.id):
+            pool = self.pool()
+            if pool is not None:
+                pool.notify(RUN_LANE)
+
     def _run(self, api: GitHubAPI, job: Job, cancel: threading.Event) -> None:
         if not self.store.activate(job.id):  # two commands raced past the check at intake
             return self._busy(api, job)
         if self.store.get(job.id).cancel_requested:
             cancel.set()
-        s = self.settings
-        trace_url = None
-        if s.public_url and job.trace_token:
-            trace_url = f"{s.public_url.rstrip('/')}/runs/{job.trace_token}"
         token = self.auth.installation_token(job.installation_id)
-        options = RunOptions(results_dir=s.results_dir, prefix=s.prefix, auth_header=basic_auth_header(token),
-                             api_key=s.api_key, draft=s.draft, can_push_workflows=s.can_push_workflows,
-                             status_interval=s.status_interval, allowed_models=s.allowed_models,
-                             trace_url=(lambda _run_id: trace_url))  # fmt: skip
+        options = self._options(job, auth_header=basic_auth_header(token))
         outcome = execute_run(run_request(job.request), api, self.config, options, cancel=cancel,
                               record=lambda **fields: self.store.update_request(job.id, **fields))  # fmt: skip
         state = {"cancelled": "cancelled"}.get(outcome.kind, "done" if outcome.ok else "failed")

@@ -113,6 +113,45 @@ def _outcome_for(result: RolloutResult, prefix: str) -> tuple[str, str]:
     return "no_changes", report.OUTCOME_NO_CHANGES
 
 
+class _Cancelled(Exception):
+    """`/rlm cancel` arrived before the rollout started."""
+
+
+def status_comment(request: RunRequest, api: GitHubAPI, options: RunOptions,
+                   record: Callable[..., None] | None = None) -> StatusComment:  # fmt: skip
+    """The request's status comment (not posted yet if it has none); gives the request its run id."""
+    record = record or (lambda **_: None)
+    if request.run_id is None:
+        request.run_id = new_run_id()
+        record(run_id=request.run_id)
+    trace_url = options.trace_url(request.run_id) if options.trace_url else None
+    return StatusComment(api, request.repo, request.number, request.run_id, request.task, prefix=options.prefix,
+                         trace_url=trace_url, comment_id=request.status_comment_id,
+                         on_created=lambda cid: record(status_comment_id=cid))  # fmt: skip
+
+
+def _acknowledge(
+    request: RunRequest, api: GitHubAPI, status: StatusComment, record: Callable[..., None]
+) -> None:
+    if request.comment_id and request.reaction_id is None:
+        request.reaction_id = api.add_reaction(request.repo, request.comment_id, report.REACTION_SEEN,
+                                               review=request.review_comment)  # fmt: skip
+        record(reaction_id=request.reaction_id)
+    if status.comment_id is None or request.restarted:
+        status.show(report.STATUS_QUEUED)
+
+
+def acknowledge(request: RunRequest, api: GitHubAPI, options: RunOptions,
+                record: Callable[..., None] | None = None) -> None:  # fmt: skip
+    """👀 on the command and a "queued" status comment, each posted once (their ids go to `record`,
+    and `execute_run` then posts neither again). The App does this as soon as a run is accepted,
+    before a run worker is free."""
+    record = record or (lambda **_: None)
+    status = status_comment(request, api, options, record)
+    _acknowledge(request, api, status, record)
+    request.status_comment_id = status.comment_id
+
+
 def execute_run(
     request: RunRequest,
     api: GitHubAPI,
@@ -127,21 +166,15 @@ def execute_run(
     as soon as each is known, so a restarted server can resume without posting twice."""
     record = record or (lambda **_: None)
     cancel = cancel or threading.Event()
-    run_id = request.run_id or new_run_id()
-    record(run_id=run_id)
-    trace_url = options.trace_url(run_id) if options.trace_url else None
-    status = StatusComment(api, request.repo, request.number, run_id, request.task, prefix=options.prefix,
-                           trace_url=trace_url, comment_id=request.status_comment_id,
-                           on_created=lambda cid: record(status_comment_id=cid))  # fmt: skip
+    status = status_comment(request, api, options, record)
+    run_id = status.run_id
     if request.restarted:
         status.notes.append(report.STATUS_RESTARTED)
     outcome: RunOutcome
     try:
-        if request.comment_id and request.reaction_id is None:
-            request.reaction_id = api.add_reaction(request.repo, request.comment_id, report.REACTION_SEEN,
-                                                   review=request.review_comment)  # fmt: skip
-            record(reaction_id=request.reaction_id)
-        status.show(report.STATUS_QUEUED)
+        _acknowledge(request, api, status, record)
+        if cancel.is_set():
+            raise _Cancelled
         commit, base_branch, fork, default_branch = resolve_base(api, request)
         request.commit, request.base_branch, request.fork = commit, base_branch, fork
         record(commit=commit, base_branch=base_branch, fork=fork)
@@ -156,15 +189,16 @@ def execute_run(
             run_config, request.clone_url, commit=commit, auth_header=options.auth_header
         )
         if cancel.is_set():
-            outcome = RunOutcome(run_id, "cancelled", report.OUTCOME_CANCELLED.format(prefix=options.prefix))
-        else:
-            live = LiveStatus(status, options.status_interval).start()
-            try:
-                result = engine.run(run_config, prepared, request.task, run_id=run_id, results_dir=options.results_dir,
-                                    cancel=cancel, on_event=live.on_event, api_key=options.api_key)  # fmt: skip
-            finally:
-                live.stop()
-            outcome = _deliver(api, request, options, prepared, result, status, trace_url)
+            raise _Cancelled
+        live = LiveStatus(status, options.status_interval).start()
+        try:
+            result = engine.run(run_config, prepared, request.task, run_id=run_id, results_dir=options.results_dir,
+                                cancel=cancel, on_event=live.on_event, api_key=options.api_key)  # fmt: skip
+        finally:
+            live.stop()
+        outcome = _deliver(api, request, options, prepared, result, status, status.trace_url)
+    except _Cancelled:
+        outcome = RunOutcome(run_id, "cancelled", report.OUTCOME_CANCELLED.format(prefix=options.prefix))
     except GitHubError as e:
         log.warning("run %s: %s", run_id, e)
         outcome = RunOutcome(run_id, "github_error", report.OUTCOME_GITHUB_ERROR.format(error=e))
