@@ -191,22 +191,23 @@ class LocalSandboxProvider:
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._template_lock = threading.Lock()
+        self._owner_lock = threading.Lock()
         self._sandboxes: dict[str, LocalSandbox] = {}
         self._closed = False
         self._write_owner()
 
     def _write_owner(self) -> None:
-        with self._lock:
-            pids = [s.pid for s in self._sandboxes.values() if s.pid]
-        owner = {
-            "pid": os.getpid(),
-            "start": _process_start(os.getpid()),
-            "cache": str(self.repo.cache),
-            "pids": pids,
-        }
-        tmp = self.root / "owner.json.tmp"
-        tmp.write_text(json.dumps(owner))
-        tmp.replace(self.root / "owner.json")
+        """Record who owns this rollout's sandboxes (for reaping after a kill). Sandboxes start in
+        parallel, so writers are serialised and the file is replaced atomically."""
+        with self._owner_lock:
+            with self._lock:
+                if self._closed:
+                    return
+                pids = [s.pid for s in self._sandboxes.values() if s.pid]
+            owner = {"pid": os.getpid(), "start": _process_start(os.getpid()), "pids": pids}
+            tmp = self.root / "owner.json.tmp"
+            tmp.write_text(json.dumps(owner))
+            tmp.replace(self.root / "owner.json")
 
     def create(self, agent_id: str) -> LocalSandbox:
         with self._lock:
@@ -253,7 +254,8 @@ class LocalSandboxProvider:
             sandboxes = list(self._sandboxes.values())
         for sandbox in sandboxes:
             sandbox.destroy()
-        shutil.rmtree(self.root, ignore_errors=True)
+        with self._owner_lock:
+            shutil.rmtree(self.root, ignore_errors=True)
         for parent in (self.root.parent, self.root.parent.parent):  # empty shm dirs go too
             try:
                 parent.rmdir()
