@@ -233,3 +233,14 @@ def test_apply_patch_in_the_repl_and_driver_frames_hidden(make_repo, write_scrip
     assert "applied patch to 1 file(s): f.txt" in first["stdout"]
     assert "apply_patch: the diff does not apply" in second["error"]
     assert result.answer == "new\n" and "+new" in result.patch
+
+
+def test_a_secret_the_model_writes_is_masked_in_the_trace(make_repo, write_script, make_config):
+    secret = "planted-llm-key-4f9a8b7c6d5e"
+    repo, _ = make_repo()
+    script = write_script([{"task": "", "responses": [py(f'print("key={secret}")\nFINAL("{secret}")')]}])
+    config = make_config(script)
+    result = engine.run(config, engine.prepare(config, str(repo)), "Leak", api_key=secret)
+    on_disk = result.results_path.read_text() + result.events_path.read_text()
+    assert secret not in on_disk and secret not in json.dumps(result.results)
+    assert "key=[REDACTED]" in on_disk
