@@ -243,4 +243,4 @@ def test_a_secret_the_model_writes_is_masked_in_the_trace(make_repo, write_scrip
     result = engine.run(config, engine.prepare(config, str(repo)), "Leak", api_key=secret)
     on_disk = result.results_path.read_text() + result.events_path.read_text()
     assert secret not in on_disk and secret not in json.dumps(result.results)
-    assert "key=[REDACTED]" in on_disk
+    assert "key=[REDACTED]" in on_disk and result.answer == "[REDACTED]"

@@ -99,8 +99,10 @@ class Rollout:
                             patch=stats)  # fmt: skip
             self.trace.write_results()
             self.trace.close()
-        return RolloutResult(self.run_id, status, self.root.answer, error, patch, self.trace.snapshot(),
-                             self.trace.results_path, self.trace.events_path)  # fmt: skip
+        redact = self.trace.redactor.redact
+        answer = redact(self.root.answer) if self.root.answer is not None else None
+        return RolloutResult(self.run_id, status, answer, redact(error) if error else None, patch,
+                             self.trace.snapshot(), self.trace.results_path, self.trace.events_path)  # fmt: skip
 
     def _run_agent(self, node: AgentNode, keep_sandbox: bool = False) -> Sandbox | None:
         """Run one agent to its end; records the ending. Returns the sandbox if kept."""
