@@ -97,6 +97,10 @@ def execute(config: Config, repo: str, prompt: str, *, branch: str | None, commi
             "[yellow]warning:[/yellow] LLM_API_KEY is not set; the provider may refuse the calls "
             "(set it, or pass --env-file).",
         )
+    if config.sandbox.backend == "daytona" and not os.environ.get("DAYTONA_API_KEY", "").strip():
+        from .rlm.sandbox.daytona_client import MISSING_KEY
+
+        raise fail(MISSING_KEY)
     cancel = threading.Event()
     with _Interrupts(cancel) as interrupts:
         try:

@@ -197,3 +197,12 @@ def test_leftovers_of_a_killed_run_are_reaped_at_the_next_start(make_repo, write
     assert quick.returncode == 0, quick.stderr
     assert not killed.exists()
     assert leftovers(cache / "rlm-bot") == []
+
+
+def test_daytona_without_a_key_exits_2_before_any_work(make_repo, tmp_path):
+    repo, _ = make_repo()
+    env = {k: v for k, v in os.environ.items() if k != "DAYTONA_API_KEY"}
+    proc = subprocess.run([*RLM, "run", str(repo), "-p", "x", "--sandbox", "daytona", "--model", "scripted/x.yaml"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2
+    assert "DAYTONA_API_KEY is not set" in proc.stderr and "fetching" not in proc.stderr
