@@ -109,7 +109,7 @@ def test_repo_config_is_read_from_the_default_branch(world):
     assert job.outcome == "no_changes"
     contents = [c for c in env.fake.calls if "/contents/" in c.path]
     assert [c.query.get("ref") for c in contents] == ["main"]
-    results = json.loads((Path(env.server.worker.results_dir) / f"{job.request['run_id']}.json").read_text())
+    results = env.results(job)
     assert results["config"]["rlm"]["max_depth"] == 0
     status = env.fake.issue_comments(REPO, 9)[0]["body"]
     assert "`.github/rlm.yml` was ignored" in status and "sandbox" in status
@@ -190,7 +190,7 @@ def test_cancel_stops_the_running_tree(world, tmp_path):
     assert report.CANCEL_REQUESTED.format(run_id=run_id) in bodies
     status_comment = next(c for c in env.fake.issue_comments(REPO, 7) if len(c["history"]) > 1)
     assert report.OUTCOME_CANCELLED.format(prefix="/rlm") in status_comment["body"]
-    results = json.loads((Path(env.server.worker.results_dir) / f"{run_id}.json").read_text())
+    results = env.results(job)
     assert results["status"] == "cancelled"
     assert all(a["status"] != "running" for a in results["agents"])
     assert leftovers(Path(env.server.engine.cache_root())) == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+import requests
 
 from bot.github import report
 from bot.github.commands import help_text
@@ -54,6 +55,12 @@ def test_comment_to_pull_request(world):
         assert resp.status_code == 202, resp.text
         assert resp.json()["kind"] == "run"
         job = wait_for(lambda: finished(store, resp.json()["job"]), what="the run to finish")
+        # The trace link in the PR serves this run's trace (the viewer's blueprint), and only it.
+        page = requests.get(f"{url}/runs/{job.trace_token}/", timeout=5)
+        run = requests.get(f"{url}/runs/{job.trace_token}/api/runs/{job.request['run_id']}", timeout=5)
+        unknown = requests.get(f"{url}/runs/{'x' * 32}/", timeout=5)
+    assert page.status_code == 200 and run.status_code == 200 and unknown.status_code == 404
+    assert run.json()["answer"] == ANSWER
     assert job.state == "done", job.message
     assert job.outcome == "pr"
 
@@ -111,37 +118,14 @@ def test_comment_to_pull_request(world):
     assert pull["title"] == report.pr_title(TASK)
     assert (pull["head"], pull["base"], pull["draft"]) == (branch, "main", False)
     assert ANSWER in pull["body"]
-    results = job_results(env, job)
+    results = env.results(job)
     assert summary_markdown(results) in pull["body"]
-    assert f"http://bot.example/runs/{job.trace_token}" in pull["body"]
+    assert f"http://bot.example/runs/{job.trace_token}/" in pull["body"]
 
     # The PR's tree really holds the patched file, and nothing else changed.
     assert env.git("show", f"{branch}:calc.py") == "def add(a, b):\n    return a + b\n"
     assert env.git("show", f"{branch}:README.md") == "# demo\n"
     assert env.git("rev-parse", f"{branch}^").strip() == env.sha
-
-
-def job_results(env, job):
-    import json
-    from pathlib import Path
-
-    return json.loads((Path(env.server.worker.results_dir) / f"{job.request['run_id']}.json").read_text())
-
-
-def test_trace_link_serves_the_run(world):
-    env = world()
-    app = create_app(env.server)
-    store = app.extensions["rlm"].store
-    with serve(app) as url:
-        resp = post_event(url, "issue_comment", comment_payload(f"/rlm {TASK}", clone_url=str(env.bare)))
-        job = wait_for(lambda: finished(store, resp.json()["job"]), what="the run to finish")
-        import requests
-
-        page = requests.get(f"{url}/runs/{job.trace_token}/", timeout=5)
-        assert page.status_code == 200
-        run = requests.get(f"{url}/runs/{job.trace_token}/api/runs/{job.request['run_id']}", timeout=5)
-        assert run.status_code == 200 and run.json()["answer"] == ANSWER
-        assert requests.get(f"{url}/runs/{'x' * 32}/", timeout=5).status_code == 404
 
 
 def test_non_collaborator_runs_nothing(world):

@@ -204,19 +204,14 @@ def test_oversized_body(server):
     assert store.jobs() == []
 
 
-def test_malformed_json(server):
+@pytest.mark.parametrize(
+    ("body", "expected"), [(b'{"action": "created", ', entry.BAD_JSON), (b"[1, 2]", entry.NOT_AN_OBJECT)]
+)
+def test_malformed_json(server, body, expected):
     url, store = server
-    body = b'{"action": "created", '
     resp = raw_post(url, body, headers_for("issue_comment", body))
-    assert resp.status_code == 400 and reason(resp) == entry.BAD_JSON
+    assert resp.status_code == 400 and reason(resp) == expected
     assert store.jobs() == []
-
-
-def test_json_that_is_not_an_object(server):
-    url, store = server
-    body = b"[1, 2]"
-    resp = raw_post(url, body, headers_for("issue_comment", body))
-    assert resp.status_code == 400 and reason(resp) == entry.NOT_AN_OBJECT
 
 
 def test_wrong_content_type(server):

@@ -18,7 +18,7 @@ from .api import GitHubAPI, GitHubError
 from .auth import AppAuth, basic_auth_header
 from .commands import help_text
 from .permissions import may_run, not_allowed
-from .run import RunOptions, RunRequest, acknowledge, execute_run
+from .run import RunOptions, RunRequest, acknowledge, execute_run, resolve_base
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +127,16 @@ class AppJobHandler:
                           allowed_models=s.allowed_models, trace_url=lambda _run_id: trace_url)  # fmt: skip
 
     def _accept(self, api: GitHubAPI, job: Job) -> None:
-        """👀 and the status comment now; the run itself waits for a free run worker."""
-        acknowledge(run_request(job.request), api, self._options(job),
-                    record=lambda **fields: self.store.update_request(job.id, **fields))  # fmt: skip
+        """👀, the status comment and the commit (the default branch's head at command time, or
+        the PR's head) now; the run itself waits for a free run worker."""
+        request = run_request(job.request)
+        record = lambda **fields: self.store.update_request(job.id, **fields)  # noqa: E731
+        acknowledge(request, api, self._options(job), record=record)
+        try:
+            commit, base_branch, fork, _ = resolve_base(api, request)
+            record(commit=commit, base_branch=base_branch, fork=fork)
+        except GitHubError as e:  # the run worker resolves it (and reports a failure) instead
+            log.warning("job %s: could not resolve the commit yet: %s", job.id, e)
         if self.store.promote(job.id):
             pool = self.pool()
             if pool is not None:

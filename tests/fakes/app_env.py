@@ -3,6 +3,7 @@ scripted model, and a ServerConfig wired to them."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,12 @@ class AppEnv:
     bare: Path
     sha: str
     server: ServerConfig
+
+    def results(self, job) -> dict:
+        """The results JSON of a job's run."""
+        return json.loads(
+            (Path(self.server.worker.results_dir) / f"{job.request['run_id']}.json").read_text()
+        )
 
     def git(self, *args: str) -> str:
         return subprocess.run(["git", f"--git-dir={self.bare}", *args], capture_output=True, text=True,
