@@ -43,6 +43,7 @@ MISSING_FIELD = "the payload is missing a field this event needs: {field}"
 REPLAYED = "delivery {delivery} was already received"
 TOO_LARGE = "the body is larger than this server accepts ({limit} bytes)"
 PONG = "pong"
+INTERNAL = "internal error; see the server log"
 
 
 @dataclass
@@ -97,6 +98,11 @@ def create_app(
             return refuse(413, TOO_LARGE.format(limit=config.max_body))
         return refuse(e.code or 400, (e.description or e.name).splitlines()[0])
 
+    @app.errorhandler(Exception)
+    def unexpected(e: Exception):
+        log.exception("unexpected error while handling %s %s", request.method, request.path)
+        return refuse(500, INTERNAL)
+
     @app.get("/healthz")
     def healthz():
         return jsonify(status="ok", workers=server.pool is not None, jobs=store.counts())
@@ -109,7 +115,7 @@ def create_app(
     return app
 
 
-def handle_delivery(server: Server):
+def handle_delivery(server: Server) -> tuple[Response, int]:
     config = server.config
     if not config.webhook_secret:
         return refuse(403, NO_SECRET)
@@ -138,7 +144,7 @@ def handle_delivery(server: Server):
     if not isinstance(data, dict):
         return refuse(400, NOT_AN_OBJECT)
     if event_name == "ping":
-        return jsonify(decision="ignored", reason=PONG), 200
+        return jsonify(decision="ignored", reason=PONG), 200  # no installation needed
     if event_name not in KNOWN_EVENTS:
         return refuse(400, UNKNOWN_EVENT.format(event=event_name))
     installation = (

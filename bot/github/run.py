@@ -68,9 +68,8 @@ class RunOptions:
 @dataclass
 class RunOutcome:
     run_id: str
-    kind: (
-        str  # pr, patch_comment, no_changes, only_workflows, timeout, budget, cancelled, error, github_error
-    )
+    # pr, patch_comment, no_changes, only_workflows, timeout, budget, cancelled, error, github_error
+    kind: str
     message: str  # the status comment's last line
     pr_url: str | None = None
     result: RolloutResult | None = None
