@@ -12,8 +12,10 @@ Reports p50/p90/p99/max response times and checks that no delivery was lost or h
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import socket
@@ -49,6 +51,21 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
+def run_fake(bare: str, conn) -> None:
+    """The fake GitHub in a child process: sends its URL, then, when asked, comments per issue."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    fake = FakeGitHub().start()
+    fake.add_repo(REPO, bare)
+    fake.grant(REPO, "octocat", "write")
+    conn.send(fake.url)
+    conn.recv()
+    per_issue: dict[int, int] = {}
+    for comment in list(fake.comments.values()):
+        per_issue[comment["issue"]] = per_issue.get(comment["issue"], 0) + 1
+    conn.send(per_issue)
+    fake.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--deliveries", type=int, default=500)
@@ -61,13 +78,15 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="rlm-bench-"))
     bare = tmp / "repo.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
-    fake = FakeGitHub().start()
-    fake.add_repo(REPO, str(bare))
-    fake.grant(REPO, "octocat", "write")
+    # The fake GitHub API gets its own process, so it does not compete with the clients for a GIL.
+    fake_end, here = multiprocessing.Pipe()
+    fake_proc = multiprocessing.Process(target=run_fake, args=(str(bare), fake_end), daemon=True)
+    fake_proc.start()
+    fake_url = here.recv()
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": private_key_pem(),
-           "GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_API_URL": fake.url}  # fmt: skip
+           "GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_API_URL": fake_url}  # fmt: skip
     log = open(tmp / "serve.log", "w")
     cmd = [sys.executable, "-m", "bot", "serve", "--port", str(port), "--workers", str(args.workers),
            "--db", str(tmp / "jobs.sqlite3")]  # fmt: skip
@@ -98,13 +117,16 @@ def main() -> None:
         local = threading.local()
 
         def send(item: tuple[str, bytes]) -> tuple[float, int]:
-            session = getattr(local, "session", None) or requests.Session()
-            local.session = session
+            conn = getattr(local, "conn", None)
+            if conn is None:  # one keep-alive connection per client, like GitHub's senders
+                conn = local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             delivery, body = item
             headers = headers_for("issue_comment", body, delivery=delivery)
             start = time.perf_counter()
-            resp = session.post(f"{url}/webhook", data=body, headers=headers, timeout=10)
-            return time.perf_counter() - start, resp.status_code
+            conn.request("POST", "/webhook", body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            return time.perf_counter() - start, resp.status
 
         started = time.perf_counter()
         with ThreadPoolExecutor(args.clients) as pool:
@@ -126,9 +148,8 @@ def main() -> None:
             if jobs.get("done", 0) + jobs.get("failed", 0) >= len(queued):
                 break
             time.sleep(0.2)
-        per_issue = {}
-        for comment in fake.comments.values():
-            per_issue[comment["issue"]] = per_issue.get(comment["issue"], 0) + 1
+        here.send("report")
+        per_issue = here.recv()
         lost = [i + 1 for i in queued if per_issue.get(i + 1, 0) == 0]
         twice = [n for n, count in per_issue.items() if count > 1]
         stray = [i + 1 for i, k in enumerate(kinds) if k == "ignored" and per_issue.get(i + 1)]
@@ -146,7 +167,7 @@ def main() -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(10)
-        fake.stop()
+        fake_proc.terminate()
 
 
 if __name__ == "__main__":
