@@ -187,3 +187,17 @@ def test_basic_auth_header():
     assert header.startswith("Authorization: Basic ")
     assert base64.b64decode(header.split()[-1]).decode() == "x-access-token:ghs_tokenvalue123"
     assert "[REDACTED]" in REDACTOR.redact(header)
+
+
+def test_installation_api_renews_its_token(fake):
+    now = [time.time()]
+    settings = AppSettings(app_id="1", private_key=private_key_pem(), api_url=fake.url)
+    auth = AppAuth(settings, clock=lambda: now[0])
+    fake.installation_token = "inst-token-early-0123456789"
+    api = auth.installation_api(3, sleep=lambda s: None)
+    api.get_repo(REPO)
+    now[0] = 4102444800 - 60  # an hour and more later: the token is about to expire
+    fake.installation_token = "inst-token-late-0123456789"
+    api.get_repo(REPO)
+    auths = [c.auth for c in fake.calls if c.path == f"/repos/{REPO}"]
+    assert auths == ["token inst-token-early-0123456789", "token inst-token-late-0123456789"]

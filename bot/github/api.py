@@ -68,15 +68,27 @@ class GitHubAPI:
         sleep: Callable[[float], None] = time.sleep,
         timeout: int = 30,
         bearer: bool = False,
+        refresh: Callable[[], str] | None = None,
     ):
-        REDACTOR.add(token)
+        """`refresh`, when given, returns the current token before each call (an installation
+        token expires after an hour; a long run outlives it)."""
         self.api_url = api_url.rstrip("/")
         self.max_tries = max(1, max_tries)
         self.backoff = backoff
         self.max_wait = max_wait
         self.sleep = sleep
+        self.timeout = timeout
+        self.bearer = bearer
+        self.refresh = refresh
+        self._token = ""
+        self._use(token)
+
+    def _use(self, token: str) -> None:
+        REDACTOR.add(token)
+        self._token = token
+        auth = AppAuthToken(token) if self.bearer else Token(token)
         # PyGithub's own retry and throttling are off: the loop below is the one place that waits.
-        self._gh = Github(auth=AppAuthToken(token) if bearer else Token(token), base_url=self.api_url, timeout=timeout, retry=None,
+        self._gh = Github(auth=auth, base_url=self.api_url, timeout=self.timeout, retry=None,
                           seconds_between_requests=None, seconds_between_writes=None,
                           user_agent="rlm-bot")  # fmt: skip
 
@@ -101,6 +113,10 @@ class GitHubAPI:
         """One REST call with bounded retries. Returns parsed JSON (None for an empty body);
         with `ok_missing`, a 404 returns None instead of raising."""
         last = ""
+        if self.refresh is not None:
+            token = self.refresh()
+            if token != self._token:
+                self._use(token)
         for attempt in range(self.max_tries):
             try:
                 _, data = self._gh.requester.requestJsonAndCheck(verb, path, parameters=params, input=body)

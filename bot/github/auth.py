@@ -113,7 +113,9 @@ class AppAuth:
         return token
 
     def installation_api(self, installation_id: int, **kwargs) -> GitHubAPI:
-        return self._api_factory(self.installation_token(installation_id), self.settings.api_url, **kwargs)
+        """An API client for the installation that renews its token as it nears expiry."""
+        return self._api_factory(self.installation_token(installation_id), self.settings.api_url,
+                                 refresh=lambda: self.installation_token(installation_id), **kwargs)  # fmt: skip
 
 
 def basic_auth_header(token: str) -> str:
