@@ -43,6 +43,7 @@ OUTCOME_TIMEOUT = "⏱️ The run hit its time limit before finishing; no pull r
 OUTCOME_BUDGET = "⛔ The run used up its budget (sandboxes, iterations or cost); no pull request was opened."
 OUTCOME_CANCELLED = "🚫 Cancelled by `{prefix} cancel`; no pull request was opened."
 OUTCOME_ERROR = "❌ The run failed: {error}"
+INTERNAL_ERROR = "an internal error in rlm-bot (the server log has the details)"
 OUTCOME_GITHUB_ERROR = "❌ GitHub's API kept failing, so the run could not finish: {error}"
 OUTCOME_INTERRUPTED = (
     "❌ The server stopped while this run was in progress and it could not be resumed. "

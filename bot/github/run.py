@@ -203,6 +203,9 @@ def execute_run(
         outcome = RunOutcome(run_id, "github_error", report.OUTCOME_GITHUB_ERROR.format(error=e))
     except (RLMError, ConfigError, PatchError) as e:
         outcome = RunOutcome(run_id, "error", report.OUTCOME_ERROR.format(error=e))
+    except Exception:  # a bug: logged with its traceback, and the requester is still told
+        log.exception("run %s failed unexpectedly", run_id)
+        outcome = RunOutcome(run_id, "error", report.OUTCOME_ERROR.format(error=report.INTERNAL_ERROR))
     _finish(api, request, status, outcome)
     return outcome
 
