@@ -237,3 +237,18 @@ def test_final_write_sequence_for_no_changes(world):
     job = run_one(env, "issue_comment", comment_payload("/rlm check", clone_url=str(env.bare)))
     assert job.outcome == "no_changes" and job.state == "done"
     assert [m for m, _ in collapse(env.fake.write_paths())] == ["POST", "POST", "PATCH", "POST", "DELETE"]
+
+
+def test_a_bug_still_ends_the_status_comment(world, monkeypatch, caplog):
+    env = world(QUICK)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("bot.github.run.open_pull_request", broken)  # stands in for any bug in the flow
+    job = run_one(env, "issue_comment", comment_payload("/rlm fix add", clone_url=str(env.bare)))
+    assert (job.state, job.outcome) == ("failed", "error")
+    (status,) = env.fake.issue_comments(REPO, 7)
+    assert report.OUTCOME_ERROR.format(error=report.INTERNAL_ERROR) in status["body"]
+    assert "a bug" in caplog.text  # the traceback is in the log
+    assert any(r["content"] == report.REACTION_FAILED for r in env.fake.reactions.values())
