@@ -30,7 +30,7 @@ from bot.github.run import (
 )
 from bot.rlm import engine
 from bot.rlm.config import Config, ConfigError
-from bot.rlm.errors import RepoError
+from bot.rlm.errors import RLMError
 from bot.rlm.patch import PatchError
 from bot.rlm.repo import PreparedRepo
 from bot.rlm.rollout import RolloutResult
@@ -98,7 +98,7 @@ def _run_headless(plan: Plan, api: GitHubAPI, config: Config, cancel: threading.
                 outcome.message = m.OUTCOME_PATCH_ARTIFACT.format(url=trace_url or "").strip()
     except GitHubError as e:
         outcome = RunOutcome(run_id, "github_error", report.OUTCOME_GITHUB_ERROR.format(error=e))
-    except (RepoError, ConfigError, PatchError) as e:
+    except (RLMError, ConfigError, PatchError) as e:  # the same errors execute_run reports
         outcome = RunOutcome(run_id, "error", report.OUTCOME_ERROR.format(error=e))
     if request.comment_id:
         _reply(api, request, outcome, trace_url)
