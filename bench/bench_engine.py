@@ -30,7 +30,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.genrepo import generate  # noqa: E402
-from bot.rlm import engine  # noqa: E402
+from bot.rlm import engine, llm  # noqa: E402,F401  (litellm imported before any timing)
 from bot.rlm.config import load_config  # noqa: E402
 
 MODULES = 25
@@ -108,6 +108,29 @@ def run(repo: Path, work: Path, latency: float, isolation: str) -> tuple[float, 
     return wall, result.results
 
 
+def sequential_creation(repo: Path, work: Path, n: int, isolation: str) -> list[float]:
+    """Sandbox creation + REPL start, one at a time: what one agent costs on an idle machine."""
+    from bot.rlm.repl.session import ReplSession
+    from bot.rlm.sandbox.local import LocalSandboxProvider
+
+    config = load_config(
+        None, {"sandbox.cache_dir": str(work / "cache"), "sandbox.isolation": isolation}, environ={}
+    )
+    provider = LocalSandboxProvider(config, engine.prepare(config, str(repo)), "bench-sequential")
+    times = []
+    try:
+        provider.create("warm").destroy()  # the per-rollout template
+        for i in range(n):
+            start = time.monotonic()
+            sandbox = provider.create(f"a{i}")
+            ReplSession(sandbox.start_driver()).start({"task": "", "output_limit": 100, "limits": {}})
+            times.append(time.monotonic() - start)
+            sandbox.destroy()
+    finally:
+        provider.close()
+    return times
+
+
 def clone_times(repo: Path, work: Path, n: int) -> list[float]:
     times = []
     for i in range(n):
@@ -141,14 +164,17 @@ def main() -> None:
         creation = [a["sandbox_seconds"] for a in results0["agents"] if a["sandbox_seconds"] is not None]
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         clones = clone_times(repo, work, ns.clones)
+        alone = sequential_creation(repo, work, ns.clones, ns.isolation)
         wall1, _ = run(repo, work, ns.latency, ns.isolation)
 
         critical = CRITICAL_PATH_RESPONSES * ns.latency
         print(f"agents: {results0['totals']['agents']} (max depth {results0['totals']['max_depth']})")
-        print(f"sandbox creation per agent: median {statistics.median(creation):.3f}s, p90 {p90(creation):.3f}s "
-              f"(n={len(creation)}, {ns.isolation})")  # fmt: skip
-        print(f"git clone file:// per agent: median {statistics.median(clones):.3f}s, p90 {p90(clones):.3f}s "
-              f"(n={len(clones)}) -> {statistics.median(clones) / statistics.median(creation):.1f}x slower")  # fmt: skip
+        print(f"sandbox + REPL per agent, one at a time: median {statistics.median(alone):.3f}s, "
+              f"p90 {p90(alone):.3f}s (n={len(alone)}, isolation {ns.isolation})")  # fmt: skip
+        print(f"git clone file:// per agent, one at a time: median {statistics.median(clones):.3f}s, "
+              f"p90 {p90(clones):.3f}s (n={len(clones)}) -> {statistics.median(clones) / statistics.median(alone):.1f}x slower")  # fmt: skip
+        print(f"sandbox creation inside the tree (25 at once): median {statistics.median(creation):.3f}s, "
+              f"p90 {p90(creation):.3f}s (n={len(creation)})")  # fmt: skip
         print(f"zero-latency rollout: {wall0:.2f}s wall; orchestrator peak RSS {peak_mb:.0f} MB")
         print(
             f"latency {ns.latency}s: {wall1:.2f}s wall / {critical:.1f}s critical path = {wall1 / critical:.3f}"

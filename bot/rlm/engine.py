@@ -29,7 +29,15 @@ def prepare(config: Config, repo: str, branch: str | None = None, commit: str | 
     """Fetch the repository into the cache and pin the commit (raises RepoError)."""
     if auth_header:
         REDACTOR.add(auth_header, auth_header.split()[-1])
+    # Import litellm and warm its call path while git fetches (both take seconds).
+    threading.Thread(target=_warm_up, args=(config,), daemon=True, name="rlm-warm-up").start()
     return prepare_repo(repo, config.cache_root(), branch=branch, commit=commit, auth_header=auth_header)
+
+
+def _warm_up(config: Config) -> None:
+    from .llm import warm_up
+
+    warm_up(config.model)
 
 
 def run(

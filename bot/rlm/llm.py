@@ -221,6 +221,29 @@ def usage_of(response) -> Usage:
     return Usage(prompt, completion, float(cost or 0.0))
 
 
+_warmed: set[str] = set()
+_warm_lock = threading.Lock()
+
+
+def warm_up(cfg: ModelConfig) -> None:
+    """litellm imports most of its call path lazily on the first call (about half a second).
+    Walk that path once with a mocked response (no network, no cost), so the first real call
+    of a rollout (always on its critical path) does not pay for it. Idempotent per model."""
+    with _warm_lock:
+        if cfg.name in _warmed:
+            return
+        _warmed.add(cfg.name)
+    if cfg.name.startswith("scripted/"):
+        from . import scripted
+
+        scripted.register()
+    try:
+        litellm.completion(model=cfg.name, messages=[{"role": "user", "content": "warm-up"}],
+                           mock_response="ok", api_key="warm-up", api_base=cfg.api_base)  # fmt: skip
+    except Exception:  # best effort: a model litellm cannot map fails the same way on the real call
+        pass
+
+
 class UsageMeter:
     """Thread-safe running total, fed with each call's own usage."""
 
