@@ -180,6 +180,8 @@ def test_settings_from_env(tmp_path):
         AppSettings.from_env({})
     with pytest.raises(AppSettingsError, match="GITHUB_PRIVATE_KEY"):
         AppSettings.from_env({"GITHUB_APP_ID": "7"})
+    with pytest.raises(AppSettingsError, match="not a PEM private key"):
+        AppSettings.from_env({"GITHUB_APP_ID": "7", "GITHUB_PRIVATE_KEY": "not a key"})
 
 
 def test_basic_auth_header():

@@ -33,6 +33,7 @@ class RedactingFilter(logging.Filter):
 
 def install_log_redaction(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)  # `rlm` itself configured WARNING before this command ran
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())

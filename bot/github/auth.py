@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 
 from bot.rlm.secrets import REDACTOR
 
@@ -59,6 +60,13 @@ class AppSettings:
                 "to the app's private key."
             )
         key = key.replace("\\n", "\n").strip() + "\n"
+        try:
+            serialization.load_pem_private_key(key.encode(), password=None)
+        except (ValueError, TypeError):
+            raise AppSettingsError(
+                "the app's private key is not a PEM private key; paste the whole .pem file GitHub generated "
+                "into GITHUB_PRIVATE_KEY or point GITHUB_PRIVATE_KEY_PATH at it."
+            ) from None
         secret = env.get("GITHUB_WEBHOOK_SECRET") or None
         REDACTOR.add(key, secret)
         api_url = (env.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
