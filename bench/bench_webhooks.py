@@ -1,6 +1,6 @@
 """Webhook throughput against a real `rlm serve` on loopback (run by hand, not part of the tests).
 
-    python bench/bench_webhooks.py [--deliveries 500] [--clients 8] [--replays 50]
+    python bench/bench_webhooks.py [--deliveries 500] [--clients 8] [--replays 50] [--warmup 32]
 
 Starts the fake GitHub API (tests/fakes) and `rlm serve` (waitress + worker pool) pointing at it,
 then sends signed `issue_comment` deliveries from concurrent clients: mostly `/rlm status` and
@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--replays", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=32, help="GET /healthz first (not timed)")
     args = parser.parse_args()
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the fake GitHub's access log
@@ -128,11 +129,18 @@ def main() -> None:
             resp.read()
             return time.perf_counter() - start, resp.status
 
-        started = time.perf_counter()
+        def warm(_: int) -> None:
+            conn = getattr(local, "conn", None)
+            if conn is None:
+                conn = local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/healthz")  # opens the connection and each server thread's database handle
+            conn.getresponse().read()
+
         with ThreadPoolExecutor(args.clients) as pool:
+            list(pool.map(warm, range(args.warmup)))
+            started = time.perf_counter()
             results = list(pool.map(send, bodies))
-        wall = time.perf_counter() - started
-        with ThreadPoolExecutor(args.clients) as pool:
+            wall = time.perf_counter() - started
             replays = list(pool.map(send, bodies[: args.replays]))
 
         times = [t * 1000 for t, _ in results]
@@ -158,6 +166,8 @@ def main() -> None:
               f"({len(results) / wall:.0f}/s); replays: {len(replays)}")  # fmt: skip
         print(f"response ms: p50 {statistics.median(times):.1f} · p90 {percentile(times, 90):.1f} · "
               f"p99 {percentile(times, 99):.1f} · max {max(times):.1f}")  # fmt: skip
+        slowest = sorted(range(len(times)), key=times.__getitem__)[-8:]
+        print(f"slowest 8 (send order: ms): {', '.join(f'{i}: {times[i]:.0f}' for i in sorted(slowest))}")
         print(f"unexpected status codes: {wrong}; replays not refused with 409: {replay_wrong}")
         print(f"jobs: {jobs}; answered issues: {len(per_issue)} of {len(queued)}")
         print(f"lost: {len(lost)}; handled twice: {len(twice)}; answered though ignored: {len(stray)}")
