@@ -51,14 +51,22 @@ class AppJobHandler:
         self.store = store
         self.settings = settings
         self.pool = pool
+        self._local = threading.local()
 
     def __call__(self, job: Job, cancel: threading.Event) -> None:
         try:
-            api = self.auth.installation_api(job.installation_id, **self.settings.api_options)
-            self._handle(api, job, cancel)
+            self._handle(self._api(job.installation_id), job, cancel)
         except GitHubError as e:
             log.warning("job %s (%s) on %s#%s: %s", job.id, job.kind, job.repo, job.number, e)
             self.store.finish(job.id, "failed", "github_error", str(e))
+
+    def _api(self, installation_id: int) -> GitHubAPI:
+        """One client per worker thread and installation, so its HTTP connection is reused (its
+        token renews itself)."""
+        apis = self._local.__dict__.setdefault("apis", {})
+        if installation_id not in apis:
+            apis[installation_id] = self.auth.installation_api(installation_id, **self.settings.api_options)
+        return apis[installation_id]
 
     def _reply(self, api: GitHubAPI, job: Job, body: str, outcome: str) -> None:
         api.create_comment(job.repo, job.number, body)

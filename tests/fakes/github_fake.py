@@ -19,8 +19,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+
+class _KeepAliveHandler(WSGIRequestHandler):
+    protocol_version = "HTTP/1.1"  # like GitHub: clients keep their connection between calls
 
 
 @dataclass
@@ -83,7 +87,9 @@ class FakeGitHub:
         self.faults.append(Fault(method, pattern, status, times, headers or {}, message))
 
     def start(self) -> FakeGitHub:
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        self._server = make_server(
+            "127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_KeepAliveHandler
+        )
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
