@@ -203,3 +203,27 @@ def test_installation_api_renews_its_token(fake):
     api.get_repo(REPO)
     auths = [c.auth for c in fake.calls if c.path == f"/repos/{REPO}"]
     assert auths == ["token inst-token-early-0123456789", "token inst-token-late-0123456789"]
+
+
+def test_github_enterprise_api_prefix(tmp_path, make_repo):
+    """GITHUB_API_URL with a path (GitHub Enterprise Server's /api/v3) is honoured for every call."""
+    import subprocess
+
+    work, _ = make_repo({"README.md": "# demo\n"})
+    bare = tmp_path / "ghe.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    ghe = FakeGitHub(prefix="/api/v3").start()
+    try:
+        ghe.add_repo(REPO, str(bare))
+        settings = AppSettings(app_id="1", private_key=private_key_pem(), api_url=ghe.url)
+        api = AppAuth(settings).installation_api(5)
+        assert api.get_repo(REPO)["default_branch"] == "main"
+        cid = api.create_comment(REPO, 1, "hello")
+        assert ghe.comments[cid]["body"] == "hello"
+        assert [c.path for c in ghe.calls] == [
+            "/app/installations/5/access_tokens",
+            f"/repos/{REPO}",
+            f"/repos/{REPO}/issues/1/comments",
+        ]
+    finally:
+        ghe.stop()

@@ -168,3 +168,28 @@ def test_help_reply(world):
         wait_for(lambda: finished(store, resp.json()["job"]))
     (comment,) = env.fake.comments.values()
     assert comment["body"] == help_text("/rlm")
+
+
+def test_replies_without_a_run(world):
+    env = world()
+    env.fake.grant(REPO, "mallory", "triage")
+    app = create_app(env.server)
+    store = app.extensions["rlm"].store
+    with serve(app) as url:
+        jobs = [
+            post_event(url, "issue_comment", comment_payload(body, comment_id=900 + i, user=user)).json()["job"]
+            for i, (body, user) in enumerate(
+                [("/rlm cancel", "octocat"), ("/rlm status", "octocat"), ("/rlm --fast go", "octocat"),
+                 ("/rlm cancel", "mallory")]
+            )
+        ]  # fmt: skip
+        for job_id in jobs:
+            wait_for(lambda job_id=job_id: finished(store, job_id))
+    bodies = [c["body"] for c in env.fake.issue_comments(REPO, 7)]
+    assert bodies == [
+        report.NOTHING_TO_CANCEL,
+        report.NOTHING_RUNNING.format(prefix="/rlm"),
+        f"{report.INVALID_COMMAND}\n\n{help_text('/rlm')}",
+        not_allowed("mallory"),
+    ]
+    assert env.fake.reactions == {}  # replies carry no reactions; nothing ran

@@ -54,7 +54,11 @@ def _git(bare: str, *args: str, input: bytes | None = None, env: dict | None = N
 
 class FakeGitHub:
     def __init__(
-        self, *, installation_token: str = "fake-installation-token-0123456789", app_slug: str = "rlm-bot"
+        self,
+        *,
+        installation_token: str = "fake-installation-token-0123456789",
+        app_slug: str = "rlm-bot",
+        prefix: str = "",
     ):
         self.repos: dict[str, str] = {}  # "owner/name" -> bare repo path
         self.default_branch: dict[str, str] = {}
@@ -72,6 +76,7 @@ class FakeGitHub:
         self._server = None
         self._thread: threading.Thread | None = None
         self.url = ""
+        self.prefix = prefix  # e.g. "/api/v3", where GitHub Enterprise Server serves its API
 
     # ------------------------------------------------------------------ setup
 
@@ -90,7 +95,7 @@ class FakeGitHub:
         self._server = make_server(
             "127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_KeepAliveHandler
         )
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self.url = f"http://127.0.0.1:{self._server.server_port}{self.prefix}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -121,9 +126,14 @@ class FakeGitHub:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
+        path = request.path
+        if self.prefix:
+            if not path.startswith(self.prefix + "/"):
+                return Response('{"message": "Not Found"}', status=404)(environ, start_response)
+            path = path[len(self.prefix) :]
         call = Call(
             request.method,
-            request.path,
+            path,
             request.args.to_dict(),
             body,
             request.headers.get("Authorization", ""),
