@@ -66,6 +66,9 @@ class Rollout:
         self.provider: SandboxProvider | None = None
         self._llm_slots = threading.BoundedSemaphore(config.rlm.max_concurrency)
         self._create_slots = threading.BoundedSemaphore(config.rlm.max_concurrency)
+        # A finished child's processes are stopped at once (Agent.close); deleting its files is
+        # left to this pool, so the parent does not wait for it.
+        self._destroyer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rlm-destroy")
         self.root: AgentNode | None = None
 
     # ------------------------------------------------------------------ the run
@@ -91,6 +94,7 @@ class Rollout:
         except (SandboxError, PatchError, AgentEnded) as e:
             status, error = getattr(e, "status", "error"), str(e)
         finally:
+            self._destroyer.shutdown(wait=True)
             if self.provider is not None:
                 self.provider.close()
             if status == "completed" and stats is None:
@@ -137,7 +141,7 @@ class Rollout:
                 self.limits.release_sandbox()  # a failed creation does not consume budget
             self._finished(node)
             if sandbox is not None and not keep_sandbox:
-                sandbox.destroy()
+                self._destroyer.submit(sandbox.destroy)
         return sandbox
 
     def _create_sandbox(self, node: AgentNode) -> Sandbox:

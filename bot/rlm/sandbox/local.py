@@ -30,6 +30,7 @@ from ..errors import SandboxError
 from ..patch import diff_worktree
 from ..repl.session import DRIVER_PATH, PipeTransport
 from ..repo import PreparedRepo, git
+from .checkouts import Checkouts
 
 log = logging.getLogger(__name__)
 DRIVER_IN_SANDBOX = "/opt/rlm/driver.py"
@@ -150,23 +151,6 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def checkout(repo: PreparedRepo, workdir: Path, admin: Path) -> None:
-    """A private git dir (`admin`, borrowing the cache's objects) and a checkout of the pinned
-    commit in `workdir`. Unlike `git worktree add`, independent checkouts are safe in parallel."""
-    git("init", "--quiet", "--template=", f"--separate-git-dir={admin}", str(workdir))
-    (admin / "objects" / "info").mkdir(parents=True, exist_ok=True)
-    (admin / "objects" / "info" / "alternates").write_text(str(repo.cache / "objects") + "\n")
-    git(f"--work-tree={workdir}", "read-tree", "-u", "--reset", repo.commit, git_dir=admin, timeout=600)
-    git("update-ref", "--no-deref", "HEAD", repo.commit, git_dir=admin)
-
-
-def copy_checkout(template: Path, template_admin: Path, workdir: Path, admin: Path) -> None:
-    """A private copy of a template checkout and its git dir (reflinks where the filesystem can)."""
-    for src, dst in ((template, workdir), (template_admin, admin)):
-        subprocess.run(["cp", "-a", "--reflink=auto", str(src), str(dst)], check=True, capture_output=True)
-    (workdir / ".git").write_text(f"gitdir: {admin}\n")
-
-
 class LocalSandboxProvider:
     name = "local"
 
@@ -190,8 +174,10 @@ class LocalSandboxProvider:
         self.root = choose_root(config, repo) / "sandboxes" / rollout_id
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._template_lock = threading.Lock()
         self._owner_lock = threading.Lock()
+        in_memory = self.root.is_relative_to(SHM)
+        pool = min(config.rlm.max_concurrency, config.rlm.max_sandboxes - 1) if in_memory else 2
+        self.checkouts = Checkouts(repo, self.root, limit=config.rlm.max_sandboxes, pool_size=max(0, pool))
         self._sandboxes: dict[str, LocalSandbox] = {}
         self._closed = False
         self._write_owner()
@@ -213,15 +199,12 @@ class LocalSandboxProvider:
         with self._lock:
             if self._closed:
                 raise SandboxError("the rollout is over; no new sandbox")
-        name = f"{agent_id}-{uuid.uuid4().hex[:6]}"
-        workdir, admin = self.root / name, self.root / f"{name}.git"
         try:
-            template, template_admin = self._template()
-            copy_checkout(template, template_admin, workdir, admin)
-        except subprocess.CalledProcessError as e:
-            shutil.rmtree(workdir, ignore_errors=True)
-            shutil.rmtree(admin, ignore_errors=True)
-            reason = e.stderr.decode("utf-8", "replace").strip() if e.stderr else str(e)
+            # An agent's depth is the number of dots in its id (root, root.1, root.1.2).
+            workdir, admin = self.checkouts.take(f"{agent_id}-{uuid.uuid4().hex[:6]}", agent_id.count("."))
+        except (OSError, subprocess.CalledProcessError) as e:
+            stderr = getattr(e, "stderr", None)
+            reason = stderr.decode("utf-8", "replace").strip() if stderr else str(e)
             raise SandboxError(
                 f"could not check out {self.repo.commit[:12]} for {agent_id}: {reason}"
             ) from None
@@ -233,17 +216,6 @@ class LocalSandboxProvider:
             self._sandboxes[sandbox.id] = sandbox
         return sandbox
 
-    def _template(self) -> tuple[Path, Path]:
-        """One checkout per rollout, made on first use; every sandbox is a copy of it (copying
-        files is cheaper than inflating every blob again: it matters when 25 start at once)."""
-        with self._template_lock:
-            workdir, admin = self.root / "template", self.root / "template.git"
-            if not (admin / "HEAD").exists():
-                shutil.rmtree(workdir, ignore_errors=True)
-                shutil.rmtree(admin, ignore_errors=True)
-                checkout(self.repo, workdir, admin)
-            return workdir, admin
-
     def forget(self, sandbox: LocalSandbox) -> None:
         with self._lock:
             self._sandboxes.pop(sandbox.id, None)
@@ -254,6 +226,7 @@ class LocalSandboxProvider:
             sandboxes = list(self._sandboxes.values())
         for sandbox in sandboxes:
             sandbox.destroy()
+        self.checkouts.close()
         with self._owner_lock:
             shutil.rmtree(self.root, ignore_errors=True)
         for parent in (self.root.parent, self.root.parent.parent):  # empty shm dirs go too
