@@ -282,3 +282,23 @@ def test_answers_fast(server):
 def test_parse_command_contract():
     assert parse_command("/rlm fix it") == Command("run", "fix it")
     assert parse_command("nothing here") is None
+
+
+def test_server_config_from_env(tmp_path):
+    from bot.rlm.config import Config
+    from tests.fakes.github_app import private_key_pem
+
+    env = {"GITHUB_APP_ID": "9", "GITHUB_PRIVATE_KEY": private_key_pem(), "GITHUB_WEBHOOK_SECRET": "whsec-123456",
+           "RLM_DB": str(tmp_path / "j.db"), "RLM_PUBLIC_URL": "https://bot.example", "RLM_DRAFT_PRS": "true",
+           "RLM_ALLOWED_MODELS": "a/b, c/d", "RLM_STATUS_INTERVAL": "30", "RLM_COMMAND_PREFIX": "/bot"}  # fmt: skip
+    config = ServerConfig.from_env(Config(), env, workers=4)
+    assert (config.app.app_id, config.webhook_secret, config.workers) == ("9", "whsec-123456", 4)
+    assert config.db_path == tmp_path / "j.db" and config.prefix == "/bot"
+    w = config.worker
+    assert (w.public_url, w.draft, w.can_push_workflows, w.status_interval) == (
+        "https://bot.example",
+        True,
+        False,
+        30.0,
+    )
+    assert w.allowed_models == {"a/b", "c/d"}
