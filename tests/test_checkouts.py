@@ -1,0 +1,73 @@
+"""Local checkouts: priority order of copies, the pool of ready copies, and its bounds."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from bot.rlm.repo import prepare_repo
+from bot.rlm.sandbox.checkouts import Checkouts, PrioritySlots
+
+
+def test_priority_slots_serve_the_deepest_waiter_first():
+    slots = PrioritySlots(1)
+    order: list[int] = []
+    gate = threading.Event()
+
+    def waiter(priority: int) -> None:
+        with slots.hold(priority):
+            order.append(priority)
+
+    with slots.hold(0):
+        threads = []
+        for priority in (0, 2, 1, 2):
+            t = threading.Thread(target=waiter, args=(priority,))
+            t.start()
+            threads.append(t)
+            time.sleep(0.05)  # queue them in this order
+        gate.set()
+    for t in threads:
+        t.join(5)
+    assert order == [2, 2, 1, 0]
+
+
+def _wait_for(predicate, timeout=20.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_pool_hands_out_ready_copies_within_the_budget(make_repo, tmp_path):
+    repo, sha = make_repo({"a.py": "x = 1\n", "dir/b.txt": "b\n"})
+    prepared = prepare_repo(str(repo), tmp_path / "cache")
+    root = tmp_path / "sandboxes"
+    root.mkdir()
+    checkouts = Checkouts(prepared, root, limit=5, pool_size=3)
+    checkouts.template()
+
+    def pooled() -> list[Path]:
+        return sorted(p for p in root.iterdir() if p.name.startswith("pool-") and not p.name.endswith(".git"))
+
+    assert _wait_for(lambda: len(pooled()) == 3)
+    ready = set(pooled())
+    taken = [checkouts.take(f"root.{i}-x", priority=1) for i in range(2)]
+    for workdir, admin in taken:
+        assert (workdir / "a.py").read_text() == "x = 1\n" and (workdir / "dir" / "b.txt").exists()
+        assert (workdir / ".git").read_text() == f"gitdir: {admin}\n"
+        head = subprocess.run(
+            ["git", "--git-dir", str(admin), "rev-parse", "HEAD"], capture_output=True, text=True
+        )
+        assert head.stdout.strip() == sha
+    assert len(ready & set(pooled())) == 1  # two of the three ready copies were renamed out
+    # The pool refills, but never past the budget: 3 pooled + 2 refills = 5 = limit.
+    assert _wait_for(lambda: len(pooled()) == 1 + 2)
+    time.sleep(0.3)
+    assert len(pooled()) == 3
+    checkouts.close()
+    assert pooled() == []
+    assert all(w.exists() for w, _ in taken)  # handed-out checkouts belong to their sandboxes
