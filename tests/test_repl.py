@@ -244,3 +244,12 @@ def test_a_secret_the_model_writes_is_masked_in_the_trace(make_repo, write_scrip
     on_disk = result.results_path.read_text() + result.events_path.read_text()
     assert secret not in on_disk and secret not in json.dumps(result.results)
     assert "key=[REDACTED]" in on_disk and result.answer == "[REDACTED]"
+
+
+def test_a_repl_that_dies_is_restarted_and_the_model_is_told(make_repo, write_script, make_config):
+    reply = py("kept = 1\nimport os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    after = py('print("kept" in globals())\nFINAL("recovered")')
+    result = run_script(make_repo, write_script, make_config, [reply, after])
+    first, second = blocks_of(result)[:2]
+    assert "the REPL was restarted and its variables are lost" in first["error"]
+    assert second["stdout"] == "False\n" and result.answer == "recovered"
