@@ -107,13 +107,26 @@ class NewJob:
 class JobStore:
     """Thread-safe: one SQLite connection per thread, short transactions, WAL for concurrent readers."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, checkpoint_every: float = 5.0):
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._db().executescript(_SCHEMA)
+        # SQLite checkpoints the WAL inside whichever commit crosses the threshold, stalling that
+        # writer (a webhook answer) on disk I/O; a background thread checkpoints instead.
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(checkpoint_every,),
+                                              name="rlm-jobs-checkpoint", daemon=True)  # fmt: skip
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self, every: float) -> None:
+        while True:
+            time.sleep(every)
+            try:
+                self._db().execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as e:  # busy or closed: the next round tries again
+                log.debug("WAL checkpoint skipped: %s", e)
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -123,6 +136,7 @@ class JobStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA wal_autocheckpoint=0")
             self._local.db = db
         return db
 

@@ -82,9 +82,9 @@ def create_app(
         if handler is None:
             if config.app is None:
                 raise ValueError("workers need the App's settings (GITHUB_APP_ID and its private key)")
-            handler = AppJobHandler(
-                AppAuth(config.app), config.engine, store, config.worker, pool=lambda: server.pool
-            )
+            auth = AppAuth(config.app)
+            auth.jwt()  # parse the key now, not while the first deliveries are being answered
+            handler = AppJobHandler(auth, config.engine, store, config.worker, pool=lambda: server.pool)
         recovered = store.recover(config.max_attempts)
         for job in recovered:
             log.warning("job %s (%s on %s#%s) was in flight when the server stopped; %s", job.id, job.kind,

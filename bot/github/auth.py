@@ -89,12 +89,25 @@ class AppAuth:
         self._api_factory = api_factory
         self._lock = threading.Lock()
         self._tokens: dict[int, tuple[str, float]] = {}
+        self._key = None  # the parsed key: loading (and checking) an RSA key costs tens of ms
+
+    def _signing_key(self):
+        if self._key is None:
+            try:
+                self._key = serialization.load_pem_private_key(
+                    self.settings.private_key.encode(), password=None
+                )
+            except (ValueError, TypeError) as e:
+                raise AppSettingsError(
+                    f"the app's private key cannot be loaded ({e}); check GITHUB_PRIVATE_KEY."
+                ) from None
+        return self._key
 
     def jwt(self) -> str:
         now = int(self.clock())
         claims = {"iat": now - JWT_BACKDATE, "exp": now + JWT_LIFETIME, "iss": str(self.settings.app_id)}
         try:
-            token = jwt.encode(claims, self.settings.private_key, algorithm="RS256")
+            token = jwt.encode(claims, self._signing_key(), algorithm="RS256")
         except (ValueError, TypeError) as e:
             raise AppSettingsError(
                 f"the app's private key cannot sign a JWT ({e}); check GITHUB_PRIVATE_KEY."
