@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+from bot.rlm.rollout import RolloutResult
 from bot.rlm.trace import fmt_cost, fmt_duration, summary_markdown, totals_line
 
 # ---------------------------------------------------------------- reactions
@@ -91,7 +92,7 @@ def trace_line(trace_url: str | None, run_id: str) -> str:
     return PR_TRACE_LOCAL.format(name=f"{run_id}.json")
 
 
-def pr_body(result, trace_url: str | None, *, requester: str | None = None, source: str | None = None,
+def pr_body(result: RolloutResult, trace_url: str | None, *, requester: str | None = None, source: str | None = None,
             notes: list[str] | None = None) -> str:  # fmt: skip
     """Root answer + agent-tree summary (with totals) + how to see the trace."""
     parts = [PR_ANSWER_HEADER, "", (result.answer or "").strip() or PR_NO_ANSWER, ""]

@@ -17,6 +17,7 @@ from bot.rlm import engine
 from bot.rlm.config import Config, ConfigError
 from bot.rlm.errors import RLMError
 from bot.rlm.patch import PatchError
+from bot.rlm.repo import PreparedRepo
 from bot.rlm.rollout import RolloutResult, new_run_id
 from bot.rlm.secrets import REDACTOR
 
@@ -210,7 +211,7 @@ def execute_run(
     return outcome
 
 
-def _deliver(api: GitHubAPI, request: RunRequest, options: RunOptions, prepared, result: RolloutResult,
+def _deliver(api: GitHubAPI, request: RunRequest, options: RunOptions, prepared: PreparedRepo, result: RolloutResult,
              status: StatusComment, trace_url: str | None) -> RunOutcome:  # fmt: skip
     kind, message = _outcome_for(result, options.prefix)
     if kind != "no_changes" or not result.has_changes:
