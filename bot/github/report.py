@@ -6,9 +6,12 @@ Every user-facing sentence is an UPPER_CASE constant here; tests assert against 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from bot.rlm.rollout import RolloutResult
 from bot.rlm.trace import fmt_cost, fmt_duration, summary_markdown, totals_line
+
+if TYPE_CHECKING:  # the engine (and litellm) is not imported just to word a reply
+    from bot.rlm.rollout import RolloutResult
 
 # ---------------------------------------------------------------- reactions
 REACTION_SEEN = "eyes"
