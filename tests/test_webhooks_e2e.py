@@ -159,17 +159,6 @@ def test_bot_comment_is_ignored(world):
     assert env.fake.calls == []
 
 
-def test_help_reply(world):
-    env = world()
-    app = create_app(env.server)
-    store = app.extensions["rlm"].store
-    with serve(app) as url:
-        resp = post_event(url, "issue_comment", comment_payload("/rlm help"))
-        wait_for(lambda: finished(store, resp.json()["job"]))
-    (comment,) = env.fake.comments.values()
-    assert comment["body"] == help_text("/rlm")
-
-
 def test_replies_without_a_run(world):
     env = world()
     env.fake.grant(REPO, "mallory", "triage")
@@ -179,14 +168,15 @@ def test_replies_without_a_run(world):
         jobs = [
             post_event(url, "issue_comment", comment_payload(body, comment_id=900 + i, user=user)).json()["job"]
             for i, (body, user) in enumerate(
-                [("/rlm cancel", "octocat"), ("/rlm status", "octocat"), ("/rlm --fast go", "octocat"),
-                 ("/rlm cancel", "mallory")]
+                [("/rlm help", "octocat"), ("/rlm cancel", "octocat"), ("/rlm status", "octocat"),
+                 ("/rlm --fast go", "octocat"), ("/rlm cancel", "mallory")]
             )
         ]  # fmt: skip
         for job_id in jobs:
             wait_for(lambda job_id=job_id: finished(store, job_id))
     bodies = [c["body"] for c in env.fake.issue_comments(REPO, 7)]
     assert bodies == [
+        help_text("/rlm"),
         report.NOTHING_TO_CANCEL,
         report.NOTHING_RUNNING.format(prefix="/rlm"),
         f"{report.INVALID_COMMAND}\n\n{help_text('/rlm')}",
