@@ -187,11 +187,10 @@ class JobStore:
                     ).fetchone()
                 ):
                     kind = "busy"  # one active run per issue: answer at once instead of queueing
-                lane = CONTROL_LANE
                 cur = db.execute(
                     "INSERT INTO jobs (delivery_id, kind, lane, repo, number, installation_id, request, "
                     "trace_token, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (delivery_id, kind, lane, job.repo, job.number, job.installation_id,
+                    (delivery_id, kind, job.lane, job.repo, job.number, job.installation_id,
                      json.dumps(job.request), secrets.token_urlsafe(24), now, now),
                 )  # fmt: skip
                 job_id = cur.lastrowid
