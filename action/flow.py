@@ -16,16 +16,14 @@ from pathlib import Path
 
 from bot.github import report
 from bot.github.api import GitHubAPI, GitHubError
-from bot.github.pull_request import REASON_ONLY_WORKFLOWS, open_pull_request
-
-# Private helpers of bot.github.run, reused rather than copied: one commit rule, one outcome wording.
 from bot.github.run import (
     RunOptions,
     RunOutcome,
     RunRequest,
-    _co_author,
-    _outcome_for,
     execute_run,
+    open_pr,
+    outcome_for,
+    requester_identity,
     resolve_base,
 )
 from bot.rlm import engine
@@ -80,6 +78,7 @@ def _run_headless(plan: Plan, api: GitHubAPI, config: Config, cancel: threading.
     request, options = plan.request, plan.options
     run_id = request.run_id or ""
     trace_url = options.trace_url(run_id) if options.trace_url else None
+    result: RolloutResult | None = None
     try:
         if request.comment_id:
             api.add_reaction(
@@ -89,17 +88,19 @@ def _run_headless(plan: Plan, api: GitHubAPI, config: Config, cancel: threading.
         prepared = engine.prepare(config, request.clone_url, commit=commit, auth_header=options.auth_header)
         result = engine.run(config, prepared, request.task, run_id=run_id, results_dir=options.results_dir,
                             cancel=cancel, api_key=options.api_key)  # fmt: skip
-        kind, message = _outcome_for(result, options.prefix)
+        kind, message = outcome_for(result, options.prefix)
         outcome = RunOutcome(run_id, kind, message, result=result)
         if kind == "no_changes" and result.has_changes:
             if plan.create_pr and not fork:
                 outcome = _open_pr(api, request, options, prepared, result, base_branch, trace_url)
             else:
                 outcome.message = m.OUTCOME_PATCH_ARTIFACT.format(url=trace_url or "").strip()
-    except GitHubError as e:
-        outcome = RunOutcome(run_id, "github_error", report.OUTCOME_GITHUB_ERROR.format(error=e))
+    except GitHubError as e:  # the rollout's result (and patch) stay with the outcome
+        outcome = RunOutcome(
+            run_id, "github_error", report.OUTCOME_GITHUB_ERROR.format(error=e), result=result
+        )
     except (RLMError, ConfigError, PatchError) as e:  # the same errors execute_run reports
-        outcome = RunOutcome(run_id, "error", report.OUTCOME_ERROR.format(error=e))
+        outcome = RunOutcome(run_id, "error", report.OUTCOME_ERROR.format(error=e), result=result)
     if request.comment_id:
         _reply(api, request, outcome, trace_url)
     return outcome
@@ -107,22 +108,13 @@ def _run_headless(plan: Plan, api: GitHubAPI, config: Config, cancel: threading.
 
 def _open_pr(api: GitHubAPI, request: RunRequest, options: RunOptions, prepared: PreparedRepo,
              result: RolloutResult, base_branch: str, trace_url: str | None) -> RunOutcome:  # fmt: skip
+    """The App's PR step; a run no person asked for (schedule, bot) is authored by Actions."""
     source = f"{request.repo}#{request.number}" if request.number else trace_url
-    by_person = request.requester and not request.requester.endswith("[bot]") and source
-    body = report.pr_body(
-        result, trace_url, requester=request.requester if by_person else None, source=source
-    )
-    title = report.pr_title(request.task)
-    branch = f"rlm/{request.number or 'run'}-{result.run_id[-6:]}"
-    pr = open_pull_request(api, request.repo, prepared=prepared, patch=result.patch, base_branch=base_branch,
-                           title=title, body=body, requester=_co_author(request) if by_person else ACTIONS_BOT,
-                           branch_name=branch, draft=options.draft,
-                           can_push_workflows=options.can_push_workflows)  # fmt: skip
-    if pr.url is None:
-        kind = "only_workflows" if pr.reason == REASON_ONLY_WORKFLOWS else "no_changes"
-        message = report.OUTCOME_ONLY_WORKFLOWS if kind == "only_workflows" else report.OUTCOME_NO_CHANGES
-        return RunOutcome(result.run_id, kind, message, result=result)
-    return RunOutcome(result.run_id, "pr", report.OUTCOME_PR.format(url=pr.url), pr_url=pr.url, result=result)
+    by_person = bool(request.requester and not request.requester.endswith("[bot]") and source)
+    outcome, _ = open_pr(api, request, options, prepared, result, trace_url, base_branch=base_branch,
+                         source=source, requester=request.requester if by_person else None,
+                         author=requester_identity(request) if by_person else ACTIONS_BOT)  # fmt: skip
+    return outcome
 
 
 def _reply(api: GitHubAPI, request: RunRequest, outcome: RunOutcome, trace_url: str | None) -> None:

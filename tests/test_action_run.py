@@ -232,6 +232,7 @@ def test_missing_token_permission_is_named(runs):
     out = s.job.outputs()
     assert out["conclusion"] == m.MISSING_PERMISSIONS
     assert json.loads(Path(out["results-file"]).read_text())["status"] == "completed"
+    assert "+    return a + b" in Path(out["patch-file"]).read_text()  # the work survives GitHub's refusal
     assert out["agents"] == "2"
     assert "::error title=rlm-bot::" in s.proc.stdout and "`pull-requests: write`" in s.proc.stdout
     assert "`pull-requests: write`" in s.job.summary()

@@ -80,7 +80,8 @@ class RunOutcome:
         return self.kind in ("pr", "patch_comment", "no_changes")
 
 
-def _co_author(request: RunRequest) -> str:
+def requester_identity(request: RunRequest) -> str:
+    """The `Co-authored-by:` identity of the person who asked (their noreply address when known)."""
     if request.requester_id:
         return f"{request.requester} <{request.requester_id}+{request.requester}@users.noreply.github.com>"
     return request.requester
@@ -101,7 +102,8 @@ def resolve_base(api: GitHubAPI, request: RunRequest) -> tuple[str, str, bool, s
     return api.get_branch_sha(request.repo, default_branch), default_branch, False, default_branch
 
 
-def _outcome_for(result: RolloutResult, prefix: str) -> tuple[str, str]:
+def outcome_for(result: RolloutResult, prefix: str) -> tuple[str, str]:
+    """(kind, message) for a finished rollout, before any change is delivered."""
     if result.status == "timeout":
         return "timeout", report.OUTCOME_TIMEOUT
     if result.status == "budget":
@@ -171,6 +173,7 @@ def execute_run(
     if request.restarted:
         status.notes.append(report.STATUS_RESTARTED)
     outcome: RunOutcome
+    result: RolloutResult | None = None
     try:
         _acknowledge(request, api, status, record)
         if cancel.is_set():
@@ -201,9 +204,11 @@ def execute_run(
         outcome = RunOutcome(run_id, "cancelled", report.OUTCOME_CANCELLED.format(prefix=options.prefix))
     except GitHubError as e:
         log.warning("run %s: %s", run_id, e)
-        outcome = RunOutcome(run_id, "github_error", report.OUTCOME_GITHUB_ERROR.format(error=e))
+        outcome = RunOutcome(
+            run_id, "github_error", report.OUTCOME_GITHUB_ERROR.format(error=e), result=result
+        )
     except (RLMError, ConfigError, PatchError) as e:
-        outcome = RunOutcome(run_id, "error", report.OUTCOME_ERROR.format(error=e))
+        outcome = RunOutcome(run_id, "error", report.OUTCOME_ERROR.format(error=e), result=result)
     except Exception:  # a bug: logged with its traceback, and the requester is still told
         log.exception("run %s failed unexpectedly", run_id)
         outcome = RunOutcome(run_id, "error", report.OUTCOME_ERROR.format(error=report.INTERNAL_ERROR))
@@ -213,27 +218,43 @@ def execute_run(
 
 def _deliver(api: GitHubAPI, request: RunRequest, options: RunOptions, prepared: PreparedRepo, result: RolloutResult,
              status: StatusComment, trace_url: str | None) -> RunOutcome:  # fmt: skip
-    kind, message = _outcome_for(result, options.prefix)
+    kind, message = outcome_for(result, options.prefix)
     if kind != "no_changes" or not result.has_changes:
         return RunOutcome(result.run_id, kind, message, result=result)
     if request.fork:
         api.create_comment(request.repo, request.number, report.patch_comment(result.run_id, result.patch))
         return RunOutcome(result.run_id, "patch_comment", report.OUTCOME_PATCH_COMMENT, result=result)
     status.show(report.STATUS_OPENING_PR)
-    title = report.pr_title(request.task)
-    source = f"{request.repo}#{request.number}"
-    body = report.pr_body(result, trace_url, requester=request.requester, source=source)
-    pr = open_pull_request(api, request.repo, prepared=prepared, patch=result.patch,
-                           base_branch=request.base_branch or "main", title=title, body=body,
-                           requester=_co_author(request), branch_name=f"rlm/{request.number}-{result.run_id[-6:]}",
+    outcome, skipped = open_pr(api, request, options, prepared, result, trace_url,
+                               base_branch=request.base_branch or "main", source=f"{request.repo}#{request.number}",
+                               requester=request.requester, author=requester_identity(request))  # fmt: skip
+    if skipped:
+        status.notes.append(report.WORKFLOW_FILES_SKIPPED.format(files=", ".join(skipped)))
+    return outcome
+
+
+def open_pr(api: GitHubAPI, request: RunRequest, options: RunOptions, prepared: PreparedRepo,
+            result: RolloutResult, trace_url: str | None, *, base_branch: str, source: str | None,
+            requester: str | None, author: str) -> tuple[RunOutcome, list[str]]:  # fmt: skip
+    """The pull request for a finished rollout's patch (App and Action alike). `requester` is named
+    in the body when a person asked; `author` is the commit's `Co-authored-by`. Returns the outcome
+    and the workflow files that were left out."""
+    body = report.pr_body(result, trace_url, requester=requester, source=source)
+    pr = open_pull_request(api, request.repo, prepared=prepared, patch=result.patch, base_branch=base_branch,
+                           title=report.pr_title(request.task), body=body, requester=author,
+                           branch_name=f"rlm/{request.number or 'run'}-{result.run_id[-6:]}",
                            draft=options.draft, can_push_workflows=options.can_push_workflows)  # fmt: skip
-    if pr.skipped_workflow_files:
-        status.notes.append(report.WORKFLOW_FILES_SKIPPED.format(files=", ".join(pr.skipped_workflow_files)))
+    skipped = list(pr.skipped_workflow_files)
     if pr.url is None:
         if pr.reason == REASON_ONLY_WORKFLOWS:
-            return RunOutcome(result.run_id, "only_workflows", report.OUTCOME_ONLY_WORKFLOWS, result=result)
-        return RunOutcome(result.run_id, "no_changes", report.OUTCOME_NO_CHANGES, result=result)
-    return RunOutcome(result.run_id, "pr", report.OUTCOME_PR.format(url=pr.url), pr_url=pr.url, result=result)
+            return RunOutcome(
+                result.run_id, "only_workflows", report.OUTCOME_ONLY_WORKFLOWS, result=result
+            ), skipped
+        return RunOutcome(result.run_id, "no_changes", report.OUTCOME_NO_CHANGES, result=result), skipped
+    outcome = RunOutcome(
+        result.run_id, "pr", report.OUTCOME_PR.format(url=pr.url), pr_url=pr.url, result=result
+    )
+    return outcome, skipped
 
 
 def _finish(api: GitHubAPI, request: RunRequest, status: StatusComment, outcome: RunOutcome) -> None:
