@@ -94,7 +94,7 @@ class Progress:
 
     def _render(self) -> Table:
         with self._lock:
-            agents = list(self._agents.values())
+            agents = sorted(self._agents.values(), key=_tree_order)
             cost = self._cost
         running = sum(1 for a in agents if a["status"] == "running")
         elapsed = fmt_duration(time.monotonic() - self._started)
@@ -122,6 +122,11 @@ class Progress:
         if len(shown) < len(agents):
             table.add_row(Text(f"… {len(agents) - len(shown)} more", style="dim"), "", "", "", "", "", "")
         return table
+
+
+def _tree_order(agent: dict) -> list[int]:
+    """root, root.1, root.1.1, root.1.2, root.2, …: children right under their parent."""
+    return [int(part) if part.isdigit() else -1 for part in agent["id"].split(".")]
 
 
 def _short(text: str, limit: int = 70) -> str:
