@@ -2,7 +2,8 @@
 
 - a real model: RLM_LIVE_MODEL (a litellm model name) and LLM_API_KEY; a small rollout on a real
   repository, a few cents at most;
-- real GitHub: RLM_LIVE_GITHUB_TOKEN and RLM_LIVE_GITHUB_REPO (owner/name); read-only calls.
+- real GitHub: RLM_LIVE_GITHUB_TOKEN and RLM_LIVE_GITHUB_REPO (owner/name of a repository owned
+  by a user account, who is asked for their own permission); read-only calls.
 """
 
 from __future__ import annotations
