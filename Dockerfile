@@ -3,9 +3,10 @@
 #   docker build -t rlm-bot .
 #   docker run -p 8080:8080 --env-file app.env -v rlm-data:/data rlm-bot
 #
-# Sandboxes use bubblewrap when the container allows user namespaces (e.g. --security-opt
-# seccomp=unconfined on Docker's default profile); otherwise the engine falls back to a scrubbed,
-# resource-limited subprocess and logs a warning. See docs/github-app.md.
+# Sandboxes need bubblewrap, which needs user namespaces: on Docker's default profile run with
+# --security-opt seccomp=unconfined. Without them the server refuses to start rather than run
+# model-written code unisolated next to its secrets (sandbox.isolation: none overrides that).
+# See docs/github-app.md.
 FROM python:3.11-slim
 
 RUN apt-get update \

@@ -253,3 +253,13 @@ def test_a_repl_that_dies_is_restarted_and_the_model_is_told(make_repo, write_sc
     first, second = blocks_of(result)[:2]
     assert "the REPL was restarted and its variables are lost" in first["error"]
     assert second["stdout"] == "False\n" and result.answer == "recovered"
+
+
+def test_without_bubblewrap_the_environment_is_still_scrubbed(make_repo, write_script, make_config, monkeypatch):
+    monkeypatch.setenv("LLM_API_KEY", "sk-test-planted-fallback-0123456789")
+    reply = py('import os\nFINAL(",".join(sorted(os.environ)))')
+    result = run_script(make_repo, write_script, make_config, [reply], sandbox__isolation="none")
+    assert set(result.answer.split(",")) <= {"HOME", "LANG", "PATH", "PWD", "PYTHONDONTWRITEBYTECODE"}
+    import ctypes
+
+    assert ctypes.CDLL(None).prctl(3, 0, 0, 0, 0) == 0  # PR_GET_DUMPABLE: the host hid its /proc files

@@ -302,3 +302,18 @@ def test_server_config_from_env(tmp_path):
         30.0,
     )
     assert w.allowed_models == {"a/b", "c/d"}
+
+
+def test_server_refuses_unisolated_sandboxes_unless_told(monkeypatch):
+    """A server holds others' secrets: no bubblewrap means no start, unless isolation is 'none'."""
+    from bot.github.auth import AppSettingsError
+    from bot.rlm.config import load_config
+    from bot.rlm.sandbox import local
+    from webhooks.serve import UNISOLATED, check_isolation
+
+    monkeypatch.setattr(local, "bwrap_works", lambda: False)  # a container without user namespaces
+    with pytest.raises(AppSettingsError) as refused:
+        check_isolation(load_config(None, environ={}))
+    assert str(refused.value) == UNISOLATED
+    check_isolation(load_config(None, {"sandbox.isolation": "none"}, environ={}))
+    check_isolation(load_config(None, {"sandbox.backend": "daytona"}, environ={}))

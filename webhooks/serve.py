@@ -39,7 +39,25 @@ def install_log_redaction(level: int = logging.INFO) -> None:
             handler.addFilter(RedactingFilter())
 
 
+UNISOLATED = (
+    "bubblewrap cannot create namespaces here, so model-written code would run unisolated next to "
+    "the app's private key and tokens. Allow user namespaces (in Docker: --security-opt "
+    "seccomp=unconfined), or use sandbox.backend: daytona, or set sandbox.isolation: none to accept "
+    "that risk."
+)
+
+
+def check_isolation(engine: Config) -> None:
+    """A server holds other people's secrets: with the local backend it will not fall back to
+    unisolated sandboxes unless the operator says so (sandbox.isolation: none)."""
+    from bot.rlm.sandbox.local import bwrap_works
+
+    if engine.sandbox.backend == "local" and engine.sandbox.isolation == "auto" and not bwrap_works():
+        raise AppSettingsError(UNISOLATED)
+
+
 def build_config(engine: Config, *, workers: int | None = None, db: Path | None = None) -> ServerConfig:
+    check_isolation(engine)
     return ServerConfig.from_env(engine, workers=workers, db_path=db)
 
 

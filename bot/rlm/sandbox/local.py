@@ -41,7 +41,8 @@ WARNED = threading.Event()
 _SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlm-spawner")
 NO_BWRAP_WARNING = (
     "bubblewrap (bwrap) is not available: sandboxes run as plain processes with a scrubbed "
-    "environment, without network or filesystem isolation. Install bubblewrap for isolation."
+    "environment, without network or filesystem isolation: model-written code can read what your "
+    "user can read. Install bubblewrap for isolation."
 )
 
 
@@ -144,6 +145,19 @@ def _reap_root(root: Path) -> list[str]:
     return reaped
 
 
+def _hide_host_process() -> None:
+    """Without a PID namespace, a sandbox shares our user and could read /proc/<host>/environ
+    (where the host's keys are). A non-dumpable process's /proc files belong to root, so for a
+    non-root host that door closes. Best effort; Linux only."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except (OSError, AttributeError):
+        pass
+
+
 def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -168,9 +182,11 @@ class LocalSandboxProvider:
                 "(apt-get install bubblewrap) or set sandbox.isolation to auto."
             )
         self.use_bwrap = mode != "none" and bwrap_works()
-        if not self.use_bwrap and mode == "auto" and not WARNED.is_set():
-            WARNED.set()
-            log.warning(NO_BWRAP_WARNING)
+        if not self.use_bwrap:
+            _hide_host_process()
+            if mode == "auto" and not WARNED.is_set():
+                WARNED.set()
+                log.warning(NO_BWRAP_WARNING)
         self.root = choose_root(config, repo) / "sandboxes" / rollout_id
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
