@@ -136,19 +136,28 @@ class ReplSession:
         self.alive = True
 
     def start(self, init: dict, timeout: float = 30.0) -> dict:
-        self.transport.send({"type": "init", **init})
         end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
+        try:
+            self.transport.send({"type": "init", **init})
+            while time.monotonic() < end:
                 msg = self.transport.recv(min(POLL, max(0.01, end - time.monotonic())))
-            except SandboxError as e:  # the driver died at start: say how (e.g. python3 missing)
-                how = self.transport.describe_exit()
-                self.close()
-                raise SandboxError(f"{e} ({how})") from None
-            if msg and msg.get("type") == "ready":
-                return msg
+                if msg and msg.get("type") == "ready":
+                    return msg
+        except SandboxError as e:  # the driver died at start: say how (e.g. python3 missing)
+            how = self._exit_reason()
+            self.close()
+            raise SandboxError(f"{e} ({how})") from None
         self.close()
         raise SandboxError(f"the sandbox's REPL did not start within {timeout:.0f}s")
+
+    def _exit_reason(self, wait: float = 3.0) -> str:
+        """How the driver ended; its exit status can lag a moment behind its closed pipes."""
+        end = time.monotonic() + wait
+        how = self.transport.describe_exit()
+        while how == "still running" and time.monotonic() < end:
+            time.sleep(0.05)
+            how = self.transport.describe_exit()
+        return how
 
     def execute(self, code: str, timeout: float, on_call: CallHandler, check: StopCheck) -> ExecResult:
         """Run one block. `timeout` counts only the block's own time, not its calls' time."""
