@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+
+# Before anything imports litellm: its price table comes from the package, not the network.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import subprocess
 import textwrap
 from pathlib import Path

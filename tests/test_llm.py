@@ -144,3 +144,20 @@ def test_script_format_errors_are_clear():
     assert pick_response(rules, "B task", 0, "s")[1] == "any"
     with pytest.raises(ScriptError, match="script exhausted"):
         pick_response(rules, "A task", 2, "s")
+
+
+def test_a_local_server_needs_no_key(provider):
+    seen: dict = {}
+    original = provider.completion
+
+    def spy(*args, **kwargs):
+        seen["api_key"] = kwargs.get("api_key", args[8] if len(args) > 8 else None)
+        return original(*args, **kwargs)
+
+    provider.completion = spy
+    try:
+        c = LiteLLMClient(ModelConfig(name="fakeprov/model", api_base="http://127.0.0.1:9/v1"), api_key=None)
+        assert ask(c, "local 1").text == "echo local 1"
+    finally:
+        provider.completion = original
+    assert seen["api_key"] == "no-key-required"

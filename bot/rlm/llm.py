@@ -121,6 +121,8 @@ class LiteLLMClient:
             kw["api_key"] = self.api_key
         if self.cfg.api_base:
             kw["api_base"] = self.cfg.api_base
+            # Local OpenAI-compatible servers ignore the key, but the client refuses to send none.
+            kw.setdefault("api_key", "no-key-required")
         if self.cfg.temperature is not None:
             kw["temperature"] = self.cfg.temperature
         if self.cfg.max_tokens is not None:
