@@ -92,7 +92,11 @@ def execute(config: Config, repo: str, prompt: str, *, branch: str | None, commi
     from .rlm import engine
     from .rlm.trace import summary_markdown
 
-    if not config.model.name.startswith("scripted/") and not engine.default_api_key() and not config.model.api_base:
+    if (
+        not config.model.name.startswith("scripted/")
+        and not engine.default_api_key()
+        and not config.model.api_base
+    ):
         err.print(
             "[yellow]warning:[/yellow] LLM_API_KEY is not set; the provider may refuse the calls "
             "(set it, or pass --env-file).",
@@ -127,7 +131,10 @@ def execute(config: Config, repo: str, prompt: str, *, branch: str | None, commi
     err.print(summary_markdown(result.results), markup=False)
     err.print()
     status_style = "green" if result.status == "completed" else "red"
-    err.print(f"status: [{status_style}]{result.status}[/{status_style}]" + (f" — {result.error}" if result.error else ""))
+    err.print(
+        f"status: [{status_style}]{result.status}[/{status_style}]"
+        + (f" — {result.error}" if result.error else "")
+    )
     if result.answer:
         err.print("answer:", markup=False)
         err.print(result.answer, markup=False)
@@ -148,13 +155,17 @@ def execute(config: Config, repo: str, prompt: str, *, branch: str | None, commi
 def run(
     repo: str = typer.Argument(..., help="git URL or local path of the repository"),
     prompt: str = typer.Option(..., "--prompt", "-p", help="what the root agent should do"),
-    branch: str | None = typer.Option(None, "--branch", "-b", help="branch to check out (default: the default branch)"),
+    branch: str | None = typer.Option(
+        None, "--branch", "-b", help="branch to check out (default: the default branch)"
+    ),
     commit: str | None = typer.Option(None, "--commit", help="exact commit SHA to check out"),
     config_path: Path | None = typer.Option(None, "--config", "-c", help="config.yaml"),
     output: Path | None = typer.Option(None, "--output", "-o", help="write the patch here instead of stdout"),
     model: str | None = typer.Option(None, "--model", help="litellm model name, or scripted/PATH.yaml"),
     sandbox: str | None = typer.Option(None, "--sandbox", help="local or daytona"),
-    results_dir: Path | None = typer.Option(None, "--results-dir", help="where the trace goes (default: results)"),
+    results_dir: Path | None = typer.Option(
+        None, "--results-dir", help="where the trace goes (default: results)"
+    ),
     max_depth: int | None = typer.Option(None, "--max-depth", help="override rlm.max_depth"),
     max_sandboxes: int | None = typer.Option(None, "--max-sandboxes", help="override rlm.max_sandboxes"),
     timeout: float | None = typer.Option(None, "--timeout", help="override rlm.global_timeout (seconds)"),
@@ -176,7 +187,9 @@ def run(
 
 @app.command()
 def demo(
-    results_dir: Path | None = typer.Option(None, "--results-dir", help="where the trace goes (default: results)"),
+    results_dir: Path | None = typer.Option(
+        None, "--results-dir", help="where the trace goes (default: results)"
+    ),
     output: Path | None = typer.Option(None, "--output", "-o", help="write the patch here instead of stdout"),
 ) -> None:
     """The whole pipeline on a small bundled repository with a SCRIPTED model (no API key, no cost)."""
@@ -194,6 +207,7 @@ def demo(
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     app()
+
 
 # ---------------------------------------------------------------------------------------------
 # Commands contributed by other parts of rlm-bot (viewer, GitHub App server, sandbox reaping).

@@ -21,7 +21,9 @@ GITHUB_TOKEN = os.environ.get("RLM_LIVE_GITHUB_TOKEN")
 GITHUB_REPO = os.environ.get("RLM_LIVE_GITHUB_REPO")
 
 
-@pytest.mark.skipif(not (LIVE_MODEL and os.environ.get("LLM_API_KEY")), reason="RLM_LIVE_MODEL or LLM_API_KEY not set")
+@pytest.mark.skipif(
+    not (LIVE_MODEL and os.environ.get("LLM_API_KEY")), reason="RLM_LIVE_MODEL or LLM_API_KEY not set"
+)
 def test_a_real_model_fixes_a_todo(make_repo, make_config, tmp_path):
     repo, _ = make_repo({"calc.py": "def add(a, b):\n    # TODO: return the sum\n    return 0\n"})
     config = make_config(tmp_path / "unused.yaml", model__name=LIVE_MODEL, rlm__max_iterations=12,
@@ -32,7 +34,9 @@ def test_a_real_model_fixes_a_todo(make_repo, make_config, tmp_path):
     assert result.results["totals"]["cost_usd"] >= 0 and result.results["totals"]["prompt_tokens"] > 0
 
 
-@pytest.mark.skipif(not (GITHUB_TOKEN and GITHUB_REPO), reason="RLM_LIVE_GITHUB_TOKEN or RLM_LIVE_GITHUB_REPO not set")
+@pytest.mark.skipif(
+    not (GITHUB_TOKEN and GITHUB_REPO), reason="RLM_LIVE_GITHUB_TOKEN or RLM_LIVE_GITHUB_REPO not set"
+)
 def test_real_github_read_calls():
     from bot.github.api import GitHubAPI
 

@@ -255,7 +255,9 @@ def test_a_repl_that_dies_is_restarted_and_the_model_is_told(make_repo, write_sc
     assert second["stdout"] == "False\n" and result.answer == "recovered"
 
 
-def test_without_bubblewrap_the_environment_is_still_scrubbed(make_repo, write_script, make_config, monkeypatch):
+def test_without_bubblewrap_the_environment_is_still_scrubbed(
+    make_repo, write_script, make_config, monkeypatch
+):
     monkeypatch.setenv("LLM_API_KEY", "sk-test-planted-fallback-0123456789")
     reply = py('import os\nFINAL(",".join(sorted(os.environ)))')
     result = run_script(make_repo, write_script, make_config, [reply], sandbox__isolation="none")
