@@ -31,6 +31,7 @@ from bot.rlm.rollout import Rollout, new_run_id
 from bot.rlm.sandbox import daytona_client as dc
 from bot.rlm.sandbox import make_provider
 from bot.rlm.sandbox.daytona import DaytonaSandboxProvider, canonical_patch
+from bot.rlm.sandbox.daytona_transport import REQUEST_TIMEOUT
 from bot.rlm.secrets import REDACTOR
 from bot.rlm.trace import Trace
 from tests.conftest import commit_files, git, py
@@ -490,3 +491,11 @@ def test_the_fake_has_the_sdks_signatures():
             assert fake_params == real_params, (fake_cls.__name__, name)
             fake_async = inspect.iscoroutinefunction(getattr(fake_cls, name))
             assert fake_async == inspect.iscoroutinefunction(inspect.unwrap(getattr(real_cls, name))), name
+
+
+def test_every_request_to_the_repl_is_bounded_in_time(setup):
+    provider, fake, _ = setup()
+    sandbox = provider.create("root")
+    session = ReplSession(sandbox.start_driver())
+    session.start({"task": "t", "output_limit": 1000, "limits": {}}, timeout=20)
+    assert fake.request_timeouts and all(t == REQUEST_TIMEOUT for t in fake.request_timeouts)

@@ -80,6 +80,7 @@ class FakeDaytona:
         self.drop_log_streams = drop_log_streams
         self.image_env = dict(image_env or {})  # e.g. a PATH without python3: an unsuitable image
         self.old_daemon = old_daemon  # a daemon that ignores suppress_input_echo and echoes input
+        self.request_timeouts: list[float | None] = []  # what each input request was bounded by
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.created: list[Any] = []  # params of every successful create, in order
         self.create_calls = 0
@@ -429,6 +430,7 @@ class FakeProcess:
 
     def send_session_command_input(self, session_id: str, command_id: str, data: str,
                                    request_timeout: float | None = None) -> None:  # fmt: skip
+        self._sandbox._fake.request_timeouts.append(request_timeout)
         self._command(session_id, command_id).send(data)
 
     def delete_session(self, session_id: str, request_timeout: float | None = None) -> None:

@@ -120,7 +120,9 @@ class SessionTransport:
 
     def _exit_code(self) -> int | None:
         if self._code is None:
-            cmd = self.process.get_session_command(self.session_id, self.command_id)
+            cmd = self.process.get_session_command(
+                self.session_id, self.command_id, request_timeout=REQUEST_TIMEOUT
+            )
             self._code = getattr(cmd, "exit_code", None)
         return self._code
 
@@ -132,7 +134,9 @@ class SessionTransport:
             raise SandboxError("the sandbox's REPL process exited")
         try:
             with self._send_lock:
-                self.process.send_session_command_input(self.session_id, self.command_id, data)
+                self.process.send_session_command_input(
+                    self.session_id, self.command_id, data, request_timeout=REQUEST_TIMEOUT
+                )
         except DaytonaError as e:  # gone, not found, or a broken connection
             status = self.describe_exit()
             reason = (
