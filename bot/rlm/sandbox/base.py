@@ -6,9 +6,15 @@ gets its own sandbox: a fresh checkout of that commit with a REPL driver inside.
 
 from __future__ import annotations
 
-from typing import Protocol
+import threading
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
+from ..config import Config
+from ..errors import SandboxError
 from ..repl.session import Transport
+
+T = TypeVar("T", bound=Transport)
 
 
 class Sandbox(Protocol):
@@ -43,3 +49,39 @@ class SandboxProvider(Protocol):
     def close(self) -> None:
         """Destroy every sandbox this provider made. Idempotent; safe from any thread."""
         ...
+
+
+def driver_limits(config: Config) -> dict:
+    """The resource limits every backend's driver applies to itself (see driver.py)."""
+    return {"memory_bytes": config.sandbox.memory_mb * 1024 * 1024, "file_bytes": 2 * 1024**3}
+
+
+class DriverSlot:
+    """The one REPL transport a sandbox owns, for every backend: a restart kills the old driver
+    first; destroying kills it once and refuses later starts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._transport: Transport | None = None
+        self.destroyed = False
+
+    def replace(self, start: Callable[[], T]) -> T:
+        with self._lock:
+            if self.destroyed:
+                raise SandboxError("the sandbox was destroyed")
+            if self._transport is not None:
+                self._transport.kill()
+            transport = start()
+            self._transport = transport
+            return transport
+
+    def close(self) -> bool:
+        """Kill the driver. True the first time only: the caller then removes the sandbox."""
+        with self._lock:
+            if self.destroyed:
+                return False
+            self.destroyed = True
+            transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.kill()
+        return True

@@ -44,9 +44,9 @@ from ..patch import _DIFF_FLAGS
 from ..repl.session import DRIVER_PATH
 from ..repo import SAFE_GIT, PreparedRepo, bundle_commit, git, git_env
 from . import daytona_client as dc
+from .base import DriverSlot, driver_limits
 from .daytona_client import reap_all, reap_orphans
 from .daytona_transport import SessionTransport, driver_command
-from .local import LocalSandbox
 
 __all__ = ["DaytonaSandbox", "DaytonaSandboxProvider", "canonical_patch", "reap_all", "reap_orphans"]
 
@@ -214,9 +214,7 @@ class DaytonaSandbox:
         self.workdir = ""
         self._base = ""
         self._sessions = 0
-        self._transport: SessionTransport | None = None
-        self._destroyed = False
-        self._lock = threading.Lock()
+        self._driver = DriverSlot()
 
     def _exec(self, script: str, what: str, timeout: int = PROVISION_TIMEOUT) -> str:
         resp = self.remote.process.exec(f"sh -c {shlex.quote(script)}", timeout=timeout)
@@ -247,30 +245,27 @@ class DaytonaSandbox:
     # ------------------------------------------------------------------ driver
 
     def start_driver(self) -> SessionTransport:
-        with self._lock:
-            if self._destroyed:
-                raise SandboxError("the sandbox was destroyed")
-            if self._transport is not None:
-                self._transport.kill()
-            self._sessions += 1
-            session_id = f"rlm-driver-{self._sessions}"
-            b = self._base
-            command = driver_command("python3", f"{b}/driver.py", self.workdir, f"{b}/home",
-                                     f"{b}/tmp", f"{b}/driver.log")  # fmt: skip
-            request = {"command": command, "run_async": True, "suppress_input_echo": True}
-            request = {k: v for k, v in request.items() if k in SessionExecuteRequest.model_fields}
-            process = self.remote.process
-            try:
-                process.create_session(session_id)
-                resp = process.execute_session_command(session_id, SessionExecuteRequest(**request))
-            except DaytonaError as e:
-                raise SandboxError(f"could not start the sandbox's REPL: {e}") from None
-            self._transport = SessionTransport(process, session_id, resp.cmd_id,
-                                               on_kill=lambda: self._end_session(session_id))  # fmt: skip
-            return self._transport
+        return self._driver.replace(self._spawn)
+
+    def _spawn(self) -> SessionTransport:
+        self._sessions += 1
+        session_id = f"rlm-driver-{self._sessions}"
+        b = self._base
+        command = driver_command("python3", f"{b}/driver.py", self.workdir, f"{b}/home",
+                                 f"{b}/tmp", f"{b}/driver.log")  # fmt: skip
+        request = {"command": command, "run_async": True, "suppress_input_echo": True}
+        request = {k: v for k, v in request.items() if k in SessionExecuteRequest.model_fields}
+        process = self.remote.process
+        try:
+            process.create_session(session_id)
+            resp = process.execute_session_command(session_id, SessionExecuteRequest(**request))
+        except DaytonaError as e:
+            raise SandboxError(f"could not start the sandbox's REPL: {e}") from None
+        return SessionTransport(process, session_id, resp.cmd_id,
+                                on_kill=lambda: self._end_session(session_id))  # fmt: skip
 
     def _end_session(self, session_id: str) -> None:
-        if self._destroyed:
+        if self._driver.destroyed:
             return  # deleting the sandbox ends every process in it
         try:
             self.remote.process.delete_session(session_id)
@@ -278,7 +273,7 @@ class DaytonaSandbox:
             log.debug("ending session %s of %s: %s", session_id, self.id, e)
 
     def init_limits(self) -> dict:
-        return LocalSandbox.init_limits(self)  # the same limits as local: they depend on the config only
+        return driver_limits(self.provider.config)
 
     # ------------------------------------------------------------------ results and cleanup
 
@@ -300,13 +295,8 @@ class DaytonaSandbox:
         return canonical_patch(self.provider.repo, raw.decode("utf-8", "surrogateescape"))
 
     def destroy(self) -> None:
-        with self._lock:
-            if self._destroyed:
-                return
-            self._destroyed = True
-            transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.kill()
+        if not self._driver.close():
+            return
         dc.delete_quietly(self.remote)
         self.provider.forget(self)
 

@@ -30,6 +30,7 @@ from ..errors import SandboxError
 from ..patch import diff_worktree
 from ..repl.session import DRIVER_PATH, PipeTransport
 from ..repo import PreparedRepo, git
+from .base import DriverSlot, driver_limits
 from .checkouts import Checkouts
 
 log = logging.getLogger(__name__)
@@ -261,9 +262,7 @@ class LocalSandbox:
         self.workdir = str(workdir)
         self.admin = admin
         self.pid: int | None = None
-        self._transport: PipeTransport | None = None
-        self._destroyed = False
-        self._lock = threading.Lock()
+        self._driver = DriverSlot()
 
     # ------------------------------------------------------------------ driver
 
@@ -296,46 +295,43 @@ class LocalSandbox:
         return [_python(), "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])]
 
     def start_driver(self) -> PipeTransport:
-        with self._lock:
-            if self._destroyed:
-                raise SandboxError("the sandbox was destroyed")
-            if self._transport is not None:
-                self._transport.kill()
-            to_r, to_w = os.pipe()
-            from_r, from_w = os.pipe()
-            fds = (to_r, from_w)
-            argv = self._bwrap_argv(fds) if self.provider.use_bwrap else self._plain_argv(fds)
-            home = self.provider.root / f"{self.id}.home"
-            home.mkdir(exist_ok=True)
-            env = {"PATH": SANDBOX_PATH, "HOME": str(home), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-            log_path = self.provider.root / f"{self.id}.driver.log"
-            try:
-                with open(log_path, "ab") as log_file:
-                    proc = _SPAWNER.submit(
-                        subprocess.Popen,
-                        argv,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log_file,
-                        stderr=log_file,
-                        cwd=self.workdir,
-                        env=env,
-                        pass_fds=fds,
-                        start_new_session=True,
-                    ).result()
-            except OSError as e:
-                for fd in (to_r, to_w, from_r, from_w):
-                    os.close(fd)
-                raise SandboxError(f"could not start the sandbox's REPL: {e}") from None
-            os.close(to_r)
-            os.close(from_w)
-            self.pid = proc.pid
-            self._transport = PipeTransport(proc, to_w, from_r, on_kill=lambda p=proc: _stop(p))
+        transport = self._driver.replace(self._spawn)
         self.provider._write_owner()
-        return self._transport
+        return transport
+
+    def _spawn(self) -> PipeTransport:
+        to_r, to_w = os.pipe()
+        from_r, from_w = os.pipe()
+        fds = (to_r, from_w)
+        argv = self._bwrap_argv(fds) if self.provider.use_bwrap else self._plain_argv(fds)
+        home = self.provider.root / f"{self.id}.home"
+        home.mkdir(exist_ok=True)
+        env = {"PATH": SANDBOX_PATH, "HOME": str(home), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+        log_path = self.provider.root / f"{self.id}.driver.log"
+        try:
+            with open(log_path, "ab") as log_file:
+                proc = _SPAWNER.submit(
+                    subprocess.Popen,
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=log_file,
+                    cwd=self.workdir,
+                    env=env,
+                    pass_fds=fds,
+                    start_new_session=True,
+                ).result()
+        except OSError as e:
+            for fd in (to_r, to_w, from_r, from_w):
+                os.close(fd)
+            raise SandboxError(f"could not start the sandbox's REPL: {e}") from None
+        os.close(to_r)
+        os.close(from_w)
+        self.pid = proc.pid
+        return PipeTransport(proc, to_w, from_r, on_kill=lambda p=proc: _stop(p))
 
     def init_limits(self) -> dict:
-        mem = self.provider.config.sandbox.memory_mb
-        return {"memory_bytes": mem * 1024 * 1024, "file_bytes": 2 * 1024**3}
+        return driver_limits(self.provider.config)
 
     # ------------------------------------------------------------------ results and cleanup
 
@@ -343,13 +339,8 @@ class LocalSandbox:
         return diff_worktree(self.admin, self.path, self.provider.repo.commit)
 
     def destroy(self) -> None:
-        with self._lock:
-            if self._destroyed:
-                return
-            self._destroyed = True
-            transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.kill()
+        if not self._driver.close():
+            return
         shutil.rmtree(self.path, ignore_errors=True)
         shutil.rmtree(self.admin, ignore_errors=True)
         self.provider.forget(self)
