@@ -122,7 +122,3 @@ class Inputs:
             "rlm.max_depth": self.max_depth,
             "rlm.global_timeout": self.timeout,
         }
-
-
-def read_inputs(environ: Mapping[str, str] | None = None) -> Inputs:
-    return Inputs.read(InputReader(environ))

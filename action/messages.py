@@ -83,7 +83,6 @@ OUTCOME_RUN_CANCELLED = (
 
 # ---------------------------------------------------------------- step summary
 SUMMARY_HEADER = "## 🤖 rlm-bot"
-SUMMARY_TASK = "**Task:** {task}"
 SUMMARY_OUTCOME = "**Outcome:** {outcome}"
 SUMMARY_NOTHING_RAN = "Nothing ran: {reason}"
 SUMMARY_ARTIFACT = "The results JSON, the event log and the patch are in the `rlm-bot-{run_id}` artifact."

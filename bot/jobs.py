@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 RUN_LANE = "run"
 CONTROL_LANE = "control"
-ACTIVE_STATES = ("queued", "working", "running")
 FINAL_STATES = ("done", "failed", "cancelled")
 
 _SCHEMA = """

@@ -161,4 +161,3 @@ NO_CODE_MESSAGE = (
     "Your reply had no ```python code block, so nothing ran. Write code in a ```python block; "
     "to finish, call FINAL(answer) inside one."
 )
-SKIPPED_AFTER_FINAL = "(not run: an earlier block already called FINAL)"

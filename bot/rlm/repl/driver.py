@@ -201,8 +201,6 @@ class Repl:
         self.final = None
         self._call_id = 0
         self._call_lock = threading.Lock()
-        self._deadline = None  # monotonic time the running block must end by
-        self._paused_left = None
         self.ns = {"__name__": "__main__", "__builtins__": __builtins__}
 
     # calls to the host: the block's own clock stops while the host works (children, LLM)

@@ -17,7 +17,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,6 @@ MISSING_KEY = (
     "--env-file you pass), or use --sandbox local."
 )
 
-ClientFactory = Callable[[DaytonaSettings], Any]
 
 _live_lock = threading.Lock()
 _live_rollouts: set[str] = set()
