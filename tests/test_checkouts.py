@@ -14,7 +14,6 @@ from bot.rlm.sandbox.checkouts import Checkouts, PrioritySlots
 def test_priority_slots_serve_the_deepest_waiter_first():
     slots = PrioritySlots(1)
     order: list[int] = []
-    gate = threading.Event()
 
     def waiter(priority: int) -> None:
         with slots.hold(priority):
@@ -27,7 +26,6 @@ def test_priority_slots_serve_the_deepest_waiter_first():
             t.start()
             threads.append(t)
             time.sleep(0.05)  # queue them in this order
-        gate.set()
     for t in threads:
         t.join(5)
     assert order == [2, 2, 1, 0]

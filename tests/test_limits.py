@@ -27,17 +27,12 @@ def test_depth_budget(make_repo, write_script, make_config):
     assert result.answer.startswith("Error: maximum depth 1 reached")
     assert "do this task yourself" in result.answer
     assert result.results["totals"]["agents"] == 2
-    assert "rlm_query` and `rlm_query_batched` are not available" in _system_prompt_hint(result)
-
-
-def _system_prompt_hint(result) -> str:
-    # The child at max depth is told it cannot delegate; its budget line says so every iteration.
-    child = agent(result, "root.1")
-    prompt = child["iterations"][0]["prompt"]
-    assert "no delegation (maximum depth)" in prompt
+    # The child at max depth is told it cannot delegate, in its budget line every iteration and
+    # in its system prompt.
+    assert "no delegation (maximum depth)" in agent(result, "root.1")["iterations"][0]["prompt"]
     from bot.rlm.prompts import system_prompt
 
-    return system_prompt(1, 1, "0" * 40, "goal")
+    assert "rlm_query` and `rlm_query_batched` are not available" in system_prompt(1, 1, "0" * 40, "goal")
 
 
 def test_sandbox_budget(make_repo, write_script, make_config):
