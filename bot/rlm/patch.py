@@ -93,7 +93,7 @@ def patch_stats(patch: str) -> PatchStats:
 
 
 def apply_to_dir(patch: str, workdir: Path) -> None:
-    """Apply a patch to a plain checkout (used by tests and the action's local mode)."""
+    """Apply a patch to a plain checkout (e.g. to check a rollout's patch on a fresh clone)."""
     proc = subprocess.run(
         ["git", "apply", "--whitespace=nowarn", "-"],
         cwd=workdir,
