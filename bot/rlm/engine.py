@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .config import Config
 from .repo import PreparedRepo, prepare_repo
 from .secrets import REDACTOR
+from .text import clean_text
 
 if TYPE_CHECKING:
     from .llm import ModelClient
@@ -60,6 +61,7 @@ def run(
     from .sandbox import make_provider
     from .trace import Trace
 
+    prompt = clean_text(prompt)  # argv, environment and payload text may hold lone surrogates
     run_id = run_id or new_run_id()
     api_key = api_key if api_key is not None else default_api_key()
     REDACTOR.add(api_key)

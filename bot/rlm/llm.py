@@ -22,6 +22,7 @@ import openai  # noqa: E402
 
 from .config import ModelConfig  # noqa: E402
 from .errors import LLMError, TimeExceeded  # noqa: E402
+from .text import clean_obj  # noqa: E402
 
 litellm.suppress_debug_info = True
 litellm.telemetry = False
@@ -148,7 +149,7 @@ class LiteLLMClient:
                     raise TimeExceeded("the rollout's time ran out while waiting for the model")
                 timeout = min(timeout, remaining)
             try:
-                response = litellm.completion(**self._kwargs(messages, ctx, timeout))
+                response = litellm.completion(**self._kwargs(clean_obj(messages), ctx, timeout))
             except _RETRYABLE as exc:
                 if attempt > self.cfg.max_retries:
                     raise LLMError(f"model call failed after {attempt} attempts: {_short(exc)}") from None

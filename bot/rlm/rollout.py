@@ -26,6 +26,7 @@ from .repl.driver import truncate
 from .repl.session import POLL, CallRefused, ExecResult
 from .repo import PreparedRepo
 from .sandbox.base import Sandbox, SandboxProvider
+from .text import clean_text
 from .trace import Trace
 
 
@@ -104,8 +105,9 @@ class Rollout:
             self.trace.write_results()
             self.trace.close()
         redact = self.trace.redactor.redact
-        answer = redact(self.root.answer) if self.root.answer is not None else None
-        return RolloutResult(self.run_id, status, answer, redact(error) if error else None, patch,
+        answer = clean_text(redact(self.root.answer)) if self.root.answer is not None else None
+        error = clean_text(redact(error)) if error else None
+        return RolloutResult(self.run_id, status, answer, error, patch,
                              self.trace.snapshot(), self.trace.results_path, self.trace.events_path)  # fmt: skip
 
     def _run_agent(self, node: AgentNode, keep_sandbox: bool = False) -> Sandbox | None:

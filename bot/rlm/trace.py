@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .secrets import REDACTOR, Redactor
+from .text import clean_obj
 
 RESULTS_VERSION = 1
 STATUS_ICONS = {
@@ -216,7 +217,7 @@ def read_events(path: Path) -> list[dict]:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with open(tmp, "w", encoding="utf-8", errors="replace") as f:  # any text left unclean is replaced
         json.dump(data, f, ensure_ascii=False, indent=1)
         f.flush()
         os.fsync(f.fileno())
@@ -247,7 +248,8 @@ class Trace:
     def emit(self, kind: str, **fields: Any) -> dict:
         with self._lock:
             self._seq += 1
-            event = self.redactor.redact_obj({"seq": self._seq, "t": time.time(), "type": kind, **fields})
+            event = {"seq": self._seq, "t": time.time(), "type": kind, **fields}
+            event = clean_obj(self.redactor.redact_obj(event))
             if self._file is not None:
                 self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
             fold(self.results, event)

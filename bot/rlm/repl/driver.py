@@ -378,8 +378,9 @@ def main(argv):
         return 2
     channel = Channel(int(argv[1]), int(argv[2]))
     try:
-        sys.stdout.reconfigure(line_buffering=True)
-        sys.stderr.reconfigure(line_buffering=True)
+        # A lone surrogate printed by the agent is shown escaped instead of raising in its code.
+        sys.stdout.reconfigure(line_buffering=True, errors="backslashreplace")
+        sys.stderr.reconfigure(line_buffering=True, errors="backslashreplace")
     except AttributeError:
         pass
     sys.stdin = io.StringIO("")
