@@ -22,6 +22,7 @@ from tests.fakes.github_app import (
 )
 from webhooks import ServerConfig, context, create_app
 from webhooks import app as entry
+from webhooks import payload as parsing
 
 
 @pytest.fixture
@@ -205,7 +206,7 @@ def test_oversized_body(server):
 
 
 @pytest.mark.parametrize(
-    ("body", "expected"), [(b'{"action": "created", ', entry.BAD_JSON), (b"[1, 2]", entry.NOT_AN_OBJECT)]
+    ("body", "expected"), [(b'{"action": "created", ', parsing.BAD_JSON), (b"[1, 2]", parsing.NOT_AN_OBJECT)]
 )
 def test_malformed_json(server, body, expected):
     url, store = server

@@ -9,7 +9,6 @@ served under /runs/<token>/ by the viewer's blueprint.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from bot.jobs import DuplicateDelivery, JobHandler, JobStore, WorkerPool
 
 from .config import ServerConfig
 from .context import IGNORED_NO_HANDLER, Delivery
+from .payload import PayloadError, parse_payload
 from .routing import KNOWN_EVENTS, router
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,6 @@ BAD_SIGNATURE = "the X-Hub-Signature-256 signature does not match the payload"
 NO_EVENT = "the X-GitHub-Event header is missing"
 NO_DELIVERY = "the X-GitHub-Delivery header is missing"
 BAD_CONTENT_TYPE = "the content type must be application/json"
-BAD_JSON = "the body is not valid JSON"
-NOT_AN_OBJECT = "the body must be a JSON object"
 UNKNOWN_EVENT = "this app does not handle {event} events"
 NO_INSTALLATION = "the payload has no installation; deliveries must come from the installed GitHub App"
 MISSING_FIELD = "the payload is missing a field this event needs: {field}"
@@ -138,11 +136,9 @@ def handle_delivery(server: Server) -> tuple[Response, int]:
     if request.mimetype != "application/json":
         return refuse(415, BAD_CONTENT_TYPE)
     try:
-        data = json.loads(body)
-    except ValueError:
-        return refuse(400, BAD_JSON)
-    if not isinstance(data, dict):
-        return refuse(400, NOT_AN_OBJECT)
+        data = parse_payload(body)
+    except PayloadError as e:
+        return refuse(400, str(e))
     if event_name == "ping":
         return jsonify(decision="ignored", reason=PONG), 200  # no installation needed
     if event_name not in KNOWN_EVENTS:

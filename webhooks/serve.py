@@ -16,6 +16,7 @@ from bot.rlm.secrets import REDACTOR
 
 from .app import create_app
 from .config import ServerConfig
+from .http_server import HttpSettings, create_http_server
 
 log = logging.getLogger("webhooks")
 
@@ -62,9 +63,7 @@ def build_config(engine: Config, *, workers: int | None = None, db: Path | None 
 
 
 def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8080, threads: int = 8) -> None:
-    """Run until interrupted. Blocks."""
-    import waitress
-
+    """Run until interrupted. Blocks. HTTP limits come from RLM_HTTP_* (see http_server.py)."""
     from bot.rlm.sandbox.daytona import reap_all
 
     install_log_redaction()
@@ -76,7 +75,8 @@ def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8080, threa
         log.warning("could not reap old sandboxes: %s", e)
     app = create_app(config)
     log.info("rlm-bot listening on http://%s:%s/webhook with %s run workers", host, port, config.workers)
-    waitress.serve(app, host=host, port=port, threads=threads, ident="rlm-bot", channel_timeout=30)
+    http = HttpSettings.from_env(threads=threads, max_request_body_size=config.max_body)
+    create_http_server(app, host, port, http).run()
 
 
 __all__ = ["AppSettingsError", "build_config", "install_log_redaction", "main", "serve"]
