@@ -28,6 +28,7 @@ from fakes.action_env import (
     example,
     finish,
     make_job,
+    stand_in_python,
 )
 from fakes.github_fake import FakeGitHub
 
@@ -291,3 +292,17 @@ def test_cancelling_the_workflow_stops_the_tree(tmp_path_factory):
     assert f"::notice title=rlm-bot::{m.OUTCOME_RUN_CANCELLED}" in proc.stdout
     (status,) = s.fake.issue_comments(REPO, 1)
     assert "🚫" in status["body"] and not s.fake.created_pulls
+
+
+def test_the_step_interpreter_is_this_one_with_its_packages(tmp_path):
+    """The stand-in for the step's virtualenv imports the packages this suite imports, whether the
+    suite runs from a virtualenv or from a system interpreter."""
+    python = stand_in_python(tmp_path / "runner" / "rlm-bot" / "venv")
+    probe = "import yaml, requests, bot; print(yaml.__file__, requests.__file__, bot.__file__)"
+    proc = subprocess.run([str(python), "-P", "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    import requests
+
+    import bot
+
+    assert proc.stdout.split() == [yaml.__file__, requests.__file__, bot.__file__]

@@ -13,8 +13,10 @@ import json
 import os
 import re
 import signal
+import site
 import subprocess
 import sys
+import venv as venv_module
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -113,9 +115,7 @@ class Job:
             assert match, f"{name} is not passed straight from an input"
             default = action["inputs"][match[1]].get("default", "")
             env[name] = self.inputs.get(match[1], "" if "${{" in default else default)
-        venv_bin = self.tmp / "runner" / "rlm-bot" / "venv" / "bin"
-        venv_bin.mkdir(parents=True, exist_ok=True)
-        (venv_bin / "python").symlink_to(sys.executable)
+        stand_in_python(self.tmp / "runner" / "rlm-bot" / "venv")
         return subprocess.Popen(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
                                 cwd=self.tmp / "workspace", env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -144,6 +144,21 @@ class Job:
     def summary(self) -> str:
         path = self.tmp / "summary.md"
         return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+def stand_in_python(venv: Path) -> Path:
+    """A real virtualenv at `venv` (as the Action's install step makes) that sees this interpreter's
+    packages, so the step imports exactly what the tests import. A symlink to sys.executable would
+    not do: Python finds its environment (`pyvenv.cfg`) next to the path it was started by, so a
+    symlinked virtualenv interpreter starts as the bare base interpreter, without the packages."""
+    venv_module.create(venv, with_pip=False, symlinks=True)
+    python = venv / "bin" / "python"
+    probe = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    purelib = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    dirs = [d for d in (*site.getsitepackages(), site.getusersitepackages()) if Path(d).is_dir()]
+    lines = "".join(f"import site; site.addsitedir({d!r})\n" for d in dirs)
+    (Path(purelib) / "_outer_environment.pth").write_text(lines, encoding="utf-8")
+    return python
 
 
 def finish(proc: subprocess.Popen, timeout: float = 90) -> subprocess.CompletedProcess:
