@@ -5,9 +5,12 @@ Callers (CLI, GitHub App worker, Action) use `run` and nothing deeper.
 
 from __future__ import annotations
 
+import concurrent.futures.thread  # noqa: F401  registers its exit hook now, not from the warm-up at exit
+import logging
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +18,8 @@ from .config import Config
 from .repo import PreparedRepo, prepare_repo
 from .secrets import REDACTOR
 from .text import clean_text
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .llm import ModelClient
@@ -30,15 +35,67 @@ def prepare(config: Config, repo: str, branch: str | None = None, commit: str | 
     """Fetch the repository into the cache and pin the commit (raises RepoError)."""
     if auth_header:
         REDACTOR.add(auth_header, auth_header.split()[-1])
-    # Import litellm and warm its call path while git fetches (both take seconds).
-    threading.Thread(target=_warm_up, args=(config,), daemon=True, name="rlm-warm-up").start()
-    return prepare_repo(repo, config.cache_root(), branch=branch, commit=commit, auth_header=auth_header)
+    start_warm_up(config)
+    try:
+        return prepare_repo(repo, config.cache_root(), branch=branch, commit=commit, auth_header=auth_header)
+    except BaseException:
+        abandon_warm_up(config)  # no run follows: let the process exit soon
+        raise
 
 
-def _warm_up(config: Config) -> None:
-    from .llm import warm_up
+@dataclass(frozen=True)
+class _WarmUp:
+    thread: threading.Thread
+    abandoned: threading.Event
 
-    warm_up(config.model)
+
+_warm_ups: dict[str, _WarmUp] = {}
+_warm_ups_lock = threading.Lock()
+
+
+def start_warm_up(config: Config) -> None:
+    """Import litellm and walk its call path in the background while git fetches (both take
+    seconds). The thread is not a daemon, `run` joins it, and the interpreter joins it before it
+    shuts down: a daemon thread still importing at shutdown holds a module lock that finalizers
+    (litellm's client `__del__`) then wait on forever, so the process would never exit."""
+    name = config.model.name
+    with _warm_ups_lock:
+        current = _warm_ups.get(name)
+        if current is not None:
+            current.abandoned.clear()  # wanted again (if it already stopped, the first call warms up)
+            return
+        abandoned = threading.Event()
+        thread = threading.Thread(target=_warm_up, args=(config, abandoned), name=f"rlm-warm-up:{name}")
+        _warm_ups[name] = _WarmUp(thread, abandoned)
+    thread.start()
+
+
+def abandon_warm_up(config: Config) -> None:
+    """No run will follow: the warm-up stops after the import in progress (imports cannot be
+    interrupted safely), so an exiting process waits for that at most."""
+    with _warm_ups_lock:
+        warm = _warm_ups.get(config.model.name)
+    if warm is not None:
+        warm.abandoned.set()
+
+
+def finish_warm_up(config: Config) -> None:
+    """Wait for this model's warm-up, if one is running (the first model call needs what it
+    imports anyway, so this costs the rollout nothing)."""
+    with _warm_ups_lock:
+        warm = _warm_ups.get(config.model.name)
+    if warm is not None and warm.thread is not threading.current_thread():
+        warm.thread.join()
+
+
+def _warm_up(config: Config, abandoned: threading.Event) -> None:
+    try:
+        from . import llm  # the long part: litellm's import
+
+        if not abandoned.is_set():
+            llm.warm_up(config.model)
+    except Exception as e:  # best effort: the run's own first call reports what is wrong
+        log.debug("warm-up of %s failed: %s", config.model.name, e)
 
 
 def run(
@@ -61,6 +118,7 @@ def run(
     from .sandbox import make_provider
     from .trace import Trace
 
+    finish_warm_up(config)
     prompt = clean_text(prompt)  # argv, environment and payload text may hold lone surrogates
     run_id = run_id or new_run_id()
     api_key = api_key if api_key is not None else default_api_key()
