@@ -2,7 +2,7 @@
 
     python bench/bench_viewer.py [--agents 200] [--iterations 5000] [--repeat 5]
 
-Writes a synthetic results file of that size (bot/viewer/synthetic.py), serves it with the real
+Writes a synthetic results file of that size (bench/synthetic.py), serves it with the real
 `rlm view` server on 127.0.0.1, and opens it in headless Chromium (tests/js/viewer_check.js, the
 same driver as the browser tests). "open" is navigation start until the tree and the selected
 agent's details are on screen, i.e. the page, the run list, the results JSON (parsed in the
@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.synthetic import synthetic_events, write_synthetic  # noqa: E402
 from bot.viewer import make_server  # noqa: E402
 from bot.viewer.server import in_background  # noqa: E402
-from bot.viewer.synthetic import synthetic_events, write_synthetic  # noqa: E402
 
 JS = Path(__file__).resolve().parents[1] / "tests" / "js"
 

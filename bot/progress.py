@@ -1,7 +1,8 @@
 """Live progress of a rollout on stderr: the agent tree with status, depth, iterations, elapsed, cost.
 
 On a terminal it is a rich Live table redrawn a few times a second; elsewhere (CI logs, pipes)
-one plain line per agent start and finish.
+one plain line per agent start and finish. What it shows is the engine's own fold of the events
+(bot/rlm/fold.py), the same results the trace and the viewer show.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from .rlm.fold import agent_of, fold, new_results
 from .rlm.trace import STATUS_ICONS, fmt_cost, fmt_duration
 
 STATUS_STYLES = {
@@ -34,8 +36,7 @@ class Progress:
         self.title = title
         self.live_mode = console.is_terminal
         self._lock = threading.Lock()
-        self._agents: dict[str, dict[str, Any]] = {}
-        self._cost = 0.0
+        self.results = new_results("")
         self._started = time.monotonic()
         self._live: Live | None = None
 
@@ -51,51 +52,35 @@ class Progress:
             self._live.__exit__(*exc)
 
     def on_event(self, event: dict) -> None:
-        kind = event.get("type")
         with self._lock:
-            if kind == "agent_started":
-                self._agents[event["agent"]] = {
-                    "id": event["agent"], "depth": event.get("depth", 0), "task": event.get("task", ""),
-                    "status": "running", "iterations": 0, "t0": time.monotonic(), "t1": None, "cost": 0.0,
-                }  # fmt: skip
-            elif kind == "llm_call" and event.get("agent") in self._agents:
-                agent = self._agents[event["agent"]]
-                agent["iterations"] = event.get("iteration", agent["iterations"])
-                cost = (event.get("usage") or {}).get("cost_usd", 0.0)
-                agent["cost"] += cost
-                self._cost += cost
-            elif kind == "llm_query":
-                self._cost += (event.get("usage") or {}).get("cost_usd", 0.0)
-            elif kind == "agent_finished" and event.get("agent") in self._agents:
-                agent = self._agents[event["agent"]]
-                agent["status"], agent["t1"] = event.get("status"), time.monotonic()
-                agent["error"] = event.get("error")
+            fold(self.results, event)
         if not self.live_mode:
             self._plain(event)
 
     def _plain(self, event: dict) -> None:
         kind = event.get("type")
+        if kind not in ("agent_started", "agent_finished"):
+            return
+        with self._lock:
+            agent = dict(agent_of(self.results, event.get("agent")) or {})
+        indent = "  " * agent.get("depth", 0)
         if kind == "agent_started":
-            indent = "  " * event.get("depth", 0)
-            self.console.print(f"{indent}▶ {event['agent']} started: {_short(event.get('task', ''))}",
+            self.console.print(f"{indent}▶ {event['agent']} started: {_short(agent.get('task', ''))}",
                                highlight=False, markup=False)  # fmt: skip
-        elif kind == "agent_finished":
-            with self._lock:
-                agent = self._agents.get(event["agent"], {})
-            indent = "  " * agent.get("depth", 0)
-            status = event.get("status")
-            extra = f" — {event.get('error')}" if event.get("error") else ""
+        else:
+            status = agent.get("status")
+            extra = f" — {agent.get('error')}" if agent.get("error") else ""
             self.console.print(
                 f"{indent}{STATUS_ICONS.get(status, '•')} {event['agent']} {status} after "
-                f"{agent.get('iterations', 0)} iterations{extra}",
+                f"{len(agent.get('iterations', []))} iterations{extra}",
                 highlight=False,
                 markup=False,
             )
 
     def _render(self) -> Table:
         with self._lock:
-            agents = sorted(self._agents.values(), key=_tree_order)
-            cost = self._cost
+            agents = sorted((_row(a) for a in self.results["agents"]), key=_tree_order)
+            cost = self.results["totals"]["cost_usd"]
         running = sum(1 for a in agents if a["status"] == "running")
         elapsed = fmt_duration(time.monotonic() - self._started)
         table = Table(title=f"{self.title} — {len(agents)} agents, {running} running, {elapsed}, {fmt_cost(cost)}",
@@ -107,7 +92,6 @@ class Progress:
         shown = (
             agents if len(agents) <= MAX_ROWS else [a for a in agents if a["status"] == "running"][:MAX_ROWS]
         )
-        now = time.monotonic()
         for a in shown:
             style = STATUS_STYLES.get(a["status"], "")
             table.add_row(
@@ -115,13 +99,23 @@ class Progress:
                 Text(f"{STATUS_ICONS.get(a['status'], '•')} {a['status']}", style=style),
                 str(a["depth"]),
                 str(a["iterations"]),
-                fmt_duration((a["t1"] or now) - a["t0"]),
+                fmt_duration(a["elapsed"]),
                 fmt_cost(a["cost"]),
                 Text(_short(a["task"])),
             )
         if len(shown) < len(agents):
             table.add_row(Text(f"… {len(agents) - len(shown)} more", style="dim"), "", "", "", "", "", "")
         return table
+
+
+def _row(agent: dict) -> dict[str, Any]:
+    """What the table shows of one folded agent."""
+    elapsed = agent.get("duration")
+    if elapsed is None:
+        elapsed = time.time() - agent["_t0"] if agent.get("_t0") else 0.0
+    return {"id": agent["id"], "depth": agent.get("depth", 0), "task": agent.get("task") or "",
+            "status": agent.get("status") or "running", "iterations": len(agent.get("iterations", [])),
+            "elapsed": elapsed, "cost": (agent.get("usage") or {}).get("cost_usd", 0.0)}  # fmt: skip
 
 
 def _tree_order(agent: dict) -> list[int]:

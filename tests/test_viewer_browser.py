@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.synthetic import synthetic_events, write_synthetic
 from bot.rlm import engine
 from bot.rlm.config import load_config
 from bot.viewer import make_server
 from bot.viewer.server import in_background
-from bot.viewer.synthetic import synthetic_events, write_synthetic
 from tests.conftest import commit_files, git, py
 
 JS = Path(__file__).parent / "js"

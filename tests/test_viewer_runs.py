@@ -7,9 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from bench.synthetic import synthetic_events, write_synthetic
+from bot.rlm.fold import read_head
 from bot.rlm.trace import fold_events, public
-from bot.viewer.runs import NotARun, RunFiles, RunStore, load_run, read_events_after, results_head, run_json
-from bot.viewer.synthetic import synthetic_events, write_synthetic
+from bot.viewer.runs import (
+    NotARun,
+    RunFiles,
+    RunStore,
+    changes_json,
+    load_run,
+    read_events_after,
+    results_head,
+    run_json,
+)
 
 
 def write_events(path: Path, events: list[dict]) -> None:
@@ -51,7 +61,6 @@ def test_load_run_prefers_results_and_falls_back_to_the_fold(tmp_path):
     folded = load_run(run)
     events = [json.loads(line) for line in events_path.read_text().splitlines()]
     assert folded["_seq"] == events[-1]["seq"] and folded["_t_last"] == events[-1]["t"]
-    assert set(folded["_index"]) == {a["id"] for a in folded["agents"]}  # the page continues this fold
     assert public(folded) == public(fold_events(events, folded["run_id"]))
     write_synthetic(tmp_path, agents=8, iterations=40, seed=1)
     assert load_run(run) == json.loads(results_path.read_text())
@@ -72,6 +81,60 @@ def test_results_head_is_the_metadata_without_agents(tmp_path):
         results_head(other)
     with pytest.raises(NotARun):
         run_json(RunFiles.from_path(other))
+
+
+@pytest.mark.parametrize("indent", [None, 0, 1, 4])
+def test_results_head_does_not_depend_on_the_layout(tmp_path, indent):
+    results_path, _ = write_synthetic(tmp_path, agents=3, iterations=9, seed=6)
+    full = json.loads(results_path.read_text())
+    full["prompt"] = "p" * 200_000 + ' "agents": ['  # a head longer than the first read, mimicking the key
+    path = tmp_path / "other-layout.json"
+    path.write_text(json.dumps(full, indent=indent, separators=None if indent is not None else (",", ":")))
+    assert read_head(path) == {k: v for k, v in full.items() if k != "agents"}
+
+
+def test_results_head_of_a_file_with_agents_first_is_parsed_whole(tmp_path):
+    results_path, _ = write_synthetic(tmp_path, agents=3, iterations=9, seed=6)
+    full = json.loads(results_path.read_text())
+    path = tmp_path / "agents-first.json"
+    path.write_text(
+        json.dumps({"agents": full["agents"], **{k: v for k, v in full.items() if k != "agents"}})
+    )
+    assert read_head(path) is None
+    assert results_head(path) == {k: v for k, v in full.items() if k != "agents"}
+
+
+def apply_changes(state: dict, changes: dict) -> None:
+    """What the page does with `changes` (viewer.js: applyChanges)."""
+    positions = {a["id"]: i for i, a in enumerate(state["agents"])}
+    state.update(changes["run"])
+    for agent in changes["agents"]:
+        if agent["id"] in positions:
+            state["agents"][positions[agent["id"]]] = agent
+        else:
+            positions[agent["id"]] = len(state["agents"])
+            state["agents"].append(agent)
+
+
+def test_changes_rebuild_the_engines_fold_as_the_events_grow(tmp_path):
+    """The page follows a run with `changes` only; at every step its state is the engine's fold."""
+    events = synthetic_events(agents=12, iterations=60, seed=8)
+    path = tmp_path / f"{events[0]['run_id']}.events.jsonl"
+    run = RunFiles.from_path(path)
+    write_events(path, events[:3])
+    state = json.loads(run_json(run))
+    for end in (10, 11, 40, 41, len(events) // 2, len(events)):
+        write_events(path, events[:end])
+        changes = json.loads(changes_json(run, state["_seq"]))
+        assert changes["live"] is True and changes["now"] > 0
+        touched = {e["agent"] for e in events if state["_seq"] < e["seq"] <= end and "agent" in e}
+        assert {a["id"] for a in changes["agents"]} == touched
+        apply_changes(state, changes)
+        expected = public(fold_events(events[:end], state["run_id"]))
+        assert {k: v for k, v in state.items() if not k.startswith("_")} == expected
+        assert state["_seq"] == events[end - 1]["seq"]
+    write_synthetic(tmp_path, agents=12, iterations=60, seed=8)
+    assert json.loads(changes_json(run, state["_seq"]))["live"] is False  # finished: load the results
 
 
 def test_events_after_skips_a_torn_line_and_resumes(tmp_path):

@@ -17,10 +17,10 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server as werkzeug_server
 
+from bench.synthetic import write_synthetic
 from bot.viewer import make_server, new_token, viewer_blueprint
 from bot.viewer.routes import SECURITY_HEADERS
 from bot.viewer.server import ViewError, ViewerServer, in_background
-from bot.viewer.synthetic import write_synthetic
 
 SECRET = "TOP-SECRET-NOT-A-RUN"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def test_everything_lives_under_the_secret_prefix(server):
         "/{t}/api/runs/%2Fetc%2Fpasswd",
         "/{t}/api/runs//etc/passwd",
         "/{t}/api/runs/synthetic-6a-30i/../../notes.txt",
-        "/{t}/api/runs/synthetic-6a-30i/events/../../../notes.txt",
+        "/{t}/api/runs/synthetic-6a-30i/changes/../../../notes.txt",
         "/{t}//etc/passwd",
         "//etc/passwd",
         "/etc/passwd",
@@ -145,13 +145,17 @@ def test_api_runs_run_and_events(server, results):
 
     status, _, body = get(server.port, f"{base}/live-run")
     folded = json.loads(body)
-    assert folded["status"] == "running" and folded["_seq"] == 20 and "_index" in folded
+    assert folded["status"] == "running" and folded["_seq"] == 20 and "_index" not in folded
 
-    status, _, body = get(server.port, f"{base}/live-run/events?after=15")
+    status, _, body = get(server.port, f"{base}/live-run/changes?after=15")
     answer = json.loads(body)
-    assert [e["seq"] for e in answer["events"]] == [16, 17, 18, 19, 20]
+    assert answer["run"]["_seq"] == 20 and answer["run"]["totals"] == folded["totals"]
+    assert answer["agents"] and {a["id"] for a in answer["agents"]} <= {a["id"] for a in folded["agents"]}
     assert answer["live"] is True and answer["more"] is False and answer["now"] > 0
-    assert get(server.port, f"{base}/live-run/events?after=x")[0] == 400
+    assert json.loads(get(server.port, f"{base}/live-run/changes?after=20")[2])["agents"] == []
+    assert json.loads(get(server.port, f"{base}/synthetic-6a-30i/changes?after=0")[2])["live"] is False
+    assert get(server.port, f"{base}/live-run/changes?after=x")[0] == 400
+    assert get(server.port, f"{base}/live-run/events?after=15")[0] == 404
     assert get(server.port, f"{base}/live-run/other")[0] == 404
 
 
@@ -218,8 +222,8 @@ def test_blueprint_serves_one_run_per_token(webapp):
     # a link whose results file is not written yet shows the fold of the events, live
     status, _, body = get(port, f"/runs/{live}/api/runs/live-run")
     assert status == 200 and json.loads(body)["status"] == "running"
-    status, _, body = get(port, f"/runs/{live}/api/runs/live-run/events?after=18")
-    assert [e["seq"] for e in json.loads(body)["events"]] == [19, 20]
+    status, _, body = get(port, f"/runs/{live}/api/runs/live-run/changes?after=18")
+    assert json.loads(body)["run"]["_seq"] == 20 and json.loads(body)["live"] is True
     # one token never reaches another run
     assert get(port, f"/runs/{done}/api/runs/live-run")[0] == 404
 

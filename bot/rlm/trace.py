@@ -1,11 +1,9 @@
 """Events while a rollout runs, the results JSON at the end, and the markdown tree summary.
 
-One code path builds the results: `fold(results, event)`. The running rollout folds each event as
-it emits it; after a crash (or in a live viewer) the same fold over `<run_id>.events.jsonl`
-rebuilds everything the run had recorded. Every string is redacted before it is written.
-
-Event types: rollout_started, agent_started, sandbox_created, llm_call, llm_query, code_executed,
-child_spawned, agent_finished, rollout_finished. Each line: {"seq", "t" (epoch seconds), "type", ...fields}.
+One code path builds the results: `fold(results, event)` (fold.py, with the event kinds). The
+running rollout folds each event as it emits it; after a crash (or in a live viewer) the same fold
+over `<run_id>.events.jsonl` rebuilds everything the run had recorded. Every string is redacted,
+and made encodable, before it is written. Each line: {"seq", "t" (epoch seconds), "type", ...fields}.
 """
 
 from __future__ import annotations
@@ -14,15 +12,17 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .fold import RESULTS_VERSION, EventKind, fold, fold_events, iso, new_results, public
 from .secrets import REDACTOR, Redactor
 from .text import clean_obj
 
-RESULTS_VERSION = 1
+__all__ = ["RESULTS_VERSION", "EventKind", "Trace", "fold", "fold_events", "iso", "new_results", "public",
+           "read_events", "summary_markdown", "write_json_atomic"]  # fmt: skip
+
 STATUS_ICONS = {
     "running": "⏳",
     "completed": "✅",
@@ -32,175 +32,6 @@ STATUS_ICONS = {
     "error": "❌",
     "failed": "❌",
 }
-
-
-def iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds")
-
-
-def new_results(run_id: str) -> dict[str, Any]:
-    return {
-        "version": RESULTS_VERSION,
-        "run_id": run_id,
-        "status": "running",
-        "error": None,
-        "answer": None,
-        "repo": None,
-        "commit": None,
-        "branch": None,
-        "prompt": None,
-        "model": None,
-        "sandbox": None,
-        "config": {},
-        "started_at": None,
-        "finished_at": None,
-        "duration": None,
-        "patch": None,
-        "totals": {
-            "agents": 0,
-            "max_depth": 0,
-            "iterations": 0,
-            "llm_calls": 0,
-            "code_blocks": 0,
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "cost_usd": 0.0,
-            "sandboxes": 0,
-        },
-        "agents": [],
-    }
-
-
-def _agent(results: dict, agent_id: str) -> dict | None:
-    index = results.setdefault("_index", {})
-    pos = index.get(agent_id)
-    if pos is None:
-        return None
-    return results["agents"][pos]
-
-
-def _iteration(agent: dict, n: int) -> dict:
-    while len(agent["iterations"]) < n:
-        agent["iterations"].append(
-            {
-                "n": len(agent["iterations"]) + 1,
-                "prompt": "",
-                "response": "",
-                "started_at": None,
-                "duration": None,
-                "usage": None,
-                "blocks": [],
-                "children": [],
-            }  # fmt: skip
-        )
-    return agent["iterations"][n - 1]
-
-
-def fold(results: dict, event: dict) -> dict:
-    """Apply one event to a results dict (in place) and return it."""
-    kind, t = event.get("type"), event.get("t")
-    totals = results["totals"]
-    if kind == "rollout_started":
-        for key in ("repo", "commit", "branch", "prompt", "model", "sandbox", "config"):
-            results[key] = event.get(key)
-        results["started_at"] = iso(t)
-        results["_t0"] = t
-    elif kind == "agent_started":
-        agent = {
-            "id": event["agent"],
-            "parent": event.get("parent"),
-            "depth": event.get("depth", 0),
-            "parent_iteration": event.get("parent_iteration"),
-            "index": event.get("index"),
-            "task": event.get("task", ""),
-            "sandbox": None,
-            "sandbox_seconds": None,
-            "status": "running",
-            "result": None,
-            "error": None,
-            "iterations": [],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0},
-            "started_at": iso(t),
-            "finished_at": None,
-            "duration": None,
-            "_t0": t,
-        }
-        results.setdefault("_index", {})[agent["id"]] = len(results["agents"])
-        results["agents"].append(agent)
-        totals["agents"] += 1
-        totals["max_depth"] = max(totals["max_depth"], agent["depth"])
-    elif kind == "sandbox_created":
-        agent = _agent(results, event["agent"])
-        if agent is not None:
-            agent["sandbox"], agent["sandbox_seconds"] = event.get("sandbox"), event.get("duration")
-            totals["sandboxes"] += 1
-    elif kind == "llm_call":
-        agent = _agent(results, event["agent"])
-        if agent is None:
-            return results
-        it = _iteration(agent, event["iteration"])
-        it.update(prompt=event.get("prompt", ""), response=event.get("response", ""),
-                  started_at=iso((t or 0) - (event.get("duration") or 0)), duration=event.get("duration"),
-                  usage=event.get("usage"))  # fmt: skip
-        usage = event.get("usage") or {}
-        for key in ("prompt_tokens", "completion_tokens", "cost_usd"):
-            agent["usage"][key] += usage.get(key, 0) or 0
-            totals[key] += usage.get(key, 0) or 0
-        totals["llm_calls"] += 1
-        totals["iterations"] += 1
-    elif kind == "code_executed":
-        agent = _agent(results, event["agent"])
-        if agent is None:
-            return results
-        block = {k: event.get(k) for k in ("code", "stdout", "stderr", "error", "duration", "final")}
-        _iteration(agent, event["iteration"])["blocks"].append(block)
-        totals["code_blocks"] += 1
-    elif kind == "child_spawned":
-        agent = _agent(results, event["agent"])
-        if agent is not None:
-            _iteration(agent, event["iteration"])["children"].append(event["child"])
-    elif kind == "agent_finished":
-        agent = _agent(results, event["agent"])
-        if agent is None:
-            return results
-        agent.update(status=event.get("status"), result=event.get("result"), error=event.get("error"),
-                     finished_at=iso(t), duration=_since(agent.get("_t0"), t))  # fmt: skip
-    elif kind == "rollout_finished":
-        for key in ("status", "error", "answer", "patch"):
-            results[key] = event.get(key)
-        results["finished_at"] = iso(t)
-        results["duration"] = _since(results.get("_t0"), t)
-    elif kind == "llm_query":
-        totals_usage = event.get("usage") or {}
-        for key in ("prompt_tokens", "completion_tokens", "cost_usd"):
-            totals[key] += totals_usage.get(key, 0) or 0
-        totals["llm_calls"] += 1
-    totals["cost_usd"] = round(totals["cost_usd"], 8)
-    return results
-
-
-def _since(t0: float | None, t: float | None) -> float | None:
-    if t0 is None or t is None:
-        return None
-    return round(t - t0, 3)
-
-
-def public(results: dict) -> dict:
-    """The results without the fold's private bookkeeping keys."""
-    out = {k: v for k, v in results.items() if not k.startswith("_")}
-    out["agents"] = [{k: v for k, v in a.items() if not k.startswith("_")} for a in results["agents"]]
-    return out
-
-
-def fold_events(events: Iterable[dict], run_id: str = "") -> dict:
-    results = new_results(run_id)
-    for event in events:
-        if event.get("type") == "rollout_started" and not run_id:
-            results["run_id"] = event.get("run_id", "")
-        fold(results, event)
-    return results
 
 
 def read_events(path: Path) -> list[dict]:

@@ -16,7 +16,7 @@ tokens as whole keys (a dict or a unique DB column), never by prefix.
 Routes (GET only), relative to `url_prefix` (default "/runs"):
 
     /<token>                          302 to /<token>/
-    /<token>/                         the page (index.html); /<token>/viewer.js, viewer.css, fold.js
+    /<token>/                         the page (index.html); /<token>/viewer.js, viewer.css
     /<token>/api/runs                 [summary of the run]
     /<token>/api/runs/<run_id>        results JSON, or the fold of the events so far
     /<token>/api/runs/<run_id>/events?after=SEQ   events after SEQ, for live follow

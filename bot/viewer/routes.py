@@ -4,10 +4,10 @@ Both the local server (`rlm view`, stdlib) and the GitHub App's Flask blueprint 
 by calling `dispatch(store, path, query)` with the path relative to the viewer's base URL:
 
     ""  or "index.html"             the page
-    "viewer.js" "viewer.css" "fold.js"   its assets (a fixed list; nothing else under static/)
+    "viewer.js" "viewer.css"        its assets (a fixed list; nothing else under static/)
     "api/runs"                      [summary, ...] newest first
     "api/runs/<id>"                 the results JSON, or the fold of the events so far (+ "_seq")
-    "api/runs/<id>/events?after=N"  {"events": [seq > N ...], "more", "live", "now"}
+    "api/runs/<id>/changes?after=N" {"run": fields, "agents": [touched since event N], "more", "live", "now"}
 
 Anything else is 404. A run id is looked up in the store's listing, never joined onto a path.
 """
@@ -15,17 +15,15 @@ Anything else is 404. A run id is looked up in the store's listing, never joined
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from .runs import NotARun, RunStore, read_events_after, run_json
+from .runs import NotARun, RunStore, changes_json, run_json
 
 STATIC = {
     "index.html": "text/html; charset=utf-8",
     "viewer.js": "text/javascript; charset=utf-8",
-    "fold.js": "text/javascript; charset=utf-8",
     "viewer.css": "text/css; charset=utf-8",
 }
 JSON_TYPE = "application/json; charset=utf-8"
@@ -77,7 +75,7 @@ def dispatch(store: RunStore, path: str, query: dict[str, str]) -> Reply:
     if len(parts) == 2:
         return _json(store.list())
     run = store.get(parts[2])
-    if run is None or len(parts) > 4 or (len(parts) == 4 and parts[3] != "events"):
+    if run is None or len(parts) > 4 or (len(parts) == 4 and parts[3] != "changes"):
         return NOT_FOUND
     try:
         if len(parts) == 3:
@@ -86,7 +84,6 @@ def dispatch(store: RunStore, path: str, query: dict[str, str]) -> Reply:
             after = int(query.get("after", "0"))
         except ValueError:
             return Reply(400, b"after must be an integer sequence number\n")
-        events, more = read_events_after(run.events, after)
-        return _json({"events": events, "more": more, "live": not run.results.is_file(), "now": time.time()})
+        return Reply(200, changes_json(run, after), JSON_TYPE)
     except (FileNotFoundError, NotARun, ValueError):
         return NOT_FOUND

@@ -1,14 +1,14 @@
-"""The runs a viewer may show: find them, load them, read their events after a sequence number.
+"""The runs a viewer may show: find them, load them, and fold a running one's events for the page.
 
 A run is a pair of sibling files named by its id: `<id>.json` (the results, written when the run
 ends) and `<id>.events.jsonl` (appended while it runs). A viewer serves exactly these files and
 nothing else: run ids are matched against a strict pattern and looked up in a listing, never
 joined onto a path from a request.
 
-`load_run` returns the results JSON when it exists, else the fold of the events so far. The fold
-keeps its private keys (`_index`, `_t0`) and gains `_seq` and `_t_last` (the last event folded and
-its time), so the page can continue the very same fold in JavaScript with the events that follow
-(`static/fold.js`).
+The page never interprets events: for a running run the server folds them with the engine's own
+fold (bot/rlm/fold.py), keeping one fold per followed run and reading only the new lines, and the
+page asks for what changed since the sequence number it has (`changes`): the run's fields and
+the agents an event touched since then, which it puts in place.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ import json
 import os
 import re
 import threading
-from dataclasses import dataclass
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.rlm.trace import fold, new_results
+from bot.rlm.fold import fold, new_results, public, read_head
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 RESULTS_SUFFIX = ".json"
@@ -65,25 +67,11 @@ class RunFiles:
         return max(times, default=0.0)
 
 
-def _head(data: bytes) -> dict[str, Any] | None:
-    """The results without their agents, cheaply: the engine writes `agents` last, at indent 1
-    (`write_json_atomic`), so everything before that key is the run's metadata and totals."""
-    pos = data.rfind(b'\n "agents": ')
-    if pos < 0:
-        return None
-    try:
-        head = json.loads(data[:pos].rstrip().rstrip(b",") + b"}")
-    except ValueError:
-        return None
-    return head if isinstance(head, dict) and isinstance(head.get("totals"), dict) else None
-
-
 def results_head(path: Path) -> dict[str, Any]:
     """A results file's metadata and totals (no agents); raises NotARun for any other JSON."""
-    data = path.read_bytes()
-    head = _head(data)
-    if head is None:  # written by something else: parse it all
-        full = json.loads(data)
+    head = read_head(path)
+    if head is None:  # not written by the engine: parse it all
+        full = json.loads(path.read_bytes())
         if not is_results(full):
             raise NotARun(f"{path} is not an rlm results file")
         head = {k: v for k, v in full.items() if k != "agents"}
@@ -92,13 +80,13 @@ def results_head(path: Path) -> dict[str, Any]:
 
 def run_json(run: RunFiles) -> bytes:
     """The run as JSON bytes: a finished run's results file as it is on disk, a running one's fold
-    of its events so far."""
+    of its events so far (with `_seq`, the last event folded)."""
     if run.results.is_file():
-        data = run.results.read_bytes()
-        if _head(data) is None and not is_results(json.loads(data)):
-            raise NotARun(f"{run.results} is not an rlm results file")
-        return data
-    return json.dumps(load_run(run), ensure_ascii=False).encode()
+        results_head(run.results)  # refuses anything that is not a results file
+        return run.results.read_bytes()
+    if not run.events.is_file():
+        raise FileNotFoundError(f"run {run.run_id} has no results or events file")
+    return LIVE.get(run).whole()
 
 
 def load_run(run: RunFiles) -> dict[str, Any]:
@@ -110,7 +98,7 @@ def load_run(run: RunFiles) -> dict[str, Any]:
             raise NotARun(f"{run.results} is not an rlm results file")
         return data
     if run.events.is_file():
-        return fold_file(run.events, run.run_id)
+        return json.loads(LIVE.get(run).whole())
     raise FileNotFoundError(f"run {run.run_id} has no results or events file")
 
 
@@ -122,16 +110,87 @@ def is_results(data: Any) -> bool:
     )
 
 
-def fold_file(path: Path, run_id: str) -> dict[str, Any]:
-    """Fold every complete line of an events file; a torn last line is left for the next read."""
-    results = new_results(run_id)
-    results["_seq"] = 0
-    events, _ = read_events_after(path, 0, limit=None)
-    for event in events:
-        fold(results, event)
-        results["_seq"] = event.get("seq", results["_seq"])
-        results["_t_last"] = event.get("t", results.get("_t_last"))
-    return results
+@dataclass
+class LiveFold:
+    """The engine's fold of one run's events so far, advanced with the lines appended since."""
+
+    run_id: str
+    events: Path
+    results: dict[str, Any] = field(init=False)
+    seq: int = 0
+    t_last: float | None = None
+    touched: dict[str, int] = field(default_factory=dict)  # agent id -> seq of the last event on it
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.results = new_results(self.run_id)
+
+    def _advance(self) -> bool:
+        """Fold what was appended (up to MAX_EVENTS_PER_READ); whether more remain."""
+        events, more = read_events_after(self.events, self.seq)
+        for event in events:
+            fold(self.results, event)
+            self.seq, self.t_last = event["seq"], event.get("t", self.t_last)
+            if isinstance(event.get("agent"), str):
+                self.touched[event["agent"]] = self.seq
+        return more
+
+    def _head(self) -> dict[str, Any]:
+        head = {k: v for k, v in public({**self.results, "agents": []}).items() if k != "agents"}
+        return {**head, "_seq": self.seq, "_t_last": self.t_last}
+
+    def whole(self) -> bytes:
+        """The whole fold so far, as the results JSON with `_seq` and `_t_last`."""
+        with self.lock:
+            while self._advance():
+                pass
+            return json.dumps(
+                {**self._head(), "agents": public(self.results)["agents"]}, ensure_ascii=False
+            ).encode()
+
+    def changes(self, after: int) -> bytes:
+        """What changed since event `after`: {"run": the fields without agents, "agents": the agents
+        an event touched since, "more": events remain to fold}."""
+        with self.lock:
+            more = self._advance()
+            agents = public(self.results)["agents"]
+            changed = [a for a in agents if self.touched.get(a["id"], 0) > after]
+            return json.dumps(
+                {"run": self._head(), "agents": changed, "more": more}, ensure_ascii=False
+            ).encode()
+
+
+class LiveFolds:
+    """One LiveFold per followed run (by events file and inode), the least recently used dropped."""
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self._folds: OrderedDict[tuple[str, int], LiveFold] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, run: RunFiles) -> LiveFold:
+        key = (str(run.events), run.events.stat().st_ino)
+        with self._lock:
+            live = self._folds.get(key)
+            if live is None:
+                live = self._folds[key] = LiveFold(run.run_id, run.events)
+                while len(self._folds) > self.size:
+                    self._folds.popitem(last=False)
+            self._folds.move_to_end(key)
+            return live
+
+
+LIVE = LiveFolds()
+
+
+def changes_json(run: RunFiles, after: int) -> bytes:
+    """The answer to `api/runs/<id>/changes?after=N`: a running run's changes since event N (see
+    LiveFold.changes) plus "live" and the server's "now"; once the results file exists, just
+    {"live": false} (the page then loads the results)."""
+    if run.results.is_file() or not run.events.is_file():
+        return json.dumps({"live": False, "now": time.time()}).encode()
+    body = LIVE.get(run).changes(after)
+    return body[:-1] + f', "live": true, "now": {time.time()!r}}}'.encode()
 
 
 # ---------------------------------------------------------------------- events after a seq

@@ -1,14 +1,14 @@
 /* rlm trace viewer: the agent tree with a timeline, one agent's iterations, search, live follow.
  *
  * Data: `api/runs` (list), `api/runs/<id>` (results JSON, or the server's fold of the events so
- * far), `api/runs/<id>/events?after=SEQ` (live). New events are folded here with RlmFold.fold,
- * the same fold the engine uses. Opened from disk (file://) it reads a dropped results or events
- * file instead. Only the tree (one row per agent) is always in the DOM; an agent's iterations
+ * far), `api/runs/<id>/changes?after=SEQ` (live: the run's fields and the agents changed since,
+ * folded by the server with the engine's own fold; the page only puts them in place). Opened
+ * from disk (file://) it reads a dropped results file instead. Only the tree (one row per agent) is always in the DOM; an agent's iterations
  * are built when it is selected, a page at a time.
  */
 (function () {
   "use strict";
-  const F = window.RlmFold;
+  const NOT_RESULTS = " is not an rlm results file. To open a run's events (.events.jsonl), run `rlm view FILE`.";
   const $ = (id) => document.getElementById(id);
   const PAGE = 20;            // iteration cards rendered at a time
   const TEXT_LIMIT = 20000;   // characters of one text shown before "show all"
@@ -613,8 +613,23 @@
     $("open-page").hidden = which !== "open";
   }
 
+  function emptyResults(id) {
+    return { run_id: id, status: "running", totals: {}, agents: [], _seq: 0 };
+  }
+
+  /* The server's changes since our `_seq`: the run's fields, and whole agents replaced or added. */
+  function applyChanges(results, changes) {
+    const pos = new Map(results.agents.map((a, i) => [a.id, i]));
+    Object.assign(results, changes.run);
+    for (const agent of changes.agents) {
+      if (pos.has(agent.id)) results.agents[pos.get(agent.id)] = agent;
+      else { pos.set(agent.id, results.agents.length); results.agents.push(agent); }
+    }
+  }
+
   function setResults(data) {
-    S.results = F.ensureState(data);
+    if (data._seq === undefined) data._seq = 0;
+    S.results = data;
     index();
     computeMatches();
     show("run");
@@ -666,8 +681,7 @@
     if (token !== S.followToken) return;
     if (data.status === "running" && data._seq === undefined) {
       // a results file written mid-run cannot be continued: rebuild it from the events
-      data = F.newResults(id);
-      data._seq = 0;
+      data = emptyResults(id);
     }
     setResults(data);
     writeHash();
@@ -683,28 +697,25 @@
     while (token === S.followToken) {
       let r;
       try {
-        r = await getJSON("api/runs/" + encodeURIComponent(id) + "/events?after=" + S.results._seq);
+        r = await getJSON("api/runs/" + encodeURIComponent(id) + "/changes?after=" + S.results._seq);
       } catch (err) {
         await sleep(3000);
         continue;
       }
       if (token !== S.followToken) return;
       S.now = r.now; S.nowAt = performance.now();
-      for (const e of r.events) {
-        F.fold(S.results, e);
-        if (typeof e.seq === "number") S.results._seq = e.seq;
-        if (typeof e.t === "number") S.results._t_last = e.t;
+      if (!r.live) { // the results file exists: load it
+        S.live = false;
+        return openRun(id);
       }
-      if (r.events.length) quiet = 0; else quiet++;
+      const moved = r.run._seq !== S.results._seq;
+      applyChanges(S.results, r);
+      if (moved) quiet = 0; else quiet++;
       const finished = S.results.status !== "running";
       if (finished) S.live = false;
       scheduleRender();
       if (finished) return;
-      if (!r.live && !r.events.length) { // the results file exists, but no rollout_finished reached us
-        S.live = false;
-        return openRun(id);
-      }
-      await sleep(r.more ? 0 : r.events.length ? 400 : quiet > 30 ? 3000 : 1000);
+      await sleep(r.more ? 0 : moved ? 400 : quiet > 30 ? 3000 : 1000);
     }
   }
 
@@ -759,14 +770,10 @@
     try {
       const parsed = JSON.parse(text);
       if (parsed && Array.isArray(parsed.agents)) data = parsed;
-    } catch (e) { /* not one JSON document: events */ }
+    } catch (e) { /* not one JSON document */ }
     if (!data) {
-      const events = F.parseJsonl(text);
-      if (!events.length || !events.some((e) => e.type === "agent_started")) {
-        $("open-msg").textContent = name + " is not an rlm results or events file.";
-        return;
-      }
-      data = F.foldEvents(events);
+      $("open-msg").textContent = name + NOT_RESULTS;
+      return;
     }
     S.runId = data.run_id; S.embedded = true;
     setResults(data);

@@ -1,4 +1,4 @@
-"""Synthetic traces of any size, for the viewer's tests, benchmarks and demos.
+"""Synthetic traces of any size, for the viewer's tests and benchmarks (not part of the package).
 
 `synthetic_events` simulates a rollout (a tree of agents, children in parallel batches, iterations
 with code blocks, a few failures) and returns its events in emission order; the results JSON is the
