@@ -180,3 +180,13 @@ def test_store_lists_only_runs_inside_the_directory(tmp_path):
     assert single.get("synthetic-4a-12i") is None
     with pytest.raises(FileNotFoundError):
         RunStore(results / "nope.json")
+
+
+def test_a_lone_surrogate_in_a_foreign_events_file_is_served(tmp_path):
+    events = synthetic_events(agents=2, iterations=4, seed=9)
+    events[1]["task"] = "bad \ud800 text"  # json.dumps escapes it: valid JSON, invalid text
+    path = tmp_path / f"{events[0]['run_id']}.events.jsonl"
+    write_events(path, events)
+    run = RunFiles.from_path(path)
+    assert json.loads(run_json(run))["agents"][0]["task"] == "bad ? text"
+    assert json.loads(changes_json(run, 0))["agents"][0]["task"] == "bad ? text"

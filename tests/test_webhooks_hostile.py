@@ -214,6 +214,14 @@ def test_slow_requests_are_cut_at_request_timeout_and_free_the_server(app):
             attack.close()
 
 
+def test_a_body_over_the_limit_is_413_from_waitress(app):
+    settings = HttpSettings(threads=2, max_request_body_size=64 * 1024)
+    body = json.dumps(comment_payload("/rlm " + "x" * 70_000)).encode()
+    with waitress_server(app, settings) as url, requests.Session() as session:
+        assert post_signed(url, body, session).status_code == 413
+        assert post_signed(url, json.dumps(comment_payload("hi")).encode(), session).status_code == 200
+
+
 def test_http_settings_from_the_environment():
     settings = HttpSettings.from_env({"RLM_HTTP_CONNECTION_LIMIT": "2000", "RLM_HTTP_REQUEST_TIMEOUT": "7.5"})
     assert (settings.connection_limit, settings.request_timeout, settings.channel_timeout) == (2000, 7.5, 30)

@@ -14,12 +14,11 @@ Anything else is 404. A run id is looked up in the store's listing, never joined
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from .runs import NotARun, RunStore, changes_json, run_json
+from .runs import NotARun, RunStore, changes_json, json_bytes, run_json
 
 STATIC = {
     "index.html": "text/html; charset=utf-8",
@@ -60,7 +59,7 @@ def static_bytes(name: str) -> bytes:
 
 
 def _json(data: Any) -> Reply:
-    return Reply(200, json.dumps(data, ensure_ascii=False).encode(), JSON_TYPE)
+    return Reply(200, json_bytes(data), JSON_TYPE)
 
 
 def dispatch(store: RunStore, path: str, query: dict[str, str]) -> Reply:

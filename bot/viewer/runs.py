@@ -110,6 +110,11 @@ def is_results(data: Any) -> bool:
     )
 
 
+def json_bytes(data: Any) -> bytes:
+    """JSON as UTF-8; a lone surrogate (an events file from elsewhere) becomes "?", not an error."""
+    return json.dumps(data, ensure_ascii=False).encode("utf-8", "replace")
+
+
 @dataclass
 class LiveFold:
     """The engine's fold of one run's events so far, advanced with the lines appended since."""
@@ -144,9 +149,7 @@ class LiveFold:
         with self.lock:
             while self._advance():
                 pass
-            return json.dumps(
-                {**self._head(), "agents": public(self.results)["agents"]}, ensure_ascii=False
-            ).encode()
+            return json_bytes({**self._head(), "agents": public(self.results)["agents"]})
 
     def changes(self, after: int) -> bytes:
         """What changed since event `after`: {"run": the fields without agents, "agents": the agents
@@ -155,9 +158,7 @@ class LiveFold:
             more = self._advance()
             agents = public(self.results)["agents"]
             changed = [a for a in agents if self.touched.get(a["id"], 0) > after]
-            return json.dumps(
-                {"run": self._head(), "agents": changed, "more": more}, ensure_ascii=False
-            ).encode()
+            return json_bytes({"run": self._head(), "agents": changed, "more": more})
 
 
 class LiveFolds:
