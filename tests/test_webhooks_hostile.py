@@ -227,3 +227,16 @@ def test_http_settings_from_the_environment():
     assert (settings.connection_limit, settings.request_timeout, settings.channel_timeout) == (2000, 7.5, 30)
     with pytest.raises(ValueError, match="RLM_HTTP_CHANNEL_TIMEOUT must be a positive number"):
         HttpSettings.from_env({"RLM_HTTP_CHANNEL_TIMEOUT": "-1"})
+
+
+def test_rlm_serve_refuses_a_bad_http_setting_in_one_sentence(monkeypatch):
+    from bot.rlm.config import Config
+    from webhooks.serve import AppSettingsError, build_config
+
+    engine = Config()
+    engine.sandbox.isolation = "none"
+    monkeypatch.setenv("RLM_HTTP_REQUEST_TIMEOUT", "soon")
+    with pytest.raises(
+        AppSettingsError, match="^RLM_HTTP_REQUEST_TIMEOUT must be a positive number, not 'soon'$"
+    ):
+        build_config(engine)

@@ -59,6 +59,10 @@ def check_isolation(engine: Config) -> None:
 
 def build_config(engine: Config, *, workers: int | None = None, db: Path | None = None) -> ServerConfig:
     check_isolation(engine)
+    try:
+        HttpSettings.from_env()  # a bad RLM_HTTP_* value is a one-line error before anything starts
+    except ValueError as e:
+        raise AppSettingsError(str(e)) from None
     return ServerConfig.from_env(engine, workers=workers, db_path=db)
 
 
@@ -73,9 +77,10 @@ def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8080, threa
             log.warning("reaped sandboxes left by a previous server: %s", reaped)
     except Exception as e:  # reaping is housekeeping; the server starts regardless
         log.warning("could not reap old sandboxes: %s", e)
+    http = HttpSettings.from_env(threads=threads)
+    config.max_body = http.max_request_body_size  # one body limit, in waitress and in the app
     app = create_app(config)
     log.info("rlm-bot listening on http://%s:%s/webhook with %s run workers", host, port, config.workers)
-    http = HttpSettings.from_env(threads=threads, max_request_body_size=config.max_body)
     create_http_server(app, host, port, http).run()
 
 
