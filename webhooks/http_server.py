@@ -113,6 +113,7 @@ def create_http_server(
         max_request_header_size=settings.max_request_header_size,
         max_request_body_size=settings.max_request_body_size,
         backlog=settings.backlog,
+        asyncore_use_poll=True,  # select() fails outright once any socket's fd number passes 1023
     )
     listeners = server.map.values() if isinstance(server, MultiSocketServer) else [server]
     for listener in listeners:
