@@ -86,6 +86,38 @@ def test_lone_surrogates_in_a_payload_are_replaced_and_recorded(app):
     assert job.request["task"] == "fix \ufffd this" and job.request["requester"] == "\ufffdme"
 
 
+def retyped(path: str, value) -> bytes:
+    payload = comment_payload("/rlm fix it")
+    *parents, leaf = path.split(".")
+    target = payload
+    for key in parents:
+        target = target[key]
+    target[leaf] = value
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field", "kind"),
+    [
+        ("repository.full_name", {"a": 1}, "repository.full_name", "a string"),
+        ("issue.number", [7], "issue or pull request number", "an integer"),
+        ("issue.number", True, "issue or pull request number", "an integer"),
+        ("comment.id", "555", "comment.id", "an integer"),
+        ("comment.user.login", ["x"], "comment.user.login", "a string"),
+        ("comment.user.id", {"id": 1}, "comment.user.id", "an integer"),
+        ("repository.clone_url", [], "repository.clone_url", "a string"),
+        ("issue.html_url", {}, "html_url", "a string"),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_400_naming_it(app, path, value, field, kind):
+    """These reached SQLite as lists and dicts: 500 in 13 of 10,000 fuzzed deliveries."""
+    with serve(app) as url, requests.Session() as session:
+        resp = post_signed(url, retyped(path, value), session)
+    assert resp.status_code == 400
+    assert resp.json()["error"] == parsing.WRONG_TYPE.format(field=field, kind=kind)
+    assert app.extensions["rlm"].store.jobs() == []
+
+
 HOSTILE_VALUES = [None, True, 0, -1, 2**63 - 1, "", "x" * 300, "\ud800", [], {}, [[[]]], {"id": []}, 1.5]
 
 
@@ -116,14 +148,14 @@ def test_fuzzed_signed_deliveries_are_never_5xx(app):
     rng = random.Random(20261130)
     statuses: dict[int, int] = {}
     with serve(app) as url, requests.Session() as session:
-        for _ in range(400):
+        for _ in range(1000):
             event = rng.choice(["issue_comment", "pull_request_review_comment", "ping"])
             resp = post_signed(url, mutate(rng), session, event=event)
             statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
             assert resp.status_code < 500, (resp.status_code, resp.text)
             if resp.status_code >= 400:
                 assert resp.json()["error"]  # a reason, always
-    assert statuses.get(400, 0) > 50 and (statuses.get(200, 0) + statuses.get(202, 0)) > 20, statuses
+    assert statuses.get(400, 0) > 100 and (statuses.get(200, 0) + statuses.get(202, 0)) > 50, statuses
 
 
 # ---------------------------------------------------------------- slow clients against the real waitress server

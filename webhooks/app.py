@@ -146,13 +146,15 @@ def handle_delivery(server: Server) -> tuple[Response, int]:
     installation = (
         (data.get("installation") or {}).get("id") if isinstance(data.get("installation"), dict) else None
     )
-    if not isinstance(installation, int):
+    if not isinstance(installation, int) or isinstance(installation, bool):
         return refuse(400, NO_INSTALLATION)
     delivery = Delivery(prefix=config.prefix, installation_id=installation,
                         app_id=config.app.app_id if config.app else None)  # fmt: skip
     event = sansio.Event(data, event=event_name, delivery_id=delivery_id)
     try:
         _loop().run_until_complete(router.dispatch(event, delivery))
+    except PayloadError as e:
+        return refuse(400, str(e))
     except (KeyError, TypeError, AttributeError) as e:
         return refuse(400, MISSING_FIELD.format(field=e))
     reason = delivery.ignored or IGNORED_NO_HANDLER.format(event=event_name, action=data.get("action"))

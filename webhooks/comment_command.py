@@ -10,6 +10,7 @@ from bot.github.commands import parse_command
 from bot.jobs import NewJob
 
 from .context import IGNORED_BOT, IGNORED_NO_COMMAND, IGNORED_OWN, Delivery
+from .payload import typed
 
 
 def is_from_bot(payload: dict) -> bool:
@@ -35,17 +36,18 @@ def enqueue_command(payload: dict, delivery: Delivery, *, number: int, is_pull: 
         return delivery.ignore(IGNORED_NO_COMMAND.format(prefix=delivery.prefix))
     repo = payload["repository"]
     user = comment.get("user") or payload.get("sender") or {}
+    full_name = typed(repo["full_name"], str, "repository.full_name")
     request = {
-        "repo": repo["full_name"],
-        "number": number,
-        "requester": user.get("login"),
-        "requester_id": user.get("id"),
+        "repo": full_name,
+        "number": typed(number, int, "issue or pull request number"),
+        "requester": typed(user.get("login"), str, "comment.user.login", optional=True),
+        "requester_id": typed(user.get("id"), int, "comment.user.id", optional=True),
         "task": command.task,
-        "clone_url": repo.get("clone_url"),
-        "comment_id": comment["id"],
+        "clone_url": typed(repo.get("clone_url"), str, "repository.clone_url", optional=True),
+        "comment_id": typed(comment["id"], int, "comment.id"),
         "review_comment": review,
         "is_pull": is_pull,
-        "html_url": html_url,
+        "html_url": typed(html_url, str, "html_url", optional=True),
     }
-    delivery.enqueue(NewJob(kind=command.kind, repo=repo["full_name"], number=number, request=request,
+    delivery.enqueue(NewJob(kind=command.kind, repo=full_name, number=number, request=request,
                             installation_id=delivery.installation_id))  # fmt: skip

@@ -21,6 +21,8 @@ BAD_ENCODING = "the body is not valid UTF-8"
 TOO_DEEP = f"the JSON nests deeper than {MAX_DEPTH} levels"
 BAD_NUMBER = "the JSON holds a number outside the range GitHub sends"
 NOT_AN_OBJECT = "the body must be a JSON object"
+WRONG_TYPE = "the payload's {field} must be {kind}"
+KINDS = {int: "an integer", str: "a string", bool: "true or false"}
 
 
 class PayloadError(ValueError):
@@ -84,3 +86,13 @@ def parse_payload(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PayloadError(NOT_AN_OBJECT)
     return _checked(data)
+
+
+def typed(value: Any, kind: type, field: str, *, optional: bool = False) -> Any:
+    """`value` if it is a `kind` (None too when optional); else PayloadError naming the field.
+    A job's fields go to SQLite and to GitHub: a list where a number belongs is a 400, not a 500."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise PayloadError(WRONG_TYPE.format(field=field, kind=KINDS.get(kind, kind.__name__)))
+    return value
