@@ -17,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from bot.logcontext import job_context
+
 from .model import CONTROL_LANE, IN_FLIGHT, RUN_LANE, Job, JobStore
 
 log = logging.getLogger(__name__)
@@ -95,9 +97,10 @@ class WorkerPool:
     def requeue_expired(self) -> None:
         try:
             for job in self.store.requeue_expired(self.max_attempts):
-                log.warning("job %s (%s on %s#%s) lost its worker; %s", job.id, job.kind, job.repo, job.number,
-                            "resuming it" if job.kind == "run" else "reporting it" if job.kind == "interrupted"
-                            else "doing it again")  # fmt: skip
+                with job_context(job):
+                    log.warning("job %s (%s on %s#%s) lost its worker; %s", job.id, job.kind, job.repo, job.number,
+                                "resuming it" if job.kind == "run" else "reporting it" if job.kind == "interrupted"
+                                else "doing it again")  # fmt: skip
         except self.store.errors:
             log.exception("could not look for jobs of workers that died")
 
@@ -159,8 +162,6 @@ class WorkerPool:
             self._run(job, lane)
 
     def _run(self, job: Job, lane: str) -> None:
-        from bot.logcontext import job_context
-
         cancel = threading.Event()
         if job.cancel_requested:
             cancel.set()
