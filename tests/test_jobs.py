@@ -318,3 +318,53 @@ def test_pool_with_no_run_workers_leaves_runs_queued(tmp_path):
     pool = WorkerPool(store, lambda job, cancel: seen.append(job.id), workers=0, control_workers=0, poll=0.05)
     assert [t.name for t in pool._threads] == ["rlm-heartbeat"]
     store.close()
+
+
+def test_a_worker_that_lost_its_lease_stops_and_leaves_the_job_to_its_new_owner(
+    backend, tmp_path, request, clock
+):
+    store = make_store(backend, tmp_path, request, lease_seconds=10, clock=clock)
+    started, stopped = threading.Event(), threading.Event()
+
+    def handler(job, cancel):
+        started.set()
+        if cancel.wait(10):
+            stopped.set()
+
+    pool = WorkerPool(store, handler, workers=0, control_workers=1, poll=0.05, heartbeat=3600).start()
+    try:
+        job = store.record_delivery("d1", "issue_comment", run_job(1, kind="status"))
+        assert started.wait(10)
+        clock.now += 11  # this worker stalled past its lease: another took the job over
+        (again,) = store.requeue_expired()
+        assert store.claim(CONTROL_LANE, "other").id == again.id == job.id
+        pool.beat()
+        assert stopped.wait(10)
+        wait_for(lambda: not pool.running(), timeout=10)
+        current = store.get(job.id)
+        assert (current.state, current.lease_owner) == ("working", "other")  # not failed by the stale worker
+    finally:
+        pool.stop()
+        store.close()
+
+
+def test_a_database_from_before_versions_is_migrated(tmp_path):
+    import sqlite3
+
+    from bot.jobs.sqlite import MIGRATIONS, SqliteJobStore
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    for statement in MIGRATIONS[0]:  # the first release's schema, with no schema_version table
+        old.execute(statement)
+    old.execute("INSERT INTO jobs (delivery_id, kind, lane, repo, number, request, state, attempts, created, updated) "
+                "VALUES ('d1', 'run', 'run', 'o/r', 1, '{}', 'running', 1, 0, 0)")  # fmt: skip
+    old.commit()
+    old.close()
+    store = SqliteJobStore(path)
+    try:
+        assert store.schema_version == 2
+        (resumed,) = store.requeue_expired()  # left running by a server of that release: no lease
+        assert (resumed.delivery_id, resumed.state, resumed.kind) == ("d1", "queued", "run")
+    finally:
+        store.close()
