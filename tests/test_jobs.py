@@ -368,3 +368,14 @@ def test_a_database_from_before_versions_is_migrated(tmp_path):
         assert (resumed.delivery_id, resumed.state, resumed.kind) == ("d1", "queued", "run")
     finally:
         store.close()
+
+
+def test_leases_given_up_at_shutdown_are_taken_over_at_once(store):
+    job = store.record_delivery("d1", "issue_comment", run_job(1))
+    accept(store, job.id)
+    store.claim(RUN_LANE, "leaving")
+    store.activate(job.id)
+    assert store.requeue_expired() == []
+    assert store.heartbeat("leaving", lease=-1).held == {job.id}  # what `rlm worker` does after its drain
+    (resumed,) = store.requeue_expired()
+    assert (resumed.id, resumed.state, resumed.kind) == (job.id, "queued", "run")
