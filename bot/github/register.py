@@ -83,11 +83,19 @@ def manifest(name: str, webhook_url: str, redirect_url: str, *, public: bool = F
 
 
 def form_page(action: str, manifest_json: str) -> str:
+    m = json.loads(manifest_json)
+    facts = {"App name": m["name"], "Webhook URL": m["hook_attributes"]["url"],
+             "Permissions": ", ".join(f"{k}: {v}" for k, v in m["default_permissions"].items()),
+             "Events": ", ".join(m["default_events"]), "Created on": action.split("?", 1)[0]}  # fmt: skip
+    rows = "".join(
+        f"<tr><th align=left>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items()
+    )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Register the rlm-bot GitHub App</title></head>
 <body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
 <h1>Register the rlm-bot GitHub App</h1>
 <p>GitHub will show the App's name, permissions and events and ask you to confirm. Its private key
 and webhook secret come back to this machine only.</p>
+<table cellpadding="4">{rows}</table>
 <form id="register" action="{html.escape(action)}" method="post">
 <input type="hidden" name="manifest" value="{html.escape(manifest_json)}">
 <button type="submit">Create the App on GitHub</button>
