@@ -129,7 +129,8 @@ class FakeGitHub:
             body = raw.decode("utf-8", "replace")
         path = request.path
         if request.method == "POST" and re.fullmatch(r"(/organizations/[^/]+)?/settings/apps/new", path):
-            return self._new_app_page(request)(environ, start_response)  # a web page: never under the API prefix
+            # A web page, never under the API prefix.
+            return self._new_app_page(request)(environ, start_response)
         if self.prefix:
             if not path.startswith(self.prefix + "/"):
                 return Response('{"message": "Not Found"}', status=404)(environ, start_response)
@@ -167,7 +168,9 @@ class FakeGitHub:
         code = f"code-{next(self._ids)}"
         with self._lock:
             self.manifests[code] = {**manifest, "owner": request.path}
-        query = urlencode({"code": code, **({"state": request.args["state"]} if "state" in request.args else {})})
+        query = urlencode(
+            {"code": code, **({"state": request.args["state"]} if "state" in request.args else {})}
+        )
         return Response("", status=302, headers={"Location": f"{manifest['redirect_url']}?{query}"})
 
     def _route(self, c: Call) -> tuple[int, Any]:
