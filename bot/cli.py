@@ -253,12 +253,19 @@ def sandboxes_reap(
 @app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (0.0.0.0 in a container)"),
-    port: int = typer.Option(8080, "--port", help="port for POST /webhook and GET /healthz"),
-    workers: int = typer.Option(2, "--workers", help="runs at once (in-process worker threads)"),
+    port: int = typer.Option(8080, "--port", help="port for POST /webhook, /healthz, /readyz and /metrics"),
+    workers: int = typer.Option(
+        2, "--workers", help="runs at once in this process; 0 = intake only (see `rlm worker`)"
+    ),
     threads: int = typer.Option(8, "--threads", help="HTTP threads"),
     config_path: Path | None = typer.Option(None, "--config", "-c", help="engine config.yaml"),
-    db: Path | None = typer.Option(None, "--db", help="job database (default: RLM_DB or rlm-jobs.sqlite3)"),
+    db: str | None = typer.Option(
+        None,
+        "--db",
+        help="job database: a SQLite path or a postgresql:// URL (default: RLM_DB or rlm-jobs.sqlite3)",
+    ),
     env_file: Path | None = typer.Option(None, "--env-file", help="a .env file with the GITHUB_* settings"),
+    log_json: bool = typer.Option(False, "--log-json", help="JSON log lines (or RLM_LOG_FORMAT=json)"),
 ) -> None:
     """Serve the GitHub App: verify webhooks, queue `/rlm` commands, run them, open pull requests."""
     from webhooks.serve import AppSettingsError, build_config
@@ -269,4 +276,75 @@ def serve(
         server_config = build_config(_config(config_path, {}), workers=workers, db=db)
     except AppSettingsError as e:
         raise fail(str(e)) from None
-    serve_app(server_config, host, port, threads)
+    serve_app(server_config, host, port, threads, json_logs=log_json)
+
+
+@app.command("worker")
+def worker(
+    workers: int = typer.Option(2, "--workers", help="runs at once in this process"),
+    control_workers: int = typer.Option(
+        1, "--control-workers", help="threads for replies and acknowledgements"
+    ),
+    config_path: Path | None = typer.Option(None, "--config", "-c", help="engine config.yaml"),
+    db: str | None = typer.Option(
+        None, "--db", help="job database (default: RLM_DB); the one `rlm serve` uses"
+    ),
+    env_file: Path | None = typer.Option(None, "--env-file", help="a .env file with the GITHUB_* settings"),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="address for the probes"),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="serve /metrics, /healthz, /readyz here"
+    ),
+    drain: float = typer.Option(30.0, "--drain", help="seconds to let running jobs finish on SIGTERM"),
+    log_json: bool = typer.Option(False, "--log-json", help="JSON log lines (or RLM_LOG_FORMAT=json)"),
+) -> None:
+    """Run App jobs from the job database; scale with more workers beside `rlm serve --workers 0`."""
+    from webhooks.serve import AppSettingsError, build_config, install_log_redaction
+    from webhooks.worker import run_worker
+
+    _load_env_file(env_file)
+    install_log_redaction(json_lines=log_json)
+    try:
+        server_config = build_config(_config(config_path, {}), workers=workers, db=db)
+    except AppSettingsError as e:
+        raise fail(str(e)) from None
+    if server_config.app is None or workers + control_workers < 1:
+        raise fail(WORKER_NEEDS_APP if server_config.app is None else WORKER_NEEDS_THREADS)
+    run_worker(server_config, control_workers=control_workers, drain=drain, metrics_host=metrics_host,
+               metrics_port=metrics_port)  # fmt: skip
+
+
+WORKER_NEEDS_APP = (
+    "rlm worker needs the App's settings: set GITHUB_APP_ID and GITHUB_PRIVATE_KEY (or --env-file)."
+)
+WORKER_NEEDS_THREADS = "rlm worker needs at least one worker: set --workers or --control-workers above 0."
+
+app_app = typer.Typer(help="The GitHub App itself.", no_args_is_help=True)
+app.add_typer(app_app, name="app")
+
+
+@app_app.command("register")
+def app_register(
+    webhook_url: str = typer.Option(
+        ..., "--webhook-url", help="where GitHub will send deliveries: https://HOST/webhook"
+    ),
+    name: str = typer.Option("rlm-bot", "--name", help="the App's name (unique on GitHub)"),
+    github_url: str = typer.Option(
+        "https://github.com", "--github-url", help="GitHub, or a GitHub Enterprise Server"
+    ),
+    org: str | None = typer.Option(
+        None, "--org", help="register under this organization instead of your account"
+    ),
+    output: Path = typer.Option(Path("app.env"), "--output", "-o", help="env file to write (mode 0600)"),
+    port: int = typer.Option(0, "--port", help="local port for the page (default: a free one)"),
+    no_browser: bool = typer.Option(False, "--no-browser", help="print the URL, do not open a browser"),
+    public: bool = typer.Option(False, "--public", help="let other accounts install the App"),
+) -> None:
+    """Create the GitHub App from a manifest in one step; writes its id, key and webhook secret."""
+    from .github.register import RegisterError, register
+
+    try:
+        path = register(webhook_url=webhook_url, name=name, github_url=github_url, org=org, output=output,
+                        port=port, open_browser=not no_browser, public=public)  # fmt: skip
+    except RegisterError as e:
+        raise fail(str(e), EXIT_FAILED) from None
+    typer.echo(f"wrote {path}; start the server with: rlm serve --env-file {path}")

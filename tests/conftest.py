@@ -15,6 +15,8 @@ import yaml
 
 from bot.rlm.config import Config, load_config
 
+pytest_plugins = ["tests.postgres"]  # the postgres_server / postgres_url fixtures
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test",
     "GIT_AUTHOR_EMAIL": "test@example.invalid",

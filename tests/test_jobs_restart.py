@@ -1,6 +1,6 @@
 """A server killed mid-run loses no job: `rlm serve`'s process is SIGKILLed while a run is going,
-a new one on the same database resumes it (same status comment, one PR); a run that cannot be
-resumed any more is reported on its issue."""
+a new one on the same database resumes it once the dead one's lease expires (same status comment,
+one PR); a run that cannot be resumed any more is reported on its issue."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import requests
 import yaml
 
 from bot.github import report
-from bot.jobs import CONTROL_LANE, RUN_LANE, JobStore, NewJob
+from bot.jobs import CONTROL_LANE, RUN_LANE, NewJob, open_store
 from tests.conftest import leftovers, py
 from tests.fakes.app_env import REPO, Worlds, finished
 from tests.fakes.github_app import SECRET, comment_payload, post_event, private_key_pem, wait_for
@@ -58,7 +59,7 @@ def start_server(env, tmp_path: Path, port: int, log_name: str) -> subprocess.Po
     config_file.write_text(yaml.safe_dump(engine.model_dump(mode="json", exclude_none=True)))
     environ = {**os.environ, "GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": private_key_pem(),
                "GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_API_URL": env.fake.url,
-               "RLM_STATUS_INTERVAL": "0.05", "RLM_PUBLIC_URL": "http://bot.example"}  # fmt: skip
+               "RLM_STATUS_INTERVAL": "0.05", "RLM_PUBLIC_URL": "http://bot.example", "RLM_LEASE_SECONDS": "2"}  # fmt: skip
     log = open(tmp_path / log_name, "w")
     cmd = [sys.executable, "-m", "webhooks", "--port", str(port), "--workers", "1", "--config", str(config_file),
            "--db", str(env.server.db_path)]  # fmt: skip
@@ -88,7 +89,7 @@ def test_killed_server_resumes_the_run(world, tmp_path):
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
-    store = JobStore(env.server.db_path)
+    store = open_store(env.server.db_path)
     job_id = resp.json()["job"]
     assert store.get(job_id).state == "running"  # what a killed server leaves behind
 
@@ -118,20 +119,23 @@ def test_killed_server_resumes_the_run(world, tmp_path):
 
 def test_run_that_cannot_resume_is_reported(world, tmp_path):
     env = world([{"task": ".", "responses": [py('FINAL("x")')]}])
-    store = JobStore(env.server.db_path)
+    env.server.lease_seconds = 0.3
+    store = open_store(env.server.db_path, lease_seconds=0.3)
     request = {**comment_payload("/rlm fix it")["comment"], "repo": REPO, "number": 7, "requester": "octocat",
                "task": "fix it", "clone_url": str(env.bare), "comment_id": 555, "run_id": "run-xyz"}  # fmt: skip
     status_id = 4242
     env.fake.comments[status_id] = {"repo": REPO, "issue": 7, "body": "running", "history": ["running"]}
     request["status_comment_id"] = status_id
     job = store.record_delivery("d1", "issue_comment", NewJob("run", REPO, 7, request, installation_id=42))
-    store.claim(CONTROL_LANE)  # accepted, then the first server started the run and died,
+    store.claim(CONTROL_LANE, "first")  # accepted, then the first worker started the run and died,
     store.promote(job.id)
-    store.claim(RUN_LANE)
+    store.claim(RUN_LANE, "first")
     store.activate(job.id)
+    time.sleep(0.4)  # its lease expires
     assert store.recover(max_attempts=2)[0].kind == "run"  # the second resumed it and died too:
-    store.claim(RUN_LANE)
+    store.claim(RUN_LANE, "second")
     store.activate(job.id)
+    time.sleep(0.4)
     app = create_app(env.server)  # the third (max_attempts=2) reports it instead
     try:
         done = wait_for(lambda: finished(store, job.id), timeout=30)

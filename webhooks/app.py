@@ -2,8 +2,9 @@
 
 POST /webhook: the signature (X-Hub-Signature-256) is checked first, in constant time, through
 gidgethub's sans-I/O layer; without a configured secret every delivery is refused. Every bad input
-gets a 4xx with a one-line reason; only a bug gives a 500. GET /healthz for probes. Traces are
-served under /runs/<token>/ by the viewer's blueprint.
+gets a 4xx with a one-line reason; only a bug gives a 500. GET /healthz, /readyz and /metrics for
+probes and Prometheus (observability.py). Traces are served under /runs/<token>/ by the viewer's
+blueprint.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from flask import Flask, Response, jsonify, request
 from gidgethub import ValidationFailure, sansio
 from werkzeug.exceptions import HTTPException
 
-from bot.github.app_worker import AppJobHandler
-from bot.github.auth import AppAuth
-from bot.jobs import DuplicateDelivery, JobHandler, JobStore, WorkerPool
+from bot.jobs import DuplicateDelivery, JobHandler, JobStore, WorkerPool, open_store
+from bot.logcontext import bind
 
 from .config import ServerConfig
 from .context import IGNORED_NO_HANDLER, Delivery
+from .observability import Metrics, mount_probes
 from .payload import PayloadError, parse_payload
 from .routing import KNOWN_EVENTS, router
+from .workers import start_pool
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class Server:
     config: ServerConfig
     store: JobStore
     pool: WorkerPool | None
+    metrics: Metrics | None = None
 
 
 _local = threading.local()
@@ -70,24 +73,16 @@ def refuse(status: int, reason: str) -> tuple[Response, int]:
 def create_app(
     config: ServerConfig, *, start_workers: bool = True, handler: JobHandler | None = None
 ) -> Flask:
-    """The webhook app. With `start_workers`, in-flight jobs of a previous process are recovered and
-    a worker pool runs jobs with `handler` (default: the App's, which needs `config.app`)."""
+    """The webhook app. With `start_workers` and `config.workers` > 0, a worker pool in this process
+    runs jobs with `handler` (default: the App's, which needs `config.app`); with `config.workers` 0
+    it is intake only and `rlm worker` processes run the jobs."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body
-    store = JobStore(config.db_path)
-    server = Server(config, store, None)
-    if start_workers:
-        if handler is None:
-            if config.app is None:
-                raise ValueError("workers need the App's settings (GITHUB_APP_ID and its private key)")
-            auth = AppAuth(config.app)
-            auth.jwt()  # parse the key now, not while the first deliveries are being answered
-            handler = AppJobHandler(auth, config.engine, store, config.worker, pool=lambda: server.pool)
-        recovered = store.recover(config.max_attempts)
-        for job in recovered:
-            log.warning("job %s (%s on %s#%s) was in flight when the server stopped; %s", job.id, job.kind,
-                        job.repo, job.number, "resuming it" if job.kind == "run" else "reporting it")  # fmt: skip
-        server.pool = WorkerPool(store, handler, workers=config.workers).start()
+    store = open_store(config.db_path, lease_seconds=config.lease_seconds)
+    metrics = Metrics(store, Path(config.worker.results_dir))
+    server = Server(config, store, None, metrics)
+    if start_workers and config.workers > 0:
+        server.pool = start_pool(config, store, handler=handler, on_done=metrics.job_done)
     app.extensions["rlm"] = server
 
     @app.errorhandler(HTTPException)
@@ -101,16 +96,28 @@ def create_app(
         log.exception("unexpected error while handling %s %s", request.method, request.path)
         return refuse(500, INTERNAL)
 
-    @app.get("/healthz")
-    def healthz():
-        return jsonify(status="ok", workers=server.pool is not None, jobs=store.counts())
+    mount_probes(app, store, metrics, workers=server.pool is not None)
 
     @app.post("/webhook")
     def webhook():
-        return handle_delivery(server)
+        return observed_delivery(server)
 
     _mount_viewer(app, store, Path(config.worker.results_dir))
     return app
+
+
+def observed_delivery(server: Server) -> tuple[Response, int]:
+    """`handle_delivery` with the delivery id on its log lines and its decision counted."""
+    with bind(delivery_id=request.headers.get("X-GitHub-Delivery")):
+        response, status = handle_delivery(server)
+        if server.metrics is not None:
+            server.metrics.delivery(status)
+        if status == 202:
+            job = server.store.get(response.get_json().get("job"))
+            if job is not None:
+                with bind(job_id=job.id, repo=job.repo, issue=job.number):
+                    log.info("queued %s job %s", job.kind, job.id)
+        return response, status
 
 
 def handle_delivery(server: Server) -> tuple[Response, int]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bot.github.app_worker import WorkerSettings
 from bot.github.auth import AppSettings
+from bot.jobs import DEFAULT_LEASE, is_postgres_url
 from bot.rlm.config import Config
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
@@ -18,8 +19,9 @@ class ServerConfig:
     webhook_secret: str | None  # None: every delivery is refused
     engine: Config = field(default_factory=Config)
     app: AppSettings | None = None  # None: deliveries are recorded but no worker runs them
-    db_path: Path = Path("rlm-jobs.sqlite3")
-    workers: int = 2
+    db_path: str | Path = Path("rlm-jobs.sqlite3")  # a SQLite path or a postgresql:// URL
+    workers: int = 2  # run workers in the serving process; 0 = intake only (`rlm worker` runs jobs)
+    lease_seconds: float = DEFAULT_LEASE  # a job whose worker stops heartbeating this long is taken over
     max_body: int = MAX_BODY
     max_attempts: int = 2  # a run interrupted by a restart is started again while attempts remain
     worker: WorkerSettings = field(default_factory=WorkerSettings)
@@ -30,7 +32,7 @@ class ServerConfig:
 
     @classmethod
     def from_env(cls, engine: Config, environ: dict[str, str] | None = None, **overrides) -> ServerConfig:
-        """GITHUB_* for the App; RLM_DB, RLM_PUBLIC_URL, RLM_COMMAND_PREFIX, RLM_DRAFT_PRS,
+        """GITHUB_* for the App; RLM_DB, RLM_LEASE_SECONDS, RLM_PUBLIC_URL, RLM_COMMAND_PREFIX, RLM_DRAFT_PRS,
         RLM_PUSH_WORKFLOWS, RLM_ALLOWED_MODELS, RLM_STATUS_INTERVAL for the server."""
         env = os.environ if environ is None else environ
         app = AppSettings.from_env(env)
@@ -45,8 +47,14 @@ class ServerConfig:
             allowed_models={m.strip() for m in (env.get("RLM_ALLOWED_MODELS") or "").split(",") if m.strip()},
         )
         config = cls(webhook_secret=app.webhook_secret, engine=engine, app=app,
-                     db_path=Path(env.get("RLM_DB") or "rlm-jobs.sqlite3"), worker=worker)  # fmt: skip
+                     db_path=db_target(env.get("RLM_DB") or "rlm-jobs.sqlite3"), worker=worker,
+                     lease_seconds=float(env.get("RLM_LEASE_SECONDS") or DEFAULT_LEASE))  # fmt: skip
         for key, value in overrides.items():
             if value is not None:
-                setattr(config, key, value)
+                setattr(config, key, db_target(value) if key == "db_path" else value)
         return config
+
+
+def db_target(value: str | Path) -> str | Path:
+    """A postgresql:// URL stays a string (a Path would fold its `//` and make it a file name)."""
+    return str(value) if is_postgres_url(value) else Path(value)

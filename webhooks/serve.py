@@ -1,7 +1,9 @@
-"""`rlm serve`: the webhook app behind waitress (a production WSGI server) plus its worker pool.
+"""`rlm serve`: the webhook app behind waitress (a production WSGI server), with a worker pool in
+the same process unless `--workers 0` (intake only; `rlm worker` processes run the jobs).
 
-On start: sandboxes a killed server left behind are reaped, jobs it left in flight are resumed or
-reported (see bot/jobs.py), then deliveries are accepted. Every log line is redacted.
+On start: sandboxes a killed process left behind are reaped; jobs whose worker died are resumed or
+reported once their leases expire (see bot/jobs/). Every log line is redacted; `--log-json` or
+RLM_LOG_FORMAT=json writes one JSON object per line with the delivery, job, run, repo and issue.
 """
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def install_log_redaction(level: int = logging.INFO) -> None:
+def install_log_redaction(level: int = logging.INFO, json_lines: bool = False) -> None:
+    from bot import logcontext
+
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(level)  # `rlm` itself configured WARNING before this command ran
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+    logcontext.install(logcontext.json_wanted(json_lines))
 
 
 UNISOLATED = (
@@ -57,30 +62,42 @@ def check_isolation(engine: Config) -> None:
         raise AppSettingsError(UNISOLATED)
 
 
-def build_config(engine: Config, *, workers: int | None = None, db: Path | None = None) -> ServerConfig:
-    check_isolation(engine)
+def build_config(engine: Config, *, workers: int | None = None, db: str | Path | None = None) -> ServerConfig:
     try:
         HttpSettings.from_env()  # a bad RLM_HTTP_* value is a one-line error before anything starts
     except ValueError as e:
         raise AppSettingsError(str(e)) from None
-    return ServerConfig.from_env(engine, workers=workers, db_path=db)
+    config = ServerConfig.from_env(engine, workers=workers, db_path=db)
+    if config.workers > 0:  # an intake-only server runs no sandbox
+        check_isolation(engine)
+    return config
 
 
-def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8080, threads: int = 8) -> None:
-    """Run until interrupted. Blocks. HTTP limits come from RLM_HTTP_* (see http_server.py)."""
+def reap_at_start(config: ServerConfig) -> None:
+    """Remove sandboxes that killed processes left behind (housekeeping: never stops a start)."""
     from bot.rlm.sandbox.daytona import reap_all
 
-    install_log_redaction()
     try:
         reaped = reap_all(config.engine)
         if reaped["local"] or reaped["daytona"]:
             log.warning("reaped sandboxes left by a previous server: %s", reaped)
     except Exception as e:  # reaping is housekeeping; the server starts regardless
         log.warning("could not reap old sandboxes: %s", e)
+
+
+def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8080, threads: int = 8,
+          json_logs: bool = False) -> None:  # fmt: skip
+    """Run until interrupted. Blocks. HTTP limits come from RLM_HTTP_* (see http_server.py)."""
+    from bot.jobs import safe_target
+
+    install_log_redaction(json_lines=json_logs)
+    if config.workers > 0:
+        reap_at_start(config)
     http = HttpSettings.from_env(threads=threads)
     config.max_body = http.max_request_body_size  # one body limit, in waitress and in the app
     app = create_app(config)
-    log.info("rlm-bot listening on http://%s:%s/webhook with %s run workers", host, port, config.workers)
+    log.info("rlm-bot listening on http://%s:%s/webhook with %s run workers on %s", host, port, config.workers,
+             safe_target(config.db_path))  # fmt: skip
     create_http_server(app, host, port, http).run()
 
 
@@ -92,12 +109,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m webhooks", description="Serve the rlm-bot GitHub App.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--workers", type=int, default=2, help="runs at once")
+    parser.add_argument("--workers", type=int, default=2, help="runs at once (0: intake only)")
     parser.add_argument("--threads", type=int, default=8, help="HTTP threads")
     parser.add_argument("--config", type=Path, default=None, help="engine config.yaml")
-    parser.add_argument(
-        "--db", type=Path, default=None, help="job database (default RLM_DB or rlm-jobs.sqlite3)"
-    )
+    parser.add_argument("--db", default=None, help="job database: a SQLite path or a postgresql:// URL "
+                        "(default RLM_DB or rlm-jobs.sqlite3)")  # fmt: skip
+    parser.add_argument("--log-json", action="store_true", help="JSON log lines (or RLM_LOG_FORMAT=json)")
     args = parser.parse_args(argv)
     config = build_config(load_config(args.config), workers=args.workers, db=args.db)
-    serve(config, args.host, args.port, args.threads)
+    serve(config, args.host, args.port, args.threads, json_logs=args.log_json)

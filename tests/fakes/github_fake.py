@@ -71,6 +71,7 @@ class FakeGitHub:
         self.comments: dict[int, dict] = {}
         self.reactions: dict[int, dict] = {}
         self.created_pulls: list[dict] = []
+        self.manifests: dict[str, dict] = {}  # one-time code -> the manifest posted to settings/apps/new
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
         self._server = None
@@ -127,6 +128,9 @@ class FakeGitHub:
         except ValueError:
             body = raw.decode("utf-8", "replace")
         path = request.path
+        if request.method == "POST" and re.fullmatch(r"(/organizations/[^/]+)?/settings/apps/new", path):
+            # A web page, never under the API prefix.
+            return self._new_app_page(request)(environ, start_response)
         if self.prefix:
             if not path.startswith(self.prefix + "/"):
                 return Response('{"message": "Not Found"}', status=404)(environ, start_response)
@@ -155,8 +159,34 @@ class FakeGitHub:
         payload = "" if data is None else json.dumps(data)
         return Response(payload, status=status, content_type="application/json")(environ, start_response)
 
+    def _new_app_page(self, request: Request) -> Response:
+        """What GitHub does when a manifest form is posted and the user confirms: create the App and
+        redirect to the manifest's redirect_url with a one-time code and the caller's state."""
+        from urllib.parse import urlencode
+
+        manifest = json.loads(request.form["manifest"])
+        code = f"code-{next(self._ids)}"
+        with self._lock:
+            self.manifests[code] = {**manifest, "owner": request.path}
+        query = urlencode(
+            {"code": code, **({"state": request.args["state"]} if "state" in request.args else {})}
+        )
+        return Response("", status=302, headers={"Location": f"{manifest['redirect_url']}?{query}"})
+
     def _route(self, c: Call) -> tuple[int, Any]:
         m, p = c.method, c.path
+        if m == "POST" and (g := re.fullmatch(r"/app-manifests/([^/]+)/conversions", p)):
+            with self._lock:
+                manifest = self.manifests.pop(g.group(1), None)  # a code works once
+            if manifest is None:
+                return 404, {"message": "Not Found"}
+            from tests.fakes.github_app import private_key_pem
+
+            return 201, {"id": 4242, "slug": manifest["name"].lower(), "name": manifest["name"],
+                         "html_url": f"https://github.example/apps/{manifest['name'].lower()}",
+                         "pem": private_key_pem(), "webhook_secret": "whsec-from-fake-github-0123456789",
+                         "client_id": "Iv1.fake", "client_secret": "fake-client-secret-0123456789",
+                         "owner": {"login": "octo"}}  # fmt: skip
         if m == "POST" and (g := re.fullmatch(r"/app/installations/(\d+)/access_tokens", p)):
             return 201, {"token": self.installation_token, "expires_at": "2099-01-01T00:00:00Z"}
         if m == "GET" and p == "/app":

@@ -1,0 +1,229 @@
+"""`rlm app register`: create the GitHub App from a manifest in one step.
+
+A page on 127.0.0.1 holds a form whose hidden `manifest` field (name, webhook URL, the permissions
+and events in docs/github-app.md) is posted to GitHub — or a GitHub Enterprise Server. GitHub asks
+the user to confirm, creates the App and redirects back to the page with a one-time `code` (and the
+`state` the page sent, checked here); the code is exchanged (`POST /app-manifests/{code}/conversions`)
+for the App's id, private key and webhook secret, which are written to an env file readable by its
+owner only (0600).
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import json
+import logging
+import os
+import secrets
+import threading
+import webbrowser
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import requests
+
+from bot.rlm.secrets import REDACTOR
+
+log = logging.getLogger(__name__)
+
+PERMISSIONS = {"contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read"}
+EVENTS = ["issue_comment", "pull_request_review_comment"]
+
+OPEN_PAGE = (
+    "Open {url} in a browser on this machine to create the GitHub App (waiting up to {minutes} minutes)."
+)
+OUTPUT_EXISTS = "{path} already exists; move it away or choose another file with --output."
+BAD_WEBHOOK_URL = (
+    "the webhook URL must be an http(s) URL ending in /webhook, e.g. https://rlm.example.com/webhook."
+)
+TIMED_OUT = "GitHub did not send the App back within {minutes} minutes; run `rlm app register` again."
+STATE_MISMATCH = (
+    "the answer from GitHub did not carry this page's state; it was ignored. Start again from the page."
+)
+CONVERSION_FAILED = "GitHub could not turn the code into an App ({detail}); codes expire after an hour, so run `rlm app register` again."
+DONE_PAGE = "The GitHub App {name} was created. Its settings are in {path}; you can close this tab."
+FAILED_PAGE = "Creating the App failed: {reason}"
+
+
+class RegisterError(Exception):
+    """A sentence the user can act on."""
+
+
+@dataclass
+class Registration:
+    app_id: int
+    slug: str
+    html_url: str
+    env_path: Path
+
+
+def api_url_for(github_url: str) -> str:
+    """github.com's API is api.github.com; a GitHub Enterprise Server's is <server>/api/v3."""
+    base = github_url.rstrip("/")
+    host = urlsplit(base).hostname or ""
+    return "https://api.github.com" if host in ("github.com", "www.github.com") else f"{base}/api/v3"
+
+
+def manifest(name: str, webhook_url: str, redirect_url: str, *, public: bool = False) -> dict:
+    parts = urlsplit(webhook_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or not parts.path.endswith("/webhook"):
+        raise RegisterError(BAD_WEBHOOK_URL)
+    return {
+        "name": name,
+        "url": f"{parts.scheme}://{parts.netloc}/",
+        "hook_attributes": {"url": webhook_url, "active": True},
+        "redirect_url": redirect_url,
+        "public": public,
+        "default_permissions": dict(PERMISSIONS),
+        "default_events": list(EVENTS),
+    }
+
+
+def form_page(action: str, manifest_json: str) -> str:
+    m = json.loads(manifest_json)
+    facts = {"App name": m["name"], "Webhook URL": m["hook_attributes"]["url"],
+             "Permissions": ", ".join(f"{k}: {v}" for k, v in m["default_permissions"].items()),
+             "Events": ", ".join(m["default_events"]), "Created on": action.split("?", 1)[0]}  # fmt: skip
+    rows = "".join(
+        f"<tr><th align=left>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items()
+    )
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Register the rlm-bot GitHub App</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<h1>Register the rlm-bot GitHub App</h1>
+<p>GitHub will show the App's name, permissions and events and ask you to confirm. Its private key
+and webhook secret come back to this machine only.</p>
+<table cellpadding="4">{rows}</table>
+<form id="register" action="{html.escape(action)}" method="post">
+<input type="hidden" name="manifest" value="{html.escape(manifest_json)}">
+<button type="submit">Create the App on GitHub</button>
+</form></body></html>"""
+
+
+def write_env(path: Path, conversion: dict, api_url: str) -> None:
+    """The App's settings as an env file, created with mode 0600 (never overwriting a file)."""
+    key = str(conversion["pem"]).strip().replace("\n", "\\n")
+    lines = [
+        "# Written by `rlm app register`. Keep it secret: it holds the App's private key.",
+        f"GITHUB_APP_ID={conversion['id']}",
+        f'GITHUB_PRIVATE_KEY="{key}\\n"',
+        f"GITHUB_WEBHOOK_SECRET={conversion['webhook_secret']}",
+    ]
+    if api_url != "https://api.github.com":
+        lines.append(f"GITHUB_API_URL={api_url}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write("\n".join(lines) + "\n")
+
+
+def convert(api_url: str, code: str, timeout: float = 30) -> dict:
+    """Exchange the one-time code for the App (no authentication: the code is the credential)."""
+    try:
+        resp = requests.post(f"{api_url.rstrip('/')}/app-manifests/{quote(code, safe='')}/conversions",
+                             headers={"Accept": "application/vnd.github+json"}, timeout=timeout)  # fmt: skip
+    except requests.RequestException as e:
+        raise RegisterError(CONVERSION_FAILED.format(detail=type(e).__name__)) from None
+    if resp.status_code != 201:
+        raise RegisterError(CONVERSION_FAILED.format(detail=f"HTTP {resp.status_code}"))
+    data = resp.json()
+    REDACTOR.add(data.get("pem"), data.get("webhook_secret"), data.get("client_secret"))
+    return data
+
+
+class _Flow:
+    def __init__(self, *, action: str, manifest_json: str, state: str, api_url: str, output: Path):
+        self.action, self.manifest_json, self.state, self.api_url, self.output = (
+            action, manifest_json, state, api_url, output)  # fmt: skip
+        self.done = threading.Event()
+        self.result: Registration | None = None
+        self.error: RegisterError | None = None
+
+    def callback(self, query: dict[str, list[str]]) -> tuple[int, str]:
+        if not hmac.compare_digest((query.get("state") or [""])[0], self.state):
+            return 400, STATE_MISMATCH
+        if self.done.is_set():
+            return 409, FAILED_PAGE.format(reason="this page already finished")
+        try:
+            data = convert(self.api_url, (query.get("code") or [""])[0])
+            write_env(self.output, data, self.api_url)
+            self.result = Registration(int(data["id"]), str(data.get("slug") or ""), str(data.get("html_url") or ""),
+                                       self.output)  # fmt: skip
+            body = DONE_PAGE.format(name=data.get("name") or data.get("slug"), path=self.output)
+            status = 200
+        except RegisterError as e:
+            self.error, status, body = e, 502, FAILED_PAGE.format(reason=e)
+        self.done.set()
+        return status, body
+
+
+def _handler(flow: _Flow) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, fmt: str, *args) -> None:  # the callback's URL holds the one-time code
+            log.debug("register page: %s", self.command)
+
+        def _send(self, status: int, body: str, content_type: str = "text/html; charset=utf-8") -> None:
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            parts = urlsplit(self.path)
+            if parts.path == "/":
+                return self._send(200, form_page(flow.action, flow.manifest_json))
+            if parts.path == "/callback":
+                status, text = flow.callback(parse_qs(parts.query))
+                return self._send(status, f"<!doctype html><p>{html.escape(text)}</p>")
+            return self._send(404, "not found", "text/plain")
+
+    return Handler
+
+
+def register(*, webhook_url: str, name: str = "rlm-bot", github_url: str = "https://github.com", org: str | None = None,
+             output: Path = Path("app.env"), port: int = 0, open_browser: bool = True, public: bool = False,
+             api_url: str | None = None, timeout: float = 600, on_ready=None) -> Path:  # fmt: skip
+    """Serve the page on 127.0.0.1 until GitHub sends the App back; returns the env file's path.
+    `on_ready(url)` is told the page's URL (tests drive the flow from there)."""
+    output = Path(output)
+    manifest(
+        name, webhook_url, "http://127.0.0.1/callback"
+    )  # refuses a bad webhook URL before anything starts
+    if output.exists():
+        raise RegisterError(OUTPUT_EXISTS.format(path=output))
+    github_url = github_url.rstrip("/")
+    api_url = (api_url or os.environ.get("GITHUB_API_URL") or api_url_for(github_url)).rstrip("/")
+    state = secrets.token_urlsafe(24)
+    server = ThreadingHTTPServer(("127.0.0.1", port), BaseHTTPRequestHandler)
+    page = f"http://127.0.0.1:{server.server_port}"
+    target = (
+        f"{github_url}/organizations/{quote(org)}/settings/apps/new"
+        if org
+        else f"{github_url}/settings/apps/new"
+    )
+    flow = _Flow(action=f"{target}?state={state}", state=state, api_url=api_url, output=output,
+                 manifest_json=json.dumps(manifest(name, webhook_url, f"{page}/callback", public=public)))  # fmt: skip
+    server.RequestHandlerClass = _handler(flow)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        print(OPEN_PAGE.format(url=page, minutes=round(timeout / 60)), flush=True)
+        if on_ready is not None:
+            on_ready(page)
+        elif open_browser:
+            webbrowser.open(page)
+        if not flow.done.wait(timeout):
+            raise RegisterError(TIMED_OUT.format(minutes=round(timeout / 60)))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    if flow.error is not None:
+        raise flow.error
+    assert flow.result is not None
+    return flow.result.env_path

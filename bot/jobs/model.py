@@ -1,0 +1,127 @@
+"""What a job is, and the small interface every job store implements (`JobStore`).
+
+- Every delivery id is stored once: a redelivery or replay never makes a second job.
+- A job is `queued` → `working` (a worker claimed it and holds its lease) → `running` (it holds its
+  issue's one active-run slot, enforced by a unique partial index) → `done` / `failed` / `cancelled`.
+- Two lanes. Every job starts in the quick `control` lane (help, status, cancel, reports, and the
+  permission check + acknowledgement of a run), so `/rlm cancel` and the 👀 are immediate even when
+  every run worker is busy; an accepted run is then `promote`d to the `run` lane.
+- A claimed job carries a lease (owner, expiry) that its worker's heartbeat renews. A job whose lease
+  ran out (its worker died) is queued again by any worker — resumed while it has attempts left, else
+  turned into a report on its issue. A job whose worker is alive is never taken.
+- The request is an opaque JSON object, stored verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+RUN_LANE = "run"
+CONTROL_LANE = "control"
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    WORKING = "working"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:  # f-strings and logs show the value, as the plain strings did
+        return self.value
+
+
+FINAL_STATES = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+IN_FLIGHT = (JobState.WORKING, JobState.RUNNING)
+
+
+class DuplicateDelivery(Exception):
+    """This delivery id was already received."""
+
+
+@dataclass
+class Job:
+    id: int
+    delivery_id: str
+    kind: str
+    lane: str
+    repo: str
+    number: int
+    installation_id: int | None
+    request: dict
+    state: JobState
+    attempts: int
+    cancel_requested: bool
+    outcome: str | None
+    message: str | None
+    trace_token: str | None
+    lease_owner: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        """From a database row that can be indexed by column name (sqlite3.Row, a psycopg dict row)."""
+        return cls(
+            id=row["id"], delivery_id=row["delivery_id"], kind=row["kind"], lane=row["lane"], repo=row["repo"],
+            number=row["number"], installation_id=row["installation_id"], request=json.loads(row["request"]),
+            state=JobState(row["state"]), attempts=row["attempts"], cancel_requested=bool(row["cancel_requested"]),
+            outcome=row["outcome"], message=row["message"], trace_token=row["trace_token"],
+            lease_owner=row["lease_owner"],
+        )  # fmt: skip
+
+
+@dataclass
+class NewJob:
+    kind: str
+    repo: str
+    number: int
+    request: dict
+    installation_id: int | None = None
+
+    @property
+    def lane(self) -> str:
+        return CONTROL_LANE  # every job starts there; an accepted run is then `promote`d
+
+
+@dataclass
+class Heartbeat:
+    """What a worker learns when it renews its leases."""
+
+    held: set[int]  # jobs whose lease it still holds
+    cancel: set[int]  # of those, the ones someone asked to cancel (through any replica)
+
+
+class JobStore(Protocol):
+    """The durable job store. Backends: SQLite (`bot.jobs.sqlite`) and PostgreSQL (`bot.jobs.postgres`);
+    `open_store` picks one. Every method is safe to call from any thread."""
+
+    errors: tuple[type[Exception], ...]  # what a database failure raises (for callers that retry)
+    lease_seconds: float
+
+    def record_delivery(self, delivery_id: str, event: str, job: NewJob | None = None,
+                        decision: str = "ignored") -> Job | None: ...  # fmt: skip
+    def add_job(self, job: NewJob, delivery_id: str | None = None) -> Job: ...
+    def claim(self, lane: str, owner: str = "", lease: float | None = None) -> Job | None: ...
+    def promote(self, job_id: int) -> bool: ...
+    def activate(self, job_id: int) -> bool: ...
+    def finish(
+        self, job_id: int, state: str, outcome: str | None = None, message: str | None = None
+    ) -> None: ...
+    def update_request(self, job_id: int, **fields: Any) -> None: ...
+    def request_cancel(self, job_id: int) -> None: ...
+    def cancel_queued(self, job_id: int, message: str) -> bool: ...
+    def heartbeat(self, owner: str, lease: float | None = None) -> Heartbeat: ...
+    def requeue_expired(self, max_attempts: int = 2) -> list[Job]: ...
+    def recover(self, max_attempts: int = 2) -> list[Job]: ...
+    def get(self, job_id: int | None) -> Job | None: ...
+    def by_trace_token(self, token: str) -> Job | None: ...
+    def active_run(self, repo: str, number: int) -> Job | None: ...
+    def jobs(self, state: str | None = None) -> list[Job]: ...
+    def counts(self) -> dict[str, int]: ...
+    def queue_depth(self) -> dict[str, int]: ...
+    def delivery_count(self) -> int: ...
+    def ping(self) -> None: ...
+    def close(self) -> None: ...
