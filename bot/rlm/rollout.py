@@ -8,11 +8,9 @@ cancellation event; the sandboxes are destroyed in a finally whatever ends the r
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from .agent import Agent, AgentNode
@@ -25,12 +23,9 @@ from .prep import SandboxPrep
 from .repl.driver import truncate
 from .repl.session import POLL, CallRefused, ExecResult
 from .repo import PreparedRepo
+from .run_id import new_run_id  # noqa: F401  (re-exported: callers import it from here)
 from .sandbox.base import Sandbox, SandboxProvider
 from .trace import Trace
-
-
-def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
 @dataclass
