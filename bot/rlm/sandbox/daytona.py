@@ -61,12 +61,14 @@ SANDBOX_GIT = shlex.join(["git", *SAFE_GIT, *(arg for kv in _SANDBOX_GIT_CONFIG 
 class DaytonaSandboxProvider:
     name = "daytona"
 
-    def __init__(self, config: Config, repo: PreparedRepo, rollout_id: str, client: Any = None):
+    def __init__(self, config: Config, repo: PreparedRepo, rollout_id: str, client: Any = None,
+                 api_key: str | None = None):  # fmt: skip
+        """`api_key`: the Daytona key when the caller holds it (the Action); else DAYTONA_API_KEY."""
         self.config = config
         self.settings = config.sandbox.daytona
         self.repo = repo
         self.rollout_id = rollout_id
-        self.client = client if client is not None else dc.make_client(self.settings)
+        self.client = client if client is not None else dc.make_client(self.settings, api_key)
         self._lock = threading.Lock()
         self._bundle_lock = threading.Lock()
         self._bundle: Path | None = None

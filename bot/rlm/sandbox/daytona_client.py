@@ -65,11 +65,11 @@ def client_config(settings: DaytonaSettings, environ: dict[str, str] | None = No
     return DaytonaConfig(api_key=key, api_url=settings.api_url or API_URL, target=target)
 
 
-def make_client(settings: DaytonaSettings) -> Any:
+def make_client(settings: DaytonaSettings, api_key: str | None = None) -> Any:
     """The real SDK client, one per (key, URL, target) in this process: the server runs many
     rollouts, and each client holds a connection pool and an event stream. Tests pass a fake
     through the provider's `client` parameter instead."""
-    config = client_config(settings)
+    config = client_config(settings, None if api_key is None else {**os.environ, "DAYTONA_API_KEY": api_key})
     ident = (config.api_key, config.api_url, config.target)
     with _clients_lock:
         if ident not in _clients:
