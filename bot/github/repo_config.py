@@ -7,11 +7,17 @@ model only from the server's allowed list.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import yaml
 
 from bot.rlm.config import Config, ConfigError, validate_partial
 
 from .api import GitHubAPI
+from .report import REPO_CONFIG_PROBLEM
+
+if TYPE_CHECKING:
+    from bot.pipeline import Reporter, RunState
 
 REPO_CONFIG_PATH = ".github/rlm.yml"
 # Limits a repository may set; each is capped at the server's own value.
@@ -83,3 +89,23 @@ def load_repo_config(api: GitHubAPI, repo: str, default_branch: str, config: Con
                      allowed_models: set[str] | None = None) -> tuple[Config, list[str]]:  # fmt: skip
     text = api.get_file(repo, REPO_CONFIG_PATH, default_branch)
     return apply_repo_config(config, text, allowed_models)
+
+
+class RepoConfigStage:
+    """The pipeline's `before_fetch` stage for the App: `.github/rlm.yml` from the default branch,
+    within what the server allows; what was ignored becomes a note in the status comment."""
+
+    def __init__(self, api: GitHubAPI, allowed_models: set[str] | None = None):
+        self.api, self.allowed_models = api, allowed_models
+
+    def __call__(self, state: RunState, reporter: Reporter) -> None:
+        request = state.request
+        default_branch = request.default_branch
+        if default_branch is None:
+            default_branch = request.default_branch = (
+                self.api.get_repo(request.repo).get("default_branch") or "main"
+            )
+        state.config, problems = load_repo_config(self.api, request.repo, default_branch, state.config,
+                                                  self.allowed_models)  # fmt: skip
+        for problem in problems:
+            reporter.note(REPO_CONFIG_PROBLEM.format(reason=problem))
