@@ -145,7 +145,7 @@ def test_etc_is_minimal_and_holds_no_secrets(box):
 def _plant_operator_filter(home: Path, marker: Path) -> None:
     """The operator's own ~/.gitconfig defines a filter that would run on the host."""
     home.mkdir(exist_ok=True)
-    cmd = f"sh -c 'echo ran >> {marker}; cat'"
+    cmd = f"\"sh -c 'echo ran >> {marker}; cat'\""  # quoted: a bare ; starts a comment
     (home / ".gitconfig").write_text(f'[filter "op"]\n\tclean = {cmd}\n\tsmudge = {cmd}\n')
 
 
@@ -166,12 +166,34 @@ def test_a_filter_planted_in_the_sandbox_git_dir_never_runs_on_the_host(box, tmp
     # What a remount (or the no-bwrap fallback) would let an agent do: its git dir's config
     # names a filter, and its checkout's .gitattributes applies it to every file.
     with open(b.sandbox.admin / "config", "a") as f:
-        f.write(f"[filter \"evil\"]\n\tclean = sh -c 'env > {marker}; cat'\n")
-        f.write(f"[core]\n\tfsmonitor = sh -c 'env > {marker}.fsmonitor'\n")
+        f.write(f'[filter "evil"]\n\tclean = "sh -c \'env > {marker}; cat\'"\n')
+        f.write(f"[core]\n\tfsmonitor = \"sh -c 'env > {marker}.fsmonitor'\"\n")
     b.run('open(".gitattributes", "w").write("* filter=evil\\n")\nopen("a.txt", "a").write("more\\n")')
     patch = b.sandbox.diff()
     assert "+more" in patch
     assert not marker.exists() and not Path(f"{marker}.fsmonitor").exists()
+
+
+def test_a_nested_repository_made_by_the_agent_runs_nothing_on_the_host(box, tmp_path):
+    marker = tmp_path / "marker-nested"
+    b = box({"a.txt": "hello\n"})
+    b.run(
+        f"""
+        import subprocess
+        subprocess.run(["git", "init", "-q", "sub"], check=True)
+        open("sub/y.txt", "w").write("y\\n")
+        subprocess.run("cd sub && git add y.txt && git -c user.name=a -c user.email=a@b commit -qm y",
+                       shell=True, check=True)
+        with open("sub/.git/config", "a") as f:
+            f.write("[core]\\n\\tfsmonitor = \\"sh -c 'env > {marker}'\\"\\n")
+            f.write("[filter \\"evil\\"]\\n\\tclean = \\"sh -c 'env > {marker}; cat'\\"\\n")
+        open("sub/.gitattributes", "w").write("* filter=evil\\n")
+        open("sub/x.txt", "w").write("x\\n")
+        open(".gitattributes", "w").write("* filter=evil\\n")
+        """
+    )
+    b.sandbox.diff()
+    assert not marker.exists()
 
 
 def test_a_symlink_made_by_the_agent_is_recorded_not_followed(box, tmp_path):
@@ -408,3 +430,19 @@ def test_work_and_cache_roots_are_private(box):
     b = box()
     for path in (b.provider.root, b.provider.root.parent):
         assert os.lstat(path).st_mode & 0o077 == 0, oct(os.lstat(path).st_mode)
+
+
+def test_an_oversized_root_patch_is_a_clear_outcome_of_the_run(make_repo, write_script, make_config):
+    from bot.rlm import engine
+    from tests.conftest import py
+
+    repo, _ = make_repo()
+    code = "import os\nopen('blob.bin', 'wb').write(os.urandom(512 * 1024))\nFINAL('done')"
+    config = make_config(
+        write_script([{"task": "", "responses": [py(code)]}]), **{"rlm.max_patch_bytes": 65536}
+    )
+    result = engine.run(config, engine.prepare(config, str(repo)), "Make a big file")
+    assert result.status == "error"
+    assert result.error == PATCH_TOO_LARGE.format(limit=65536)
+    assert result.patch == ""
+    assert json.loads(Path(result.results_path).read_text())["status"] == "error"

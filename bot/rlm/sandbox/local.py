@@ -276,7 +276,11 @@ class LocalSandbox:
         return BwrapOptions(
             workdir=self.workdir,
             etc_dir=self.provider.etc,
-            ro_binds=[(str(DRIVER_PATH), DRIVER_IN_SANDBOX), (cache, cache), (str(self.admin), str(self.admin))],
+            ro_binds=[
+                (str(DRIVER_PATH), DRIVER_IN_SANDBOX),
+                (cache, cache),
+                (str(self.admin), str(self.admin)),
+            ],
             rw_binds=[(self.workdir, self.workdir)],
             tmp_bytes=self.provider.config.sandbox.disk_mb * 1024 * 1024,
         )
