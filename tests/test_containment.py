@@ -97,11 +97,11 @@ def test_remounts_and_writes_outside_the_checkout_are_refused(box):
         f"""
         import os, subprocess
         outcomes = {{}}
-        for target in ("/usr", "/etc", {cache!r}, {admin!r}):
+        for target in ("/", "/usr", "/etc", "/proc/sys", "/dev", {cache!r}, {admin!r}):
             proc = subprocess.run(["mount", "-o", "remount,bind,rw", target], capture_output=True)
             outcomes["remount " + target] = proc.returncode
-        for path in ("/etc/planted", "/usr/planted", {cache!r} + "/config", {admin!r} + "/config",
-                     {admin!r} + "/hooks/post-checkout"):
+        for path in ("/planted", "/dev/planted", "/etc/planted", "/usr/planted", {cache!r} + "/config",
+                     {admin!r} + "/config", {admin!r} + "/hooks/post-checkout"):
             try:
                 with open(path, "a") as f:
                     f.write("[filter \\"x\\"]\\n")
@@ -109,6 +109,14 @@ def test_remounts_and_writes_outside_the_checkout_are_refused(box):
             except OSError as e:
                 outcomes[path] = type(e).__name__
         outcomes["userns"] = subprocess.run(["unshare", "-U", "true"], capture_output=True).returncode
+        # The sandbox's uid maps to root outside: a root-owned sysctl such as core_pattern (run by
+        # the host kernel as root on a crash) must still not open for writing.
+        for path in ("/proc/sys/kernel/core_pattern", "/proc/sysrq-trigger"):
+            try:
+                os.close(os.open(path, os.O_WRONLY))
+                outcomes[path] = "written"
+            except OSError as e:
+                outcomes[path] = type(e).__name__
         open("inside.txt", "w").write("fine")  # the checkout itself stays writable
         print(outcomes)
         """

@@ -9,7 +9,8 @@ What holds, whoever starts it (root included):
   capability dropped (`--cap-drop ALL`), no new privileges (bwrap always sets NO_NEW_PRIVS) and no
   further user namespaces (`--disable-userns`), so no mount can be made or remounted writable;
 - the host's program directories, the interpreter and the repository cache read-only; the
-  checkout writable; `/tmp` a size-limited tmpfs; a generated `/etc` (no shadow, sudoers or keys);
+  checkout writable; `/tmp` and `/dev/shm` size-limited tmpfs; `/`, `/dev` and `/proc/sys`
+  read-only; a generated `/etc` (no shadow, sudoers or keys);
 - no network, its own PID/IPC/UTS namespaces, an empty environment but for what is set here.
 """
 
@@ -138,14 +139,16 @@ def bwrap_argv(opts: BwrapOptions, command: list[str]) -> list[str]:
         src = Path("/etc") / name
         if src.is_dir() and not src.is_symlink():
             argv += ["--ro-bind", str(src), f"/etc/{name}"]
-    argv += ["--proc", "/proc", "--dev", "/dev"]
-    if opts.tmp_bytes:
-        argv += ["--size", str(opts.tmp_bytes)]
-    argv += ["--tmpfs", "/tmp"]
+    # The sandbox's uid maps to the host's: when that is root, a sysctl file (0644, root's) would
+    # be writable by its owner, e.g. kernel/core_pattern, which the host kernel runs as root.
+    argv += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev"]
+    size = ["--size", str(opts.tmp_bytes)] if opts.tmp_bytes else []
+    argv += [*size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev", *size, "--tmpfs", "/tmp"]
     for src, dst in opts.ro_binds:
         argv += ["--ro-bind", src, dst]
     for src, dst in opts.rw_binds:
         argv += ["--bind", src, dst]
+    argv += ["--remount-ro", "/"]  # the sandbox's own root: nothing new at the top level
     path = ":".join([*opts.path_prefix, SANDBOX_PATH])
     env = {"PATH": path, "HOME": "/tmp", "USER": SANDBOX_USER, "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "GIT_CONFIG_NOSYSTEM": "1", **opts.env}  # fmt: skip
