@@ -41,7 +41,15 @@ from ..repl.session import DRIVER_PATH, PipeTransport
 from ..repo import PreparedRepo, git
 from . import cgroups
 from .base import DriverSlot, driver_limits
-from .bwrap import SANDBOX_PATH, BwrapOptions, bwrap_argv, bwrap_works, python_exe, write_etc
+from .bwrap import (
+    SANDBOX_PATH,
+    BwrapOptions,
+    bwrap_argv,
+    bwrap_works,
+    python_exe,
+    user_namespaces,
+    write_etc,
+)
 from .checkouts import Checkouts
 
 log = logging.getLogger(__name__)
@@ -283,6 +291,7 @@ class LocalSandbox:
             ],
             rw_binds=[(self.workdir, self.workdir)],
             tmp_bytes=self.provider.config.sandbox.disk_mb * 1024 * 1024,
+            user_namespace=bool(user_namespaces()),
         )
 
     def _argv(self, fds: tuple[int, int]) -> list[str]:
