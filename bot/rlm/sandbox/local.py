@@ -140,7 +140,8 @@ def _reap_root(root: Path) -> list[str]:
             continue  # a symlink, a file, or another user's: never ours to remove
         try:
             owner = json.loads(read_private(entry / "owner.json"))
-            alive = same_process(owner.get("owner"))
+            # {"pid", "start"}: written by an older version, which may still be running
+            alive = same_process(owner.get("owner") or [owner.get("pid"), owner.get("start")])
         except (OSError, ValueError, AttributeError):
             owner, alive = {}, False
         if alive:
@@ -335,9 +336,9 @@ class LocalSandbox:
         os.close(to_r)
         os.close(from_w)
         self.pid = proc.pid
-        self.token = process_token(proc.pid)
+        self.token = token = process_token(proc.pid)
         limit = self.provider.config.sandbox.max_message_mb * 1024 * 1024
-        return PipeTransport(proc, to_w, from_r, on_kill=lambda p=proc: self._stop(p),
+        return PipeTransport(proc, to_w, from_r, on_kill=lambda: self._stop(proc, token),
                              max_message_bytes=limit, explain=self.cap_hit)  # fmt: skip
 
     def cap_hit(self) -> str | None:
@@ -360,11 +361,11 @@ class LocalSandbox:
             limits["processes"] = self.provider.config.sandbox.max_processes
         return limits
 
-    def _stop(self, proc: subprocess.Popen) -> None:
+    def _stop(self, proc: subprocess.Popen, token: list) -> None:
         """Kill the driver's whole process group (under bwrap: its whole PID namespace), every
         process left in its cgroup, and reap it."""
-        kill_group(self.token)
-        if self.cgroup is not None:
+        kill_group(token)
+        if self.cgroup is not None and token == self.token:  # not a later driver's processes
             self.cgroup.kill()
         try:
             proc.wait(timeout=5)
