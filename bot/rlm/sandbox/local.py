@@ -1,41 +1,58 @@
 """The local sandbox: a checkout of the pinned commit per agent, the driver under bubblewrap.
 
-Under bwrap the driver sees only the system's read-only program directories, the Python it runs
-on, the repository cache (read-only) and its own checkout (writable): no network, its own PID
-namespace, an empty environment, a private /tmp. Without bwrap it is a plain process with a
-scrubbed environment and resource limits, and a warning says so.
+Under bwrap (see bwrap.py for exactly what it sees) the driver runs as an unprivileged user with
+no capabilities, in its own namespaces, with only its checkout and a size-limited /tmp writable;
+where the host can, a cgroup per sandbox caps its processes and aggregate memory (cgroups.py).
+Without bwrap it is a plain process with a scrubbed environment and resource limits, and a
+warning says so.
 
-Every rollout owns a directory under `<cache>/sandboxes/<rollout_id>` with an owner file; a later
-start removes the directories of owners that are no longer alive (a killed run's leftovers).
+Every rollout owns a private directory under `<root>/sandboxes/<rollout_id>` with an owner file;
+a later start removes the directories of owners that are provably gone (roots.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from pathlib import Path
 
 from ..config import Config
 from ..errors import SandboxError
+from ..owned import (
+    NotOwned,
+    kill_group,
+    private_dir,
+    process_token,
+    remove_owned,
+)
 from ..patch import diff_worktree
 from ..repl.session import DRIVER_PATH, PipeTransport
-from ..repo import PreparedRepo, git
+from ..repo import PreparedRepo
+from . import cgroups
 from .base import DriverSlot, driver_limits
+from .bwrap import (
+    SANDBOX_PATH,
+    BwrapOptions,
+    bwrap_argv,
+    bwrap_works,
+    python_exe,
+    user_namespaces,
+    write_etc,
+)
 from .checkouts import Checkouts
+from .roots import SHM, checkout_bytes, choose_root, reap_leftovers, sandbox_roots, shm_root
+
+__all__ = ["LocalSandbox", "LocalSandboxProvider", "bwrap_works", "checkout_bytes", "choose_root",
+           "reap_leftovers", "sandbox_roots", "shm_root"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 DRIVER_IN_SANDBOX = "/opt/rlm/driver.py"
-SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 WARNED = threading.Event()
 # bwrap --die-with-parent (PR_SET_PDEATHSIG) fires when the THREAD that started it exits, so every
 # driver is started from this one thread, which lives as long as the process.
@@ -45,105 +62,8 @@ NO_BWRAP_WARNING = (
     "environment, without network or filesystem isolation: model-written code can read what your "
     "user can read. Install bubblewrap for isolation."
 )
-
-
-@lru_cache(maxsize=1)
-def bwrap_works() -> bool:
-    """bwrap is installed and can create namespaces here (containers often forbid it)."""
-    exe = shutil.which("bwrap")
-    if not exe:
-        return False
-    try:
-        proc = subprocess.run(
-            [exe, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
-            capture_output=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
-
-
-def _python() -> str:
-    """The base interpreter: the driver needs only the standard library, not our venv."""
-    base = Path(sys.base_prefix)
-    for name in (f"python{sys.version_info.major}.{sys.version_info.minor}", "python3"):
-        exe = base / "bin" / name
-        if exe.exists():
-            return str(exe)
-    return os.path.realpath(sys.executable)
-
-
-def _process_start(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().decode("ascii", "replace").rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-SHM = Path("/dev/shm")
-
-
-def shm_root(cache_root: Path) -> Path:
-    """Where checkouts go when memory-backed /dev/shm has room (one place per cache)."""
-    digest = hashlib.sha256(str(cache_root.resolve()).encode()).hexdigest()[:12]
-    return SHM / f"rlm-bot-{os.getuid()}" / digest
-
-
-def sandbox_roots(cache_root: Path, work_dir: Path | None = None) -> list[Path]:
-    """Every directory that may hold rollouts' sandboxes for this cache."""
-    roots = [cache_root / "sandboxes", shm_root(cache_root) / "sandboxes"]
-    if work_dir is not None:
-        roots.append(work_dir / "sandboxes")
-    return roots
-
-
-def checkout_bytes(repo: PreparedRepo) -> int:
-    """Size of one checkout of the pinned commit (the sum of its blobs)."""
-    out = git("ls-tree", "-r", "-l", "--full-tree", repo.commit, git_dir=repo.cache).stdout.decode()
-    return sum(int(line.split()[3]) for line in out.splitlines() if line.split()[3].isdigit())
-
-
-def choose_root(config: Config, repo: PreparedRepo) -> Path:
-    """Sandboxes are short-lived and write thousands of files: on memory-backed /dev/shm a
-    checkout costs a fraction of what it costs on a busy disk. Use it when it has room for every
-    sandbox the rollout may create (with margin), else the cache directory."""
-    if config.sandbox.work_dir:
-        return Path(config.sandbox.work_dir).expanduser()
-    cache_root = config.cache_root()
-    if SHM.is_dir() and os.access(SHM, os.W_OK):
-        need = checkout_bytes(repo) * config.rlm.max_sandboxes * 2 + 256 * 1024**2
-        if shutil.disk_usage(SHM).free > need:
-            return shm_root(cache_root)
-    return cache_root
-
-
-def reap_leftovers(cache_root: Path, work_dir: Path | None = None) -> list[str]:
-    """Remove sandbox directories of rollouts whose process is gone. Returns the rollout ids."""
-    reaped: list[str] = []
-    for root in sandbox_roots(cache_root, work_dir):
-        if root.is_dir():
-            reaped += _reap_root(root)
-    return reaped
-
-
-def _reap_root(root: Path) -> list[str]:
-    reaped: list[str] = []
-    for entry in root.iterdir():
-        owner_file = entry / "owner.json"
-        try:
-            owner = json.loads(owner_file.read_text())
-            alive = _process_start(int(owner["pid"])) == owner.get("start")
-        except (OSError, ValueError, KeyError, TypeError):
-            owner, alive = {}, False
-        if alive:
-            continue
-        for pid in owner.get("pids", []):
-            _kill_group(pid)
-        shutil.rmtree(entry, ignore_errors=True)
-        reaped.append(entry.name)
-    return reaped
+MEMORY_CAP_HIT = "the sandbox reached its memory cap of {mb} MB (sandbox.memory_mb)"
+PROCESS_CAP_HIT = "the sandbox reached its cap of {n} processes (sandbox.max_processes)"
 
 
 def _hide_host_process() -> None:
@@ -156,13 +76,6 @@ def _hide_host_process() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
     except (OSError, AttributeError):
-        pass
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (OSError, ProcessLookupError):
         pass
 
 
@@ -188,8 +101,14 @@ class LocalSandboxProvider:
             if mode == "auto" and not WARNED.is_set():
                 WARNED.set()
                 log.warning(NO_BWRAP_WARNING)
-        self.root = choose_root(config, repo) / "sandboxes" / rollout_id
-        self.root.mkdir(parents=True, exist_ok=True)
+        base = choose_root(config, repo)
+        try:
+            for path in ([base.parent] if base.is_relative_to(SHM) else []) + [base, base / "sandboxes"]:
+                private_dir(path)
+            self.root = private_dir(base / "sandboxes" / rollout_id)
+        except NotOwned as e:
+            raise SandboxError(str(e)) from None
+        self.etc = write_etc(self.root / "etc") if self.use_bwrap else None
         self._lock = threading.Lock()
         self._owner_lock = threading.Lock()
         in_memory = self.root.is_relative_to(SHM)
@@ -200,16 +119,19 @@ class LocalSandboxProvider:
         self._write_owner()
 
     def _write_owner(self) -> None:
-        """Record who owns this rollout's sandboxes (for reaping after a kill). Sandboxes start in
-        parallel, so writers are serialised and the file is replaced atomically."""
+        """Record who owns this rollout's sandboxes (for reaping after a kill): this process and
+        each driver, as pid + start time. Sandboxes start in parallel, so writers are serialised
+        and the file is replaced atomically."""
         with self._owner_lock:
             with self._lock:
                 if self._closed:
                     return
-                pids = [s.pid for s in self._sandboxes.values() if s.pid]
-            owner = {"pid": os.getpid(), "start": _process_start(os.getpid()), "pids": pids}
+                drivers = [s.token for s in self._sandboxes.values() if s.token]
+            owner = {"owner": process_token(os.getpid()), "drivers": drivers}
             tmp = self.root / "owner.json.tmp"
-            tmp.write_text(json.dumps(owner))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(owner))
             tmp.replace(self.root / "owner.json")
 
     def create(self, agent_id: str) -> LocalSandbox:
@@ -245,7 +167,7 @@ class LocalSandboxProvider:
             sandbox.destroy()
         self.checkouts.close()
         with self._owner_lock:
-            shutil.rmtree(self.root, ignore_errors=True)
+            remove_owned(self.root)
         for parent in (self.root.parent, self.root.parent.parent):  # empty shm dirs go too
             try:
                 parent.rmdir()
@@ -262,37 +184,35 @@ class LocalSandbox:
         self.workdir = str(workdir)
         self.admin = admin
         self.pid: int | None = None
+        self.token: list | None = None  # the driver's pid + start time, for reaping
         self._driver = DriverSlot()
+        sandbox = provider.config.sandbox
+        self.cgroup = cgroups.create(cgroups.group_name(self.id), sandbox.max_processes,
+                                     sandbox.memory_mb * 1024 * 1024)  # fmt: skip
 
     # ------------------------------------------------------------------ driver
 
-    def _bwrap_argv(self, fds: tuple[int, int]) -> list[str]:
-        argv = ["bwrap", "--die-with-parent", "--unshare-all", "--new-session", "--clearenv"]
-        for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"):
-            if os.path.islink(top):
-                argv += ["--symlink", os.readlink(top), top]
-            elif os.path.isdir(top):
-                argv += ["--ro-bind", top, top]
-        prefix = os.path.realpath(sys.base_prefix)
-        if not prefix.startswith("/usr/"):
-            argv += ["--ro-bind", prefix, prefix]
+    def bwrap_options(self) -> BwrapOptions:
+        """What this sandbox's bwrap sees; extend here (e.g. a shared read-only environment)."""
         cache = str(self.provider.repo.cache)
-        argv += [
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            "--ro-bind", str(DRIVER_PATH), DRIVER_IN_SANDBOX,
-            "--ro-bind", cache, cache,
-            "--ro-bind", str(self.admin), str(self.admin),
-            "--bind", self.workdir, self.workdir,
-            "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", "/tmp",
-            "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
-            "--setenv", "GIT_CONFIG_NOSYSTEM", "1",
-            "--chdir", self.workdir,
-            _python(), "-I", DRIVER_IN_SANDBOX, str(fds[0]), str(fds[1]),
-        ]  # fmt: skip
-        return argv
+        return BwrapOptions(
+            workdir=self.workdir,
+            etc_dir=self.provider.etc,
+            ro_binds=[
+                (str(DRIVER_PATH), DRIVER_IN_SANDBOX),
+                (cache, cache),
+                (str(self.admin), str(self.admin)),
+            ],
+            rw_binds=[(self.workdir, self.workdir)],
+            tmp_bytes=self.provider.config.sandbox.disk_mb * 1024 * 1024,
+            user_namespace=bool(user_namespaces()),
+        )
 
-    def _plain_argv(self, fds: tuple[int, int]) -> list[str]:
-        return [_python(), "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])]
+    def _argv(self, fds: tuple[int, int]) -> list[str]:
+        if self.provider.use_bwrap:
+            command = [python_exe(), "-I", DRIVER_IN_SANDBOX, str(fds[0]), str(fds[1])]
+            return bwrap_argv(self.bwrap_options(), command)
+        return [python_exe(), "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])]
 
     def start_driver(self) -> PipeTransport:
         transport = self._driver.replace(self._spawn)
@@ -303,9 +223,11 @@ class LocalSandbox:
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         fds = (to_r, from_w)
-        argv = self._bwrap_argv(fds) if self.provider.use_bwrap else self._plain_argv(fds)
+        argv = self._argv(fds)
+        if self.cgroup is not None:  # a shell joins the group, then becomes bwrap (no preexec_fn:
+            argv = self.cgroup.wrap(argv)  # it would make every spawn a full fork of the host)
         home = self.provider.root / f"{self.id}.home"
-        home.mkdir(exist_ok=True)
+        home.mkdir(mode=0o700, exist_ok=True)
         env = {"PATH": SANDBOX_PATH, "HOME": str(home), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
         log_path = self.provider.root / f"{self.id}.driver.log"
         try:
@@ -321,35 +243,60 @@ class LocalSandbox:
                     pass_fds=fds,
                     start_new_session=True,
                 ).result()
-        except OSError as e:
+        except (OSError, subprocess.SubprocessError) as e:
             for fd in (to_r, to_w, from_r, from_w):
                 os.close(fd)
             raise SandboxError(f"could not start the sandbox's REPL: {e}") from None
         os.close(to_r)
         os.close(from_w)
         self.pid = proc.pid
-        return PipeTransport(proc, to_w, from_r, on_kill=lambda p=proc: _stop(p))
+        self.token = token = process_token(proc.pid)
+        limit = self.provider.config.sandbox.max_message_mb * 1024 * 1024
+        return PipeTransport(proc, to_w, from_r, on_kill=lambda: self._stop(proc, token),
+                             max_message_bytes=limit, explain=self.cap_hit)  # fmt: skip
+
+    def cap_hit(self) -> str | None:
+        """Which of the cgroup's caps the sandbox has hit, as a sentence for the model."""
+        if self.cgroup is None:
+            return None
+        sandbox = self.provider.config.sandbox
+        hits = []
+        if self.cgroup.memory_exhausted():
+            hits.append(MEMORY_CAP_HIT.format(mb=sandbox.memory_mb))
+        if self.cgroup.processes_exhausted():
+            hits.append(PROCESS_CAP_HIT.format(n=sandbox.max_processes))
+        return "; ".join(hits) or None
 
     def init_limits(self) -> dict:
-        return driver_limits(self.provider.config)
+        limits = driver_limits(self.provider.config)
+        if self.provider.use_bwrap and self.cgroup is None:
+            # No cgroup: RLIMIT_NPROC counts the processes of the sandbox's own user namespace
+            # (not when the host is root: the kernel exempts uid 0, see README).
+            limits["processes"] = self.provider.config.sandbox.max_processes
+        return limits
+
+    def _stop(self, proc: subprocess.Popen, token: list) -> None:
+        """Kill the driver's whole process group (under bwrap: its whole PID namespace), every
+        process left in its cgroup, and reap it."""
+        kill_group(token)
+        if self.cgroup is not None and token == self.token:  # not a later driver's processes
+            self.cgroup.kill()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
 
     # ------------------------------------------------------------------ results and cleanup
 
     def diff(self) -> str:
-        return diff_worktree(self.admin, self.path, self.provider.repo.commit)
+        repo = self.provider.repo
+        return diff_worktree(repo.cache, self.path, repo.commit, self.provider.config.rlm.max_patch_bytes)
 
     def destroy(self) -> None:
         if not self._driver.close():
             return
+        if self.cgroup is not None:
+            self.cgroup.remove()
         shutil.rmtree(self.path, ignore_errors=True)
         shutil.rmtree(self.admin, ignore_errors=True)
         self.provider.forget(self)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Kill the driver's whole process group (under bwrap: its whole PID namespace) and reap it."""
-    _kill_group(proc.pid)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
