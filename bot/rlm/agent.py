@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import prompts
+from .environment import prompt_note
 from .errors import Submitted
 from .repl.session import ReplSession
 
@@ -60,6 +61,7 @@ class Agent:
                     r.repo.commit,
                     r.prompt,
                     r.config.rlm.result_truncation_limit,
+                    environment=prompt_note(r.environment),
                 ),
             },
         ]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "RLM_"
 
@@ -83,7 +83,27 @@ class SandboxConfig(_Section):
         None, description="where checkouts live; default /dev/shm when it has room, else cache_dir"
     )
     memory_mb: int = Field(4096, ge=64, description="address-space limit per sandbox process")
+    setup: list[str] | Literal["auto"] = Field(
+        default_factory=list,
+        description="shell commands run once per rollout to build $RLM_ENV (docs/environment.md), or auto",
+    )
+    setup_network: bool | None = Field(None, description="network during setup; default on when setup is set")
+    setup_timeout: float = Field(900, gt=0, description="seconds the setup commands may take")
+    setup_cache_keep: int = Field(5, ge=1, description="built environments kept in the cache")
     daytona: DaytonaSettings = Field(default_factory=DaytonaSettings)
+
+    @field_validator("setup", mode="before")
+    @classmethod
+    def _one_command(cls, value: Any) -> Any:
+        """`setup: make deps` (one string) is one command; `auto` is the detection."""
+        if value is None:
+            return []
+        if isinstance(value, str) and value.strip() != "auto":
+            return [value]
+        return value.strip() if isinstance(value, str) else value
+
+    def network_during_setup(self) -> bool:
+        return bool(self.setup) if self.setup_network is None else self.setup_network
 
 
 class Config(_Section):

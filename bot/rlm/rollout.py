@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .agent import Agent, AgentNode
 from .config import Config
+from .environment import Environment, SetupFailed, SetupStatus, prepare_environment
 from .errors import AgentEnded, AgentFailed, LLMError, SandboxError, Submitted
 from .limits import Limits
 from .llm import CallContext, ModelClient, UsageMeter
@@ -70,6 +71,7 @@ class Rollout:
         # left to this pool, so the parent does not wait for it.
         self._destroyer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rlm-destroy")
         self.root: AgentNode | None = None
+        self.environment: Environment | None = None  # what setup produced, if anything
 
     # ------------------------------------------------------------------ the run
 
@@ -83,6 +85,9 @@ class Rollout:
         status, error, patch, stats = "error", None, "", None
         try:
             self.provider = self._provider_factory(self.run_id)
+            # Before any model call; the tree's time limit starts once the environment is ready.
+            self.environment = prepare_environment(cfg, self.repo, self.provider, self.trace, self.cancel)
+            self.limits.start()
             if not self.limits.reserve_sandbox():
                 raise AgentFailed("max_sandboxes leaves no sandbox for the root agent")
             sandbox = self._run_agent(self.root, keep_sandbox=True)
@@ -91,6 +96,8 @@ class Rollout:
                 patch = sandbox.diff()
                 check_applies(self.repo.cache, self.repo.commit, patch)
                 stats = patch_stats(patch).as_dict()
+        except SetupFailed as e:
+            status, error = ("cancelled" if e.status is SetupStatus.CANCELLED else "error"), str(e)
         except (SandboxError, PatchError, AgentEnded) as e:
             status, error = getattr(e, "status", "error"), str(e)
         finally:

@@ -4,7 +4,7 @@ One code path builds the results: `fold(results, event)`. The running rollout fo
 it emits it; after a crash (or in a live viewer) the same fold over `<run_id>.events.jsonl`
 rebuilds everything the run had recorded. Every string is redacted before it is written.
 
-Event types: rollout_started, agent_started, sandbox_created, llm_call, llm_query, code_executed,
+Event types: rollout_started, setup_started, setup_finished, setup_skipped, agent_started, sandbox_created, llm_call, llm_query, code_executed,
 child_spawned, agent_finished, rollout_finished. Each line: {"seq", "t" (epoch seconds), "type", ...fields}.
 """
 
@@ -57,6 +57,7 @@ def new_results(run_id: str) -> dict[str, Any]:
         "finished_at": None,
         "duration": None,
         "patch": None,
+        "setup": None,
         "totals": {
             "agents": 0,
             "max_depth": 0,
@@ -171,6 +172,8 @@ def fold(results: dict, event: dict) -> dict:
             results[key] = event.get(key)
         results["finished_at"] = iso(t)
         results["duration"] = _since(results.get("_t0"), t)
+    elif kind in ("setup_started", "setup_finished", "setup_skipped"):
+        _fold_setup(results, kind, event)
     elif kind == "llm_query":
         totals_usage = event.get("usage") or {}
         for key in ("prompt_tokens", "completion_tokens", "cost_usd"):
@@ -178,6 +181,45 @@ def fold(results: dict, event: dict) -> dict:
         totals["llm_calls"] += 1
     totals["cost_usd"] = round(totals["cost_usd"], 8)
     return results
+
+
+SETUP_FIELDS = (
+    "status",
+    "cached",
+    "duration",
+    "build_duration",
+    "log_tail",
+    "error",
+    "key",
+    "path",
+    "python",
+)
+
+
+def _fold_setup(results: dict, kind: str, event: dict) -> None:
+    if kind == "setup_skipped":
+        results["setup"] = {"status": "skipped", "reason": event.get("reason")}
+    elif kind == "setup_started":
+        results["setup"] = {"status": "running", "commands": event.get("commands", []),
+                            "network": event.get("network"), "auto": event.get("auto"),
+                            "started_at": iso(event.get("t"))}  # fmt: skip
+    else:
+        setup = results.get("setup") or {}
+        setup.update({k: event.get(k) for k in SETUP_FIELDS})
+        results["setup"] = setup
+
+
+def setup_line(results: dict) -> str | None:
+    """One line about the environment setup, or None when the run had none."""
+    setup = results.get("setup")
+    if not setup or setup.get("status") in (None, "skipped"):
+        return None
+    if setup["status"] == "running":
+        return "🧰 Setting up the environment…"
+    if setup["status"] == "ok":
+        how = "cached" if setup.get("cached") else f"built in {fmt_duration(setup.get('build_duration'))}"
+        return f"🧰 Environment ready ({how})"
+    return f"🧰 Environment setup {setup['status']}"
 
 
 def _since(t0: float | None, t: float | None) -> float | None:
@@ -346,4 +388,5 @@ def summary_markdown(results: dict, max_lines: int = 60) -> str:
     if len(agents) > shown:
         lines.append(f"- … and {len(agents) - shown} more agents (see the full trace)")
     header = f"**Agent tree** — {totals_line(results)}"
-    return "\n".join([header, "", *lines])
+    setup = setup_line(results)
+    return "\n".join([header, *([setup] if setup else []), "", *lines])

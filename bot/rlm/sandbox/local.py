@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -26,12 +27,14 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..config import Config
+from ..environment import Environment, SetupSpec
 from ..errors import SandboxError
 from ..patch import diff_worktree
 from ..repl.session import DRIVER_PATH, PipeTransport
 from ..repo import PreparedRepo, git
 from .base import DriverSlot, driver_limits
 from .checkouts import Checkouts
+from .local_env import LocalEnvironments, agent_args
 
 log = logging.getLogger(__name__)
 DRIVER_IN_SANDBOX = "/opt/rlm/driver.py"
@@ -80,6 +83,22 @@ def _process_start(pid: int) -> str | None:
             return f.read().decode("ascii", "replace").rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
+
+
+def bwrap_base(network: bool = False) -> list[str]:
+    """The start of every bwrap command line (agents' and setup's): namespaces (the network's
+    only when `network` is False), no capabilities, the read-only system, /proc, /dev, /tmp."""
+    argv = ["bwrap", "--die-with-parent", "--unshare-all", *(["--share-net"] if network else []),
+            "--new-session", "--clearenv", "--cap-drop", "ALL"]  # fmt: skip
+    for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"):
+        if os.path.islink(top):
+            argv += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            argv += ["--ro-bind", top, top]
+    prefix = os.path.realpath(sys.base_prefix)
+    if not prefix.startswith("/usr/"):
+        argv += ["--ro-bind", prefix, prefix]
+    return argv + ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
 
 
 SHM = Path("/dev/shm")
@@ -197,7 +216,31 @@ class LocalSandboxProvider:
         self.checkouts = Checkouts(repo, self.root, limit=config.rlm.max_sandboxes, pool_size=max(0, pool))
         self._sandboxes: dict[str, LocalSandbox] = {}
         self._closed = False
+        self.environments = LocalEnvironments(cache_root, config.sandbox.setup_cache_keep)
+        self.environment: Environment | None = None
         self._write_owner()
+
+    # ------------------------------------------------------------------ the ready environment
+
+    def setup_environment(self, spec: SetupSpec, cancel: threading.Event) -> Environment:
+        """Build or reuse the environment (local_env.py); every later sandbox gets it."""
+        isolation = "bwrap" if self.use_bwrap else "plain"
+        base = f"local:{isolation}:{os.path.realpath(_python())}:{sys.version}:{platform.machine()}"
+        command = [*bwrap_base(spec.network), "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8",
+                   "--setenv", "GIT_CONFIG_NOSYSTEM", "1"] if self.use_bwrap else None  # fmt: skip
+        path = f"{os.path.dirname(_python())}:{SANDBOX_PATH}"
+        self.environment = self.environments.get(spec, base, self.repo, command, path, cancel)
+        return self.environment
+
+    def environment_args(self, workdir: str) -> list[str]:
+        env, host = self.environment, self.environments.host_dir
+        return [] if env is None or host is None else agent_args(env, host, workdir, SANDBOX_PATH)
+
+    def driver_python(self) -> str:
+        """The venv's interpreter when setup made one that runs (the REPL then imports the
+        project's dependencies), else the base interpreter."""
+        env = self.environment
+        return env.python if env is not None and env.python else _python()
 
     def _write_owner(self) -> None:
         """Record who owns this rollout's sandboxes (for reaping after a kill). Sandboxes start in
@@ -244,6 +287,7 @@ class LocalSandboxProvider:
         for sandbox in sandboxes:
             sandbox.destroy()
         self.checkouts.close()
+        self.environments.release()
         with self._owner_lock:
             shutil.rmtree(self.root, ignore_errors=True)
         for parent in (self.root.parent, self.root.parent.parent):  # empty shm dirs go too
@@ -267,18 +311,9 @@ class LocalSandbox:
     # ------------------------------------------------------------------ driver
 
     def _bwrap_argv(self, fds: tuple[int, int]) -> list[str]:
-        argv = ["bwrap", "--die-with-parent", "--unshare-all", "--new-session", "--clearenv"]
-        for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"):
-            if os.path.islink(top):
-                argv += ["--symlink", os.readlink(top), top]
-            elif os.path.isdir(top):
-                argv += ["--ro-bind", top, top]
-        prefix = os.path.realpath(sys.base_prefix)
-        if not prefix.startswith("/usr/"):
-            argv += ["--ro-bind", prefix, prefix]
+        argv = bwrap_base()
         cache = str(self.provider.repo.cache)
         argv += [
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
             "--ro-bind", str(DRIVER_PATH), DRIVER_IN_SANDBOX,
             "--ro-bind", cache, cache,
             "--ro-bind", str(self.admin), str(self.admin),
@@ -286,13 +321,14 @@ class LocalSandbox:
             "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", "/tmp",
             "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
             "--setenv", "GIT_CONFIG_NOSYSTEM", "1",
+            *self.provider.environment_args(self.workdir),
             "--chdir", self.workdir,
-            _python(), "-I", DRIVER_IN_SANDBOX, str(fds[0]), str(fds[1]),
+            self.provider.driver_python(), "-I", DRIVER_IN_SANDBOX, str(fds[0]), str(fds[1]),
         ]  # fmt: skip
         return argv
 
     def _plain_argv(self, fds: tuple[int, int]) -> list[str]:
-        return [_python(), "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])]
+        return [self.provider.driver_python(), "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])]
 
     def start_driver(self) -> PipeTransport:
         transport = self._driver.replace(self._spawn)
@@ -307,6 +343,9 @@ class LocalSandbox:
         home = self.provider.root / f"{self.id}.home"
         home.mkdir(exist_ok=True)
         env = {"PATH": SANDBOX_PATH, "HOME": str(home), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+        if self.provider.environment is not None and not self.provider.use_bwrap:
+            env.update(self.provider.environment.variables())
+            env["PATH"] = self.provider.environment.path_value(SANDBOX_PATH)
         log_path = self.provider.root / f"{self.id}.driver.log"
         try:
             with open(log_path, "ab") as log_file:

@@ -1,0 +1,255 @@
+"""The local backend's ready environment (see environment.py): built once in a setup sandbox,
+cached under `<cache>/envs/<key>/`, bound read-only into every agent's sandbox.
+
+Under bubblewrap the setup sandbox is the agents' sandbox with three differences: the network
+is there when enabled (and only then), `$RLM_ENV` (`ENV_IN_SANDBOX`) is writable, and the
+checkout is a private copy bound at `CHECKOUT_IN_SANDBOX`, thrown away afterwards, so nothing
+setup writes there reaches a patch. Agents get `$RLM_ENV` read-only at the same path and their own
+checkout behind `CHECKOUT_IN_SANDBOX` (a symlink), so an editable install made by setup resolves
+to each agent's own files. Without bubblewrap, `$RLM_ENV` is the cache directory itself and the
+setup's checkout is kept beside it (an editable install then points there; the warning about
+running without isolation already stands).
+
+Each entry has a lock file: a builder holds it exclusively, every rollout using the entry holds
+it shared until it ends, and pruning removes only entries whose lock it can take exclusively.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from ..environment import (
+    CHECKOUT_IN_SANDBOX,
+    ENV_IN_SANDBOX,
+    LOG_KEPT,
+    SETUP_CANCELLED,
+    SETUP_FAILED,
+    SETUP_TIMED_OUT,
+    Environment,
+    SetupFailed,
+    SetupSpec,
+    SetupStatus,
+    failed_command,
+    layout,
+    python_ok,
+    tail,
+)
+from ..repo import PreparedRepo
+from .checkouts import checkout
+
+POLL = 0.1
+
+
+def envs_root(cache_root: Path) -> Path:
+    return cache_root / "envs"
+
+
+def agent_args(env: Environment, host_env: Path, workdir: str, base_path: str) -> list[str]:
+    """bwrap arguments giving an agent the environment: read-only at its fixed path, its own
+    checkout behind CHECKOUT_IN_SANDBOX, PATH and the variables set."""
+    args = ["--perms", "0755", "--dir", "/rlm", "--ro-bind", str(host_env), ENV_IN_SANDBOX,
+            "--symlink", workdir, CHECKOUT_IN_SANDBOX, "--setenv", "PATH", env.path_value(base_path)]  # fmt: skip
+    for name, value in env.variables().items():
+        args += ["--setenv", name, value]
+    return args
+
+
+def _lock(path: Path, mode: int) -> int:
+    """An flock on `path` that is still the file at `path` (pruning may unlink it meanwhile)."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        except BlockingIOError:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+class LocalEnvironments:
+    """The environment cache of one rollout's provider."""
+
+    def __init__(self, cache_root: Path, keep: int):
+        self.root = envs_root(cache_root)
+        self.keep = keep
+        self._fd: int | None = None
+        self.host_dir: Path | None = None  # the environment in use, on the host
+
+    def get(self, spec: SetupSpec, base: str, repo: PreparedRepo, command: list[str] | None,
+            path: str, cancel: threading.Event) -> Environment:  # fmt: skip
+        """The environment for `spec`, built now if the cache has none. `command` is the setup
+        sandbox's bwrap argv prefix (None: no isolation); `path` its PATH without the env."""
+        key = spec.key(base)
+        entry = self.root / key[:32]
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = entry.with_name(entry.name + ".lock")
+        fd = _lock(lock, fcntl.LOCK_SH)
+        if not (entry / "ready.json").is_file():
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            while True:  # another rollout may be building it: wait, honouring cancellation
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if cancel.wait(POLL):
+                        os.close(fd)
+                        raise SetupFailed(SETUP_CANCELLED, SetupStatus.CANCELLED) from None
+            try:
+                if not (entry / "ready.json").is_file():
+                    self._build(spec, key, entry, repo, command, path, cancel)
+                    built = True
+                else:
+                    built = False
+            except BaseException:
+                os.close(fd)
+                raise
+            fcntl.flock(fd, fcntl.LOCK_SH)  # downgrade: in use by this rollout
+        else:
+            built = False
+        self._fd = fd
+        info = json.loads((entry / "ready.json").read_text())
+        os.utime(entry / "ready.json")  # last used, for pruning
+        self.host_dir = entry / "env"
+        if built:
+            self.prune()
+        return self._environment(key, info, command is not None, cached=not built)
+
+    def _environment(self, key: str, info: dict, isolated: bool, cached: bool) -> Environment:
+        assert self.host_dir is not None
+        root = ENV_IN_SANDBOX if isolated else str(self.host_dir)
+        host = self.host_dir
+        dirs, python, node = layout(root, lambda rel: os.path.lexists(host / rel), info["python_ok"])
+        return Environment(key=key, path=root, path_dirs=dirs, python=python, node_path=node, cached=cached,
+                           duration=info["duration"], log_tail=info["log_tail"],
+                           commands=tuple(info["commands"]))  # fmt: skip
+
+    def _build(self, spec: SetupSpec, key: str, entry: Path, repo: PreparedRepo, command: list[str] | None,
+               path: str, cancel: threading.Event) -> None:  # fmt: skip
+        shutil.rmtree(entry, ignore_errors=True)  # a crashed or failed earlier attempt
+        env_dir = entry / "env"
+        env_dir.mkdir(parents=True)
+        work = Path(tempfile.mkdtemp(prefix="setup-", dir=entry))
+        co, admin = (
+            (entry / "checkout", entry / "checkout.git")
+            if command is None
+            else (work / "co", work / "co.git")
+        )
+        log_path = entry / "setup.log"
+        started = time.monotonic()
+        try:
+            checkout(repo, co, admin)
+            status, code = self._run(spec, command, path, env_dir, co, admin, work, log_path, cancel)
+            log = _read_tail(log_path)
+            duration = time.monotonic() - started
+            if status is not SetupStatus.OK:
+                message = {
+                    SetupStatus.FAILED: lambda: SETUP_FAILED.format(
+                        code=code, command=failed_command(log), tail=tail(log) or "(empty)"
+                    ),  # fmt: skip
+                    SetupStatus.TIMEOUT: lambda: SETUP_TIMED_OUT.format(
+                        timeout=spec.timeout, tail=tail(log) or "(empty)"
+                    ),
+                    SetupStatus.CANCELLED: lambda: SETUP_CANCELLED,
+                }[status]()
+                shutil.rmtree(entry, ignore_errors=True)
+                raise SetupFailed(message, status, tail(log), duration)
+            info = {"key": key, "commands": list(spec.commands), "duration": duration, "log_tail": tail(log),
+                    "python_ok": python_ok(log), "created": time.time()}  # fmt: skip
+            (entry / "ready.json.tmp").write_text(json.dumps(info))
+            (entry / "ready.json.tmp").replace(entry / "ready.json")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _run(self, spec: SetupSpec, command: list[str] | None, path: str, env_dir: Path, co: Path, admin: Path,
+             work: Path, log_path: Path, cancel: threading.Event) -> tuple[SetupStatus, int | None]:  # fmt: skip
+        env_path = f"{ENV_IN_SANDBOX}/venv/bin:{ENV_IN_SANDBOX}/bin:{path}"
+        if command is not None:
+            argv = [*command, "--perms", "0755", "--dir", "/rlm",
+                    "--ro-bind", str(admin), str(admin), "--bind", str(co), CHECKOUT_IN_SANDBOX,
+                    "--bind", str(env_dir), ENV_IN_SANDBOX, "--setenv", "RLM_ENV", ENV_IN_SANDBOX,
+                    "--setenv", "PATH", env_path, "--chdir", CHECKOUT_IN_SANDBOX,
+                    "sh", "-c", spec.script()]  # fmt: skip
+            cwd, env = str(co), {"PATH": path, "LANG": "C.UTF-8"}
+        else:
+            home = work / "home"
+            home.mkdir()
+            argv, cwd = ["sh", "-c", spec.script()], str(co)
+            env = {"PATH": env_path.replace(ENV_IN_SANDBOX, str(env_dir)), "HOME": str(home), "LANG": "C.UTF-8",
+                   "RLM_ENV": str(env_dir), "TMPDIR": str(home)}  # fmt: skip
+        deadline = time.monotonic() + spec.timeout
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+                                    env=env, start_new_session=True)  # fmt: skip
+            try:
+                while True:
+                    try:
+                        code = proc.wait(timeout=POLL)
+                        return (SetupStatus.OK if code == 0 else SetupStatus.FAILED), code
+                    except subprocess.TimeoutExpired:
+                        pass
+                    if cancel.is_set():
+                        return SetupStatus.CANCELLED, None
+                    if time.monotonic() > deadline:
+                        return SetupStatus.TIMEOUT, None
+            finally:
+                if proc.poll() is None:
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                    proc.wait()
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def prune(self) -> list[str]:
+        """Remove environments beyond the `keep` most recently used, and unfinished ones, unless
+        a rollout holds them. Returns the removed keys."""
+        return prune(self.root, self.keep)
+
+
+def prune(root: Path, keep: int) -> list[str]:
+    if not root.is_dir():
+        return []
+    entries = [p for p in root.iterdir() if p.is_dir()]
+    ready = sorted((p for p in entries if (p / "ready.json").is_file()),
+                   key=lambda p: (p / "ready.json").stat().st_mtime, reverse=True)  # fmt: skip
+    doomed = [p for p in entries if p not in ready] + ready[keep:]
+    removed = []
+    for entry in doomed:
+        lock = entry.with_name(entry.name + ".lock")
+        try:
+            fd = _lock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # being built or in use
+        try:
+            shutil.rmtree(entry, ignore_errors=True)
+            lock.unlink(missing_ok=True)
+            removed.append(entry.name)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _read_tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - LOG_KEPT))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""

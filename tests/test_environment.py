@@ -1,0 +1,309 @@
+"""The ready environment: setup once per rollout, cached, shared read-only by every agent.
+
+A repository whose tests import a package the base Python lacks (`shinylib`, shipped in the
+repository as a wheel built here, so pip runs offline) and whose own package (`app`) installs in
+editable mode through a small in-tree PEP 660 backend (no setuptools, no network).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import json
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from bot.rlm import engine
+from bot.rlm.environment import (
+    AUTO_NOTHING,
+    ENV_IN_SANDBOX,
+    SETUP_FAILED,
+    Environment,
+    auto_commands,
+    is_manifest,
+    manifests,
+    prompt_note,
+)
+from bot.rlm.prompts import system_prompt
+from bot.rlm.repo import prepare_repo
+from bot.rlm.sandbox.local import bwrap_works
+from bot.rlm.trace import read_events
+from tests.conftest import commit_files, leftovers, py
+
+needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here")
+
+
+def wheel_bytes(name: str, version: str, files: dict[str, str]) -> bytes:
+    """A valid pure-Python wheel holding `files`."""
+    import io
+
+    dist = f"{name}-{version}.dist-info"
+    files = {**files, f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}  # fmt: skip
+    buf, record = io.BytesIO(), []
+    with zipfile.ZipFile(buf, "w") as z:
+        for path, text in files.items():
+            data = text.encode()
+            z.writestr(path, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{path},sha256={digest},{len(data)}")
+        z.writestr(f"{dist}/RECORD", "\n".join([*record, f"{dist}/RECORD,,"]) + "\n")
+    return buf.getvalue()
+
+
+# A PEP 517/660 backend in the repository: `pip install -e .` works offline, without setuptools.
+BACKEND = """
+import base64, hashlib, io, os, zipfile
+
+def _wheel(directory, files):
+    dist = "app-0.1.dist-info"
+    files = dict(files)
+    files[dist + "/METADATA"] = "Metadata-Version: 2.1\\nName: app\\nVersion: 0.1\\n"
+    files[dist + "/WHEEL"] = "Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    record = []
+    name = "app-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(directory, name), "w") as z:
+        for path, text in files.items():
+            data = text.encode()
+            z.writestr(path, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
+        z.writestr(dist + "/RECORD", "\\n".join(record + [dist + "/RECORD,,"]) + "\\n")
+    return name
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    return _wheel(wheel_directory, {"app/__init__.py": open("app/__init__.py").read()})
+
+def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
+    return _wheel(wheel_directory, {"app.pth": os.getcwd() + "\\n"})
+"""
+
+PROJECT = {
+    "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["_build"]\n\n'
+    '[project]\nname = "app"\nversion = "0.1"\n',
+    "_build/backend.py": BACKEND,
+    "app/__init__.py": 'VALUE = "original"\n',
+    "tests/__init__.py": "",
+    "tests/test_app.py": "import unittest\n\nimport shinylib\n\n\nclass T(unittest.TestCase):\n"
+    '    def test_shine(self):\n        self.assertEqual(shinylib.shine(), "shiny")\n',
+    "wheels/shinylib-1.0-py3-none-any.whl": wheel_bytes(
+        "shinylib", "1.0", {"shinylib/__init__.py": 'def shine():\n    return "shiny"\n'}
+    ),
+}
+SETUP = [
+    'python3 -m venv "$RLM_ENV/venv"',
+    '"$RLM_ENV/venv/bin/python" -m pip install -q --no-index --find-links wheels shinylib -e .',
+]
+
+# Every agent: runs the tests in a subprocess, imports shinylib in its REPL, edits `app` in its
+# own checkout and imports it from elsewhere (through the editable install), and tries to write
+# into $RLM_ENV.
+AGENT_CODE = py(
+    """
+    import os, shutil, subprocess, sys
+    r = subprocess.run([sys.executable, "-m", "unittest", "tests.test_app"], capture_output=True, text=True)
+    me = task.split()[-1]
+    edit_file("app/__init__.py", "original", me)
+    probe = subprocess.run(["python", "-c", "import app; print(app.VALUE)"], cwd="/tmp",
+                           capture_output=True, text=True)
+    import shinylib
+    try:
+        open(os.environ["RLM_ENV"] + "/mine", "w").write("x")
+        wrote = "WROTE"
+    except OSError:
+        wrote = "read-only"
+    remount = subprocess.run(["mount", "-o", "remount,rw,bind", os.environ["RLM_ENV"]], capture_output=True)
+    try:
+        open(os.environ["RLM_ENV"] + "/mine", "w").write("x")
+        wrote += "/WROTE"
+    except OSError:
+        wrote += "/read-only"
+    report = {"rc": r.returncode, "err": r.stderr[-300:], "probe": probe.stdout.strip() + probe.stderr[-200:],
+              "python": shutil.which("python"), "shine": shinylib.shine(), "write": wrote, "me": me}
+    """
+)
+
+
+def tree_script(write_script) -> Path:
+    return write_script([
+        {"task": "^Run tests as root", "responses": [
+            AGENT_CODE + py('kids = rlm_query_batched(["Run tests as child1", "Run tests as child2"])'),
+            py('import json\nFINAL(json.dumps([report] + [json.loads(k) for k in kids]))'),
+        ]},
+        {"task": "^Run tests as child", "responses": [AGENT_CODE + py("import json\nFINAL(json.dumps(report))")]},
+    ])  # fmt: skip
+
+
+def events_of(result, kind: str) -> list[dict]:
+    return [e for e in read_events(result.events_path) if e["type"] == kind]
+
+
+@needs_bwrap
+def test_setup_once_shared_read_only_by_a_tree_and_cached(make_repo, write_script, make_config, tmp_path):
+    repo, _ = make_repo(PROJECT)
+    script = tree_script(write_script)
+
+    # Without setup: the base Python has no shinylib; the agent's test run cannot import it.
+    bare = write_script([{"task": ".", "responses": [py(
+        """
+        import subprocess, sys
+        r = subprocess.run([sys.executable, "-m", "unittest", "tests.test_app"], capture_output=True, text=True)
+        FINAL(str(r.returncode) + r.stderr[-400:])
+        """
+    )]}])  # fmt: skip
+    config = make_config(bare)
+    prepared = engine.prepare(config, str(repo))
+    result = engine.run(config, prepared, "Run the tests")
+    assert result.status == "completed" and "No module named 'shinylib'" in result.answer
+    assert result.results["setup"] is None
+
+    config = make_config(script, sandbox__setup=SETUP)
+    result = engine.run(config, prepared, "Run tests as root")
+    assert result.status == "completed", result.error
+    reports = json.loads(result.answer)
+    assert [r["me"] for r in reports] == ["root", "child1", "child2"]
+    for r in reports:
+        assert r["rc"] == 0, r["err"]  # the tests import shinylib and pass
+        assert r["shine"] == "shiny"  # the REPL itself runs on the environment's interpreter
+        assert r["python"] == f"{ENV_IN_SANDBOX}/venv/bin/python"
+        assert r["probe"] == r["me"]  # the editable install resolves to the agent's OWN checkout
+        assert r["write"] == "read-only/read-only"
+    # Setup ran once for the three agents, before any model call; its files are not in the patch.
+    started, finished = events_of(result, "setup_started"), events_of(result, "setup_finished")
+    assert len(started) == len(finished) == 1 and finished[0]["status"] == "ok"
+    assert finished[0]["cached"] is False
+    kinds = [e["type"] for e in read_events(result.events_path)]
+    assert kinds.index("setup_finished") < kinds.index("llm_call")
+    assert result.patch.count("diff --git") == 1 and "app/__init__.py" in result.patch
+    assert "egg-info" not in result.patch and "venv" not in result.patch
+    assert result.results["setup"]["status"] == "ok"
+    assert finished[0]["python"] == f"{ENV_IN_SANDBOX}/venv/bin/python"
+
+    # A second rollout on the unchanged repository: a cache hit, well under a second.
+    again = engine.run(config, prepared, "Run tests as root")
+    assert again.status == "completed", again.error
+    (hit,) = events_of(again, "setup_finished")
+    assert hit["cached"] is True and hit["duration"] < 1.0
+    assert all(r["rc"] == 0 and r["probe"] == r["me"] for r in json.loads(again.answer))
+    assert leftovers(tmp_path / "cache") == []
+
+    # A change to a dependency file builds anew.
+    commit_files(repo, {"requirements-dev.txt": "shinylib\n"}, "deps")
+    newer = engine.prepare(config, str(repo))
+    third = engine.run(config, newer, "Run tests as root")
+    assert events_of(third, "setup_finished")[0]["cached"] is False
+
+
+@needs_bwrap
+def test_a_failing_setup_ends_the_run_before_any_model_call(make_repo, write_script, make_config):
+    repo, _ = make_repo({"a.py": "x = 1\n"})
+    script = write_script([{"task": ".", "responses": [py("FINAL('should not run')")]}])
+    config = make_config(
+        script, sandbox__setup=["echo preparing things", "echo broken >&2; exit 3", "echo never"]
+    )
+    result = engine.run(config, engine.prepare(config, str(repo)), "Do it")
+    assert result.status == "error"
+    assert result.error.startswith(SETUP_FAILED.split("{")[0])
+    assert "exit code 3" in result.error and "echo broken >&2; exit 3" in result.error
+    assert "preparing things" in result.error and "broken" in result.error and "never\n" not in result.error
+    kinds = [e["type"] for e in read_events(result.events_path)]
+    assert "llm_call" not in kinds and "agent_started" not in kinds
+    (finished,) = events_of(result, "setup_finished")
+    assert finished["status"] == "failed" and "broken" in finished["log_tail"]
+    assert result.results["totals"]["cost_usd"] == 0
+
+
+@needs_bwrap
+def test_a_setup_past_its_time_limit_is_stopped(make_repo, write_script, make_config):
+    repo, _ = make_repo({"a.py": "x = 1\n"})
+    script = write_script([{"task": ".", "responses": [py("FINAL('no')")]}])
+    config = make_config(script, sandbox__setup=["echo started", "sleep 30"], sandbox__setup_timeout=1)
+    result = engine.run(config, engine.prepare(config, str(repo)), "Do it")
+    assert result.status == "error" and "longer than 1s" in result.error and "started" in result.error
+    assert events_of(result, "setup_finished")[0]["duration"] < 10
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"hello from the host")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def loopback_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+@needs_bwrap
+def test_network_during_setup_only(make_repo, write_script, make_config, loopback_server):
+    repo, _ = make_repo({"a.py": "x = 1\n"})
+    fetch = f"python3 -c \"import urllib.request; print(urllib.request.urlopen('{loopback_server}', timeout=5).read().decode())\""
+    agent = write_script([{"task": ".", "responses": [py(
+        f"""
+        import urllib.request
+        try:
+            urllib.request.urlopen({loopback_server!r}, timeout=5)
+            FINAL("agent reached the host")
+        except OSError as e:
+            FINAL("agent offline")
+        """
+    )]}])  # fmt: skip
+    config = make_config(agent, sandbox__setup=[fetch])
+    result = engine.run(config, engine.prepare(config, str(repo)), "Do it")
+    assert result.status == "completed", result.error
+    assert "hello from the host" in events_of(result, "setup_finished")[0]["log_tail"]
+    assert result.answer == "agent offline"
+
+    offline = make_config(agent, sandbox__setup=[fetch], sandbox__setup_network=False)
+    result = engine.run(offline, engine.prepare(offline, str(repo)), "Do it")
+    assert result.status == "error" and "urlopen" in result.error
+
+
+def test_manifests_and_auto_detection(make_repo, tmp_path):
+    assert all(map(is_manifest, ["pyproject.toml", "requirements-dev.txt", "sub/package-lock.json",
+                                 "requirements/test.txt", "uv.lock", "test-requirements.txt"]))  # fmt: skip
+    assert not any(map(is_manifest, ["README.md", "node_modules/x/package.json", "src/setup_utils.py"]))
+    repo, _ = make_repo({
+        "pyproject.toml": '[project]\nname = "p"\n[project.optional-dependencies]\ntest = ["pytest"]\n',
+        "requirements-dev.txt": "ruff\n", "package.json": "{}", "package-lock.json": "{}", "src/p.py": "",
+    })  # fmt: skip
+    prepared = prepare_repo(str(repo), tmp_path / "cache")
+    found = manifests(prepared)
+    assert [p for p, _ in found] == [
+        "package-lock.json",
+        "package.json",
+        "pyproject.toml",
+        "requirements-dev.txt",
+    ]
+    commands = auto_commands(prepared, found)
+    assert commands[0] == 'python3 -m venv "$RLM_ENV/venv"'
+    assert commands[1].endswith("install --disable-pip-version-check -e '.[test]'")
+    assert commands[2].endswith("-r requirements-dev.txt")
+    assert any(c.startswith("npm ci") for c in commands)
+    empty, _ = make_repo({"notes.txt": "hi"}, name="empty")
+    assert auto_commands(prepare_repo(str(empty), tmp_path / "cache"), ()) == []
+    assert "found no" in AUTO_NOTHING
+
+
+def test_the_prompt_says_what_setup_produced():
+    env = Environment(key="k", path=ENV_IN_SANDBOX, path_dirs=(f"{ENV_IN_SANDBOX}/venv/bin",),
+                      python=f"{ENV_IN_SANDBOX}/venv/bin/python", node_path=None, cached=True, duration=1.0,
+                      log_tail="", commands=tuple(SETUP))  # fmt: skip
+    prompt = system_prompt(1, 2, "a" * 40, "goal", environment=prompt_note(env))
+    facts = prompt.split("## How to act")[0]  # the sandbox facts section
+    assert "python3 -m venv" in facts and "python -m pytest" in facts and ENV_IN_SANDBOX in facts
+    assert "resolves to YOUR checkout" in facts
+    assert prompt_note(None) == "" and system_prompt(0, 2, "a" * 40, "g") == system_prompt(
+        0, 2, "a" * 40, "g", environment=""
+    )
