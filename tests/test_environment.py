@@ -307,3 +307,57 @@ def test_the_prompt_says_what_setup_produced():
     assert prompt_note(None) == "" and system_prompt(0, 2, "a" * 40, "g") == system_prompt(
         0, 2, "a" * 40, "g", environment=""
     )
+
+
+@needs_bwrap
+def test_cli_setup_is_repeatable_and_a_failure_is_one_clear_sentence(make_repo, write_script, tmp_path):
+    from tests.test_cli import rlm
+
+    repo, _ = make_repo({"a.py": "x = 1\n"})
+    agent = write_script([{"task": ".", "responses": [py(
+        """
+        import shutil, subprocess
+        FINAL(subprocess.run(["hello"], capture_output=True, text=True).stdout.strip())
+        """
+    )]}])  # fmt: skip
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    tool = 'mkdir -p "$RLM_ENV/bin" && printf \'#!/bin/sh\\necho hi from setup\\n\' > "$RLM_ENV/bin/hello"'
+    args = ["run", str(repo), "-p", "x", "--model", f"scripted/{agent}", "--results-dir", str(tmp_path / "r")]
+    proc = rlm(*args, "--setup", tool, "--setup", 'chmod +x "$RLM_ENV/bin/hello"', cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "🧰 setting up the environment (2 commands)" in proc.stderr
+    assert "🧰 environment ready (built)" in proc.stderr and "answer:\nhi from setup" in proc.stderr
+
+    env["RLM_SANDBOX__SETUP"] = "echo nope; false"  # one command from the environment
+    proc = rlm(*args, cwd=tmp_path, env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "The environment setup failed (exit code 1) in `echo nope; false`" in proc.stderr
+
+
+def test_old_environments_are_pruned_unless_in_use(make_repo, tmp_path):
+    import os
+    import time
+
+    from bot.rlm.environment import SetupSpec
+    from bot.rlm.sandbox.local_env import LocalEnvironments, envs_root, prune
+
+    repo, _ = make_repo({"a.py": "x = 1\n"})
+    prepared = prepare_repo(str(repo), tmp_path / "cache")
+    held, keys = [], []
+    for i in range(4):
+        envs = LocalEnvironments(tmp_path / "cache", keep=2)
+        env = envs.get(SetupSpec((f"echo {i}",), False, 30, ()), "base", prepared, None, "/usr/bin:/bin",
+                       threading.Event())  # fmt: skip
+        assert env.cached is False and (envs.host_dir / "..").resolve().is_dir()
+        os.utime(envs.host_dir.parent / "ready.json", (time.time() + i, time.time() + i))
+        held.append(envs)
+        keys.append(envs.host_dir.parent.name)
+    root = envs_root(tmp_path / "cache")
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(keys)  # all in use: all kept
+    held[0].release()
+    held[1].release()
+    assert sorted(prune(root, 2)) == sorted(keys[:2])  # the two oldest, now unused
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(keys[2:])
+    for envs in held[2:]:
+        envs.release()
+    assert prune(root, 1) == [keys[2]]

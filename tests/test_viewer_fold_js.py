@@ -47,9 +47,10 @@ def js_fold(events_path: Path) -> dict:
 
 def test_js_fold_matches_python_on_a_real_rollout(make_repo, write_script, make_config):
     repo, _ = make_repo({"a.py": "x = 1\n"})
-    config = make_config(write_script(RULES))
+    config = make_config(write_script(RULES), sandbox__setup=["echo environment ready"])  # setup events too
     result = engine.run(config, engine.prepare(config, str(repo)), "Tidy up")
     assert result.status == "completed", result.error
+    assert result.results["setup"]["status"] == "ok" and "environment ready" in result.results["setup"]["log_tail"]
     assert result.results["totals"]["agents"] == 4 and result.results["totals"]["max_depth"] == 2
     expected = json.loads(result.results_path.read_text())
     folded = js_fold(result.events_path)

@@ -11,7 +11,7 @@
     return {
       version: 1, run_id: runId || "", status: "running", error: null, answer: null, repo: null,
       commit: null, branch: null, prompt: null, model: null, sandbox: null, config: {},
-      started_at: null, finished_at: null, duration: null, patch: null,
+      started_at: null, finished_at: null, duration: null, patch: null, setup: null,
       totals: {
         agents: 0, max_depth: 0, iterations: 0, llm_calls: 0, code_blocks: 0,
         prompt_tokens: 0, completion_tokens: 0, cost_usd: 0.0, sandboxes: 0,
@@ -78,6 +78,7 @@
   }
 
   const USAGE_KEYS = ["prompt_tokens", "completion_tokens", "cost_usd"];
+  const SETUP_FIELDS = ["status", "cached", "duration", "build_duration", "log_tail", "error", "key", "path", "python"];
 
   function fold(results, event) {
     const kind = event.type, t = event.t;
@@ -149,6 +150,17 @@
       ["status", "error", "answer", "patch"].forEach(function (k) { results[k] = get(event, k, null); });
       results.finished_at = iso(t);
       results.duration = since(results._t0, t);
+    } else if (kind === "setup_skipped") {
+      results.setup = { status: "skipped", reason: get(event, "reason", null) };
+    } else if (kind === "setup_started") {
+      results.setup = {
+        status: "running", commands: get(event, "commands", []), network: get(event, "network", null),
+        auto: get(event, "auto", null), started_at: iso(t),
+      };
+    } else if (kind === "setup_finished") {
+      const setup = results.setup || {};
+      SETUP_FIELDS.forEach(function (k) { setup[k] = get(event, k, null); });
+      results.setup = setup;
     } else if (kind === "llm_query") {
       const usage = event.usage || {};
       USAGE_KEYS.forEach(function (k) { totals[k] += usage[k] || 0; });
