@@ -361,3 +361,72 @@ def test_old_environments_are_pruned_unless_in_use(make_repo, tmp_path):
     for envs in held[2:]:
         envs.release()
     assert prune(root, 1) == [keys[2]]
+
+
+# ---------------------------------------------------------------------------- Daytona
+
+
+def test_daytona_setup_once_then_every_agent_starts_from_its_snapshot(
+    make_repo, write_script, make_config, tmp_path
+):
+    from bot.rlm.llm import LiteLLMClient
+    from bot.rlm.rollout import Rollout, new_run_id
+    from bot.rlm.sandbox import daytona_client as dc
+    from bot.rlm.sandbox.daytona import DaytonaSandboxProvider
+    from bot.rlm.sandbox.daytona_env import SNAPSHOT_PREFIX
+    from bot.rlm.trace import Trace
+    from tests.fakes.daytona_fake import FakeDaytona
+
+    repo, _ = make_repo({"app.py": "x = 1\n"})
+    agent = py(
+        """
+        import os, subprocess
+        report = "|".join([subprocess.run(["hello"], capture_output=True, text=True).stdout.strip(),
+                           str(os.path.exists("setup-wrote.txt")),
+                           str(open(os.environ["RLM_ENV"] + "/setup-cwd").read().strip() == os.getcwd())])
+        """
+    )  # fmt: skip
+    script = write_script([
+        {"task": "^Root", "responses": [agent + py('kids = rlm_query_batched(["Child 1", "Child 2"])'),
+                                        py('open("app.py", "w").write("x = 2\\n")\nFINAL(";".join([report] + kids))')]},
+        {"task": "^Child", "responses": [agent + py("FINAL(report)")]},
+    ])  # fmt: skip
+    setup = ['mkdir -p "$RLM_ENV/bin" && printf \'#!/bin/sh\\necho hi from setup\\n\' > "$RLM_ENV/bin/hello"',
+             'chmod +x "$RLM_ENV/bin/hello" && pwd > "$RLM_ENV/setup-cwd" && echo scratch > setup-wrote.txt']  # fmt: skip
+    config = make_config(script, sandbox__setup=setup, sandbox__backend="daytona")
+    prepared = prepare_repo(str(repo), config.cache_root())
+    fake = FakeDaytona(root=tmp_path / "daytona")
+
+    def rollout():
+        trace = Trace(new_run_id(), tmp_path / "results")
+        return Rollout(config, LiteLLMClient(config.model, api_key=None), prepared, "Root task",
+                       provider_factory=lambda rid: DaytonaSandboxProvider(config, prepared, rid, client=fake),
+                       trace=trace).run()  # fmt: skip
+
+    result = rollout()
+    assert result.status == "completed", result.error
+    assert result.answer == ";".join(["hi from setup|False|True"] * 3)  # every agent, its own checkout
+    (name,) = fake.snapshot.captures
+    assert name.startswith(SNAPSHOT_PREFIX)
+    setup_params, *agent_params = fake.created
+    assert setup_params.labels[dc.LABEL_AGENT] == "setup" and setup_params.network_block_all is False
+    assert len(agent_params) == 3
+    assert all(p.snapshot == name and p.network_block_all is True and p.env_vars == {} for p in agent_params)
+    assert "setup-wrote.txt" not in result.patch and "x = 2" in result.patch
+    assert events_of(result, "setup_finished")[0]["cached"] is False
+
+    again = rollout()  # a cache hit: no setup sandbox, no new snapshot
+    assert again.status == "completed", again.error
+    assert fake.snapshot.captures == [name] and len(fake.created) == 7
+    assert all(p.snapshot == name for p in fake.created[4:])
+    (hit,) = events_of(again, "setup_finished")
+    assert hit["cached"] is True and hit["duration"] < 1.0
+    assert fake.sandboxes == {}
+
+    failing = make_config(script, sandbox__setup=["echo oops; exit 4"], sandbox__backend="daytona")
+    trace = Trace(new_run_id(), tmp_path / "results")
+    bad = Rollout(failing, LiteLLMClient(failing.model, api_key=None), prepared, "Root task",
+                  provider_factory=lambda rid: DaytonaSandboxProvider(failing, prepared, rid, client=fake),
+                  trace=trace).run()  # fmt: skip
+    assert bad.status == "error" and "exit code 4" in bad.error and "oops" in bad.error
+    assert fake.snapshot.captures == [name] and fake.sandboxes == {}
