@@ -430,3 +430,43 @@ def test_daytona_setup_once_then_every_agent_starts_from_its_snapshot(
                   trace=trace).run()  # fmt: skip
     assert bad.status == "error" and "exit code 4" in bad.error and "oops" in bad.error
     assert fake.snapshot.captures == [name] and fake.sandboxes == {}
+
+
+@needs_bwrap
+def test_setup_auto_installs_a_python_project_in_editable_mode(make_repo, write_script, make_config):
+    files = {
+        k: v for k, v in PROJECT.items() if k in ("pyproject.toml", "_build/backend.py", "app/__init__.py")
+    }
+    repo, _ = make_repo(files)
+    script = write_script([{"task": ".", "responses": [py(
+        """
+        import subprocess
+        edit_file("app/__init__.py", "original", "edited here")
+        probe = subprocess.run(["python", "-c", "import app; print(app.VALUE, app.__file__)"], cwd="/tmp",
+                               capture_output=True, text=True)
+        FINAL(probe.stdout.strip() + probe.stderr[-300:])
+        """
+    )]}])  # fmt: skip
+    config = make_config(script, sandbox__setup="auto")
+    result = engine.run(config, engine.prepare(config, str(repo)), "Probe")
+    assert result.status == "completed", result.error
+    (started,) = events_of(result, "setup_started")
+    assert started["auto"] is True and started["commands"][0] == 'python3 -m venv "$RLM_ENV/venv"'
+    assert result.answer == "edited here /rlm/checkout/app/__init__.py"
+
+
+def test_without_bubblewrap_the_environment_is_still_shared(make_repo, write_script, make_config):
+    repo, _ = make_repo({"a.py": "x = 1\n"})
+    script = write_script([{"task": ".", "responses": [py(
+        """
+        import os, subprocess
+        FINAL(subprocess.run(["hello"], capture_output=True, text=True).stdout.strip() + "|" + os.environ["RLM_ENV"])
+        """
+    )]}])  # fmt: skip
+    setup = ['mkdir -p "$RLM_ENV/bin" && printf \'#!/bin/sh\\necho plain hi\\n\' > "$RLM_ENV/bin/hello"',
+             'chmod +x "$RLM_ENV/bin/hello"']  # fmt: skip
+    config = make_config(script, sandbox__setup=setup, sandbox__isolation="none")
+    result = engine.run(config, engine.prepare(config, str(repo)), "Say hi")
+    assert result.status == "completed", result.error
+    answer, env_path = result.answer.split("|")
+    assert answer == "plain hi" and env_path.startswith(str(config.cache_root() / "envs"))
