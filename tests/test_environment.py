@@ -470,3 +470,43 @@ def test_without_bubblewrap_the_environment_is_still_shared(make_repo, write_scr
     assert result.status == "completed", result.error
     answer, env_path = result.answer.split("|")
     assert answer == "plain hi" and env_path.startswith(str(config.cache_root() / "envs"))
+
+
+# ---------------------------------------------------------------------------- .github/rlm.yml
+
+
+def test_a_repository_sets_its_setup_within_the_servers_policy():
+    from bot.github.repo_config import (
+        SETUP_DENIED,
+        SETUP_INVALID,
+        SETUP_OFFLINE,
+        RepoSetup,
+        apply_repo_config,
+    )
+    from bot.rlm.config import load_config
+
+    server = load_config(None, {"sandbox.setup_timeout": 300}, environ={})
+    text = "setup:\n  - pip install -e .\n  - make deps\nrlm:\n  max_depth: 1\n"
+    config, notes = apply_repo_config(server, text)
+    assert notes == [] and config.sandbox.setup == ["pip install -e .", "make deps"]
+    assert config.sandbox.network_during_setup() and config.sandbox.setup_timeout == 300
+    assert config.rlm.max_depth == 1
+    assert apply_repo_config(server, "setup: auto\n")[0].sandbox.setup == "auto"
+    assert apply_repo_config(server, "setup: make deps\n")[0].sandbox.setup == ["make deps"]
+
+    config, notes = apply_repo_config(server, text, setup_policy=RepoSetup.OFFLINE)
+    assert config.sandbox.setup == ["pip install -e .", "make deps"] and notes == [SETUP_OFFLINE]
+    assert config.sandbox.network_during_setup() is False
+    config, notes = apply_repo_config(server, text, setup_policy=RepoSetup.DENY)
+    assert config.sandbox.setup == [] and notes == [SETUP_DENIED] and config.rlm.max_depth == 1
+    for bad in (
+        "setup: {a: 1}\n",
+        "setup: [1, 2]\n",
+        "setup:\n" + "  - x\n" * 21,
+        f"setup: [{'x' * 2001}]\n",
+    ):
+        config, notes = apply_repo_config(server, bad)
+        assert config.sandbox.setup == [] and notes == [SETUP_INVALID.format(n=20, chars=2000)]
+    # The rest of the sandbox section stays the server's.
+    config, notes = apply_repo_config(server, "sandbox:\n  setup_timeout: 99999\n")
+    assert config.sandbox.setup_timeout == 300 and notes
