@@ -42,6 +42,12 @@ MAX_SETUP_COMMANDS = 20
 MAX_SETUP_CHARS = 2000
 
 
+NOT_YAML = "it is not valid YAML"
+SECTION_NOT_ALLOWED = "the `{section}` section is set by the server, not the repository"
+KEY_NOT_ALLOWED = "`{key}` cannot be set by a repository"
+MODEL_NOT_ALLOWED = "model `{name}` is not one this server allows ({allowed})"
+
+
 class RepoSetup(str, Enum):
     """What a server lets a repository's `setup:` do (RLM_REPO_SETUP)."""
 
@@ -70,10 +76,6 @@ def _apply_setup(merged: dict, value: object, policy: RepoSetup, notes: list[str
     if policy is RepoSetup.OFFLINE and commands:
         merged["sandbox"]["setup_network"] = False
         notes.append(SETUP_OFFLINE)
-NOT_YAML = "it is not valid YAML"
-SECTION_NOT_ALLOWED = "the `{section}` section is set by the server, not the repository"
-KEY_NOT_ALLOWED = "`{key}` cannot be set by a repository"
-MODEL_NOT_ALLOWED = "model `{name}` is not one this server allows ({allowed})"
 
 
 def apply_repo_config(
