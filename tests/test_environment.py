@@ -304,6 +304,15 @@ def test_the_prompt_says_what_setup_produced():
     facts = prompt.split("## How to act")[0]  # the sandbox facts section
     assert "python3 -m venv" in facts and "python -m pytest" in facts and ENV_IN_SANDBOX in facts
     assert "resolves to YOUR checkout" in facts
+    from bot.rlm.inherit import Inherited, inherit_note
+
+    job = Inherited(
+        prefix="/opt/py", binds=("/opt/py",), checkout="/home/runner/work/r/r", python="/opt/py/bin/python3"
+    )
+    assert "(/opt/py) is read-only and first on PATH" in inherit_note(
+        job
+    ) and "YOUR checkout" in inherit_note(job)
+    assert inherit_note(None) == ""
     assert prompt_note(None) == "" and system_prompt(0, 2, "a" * 40, "g") == system_prompt(
         0, 2, "a" * 40, "g", environment=""
     )
@@ -510,3 +519,54 @@ def test_a_repository_sets_its_setup_within_the_servers_policy():
     # The rest of the sandbox section stays the server's.
     config, notes = apply_repo_config(server, "sandbox:\n  setup_timeout: 99999\n")
     assert config.sandbox.setup_timeout == 300 and notes
+
+
+# ---------------------------------------------------------------------------- sandbox.inherit
+
+
+@needs_bwrap
+def test_an_inherited_host_environment_is_read_only_and_editable_installs_resolve_to_each_checkout(
+    make_repo, write_script, make_config, tmp_path
+):
+    import subprocess
+    import sys
+
+    # What a CI job prepares before rlm-bot: a venv with a dependency and the workspace installed
+    # in editable mode (a .pth pointing at the job's checkout).
+    workspace = tmp_path / "work" / "repo"
+    repo, _ = make_repo({"app/__init__.py": 'VALUE = "original"\n'})
+    venv = tmp_path / "jobenv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (site,) = venv.glob("lib/python3.*/site-packages")
+    (site / "inheritedlib.py").write_text("NAME = 'from the job'\n")
+    (site / "__editable__.app.pth").write_text(f"{workspace}\n")
+    agent = py(
+        """
+        import os, shutil, subprocess
+        import inheritedlib
+        me = task.split()[-1]
+        edit_file("app/__init__.py", "original", me)
+        probe = subprocess.run(["python", "-c", "import app; print(app.VALUE)"], cwd="/tmp", capture_output=True, text=True)
+        try:
+            open(os.path.dirname(inheritedlib.__file__) + "/x.py", "w").write("")
+            wrote = "WROTE"
+        except OSError:
+            wrote = "read-only"
+        report = "|".join([inheritedlib.NAME, probe.stdout.strip() + probe.stderr[-200:], wrote, shutil.which("python")])
+        """
+    )  # fmt: skip
+    script = write_script([
+        {"task": "^Root", "responses": [agent + py('kid = rlm_query("Child two")\nFINAL(report + ";" + kid)')]},
+        {"task": "^Child", "responses": [agent + py("FINAL(report)")]},
+    ])  # fmt: skip
+    config = make_config(script, sandbox__inherit=str(venv), sandbox__inherit_checkout=str(workspace))
+    result = engine.run(config, engine.prepare(config, str(repo)), "Root one")
+    assert result.status == "completed", result.error
+    root, child = result.answer.split(";")
+    assert root == f"from the job|one|read-only|{venv}/bin/python"
+    assert child == f"from the job|two|read-only|{venv}/bin/python"
+    assert not (site / "x.py").exists()
+
+    bad = make_config(script, sandbox__inherit=str(tmp_path / "nothing"))
+    result = engine.run(bad, engine.prepare(bad, str(repo)), "Root one")
+    assert result.status == "error" and "not a Python prefix or virtualenv" in result.error

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from . import prompts
 from .environment import prompt_note
 from .errors import Submitted
+from .inherit import inherit_note
 from .repl.session import ReplSession
 
 if TYPE_CHECKING:
@@ -61,7 +62,9 @@ class Agent:
                     r.repo.commit,
                     r.prompt,
                     r.config.rlm.result_truncation_limit,
-                    environment=prompt_note(r.environment),
+                    environment=" ".join(
+                        filter(None, [prompt_note(r.environment), inherit_note(r.inherited)])
+                    ),
                 ),
             },
         ]

@@ -90,6 +90,12 @@ class SandboxConfig(_Section):
     setup_network: bool | None = Field(None, description="network during setup; default on when setup is set")
     setup_timeout: float = Field(900, gt=0, description="seconds the setup commands may take")
     setup_cache_keep: int = Field(5, ge=1, description="built environments kept in the cache")
+    inherit: str | None = Field(
+        None, description="a Python prefix or venv prepared on the host, read-only to agents"
+    )
+    inherit_checkout: str | None = Field(
+        None, description="the host path its editable installs point at; each agent's own checkout"
+    )
     daytona: DaytonaSettings = Field(default_factory=DaytonaSettings)
 
     @field_validator("setup", mode="before")

@@ -19,6 +19,7 @@ from .agent import Agent, AgentNode
 from .config import Config
 from .environment import Environment, SetupFailed, SetupStatus, prepare_environment
 from .errors import AgentEnded, AgentFailed, LLMError, SandboxError, Submitted
+from .inherit import Inherited, inherited
 from .limits import Limits
 from .llm import CallContext, ModelClient, UsageMeter
 from .patch import PatchError, check_applies, patch_stats
@@ -72,6 +73,7 @@ class Rollout:
         self._destroyer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rlm-destroy")
         self.root: AgentNode | None = None
         self.environment: Environment | None = None  # what setup produced, if anything
+        self.inherited: Inherited | None = None  # the host's prepared environment (sandbox.inherit)
 
     # ------------------------------------------------------------------ the run
 
@@ -87,6 +89,7 @@ class Rollout:
             self.provider = self._provider_factory(self.run_id)
             # Before any model call; the tree's time limit starts once the environment is ready.
             self.environment = prepare_environment(cfg, self.repo, self.provider, self.trace, self.cancel)
+            self.inherited = inherited(cfg) if cfg.sandbox.backend == "local" else None
             self.limits.start()
             if not self.limits.reserve_sandbox():
                 raise AgentFailed("max_sandboxes leaves no sandbox for the root agent")

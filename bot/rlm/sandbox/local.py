@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -34,7 +33,7 @@ from ..repl.session import DRIVER_PATH, PipeTransport
 from ..repo import PreparedRepo, git
 from .base import DriverSlot, driver_limits
 from .checkouts import Checkouts
-from .local_env import LocalEnvironments, agent_args
+from .local_env import SharedEnvironment
 
 log = logging.getLogger(__name__)
 DRIVER_IN_SANDBOX = "/opt/rlm/driver.py"
@@ -216,31 +215,13 @@ class LocalSandboxProvider:
         self.checkouts = Checkouts(repo, self.root, limit=config.rlm.max_sandboxes, pool_size=max(0, pool))
         self._sandboxes: dict[str, LocalSandbox] = {}
         self._closed = False
-        self.environments = LocalEnvironments(cache_root, config.sandbox.setup_cache_keep)
-        self.environment: Environment | None = None
+        self.env = SharedEnvironment(config)  # setup's and the host's prepared environments
         self._write_owner()
 
-    # ------------------------------------------------------------------ the ready environment
-
     def setup_environment(self, spec: SetupSpec, cancel: threading.Event) -> Environment:
-        """Build or reuse the environment (local_env.py); every later sandbox gets it."""
-        isolation = "bwrap" if self.use_bwrap else "plain"
-        base = f"local:{isolation}:{os.path.realpath(_python())}:{sys.version}:{platform.machine()}"
-        command = [*bwrap_base(spec.network), "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8",
-                   "--setenv", "GIT_CONFIG_NOSYSTEM", "1"] if self.use_bwrap else None  # fmt: skip
-        path = f"{os.path.dirname(_python())}:{SANDBOX_PATH}"
-        self.environment = self.environments.get(spec, base, self.repo, command, path, cancel)
-        return self.environment
-
-    def environment_args(self, workdir: str) -> list[str]:
-        env, host = self.environment, self.environments.host_dir
-        return [] if env is None or host is None else agent_args(env, host, workdir, SANDBOX_PATH)
-
-    def driver_python(self) -> str:
-        """The venv's interpreter when setup made one that runs (the REPL then imports the
-        project's dependencies), else the base interpreter."""
-        env = self.environment
-        return env.python if env is not None and env.python else _python()
+        """Build or reuse the ready environment (local_env.py); every later sandbox gets it."""
+        command = bwrap_base(spec.network) if self.use_bwrap else None
+        return self.env.setup(spec, cancel, self.repo, command, _python(), SANDBOX_PATH)
 
     def _write_owner(self) -> None:
         """Record who owns this rollout's sandboxes (for reaping after a kill). Sandboxes start in
@@ -287,7 +268,7 @@ class LocalSandboxProvider:
         for sandbox in sandboxes:
             sandbox.destroy()
         self.checkouts.close()
-        self.environments.release()
+        self.env.release()
         with self._owner_lock:
             shutil.rmtree(self.root, ignore_errors=True)
         for parent in (self.root.parent, self.root.parent.parent):  # empty shm dirs go too
@@ -321,14 +302,14 @@ class LocalSandbox:
             "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", "/tmp",
             "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
             "--setenv", "GIT_CONFIG_NOSYSTEM", "1",
-            *self.provider.environment_args(self.workdir),
+            *self.provider.env.bwrap_args(self.workdir, SANDBOX_PATH),
             "--chdir", self.workdir,
-            self.provider.driver_python(), "-I", DRIVER_IN_SANDBOX, str(fds[0]), str(fds[1]),
+            self.provider.env.python() or _python(), "-I", DRIVER_IN_SANDBOX, str(fds[0]), str(fds[1]),
         ]  # fmt: skip
         return argv
 
     def _plain_argv(self, fds: tuple[int, int]) -> list[str]:
-        return [self.provider.driver_python(), "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])]
+        return [self.provider.env.python() or _python(), "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])]
 
     def start_driver(self) -> PipeTransport:
         transport = self._driver.replace(self._spawn)
@@ -343,9 +324,8 @@ class LocalSandbox:
         home = self.provider.root / f"{self.id}.home"
         home.mkdir(exist_ok=True)
         env = {"PATH": SANDBOX_PATH, "HOME": str(home), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-        if self.provider.environment is not None and not self.provider.use_bwrap:
-            env.update(self.provider.environment.variables())
-            env["PATH"] = self.provider.environment.path_value(SANDBOX_PATH)
+        if not self.provider.use_bwrap:
+            env.update(self.provider.env.variables(SANDBOX_PATH))
         log_path = self.provider.root / f"{self.id}.driver.log"
         try:
             with open(log_path, "ab") as log_file:

@@ -10,6 +10,9 @@ to each agent's own files. Without bubblewrap, `$RLM_ENV` is the cache directory
 setup's checkout is kept beside it (an editable install then points there; the warning about
 running without isolation already stands).
 
+`SharedEnvironment` is what a provider holds: the built environment and the host's inherited
+one (inherit.py), turned into every agent sandbox's binds, PATH and interpreter.
+
 Each entry has a lock file: a builder holds it exclusively, every rollout using the entry holds
 it shared until it ends, and pruning removes only entries whose lock it can take exclusively.
 """
@@ -19,14 +22,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import platform
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from ..config import Config
 from ..environment import (
     CHECKOUT_IN_SANDBOX,
     ENV_IN_SANDBOX,
@@ -43,6 +49,7 @@ from ..environment import (
     python_ok,
     tail,
 )
+from ..inherit import inherited
 from ..repo import PreparedRepo
 from .checkouts import checkout
 
@@ -53,11 +60,11 @@ def envs_root(cache_root: Path) -> Path:
     return cache_root / "envs"
 
 
-def agent_args(env: Environment, host_env: Path, workdir: str, base_path: str) -> list[str]:
+def agent_args(env: Environment, host_env: Path, workdir: str, path: str) -> list[str]:
     """bwrap arguments giving an agent the environment: read-only at its fixed path, its own
     checkout behind CHECKOUT_IN_SANDBOX, PATH and the variables set."""
     args = ["--perms", "0755", "--dir", "/rlm", "--ro-bind", str(host_env), ENV_IN_SANDBOX,
-            "--symlink", workdir, CHECKOUT_IN_SANDBOX, "--setenv", "PATH", env.path_value(base_path)]  # fmt: skip
+            "--symlink", workdir, CHECKOUT_IN_SANDBOX, "--setenv", "PATH", path]  # fmt: skip
     for name, value in env.variables().items():
         args += ["--setenv", name, value]
     return args
@@ -253,3 +260,56 @@ def _read_tail(path: Path) -> str:
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
+
+
+class SharedEnvironment:
+    """A local provider's view of both prepared environments: what setup built ($RLM_ENV) and what
+    the host prepared (sandbox.inherit): the bwrap arguments, variables and interpreter of every
+    agent's sandbox."""
+
+    def __init__(self, config: Config):
+        self.cache = LocalEnvironments(config.cache_root(), config.sandbox.setup_cache_keep)
+        self.built: Environment | None = None
+        self.inherited = inherited(config)
+
+    def setup(self, spec: SetupSpec, cancel: threading.Event, repo: PreparedRepo, bwrap: list[str] | None,
+              python: str, sandbox_path: str) -> Environment:  # fmt: skip
+        """`bwrap`: the setup sandbox's bwrap argv prefix (None: no isolation)."""
+        inherit = self.inherited
+        isolation = "plain" if bwrap is None else "bwrap"
+        base = f"local:{isolation}:{os.path.realpath(python)}:{sys.version}:{platform.machine()}"
+        command = None
+        if bwrap is not None:
+            command = [*bwrap, *(inherit.bwrap_args(CHECKOUT_IN_SANDBOX) if inherit else []),
+                       "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8", "--setenv", "GIT_CONFIG_NOSYSTEM", "1"]  # fmt: skip
+        path = ":".join([*([inherit.bin] if inherit else []), os.path.dirname(python), sandbox_path])
+        base += f":{inherit.prefix}" if inherit else ""
+        self.built = self.cache.get(spec, base, repo, command, path, cancel)
+        return self.built
+
+    def path(self, sandbox_path: str) -> str:
+        """Agents' PATH: $RLM_ENV's directories, the inherited bin, the sandbox's own."""
+        path = f"{self.inherited.bin}:{sandbox_path}" if self.inherited else sandbox_path
+        return self.built.path_value(path) if self.built else path
+
+    def bwrap_args(self, workdir: str, sandbox_path: str) -> list[str]:
+        args = self.inherited.bwrap_args(workdir) if self.inherited else []
+        host = self.cache.host_dir
+        if self.built is not None and host is not None:
+            return args + agent_args(self.built, host, workdir, self.path(sandbox_path))
+        return args + (["--setenv", "PATH", self.path(sandbox_path)] if self.inherited else [])
+
+    def variables(self, sandbox_path: str) -> dict[str, str]:
+        """Without bubblewrap: what the driver's environment gets."""
+        out = self.built.variables() if self.built else {}
+        return {**out, "PATH": self.path(sandbox_path)}
+
+    def python(self) -> str | None:
+        """The setup venv's interpreter when it runs, else the inherited one: the REPL then
+        imports the project's dependencies. None: the base interpreter."""
+        if self.built is not None and self.built.python:
+            return self.built.python
+        return self.inherited.python if self.inherited else None
+
+    def release(self) -> None:
+        self.cache.release()
