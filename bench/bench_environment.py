@@ -47,14 +47,44 @@ def rollout(repo: Path, work: Path, cache: str, setup: list[str], prompt: str, i
     assert result.status == "completed", result.error
     events = read_events(result.events_path)
     finished = [e for e in events if e["type"] == "setup_finished"]
+    t0 = next(e["t"] for e in events if e["type"] == "rollout_started")
     creation = [a["sandbox_seconds"] for a in result.results["agents"] if a["sandbox_seconds"] is not None]
     return {
         "agents": result.results["totals"]["agents"],
         "setups": sum(e["type"] == "setup_started" for e in events),
-        "setup_seconds": finished[0]["duration"] if finished else None,
+        "setup_seconds": finished[0]["t"] - t0 if finished else None,  # key computation included
         "cached": finished[0]["cached"] if finished else None,
         "creation_median": statistics.median(creation),
     }
+
+
+def sequential(repo: Path, work: Path, cache: str, setup: list[str], n: int, isolation: str) -> list[float]:
+    """Sandbox + REPL start, one at a time (less noise than 25 at once on a shared machine)."""
+    import threading
+
+    from bot.rlm.environment import setup_spec
+    from bot.rlm.repl.session import ReplSession
+    from bot.rlm.sandbox.local import LocalSandboxProvider
+
+    config = load_config(None, {"sandbox.cache_dir": str(work / cache), "sandbox.isolation": isolation,
+                                "sandbox.setup": setup or None}, environ={})  # fmt: skip
+    prepared = engine.prepare(config, str(repo))
+    provider = LocalSandboxProvider(config, prepared, f"bench-seq-{len(setup)}")
+    times = []
+    try:
+        spec = setup_spec(config, prepared)
+        if spec is not None:
+            provider.setup_environment(spec, threading.Event())
+        provider.create("warm").destroy()
+        for i in range(n):
+            start = time.monotonic()
+            sandbox = provider.create(f"a{i}")
+            ReplSession(sandbox.start_driver()).start({"task": "", "output_limit": 100, "limits": {}})
+            times.append(time.monotonic() - start)
+            sandbox.destroy()
+    finally:
+        provider.close()
+    return times
 
 
 def main() -> None:
@@ -90,6 +120,13 @@ def main() -> None:
             cached.append(hit["setup_seconds"])
             print(f"  round: creation median {without[-1]:.3f}s without setup, {with_env[-1]:.3f}s with "
                   f"(cached setup {hit['setup_seconds']:.3f}s); {time.monotonic() - start:.1f}s")  # fmt: skip
+        seq_without, seq_with = [], []
+        for _ in range(ns.rounds):
+            seq_without += sequential(repo, work, "cache-tree", [], 15, ns.isolation)
+            seq_with += sequential(repo, work, "cache-tree", SETUP, 15, ns.isolation)
+        c, d = statistics.median(seq_without), statistics.median(seq_with)
+        print(f"sandbox + REPL one at a time: median {c:.3f}s without setup, {d:.3f}s with the environment "
+              f"(REPL on its venv) ({(d / c - 1) * 100:+.1f}%, n={len(seq_with)})")  # fmt: skip
         a, b = statistics.median(without), statistics.median(with_env)
         print(
             f"setup cached: median {statistics.median(cached):.3f}s, max {max(cached):.3f}s (n={len(cached)})"

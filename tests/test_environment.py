@@ -570,3 +570,21 @@ def test_an_inherited_host_environment_is_read_only_and_editable_installs_resolv
     bad = make_config(script, sandbox__inherit=str(tmp_path / "nothing"))
     result = engine.run(bad, engine.prepare(bad, str(repo)), "Root one")
     assert result.status == "error" and "not a Python prefix or virtualenv" in result.error
+
+
+def test_the_status_comment_shows_the_setup():
+    from bot.github import report
+    from bot.rlm.trace import fold, new_results
+
+    results = new_results("r")
+    fold(results, {"type": "setup_started", "t": 1.0, "commands": ["make deps"]})
+    assert report.progress_line(results, 0.0, 5.0).splitlines()[0] == "🧰 Setting up the environment…"
+    fold(results, {"type": "setup_finished", "t": 1.2, "status": "ok", "cached": True, "duration": 0.2})
+    first, second = report.progress_line(results, 0.0, 5.0).splitlines()
+    assert first == "🧰 Setting up the environment (cached)" and second.startswith("⏳ Running: 0 agents")
+    fold(results, {"type": "setup_finished", "t": 1.2, "status": "ok", "cached": False, "duration": 83})
+    assert (
+        report.progress_line(results, 0.0, 5.0).splitlines()[0]
+        == "🧰 Setting up the environment (built in 1m 23s)"
+    )
+    assert report.progress_line(new_results("r"), 0.0, 5.0).count("\n") == 0
