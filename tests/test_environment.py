@@ -588,3 +588,67 @@ def test_the_status_comment_shows_the_setup():
         == "🧰 Setting up the environment (built in 1m 23s)"
     )
     assert report.progress_line(new_results("r"), 0.0, 5.0).count("\n") == 0
+
+
+# ---------------------------------------------------------------------------- the Action
+
+
+@needs_bwrap
+def test_the_action_inherits_the_jobs_python_and_runs_setup(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from action import messages as m
+    from tests.conftest import git
+    from tests.fakes.action_env import REPO, bare_remote, example, make_job
+    from tests.fakes.github_fake import FakeGitHub
+
+    src = tmp_path / "src"
+    src.mkdir()
+    git(src, "init", "-q", "-b", "main")
+    sha = commit_files(src, {"app/__init__.py": 'VALUE = "original"\n'}, "initial")
+    remote = bare_remote(src, tmp_path)
+    fake = FakeGitHub()
+    fake.add_repo(REPO, remote.removeprefix("file://"))
+    fake.start()
+    try:
+        # The job's own steps: setup-python's prefix (here a venv) with the workspace installed editable.
+        workspace = tmp_path / "workspace"
+        prepared = tmp_path / "hostedtoolcache"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(prepared)], check=True)
+        (site,) = prepared.glob("lib/python3.*/site-packages")
+        (site / "jobdep.py").write_text("NAME = 'job dependency'\n")
+        (site / "__editable__.app.pth").write_text(f"{workspace}\n")
+        script = tmp_path / "script.yaml"
+        script.write_text(yaml.safe_dump([{"task": ".", "responses": [py(
+            """
+            import subprocess, jobdep
+            edit_file("app/__init__.py", "original", "agent edit")
+            seen = subprocess.run(["python", "-c", "import app; print(app.VALUE)"], cwd="/tmp",
+                                  capture_output=True, text=True).stdout.strip()
+            tool = subprocess.run(["hello"], capture_output=True, text=True).stdout.strip()
+            FINAL(" | ".join([jobdep.NAME, seen, tool]))
+            """
+        )]}]))  # fmt: skip
+        event = example("workflow_dispatch")
+        event["repository"].update(full_name=REPO, clone_url=remote)
+        hello = 'mkdir -p "$RLM_ENV/bin" && printf \'#!/bin/sh\\necho setup tool\\n\' > "$RLM_ENV/bin/hello"'
+        job = make_job(tmp_path, fake.url, script, "workflow_dispatch", event, sha=sha, prompt="Probe",
+                       create_pr="false", environment="inherit",
+                       setup=f'{hello}\nchmod +x "$RLM_ENV/bin/hello"')  # fmt: skip
+        job.extra_env["pythonLocation"] = str(prepared)
+        proc = job.run_here()
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert job.outputs()["conclusion"] == m.CHANGES
+        results = json.loads(Path(job.outputs()["results-file"]).read_text())
+        assert results["answer"] == "job dependency | agent edit | setup tool"
+        assert results["setup"]["status"] == "ok"
+
+        job.extra_env.pop("pythonLocation")
+        proc = job.run_here()
+        assert job.outputs()["conclusion"] == m.INVALID_INPUT
+        assert "this job prepared no Python" in proc.stdout
+    finally:
+        fake.stop()
