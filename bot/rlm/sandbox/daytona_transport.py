@@ -29,7 +29,7 @@ from typing import Any
 from daytona import DaytonaError
 
 from ..errors import SandboxError
-from ..repl.session import LineReader
+from ..repl.session import MAX_MESSAGE_BYTES, LineReader
 
 log = logging.getLogger(__name__)
 RECONNECTS = 5  # log-stream reopenings tolerated per driver before it counts as gone
@@ -55,21 +55,25 @@ def driver_command(python: str, driver: str, workdir: str, home: str, tmp: str, 
 class SessionTransport:
     """Transport (repl/session.py) over one Daytona session command."""
 
-    def __init__(self, process: Any, session_id: str, command_id: str, on_kill: Callable[[], None]):
+    def __init__(self, process: Any, session_id: str, command_id: str, on_kill: Callable[[], None],
+                 max_message_bytes: int = MAX_MESSAGE_BYTES):  # fmt: skip
         self.process = process
         self.session_id = session_id
         self.command_id = command_id
         self._on_kill = on_kill
         self._send_lock = threading.Lock()
         self._lines: queue.Queue[bytes] = queue.Queue()
-        self._partial = ""
+        self._pieces: list[str] = []  # the unfinished line, in pieces
+        self._pending = 0  # its length
+        self._max_bytes = max_message_bytes
+        self._overflowed = False  # a line went over the bound: the rest of the stream is dropped
         self._seen = 0  # stdout characters received so far (to skip on a replayed stream)
         self._stderr = ""
         self._killed = threading.Event()
         self._stream_error: str | None = None
         self._code: int | None = None  # the command's exit status, once known
         threading.Thread(target=self._follow, daemon=True, name=f"daytona-log-{session_id}").start()
-        self._reader = LineReader(self._lines.get)
+        self._reader = LineReader(lambda _limit: self._lines.get(), max_message_bytes)
 
     # ------------------------------------------------------------------ driver -> host
 
@@ -92,8 +96,8 @@ class SessionTransport:
                         continue
                 break  # the stream ended: the command exited
         finally:
-            if self._partial:
-                self._lines.put(self._partial.encode("utf-8", "surrogateescape"))
+            if self._pieces and not self._overflowed:
+                self._lines.put("".join(self._pieces).encode("utf-8", "surrogateescape"))
             self._lines.put(b"")  # EOF for the LineReader
 
     def _stdout_chunk(self, skip: int) -> Callable[[str], None]:
@@ -106,13 +110,34 @@ class SessionTransport:
             if not text:
                 return
             self._seen += len(text)
-            data = self._partial + text
-            *complete, self._partial = data.split("\n")
-            for line in complete:
-                if line:
-                    self._lines.put(line.encode("utf-8", "surrogateescape") + b"\n")
+            if not self._overflowed:
+                self._take(text)
 
         return on_stdout
+
+    def _take(self, text: str) -> None:
+        """Cut the stream into lines; the unfinished line is kept as pieces (no quadratic joins)
+        and never past the bound: a longer line is handed on cut, and the reader reports it."""
+        *complete, rest = text.split("\n")
+        for piece in complete:
+            line = "".join([*self._pieces, piece])
+            self._pieces, self._pending = [], 0
+            if not self._put_line(line):
+                return
+        if rest:
+            self._pieces.append(rest)
+            self._pending += len(rest)
+            if self._pending > self._max_bytes:
+                self._put_line("".join(self._pieces))
+
+    def _put_line(self, line: str) -> bool:
+        if len(line) > self._max_bytes:
+            self._overflowed, self._pieces, self._pending = True, [], 0
+            self._lines.put(line[: self._max_bytes + 1].encode("utf-8", "surrogateescape"))
+            return False
+        if line:
+            self._lines.put(line.encode("utf-8", "surrogateescape") + b"\n")
+        return True
 
     def _stderr_chunk(self, text: str) -> None:
         self._stderr = (self._stderr + text)[-STDERR_KEPT:]
@@ -158,6 +183,7 @@ class SessionTransport:
         if self._killed.is_set():
             return
         self._killed.set()
+        self._reader.close()
         self._on_kill()
 
     def describe_exit(self) -> str:

@@ -1,12 +1,13 @@
 """The local sandbox: a checkout of the pinned commit per agent, the driver under bubblewrap.
 
-Under bwrap the driver sees only the system's read-only program directories, the Python it runs
-on, the repository cache (read-only) and its own checkout (writable): no network, its own PID
-namespace, an empty environment, a private /tmp. Without bwrap it is a plain process with a
-scrubbed environment and resource limits, and a warning says so.
+Under bwrap (see bwrap.py for exactly what it sees) the driver runs as an unprivileged user with
+no capabilities, in its own namespaces, with only its checkout and a size-limited /tmp writable;
+where the host can, a cgroup per sandbox caps its processes and aggregate memory (cgroups.py).
+Without bwrap it is a plain process with a scrubbed environment and resource limits, and a
+warning says so.
 
-Every rollout owns a directory under `<cache>/sandboxes/<rollout_id>` with an owner file; a later
-start removes the directories of owners that are no longer alive (a killed run's leftovers).
+Every rollout owns a private directory under `<root>/sandboxes/<rollout_id>` with an owner file;
+a later start removes the directories of owners that are provably gone (owned.py).
 """
 
 from __future__ import annotations
@@ -16,28 +17,37 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from pathlib import Path
 
 from ..config import Config
 from ..environment import Environment, SetupSpec
 from ..errors import SandboxError
+from ..owned import (
+    NotOwned,
+    kill_group,
+    private_dir,
+    process_token,
+    read_private,
+    remove_owned,
+    same_process,
+    why_not_owned,
+    why_not_owned_below,
+)
 from ..patch import diff_worktree
 from ..repl.session import DRIVER_PATH, PipeTransport
 from ..repo import PreparedRepo, git
+from . import cgroups
 from .base import DriverSlot, driver_limits
+from .bwrap import SANDBOX_PATH, BwrapOptions, bwrap_argv, bwrap_works, python_exe, write_etc
 from .checkouts import Checkouts
 from .local_env import SharedEnvironment
 
 log = logging.getLogger(__name__)
 DRIVER_IN_SANDBOX = "/opt/rlm/driver.py"
-SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 WARNED = threading.Event()
 # bwrap --die-with-parent (PR_SET_PDEATHSIG) fires when the THREAD that started it exits, so every
 # driver is started from this one thread, which lives as long as the process.
@@ -47,58 +57,8 @@ NO_BWRAP_WARNING = (
     "environment, without network or filesystem isolation: model-written code can read what your "
     "user can read. Install bubblewrap for isolation."
 )
-
-
-@lru_cache(maxsize=1)
-def bwrap_works() -> bool:
-    """bwrap is installed and can create namespaces here (containers often forbid it)."""
-    exe = shutil.which("bwrap")
-    if not exe:
-        return False
-    try:
-        proc = subprocess.run(
-            [exe, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
-            capture_output=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
-
-
-def _python() -> str:
-    """The base interpreter: the driver needs only the standard library, not our venv."""
-    base = Path(sys.base_prefix)
-    for name in (f"python{sys.version_info.major}.{sys.version_info.minor}", "python3"):
-        exe = base / "bin" / name
-        if exe.exists():
-            return str(exe)
-    return os.path.realpath(sys.executable)
-
-
-def _process_start(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().decode("ascii", "replace").rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def bwrap_base(network: bool = False) -> list[str]:
-    """The start of every bwrap command line (agents' and setup's): namespaces (the network's
-    only when `network` is False), no capabilities, the read-only system, /proc, /dev, /tmp."""
-    argv = ["bwrap", "--die-with-parent", "--unshare-all", *(["--share-net"] if network else []),
-            "--new-session", "--clearenv", "--cap-drop", "ALL"]  # fmt: skip
-    for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"):
-        if os.path.islink(top):
-            argv += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
-            argv += ["--ro-bind", top, top]
-    prefix = os.path.realpath(sys.base_prefix)
-    if not prefix.startswith("/usr/"):
-        argv += ["--ro-bind", prefix, prefix]
-    return argv + ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-
+MEMORY_CAP_HIT = "the sandbox reached its memory cap of {mb} MB (sandbox.memory_mb)"
+PROCESS_CAP_HIT = "the sandbox reached its cap of {n} processes (sandbox.max_processes)"
 
 SHM = Path("/dev/shm")
 
@@ -111,9 +71,14 @@ def shm_root(cache_root: Path) -> Path:
 
 def sandbox_roots(cache_root: Path, work_dir: Path | None = None) -> list[Path]:
     """Every directory that may hold rollouts' sandboxes for this cache."""
-    roots = [cache_root / "sandboxes", shm_root(cache_root) / "sandboxes"]
+    return [root for root, _ in _trusted_roots(cache_root, work_dir)]
+
+
+def _trusted_roots(cache_root: Path, work_dir: Path | None) -> list[tuple[Path, Path]]:
+    """(sandbox root, the directory below which every component must be ours)."""
+    roots = [(cache_root / "sandboxes", cache_root.parent), (shm_root(cache_root) / "sandboxes", SHM)]
     if work_dir is not None:
-        roots.append(work_dir / "sandboxes")
+        roots.append((work_dir / "sandboxes", work_dir.parent))
     return roots
 
 
@@ -123,6 +88,20 @@ def checkout_bytes(repo: PreparedRepo) -> int:
     return sum(int(line.split()[3]) for line in out.splitlines() if line.split()[3].isdigit())
 
 
+def _shm_usable(cache_root: Path) -> bool:
+    """/dev/shm/rlm-bot-<uid>/<digest> is ours (or can be made ours). A path another local user
+    created first (a squat) is never entered: checkouts then go to the cache directory."""
+    top = shm_root(cache_root) / "sandboxes"
+    for path in (top.parent.parent, top.parent, top):
+        if not os.path.lexists(path):
+            return True
+        why = why_not_owned_below(path, SHM)
+        if why:
+            log.warning("not using %s", why)
+            return False
+    return True
+
+
 def choose_root(config: Config, repo: PreparedRepo) -> Path:
     """Sandboxes are short-lived and write thousands of files: on memory-backed /dev/shm a
     checkout costs a fraction of what it costs on a busy disk. Use it when it has room for every
@@ -130,7 +109,7 @@ def choose_root(config: Config, repo: PreparedRepo) -> Path:
     if config.sandbox.work_dir:
         return Path(config.sandbox.work_dir).expanduser()
     cache_root = config.cache_root()
-    if SHM.is_dir() and os.access(SHM, os.W_OK):
+    if SHM.is_dir() and os.access(SHM, os.W_OK) and _shm_usable(cache_root):
         need = checkout_bytes(repo) * config.rlm.max_sandboxes * 2 + 256 * 1024**2
         if shutil.disk_usage(SHM).free > need:
             return shm_root(cache_root)
@@ -138,29 +117,32 @@ def choose_root(config: Config, repo: PreparedRepo) -> Path:
 
 
 def reap_leftovers(cache_root: Path, work_dir: Path | None = None) -> list[str]:
-    """Remove sandbox directories of rollouts whose process is gone. Returns the rollout ids."""
+    """Remove sandbox directories of rollouts whose process is gone. Returns the rollout ids.
+    Only directories this user owns are entered; only processes proven ours are signalled."""
     reaped: list[str] = []
-    for root in sandbox_roots(cache_root, work_dir):
-        if root.is_dir():
+    for root, base in _trusted_roots(cache_root, work_dir):
+        if not why_not_owned_below(root, base):
             reaped += _reap_root(root)
+    cgroups.reap()
     return reaped
 
 
 def _reap_root(root: Path) -> list[str]:
     reaped: list[str] = []
     for entry in root.iterdir():
-        owner_file = entry / "owner.json"
+        if why_not_owned(entry):
+            continue  # a symlink, a file, or another user's: never ours to remove
         try:
-            owner = json.loads(owner_file.read_text())
-            alive = _process_start(int(owner["pid"])) == owner.get("start")
-        except (OSError, ValueError, KeyError, TypeError):
+            owner = json.loads(read_private(entry / "owner.json"))
+            alive = same_process(owner.get("owner"))
+        except (OSError, ValueError, AttributeError):
             owner, alive = {}, False
         if alive:
             continue
-        for pid in owner.get("pids", []):
-            _kill_group(pid)
-        shutil.rmtree(entry, ignore_errors=True)
-        reaped.append(entry.name)
+        for token in owner.get("drivers", []) if isinstance(owner, dict) else []:
+            kill_group(token)
+        if remove_owned(entry):
+            reaped.append(entry.name)
     return reaped
 
 
@@ -174,13 +156,6 @@ def _hide_host_process() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
     except (OSError, AttributeError):
-        pass
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (OSError, ProcessLookupError):
         pass
 
 
@@ -206,8 +181,14 @@ class LocalSandboxProvider:
             if mode == "auto" and not WARNED.is_set():
                 WARNED.set()
                 log.warning(NO_BWRAP_WARNING)
-        self.root = choose_root(config, repo) / "sandboxes" / rollout_id
-        self.root.mkdir(parents=True, exist_ok=True)
+        base = choose_root(config, repo)
+        try:
+            for path in ([base.parent] if base.is_relative_to(SHM) else []) + [base, base / "sandboxes"]:
+                private_dir(path)
+            self.root = private_dir(base / "sandboxes" / rollout_id)
+        except NotOwned as e:
+            raise SandboxError(str(e)) from None
+        self.etc = write_etc(self.root / "etc") if self.use_bwrap else None
         self._lock = threading.Lock()
         self._owner_lock = threading.Lock()
         in_memory = self.root.is_relative_to(SHM)
@@ -220,20 +201,22 @@ class LocalSandboxProvider:
 
     def setup_environment(self, spec: SetupSpec, cancel: threading.Event) -> Environment:
         """Build or reuse the ready environment (local_env.py); every later sandbox gets it."""
-        command = bwrap_base(spec.network) if self.use_bwrap else None
-        return self.env.setup(spec, cancel, self.repo, command, _python(), SANDBOX_PATH)
+        return self.env.setup(spec, cancel, self.repo, self.use_bwrap)
 
     def _write_owner(self) -> None:
-        """Record who owns this rollout's sandboxes (for reaping after a kill). Sandboxes start in
-        parallel, so writers are serialised and the file is replaced atomically."""
+        """Record who owns this rollout's sandboxes (for reaping after a kill): this process and
+        each driver, as pid + start time. Sandboxes start in parallel, so writers are serialised
+        and the file is replaced atomically."""
         with self._owner_lock:
             with self._lock:
                 if self._closed:
                     return
-                pids = [s.pid for s in self._sandboxes.values() if s.pid]
-            owner = {"pid": os.getpid(), "start": _process_start(os.getpid()), "pids": pids}
+                drivers = [s.token for s in self._sandboxes.values() if s.token]
+            owner = {"owner": process_token(os.getpid()), "drivers": drivers}
             tmp = self.root / "owner.json.tmp"
-            tmp.write_text(json.dumps(owner))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(owner))
             tmp.replace(self.root / "owner.json")
 
     def create(self, agent_id: str) -> LocalSandbox:
@@ -270,7 +253,7 @@ class LocalSandboxProvider:
         self.checkouts.close()
         self.env.release()
         with self._owner_lock:
-            shutil.rmtree(self.root, ignore_errors=True)
+            remove_owned(self.root)
         for parent in (self.root.parent, self.root.parent.parent):  # empty shm dirs go too
             try:
                 parent.rmdir()
@@ -287,29 +270,36 @@ class LocalSandbox:
         self.workdir = str(workdir)
         self.admin = admin
         self.pid: int | None = None
+        self.token: list | None = None  # the driver's pid + start time, for reaping
         self._driver = DriverSlot()
+        sandbox = provider.config.sandbox
+        self.cgroup = cgroups.create(cgroups.group_name(self.id), sandbox.max_processes,
+                                     sandbox.memory_mb * 1024 * 1024)  # fmt: skip
 
     # ------------------------------------------------------------------ driver
 
-    def _bwrap_argv(self, fds: tuple[int, int]) -> list[str]:
-        argv = bwrap_base()
+    def bwrap_options(self) -> BwrapOptions:
+        """What this sandbox's bwrap sees; extend here (e.g. a shared read-only environment)."""
         cache = str(self.provider.repo.cache)
-        argv += [
-            "--ro-bind", str(DRIVER_PATH), DRIVER_IN_SANDBOX,
-            "--ro-bind", cache, cache,
-            "--ro-bind", str(self.admin), str(self.admin),
-            "--bind", self.workdir, self.workdir,
-            "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", "/tmp",
-            "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
-            "--setenv", "GIT_CONFIG_NOSYSTEM", "1",
-            *self.provider.env.bwrap_args(self.workdir, SANDBOX_PATH),
-            "--chdir", self.workdir,
-            self.provider.env.python() or _python(), "-I", DRIVER_IN_SANDBOX, str(fds[0]), str(fds[1]),
-        ]  # fmt: skip
-        return argv
+        options = BwrapOptions(
+            workdir=self.workdir,
+            etc_dir=self.provider.etc,
+            ro_binds=[
+                (str(DRIVER_PATH), DRIVER_IN_SANDBOX),
+                (cache, cache),
+                (str(self.admin), str(self.admin)),
+            ],
+            rw_binds=[(self.workdir, self.workdir)],
+            tmp_bytes=self.provider.config.sandbox.disk_mb * 1024 * 1024,
+        )
+        return self.provider.env.extend(options, self.workdir)  # setup's and the host's environments
 
-    def _plain_argv(self, fds: tuple[int, int]) -> list[str]:
-        return [self.provider.env.python() or _python(), "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])]
+    def _argv(self, fds: tuple[int, int]) -> list[str]:
+        python = self.provider.env.python() or python_exe()  # the environment's venv, if it runs
+        if self.provider.use_bwrap:
+            command = [python, "-I", DRIVER_IN_SANDBOX, str(fds[0]), str(fds[1])]
+            return bwrap_argv(self.bwrap_options(), command)
+        return [python, "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])]
 
     def start_driver(self) -> PipeTransport:
         transport = self._driver.replace(self._spawn)
@@ -320,9 +310,9 @@ class LocalSandbox:
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         fds = (to_r, from_w)
-        argv = self._bwrap_argv(fds) if self.provider.use_bwrap else self._plain_argv(fds)
+        argv = self._argv(fds)
         home = self.provider.root / f"{self.id}.home"
-        home.mkdir(exist_ok=True)
+        home.mkdir(mode=0o700, exist_ok=True)
         env = {"PATH": SANDBOX_PATH, "HOME": str(home), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
         if not self.provider.use_bwrap:
             env.update(self.provider.env.variables(SANDBOX_PATH))
@@ -339,36 +329,62 @@ class LocalSandbox:
                     env=env,
                     pass_fds=fds,
                     start_new_session=True,
+                    preexec_fn=self.cgroup.attach_self if self.cgroup else None,
                 ).result()
-        except OSError as e:
+        except (OSError, subprocess.SubprocessError) as e:
             for fd in (to_r, to_w, from_r, from_w):
                 os.close(fd)
             raise SandboxError(f"could not start the sandbox's REPL: {e}") from None
         os.close(to_r)
         os.close(from_w)
         self.pid = proc.pid
-        return PipeTransport(proc, to_w, from_r, on_kill=lambda p=proc: _stop(p))
+        self.token = process_token(proc.pid)
+        limit = self.provider.config.sandbox.max_message_mb * 1024 * 1024
+        return PipeTransport(proc, to_w, from_r, on_kill=lambda p=proc: self._stop(p),
+                             max_message_bytes=limit, explain=self.cap_hit)  # fmt: skip
+
+    def cap_hit(self) -> str | None:
+        """Which of the cgroup's caps the sandbox has hit, as a sentence for the model."""
+        if self.cgroup is None:
+            return None
+        sandbox = self.provider.config.sandbox
+        hits = []
+        if self.cgroup.memory_exhausted():
+            hits.append(MEMORY_CAP_HIT.format(mb=sandbox.memory_mb))
+        if self.cgroup.processes_exhausted():
+            hits.append(PROCESS_CAP_HIT.format(n=sandbox.max_processes))
+        return "; ".join(hits) or None
 
     def init_limits(self) -> dict:
-        return driver_limits(self.provider.config)
+        limits = driver_limits(self.provider.config)
+        if self.provider.use_bwrap and self.cgroup is None:
+            # No cgroup: RLIMIT_NPROC counts the processes of the sandbox's own user namespace
+            # (not when the host is root: the kernel exempts uid 0, see README).
+            limits["processes"] = self.provider.config.sandbox.max_processes
+        return limits
+
+    def _stop(self, proc: subprocess.Popen) -> None:
+        """Kill the driver's whole process group (under bwrap: its whole PID namespace), every
+        process left in its cgroup, and reap it."""
+        kill_group(self.token)
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
 
     # ------------------------------------------------------------------ results and cleanup
 
     def diff(self) -> str:
-        return diff_worktree(self.admin, self.path, self.provider.repo.commit)
+        repo = self.provider.repo
+        return diff_worktree(repo.cache, self.path, repo.commit, self.provider.config.rlm.max_patch_bytes)
 
     def destroy(self) -> None:
         if not self._driver.close():
             return
+        if self.cgroup is not None:
+            self.cgroup.remove()
         shutil.rmtree(self.path, ignore_errors=True)
         shutil.rmtree(self.admin, ignore_errors=True)
         self.provider.forget(self)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Kill the driver's whole process group (under bwrap: its whole PID namespace) and reap it."""
-    _kill_group(proc.pid)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass

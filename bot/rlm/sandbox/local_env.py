@@ -51,6 +51,7 @@ from ..environment import (
 )
 from ..inherit import inherited
 from ..repo import PreparedRepo
+from .bwrap import SANDBOX_PATH, BwrapOptions, bwrap_argv, python_exe, write_etc
 from .checkouts import checkout
 
 POLL = 0.1
@@ -60,14 +61,13 @@ def envs_root(cache_root: Path) -> Path:
     return cache_root / "envs"
 
 
-def agent_args(env: Environment, host_env: Path, workdir: str, path: str) -> list[str]:
-    """bwrap arguments giving an agent the environment: read-only at its fixed path, its own
-    checkout behind CHECKOUT_IN_SANDBOX, PATH and the variables set."""
-    args = ["--perms", "0755", "--dir", "/rlm", "--ro-bind", str(host_env), ENV_IN_SANDBOX,
-            "--symlink", workdir, CHECKOUT_IN_SANDBOX, "--setenv", "PATH", path]  # fmt: skip
-    for name, value in env.variables().items():
-        args += ["--setenv", name, value]
-    return args
+def setup_etc(dest: Path, network: bool) -> Path:
+    """The sandboxes' minimal /etc, plus name resolution when setup has the network."""
+    write_etc(dest)
+    if network and os.path.isfile("/etc/resolv.conf"):
+        shutil.copyfile("/etc/resolv.conf", dest / "resolv.conf")
+        (dest / "nsswitch.conf").write_text("passwd: files\ngroup: files\nhosts: files dns\n")
+    return dest
 
 
 def _lock(path: Path, mode: int) -> int:
@@ -94,11 +94,13 @@ class LocalEnvironments:
         self.keep = keep
         self._fd: int | None = None
         self.host_dir: Path | None = None  # the environment in use, on the host
+        self.aliases: list[str] = []  # more paths at which the setup sandbox sees its checkout
 
-    def get(self, spec: SetupSpec, base: str, repo: PreparedRepo, command: list[str] | None,
+    def get(self, spec: SetupSpec, base: str, repo: PreparedRepo, options: BwrapOptions | None,
             path: str, cancel: threading.Event) -> Environment:  # fmt: skip
-        """The environment for `spec`, built now if the cache has none. `command` is the setup
-        sandbox's bwrap argv prefix (None: no isolation); `path` its PATH without the env."""
+        """The environment for `spec`, built now if the cache has none. `options`: the setup
+        sandbox's bwrap view before its checkout and $RLM_ENV (None: no isolation); `path` its
+        PATH without the environment's directories."""
         key = spec.key(base)
         entry = self.root / key[:32]
         self.root.mkdir(parents=True, exist_ok=True)
@@ -116,7 +118,7 @@ class LocalEnvironments:
                         raise SetupFailed(SETUP_CANCELLED, SetupStatus.CANCELLED) from None
             try:
                 if not (entry / "ready.json").is_file():
-                    self._build(spec, key, entry, repo, command, path, cancel)
+                    self._build(spec, key, entry, repo, options, path, cancel)
                     built = True
                 else:
                     built = False
@@ -132,7 +134,7 @@ class LocalEnvironments:
         self.host_dir = entry / "env"
         if built:
             self.prune()
-        return self._environment(key, info, command is not None, cached=not built)
+        return self._environment(key, info, options is not None, cached=not built)
 
     def _environment(self, key: str, info: dict, isolated: bool, cached: bool) -> Environment:
         assert self.host_dir is not None
@@ -143,7 +145,7 @@ class LocalEnvironments:
                            duration=info["duration"], log_tail=info["log_tail"],
                            commands=tuple(info["commands"]))  # fmt: skip
 
-    def _build(self, spec: SetupSpec, key: str, entry: Path, repo: PreparedRepo, command: list[str] | None,
+    def _build(self, spec: SetupSpec, key: str, entry: Path, repo: PreparedRepo, options: BwrapOptions | None,
                path: str, cancel: threading.Event) -> None:  # fmt: skip
         shutil.rmtree(entry, ignore_errors=True)  # a crashed or failed earlier attempt
         env_dir = entry / "env"
@@ -151,14 +153,14 @@ class LocalEnvironments:
         work = Path(tempfile.mkdtemp(prefix="setup-", dir=entry))
         co, admin = (
             (entry / "checkout", entry / "checkout.git")
-            if command is None
+            if options is None
             else (work / "co", work / "co.git")
         )
         log_path = entry / "setup.log"
         started = time.monotonic()
         try:
             checkout(repo, co, admin)
-            status, code = self._run(spec, command, path, env_dir, co, admin, work, log_path, cancel)
+            status, code = self._run(spec, options, path, env_dir, co, admin, work, log_path, cancel)
             log = _read_tail(log_path)
             duration = time.monotonic() - started
             if status is not SetupStatus.OK:
@@ -180,15 +182,18 @@ class LocalEnvironments:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def _run(self, spec: SetupSpec, command: list[str] | None, path: str, env_dir: Path, co: Path, admin: Path,
+    def _run(self, spec: SetupSpec, options: BwrapOptions | None, path: str, env_dir: Path, co: Path, admin: Path,
              work: Path, log_path: Path, cancel: threading.Event) -> tuple[SetupStatus, int | None]:  # fmt: skip
         env_path = f"{ENV_IN_SANDBOX}/venv/bin:{ENV_IN_SANDBOX}/bin:{path}"
-        if command is not None:
-            argv = [*command, "--perms", "0755", "--dir", "/rlm",
-                    "--ro-bind", str(admin), str(admin), "--bind", str(co), CHECKOUT_IN_SANDBOX,
-                    "--bind", str(env_dir), ENV_IN_SANDBOX, "--setenv", "RLM_ENV", ENV_IN_SANDBOX,
-                    "--setenv", "PATH", env_path, "--chdir", CHECKOUT_IN_SANDBOX,
-                    "sh", "-c", spec.script()]  # fmt: skip
+        if options is not None:
+            options.etc_dir = setup_etc(work / "etc", spec.network)
+            options.workdir = CHECKOUT_IN_SANDBOX
+            options.ro_binds.append((str(admin), str(admin)))
+            options.rw_binds += [(str(co), CHECKOUT_IN_SANDBOX), (str(env_dir), ENV_IN_SANDBOX)]
+            options.rw_binds += [(str(co), alias) for alias in self.aliases]  # inherited editable installs
+            options.env.update(RLM_ENV=ENV_IN_SANDBOX, PATH=env_path)
+            options.network = spec.network
+            argv = bwrap_argv(options, ["sh", "-c", spec.script()])
             cwd, env = str(co), {"PATH": path, "LANG": "C.UTF-8"}
         else:
             home = work / "home"
@@ -269,22 +274,28 @@ class SharedEnvironment:
 
     def __init__(self, config: Config):
         self.cache = LocalEnvironments(config.cache_root(), config.sandbox.setup_cache_keep)
+        self.tmp_bytes = config.sandbox.disk_mb * 1024 * 1024
         self.built: Environment | None = None
         self.inherited = inherited(config)
 
-    def setup(self, spec: SetupSpec, cancel: threading.Event, repo: PreparedRepo, bwrap: list[str] | None,
-              python: str, sandbox_path: str) -> Environment:  # fmt: skip
-        """`bwrap`: the setup sandbox's bwrap argv prefix (None: no isolation)."""
+    def setup(
+        self, spec: SetupSpec, cancel: threading.Event, repo: PreparedRepo, isolated: bool
+    ) -> Environment:
+        """Build or reuse the environment; under bubblewrap when `isolated`."""
         inherit = self.inherited
-        isolation = "plain" if bwrap is None else "bwrap"
-        base = f"local:{isolation}:{os.path.realpath(python)}:{sys.version}:{platform.machine()}"
-        command = None
-        if bwrap is not None:
-            command = [*bwrap, *(inherit.bwrap_args(CHECKOUT_IN_SANDBOX) if inherit else []),
-                       "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8", "--setenv", "GIT_CONFIG_NOSYSTEM", "1"]  # fmt: skip
-        path = ":".join([*([inherit.bin] if inherit else []), os.path.dirname(python), sandbox_path])
+        python = python_exe()
+        base = f"local:{'bwrap' if isolated else 'plain'}:{os.path.realpath(python)}:{sys.version}:{platform.machine()}"
         base += f":{inherit.prefix}" if inherit else ""
-        self.built = self.cache.get(spec, base, repo, command, path, cancel)
+        options = None
+        if isolated:
+            options = BwrapOptions(
+                workdir=CHECKOUT_IN_SANDBOX, etc_dir=Path("/etc"), tmp_bytes=self.tmp_bytes
+            )
+            if inherit:
+                options.ro_binds += [(path, path) for path in inherit.binds]
+                self.cache.aliases = [inherit.checkout] if inherit.checkout else []
+        path = ":".join([*([inherit.bin] if inherit else []), os.path.dirname(python), SANDBOX_PATH])
+        self.built = self.cache.get(spec, base, repo, options, path, cancel)
         return self.built
 
     def path(self, sandbox_path: str) -> str:
@@ -292,12 +303,22 @@ class SharedEnvironment:
         path = f"{self.inherited.bin}:{sandbox_path}" if self.inherited else sandbox_path
         return self.built.path_value(path) if self.built else path
 
-    def bwrap_args(self, workdir: str, sandbox_path: str) -> list[str]:
-        args = self.inherited.bwrap_args(workdir) if self.inherited else []
-        host = self.cache.host_dir
+    def extend(self, options: BwrapOptions, workdir: str) -> BwrapOptions:
+        """An agent's sandbox: $RLM_ENV read-only at its fixed path, the inherited prefix
+        read-only at its own, the agent's checkout also at CHECKOUT_IN_SANDBOX (and at the
+        inherited checkout's path), so editable installs resolve to it; PATH and variables."""
+        inherit, host = self.inherited, self.cache.host_dir
+        if inherit is not None:
+            options.ro_binds += [(path, path) for path in inherit.binds]
+            if inherit.checkout:
+                options.rw_binds.append((workdir, inherit.checkout))
+            options.path_prefix.insert(0, inherit.bin)
         if self.built is not None and host is not None:
-            return args + agent_args(self.built, host, workdir, self.path(sandbox_path))
-        return args + (["--setenv", "PATH", self.path(sandbox_path)] if self.inherited else [])
+            options.ro_binds.append((str(host), ENV_IN_SANDBOX))
+            options.rw_binds.append((workdir, CHECKOUT_IN_SANDBOX))
+            options.path_prefix[:0] = list(self.built.path_dirs)
+            options.env.update(self.built.variables())
+        return options
 
     def variables(self, sandbox_path: str) -> dict[str, str]:
         """Without bubblewrap: what the driver's environment gets."""
