@@ -652,3 +652,54 @@ def test_the_action_inherits_the_jobs_python_and_runs_setup(tmp_path):
         assert "this job prepared no Python" in proc.stdout
     finally:
         fake.stop()
+
+
+# ---------------------------------------------------------------------------- hostile and concurrent
+
+
+@needs_bwrap
+def test_the_setup_sandbox_holds_no_secret_and_cancelling_stops_it(make_repo, write_script, make_config,
+                                                                  monkeypatch):  # fmt: skip
+    planted = "sk-planted-setup-key-0123456789abcdef"
+    monkeypatch.setenv("LLM_API_KEY", planted)
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_plantedSetupToken0123456789")
+    repo, _ = make_repo({"a.py": "x = 1\n"})
+    script = write_script([{"task": ".", "responses": [py("FINAL('ok')")]}])
+    config = make_config(script, sandbox__setup=["env | sort", "cat /proc/self/environ | tr '\\\\0' '\\\\n'"])
+    result = engine.run(config, engine.prepare(config, str(repo)), "Do it")
+    assert result.status == "completed", result.error
+    log = events_of(result, "setup_finished")[0]["log_tail"]
+    assert "RLM_ENV=/rlm/env" in log
+    assert "planted" not in log and "REDACTED" not in log and "GITHUB_TOKEN" not in log
+
+    cancel = threading.Event()
+    slow = make_config(script, sandbox__setup=["echo going", "sleep 60"])
+    threading.Timer(1.5, cancel.set).start()
+    result = engine.run(slow, engine.prepare(slow, str(repo)), "Do it", cancel=cancel)
+    assert (
+        result.status == "cancelled" and result.error == "The run was cancelled during the environment setup."
+    )
+    assert events_of(result, "setup_finished")[0]["duration"] < 15
+
+
+def test_concurrent_rollouts_build_one_environment(make_repo, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot.rlm.environment import SetupSpec
+    from bot.rlm.sandbox.local_env import LocalEnvironments
+
+    repo, _ = make_repo({"a.py": "x = 1\n"})
+    prepared = prepare_repo(str(repo), tmp_path / "cache")
+    runs = tmp_path / "runs.txt"
+    spec = SetupSpec((f"echo built >> {runs}", "sleep 1"), False, 30, ())
+
+    def get(_):
+        envs = LocalEnvironments(tmp_path / "cache", keep=5)
+        try:
+            return envs.get(spec, "base", prepared, None, "/usr/bin:/bin", threading.Event()).cached
+        finally:
+            envs.release()
+
+    with ThreadPoolExecutor(3) as pool:
+        cached = sorted(pool.map(get, range(3)))
+    assert cached == [False, True, True] and runs.read_text() == "built\n"
