@@ -25,7 +25,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_engine import DEEP, GRANDCHILDREN, MODULES, script  # noqa: E402
+from bench.bench_engine import DEEP, GRANDCHILDREN, MODULES, script, sequential_creation  # noqa: E402
 from bench.genrepo import generate  # noqa: E402
 from bot.rlm import engine, llm  # noqa: E402,F401  (litellm imported before any timing)
 from bot.rlm.config import load_config  # noqa: E402
@@ -56,35 +56,6 @@ def rollout(repo: Path, work: Path, cache: str, setup: list[str], prompt: str, i
         "cached": finished[0]["cached"] if finished else None,
         "creation_median": statistics.median(creation),
     }
-
-
-def sequential(repo: Path, work: Path, cache: str, setup: list[str], n: int, isolation: str) -> list[float]:
-    """Sandbox + REPL start, one at a time (less noise than 25 at once on a shared machine)."""
-    import threading
-
-    from bot.rlm.environment import setup_spec
-    from bot.rlm.repl.session import ReplSession
-    from bot.rlm.sandbox.local import LocalSandboxProvider
-
-    config = load_config(None, {"sandbox.cache_dir": str(work / cache), "sandbox.isolation": isolation,
-                                "sandbox.setup": setup or None}, environ={})  # fmt: skip
-    prepared = engine.prepare(config, str(repo))
-    provider = LocalSandboxProvider(config, prepared, f"bench-seq-{len(setup)}")
-    times = []
-    try:
-        spec = setup_spec(config, prepared)
-        if spec is not None:
-            provider.setup_environment(spec, threading.Event())
-        provider.create("warm").destroy()
-        for i in range(n):
-            start = time.monotonic()
-            sandbox = provider.create(f"a{i}")
-            ReplSession(sandbox.start_driver()).start({"task": "", "output_limit": 100, "limits": {}})
-            times.append(time.monotonic() - start)
-            sandbox.destroy()
-    finally:
-        provider.close()
-    return times
 
 
 def main() -> None:
@@ -122,8 +93,8 @@ def main() -> None:
                   f"(cached setup {hit['setup_seconds']:.3f}s); {time.monotonic() - start:.1f}s")  # fmt: skip
         seq_without, seq_with = [], []
         for _ in range(ns.rounds):
-            seq_without += sequential(repo, work, "cache-tree", [], 15, ns.isolation)
-            seq_with += sequential(repo, work, "cache-tree", SETUP, 15, ns.isolation)
+            seq_without += sequential_creation(repo, work, 15, ns.isolation, None, "cache-tree")
+            seq_with += sequential_creation(repo, work, 15, ns.isolation, SETUP, "cache-tree")
         c, d = statistics.median(seq_without), statistics.median(seq_with)
         print(f"sandbox + REPL one at a time: median {c:.3f}s without setup, {d:.3f}s with the environment "
               f"(REPL on its venv) ({(d / c - 1) * 100:+.1f}%, n={len(seq_with)})")  # fmt: skip
