@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.github.app_worker import WorkerSettings
-from bot.github.auth import AppSettings
+from bot.github.auth import AppSettings, AppSettingsError
+from bot.github.repo_config import RepoSetup, repo_setup_policy
 from bot.rlm.config import Config
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
@@ -31,7 +32,7 @@ class ServerConfig:
     @classmethod
     def from_env(cls, engine: Config, environ: dict[str, str] | None = None, **overrides) -> ServerConfig:
         """GITHUB_* for the App; RLM_DB, RLM_PUBLIC_URL, RLM_COMMAND_PREFIX, RLM_DRAFT_PRS,
-        RLM_PUSH_WORKFLOWS, RLM_ALLOWED_MODELS, RLM_STATUS_INTERVAL for the server."""
+        RLM_PUSH_WORKFLOWS, RLM_ALLOWED_MODELS, RLM_REPO_SETUP, RLM_STATUS_INTERVAL for the server."""
         env = os.environ if environ is None else environ
         app = AppSettings.from_env(env)
         truthy = ("1", "true", "yes", "on")
@@ -43,6 +44,7 @@ class ServerConfig:
             can_push_workflows=env.get("RLM_PUSH_WORKFLOWS", "").lower() in truthy,
             status_interval=float(env.get("RLM_STATUS_INTERVAL") or 15),
             allowed_models={m.strip() for m in (env.get("RLM_ALLOWED_MODELS") or "").split(",") if m.strip()},
+            repo_setup=_repo_setup(env.get("RLM_REPO_SETUP")),
         )
         config = cls(webhook_secret=app.webhook_secret, engine=engine, app=app,
                      db_path=Path(env.get("RLM_DB") or "rlm-jobs.sqlite3"), worker=worker)  # fmt: skip
@@ -50,3 +52,10 @@ class ServerConfig:
             if value is not None:
                 setattr(config, key, value)
         return config
+
+
+def _repo_setup(value: str | None) -> RepoSetup:
+    try:
+        return repo_setup_policy(value)
+    except ValueError as e:
+        raise AppSettingsError(str(e)) from None

@@ -8,6 +8,7 @@ deletions and file modes survive exactly.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.rlm.patch import FileChange, changed_files
@@ -26,9 +27,10 @@ REASON_ONLY_WORKFLOWS = "every changed file is under .github/workflows/, which t
 class PROutcome:
     url: str | None
     number: int | None
-    branch: str | None
+    branch: str | None  # the pushed branch holding the change (None: nothing pushed, or taken away)
     skipped_workflow_files: list[str] = field(default_factory=list)
-    reason: str | None = None  # why there is no PR, when url is None
+    reason: str | None = None  # why there is no PR, when url is None and nothing went wrong
+    error: str | None = None  # GitHub's own reason, when it refused the pull request
 
 
 def co_author(requester: str) -> str:
@@ -48,6 +50,34 @@ def _tree_entry(change: FileChange, blob_sha: str | None) -> dict:
     return {"path": change.path, "mode": change.mode or "100644", "type": "blob", "sha": blob_sha}
 
 
+def push_branch(api: GitHubAPI, repo: str, branch_name: str, commit: str, *, tree: str, parent: str) -> str:
+    """Create `branch_name` at `commit`, idempotently: a branch that already holds the same change
+    (same tree on the same parent: a resumed run, a retried request) is reused; a name taken by
+    something else gets a suffix. Returns the branch holding the change."""
+    for attempt in range(MAX_BRANCH_NAMES):
+        name = branch_name if attempt == 0 else f"{branch_name}-{attempt + 1}"
+        existing = api.get_ref_sha(repo, f"heads/{name}")
+        if existing is None:
+            try:
+                api.create_ref(repo, f"refs/heads/{name}", commit)
+                return name
+            except GitHubError as e:
+                if e.status != 422:
+                    raise
+                existing = api.get_ref_sha(repo, f"heads/{name}")  # created meanwhile (a retried write)
+                if existing is None:
+                    raise
+        if existing == commit or api.same_change(repo, existing, tree=tree, parent=parent):
+            log.info("branch %s already holds this change; reusing it", name)
+            return name
+    raise GitHubError(
+        f"the branches {branch_name} to {branch_name}-{MAX_BRANCH_NAMES} are all taken on {repo}."
+    )
+
+
+MAX_BRANCH_NAMES = 5
+
+
 def open_pull_request(
     api: GitHubAPI,
     repo: str,
@@ -56,13 +86,18 @@ def open_pull_request(
     patch: str,
     base_branch: str,
     title: str,
-    body: str,
+    body: str | Callable[[list[str]], str],
     requester: str,
     branch_name: str,
     draft: bool = False,
     can_push_workflows: bool = False,
+    on_pushed: Callable[[str], None] | None = None,
+    keep_branch: bool = True,
 ) -> PROutcome:
-    """Push `patch` (against prepared.commit) as branch `branch_name` and open a PR into `base_branch`."""
+    """Push `patch` (against prepared.commit) as branch `branch_name` and open a PR into `base_branch`.
+    `body` may be a function of the skipped workflow files. An open PR from the branch is reused.
+    GitHub refusing the PR is an outcome (`error`), not an exception; with `keep_branch` False the
+    branch is then deleted again."""
     changes = changed_files(prepared.cache, prepared.commit, patch)
     skipped = [] if can_push_workflows else [c.path for c in changes if c.path.startswith(WORKFLOWS_DIR)]
     changes = [c for c in changes if c.path not in skipped]
@@ -78,13 +113,30 @@ def open_pull_request(
     )
     tree = api.create_tree(repo, base_tree, entries)
     commit = api.create_commit(repo, commit_message(title, requester), tree, [prepared.commit])
-    api.create_ref(repo, f"refs/heads/{branch_name}", commit)
+    branch = push_branch(api, repo, branch_name, commit, tree=tree, parent=prepared.commit)
+    if on_pushed is not None:
+        on_pushed(branch)
+    text = body(skipped) if callable(body) else body
     try:
-        pull = api.create_pull(repo, title=title, head=branch_name, base=base_branch, body=body, draft=draft)
+        pull = api.find_open_pull(repo, branch) or _create_pull(
+            api, repo, title, branch, base_branch, text, draft
+        )
+    except GitHubError as e:
+        log.warning("the pull request from %s was refused: %s", branch, e)
+        if not keep_branch and api.delete_ref(repo, f"heads/{branch}"):
+            return PROutcome(None, None, None, skipped, error=str(e))
+        return PROutcome(None, None, branch, skipped, error=str(e))
+    return PROutcome(pull.get("html_url"), pull.get("number"), branch, skipped, None)
+
+
+def _create_pull(
+    api: GitHubAPI, repo: str, title: str, branch: str, base: str, body: str, draft: bool
+) -> dict:
+    try:
+        return api.create_pull(repo, title=title, head=branch, base=base, body=body, draft=draft)
     except GitHubError as e:
         # Draft PRs are not available on every plan; GitHub says so with a 422.
         if not (draft and e.status == 422 and "draft" in str(e.data).lower()):
             raise
         log.info("draft pull requests are not supported on %s; opening a regular one", repo)
-        pull = api.create_pull(repo, title=title, head=branch_name, base=base_branch, body=body, draft=False)
-    return PROutcome(pull.get("html_url"), pull.get("number"), branch_name, skipped, None)
+        return api.create_pull(repo, title=title, head=branch, base=base, body=body, draft=False)

@@ -10,12 +10,17 @@ the server's.
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import yaml
 
 from bot.rlm.config import Config, ConfigError, validate_partial
 
 from .api import GitHubAPI
+from .report import REPO_CONFIG_PROBLEM
+
+if TYPE_CHECKING:
+    from bot.pipeline import Reporter, RunState
 
 REPO_CONFIG_PATH = ".github/rlm.yml"
 # Limits a repository may set; each is capped at the server's own value.
@@ -54,6 +59,17 @@ class RepoSetup(str, Enum):
     ALLOW = "allow"  # run it, with the network when the server's sandbox.setup_network allows
     OFFLINE = "offline"  # run it without network
     DENY = "deny"  # ignore it
+
+
+BAD_REPO_SETUP = "RLM_REPO_SETUP must be allow, offline or deny (got {value!r})."
+
+
+def repo_setup_policy(value: str | None) -> RepoSetup:
+    """RLM_REPO_SETUP as a policy; empty is `allow`. Raises ValueError with a sentence."""
+    try:
+        return RepoSetup((value or "allow").strip().lower())
+    except ValueError:
+        raise ValueError(BAD_REPO_SETUP.format(value=value)) from None
 
 
 def _apply_setup(merged: dict, value: object, policy: RepoSetup, notes: list[str]) -> None:
@@ -131,3 +147,24 @@ def load_repo_config(api: GitHubAPI, repo: str, default_branch: str, config: Con
                      setup_policy: RepoSetup = RepoSetup.ALLOW) -> tuple[Config, list[str]]:  # fmt: skip
     text = api.get_file(repo, REPO_CONFIG_PATH, default_branch)
     return apply_repo_config(config, text, allowed_models, setup_policy)
+
+
+class RepoConfigStage:
+    """The pipeline's `before_fetch` stage for the App: `.github/rlm.yml` from the default branch,
+    within what the server allows; what was ignored becomes a note in the status comment."""
+
+    def __init__(self, api: GitHubAPI, allowed_models: set[str] | None = None,
+                 setup_policy: RepoSetup = RepoSetup.ALLOW):  # fmt: skip
+        self.api, self.allowed_models, self.setup_policy = api, allowed_models, setup_policy
+
+    def __call__(self, state: RunState, reporter: Reporter) -> None:
+        request = state.request
+        default_branch = request.default_branch
+        if default_branch is None:
+            default_branch = request.default_branch = (
+                self.api.get_repo(request.repo).get("default_branch") or "main"
+            )
+        state.config, problems = load_repo_config(self.api, request.repo, default_branch, state.config,
+                                                  self.allowed_models, self.setup_policy)  # fmt: skip
+        for problem in problems:
+            reporter.note(REPO_CONFIG_PROBLEM.format(reason=problem))

@@ -8,31 +8,29 @@ cancellation event; the sandboxes are destroyed in a finally whatever ends the r
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from .agent import Agent, AgentNode
+from . import prompts
+from .agent import Agent
+from .call_pool import CallPool
 from .config import Config
-from .environment import Environment, SetupFailed, SetupStatus, prepare_environment
+from .environment import Environment, SetupFailed, SetupStatus, prepare_environment, prompt_note
 from .errors import AgentEnded, AgentFailed, LLMError, SandboxError, Submitted
-from .inherit import Inherited, inherited
+from .inherit import Inherited, inherit_note, inherited
 from .limits import Limits
 from .llm import CallContext, ModelClient, UsageMeter
+from .node import AgentNode
 from .patch import PatchError, check_applies, patch_stats
 from .prep import SandboxPrep
 from .repl.driver import truncate
 from .repl.session import POLL, CallRefused, ExecResult
 from .repo import PreparedRepo
+from .run_id import new_run_id  # noqa: F401  (re-exported: callers import it from here)
 from .sandbox.base import Sandbox, SandboxProvider
 from .trace import Trace
-
-
-def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
 @dataclass
@@ -71,6 +69,7 @@ class Rollout:
         # A finished child's processes are stopped at once (Agent.close); deleting its files is
         # left to this pool, so the parent does not wait for it.
         self._destroyer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rlm-destroy")
+        self._calls = CallPool(config.rlm.max_concurrency, name="rlm-llm")
         self.root: AgentNode | None = None
         self.environment: Environment | None = None  # what setup produced, if anything
         self.inherited: Inherited | None = None  # the host's prepared environment (sandbox.inherit)
@@ -104,6 +103,7 @@ class Rollout:
         except (SandboxError, PatchError, AgentEnded) as e:
             status, error = getattr(e, "status", "error"), str(e)
         finally:
+            self._calls.close()
             self._destroyer.shutdown(wait=True)
             if self.provider is not None:
                 self.provider.close()
@@ -133,7 +133,7 @@ class Rollout:
                 "sandbox_created", agent=node.id, sandbox=sandbox.id, duration=round(seconds, 4)
             ),
         )
-        agent = Agent(self, node, prep)
+        agent = Agent(self, node, prep, self._system_prompt(node))
         try:
             agent.run()
         except Submitted as s:
@@ -153,6 +153,12 @@ class Rollout:
             if sandbox is not None and not keep_sandbox:
                 self._destroyer.submit(sandbox.destroy)
         return sandbox
+
+    def _system_prompt(self, node: AgentNode) -> str:
+        rlm = self.config.rlm
+        environment = " ".join(filter(None, [prompt_note(self.environment), inherit_note(self.inherited)]))
+        return prompts.system_prompt(node.depth, rlm.max_depth, self.repo.commit, self.prompt,
+                                     rlm.result_truncation_limit, environment=environment)  # fmt: skip
 
     def _create_sandbox(self, node: AgentNode) -> Sandbox:
         self._acquire(self._create_slots)
@@ -179,31 +185,19 @@ class Rollout:
         while not slot.acquire(timeout=POLL):
             self.limits.check_alive()
 
-    def _wait(self, fn: Callable[[], object]):
-        """Run fn on a daemon thread; wait for it while honouring the deadline and cancellation.
-        An abandoned call finishes in the background and its result is dropped."""
-        box: dict = {}
-        done = threading.Event()
+    def check_agent(self, node: AgentNode) -> None:
+        self.limits.check_agent(node)
 
-        def target() -> None:
-            try:
-                box["value"] = fn()
-            except BaseException as e:  # re-raised in the waiting thread
-                box["error"] = e
-            finally:
-                done.set()
-
-        threading.Thread(target=target, daemon=True, name="rlm-llm").start()
-        while not done.wait(POLL):
-            self.limits.check_alive()
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
+    def budget(self, node: AgentNode, iteration: int) -> prompts.Budget:
+        return self.limits.budget(node, iteration)
 
     def _complete(self, messages: list[dict], ctx: CallContext):
+        """One model call on the bounded call pool, waited for while honouring the deadline and
+        cancellation (an abandoned call finishes in the background; its result is dropped)."""
         self._acquire(self._llm_slots)
         try:
-            completion = self._wait(lambda: self.model.complete(messages, ctx, self.limits.deadline))
+            call = lambda: self.model.complete(messages, ctx, self.limits.deadline)  # noqa: E731
+            completion = self._calls.wait(call, self.limits.check_alive, POLL)
         finally:
             self._llm_slots.release()
         self.meter.record(completion.usage)
