@@ -703,3 +703,53 @@ def test_concurrent_rollouts_build_one_environment(make_repo, tmp_path):
     with ThreadPoolExecutor(3) as pool:
         cached = sorted(pool.map(get, range(3)))
     assert cached == [False, True, True] and runs.read_text() == "built\n"
+
+
+# ---------------------------------------------------------------------------- the App
+
+
+@needs_bwrap
+def test_the_app_runs_the_repositorys_setup_and_shows_it_in_the_status_comment(tmp_path, make_repo, write_script,
+                                                                               make_config):  # fmt: skip
+    from bot.github import report
+    from bot.github.repo_config import SETUP_OFFLINE, RepoSetup
+    from tests.fakes.app_env import REPO, Worlds, run_one
+    from tests.fakes.github_app import comment_payload
+
+    rules = [{"task": ".", "responses": [py(
+        """
+        import subprocess
+        FINAL(subprocess.run(["hello"], capture_output=True, text=True).stdout.strip() or "no tool")
+        """
+    )]}]  # fmt: skip
+    rlm_yml = ("setup:\n  - mkdir -p \"$RLM_ENV/bin\" && printf '#!/bin/sh\\necho from the repo setup\\n' > \"$RLM_ENV/bin/hello\"\n"
+               "  - chmod +x \"$RLM_ENV/bin/hello\"\n")  # fmt: skip
+    worlds = Worlds(tmp_path, make_repo, write_script, make_config)
+    try:
+        env = worlds(rules, files={"calc.py": "x = 1\n", ".github/rlm.yml": rlm_yml})
+        payload = comment_payload("/rlm say hi", number=3, clone_url=str(env.bare))
+        job = run_one(env, "issue_comment", payload)
+        assert job.outcome == "no_changes", job
+        results = env.results(job)
+        assert results["answer"] == "from the repo setup"
+        assert results["setup"]["status"] == "ok" and results["setup"]["cached"] is False
+        edits = [c.body["body"] for c in env.fake.calls if c.method in ("POST", "PATCH") and "/comments" in c.path
+                 and isinstance(c.body, dict) and "body" in c.body]  # fmt: skip
+        assert any(report.STATUS_SETTING_UP in body for body in edits)
+
+        again = run_one(
+            env, "issue_comment", comment_payload("/rlm say hi again", number=3, clone_url=str(env.bare))
+        )
+        assert env.results(again)["setup"]["cached"] is True
+        edits = [c.body["body"] for c in env.fake.calls if c.method == "PATCH" and isinstance(c.body, dict)]
+        assert any("🧰 Setting up the environment (cached)" in body for body in edits)
+
+        # A server that runs repositories' setup offline says so in the status comment.
+        env.server.worker.repo_setup = RepoSetup.OFFLINE
+        third = run_one(
+            env, "issue_comment", comment_payload("/rlm once more", number=3, clone_url=str(env.bare))
+        )
+        assert env.results(third)["config"]["sandbox"]["setup_network"] is False
+        assert SETUP_OFFLINE in env.fake.issue_comments(REPO, 3)[-1]["body"]
+    finally:
+        worlds.close()
