@@ -758,14 +758,10 @@ def test_the_app_runs_the_repositorys_setup_and_shows_it_in_the_status_comment(t
 def test_the_server_setting_for_repositories_setup_is_checked():
     from bot.github.auth import AppSettingsError
     from bot.github.repo_config import BAD_REPO_SETUP, RepoSetup
-    from bot.rlm.config import load_config
-    from webhooks.config import ServerConfig
+    from webhooks.config import _repo_setup
 
-    engine = load_config(None, {}, environ={})
-    assert ServerConfig.from_env(engine, environ={}).worker.repo_setup is RepoSetup.ALLOW
-    assert (
-        ServerConfig.from_env(engine, environ={"RLM_REPO_SETUP": "Deny"}).worker.repo_setup is RepoSetup.DENY
-    )
+    assert _repo_setup(None) is RepoSetup.ALLOW and _repo_setup("") is RepoSetup.ALLOW
+    assert _repo_setup(" Deny ") is RepoSetup.DENY and _repo_setup("offline") is RepoSetup.OFFLINE
     with pytest.raises(AppSettingsError) as e:
-        ServerConfig.from_env(engine, environ={"RLM_REPO_SETUP": "sometimes"})
+        _repo_setup("sometimes")
     assert str(e.value) == BAD_REPO_SETUP.format(value="sometimes")
