@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 from github import Github, GithubException
-from github.Auth import AppAuthToken, Token
+from github.Auth import AppAuthToken, Auth, Token
 
 from bot.retry import call_with_retries
 from bot.rlm.secrets import REDACTOR
@@ -100,12 +100,13 @@ class _Failed(Exception):
 
 
 class GitHubAPI:
-    """REST calls for one token (`bearer` for the app's JWT). `sleep` and `max_tries` are
+    """REST calls as one identity: a token string (`bearer` for the app's JWT) or a PyGithub auth
+    object (an installation's, which renews its own token). `sleep` and `max_tries` are
     injectable so tests run fast."""
 
     def __init__(
         self,
-        token: str,
+        token: str | Auth,
         api_url: str = DEFAULT_API_URL,
         *,
         max_tries: int = 5,
@@ -114,26 +115,20 @@ class GitHubAPI:
         sleep: Callable[[float], None] = time.sleep,
         timeout: int = 30,
         bearer: bool = False,
-        refresh: Callable[[], str] | None = None,
     ):
-        """`refresh`, when given, returns the current token before each call (an installation
-        token expires after an hour; a long run outlives it)."""
         self.api_url = api_url.rstrip("/")
         self.max_tries = max(1, max_tries)
         self.backoff = backoff
         self.max_wait = max_wait
         self.sleep = sleep
         self.timeout = timeout
-        self.bearer = bearer
-        self.refresh = refresh
-        self._token = ""
-        self._use(token)
-
-    def _use(self, token: str) -> None:
-        REDACTOR.add(token)
-        self._token = token
-        auth = AppAuthToken(token) if self.bearer else Token(token)
-        # PyGithub's own retry and throttling are off: the loop below is the one place that waits.
+        if isinstance(token, str):
+            REDACTOR.add(token)
+            auth: Auth = AppAuthToken(token) if bearer else Token(token)
+        else:
+            auth = token
+        # PyGithub's own retry and throttling are off: bot.retry is the one place that waits, and
+        # it knows which writes may be repeated.
         self._gh = Github(auth=auth, base_url=self.api_url, timeout=self.timeout, retry=None,
                           seconds_between_requests=None, seconds_between_writes=None,
                           user_agent="rlm-bot")  # fmt: skip
@@ -175,10 +170,6 @@ class GitHubAPI:
         or a dropped connection may have done the write: retried for reads and idempotent
         writes (`idempotent`, default: every verb but POST); for any other write `check()` is
         asked first and, when it finds the effect (returns not None), that is the answer."""
-        if self.refresh is not None:
-            token = self.refresh()
-            if token != self._token:
-                self._use(token)
         if idempotent is None:
             idempotent = verb != "POST"
 
