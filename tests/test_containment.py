@@ -22,7 +22,7 @@ from bot.rlm.config import load_config
 from bot.rlm.patch import PATCH_TOO_LARGE, PatchTooLarge
 from bot.rlm.repl.session import MESSAGE_TOO_LARGE, ReplSession
 from bot.rlm.repo import prepare_repo
-from bot.rlm.sandbox import cgroups, local
+from bot.rlm.sandbox import cgroups, local, roots
 from bot.rlm.sandbox.bwrap import SANDBOX_UID, SANDBOX_USER, bwrap_works
 from bot.rlm.sandbox.local import MEMORY_CAP_HIT, LocalSandboxProvider
 
@@ -416,6 +416,7 @@ def test_a_squatted_shm_directory_is_neither_followed_nor_deleted(make_repo, tmp
         elsewhere = tmp_path / "victim-home"
         elsewhere.mkdir()
         os.chown(elsewhere, 65534, 65534)
+        monkeypatch.setattr(roots, "SHM", tmp_path / "shm")
         monkeypatch.setattr(local, "SHM", tmp_path / "shm")
         (tmp_path / "shm").mkdir()
         os.symlink(elsewhere, local.shm_root(config.cache_root()).parent)

@@ -46,36 +46,35 @@ class BwrapOptions:
     path_prefix: list[str] = field(default_factory=list)  # directories put first on PATH
     tmp_bytes: int | None = None  # size of /tmp; None = tmpfs default (half the RAM)
     network: bool = False
-    user_namespace: bool = True  # False only where bwrap is setuid and cannot make one
+    user_namespace: bool = True  # False only where bwrap is setuid and cannot make one (non-root)
+
+
+def _try(argv: list[str]) -> bool:
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 @lru_cache(maxsize=1)
-def bwrap_works() -> bool:
-    """bwrap is installed and can create its namespaces here (containers often forbid it)."""
+def user_namespaces() -> bool | None:
+    """None: bwrap cannot run here (containers often forbid it). True: it runs with its own user
+    namespace. False: only without one (a setuid bwrap on a host that forbids user namespaces:
+    bwrap then drops to the calling user itself)."""
     exe = shutil.which("bwrap")
     if not exe:
+        return None
+    base = [exe, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
+    if _try([*base, "--unshare-user", "--disable-userns", "true"]):
+        return True
+    if os.getuid() != 0 and _try([*base, "true"]):
         return False
-    try:
-        proc = subprocess.run(
-            [
-                exe,
-                "--ro-bind",
-                "/",
-                "/",
-                "--unshare-all",
-                "--unshare-user",
-                "--cap-drop",
-                "ALL",
-                "--disable-userns",
-                "--die-with-parent",
-                "true",
-            ],  # fmt: skip
-            capture_output=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
+    return None
+
+
+def bwrap_works() -> bool:
+    """bwrap is installed and can create its namespaces here."""
+    return user_namespaces() is not None
 
 
 def python_exe() -> str:
