@@ -39,14 +39,6 @@ class Inherited:
     def bin(self) -> str:
         return f"{self.prefix}/bin"
 
-    def bwrap_args(self, workdir: str) -> list[str]:
-        args: list[str] = []
-        for path in self.binds:
-            args += ["--ro-bind", path, path]
-        if self.checkout:
-            args += ["--symlink", workdir, self.checkout]
-        return args
-
 
 def _version(prefix: Path) -> tuple[int, int] | None:
     found = []

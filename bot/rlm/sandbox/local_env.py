@@ -5,8 +5,8 @@ Under bubblewrap the setup sandbox is the agents' sandbox with three differences
 is there when enabled (and only then), `$RLM_ENV` (`ENV_IN_SANDBOX`) is writable, and the
 checkout is a private copy bound at `CHECKOUT_IN_SANDBOX`, thrown away afterwards, so nothing
 setup writes there reaches a patch. Agents get `$RLM_ENV` read-only at the same path and their own
-checkout behind `CHECKOUT_IN_SANDBOX` (a symlink), so an editable install made by setup resolves
-to each agent's own files. Without bubblewrap, `$RLM_ENV` is the cache directory itself and the
+checkout bound at `CHECKOUT_IN_SANDBOX` too, so an editable install made by setup resolves to each
+agent's own files. Without bubblewrap, `$RLM_ENV` is the cache directory itself and the
 setup's checkout is kept beside it (an editable install then points there; the warning about
 running without isolation already stands).
 
