@@ -67,6 +67,10 @@ NO_PREPARED_PYTHON = (
     "input 'environment' is inherit, but this job prepared no Python: add actions/setup-python "
     "(and `pip install -e '.[test]'`) before this step, set VIRTUAL_ENV, or pass the environment's path."
 )
+INHERIT_NOT_ON_DAYTONA = (
+    "input 'environment' shares the runner's Python with local sandboxes only; with sandbox: daytona "
+    "use the `setup` input instead."
+)
 ENVIRONMENT_VALUES = "none, inherit, or the absolute path of a Python prefix or virtualenv"
 
 
@@ -123,6 +127,9 @@ class Inputs:
         trigger = reader.get("trigger") or "/rlm"
         if any(c.isspace() for c in trigger):
             raise InputError(f"input 'trigger' must be one word such as /rlm (got {trigger!r}).")
+        inherit = prepared_python(reader.get("environment"), reader.environ)
+        if inherit and sandbox == "daytona":
+            raise InputError(INHERIT_NOT_ON_DAYTONA)
         return cls(
             prompt=reader.get("prompt"),
             trigger=trigger,
@@ -140,7 +147,7 @@ class Inputs:
             base_branch=reader.get("base-branch"),
             config=reader.get("config"),
             setup=setup_commands(reader.get("setup")),
-            inherit=prepared_python(reader.get("environment"), reader.environ),
+            inherit=inherit,
             workspace=reader.environ.get("GITHUB_WORKSPACE") or None,
         )
 

@@ -765,3 +765,30 @@ def test_the_server_setting_for_repositories_setup_is_checked():
     with pytest.raises(AppSettingsError) as e:
         _repo_setup("sometimes")
     assert str(e.value) == BAD_REPO_SETUP.format(value="sometimes")
+
+
+def test_action_inputs_for_the_environment():
+    from action.inputs import INHERIT_NOT_ON_DAYTONA, NO_PREPARED_PYTHON, InputError, InputReader, Inputs
+
+    def read(**inputs):
+        environ = {
+            "GITHUB_WORKSPACE": "/home/runner/work/r/r",
+            "pythonLocation": "/opt/hostedtoolcache/Python/3.12",
+        }
+        environ.update({"INPUT_" + k.upper(): v for k, v in inputs.items() if k != "env"})
+        environ.update(inputs.get("env", {}))
+        return Inputs.read(InputReader(environ)).config_overrides()
+
+    got = read(setup='python3 -m venv "$RLM_ENV/venv"\n\n  make deps  \n', environment="inherit")
+    assert got["sandbox.setup"] == ['python3 -m venv "$RLM_ENV/venv"', "make deps"]
+    assert got["sandbox.inherit"] == "/opt/hostedtoolcache/Python/3.12"
+    assert got["sandbox.inherit_checkout"] == "/home/runner/work/r/r"
+    assert read(setup="auto")["sandbox.setup"] == "auto" and read()["sandbox.setup"] is None
+    assert read(environment="inherit", env={"VIRTUAL_ENV": "/w/.venv"})["sandbox.inherit"] == "/w/.venv"
+    assert read(environment="none")["sandbox.inherit"] is None and read()["sandbox.inherit_checkout"] is None
+    for bad, message in [({"environment": "inherit", "env": {"pythonLocation": ""}}, NO_PREPARED_PYTHON),
+                         ({"environment": "inherit", "sandbox": "daytona"}, INHERIT_NOT_ON_DAYTONA),
+                         ({"environment": "relative/venv"}, "input 'environment' must be none, inherit")]:  # fmt: skip
+        with pytest.raises(InputError) as e:
+            read(**bad)
+        assert str(e.value).startswith(message)
