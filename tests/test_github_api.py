@@ -231,3 +231,13 @@ def test_github_enterprise_api_prefix(tmp_path, make_repo):
         ]
     finally:
         ghe.stop()
+
+
+def test_githubs_validation_errors_are_part_of_the_message():
+    from bot.github.failure import describe
+
+    data = {"message": "Validation Failed",
+            "errors": [{"resource": "PullRequest", "code": "custom", "message": "Body is too long"},
+                       {"resource": "PullRequest", "field": "head", "code": "invalid"}, "plain text"]}  # fmt: skip
+    assert describe(data) == "Validation Failed — Body is too long; PullRequest head invalid; plain text"
+    assert describe(None) == "no message"

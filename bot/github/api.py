@@ -22,81 +22,16 @@ from github.Auth import AppAuthToken, Auth, Token
 from bot.retry import call_with_retries
 from bot.rlm.secrets import REDACTOR
 
+from .failure import MISSING, Failure, GitHubError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.github.com"
 PERMISSIONS = ("admin", "maintain", "write", "triage", "read", "none")
 
 
-class GitHubError(Exception):
-    """A GitHub API call failed for good. The message is one sentence a user can read."""
-
-    def __init__(self, message: str, status: int | None = None, data: Any = None):
-        super().__init__(message)
-        self.status = status
-        self.data = data
-
-
 def _q(part: str) -> str:
     return urllib.parse.quote(part, safe="")
-
-
-def describe(data: Any) -> str:
-    """GitHub's own words: `message`, then each of `errors[]` (where a 422 says what was wrong)."""
-    if not isinstance(data, dict):
-        return "no message"
-    parts = [str(data.get("message") or "no message")]
-    for item in data.get("errors") or []:
-        if isinstance(item, dict):
-            text = item.get("message") or " ".join(
-                str(item[k]) for k in ("resource", "field", "code") if item.get(k)
-            )
-        else:
-            text = str(item)
-        if text and text not in parts:
-            parts.append(text)
-    return ": ".join(parts[:1]) + (" — " + "; ".join(parts[1:]) if len(parts) > 1 else "")
-
-
-_MISSING = object()
-
-
-class _Failed(Exception):
-    """One failed attempt (internal to `request`)."""
-
-    def __init__(self, status: int | None, headers: dict, data: Any, transport: str | None = None):
-        super().__init__(f"{status} {describe(data)}" if status is not None else transport)
-        self.status, self.headers, self.data = status, headers, data
-        self.summary = str(self)
-
-    @property
-    def rate_limited(self) -> bool:
-        if self.status == 429:
-            return True
-        if self.status != 403:
-            return False
-        message = self.data.get("message", "") if isinstance(self.data, dict) else ""
-        return (
-            "rate limit" in message.lower()
-            or "retry-after" in self.headers
-            or (self.headers.get("x-ratelimit-remaining") == "0")
-        )
-
-    @property
-    def transient(self) -> bool:
-        """A server error or a dropped connection: the write may or may not have happened."""
-        return self.status is None or self.status >= 500
-
-    def error(self, verb: str, path: str, tries: int) -> GitHubError:
-        if self.rate_limited or self.transient:
-            return GitHubError(
-                f"GitHub kept failing on {verb} {path} ({self.summary}) after {tries} tries; "
-                "it may be down or rate limiting this app, so try again later.",
-                status=self.status, data=self.data,
-            )  # fmt: skip
-        return GitHubError(
-            f"GitHub answered {verb} {path} with {self.summary}.", status=self.status, data=self.data
-        )
 
 
 class GitHubAPI:
@@ -156,9 +91,9 @@ class GitHubAPI:
             return data
         except GithubException as e:
             headers = {k.lower(): v for k, v in dict(e.headers or {}).items()}
-            raise _Failed(e.status, headers, e.data) from None
+            raise Failure(e.status, headers, e.data) from None
         except requests.RequestException as e:
-            raise _Failed(None, {}, None, type(e).__name__) from None
+            raise Failure(None, {}, None, type(e).__name__) from None
 
     def request(self, verb: str, path: str, *, body: Any = None, params: dict | None = None,
                 ok_missing: bool = False, idempotent: bool | None = None,
@@ -176,9 +111,9 @@ class GitHubAPI:
         def attempt() -> Any:
             try:
                 return self._once(verb, path, body, params)
-            except _Failed as failed:
+            except Failure as failed:
                 if failed.status == 404 and ok_missing:
-                    return _MISSING
+                    return MISSING
                 if failed.transient and not idempotent and check is not None:
                     found = check()
                     if found is not None:
@@ -187,7 +122,7 @@ class GitHubAPI:
                 raise
 
         def retry_if(exc: BaseException) -> bool:
-            return isinstance(exc, _Failed) and (
+            return isinstance(exc, Failure) and (
                 exc.rate_limited or (exc.transient and (idempotent or check is not None))
             )
 
@@ -195,9 +130,9 @@ class GitHubAPI:
             data = call_with_retries(attempt, retry_if=retry_if, tries=self.max_tries, base=self.backoff,
                                      cap=self.max_wait, wait_hint=self._wait_hint, sleep=self.sleep,
                                      describe=f"GitHub {verb} {path}")  # fmt: skip
-        except _Failed as failed:
+        except Failure as failed:
             raise failed.error(verb, path, self.max_tries) from None
-        return None if data is _MISSING else data
+        return None if data is MISSING else data
 
     # ------------------------------------------------------------------ reads
 
