@@ -203,13 +203,21 @@ def test_a_failing_setup_ends_the_run_before_any_model_call(make_repo, write_scr
     repo, _ = make_repo({"a.py": "x = 1\n"})
     script = write_script([{"task": ".", "responses": [py("FINAL('should not run')")]}])
     config = make_config(
-        script, sandbox__setup=["echo preparing things", "echo broken >&2; exit 3", "echo never"]
+        script,
+        sandbox__setup=[
+            "echo preparing things",
+            "true && (echo broken >&2; exit 3) && echo after",
+            "echo never",
+        ],
     )
     result = engine.run(config, engine.prepare(config, str(repo)), "Do it")
     assert result.status == "error"
     assert result.error.startswith(SETUP_FAILED.split("{")[0])
-    assert "exit code 3" in result.error and "echo broken >&2; exit 3" in result.error
-    assert "preparing things" in result.error and "broken" in result.error and "never\n" not in result.error
+    assert (
+        "exit code 3" in result.error and "`true && (echo broken >&2; exit 3) && echo after`" in result.error
+    )
+    assert "preparing things" in result.error and "broken" in result.error
+    assert result.error.endswith("(echo broken >&2; exit 3) && echo after\nbroken")  # nothing ran after it
     kinds = [e["type"] for e in read_events(result.events_path)]
     assert "llm_call" not in kinds and "agent_started" not in kinds
     (finished,) = events_of(result, "setup_finished")

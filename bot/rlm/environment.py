@@ -95,11 +95,16 @@ class SetupSpec:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     def script(self) -> str:
-        """One `sh` script: stop at the first failing command; each is echoed first, so the log
-        shows which one failed; everything it leaves in $RLM_ENV is readable by every agent."""
-        lines = ["set -e", "umask 022"]
+        """One `sh` script: each command in its own `sh -e` (so `a && b` fails when `b` does, as
+        in CI steps; shell state such as `cd` does not carry over), echoed first so the log shows
+        which one failed; the first failure ends the script with its exit code. Everything it
+        leaves in $RLM_ENV is readable by every agent."""
+        lines = ["umask 022"]
         for command in self.commands:
-            lines += [f"printf '%s\\n' {shlex.quote('$ ' + command)}", command]
+            lines += [
+                f"printf '%s\\n' {shlex.quote('$ ' + command)}",
+                f"sh -ec {shlex.quote(command)} || exit $?",
+            ]
         lines.append('chmod -R a+rX "$RLM_ENV"')
         # The REPL runs on the venv's interpreter only if it starts: checked here, in the sandbox.
         venv = '"$RLM_ENV/venv/bin/python"'

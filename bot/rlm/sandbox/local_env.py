@@ -61,15 +61,6 @@ def envs_root(cache_root: Path) -> Path:
     return cache_root / "envs"
 
 
-def setup_etc(dest: Path, network: bool) -> Path:
-    """The sandboxes' minimal /etc, plus name resolution when setup has the network."""
-    write_etc(dest)
-    if network and os.path.isfile("/etc/resolv.conf"):
-        shutil.copyfile("/etc/resolv.conf", dest / "resolv.conf")
-        (dest / "nsswitch.conf").write_text("passwd: files\ngroup: files\nhosts: files dns\n")
-    return dest
-
-
 def _lock(path: Path, mode: int) -> int:
     """An flock on `path` that is still the file at `path` (pruning may unlink it meanwhile)."""
     while True:
@@ -186,7 +177,7 @@ class LocalEnvironments:
              work: Path, log_path: Path, cancel: threading.Event) -> tuple[SetupStatus, int | None]:  # fmt: skip
         env_path = f"{ENV_IN_SANDBOX}/venv/bin:{ENV_IN_SANDBOX}/bin:{path}"
         if options is not None:
-            options.etc_dir = setup_etc(work / "etc", spec.network)
+            options.etc_dir = write_etc(work / "etc")  # bwrap_argv adds resolv.conf with the network
             options.workdir = CHECKOUT_IN_SANDBOX
             options.ro_binds.append((str(admin), str(admin)))
             options.rw_binds += [(str(co), CHECKOUT_IN_SANDBOX), (str(env_dir), ENV_IN_SANDBOX)]
