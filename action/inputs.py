@@ -63,6 +63,39 @@ class InputReader:
 
 
 SANDBOXES = ("local", "daytona")
+NO_PREPARED_PYTHON = (
+    "input 'environment' is inherit, but this job prepared no Python: add actions/setup-python "
+    "(and `pip install -e '.[test]'`) before this step, set VIRTUAL_ENV, or pass the environment's path."
+)
+INHERIT_NOT_ON_DAYTONA = (
+    "input 'environment' shares the runner's Python with local sandboxes only; with sandbox: daytona "
+    "use the `setup` input instead."
+)
+ENVIRONMENT_VALUES = "none, inherit, or the absolute path of a Python prefix or virtualenv"
+
+
+def setup_commands(text: str) -> list[str] | str | None:
+    """The `setup` input: one shell command per line, or `auto`; empty: the config file's."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines == ["auto"]:
+        return "auto"
+    return lines or None
+
+
+def prepared_python(value: str, environ: Mapping[str, str]) -> str | None:
+    """The `environment` input as a prefix for sandbox.inherit: `inherit` is the job's virtualenv
+    (VIRTUAL_ENV), else the Python actions/setup-python installed (pythonLocation); a path is
+    itself; empty or `none` is nothing."""
+    if value in ("", "none"):
+        return None
+    if value == "inherit":
+        prefix = environ.get("VIRTUAL_ENV") or environ.get("pythonLocation") or ""
+        if not prefix:
+            raise InputError(NO_PREPARED_PYTHON)
+        return prefix
+    if not os.path.isabs(value):
+        raise InputError(f"input 'environment' must be {ENVIRONMENT_VALUES} (got {value!r}).")
+    return value
 
 
 @dataclass(frozen=True)
@@ -82,6 +115,9 @@ class Inputs:
     draft: bool
     base_branch: str
     config: str
+    setup: list[str] | str | None = None  # sandbox.setup (docs/environment.md)
+    inherit: str | None = None  # sandbox.inherit: the Python prefix the job prepared
+    workspace: str | None = None  # where that Python's editable installs point
 
     @classmethod
     def read(cls, reader: InputReader) -> Inputs:
@@ -91,6 +127,9 @@ class Inputs:
         trigger = reader.get("trigger") or "/rlm"
         if any(c.isspace() for c in trigger):
             raise InputError(f"input 'trigger' must be one word such as /rlm (got {trigger!r}).")
+        inherit = prepared_python(reader.get("environment"), reader.environ)
+        if inherit and sandbox == "daytona":
+            raise InputError(INHERIT_NOT_ON_DAYTONA)
         return cls(
             prompt=reader.get("prompt"),
             trigger=trigger,
@@ -107,6 +146,9 @@ class Inputs:
             draft=reader.boolean("draft", False),
             base_branch=reader.get("base-branch"),
             config=reader.get("config"),
+            setup=setup_commands(reader.get("setup")),
+            inherit=inherit,
+            workspace=reader.environ.get("GITHUB_WORKSPACE") or None,
         )
 
     def secrets(self) -> list[str]:
@@ -121,4 +163,7 @@ class Inputs:
             "rlm.max_iterations": self.max_iterations,
             "rlm.max_depth": self.max_depth,
             "rlm.global_timeout": self.timeout,
+            "sandbox.setup": self.setup,
+            "sandbox.inherit": self.inherit,
+            "sandbox.inherit_checkout": self.workspace if self.inherit else None,
         }

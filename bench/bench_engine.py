@@ -108,17 +108,25 @@ def run(repo: Path, work: Path, latency: float, isolation: str) -> tuple[float, 
     return wall, result.results
 
 
-def sequential_creation(repo: Path, work: Path, n: int, isolation: str) -> list[float]:
-    """Sandbox creation + REPL start, one at a time: what one agent costs on an idle machine."""
+def sequential_creation(repo: Path, work: Path, n: int, isolation: str, setup: list[str] | None = None,
+                        cache: str = "cache") -> list[float]:  # fmt: skip
+    """Sandbox creation + REPL start, one at a time: what one agent costs on an idle machine
+    (with `setup`: in the environment it builds, bench_environment.py)."""
+    import threading
+
+    from bot.rlm.environment import setup_spec
     from bot.rlm.repl.session import ReplSession
     from bot.rlm.sandbox.local import LocalSandboxProvider
 
-    config = load_config(
-        None, {"sandbox.cache_dir": str(work / "cache"), "sandbox.isolation": isolation}, environ={}
-    )
-    provider = LocalSandboxProvider(config, engine.prepare(config, str(repo)), "bench-sequential")
+    config = load_config(None, {"sandbox.cache_dir": str(work / cache), "sandbox.isolation": isolation,
+                                "sandbox.setup": setup or None}, environ={})  # fmt: skip
+    prepared = engine.prepare(config, str(repo))
+    provider = LocalSandboxProvider(config, prepared, f"bench-sequential-{len(setup or [])}")
     times = []
     try:
+        spec = setup_spec(config, prepared)
+        if spec is not None:
+            provider.setup_environment(spec, threading.Event())
         provider.create("warm").destroy()  # the per-rollout template
         for i in range(n):
             start = time.monotonic()

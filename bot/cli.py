@@ -163,12 +163,16 @@ def run(
     max_sandboxes: int | None = typer.Option(None, "--max-sandboxes", help="override rlm.max_sandboxes"),
     timeout: float | None = typer.Option(None, "--timeout", help="override rlm.global_timeout (seconds)"),
     env_file: Path | None = typer.Option(None, "--env-file", help="a .env file with LLM_API_KEY etc."),
+    setup: list[str] | None = typer.Option(
+        None, "--setup", help="a setup command run once into $RLM_ENV (repeatable), or 'auto'"
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no live progress"),
 ) -> None:
     """Run a rollout on REPO; the patch goes to stdout (or -o), progress and summary to stderr."""
     _load_env_file(env_file)
     overrides = {"model.name": model, "sandbox.backend": sandbox, "rlm.max_depth": max_depth,
-                 "rlm.max_sandboxes": max_sandboxes, "rlm.global_timeout": timeout}  # fmt: skip
+                 "rlm.max_sandboxes": max_sandboxes, "rlm.global_timeout": timeout,
+                 "sandbox.setup": "auto" if setup == ["auto"] else setup or None}  # fmt: skip
     config = _config(config_path, overrides)
     if branch and commit:
         raise fail("pass either --branch or --commit, not both.")
@@ -240,7 +244,8 @@ def sandboxes_reap(
     except RLMError as e:
         raise fail(str(e), EXIT_FAILED) from None
     daytona = counts["daytona"] if os.environ.get("DAYTONA_API_KEY") else "skipped (no DAYTONA_API_KEY)"
-    typer.echo(f"reaped local sandboxes: {counts['local']}; Daytona sandboxes: {daytona}")
+    typer.echo(f"reaped local sandboxes: {counts['local']}; Daytona sandboxes: {daytona}; "
+               f"old environments: {counts['environments']}")  # fmt: skip
 
 
 @app.command("serve")

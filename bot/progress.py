@@ -52,10 +52,23 @@ class Progress:
             self._live.__exit__(*exc)
 
     def on_event(self, event: dict) -> None:
+        if event.get("type") in ("setup_started", "setup_finished"):
+            self._on_setup(event)
         with self._lock:
             fold(self.results, event)
         if not self.live_mode:
             self._plain(event)
+
+    def _on_setup(self, event: dict) -> None:
+        if event["type"] == "setup_started":
+            n = len(event.get("commands") or [])
+            line = f"🧰 setting up the environment ({n} command{'s' if n != 1 else ''}) …"
+        elif event.get("status") == "ok":
+            how = "cached" if event.get("cached") else "built"
+            line = f"🧰 environment ready ({how}) in {fmt_duration(event.get('duration'))}"
+        else:
+            line = f"🧰 environment setup {event.get('status')} after {fmt_duration(event.get('duration'))}"
+        self.console.print(line, highlight=False, markup=False)
 
     def _plain(self, event: dict) -> None:
         kind = event.get("type")

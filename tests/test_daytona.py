@@ -473,12 +473,14 @@ def test_the_fake_has_the_sdks_signatures():
     from daytona import Daytona, Sandbox
     from daytona._sync.filesystem import FileSystem
     from daytona._sync.process import Process
+    from daytona._sync.snapshot import SnapshotService
 
     from tests.fakes import daytona_fake as f
 
     pairs = {
         (f.FakeDaytona, Daytona): ("create", "list", "get", "delete"),
-        (f.FakeSandbox, Sandbox): ("get_user_home_dir", "refresh_data", "delete"),
+        (f.FakeSandbox, Sandbox): ("get_user_home_dir", "refresh_data", "delete", "create_snapshot"),
+        (f.FakeSnapshots, SnapshotService): ("get", "delete"),
         (f.FakeFileSystem, FileSystem): ("create_folder", "upload_file"),
         (f.FakeProcess, Process): ("exec", "create_session", "execute_session_command", "get_session_command",
                                    "get_session_command_logs", "get_session_command_logs_async",

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.github.app_worker import WorkerSettings
-from bot.github.auth import AppSettings
+from bot.github.auth import AppSettings, AppSettingsError
+from bot.github.repo_config import RepoSetup, repo_setup_policy
 from bot.jobs import DEFAULT_LEASE, is_postgres_url
 from bot.rlm.config import Config
 
@@ -33,7 +34,7 @@ class ServerConfig:
     @classmethod
     def from_env(cls, engine: Config, environ: dict[str, str] | None = None, **overrides) -> ServerConfig:
         """GITHUB_* for the App; RLM_DB, RLM_LEASE_SECONDS, RLM_PUBLIC_URL, RLM_COMMAND_PREFIX, RLM_DRAFT_PRS,
-        RLM_PUSH_WORKFLOWS, RLM_ALLOWED_MODELS, RLM_STATUS_INTERVAL for the server."""
+        RLM_PUSH_WORKFLOWS, RLM_ALLOWED_MODELS, RLM_REPO_SETUP, RLM_STATUS_INTERVAL for the server."""
         env = os.environ if environ is None else environ
         app = AppSettings.from_env(env)
         truthy = ("1", "true", "yes", "on")
@@ -45,6 +46,7 @@ class ServerConfig:
             can_push_workflows=env.get("RLM_PUSH_WORKFLOWS", "").lower() in truthy,
             status_interval=float(env.get("RLM_STATUS_INTERVAL") or 15),
             allowed_models={m.strip() for m in (env.get("RLM_ALLOWED_MODELS") or "").split(",") if m.strip()},
+            repo_setup=_repo_setup(env.get("RLM_REPO_SETUP")),
         )
         config = cls(webhook_secret=app.webhook_secret, engine=engine, app=app,
                      db_path=db_target(env.get("RLM_DB") or "rlm-jobs.sqlite3"), worker=worker,
@@ -58,3 +60,10 @@ class ServerConfig:
 def db_target(value: str | Path) -> str | Path:
     """A postgresql:// URL stays a string (a Path would fold its `//` and make it a file name)."""
     return str(value) if is_postgres_url(value) else Path(value)
+
+
+def _repo_setup(value: str | None) -> RepoSetup:
+    try:
+        return repo_setup_policy(value)
+    except ValueError as e:
+        raise AppSettingsError(str(e)) from None

@@ -22,7 +22,7 @@ from .auth import AppAuth, basic_auth_header
 from .commands import help_text
 from .deliver import DeliveryOptions, GitHubDeliverer
 from .permissions import may_run, not_allowed
-from .repo_config import RepoConfigStage
+from .repo_config import RepoConfigStage, RepoSetup
 from .reporter import StatusReporter
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class WorkerSettings:
     can_push_workflows: bool = False
     status_interval: float = 15.0
     allowed_models: set[str] = field(default_factory=set)
+    repo_setup: RepoSetup = RepoSetup.ALLOW  # what a repository's `setup:` may do (RLM_REPO_SETUP)
     api_key: str | None = None
     api_options: dict = field(default_factory=dict)  # e.g. {"sleep": ..., "max_tries": ...} for tests
 
@@ -188,7 +189,7 @@ class AppJobHandler:
         trace_url = self._trace_url(job)
         settings = RunSettings(config=self.config, results_dir=s.results_dir, prefix=s.prefix,
                                auth_header=basic_auth_header(token), api_key=s.api_key,
-                               before_fetch=[RepoConfigStage(api, s.allowed_models)],
+                               before_fetch=[RepoConfigStage(api, s.allowed_models, s.repo_setup)],
                                patch_link=lambda path: _patch_link(path, trace_url))  # fmt: skip
         outcome = pipeline.run(request, reporter, self._deliverer(api, job), cancel, settings=settings)
         self.store.finish(job.id, job_state(outcome.kind), outcome.kind.value, outcome.message)

@@ -2,11 +2,14 @@
 pull request cannot raise its own limits), applied within the bounds the server allows.
 
 The server's config is the ceiling: a repo may lower limits, never raise them, and may pick a
-model only from the server's allowed list.
+model only from the server's allowed list. A repository may give its own environment `setup:`
+(docs/environment.md), which the server may run offline or refuse (`RepoSetup`); its time limit is
+the server's.
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING
 
 import yaml
@@ -34,16 +37,67 @@ CAPPED_LIMITS = (
 )
 MODEL_KEYS = ("name", "temperature", "max_tokens")
 
-NOT_A_MAPPING = "it must be a mapping with `model` and/or `rlm` sections"
+NOT_A_MAPPING = "it must be a mapping with `model` and/or `rlm` sections (and `setup`)"
+SETUP_DENIED = "`setup` is turned off on this server (RLM_REPO_SETUP=deny)"
+SETUP_OFFLINE = "`setup` runs without network on this server (RLM_REPO_SETUP=offline)"
+SETUP_INVALID = (
+    "`setup` must be `auto` or a list of at most {n} shell commands of at most {chars} characters each"
+)
+MAX_SETUP_COMMANDS = 20
+MAX_SETUP_CHARS = 2000
+
+
 NOT_YAML = "it is not valid YAML"
 SECTION_NOT_ALLOWED = "the `{section}` section is set by the server, not the repository"
 KEY_NOT_ALLOWED = "`{key}` cannot be set by a repository"
 MODEL_NOT_ALLOWED = "model `{name}` is not one this server allows ({allowed})"
 
 
+class RepoSetup(str, Enum):
+    """What a server lets a repository's `setup:` do (RLM_REPO_SETUP)."""
+
+    ALLOW = "allow"  # run it, with the network when the server's sandbox.setup_network allows
+    OFFLINE = "offline"  # run it without network
+    DENY = "deny"  # ignore it
+
+
+BAD_REPO_SETUP = "RLM_REPO_SETUP must be allow, offline or deny (got {value!r})."
+
+
+def repo_setup_policy(value: str | None) -> RepoSetup:
+    """RLM_REPO_SETUP as a policy; empty is `allow`. Raises ValueError with a sentence."""
+    try:
+        return RepoSetup((value or "allow").strip().lower())
+    except ValueError:
+        raise ValueError(BAD_REPO_SETUP.format(value=value)) from None
+
+
+def _apply_setup(merged: dict, value: object, policy: RepoSetup, notes: list[str]) -> None:
+    """`setup:` (top level): the repository's own environment setup, within the server's policy;
+    the time limit stays the server's `sandbox.setup_timeout`."""
+    if policy is RepoSetup.DENY:
+        notes.append(SETUP_DENIED)
+        return
+    commands = [value] if isinstance(value, str) and value.strip() != "auto" else value
+    ok = commands == "auto" or commands is None or (
+        isinstance(commands, list) and len(commands) <= MAX_SETUP_COMMANDS
+        and all(isinstance(c, str) and 0 < len(c) <= MAX_SETUP_CHARS for c in commands)
+    )  # fmt: skip
+    if not ok:
+        notes.append(SETUP_INVALID.format(n=MAX_SETUP_COMMANDS, chars=MAX_SETUP_CHARS))
+        return
+    if isinstance(commands, str):
+        commands = commands.strip()
+    merged["sandbox"]["setup"] = commands or []
+    if policy is RepoSetup.OFFLINE and commands:
+        merged["sandbox"]["setup_network"] = False
+        notes.append(SETUP_OFFLINE)
+
+
 def apply_repo_config(
-    config: Config, text: str | None, allowed_models: set[str] | None = None
-) -> tuple[Config, list[str]]:
+    config: Config, text: str | None, allowed_models: set[str] | None = None,
+    setup_policy: RepoSetup = RepoSetup.ALLOW,
+) -> tuple[Config, list[str]]:  # fmt: skip
     """The config to run with, and the sentences explaining what was ignored."""
     if not text or not text.strip():
         return config, []
@@ -56,12 +110,15 @@ def apply_repo_config(
         return config, []
     if not isinstance(data, dict):
         return config, [NOT_A_MAPPING]
+    has_setup, setup = "setup" in data, data.pop("setup", None)
     try:
         validate_partial(data, REPO_CONFIG_PATH)
     except ConfigError as e:
         return config, [str(e)]
     notes: list[str] = []
     merged = config.model_dump()
+    if has_setup:
+        _apply_setup(merged, setup, setup_policy, notes)
     for section in data:
         if section not in ("model", "rlm"):
             notes.append(SECTION_NOT_ALLOWED.format(section=section))
@@ -86,17 +143,19 @@ def apply_repo_config(
 
 
 def load_repo_config(api: GitHubAPI, repo: str, default_branch: str, config: Config,
-                     allowed_models: set[str] | None = None) -> tuple[Config, list[str]]:  # fmt: skip
+                     allowed_models: set[str] | None = None,
+                     setup_policy: RepoSetup = RepoSetup.ALLOW) -> tuple[Config, list[str]]:  # fmt: skip
     text = api.get_file(repo, REPO_CONFIG_PATH, default_branch)
-    return apply_repo_config(config, text, allowed_models)
+    return apply_repo_config(config, text, allowed_models, setup_policy)
 
 
 class RepoConfigStage:
     """The pipeline's `before_fetch` stage for the App: `.github/rlm.yml` from the default branch,
     within what the server allows; what was ignored becomes a note in the status comment."""
 
-    def __init__(self, api: GitHubAPI, allowed_models: set[str] | None = None):
-        self.api, self.allowed_models = api, allowed_models
+    def __init__(self, api: GitHubAPI, allowed_models: set[str] | None = None,
+                 setup_policy: RepoSetup = RepoSetup.ALLOW):  # fmt: skip
+        self.api, self.allowed_models, self.setup_policy = api, allowed_models, setup_policy
 
     def __call__(self, state: RunState, reporter: Reporter) -> None:
         request = state.request
@@ -106,6 +165,6 @@ class RepoConfigStage:
                 self.api.get_repo(request.repo).get("default_branch") or "main"
             )
         state.config, problems = load_repo_config(self.api, request.repo, default_branch, state.config,
-                                                  self.allowed_models)  # fmt: skip
+                                                  self.allowed_models, self.setup_policy)  # fmt: skip
         for problem in problems:
             reporter.note(REPO_CONFIG_PROBLEM.format(reason=problem))

@@ -28,8 +28,10 @@ STATUS_RUNNING = (
     "{iterations} iterations · {elapsed} elapsed · {cost}"
 )
 STATUS_OPENING_PR = "📝 Opening a pull request…"
+STATUS_SETUP = "🧰 Setting up the environment{how}"
+SETUP_RUNNING, SETUP_CACHED, SETUP_BUILT = "…", " (cached)", " (built in {duration})"
 STATUS_STARTING = "⏳ Starting the agents…"
-STATUS_SETTING_UP = "🧰 Setting up the environment…"
+STATUS_SETTING_UP = STATUS_SETUP.format(how=SETUP_RUNNING)
 STATUS_RESTARTED = "🔁 The server restarted while this run was in progress; it was started again."
 STATUS_FOOTER = "Stop it with `{prefix} cancel`; see progress with `{prefix} status`."
 STATUS_TRACE = "[Trace]({url})"
@@ -129,7 +131,25 @@ def pr_body(result: RolloutResult, trace_url: str | None, *, requester: str | No
     return cut("\n".join(parts).strip(), trace_url, BODY_LIMIT - len(end)) + end
 
 
+def setup_status(results: dict) -> str | None:
+    """The environment setup's line of the status comment (docs/environment.md), if it had one."""
+    setup = results.get("setup") or {}
+    if setup.get("status") == "running":
+        return STATUS_SETUP.format(how=SETUP_RUNNING)
+    if setup.get("status") == "ok":
+        if setup.get("cached"):
+            return STATUS_SETUP.format(how=SETUP_CACHED)
+        return STATUS_SETUP.format(how=SETUP_BUILT.format(duration=fmt_duration(setup.get("duration"))))
+    return None
+
+
 def progress_line(results: dict, started: float, now: float | None = None) -> str:
+    setup = setup_status(results)
+    line = _running_line(results, started, now)
+    return f"{setup}\n{line}" if setup else line
+
+
+def _running_line(results: dict, started: float, now: float | None) -> str:
     agents = results.get("agents", [])
     running = sum(1 for a in agents if a.get("status") == "running")
     totals = results["totals"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "RLM_"
 
@@ -91,7 +91,33 @@ class SandboxConfig(_Section):
     max_processes: int = Field(512, ge=8, description="processes and threads in one sandbox at once")
     disk_mb: int = Field(2048, ge=16, description="size of a sandbox's /tmp, and of any one file it writes")
     max_message_mb: int = Field(16, ge=1, description="largest REPL protocol message the host reads")
+    setup: list[str] | Literal["auto"] = Field(
+        default_factory=list,
+        description="shell commands run once per rollout to build $RLM_ENV (docs/environment.md), or auto",
+    )
+    setup_network: bool | None = Field(None, description="network during setup; default on when setup is set")
+    setup_timeout: float = Field(900, gt=0, description="seconds the setup commands may take")
+    setup_cache_keep: int = Field(5, ge=1, description="built environments kept in the cache")
+    inherit: str | None = Field(
+        None, description="a Python prefix or venv prepared on the host, read-only to agents"
+    )
+    inherit_checkout: str | None = Field(
+        None, description="the host path its editable installs point at; each agent's own checkout"
+    )
     daytona: DaytonaSettings = Field(default_factory=DaytonaSettings)
+
+    @field_validator("setup", mode="before")
+    @classmethod
+    def _one_command(cls, value: Any) -> Any:
+        """`setup: make deps` (one string) is one command; `auto` is the detection."""
+        if value is None:
+            return []
+        if isinstance(value, str) and value.strip() != "auto":
+            return [value]
+        return value.strip() if isinstance(value, str) else value
+
+    def network_during_setup(self) -> bool:
+        return bool(self.setup) if self.setup_network is None else self.setup_network
 
 
 class Config(_Section):

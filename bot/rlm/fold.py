@@ -35,6 +35,9 @@ class EventKind(str, Enum):
     CHILD_SPAWNED = "child_spawned"
     AGENT_FINISHED = "agent_finished"
     ROLLOUT_FINISHED = "rollout_finished"
+    SETUP_STARTED = "setup_started"
+    SETUP_FINISHED = "setup_finished"
+    SETUP_SKIPPED = "setup_skipped"
 
 
 def iso(t: float | None) -> str | None:
@@ -61,6 +64,7 @@ def new_results(run_id: str) -> dict[str, Any]:
         "finished_at": None,
         "duration": None,
         "patch": None,
+        "setup": None,
         "totals": {
             "agents": 0,
             "max_depth": 0,
@@ -202,6 +206,29 @@ def _rollout_finished(results: dict, event: dict, t: float | None) -> None:
     results["duration"] = _since(results.get("_t0"), t)
 
 
+SETUP_FIELDS = ("status", "cached", "duration", "build_duration", "log_tail", "error", "key", "path", "python")
+
+
+def _setup_started(results: dict, event: dict, t: float | None) -> None:
+    results["setup"] = {
+        "status": "running",
+        "commands": event.get("commands", []),
+        "network": event.get("network"),
+        "auto": event.get("auto"),
+        "started_at": iso(t),
+    }
+
+
+def _setup_finished(results: dict, event: dict, t: float | None) -> None:
+    setup = results.get("setup") or {}
+    setup.update({k: event.get(k) for k in SETUP_FIELDS})
+    results["setup"] = setup
+
+
+def _setup_skipped(results: dict, event: dict, t: float | None) -> None:
+    results["setup"] = {"status": "skipped", "reason": event.get("reason")}
+
+
 FOLDS: dict[EventKind, Callable[[dict, dict, float | None], None]] = {
     EventKind.ROLLOUT_STARTED: _rollout_started,
     EventKind.AGENT_STARTED: _agent_started,
@@ -212,6 +239,9 @@ FOLDS: dict[EventKind, Callable[[dict, dict, float | None], None]] = {
     EventKind.CHILD_SPAWNED: _child_spawned,
     EventKind.AGENT_FINISHED: _agent_finished,
     EventKind.ROLLOUT_FINISHED: _rollout_finished,
+    EventKind.SETUP_STARTED: _setup_started,
+    EventKind.SETUP_FINISHED: _setup_finished,
+    EventKind.SETUP_SKIPPED: _setup_skipped,
 }
 _BY_NAME = {kind.value: step for kind, step in FOLDS.items()}
 

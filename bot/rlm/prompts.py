@@ -19,7 +19,7 @@ secrets. Variables, imports and files persist between your code blocks. Standard
 (`git`, `grep`, `find`, ...) can be run with `subprocess`; to run Python in a subprocess (tests,
 scripts), use `sys.executable`. Read-only git commands (`git log`, `git grep`, `git diff`) work;
 commands that write history or the index (`commit`, `stash`, `reset`, `checkout`) do not: edit
-files directly instead.
+files directly instead.{environment}
 
 ## How to act
 Each reply: think briefly in prose, then write one or more ```python fenced blocks. They run in
@@ -99,7 +99,9 @@ class Budget:
     max_cost_usd: float | None
 
 
-def system_prompt(depth: int, max_depth: int, commit: str, root_goal: str, result_limit: int = 10000) -> str:
+def system_prompt(depth: int, max_depth: int, commit: str, root_goal: str, result_limit: int = 10000,
+                  environment: str = "") -> str:  # fmt: skip
+    """`environment`: what setup produced (environment.prompt_note), one paragraph or empty."""
     role = "the root agent" if depth == 0 else f"a sub-agent (depth {depth} of at most {max_depth})"
     rules = _ROOT_ROLE if depth == 0 else _CHILD_ROLE.format(depth=depth, root_goal=root_goal[:4000])
     can_delegate = depth < max_depth
@@ -109,6 +111,7 @@ def system_prompt(depth: int, max_depth: int, commit: str, root_goal: str, resul
         delegation_functions=_DELEGATION_FUNCTIONS if can_delegate else _NO_DELEGATION,
         delegation_section=_DELEGATION_SECTION.format(result_limit=result_limit) if can_delegate else "",
         role_rules=rules,
+        environment="\n" + environment if environment else "",
     )
 
 

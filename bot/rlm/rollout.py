@@ -17,7 +17,9 @@ from . import prompts
 from .agent import Agent
 from .call_pool import CallPool
 from .config import Config
+from .environment import Environment, SetupFailed, SetupStatus, prepare_environment, prompt_note
 from .errors import AgentEnded, AgentFailed, LLMError, SandboxError, Submitted
+from .inherit import Inherited, inherit_note, inherited
 from .limits import Limits
 from .llm import CallContext, ModelClient, UsageMeter
 from .node import AgentNode
@@ -70,6 +72,8 @@ class Rollout:
         self._destroyer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rlm-destroy")
         self._calls = CallPool(config.rlm.max_concurrency, name="rlm-llm")
         self.root: AgentNode | None = None
+        self.environment: Environment | None = None  # what setup produced, if anything
+        self.inherited: Inherited | None = None  # the host's prepared environment (sandbox.inherit)
 
     # ------------------------------------------------------------------ the run
 
@@ -83,6 +87,10 @@ class Rollout:
         status, error, patch, stats = "error", None, "", None
         try:
             self.provider = self._provider_factory(self.run_id)
+            # Before any model call; the tree's time limit starts once the environment is ready.
+            self.environment = prepare_environment(cfg, self.repo, self.provider, self.trace, self.cancel)
+            self.inherited = inherited(cfg) if cfg.sandbox.backend == "local" else None
+            self.limits.start()
             if not self.limits.reserve_sandbox():
                 raise AgentFailed("max_sandboxes leaves no sandbox for the root agent")
             sandbox = self._run_agent(self.root, keep_sandbox=True)
@@ -91,6 +99,8 @@ class Rollout:
                 patch = sandbox.diff()
                 check_applies(self.repo.cache, self.repo.commit, patch)
                 stats = patch_stats(patch).as_dict()
+        except SetupFailed as e:
+            status, error = ("cancelled" if e.status is SetupStatus.CANCELLED else "error"), str(e)
         except (SandboxError, PatchError, AgentEnded) as e:
             status, error = getattr(e, "status", "error"), str(e)
         finally:
@@ -148,8 +158,9 @@ class Rollout:
 
     def _system_prompt(self, node: AgentNode) -> str:
         rlm = self.config.rlm
+        environment = " ".join(filter(None, [prompt_note(self.environment), inherit_note(self.inherited)]))
         return prompts.system_prompt(node.depth, rlm.max_depth, self.repo.commit, self.prompt,
-                                     rlm.result_truncation_limit)  # fmt: skip
+                                     rlm.result_truncation_limit, environment=environment)  # fmt: skip
 
     def _create_sandbox(self, node: AgentNode) -> Sandbox:
         self._acquire(self._create_slots)

@@ -148,6 +148,19 @@ def totals_line(results: dict) -> str:
     )
 
 
+def setup_line(results: dict) -> str | None:
+    """One line about the environment setup, or None when the run had none."""
+    setup = results.get("setup")
+    if not setup or setup.get("status") in (None, "skipped"):
+        return None
+    if setup["status"] == "running":
+        return "🧰 Setting up the environment…"
+    if setup["status"] == "ok":
+        how = "cached" if setup.get("cached") else f"built in {fmt_duration(setup.get('build_duration'))}"
+        return f"🧰 Environment ready ({how})"
+    return f"🧰 Environment setup {setup['status']}"
+
+
 def summary_markdown(results: dict, max_lines: int = 60) -> str:
     """The agent tree as a nested markdown list (for PR bodies, step summaries, the CLI)."""
     agents = results.get("agents", [])
@@ -179,4 +192,5 @@ def summary_markdown(results: dict, max_lines: int = 60) -> str:
     if len(agents) > shown:
         lines.append(f"- … and {len(agents) - shown} more agents (see the full trace)")
     header = f"**Agent tree** — {totals_line(results)}"
-    return "\n".join([header, "", *lines])
+    setup = setup_line(results)
+    return "\n".join([header, *([setup] if setup else []), "", *lines])

@@ -10,6 +10,10 @@ the network is replaced by a directory per sandbox and real processes:
   next create() calls in order). Deleting a sandbox kills every process inside it.
 - `fs.create_folder/upload_file/download_file`: paths must stay inside the sandbox.
 - `process.exec`: `sh -c` with the sandbox's own environment (never the host's).
+- snapshots: `sandbox.create_snapshot(name)` keeps a copy of the sandbox's files; a sandbox
+  created from `CreateSandboxFromSnapshotParams(snapshot=name)` starts with that copy. Every fake
+  sandbox lives in its own host directory where the real ones share one layout, so paths to the
+  old home inside copied text files are rewritten to the new one. `snapshot.get/list/delete`.
 - sessions: each command is a real `bash -c` process, in its own process group, whose stdin is
   an always-open pipe (`send_session_command_input`, a newline added when missing, echoed to the
   log unless `suppress_input_echo`), and whose stdout/stderr lines are appended to one log with
@@ -85,6 +89,7 @@ class FakeDaytona:
         self.created: list[Any] = []  # params of every successful create, in order
         self.create_calls = 0
         self.deleted: list[str] = []
+        self.snapshot = FakeSnapshots(self)
         self.active_creates = 0
         self.max_active_creates = 0
         self.lock = threading.Lock()
@@ -119,7 +124,12 @@ class FakeDaytona:
                 self.active_creates -= 1
 
     def make_sandbox(self, params: Any) -> FakeSandbox:
+        image = getattr(params, "snapshot", None)
+        if image and image.startswith("rlm-env-") and image not in self.snapshot.made:
+            raise DaytonaNotFoundError(f"Failed to create sandbox: Snapshot {image} not found", 404)
         sandbox = FakeSandbox(self, uuid.uuid4().hex[:16], params)
+        if image in self.snapshot.made:
+            self.snapshot.restore(image, sandbox)
         with self.lock:
             self.sandboxes[sandbox.id] = sandbox
             self.created.append(params)
@@ -176,6 +186,10 @@ class FakeSandbox:
             raise DaytonaForbiddenError(f"path {path} is outside the sandbox", 403)
         return full
 
+    def create_snapshot(self, name: str, timeout: float | None = 60) -> None:
+        self._check_alive()
+        self._fake.snapshot.capture(name, self)
+
     def get_user_home_dir(self) -> str:
         self._check_alive()
         return str(self.home)
@@ -196,6 +210,58 @@ class FakeSandbox:
         self.process.terminate_all()
         kill_inside(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class FakeSnapshot:
+    id: str
+    name: str
+    state: str = "active"
+
+
+class FakeSnapshots:
+    """`Daytona.snapshot`: snapshots made from sandboxes (`create_snapshot`), kept as directories."""
+
+    def __init__(self, fake: FakeDaytona):
+        self._fake = fake
+        self.made: dict[str, Path] = {}  # name -> copy of the sandbox's home
+        self.homes: dict[str, str] = {}  # name -> the home path inside the copied files
+        self.captures: list[str] = []
+
+    def capture(self, name: str, sandbox: FakeSandbox) -> None:
+        if name in self.made:
+            raise DaytonaConflictError(f"Snapshot {name} already exists", 409)
+        target = self._fake.root / "_snapshots" / name
+        shutil.copytree(sandbox.home, target, symlinks=True)
+        self.made[name], self.homes[name] = target, str(sandbox.home)
+        self.captures.append(name)
+
+    def restore(self, name: str, sandbox: FakeSandbox) -> None:
+        old, new = self.homes[name].encode(), str(sandbox.home).encode()
+        shutil.rmtree(sandbox.home)
+        shutil.copytree(self.made[name], sandbox.home, symlinks=True)
+        for path in sandbox.home.rglob("*"):
+            if path.is_file() and not path.is_symlink() and old in (data := path.read_bytes()):
+                mode = path.stat().st_mode
+                path.chmod(mode | 0o200)
+                path.write_bytes(data.replace(old, new))
+                path.chmod(mode)
+
+    def get(self, name: str) -> FakeSnapshot:
+        if name not in self.made:
+            raise DaytonaNotFoundError(f"Failed to get snapshot: Snapshot {name} not found", 404)
+        return FakeSnapshot(id=name, name=name)
+
+    def list(self, page: int | None = None, limit: int | None = None) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(items=[FakeSnapshot(id=n, name=n) for n in self.made], total=len(self.made))
+
+    def delete(self, snapshot: FakeSnapshot | str) -> None:
+        name = snapshot if isinstance(snapshot, str) else snapshot.name
+        if self.made.pop(name, None) is None:
+            raise DaytonaNotFoundError(f"Snapshot {name} not found", 404)
+        shutil.rmtree(self._fake.root / "_snapshots" / name, ignore_errors=True)
 
 
 def kill_inside(root: Path) -> None:

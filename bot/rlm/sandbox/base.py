@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from ..config import Config
+from ..environment import Environment, SetupSpec
 from ..errors import SandboxError
 from ..repl.session import Transport
 
@@ -48,6 +49,11 @@ class SandboxProvider(Protocol):
 
     def close(self) -> None:
         """Destroy every sandbox this provider made. Idempotent; safe from any thread."""
+        ...
+
+    def setup_environment(self, spec: SetupSpec, cancel: threading.Event) -> Environment:
+        """Build or reuse the ready environment (environment.py) that every later sandbox gets;
+        raises SetupFailed."""
         ...
 
 

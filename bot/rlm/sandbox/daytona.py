@@ -39,6 +39,7 @@ from daytona import (
 )
 
 from ..config import Config
+from ..environment import Environment, SetupSpec
 from ..errors import SandboxError
 from ..patch import DIFF_FLAGS, PATCH_TOO_LARGE, PatchTooLarge, read_bounded
 from ..repl.session import DRIVER_PATH
@@ -46,6 +47,7 @@ from ..repo import SAFE_GIT, PreparedRepo, bundle_commit, git, git_env
 from . import daytona_client as dc
 from .base import DriverSlot, driver_limits
 from .daytona_client import reap_orphans
+from .daytona_env import DaytonaEnvironment
 from .daytona_transport import SessionTransport, driver_command
 from .reap import reap_all
 
@@ -79,7 +81,10 @@ class DaytonaSandboxProvider:
         limit = self.settings.create_concurrency
         self._create_slots = threading.BoundedSemaphore(limit) if limit else None
         # Creation never outlasts the rollout's own time limit (the rollout started just now).
-        self._deadline = time.monotonic() + config.rlm.global_timeout
+        setup_time = config.sandbox.setup_timeout if config.sandbox.setup else 0
+        self._deadline = time.monotonic() + config.rlm.global_timeout + setup_time
+        self.environment: Environment | None = None
+        self.env_snapshot: str | None = None
         dc.mark_live(rollout_id, True)
 
     # ------------------------------------------------------------------ creation
@@ -88,8 +93,9 @@ class DaytonaSandboxProvider:
         return math.ceil((self.config.rlm.global_timeout + LIFETIME_MARGIN) / 60)
 
     def params(
-        self, agent_id: str, attempt: str
+        self, agent_id: str, attempt: str, network: bool = False
     ) -> CreateSandboxFromSnapshotParams | CreateSandboxFromImageParams:
+        """`network`: the environment setup's sandbox only, when sandbox.setup_network is on."""
         s = self.settings
         minutes = self.lifetime_minutes()
         labels = {
@@ -105,7 +111,7 @@ class DaytonaSandboxProvider:
             "labels": labels,
             "env_vars": {},
             "public": False,
-            "network_block_all": not s.network_allow_list,
+            "network_block_all": not s.network_allow_list and not network,
             "network_allow_list": s.network_allow_list or None,
             "auto_stop_interval": s.auto_stop_minutes or minutes,
             "ttl_minutes": minutes,
@@ -114,6 +120,9 @@ class DaytonaSandboxProvider:
             fields["ephemeral"] = True
         else:
             fields["auto_delete_interval"] = s.auto_delete_minutes
+        if self.env_snapshot is not None:  # the setup's result is every agent's starting point
+            fields = {k: v for k, v in fields.items() if k in CreateSandboxFromSnapshotParams.model_fields}
+            return CreateSandboxFromSnapshotParams(snapshot=self.env_snapshot, **fields)
         cls = CreateSandboxFromImageParams if s.image else CreateSandboxFromSnapshotParams
         fields = {k: v for k, v in fields.items() if k in cls.model_fields}  # older SDKs lack some
         if s.image:
@@ -145,7 +154,12 @@ class DaytonaSandboxProvider:
             ) from None
         return sandbox
 
-    def _create_remote(self, agent_id: str) -> Any:
+    def setup_environment(self, spec: SetupSpec, cancel: threading.Event) -> Environment:
+        """Run the setup once in its own sandbox and snapshot it (daytona_env.py)."""
+        self.environment, self.env_snapshot = DaytonaEnvironment(self).setup(spec, cancel)
+        return self.environment
+
+    def _create_remote(self, agent_id: str, network: bool = False) -> Any:
         attempts = 0
 
         def once() -> Any:
@@ -157,7 +171,8 @@ class DaytonaSandboxProvider:
                 raise SandboxError(f"the rollout's time limit is reached; no sandbox for {agent_id}")
             try:
                 with self._create_slots or nullcontext():
-                    return self.client.create(self.params(agent_id, nonce), timeout=min(self.settings.create_timeout, left))
+                    timeout = min(self.settings.create_timeout, left)
+                    return self.client.create(self.params(agent_id, nonce, network), timeout=timeout)
             except DaytonaError as e:
                 self._drop_half_created(e, nonce)
                 raise
@@ -261,8 +276,15 @@ class DaytonaSandbox:
         self._sessions += 1
         session_id = f"rlm-driver-{self._sessions}"
         b = self._base
-        command = driver_command("python3", f"{b}/driver.py", self.workdir, f"{b}/home",
-                                 f"{b}/tmp", f"{b}/driver.log")  # fmt: skip
+        env = self.provider.environment
+        python, variables = "python3", {}
+        if env is not None:  # $RLM_ENV is at the same place under every sandbox's home
+            root = f"{b}/env"
+            variables = {name: value.replace(env.path, root) for name, value in env.variables().items()}
+            variables["PATH"] = ":".join(d.replace(env.path, root) for d in env.path_dirs) + ":"
+            python = env.python.replace(env.path, root) if env.python else python
+        command = driver_command(python, f"{b}/driver.py", self.workdir, f"{b}/home",
+                                 f"{b}/tmp", f"{b}/driver.log", variables)  # fmt: skip
         request = {"command": command, "run_async": True, "suppress_input_echo": True}
         request = {k: v for k, v in request.items() if k in SessionExecuteRequest.model_fields}
         process = self.remote.process

@@ -37,11 +37,16 @@ STDERR_KEPT = 2000  # characters of the command's own stderr kept for describe_e
 REQUEST_TIMEOUT = 60.0  # seconds for one input or status request
 
 
-def driver_command(python: str, driver: str, workdir: str, home: str, tmp: str, log_path: str) -> str:
+def driver_command(python: str, driver: str, workdir: str, home: str, tmp: str, log_path: str,
+                   variables: dict[str, str] | None = None) -> str:  # fmt: skip
     """The shell command that starts the driver with the protocol on descriptors 3 and 4, in a
-    scrubbed environment; its own stdout/stderr go to `log_path`."""
+    scrubbed environment; its own stdout/stderr go to `log_path`. `variables` are added (a PATH
+    there is put before the sandbox's own)."""
     q = shlex.quote
-    env = f'env -i PATH="$PATH" HOME={q(home)} TMPDIR={q(tmp)} LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1'
+    extra = dict(variables or {})
+    path = q(extra.pop("PATH", "")) + '"$PATH"'
+    more = "".join(f" {name}={q(value)}" for name, value in extra.items())
+    env = f"env -i PATH={path} HOME={q(home)} TMPDIR={q(tmp)} LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1{more}"
     return (
         f"cd {q(workdir)} && {env} {q(python)} -I {q(driver)} 3 4 3<&0 4>&1 </dev/null >>{q(log_path)} 2>&1"
     )

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..config import Config
+from ..environment import Environment, SetupSpec
 from ..errors import SandboxError
 from ..owned import (
     NotOwned,
@@ -46,6 +47,7 @@ from .bwrap import (
     write_etc,
 )
 from .checkouts import Checkouts
+from .local_env import SharedEnvironment
 from .roots import SHM, checkout_bytes, choose_root, reap_leftovers, sandbox_roots, shm_root
 
 __all__ = ["LocalSandbox", "LocalSandboxProvider", "bwrap_works", "checkout_bytes", "choose_root",
@@ -116,7 +118,12 @@ class LocalSandboxProvider:
         self.checkouts = Checkouts(repo, self.root, limit=config.rlm.max_sandboxes, pool_size=max(0, pool))
         self._sandboxes: dict[str, LocalSandbox] = {}
         self._closed = False
+        self.env = SharedEnvironment(config)  # setup's and the host's prepared environments
         self._write_owner()
+
+    def setup_environment(self, spec: SetupSpec, cancel: threading.Event) -> Environment:
+        """Build or reuse the ready environment (local_env.py); every later sandbox gets it."""
+        return self.env.setup(spec, cancel, self.repo, self.use_bwrap)
 
     def _write_owner(self) -> None:
         """Record who owns this rollout's sandboxes (for reaping after a kill): this process and
@@ -166,6 +173,7 @@ class LocalSandboxProvider:
         for sandbox in sandboxes:
             sandbox.destroy()
         self.checkouts.close()
+        self.env.release()
         with self._owner_lock:
             remove_owned(self.root)
         for parent in (self.root.parent, self.root.parent.parent):  # empty shm dirs go too
@@ -195,7 +203,7 @@ class LocalSandbox:
     def bwrap_options(self) -> BwrapOptions:
         """What this sandbox's bwrap sees; extend here (e.g. a shared read-only environment)."""
         cache = str(self.provider.repo.cache)
-        return BwrapOptions(
+        options = BwrapOptions(
             workdir=self.workdir,
             etc_dir=self.provider.etc,
             ro_binds=[
@@ -207,12 +215,14 @@ class LocalSandbox:
             tmp_bytes=self.provider.config.sandbox.disk_mb * 1024 * 1024,
             user_namespace=bool(user_namespaces()),
         )
+        return self.provider.env.extend(options, self.workdir)  # setup's and the host's environments
 
     def _argv(self, fds: tuple[int, int]) -> list[str]:
+        python = self.provider.env.python() or python_exe()  # the environment's venv, if it runs
         if self.provider.use_bwrap:
-            command = [python_exe(), "-I", DRIVER_IN_SANDBOX, str(fds[0]), str(fds[1])]
+            command = [python, "-I", DRIVER_IN_SANDBOX, str(fds[0]), str(fds[1])]
             return bwrap_argv(self.bwrap_options(), command)
-        return [python_exe(), "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])]
+        return [python, "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])]
 
     def start_driver(self) -> PipeTransport:
         transport = self._driver.replace(self._spawn)
@@ -229,6 +239,8 @@ class LocalSandbox:
         home = self.provider.root / f"{self.id}.home"
         home.mkdir(mode=0o700, exist_ok=True)
         env = {"PATH": SANDBOX_PATH, "HOME": str(home), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+        if not self.provider.use_bwrap:
+            env.update(self.provider.env.variables(SANDBOX_PATH))
         log_path = self.provider.root / f"{self.id}.driver.log"
         try:
             with open(log_path, "ab") as log_file:

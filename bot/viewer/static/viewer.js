@@ -277,6 +277,7 @@
       stat("llm calls", String(t.llm_calls)), stat("wall time", fmtDur(dur)),
       stat("tokens in / out", fmtTok(t.prompt_tokens) + " / " + fmtTok(t.completion_tokens)),
       stat("cost", fmtCost(t.cost_usd)), stat("sandboxes", String(t.sandboxes)),
+      setupStat(r.setup, stat),
       patch ? stat("patch", patch.files + (patch.files === 1 ? " file" : " files") + " +" + patch.additions + " −" + patch.deletions) : null,
     ].filter(Boolean));
     $("totals").hidden = false;
@@ -286,6 +287,15 @@
       h("span", { class: "meta", title: [r.repo, r.commit, r.model].filter(Boolean).join("\n") },
         [[r.repo, r.commit ? r.commit.slice(0, 10) : null].filter(Boolean).join(" @ "), r.model].filter(Boolean).join(" · ")));
     document.title = (r.status === "running" ? "(running) " : "") + (oneLine(r.prompt).slice(0, 60) || "rlm trace");
+  }
+
+  /* The environment setup: how it went; its commands and log tail on hover. */
+  function setupStat(setup, stat) {
+    if (!setup || setup.status === "skipped") return null;
+    const how = setup.status === "ok" ? (setup.cached ? "cached" : "built " + fmtDur(setup.build_duration)) : setup.status;
+    const el = stat("environment", "🧰 " + how, setup.status === "ok" || setup.status === "running" ? "" : "bad");
+    el.title = (setup.commands || []).map((c) => "$ " + c).join("\n") + (setup.log_tail ? "\n\n" + setup.log_tail : "");
+    return el;
   }
 
   function renderLive() {

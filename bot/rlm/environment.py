@@ -1,0 +1,295 @@
+"""The rollout's ready environment: the repository's dependencies installed once, shared by all.
+
+`sandbox.setup` commands (or `auto`) run once per rollout, before any model call, in a setup
+sandbox on a private checkout of the run's commit, with a writable `$RLM_ENV`. Every agent then
+sees `$RLM_ENV` read-only at the same path (`ENV_IN_SANDBOX`), its `venv/bin` and `bin` first on
+PATH. The result is cached by `SetupSpec.key`: the commands, the network choice, the dependency
+manifests at the commit (`is_manifest`) and the backend's base (interpreter or image).
+
+Backends build it (`EnvironmentBuilder`): local (sandbox/local_env.py), daytona
+(sandbox/daytona_env.py). This module decides what to run, keys it, reports it as events and
+turns a failure into an ending that costs no model call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Protocol
+
+from .errors import RLMError
+from .repo import PreparedRepo, git
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .trace import Trace
+
+ENV_IN_SANDBOX = "/rlm/env"  # $RLM_ENV, the same path in the setup sandbox and every agent's
+CHECKOUT_IN_SANDBOX = "/rlm/checkout"  # where setup ran; in an agent, its own checkout
+KEY_VERSION = 1
+TAIL_LINES = 20
+LOG_KEPT = 64 * 1024  # characters of the setup log kept in the trace
+PYTHON_OK = "rlm-setup: the venv interpreter runs"
+
+# Files whose content decides what setup installs: a change to any of them builds anew.
+MANIFEST_NAMES = frozenset({
+    "pyproject.toml", "setup.py", "setup.cfg", "poetry.lock", "uv.lock", "pdm.lock", "Pipfile",
+    "Pipfile.lock", "environment.yml", "tox.ini", "package.json", "package-lock.json",
+    "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", "Gemfile", "Gemfile.lock", "go.mod",
+    "go.sum", "Cargo.toml", "Cargo.lock",
+})  # fmt: skip
+_REQUIREMENTS = re.compile(r"^(.*[-_])?(requirements|constraints)([-_.].*)?\.(txt|in)$")
+_SKIPPED_DIRS = frozenset({"node_modules", ".venv", "venv", ".tox", "site-packages", "__pycache__"})
+
+SETUP_FAILED = (
+    "The environment setup failed (exit code {code}) in `{command}`. Fix the setup commands "
+    "(sandbox.setup, --setup, or setup: in .github/rlm.yml) or the repository's dependency files; "
+    "no model was called. Last lines of the setup log:\n{tail}"
+)
+SETUP_TIMED_OUT = (
+    "The environment setup took longer than {timeout:g}s and was stopped; raise sandbox.setup_timeout "
+    "or make the setup faster. No model was called. Last lines of the setup log:\n{tail}"
+)
+SETUP_CANCELLED = "The run was cancelled during the environment setup."
+AUTO_NOTHING = "setup: auto found no pyproject.toml, setup.py, requirements file or package-lock.json"
+
+
+class SetupStatus(str, Enum):
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+
+class SetupFailed(RLMError):
+    """The setup did not produce an environment; str() says why and what to do."""
+
+    def __init__(self, message: str, status: SetupStatus, log_tail: str = "", duration: float = 0.0):
+        super().__init__(message)
+        self.status = status
+        self.log_tail = log_tail
+        self.duration = duration
+
+
+@dataclass(frozen=True)
+class SetupSpec:
+    commands: tuple[str, ...]
+    network: bool
+    timeout: float
+    manifests: tuple[tuple[str, str], ...]  # (path, blob sha) at the commit
+    auto: bool = False
+
+    def key(self, base: str) -> str:
+        """The cache key: what was run, with or without network, on which dependency files, on
+        which interpreter or image (`base`, from the backend)."""
+        data = {"v": KEY_VERSION, "commands": self.commands, "network": self.network,
+                "manifests": self.manifests, "base": base}  # fmt: skip
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def script(self) -> str:
+        """One `sh` script: each command in its own `sh -e` (so `a && b` fails when `b` does, as
+        in CI steps; shell state such as `cd` does not carry over), echoed first so the log shows
+        which one failed; the first failure ends the script with its exit code. Everything it
+        leaves in $RLM_ENV is readable by every agent."""
+        lines = ["umask 022"]
+        for command in self.commands:
+            lines += [
+                f"printf '%s\\n' {shlex.quote('$ ' + command)}",
+                f"sh -ec {shlex.quote(command)} || exit $?",
+            ]
+        lines.append('chmod -R a+rX "$RLM_ENV"')
+        # The REPL runs on the venv's interpreter only if it starts: checked here, in the sandbox.
+        venv = '"$RLM_ENV/venv/bin/python"'
+        lines.append(f"if [ -x {venv} ] && {venv} -I -c 'import json, os, sys'; then echo {PYTHON_OK}; fi")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What setup left, as every agent sees it."""
+
+    key: str
+    path: str  # $RLM_ENV inside a sandbox
+    path_dirs: tuple[str, ...]  # prepended to PATH, in order
+    python: str | None  # the environment's interpreter (it runs the REPL), when setup made a venv
+    node_path: str | None
+    cached: bool
+    duration: float
+    log_tail: str
+    commands: tuple[str, ...]
+
+    def variables(self) -> dict[str, str]:
+        """Environment variables an agent gets on top of its sandbox's own (PATH is prepended)."""
+        out = {"RLM_ENV": self.path}
+        if self.node_path:
+            out["NODE_PATH"] = self.node_path
+        return out
+
+    def path_value(self, base: str) -> str:
+        return ":".join([*self.path_dirs, base])
+
+
+class EnvironmentBuilder(Protocol):
+    def setup_environment(self, spec: SetupSpec, cancel: threading.Event) -> Environment:
+        """Build (or reuse) the environment; raises SetupFailed. Later sandboxes then use it."""
+        ...
+
+
+def layout(
+    env_root: str, exists: Callable[[str], bool], python_ok: bool
+) -> tuple[tuple[str, ...], str | None, str | None]:
+    """(PATH dirs, venv interpreter, NODE_PATH) of a built environment as paths under `env_root`;
+    `exists(relative)` tells whether a path is there, `python_ok` whether the venv's interpreter ran."""
+    dirs = tuple(f"{env_root}/{d}" for d in ("venv/bin", "bin") if exists(d))
+    python = f"{env_root}/venv/bin/python" if python_ok and exists("venv/bin/python") else None
+    node = f"{env_root}/node/node_modules" if exists("node/node_modules") else None
+    return dirs, python, node
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    kept = [line for line in text.rstrip().splitlines() if line != PYTHON_OK]
+    return "\n".join(kept[-lines:])
+
+
+def python_ok(log: str) -> bool:
+    return bool(log.strip()) and log.rstrip().splitlines()[-1] == PYTHON_OK
+
+
+def failed_command(log: str) -> str:
+    """The last command the setup script announced (see SetupSpec.script)."""
+    for line in reversed(log.splitlines()):
+        if line.startswith("$ "):
+            return line[2:]
+    return "?"
+
+
+# ---------------------------------------------------------------------------------- what to run
+
+
+def is_manifest(path: str) -> bool:
+    p = PurePosixPath(path)
+    if any(part in _SKIPPED_DIRS for part in p.parts[:-1]):
+        return False
+    if p.name in MANIFEST_NAMES or _REQUIREMENTS.match(p.name):
+        return True
+    return p.suffix in (".txt", ".in") and "requirements" in p.parts[:-1]
+
+
+def manifests(repo: PreparedRepo) -> tuple[tuple[str, str], ...]:
+    out = git("ls-tree", "-r", "-z", "--full-tree", repo.commit, git_dir=repo.cache).stdout.decode()
+    found = []
+    for entry in out.split("\0"):
+        meta, _, path = entry.partition("\t")
+        if path and is_manifest(path):
+            found.append((path, meta.split()[2]))
+    return tuple(sorted(found))
+
+
+def _read(repo: PreparedRepo, path: str) -> str:
+    proc = git("cat-file", "blob", f"{repo.commit}:{path}", git_dir=repo.cache, check=False)
+    return proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else ""
+
+
+def _test_extras(pyproject: str) -> list[str]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: no parser, no extras
+        return []
+    try:
+        extras = tomllib.loads(pyproject).get("project", {}).get("optional-dependencies", {})
+    except (tomllib.TOMLDecodeError, AttributeError):
+        return []
+    return [
+        name for name in ("test", "tests", "testing", "dev") if isinstance(extras, dict) and name in extras
+    ]
+
+
+def auto_commands(repo: PreparedRepo, found: tuple[tuple[str, str], ...]) -> list[str]:
+    """`setup: auto`: a venv with the project (and its test extras) and its requirement files
+    for a Python project; `npm ci` into $RLM_ENV/node for a Node project with a lock file."""
+    top = {path for path, _ in found if "/" not in path}
+    commands: list[str] = []
+    requirements = sorted(
+        p for p in top if _REQUIREMENTS.match(p) and p.startswith(("requirements", "test", "dev"))
+    )
+    if top & {"pyproject.toml", "setup.py"} or requirements:
+        pip = '"$RLM_ENV/venv/bin/python" -m pip install --disable-pip-version-check'
+        commands.append('python3 -m venv "$RLM_ENV/venv"')
+        if top & {"pyproject.toml", "setup.py"}:
+            extras = _test_extras(_read(repo, "pyproject.toml")) if "pyproject.toml" in top else []
+            target = f".[{','.join(extras)}]" if extras else "."
+            commands.append(f"{pip} -e {shlex.quote(target)}")
+        commands += [f"{pip} -r {shlex.quote(r)}" for r in requirements]
+    lock = next((name for name in ("package-lock.json", "npm-shrinkwrap.json") if name in top), None)
+    if lock and "package.json" in top:
+        commands.append(f'mkdir -p "$RLM_ENV/node" && cp package.json {lock} "$RLM_ENV/node/"')
+        commands.append('npm ci --prefix "$RLM_ENV/node" --no-audit --no-fund')
+        commands.append('[ -e "$RLM_ENV/bin" ] || ln -s node/node_modules/.bin "$RLM_ENV/bin"')
+    return commands
+
+
+def setup_spec(config: Config, repo: PreparedRepo) -> SetupSpec | None:
+    """What this rollout's setup runs, or None when there is nothing to run."""
+    sandbox = config.sandbox
+    if not sandbox.setup:
+        return None
+    found = manifests(repo)
+    auto = sandbox.setup == "auto"
+    commands = auto_commands(repo, found) if auto else list(sandbox.setup)
+    if not commands:
+        return None
+    return SetupSpec(tuple(commands), sandbox.network_during_setup(), sandbox.setup_timeout, found, auto)
+
+
+# ---------------------------------------------------------------------------------- the run
+
+
+def prepare_environment(config: Config, repo: PreparedRepo, builder: EnvironmentBuilder, trace: Trace,
+                        cancel: threading.Event) -> Environment | None:  # fmt: skip
+    """Run (or reuse) the setup and report it; raises SetupFailed, after reporting it."""
+    spec = setup_spec(config, repo)
+    if spec is None:
+        if config.sandbox.setup == "auto":
+            trace.emit("setup_skipped", reason=AUTO_NOTHING)
+        return None
+    trace.emit("setup_started", commands=list(spec.commands), network=spec.network, auto=spec.auto,
+               timeout=spec.timeout, manifests=[path for path, _ in spec.manifests])  # fmt: skip
+    started = time.monotonic()
+    try:
+        env = builder.setup_environment(spec, cancel)
+    except SetupFailed as e:
+        trace.emit("setup_finished", status=e.status.value, cached=False, error=str(e),
+                   duration=round(time.monotonic() - started, 3), log_tail=e.log_tail)  # fmt: skip
+        raise
+    trace.emit("setup_finished", status=SetupStatus.OK.value, cached=env.cached, key=env.key[:16],
+               duration=round(time.monotonic() - started, 3), build_duration=round(env.duration, 3),
+               log_tail=env.log_tail, path=env.path, path_dirs=list(env.path_dirs), python=env.python)  # fmt: skip
+    return env
+
+
+def prompt_note(env: Environment | None) -> str:
+    """What setup produced, for the sandbox facts of every agent's system prompt."""
+    if env is None:
+        return ""
+    ran = "; ".join(f"`{c}`" for c in env.commands)
+    ran = ran if len(ran) <= 400 else ran[:399] + "…"
+    lines = [f"Before you started, setup ran once for the whole tree ({ran}) and left a ready, "
+             f"read-only environment in `$RLM_ENV` ({env.path})."]  # fmt: skip
+    if env.python:
+        lines.append("Its virtualenv is first on PATH and runs this REPL, so the project and its "
+                     "dependencies import here and `sys.executable -m pytest` (or `python -m pytest`) "
+                     "runs the tests with them. An editable install of the project resolves to YOUR "
+                     "checkout.")  # fmt: skip
+    elif env.path_dirs:
+        lines.append(f"Its tools are first on PATH ({', '.join(env.path_dirs)}).")
+    if env.node_path:
+        lines.append(f"Node packages are in {env.node_path} (NODE_PATH).")
+    return " ".join(lines)
