@@ -39,6 +39,8 @@ class AgentNode:
     status: str = "running"
     answer: str | None = None
     error: str | None = None
+    patch: str = ""  # a sub-agent's changes, taken by the host when it finished
+    patch_error: str | None = None
 
     def next_child_id(self) -> str:
         return f"{self.id}.{len(self.children) + 1}"
@@ -51,6 +53,10 @@ class Agent:
         self.prep = prep  # the sandbox and REPL, made in the background
         self.session: ReplSession | None = None
         r = rollout
+        facts = r.facts(node)
+        # The runtime facts (Python, tools) come from the first driver that started; an agent
+        # whose prompt was written before that hears them with its first results.
+        self.facts_untold = facts.python is None
         self.messages: list[dict[str, str]] = [
             {
                 "role": "system",
@@ -60,6 +66,9 @@ class Agent:
                     r.repo.commit,
                     r.prompt,
                     r.config.rlm.result_truncation_limit,
+                    facts=facts,
+                    instructions=r.repo_facts.instructions_for(node.task),
+                    context=r.context if node.depth == 0 else None,
                 ),
             },
         ]
@@ -67,6 +76,7 @@ class Agent:
     def repl(self) -> ReplSession:
         if self.session is None:
             self.session = self.prep.wait()
+            self.rollout.note_ready(self.prep.ready)
         return self.session
 
     def restart_repl(self) -> None:
@@ -105,9 +115,11 @@ class Agent:
                 self.restart_repl()
             if result.final is not None:
                 raise Submitted(result.final)
-        self.messages.append(
-            {"role": "user", "content": prompts.results_message(outputs, self._budget(n + 1))}
-        )
+        message = prompts.results_message(outputs, self._budget(n + 1))
+        if self.facts_untold and self.rollout.facts(self.node).python is not None:
+            self.facts_untold = False
+            message = prompts.runtime_facts_note(self.rollout.facts(self.node)) + "\n\n" + message
+        self.messages.append({"role": "user", "content": message})
 
     def _budget(self, iteration: int) -> prompts.Budget:
         return self.rollout.limits.budget(self.node, iteration)

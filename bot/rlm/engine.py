@@ -51,8 +51,10 @@ def run(
     on_event: Callable[[dict], None] | None = None,
     model: ModelClient | None = None,
     api_key: str | None = None,
+    context: str | None = None,
 ) -> RolloutResult:
-    """Run one rollout to its end. Never leaves a sandbox behind; always writes the trace."""
+    """Run one rollout to its end. Never leaves a sandbox behind; always writes the trace.
+    `context` is the request's context (markdown), the root agent's REPL variable `context`."""
     # Imported here: litellm takes seconds to import, and prepare() (which fails fast on a bad
     # repository) does not need it.
     from .llm import LiteLLMClient
@@ -69,5 +71,5 @@ def run(
     client = model or LiteLLMClient(config.model, api_key=api_key)
     rollout = Rollout(config, client, prepared, prompt,
                       provider_factory=lambda rid: make_provider(config, prepared, rid),
-                      trace=trace, cancel=cancel)  # fmt: skip
+                      trace=trace, cancel=cancel, context=context)  # fmt: skip
     return rollout.run()

@@ -7,6 +7,7 @@ cancellation event; the sandboxes are destroyed in a finally whatever ends the r
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable
@@ -18,15 +19,24 @@ from pathlib import Path
 from .agent import Agent, AgentNode
 from .config import Config
 from .errors import AgentEnded, AgentFailed, LLMError, SandboxError, Submitted
+from .instructions import RepoFacts, read_repo_facts
 from .limits import Limits
 from .llm import CallContext, ModelClient, UsageMeter
 from .patch import PatchError, check_applies, patch_stats
 from .prep import SandboxPrep
+from .prompts import SandboxFacts
 from .repl.driver import truncate
 from .repl.session import POLL, CallRefused, ExecResult
 from .repo import PreparedRepo
 from .sandbox.base import Sandbox, SandboxProvider
 from .trace import Trace
+
+
+REPORT_LIMIT = 60000  # characters of the root's REPORT kept (a PR body holds 65,536)
+CHILD_PATCH_TRACE_LIMIT = 200_000  # characters of a sub-agent's diff recorded in the trace
+REPORT_SAVED = "report saved ({size} characters)"
+REPORT_CUT = "report saved, but cut to {limit} characters (it had {size}): keep it shorter"
+REPORT_ROOT_ONLY = "REPORT is for the root agent only; put your findings in your FINAL answer"
 
 
 def new_run_id() -> str:
@@ -43,6 +53,7 @@ class RolloutResult:
     results: dict
     results_path: Path | None
     events_path: Path | None
+    report: str | None = None  # what the root handed back with REPORT(markdown)
 
     @property
     def has_changes(self) -> bool:
@@ -52,11 +63,15 @@ class RolloutResult:
 class Rollout:
     def __init__(self, config: Config, model: ModelClient, repo: PreparedRepo, prompt: str,
                  provider_factory: Callable[[str], SandboxProvider], trace: Trace,
-                 cancel: threading.Event | None = None):  # fmt: skip
+                 cancel: threading.Event | None = None, context: str | None = None):  # fmt: skip
         self.config = config
         self.model = model
         self.repo = repo
         self.prompt = prompt
+        self.context = context or ""  # the request's context: the root's REPL variable `context`
+        self.report: str | None = None
+        self.repo_facts = RepoFacts()
+        self._runtime_facts: dict | None = None  # from the first driver that started
         self.trace = trace
         self.run_id = trace.run_id
         self.cancel = cancel or threading.Event()
@@ -81,6 +96,7 @@ class Rollout:
                         sandbox=cfg.sandbox.backend, config=cfg.model_dump(mode="json"))  # fmt: skip
         self.root = AgentNode(id="root", task=self.prompt, depth=0)
         status, error, patch, stats = "error", None, "", None
+        self.repo_facts = read_repo_facts(self.repo.cache, self.repo.commit)
         try:
             self.provider = self._provider_factory(self.run_id)
             if not self.limits.reserve_sandbox():
@@ -100,13 +116,15 @@ class Rollout:
             if status == "completed" and stats is None:
                 stats = patch_stats("").as_dict()
             self.trace.emit("rollout_finished", status=status, error=error, answer=self.root.answer,
-                            patch=stats)  # fmt: skip
+                            patch=stats, report=self.report)  # fmt: skip
             self.trace.write_results()
             self.trace.close()
         redact = self.trace.redactor.redact
         answer = redact(self.root.answer) if self.root.answer is not None else None
+        report = redact(self.report) if self.report is not None else None
         return RolloutResult(self.run_id, status, answer, redact(error) if error else None, patch,
-                             self.trace.snapshot(), self.trace.results_path, self.trace.events_path)  # fmt: skip
+                             self.trace.snapshot(), self.trace.results_path, self.trace.events_path,
+                             report=report)  # fmt: skip
 
     def _run_agent(self, node: AgentNode, keep_sandbox: bool = False) -> Sandbox | None:
         """Run one agent to its end; records the ending. Returns the sandbox if kept."""
@@ -115,6 +133,8 @@ class Rollout:
             create=lambda: self._create_sandbox(node),
             init=lambda sandbox: {
                 "task": node.task,
+                "root": node.depth == 0,
+                "context": self.context if node.depth == 0 else "",
                 "output_limit": self.config.rlm.output_truncation_limit,
                 "limits": sandbox.init_limits(),
             },
@@ -139,6 +159,8 @@ class Rollout:
             sandbox = prep.settle()
             if prep.failed:
                 self.limits.release_sandbox()  # a failed creation does not consume budget
+            if sandbox is not None and not keep_sandbox:
+                node.patch = self._child_patch(node, sandbox)
             self._finished(node)
             if sandbox is not None and not keep_sandbox:
                 self._destroyer.submit(sandbox.destroy)
@@ -160,8 +182,38 @@ class Rollout:
                         task=node.task)  # fmt: skip
 
     def _finished(self, node: AgentNode) -> None:
+        extra = {}
+        if node.depth > 0:
+            shown = node.patch if len(node.patch) <= CHILD_PATCH_TRACE_LIMIT else node.patch[:CHILD_PATCH_TRACE_LIMIT]
+            extra = {"patch": shown, "patch_stats": patch_stats(node.patch).as_dict() if node.patch else None}
         self.trace.emit("agent_finished", agent=node.id, status=node.status, result=node.answer,
-                        error=node.error)  # fmt: skip
+                        error=node.error, **extra)  # fmt: skip
+
+    def _child_patch(self, node: AgentNode, sandbox: Sandbox) -> str:
+        """What a finished sub-agent changed, taken by the host from its checkout (new files
+        included) before the sandbox goes; handed to its parent with the answer."""
+        try:
+            return sandbox.diff()
+        except (SandboxError, PatchError, OSError, subprocess.SubprocessError) as e:
+            node.patch_error = f"its changes could not be read: {e}"
+            return ""
+
+    # ------------------------------------------------------------------ what agents are told
+
+    def facts(self, node: AgentNode) -> SandboxFacts:
+        """The sandbox facts for an agent's prompt (runtime ones once a driver has reported them)."""
+        cfg = self.config.rlm
+        runtime = self._runtime_facts or {}
+        return SandboxFacts(exec_timeout=cfg.exec_timeout, output_limit=cfg.output_truncation_limit,
+                            max_sandboxes=cfg.max_sandboxes, can_delegate=node.depth < cfg.max_depth,
+                            python=runtime.get("python"), executable=runtime.get("executable"),
+                            tools=tuple(runtime.get("tools") or ()), modules=tuple(runtime.get("modules") or ()),
+                            layout=self.repo_facts.layout)  # fmt: skip
+
+    def note_ready(self, ready: dict | None) -> None:
+        facts = (ready or {}).get("facts")
+        if self._runtime_facts is None and isinstance(facts, dict):
+            self._runtime_facts = facts
 
     # ------------------------------------------------------------------ services for agents
 
@@ -228,6 +280,8 @@ class Rollout:
             return self.spawn(node, iteration, [str(t) for t in tasks])
         if fn == "llm_query":
             return self._llm_query(node, str(args.get("prompt", "")))
+        if fn == "report":
+            return self._save_report(node, str(args.get("markdown", "")))
         raise CallRefused(f"unknown function {fn!r}")
 
     def _llm_query(self, node: AgentNode, prompt: str) -> str:
@@ -243,13 +297,22 @@ class Rollout:
                         usage=completion.usage.as_dict(), duration=round(completion.duration, 4))  # fmt: skip
         return completion.text
 
+    def _save_report(self, node: AgentNode, markdown: str) -> str:
+        if node.depth != 0:
+            raise CallRefused(REPORT_ROOT_ONLY)
+        self.report = markdown[:REPORT_LIMIT]
+        self.trace.emit("report", agent=node.id, size=len(markdown))
+        if len(markdown) > REPORT_LIMIT:
+            return REPORT_CUT.format(limit=REPORT_LIMIT, size=len(markdown))
+        return REPORT_SAVED.format(size=len(markdown))
+
     # ------------------------------------------------------------------ sub-agents
 
-    def spawn(self, parent: AgentNode, iteration: int, tasks: list[str]) -> list[str]:
+    def spawn(self, parent: AgentNode, iteration: int, tasks: list[str]) -> list:
         refusal = self.limits.refuse_children(parent)
         if refusal:
             return ["Error: " + refusal] * len(tasks)
-        answers: list[str | None] = [None] * len(tasks)
+        answers: list[str | dict | None] = [None] * len(tasks)
         nodes: list[tuple[int, AgentNode]] = []
         for i, task in enumerate(tasks):
             if not self.limits.reserve_sandbox():
@@ -271,7 +334,14 @@ class Rollout:
             answers[i] = self._child_answer(node)
         return [a or "" for a in answers]
 
-    def _child_answer(self, node: AgentNode) -> str:
+    def _child_answer(self, node: AgentNode) -> dict:
+        """The answer (truncated, with its mark), the sub-agent's diff and its id; the driver
+        turns this into a str that carries `.patch`."""
+        limit = self.config.rlm.result_truncation_limit
         if node.status == "completed" and node.answer is not None:
-            return truncate(node.answer, self.config.rlm.result_truncation_limit)
-        return f"Error: sub-agent {node.id} ended without an answer ({node.status}): {node.error}"
+            answer, truncated = truncate(node.answer, limit), len(node.answer) > limit
+        else:
+            answer, truncated = f"Error: sub-agent {node.id} ended without an answer ({node.status}): {node.error}", False
+        if node.patch_error:
+            answer += f"\n(Note: {node.patch_error})"
+        return {"answer": answer, "patch": node.patch, "truncated": truncated, "agent": node.id}

@@ -5,7 +5,7 @@ it emits it; after a crash (or in a live viewer) the same fold over `<run_id>.ev
 rebuilds everything the run had recorded. Every string is redacted before it is written.
 
 Event types: rollout_started, agent_started, sandbox_created, llm_call, llm_query, code_executed,
-child_spawned, agent_finished, rollout_finished. Each line: {"seq", "t" (epoch seconds), "type", ...fields}.
+child_spawned, agent_finished (a sub-agent's `patch`), report, rollout_finished (the root's `report`). Each line: {"seq", "t" (epoch seconds), "type", ...fields}.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def new_results(run_id: str) -> dict[str, Any]:
         "status": "running",
         "error": None,
         "answer": None,
+        "report": None,
         "repo": None,
         "commit": None,
         "branch": None,
@@ -119,6 +120,8 @@ def fold(results: dict, event: dict) -> dict:
             "status": "running",
             "result": None,
             "error": None,
+            "patch": None,
+            "patch_stats": None,
             "iterations": [],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0},
             "started_at": iso(t),
@@ -166,8 +169,10 @@ def fold(results: dict, event: dict) -> dict:
             return results
         agent.update(status=event.get("status"), result=event.get("result"), error=event.get("error"),
                      finished_at=iso(t), duration=_since(agent.get("_t0"), t))  # fmt: skip
+        if "patch" in event:  # a sub-agent's changes, as handed to its parent
+            agent.update(patch=event.get("patch"), patch_stats=event.get("patch_stats"))
     elif kind == "rollout_finished":
-        for key in ("status", "error", "answer", "patch"):
+        for key in ("status", "error", "answer", "patch", "report"):
             results[key] = event.get(key)
         results["finished_at"] = iso(t)
         results["duration"] = _since(results.get("_t0"), t)
