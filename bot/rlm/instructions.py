@@ -107,7 +107,9 @@ def layout_hint(paths: list[str]) -> str | None:
                 f"(e.g. `subprocess.run([sys.executable, '-m', 'pytest', ...], env={{**os.environ, "
                 f"'PYTHONPATH': '{top}'}})`)."
             )
-    top_packages = sorted({p.split("/")[0] for p in paths if p.count("/") == 1 and p.endswith("/__init__.py")})
+    top_packages = sorted(
+        {p.split("/")[0] for p in paths if p.count("/") == 1 and p.endswith("/__init__.py")}
+    )
     if top_packages:
         names = ", ".join(f"`{p}`" for p in top_packages[:5])
         return f"The Python package(s) {names} are importable from the checkout root (the working directory)."

@@ -239,7 +239,9 @@ def system_prompt(depth: int, max_depth: int, commit: str, root_goal: str, resul
         facts_section=sandbox_facts_section(facts),
         root_functions=_ROOT_FUNCTIONS if depth == 0 else "",
         delegation_functions=_DELEGATION_FUNCTIONS if can_delegate else _NO_DELEGATION,
-        delegation_section=_DELEGATION_SECTION.format(result_limit=f"{result_limit:,}") if can_delegate else "",
+        delegation_section=_DELEGATION_SECTION.format(result_limit=f"{result_limit:,}")
+        if can_delegate
+        else "",
         role_rules=rules,
         instructions_section=_instructions_section(instructions or []),
         context_section=_context_section(context) if depth == 0 else "",

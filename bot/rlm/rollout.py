@@ -31,7 +31,6 @@ from .repo import PreparedRepo
 from .sandbox.base import Sandbox, SandboxProvider
 from .trace import Trace
 
-
 REPORT_LIMIT = 60000  # characters of the root's REPORT kept (a PR body holds 65,536)
 CHILD_PATCH_TRACE_LIMIT = 200_000  # characters of a sub-agent's diff recorded in the trace
 REPORT_SAVED = "report saved ({size} characters)"
@@ -184,7 +183,11 @@ class Rollout:
     def _finished(self, node: AgentNode) -> None:
         extra = {}
         if node.depth > 0:
-            shown = node.patch if len(node.patch) <= CHILD_PATCH_TRACE_LIMIT else node.patch[:CHILD_PATCH_TRACE_LIMIT]
+            shown = (
+                node.patch
+                if len(node.patch) <= CHILD_PATCH_TRACE_LIMIT
+                else node.patch[:CHILD_PATCH_TRACE_LIMIT]
+            )
             extra = {"patch": shown, "patch_stats": patch_stats(node.patch).as_dict() if node.patch else None}
         self.trace.emit("agent_finished", agent=node.id, status=node.status, result=node.answer,
                         error=node.error, **extra)  # fmt: skip
@@ -341,7 +344,10 @@ class Rollout:
         if node.status == "completed" and node.answer is not None:
             answer, truncated = truncate(node.answer, limit), len(node.answer) > limit
         else:
-            answer, truncated = f"Error: sub-agent {node.id} ended without an answer ({node.status}): {node.error}", False
+            answer, truncated = (
+                f"Error: sub-agent {node.id} ended without an answer ({node.status}): {node.error}",
+                False,
+            )
         if node.patch_error:
             answer += f"\n(Note: {node.patch_error})"
         return {"answer": answer, "patch": node.patch, "truncated": truncated, "agent": node.id}

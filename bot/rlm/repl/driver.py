@@ -228,8 +228,10 @@ def _file_sections(diff):
     git_style = any(ln.startswith("diff --git ") for ln in lines)
     sections = []
     for i, line in enumerate(lines):
-        if line.startswith("diff --git ") if git_style else (
-            line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ ")
+        if (
+            line.startswith("diff --git ")
+            if git_style
+            else (line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "))
         ):
             sections.append((line, [], []))
         if not sections:
@@ -271,7 +273,9 @@ def _failures(diff):
         if not hunks:
             bad.append("  " + (_git_apply(whole, "--check").stderr.decode("utf-8", "replace").strip()
                                .splitlines() or ["it does not apply"])[-1])  # fmt: skip
-        failed.append(f"- {path}:\n" + "\n".join(bad or ["  the file's hunks apply one by one but not together"]))
+        failed.append(
+            f"- {path}:\n" + "\n".join(bad or ["  the file's hunks apply one by one but not together"])
+        )
     return failed
 
 
@@ -296,7 +300,8 @@ def apply_patch(diff):
     failures = _failures(diff)
     detail = "\n".join(failures) if failures else "\n".join(reason[-3:]) or "git apply gave no reason"
     raise ValueError(
-        "apply_patch: the diff does not apply, so NO file was changed. Failing parts:\n" + detail
+        "apply_patch: the diff does not apply, so NO file was changed. Failing parts:\n"
+        + detail
         + "\nRead the files as they are now and redo those changes with edit_file."
     )
 
