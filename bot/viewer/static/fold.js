@@ -9,7 +9,7 @@
 
   function newResults(runId) {
     return {
-      version: 1, run_id: runId || "", status: "running", error: null, answer: null, repo: null,
+      version: 1, run_id: runId || "", status: "running", error: null, answer: null, report: null, repo: null,
       commit: null, branch: null, prompt: null, model: null, sandbox: null, config: {},
       started_at: null, finished_at: null, duration: null, patch: null,
       totals: {
@@ -93,7 +93,7 @@
         id: event.agent, parent: get(event, "parent", null), depth: get(event, "depth", 0),
         parent_iteration: get(event, "parent_iteration", null), index: get(event, "index", null),
         task: get(event, "task", ""), sandbox: null, sandbox_seconds: null, status: "running",
-        result: null, error: null, iterations: [],
+        result: null, error: null, patch: null, patch_stats: null, iterations: [],
         usage: { prompt_tokens: 0, completion_tokens: 0, cost_usd: 0.0 },
         started_at: iso(t), finished_at: null, duration: null, _t0: t,
       };
@@ -145,8 +145,12 @@
       agent.error = get(event, "error", null);
       agent.finished_at = iso(t);
       agent.duration = since(agent._t0, t);
+      if ("patch" in event) { // a sub-agent's changes, as handed to its parent
+        agent.patch = get(event, "patch", null);
+        agent.patch_stats = get(event, "patch_stats", null);
+      }
     } else if (kind === "rollout_finished") {
-      ["status", "error", "answer", "patch"].forEach(function (k) { results[k] = get(event, k, null); });
+      ["status", "error", "answer", "patch", "report"].forEach(function (k) { results[k] = get(event, k, null); });
       results.finished_at = iso(t);
       results.duration = since(results._t0, t);
     } else if (kind === "llm_query") {
