@@ -71,6 +71,11 @@ class FakeGitHub:
         self.comments: dict[int, dict] = {}
         self.reactions: dict[int, dict] = {}
         self.created_pulls: list[dict] = []
+        self.issues: dict[tuple[str, int], dict] = {}  # GitHub's issue shape
+        self.pull_files: dict[tuple[str, int], list[dict]] = {}
+        self.review_comments: dict[int, dict] = {}
+        self.updated_pulls: list[dict] = []
+        self.review_requests: list[dict] = []
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
         self._server = None
@@ -83,6 +88,22 @@ class FakeGitHub:
     def add_repo(self, full_name: str, bare_path: str, default_branch: str = "main") -> None:
         self.repos[full_name] = str(bare_path)
         self.default_branch[full_name] = default_branch
+
+    def add_issue(self, repo: str, issue: dict) -> None:
+        """An issue (or a PR seen as an issue) in GitHub's shape: number, title, body, user, labels…"""
+        self.issues[(repo, int(issue["number"]))] = issue
+
+    def add_comment(self, repo: str, number: int, comment: dict) -> int:
+        """A comment someone else wrote (GitHub's shape: id, body, user, author_association, created_at)."""
+        cid = int(comment.get("id") or next(self._ids))
+        self.comments[cid] = {**comment, "id": cid, "repo": repo, "issue": number,
+                              "history": [comment.get("body", "")]}  # fmt: skip
+        return cid
+
+    def add_review_comment(self, repo: str, number: int, comment: dict) -> int:
+        cid = int(comment.get("id") or next(self._ids))
+        self.review_comments[cid] = {**comment, "id": cid, "repo": repo, "pull": number}
+        return cid
 
     def grant(self, repo: str, user: str, permission: str) -> None:
         self.permissions[(repo, user)] = permission
@@ -192,6 +213,22 @@ class FakeGitHub:
         if m == "GET" and (g := re.fullmatch(r"/pulls/(\d+)", rest)):
             pull = self.pulls.get((repo, int(g.group(1))))
             return (200, pull) if pull else (404, {"message": "Not Found"})
+        if m == "GET" and (g := re.fullmatch(r"/issues/(\d+)", rest)):
+            issue = self.issues.get((repo, int(g.group(1))))
+            return (200, issue) if issue else (404, {"message": "Not Found"})
+        if m == "GET" and (g := re.fullmatch(r"/issues/(\d+)/comments", rest)):
+            items = [self._public({**c, "id": cid}) for cid, c in sorted(self.comments.items())
+                     if c["repo"] == repo and c["issue"] == int(g.group(1))]  # fmt: skip
+            return 200, self._page(items, c.query)
+        if m == "GET" and (g := re.fullmatch(r"/pulls/(\d+)/files", rest)):
+            return 200, self._page(self.pull_files.get((repo, int(g.group(1))), []), c.query)
+        if m == "GET" and (g := re.fullmatch(r"/pulls/comments/(\d+)", rest)):
+            found = self.review_comments.get(int(g.group(1)))
+            return (200, found) if found and found["repo"] == repo else (404, {"message": "Not Found"})
+        if m == "GET" and (g := re.fullmatch(r"/pulls/(\d+)/comments", rest)):
+            items = [rc for _, rc in sorted(self.review_comments.items())
+                     if rc["repo"] == repo and rc["pull"] == int(g.group(1))]  # fmt: skip
+            return 200, self._page(items, c.query)
         if m == "POST" and (g := re.fullmatch(r"/(issues|pulls)/comments/(\d+)/reactions", rest)):
             rid = next(self._ids)
             self.reactions[rid] = {"comment": int(g.group(2)), "content": c.body["content"], "deleted": False}
@@ -206,6 +243,9 @@ class FakeGitHub:
                 "issue": int(g.group(1)),
                 "body": c.body["body"],
                 "history": [c.body["body"]],
+                "user": {"login": f"{self.app_slug}[bot]", "type": "Bot"},
+                "author_association": "NONE",
+                "created_at": "2026-01-01T00:00:00Z",
             }
             return 201, {
                 "id": cid,
@@ -249,6 +289,15 @@ class FakeGitHub:
             self.created_pulls.append(pull)
             return 201, pull
         return 404, {"message": f"fake GitHub has no route for {m} {p}"}
+
+    @staticmethod
+    def _public(comment: dict) -> dict:
+        return {k: v for k, v in comment.items() if k not in ("repo", "issue", "history")}
+
+    @staticmethod
+    def _page(items: list, query: dict) -> list:
+        per_page, page = int(query.get("per_page", 30)), int(query.get("page", 1))
+        return items[(page - 1) * per_page : page * per_page]
 
     @staticmethod
     def _make_tree(bare: str, base_tree: str | None, entries: list[dict]) -> str:
