@@ -249,6 +249,21 @@ class GitHubAPI:
     def create_ref(self, repo: str, ref: str, sha: str) -> None:
         self.request("POST", f"/repos/{repo}/git/refs", body={"ref": ref, "sha": sha})
 
+    def update_ref(self, repo: str, ref: str, sha: str) -> None:
+        """Move `ref` ("heads/branch") to `sha`, fast-forward only (GitHub answers 422 otherwise)."""
+        self.request("PATCH", f"/repos/{repo}/git/refs/{ref}", body={"sha": sha, "force": False})
+
+    def update_pull(
+        self, repo: str, number: int, *, title: str | None = None, body: str | None = None
+    ) -> dict:
+        payload = {k: REDACTOR.redact(v) for k, v in (("title", title), ("body", body)) if v is not None}
+        return self.request("PATCH", f"/repos/{repo}/pulls/{number}", body=payload)
+
+    def request_reviewers(self, repo: str, number: int, reviewers: list[str]) -> None:
+        self.request(
+            "POST", f"/repos/{repo}/pulls/{number}/requested_reviewers", body={"reviewers": reviewers}
+        )
+
     def create_pull(
         self, repo: str, *, title: str, head: str, base: str, body: str, draft: bool = False
     ) -> dict:

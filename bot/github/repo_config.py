@@ -7,6 +7,9 @@ model only from the server's allowed list.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from enum import Enum
+
 import yaml
 
 from bot.rlm.config import Config, ConfigError, validate_partial
@@ -28,11 +31,57 @@ CAPPED_LIMITS = (
 )
 MODEL_KEYS = ("name", "temperature", "max_tokens")
 
-NOT_A_MAPPING = "it must be a mapping with `model` and/or `rlm` sections"
+NOT_A_MAPPING = "it must be a mapping with `model` and/or `rlm` sections (and delivery keys)"
 NOT_YAML = "it is not valid YAML"
 SECTION_NOT_ALLOWED = "the `{section}` section is set by the server, not the repository"
 KEY_NOT_ALLOWED = "`{key}` cannot be set by a repository"
 MODEL_NOT_ALLOWED = "model `{name}` is not one this server allows ({allowed})"
+
+
+class PullRequestMode(str, Enum):
+    PR = "pr"  # a command on someone's same-repo PR opens a PR into its head branch
+    PUSH = "push"  # ... or pushes a commit onto its head branch
+
+
+@dataclass(frozen=True)
+class DeliveryPrefs:
+    """How a run's change is delivered; `.github/rlm.yml` top-level keys of the same names.
+    A PR whose head branch this bot created always gets a follow-up commit, whatever the mode."""
+
+    pull_requests: PullRequestMode = PullRequestMode.PR
+    closes_issue: bool = True  # "Closes #N" in the body of a PR started from an issue
+    request_review: bool = True  # the requester is asked to review the PR
+
+
+@dataclass
+class RepoSettings:
+    config: Config
+    prefs: DeliveryPrefs = field(default_factory=DeliveryPrefs)
+    problems: list[str] = field(default_factory=list)
+
+
+DELIVERY_KEYS = ("pull_requests", "closes_issue", "request_review")
+BAD_DELIVERY_VALUE = "`{key}` must be {allowed}"
+
+
+def delivery_prefs(data: dict) -> tuple[DeliveryPrefs, list[str]]:
+    """The delivery preferences in a parsed rlm.yml (removed from `data`), and what was wrong."""
+    values: dict = {}
+    notes: list[str] = []
+    for key in DELIVERY_KEYS:
+        if key not in data:
+            continue
+        value = data.pop(key)
+        if key == "pull_requests":
+            try:
+                values[key] = PullRequestMode(str(value))
+            except ValueError:
+                notes.append(BAD_DELIVERY_VALUE.format(key=key, allowed="`pr` or `push`"))
+        elif isinstance(value, bool):
+            values[key] = value
+        else:
+            notes.append(BAD_DELIVERY_VALUE.format(key=key, allowed="`true` or `false`"))
+    return DeliveryPrefs(**values), notes
 
 
 def apply_repo_config(
@@ -50,6 +99,7 @@ def apply_repo_config(
         return config, []
     if not isinstance(data, dict):
         return config, [NOT_A_MAPPING]
+    data = {k: v for k, v in data.items() if k not in DELIVERY_KEYS}  # read by delivery_prefs
     try:
         validate_partial(data, REPO_CONFIG_PATH)
     except ConfigError as e:
@@ -81,5 +131,24 @@ def apply_repo_config(
 
 def load_repo_config(api: GitHubAPI, repo: str, default_branch: str, config: Config,
                      allowed_models: set[str] | None = None) -> tuple[Config, list[str]]:  # fmt: skip
-    text = api.get_file(repo, REPO_CONFIG_PATH, default_branch)
-    return apply_repo_config(config, text, allowed_models)
+    settings = load_repo_settings(api, repo, default_branch, config, allowed_models)
+    return settings.config, settings.problems
+
+
+def repo_settings(config: Config, text: str | None, allowed_models: set[str] | None = None) -> RepoSettings:
+    """Engine config (capped) and delivery preferences from one rlm.yml text."""
+    run_config, problems = apply_repo_config(config, text, allowed_models)
+    prefs = DeliveryPrefs()
+    try:
+        data = yaml.safe_load(text or "")
+    except yaml.YAMLError:
+        data = None
+    if isinstance(data, dict):
+        prefs, notes = delivery_prefs(data)
+        problems += notes
+    return RepoSettings(run_config, prefs, problems)
+
+
+def load_repo_settings(api: GitHubAPI, repo: str, default_branch: str, config: Config,
+                       allowed_models: set[str] | None = None) -> RepoSettings:  # fmt: skip
+    return repo_settings(config, api.get_file(repo, REPO_CONFIG_PATH, default_branch), allowed_models)

@@ -81,12 +81,52 @@ PATCH_COMMENT = (
 )
 PATCH_TOO_LONG = "\n… the patch is longer than a comment can hold; the full patch is in the trace."
 PATCH_LIMIT = 60000
+PR_CLOSES = "Closes #{number}"
+PR_REPORT = "<details><summary>📋 Report from the agents</summary>\n\n{report}\n\n</details>"
+PR_FOLLOW_UP = "🔁 Updated by follow-up run `{run_id}`, requested by @{requester}: {task}"
+PR_EARLIER = "<details><summary>Earlier description</summary>\n\n{body}\n\n</details>"
+OUTCOME_PUSHED = "✅ Pushed {sha} onto `{branch}`, updating {url}"
+OUTCOME_PUSH_MOVED = (
+    "⚠️ `{branch}` moved while the agents worked, so the new commit could not be pushed onto it. "
+    "The patch is in the trace; run the command again to work on the branch's new head."
+)
+BODY_LIMIT = 60000  # GitHub refuses bodies over 65,536 characters
+_MARKUP = "#*_`> "
 
 
 def pr_title(task: str) -> str:
     first = " ".join(task.strip().splitlines()[0].split()) if task.strip() else "changes"
     title = PR_TITLE_PREFIX + first
     return title if len(title) <= PR_TITLE_LIMIT else title[: PR_TITLE_LIMIT - 1] + "…"
+
+
+def pr_title_from(answer: str | None, task: str) -> str:
+    """The title a person would write: the first line of the root's answer (the prompt asks for a
+    commit-subject line), without markdown; the task's first line when the answer has none."""
+    for line in (answer or "").strip().splitlines():
+        text = " ".join(line.strip().strip(_MARKUP).split())
+        if text.lower().rstrip(":") in ("summary", "changes", "what changed"):
+            continue
+        if len(text) >= 8:
+            return text if len(text) <= PR_TITLE_LIMIT else text[: PR_TITLE_LIMIT - 1] + "…"
+        break
+    return pr_title(task)
+
+
+def report_section(report: str | None) -> str:
+    return PR_REPORT.format(report=report.strip()) if report and report.strip() else ""
+
+
+def follow_up_body(new_body: str, old_body: str | None, *, run_id: str, requester: str, task: str) -> str:
+    """A follow-up's PR description: the new summary first, the earlier one collapsed, within GitHub's limit."""
+    line = PR_FOLLOW_UP.format(run_id=run_id, requester=requester, task=" ".join(task.split())[:200])
+    body = f"{line}\n\n{new_body.strip()}\n"
+    room = BODY_LIMIT - len(body) - 200
+    if old_body and old_body.strip() and room > 500:
+        old = old_body.strip()
+        old = old if len(old) <= room else old[:room] + "\n…"
+        body += "\n" + PR_EARLIER.format(body=old) + "\n"
+    return body[:BODY_LIMIT]
 
 
 def trace_line(trace_url: str | None, run_id: str) -> str:
@@ -96,9 +136,19 @@ def trace_line(trace_url: str | None, run_id: str) -> str:
 
 
 def pr_body(result: RolloutResult, trace_url: str | None, *, requester: str | None = None, source: str | None = None,
-            notes: list[str] | None = None) -> str:  # fmt: skip
-    """Root answer + agent-tree summary (with totals) + how to see the trace."""
-    parts = [PR_ANSWER_HEADER, "", (result.answer or "").strip() or PR_NO_ANSWER, ""]
+            notes: list[str] | None = None, closes: int | None = None) -> str:  # fmt: skip
+    """Root answer + `Closes #N` + the report (collapsed) + agent-tree summary (with totals) + the trace."""
+    answer = (result.answer or "").strip()
+    parts = [PR_ANSWER_HEADER, "", answer or PR_NO_ANSWER, ""]
+    if closes:
+        parts += [PR_CLOSES.format(number=closes), ""]
+    report = report_section(getattr(result, "report", None))
+    if report:
+        room = BODY_LIMIT - len(answer) - 8000  # the tree summary and trace line keep their place
+        parts += [
+            report if len(report) <= room else report_section(result.report[: max(0, room - 200)] + "\n…"),
+            "",
+        ]
     if requester and source:
         parts += [PR_REQUESTED_BY.format(requester=requester, source=source), ""]
     parts += [summary_markdown(result.results), ""]

@@ -287,7 +287,37 @@ class FakeGitHub:
             number = 100 + len(self.created_pulls) + 1
             pull = {**c.body, "number": number, "html_url": f"https://github.example/{repo}/pull/{number}"}
             self.created_pulls.append(pull)
+            # Readable afterwards like a real PR (GET /pulls/N, GET /issues/N): a follow-up needs it.
+            head_sha = _git(bare, "rev-parse", f"refs/heads/{c.body['head']}").decode().strip()
+            bot = {"login": f"{self.app_slug}[bot]", "type": "Bot"}
+            self.pulls[(repo, number)] = {**pull, "user": bot, "base": {"ref": c.body["base"]},
+                                          "head": {"ref": c.body["head"], "sha": head_sha, "repo": {"full_name": repo}}}  # fmt: skip
+            self.issues[(repo, number)] = {"number": number, "title": c.body["title"], "body": c.body.get("body"),
+                                           "user": bot, "labels": [], "state": "open",
+                                           "author_association": "NONE", "pull_request": {}}  # fmt: skip
             return 201, pull
+        if m == "PATCH" and (g := re.fullmatch(r"/pulls/(\d+)", rest)):
+            pull = self.pulls.get((repo, int(g.group(1))))
+            if pull is None:
+                return 404, {"message": "Not Found"}
+            pull.update(c.body)
+            self.updated_pulls.append({"number": int(g.group(1)), **c.body})
+            return 200, pull
+        if m == "POST" and (g := re.fullmatch(r"/pulls/(\d+)/requested_reviewers", rest)):
+            self.review_requests.append({"number": int(g.group(1)), **c.body})
+            return 201, {"number": int(g.group(1))}
+        if m == "PATCH" and (g := re.fullmatch(r"/git/refs/(heads/.+)", rest)):
+            ref = "refs/" + g.group(1)
+            old = _git(bare, "rev-parse", "--verify", ref).decode().strip()
+            ff = subprocess.run(["git", f"--git-dir={bare}", "merge-base", "--is-ancestor", old, c.body["sha"]],
+                                capture_output=True).returncode == 0  # fmt: skip
+            if not ff and not c.body.get("force"):
+                return 422, {"message": "Update is not a fast forward"}
+            _git(bare, "update-ref", ref, c.body["sha"])
+            for pull in self.pulls.values():
+                if pull.get("head", {}).get("ref") == g.group(1)[len("heads/") :]:
+                    pull["head"]["sha"] = c.body["sha"]
+            return 200, {"ref": ref, "object": {"sha": c.body["sha"]}}
         return 404, {"message": f"fake GitHub has no route for {m} {p}"}
 
     @staticmethod
