@@ -5,6 +5,7 @@ Every user-facing sentence is an UPPER_CASE constant here; tests assert against 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -91,7 +92,6 @@ OUTCOME_PUSH_MOVED = (
     "The patch is in the trace; run the command again to work on the branch's new head."
 )
 BODY_LIMIT = 60000  # GitHub refuses bodies over 65,536 characters
-_MARKUP = "#*_`> "
 
 
 def pr_title(task: str) -> str:
@@ -104,7 +104,7 @@ def pr_title_from(answer: str | None, task: str) -> str:
     """The title a person would write: the first line of the root's answer (the prompt asks for a
     commit-subject line), without markdown; the task's first line when the answer has none."""
     for line in (answer or "").strip().splitlines():
-        text = " ".join(line.strip().strip(_MARKUP).split())
+        text = " ".join(re.sub(r"^[#>*\-\s]+", "", line).replace("**", "").split()).rstrip(".")
         if text.lower().rstrip(":") in ("summary", "changes", "what changed"):
             continue
         if len(text) >= 8:
