@@ -87,7 +87,12 @@ class Agent:
     def run(self) -> None:
         """Loop until FINAL (raises Submitted) or a limit/failure (raises another AgentEnded)."""
         self.messages.append(
-            {"role": "user", "content": prompts.first_message(self.node.task, self._budget(1))}
+            {
+                "role": "user",
+                "content": prompts.first_message(
+                    self.node.task, self._budget(1), self.rollout.context if self.node.depth == 0 else None
+                ),
+            }
         )
         while True:
             self.rollout.limits.check_agent(self.node)

@@ -268,11 +268,19 @@ def budget_text(b: Budget) -> str:
     return text
 
 
-def first_message(task: str, budget: Budget) -> str:
+def first_message(task: str, budget: Budget, context: str | None = None) -> str:
+    """The first user message; the root's names its request context when it has one."""
+    start = "The repository is checked out in the current directory. Start by looking around "
+    if (context or "").strip():
+        start = (
+            f"The request behind this task is in `context` ({len(context):,} characters): read it "
+            "first. The repository is checked out in the current directory. Then look around "
+        )
     return (
         f"Your task:\n<task>\n{task}\n</task>\n\n"
-        "The repository is checked out in the current directory. Start by looking around "
-        "(for example list files or grep), then work step by step.\n\n" + budget_text(budget)
+        + start
+        + "(for example list files or grep), then work step by step.\n\n"
+        + budget_text(budget)
     )
 
 
