@@ -214,8 +214,11 @@ class FakeGitHub:
             pull = self.pulls.get((repo, int(g.group(1))))
             return (200, pull) if pull else (404, {"message": "Not Found"})
         if m == "GET" and (g := re.fullmatch(r"/issues/(\d+)", rest)):
-            issue = self.issues.get((repo, int(g.group(1))))
-            return (200, issue) if issue else (404, {"message": "Not Found"})
+            # Every number exists, like the issues the payload helpers name (comment_payload).
+            issue = self.issues.get((repo, int(g.group(1)))) or {
+                "number": int(g.group(1)), "title": "Fix things", "body": "", "state": "open", "labels": [],
+                "user": {"login": "octocat", "type": "User"}, "author_association": "OWNER"}  # fmt: skip
+            return 200, issue
         if m == "GET" and (g := re.fullmatch(r"/issues/(\d+)/comments", rest)):
             items = [self._public({**c, "id": cid}) for cid, c in sorted(self.comments.items())
                      if c["repo"] == repo and c["issue"] == int(g.group(1))]  # fmt: skip
