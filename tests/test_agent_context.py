@@ -244,10 +244,13 @@ def test_truncated_answer_is_marked(make_repo, write_script, make_config):
             "task": "^Root",
             "responses": [py('a = rlm_query("Child")\nFINAL(str(a.truncated) + str(len(a.patch)))')],
         },
-        {"task": "^Child", "responses": [py('FINAL("y" * 5000)')]},
+        {"task": "^Child", "responses": [py('b = rlm_query("Too deep")\nFINAL("y" * 5000 + repr(b.patch))')]},
     ]
-    result = run(make_repo, write_script, make_config, None, rules, rlm__result_truncation_limit=1000)
+    result = run(make_repo, write_script, make_config, None, rules, rlm__result_truncation_limit=1000,
+                 rlm__max_depth=1)  # fmt: skip
     assert result.answer == "True0"
+    # A refused call is an answer too (with no changes), so `.patch` never raises.
+    assert agent(result, "root.1")["result"].endswith("y''")
 
 
 # ------------------------------------------------------------------ driver functions, on a real checkout

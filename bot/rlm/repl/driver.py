@@ -317,6 +317,8 @@ class AgentAnswer(str):
 
 
 def _answer(value):
+    if isinstance(value, str):  # a refusal ("Error: ..."): no sub-agent ran, so no changes
+        return AgentAnswer(value)
     if not isinstance(value, dict):
         return value
     answer = AgentAnswer(value.get("answer") or "")
