@@ -33,7 +33,7 @@ from .trust import Stop, Trigger, decide
 from .workflow import Runner
 
 if TYPE_CHECKING:
-    from bot.github.run import RunOutcome
+    from bot.pipeline import RunOutcome
 
 log = logging.getLogger("rlm-bot.action")
 SECRET_INPUTS = ("llm-api-key", "github-token", "daytona-api-key")
@@ -147,8 +147,7 @@ class Step:
                 api_key: str) -> int:  # fmt: skip
         # The engine (and litellm, seconds to import) loads only now: a step that runs nothing
         # (no command, not allowed, missing key) never loads it.
-        from bot.github.run import RunOptions
-        from bot.rlm.rollout import new_run_id
+        from bot.pipeline import RunSettings, new_run_id
 
         from . import flow
 
@@ -157,10 +156,9 @@ class Step:
         directory.mkdir(parents=True, exist_ok=True)
         # Known now, so the artifact step uploads whatever exists even if this process is killed.
         self.runner.set_outputs({"run-id": run_id, "artifact-dir": str(directory)})
-        options = RunOptions(results_dir=directory, prefix=inputs.trigger,
-                             auth_header=basic_auth_header(inputs.github_token), api_key=api_key or None,
-                             draft=inputs.draft, read_repo_config=False,
-                             trace_url=lambda _run_id: ctx.run_url or None)  # fmt: skip
+        settings = RunSettings(config=config, results_dir=directory, prefix=inputs.trigger,
+                               auth_header=basic_auth_header(inputs.github_token), api_key=api_key or None,
+                               patch_link=flow.patch_link(ctx.run_url))  # fmt: skip
         try:
             request = flow.make_request(ctx, trigger, api, inputs.base_branch, run_id)
         except GitHubError as e:
@@ -170,9 +168,10 @@ class Step:
         for sig in (signal.SIGINT, signal.SIGTERM):  # the runner's "cancel workflow"
             signal.signal(sig, lambda *_: cancel.set())
         self.runner.log(f"rlm-bot run {run_id}: {config.model.name}, sandbox {config.sandbox.backend}")
-        plan = flow.Plan(request=request, options=options, create_pr=inputs.create_pr)
+        plan = flow.Plan(request=request, settings=settings, create_pr=inputs.create_pr, draft=inputs.draft,
+                         run_url=ctx.run_url or None)  # fmt: skip
         with EventsFollower(directory / f"{run_id}.events.jsonl", AgentLogs(self.runner)):
-            outcome = flow.run(plan, api, config, cancel)
+            outcome = flow.run(plan, api, cancel)
         return self.finished(trigger, outcome, inputs.create_pr, directory)
 
     def finished(self, trigger: Trigger, outcome: RunOutcome, create_pr: bool, directory: Path) -> int:

@@ -15,13 +15,14 @@ from . import messages as m
 from .token_permissions import missing_permission
 
 if TYPE_CHECKING:
-    from bot.github.run import RunOutcome
+    from bot.pipeline import RunOutcome
 
 OUTPUT_NAMES = ("pr-url", "patch-file", "results-file", "agents", "cost", "conclusion")
 
 _BY_KIND = {
     "pr": m.PR_CREATED,
     "patch_comment": m.PATCH_IN_COMMENT,
+    "patch": m.CHANGES,
     "no_changes": m.NO_CHANGES,
     "only_workflows": m.NO_CHANGES,
     "timeout": m.TIMEOUT,
@@ -42,7 +43,7 @@ class RunFiles:
     @classmethod
     def collect(cls, directory: Path, outcome: RunOutcome) -> RunFiles:
         """The results JSON is read from disk, so it is found even when the outcome lost the
-        result (a GitHub error after the rollout); the patch text exists only in the result."""
+        result (a GitHub error after the rollout)."""
         files = cls()
         path = directory / f"{outcome.run_id}.json"
         try:
@@ -50,10 +51,8 @@ class RunFiles:
             files.results_file = path
         except (OSError, ValueError):
             pass
-        result = outcome.result
-        if result is not None and result.has_changes:
-            files.patch_file = directory / f"{outcome.run_id}.patch"
-            files.patch_file.write_text(result.patch, encoding="utf-8", errors="surrogateescape")
+        if outcome.patch_path is not None and outcome.patch_path.is_file():  # written by the pipeline
+            files.patch_file = outcome.patch_path
         return files
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 from pathlib import Path
 
@@ -87,8 +86,9 @@ class _Interrupts:
 
 def execute(config: Config, repo: str, prompt: str, *, branch: str | None, commit: str | None,
             output: Path | None, results_dir: Path, title: str, quiet: bool = False) -> int:  # fmt: skip
-    """Prepare, run with live progress, write the patch and print the summary. Returns the exit code."""
-    from .progress import Progress
+    """Run the pipeline with live progress, write the patch and print the summary. Returns the exit code."""
+    from .cli_run import PATCH_KEPT, PATCH_NONE, CliReporter, exit_code, run_cli
+    from .pipeline import OutcomeKind, Phase, RunRequest, RunSettings
     from .rlm import engine
     from .rlm.trace import summary_markdown
 
@@ -106,27 +106,23 @@ def execute(config: Config, repo: str, prompt: str, *, branch: str | None, commi
 
         raise fail(MISSING_KEY)
     cancel = threading.Event()
+    request = RunRequest(task=prompt, clone_url=repo, branch=branch, commit=commit)
+    settings = RunSettings(config=config, results_dir=results_dir)
+    reporter = CliReporter(err, title, f"commit {{commit}} · model {config.model.name} · sandbox {config.sandbox.backend}",
+                           quiet=quiet)  # fmt: skip
+    err.print(f"fetching {repo} …", markup=False)
     with _Interrupts(cancel) as interrupts:
         try:
-            err.print(f"fetching {repo} …", markup=False)
-            prepared = engine.prepare(config, repo, branch=branch, commit=commit)
-        except RLMError as e:
-            raise fail(str(e)) from None
-        err.print(f"commit {prepared.commit[:12]} · model {config.model.name} · sandbox {config.sandbox.backend}",
-                  markup=False)  # fmt: skip
-        progress = Progress(err, title)
-        try:
-            with progress:
-                result = engine.run(config, prepared, prompt, results_dir=results_dir, cancel=cancel,
-                                    on_event=None if quiet else progress.on_event)  # fmt: skip
+            outcome = run_cli(settings, request, reporter, output, cancel)
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]")
             return EXIT_INTERRUPTED
-    if output is not None:
-        output.write_text(result.patch, encoding="utf-8", errors="surrogateescape")
-    elif result.patch:
-        sys.stdout.write(result.patch)
-        sys.stdout.flush()
+    result = outcome.result
+    if result is None:  # it ended before the rollout: the repository or the setup
+        if outcome.kind is OutcomeKind.CANCELLED:
+            return EXIT_INTERRUPTED
+        usage = reporter.last_phase in (None, Phase.PREPARING)
+        raise fail(outcome.error or outcome.message, EXIT_USAGE if usage else EXIT_FAILED)
     err.print()
     err.print(summary_markdown(result.results), markup=False)
     err.print()
@@ -138,17 +134,14 @@ def execute(config: Config, repo: str, prompt: str, *, branch: str | None, commi
     if result.answer:
         err.print("answer:", markup=False)
         err.print(result.answer, markup=False)
-    if result.has_changes:
-        where = str(output) if output else "stdout"
-        stats = result.results.get("patch") or {}
-        err.print(f"patch: {stats.get('files', '?')} file(s), +{stats.get('additions', 0)} -{stats.get('deletions', 0)} → {where}",
-                  markup=False)  # fmt: skip
+    if outcome.kind is OutcomeKind.PATCH:
+        err.print(outcome.message, markup=False)
+    elif outcome.patch_path is not None:
+        err.print(PATCH_KEPT.format(path=outcome.patch_path), markup=False)
     else:
-        err.print("patch: no changes", markup=False)
+        err.print(PATCH_NONE, markup=False)
     err.print(f"results: {result.results_path}", markup=False)
-    if interrupts.count:
-        return EXIT_INTERRUPTED
-    return EXIT_OK if result.status == "completed" else EXIT_FAILED
+    return exit_code(outcome, bool(interrupts.count))
 
 
 @app.command()

@@ -219,10 +219,11 @@ def test_fork_pull_request_gets_the_patch_in_a_comment(runs):
     assert out["conclusion"] == m.PATCH_IN_COMMENT
     assert out["pr-url"] == "" and Path(out["patch-file"]).exists()
     assert not s.fake.created_pulls and not s.calls("POST", r"/git/")
-    bodies = [c["body"] for c in s.fake.issue_comments(REPO, 1)]
-    assert any("+    return a + b" in b and "```diff" in b for b in bodies)
-    assert f"::notice title=rlm-bot::{report.OUTCOME_PATCH_COMMENT}" in s.proc.stdout
-    assert report.OUTCOME_PATCH_COMMENT in s.job.summary()
+    comments = s.fake.issue_comments(REPO, 1)
+    patch = next(c for c in comments if "+    return a + b" in c["body"] and "```diff" in c["body"])
+    said = report.OUTCOME_PATCH_COMMENT.format(url=patch["html_url"])  # defect 5: was a literal {url}
+    assert f"::notice title=rlm-bot::{said}" in s.proc.stdout
+    assert said in s.job.summary() and "{url}" not in s.job.summary()
     assert_masked(s)
 
 

@@ -61,8 +61,11 @@ def test_status_body_footer_only_while_running():
 
 
 def test_patch_comment_is_bounded():
-    body = report.patch_comment("r1", "+" * (report.PATCH_LIMIT + 10))
-    assert report.PATCH_TOO_LONG in body and len(body) < report.PATCH_LIMIT + 500
+    body = report.patch_comment("r1", "+" * (report.PATCH_LIMIT + 10), "https://bot.example/runs/t/patch")
+    assert report.PATCH_TOO_LONG.format(url="https://bot.example/runs/t/patch") in body
+    assert len(body) < report.PATCH_LIMIT + 500
+    local = report.patch_comment("r1", "+" * (report.PATCH_LIMIT + 10))
+    assert report.PATCH_TOO_LONG_LOCAL.format(name="r1.patch") in local
 
 
 # ---------------------------------------------------------------- repo config

@@ -13,7 +13,7 @@ import pytest
 from bot.github import report
 from bot.rlm.secrets import REDACTOR
 from tests.conftest import leftovers, py
-from tests.fakes.app_env import REPO, Worlds, collapse, finished
+from tests.fakes.app_env import REPO, Worlds, collapse, finished, run_one
 from tests.fakes.github_app import comment_payload, post_event, review_comment_payload, serve, wait_for
 from webhooks import create_app
 
@@ -30,17 +30,6 @@ def world(tmp_path, make_repo, write_script, make_config):
     worlds = Worlds(tmp_path, make_repo, write_script, make_config)
     yield worlds
     worlds.close()
-
-
-def run_one(env, event: str, payload: dict):
-    app = create_app(env.server)
-    store = app.extensions["rlm"].store
-    with serve(app) as url:
-        resp = post_event(url, event, payload)
-        assert resp.status_code == 202, resp.text
-        job = wait_for(lambda: finished(store, resp.json()["job"]), what="the job to finish")
-    app.extensions["rlm"].pool.stop()
-    return job
 
 
 def add_pull(env, number: int, branch: str, head_repo: str | None = REPO) -> str:
@@ -82,7 +71,9 @@ def test_fork_pull_request_gets_the_patch_in_a_comment(world):
     )
     assert "+    return a + b" in patch_comment["body"]
     status = next(c for c in comments if c is not patch_comment)
-    assert report.OUTCOME_PATCH_COMMENT in status["body"]
+    # Defect 5: the status named the patch comment with a literal `{url}`.
+    assert report.OUTCOME_PATCH_COMMENT.format(url=patch_comment["html_url"]) in status["body"]
+    assert "{url}" not in status["body"]
 
 
 def test_review_comment_reacts_on_the_review_comment(world):
@@ -120,12 +111,18 @@ def test_persistent_github_failure_ends_in_a_clear_status(world):
     env = world(QUICK)
     env.fake.fail("POST", rf"/repos/{REPO}/pulls", 502, times=100, message="Bad Gateway")
     job = run_one(env, "issue_comment", comment_payload("/rlm fix add", clone_url=str(env.bare)))
-    assert job.outcome == "github_error" and job.state == "failed"
-    pulls_calls = [c for c in env.fake.calls if c.path == f"/repos/{REPO}/pulls"]
+    # The change was pushed before GitHub failed: the outcome names the branch, not just the error.
+    assert job.outcome == "branch" and job.state == "failed"
+    pulls_calls = [c for c in env.fake.calls if c.method == "POST" and c.path == f"/repos/{REPO}/pulls"]
     assert len(pulls_calls) == 5  # bounded retries
     (status,) = env.fake.issue_comments(REPO, 7)
-    assert status["body"].count("❌ GitHub's API kept failing") == 1
-    assert "after 5 tries" in status["body"]
+    branch = job.request["pushed_branch"]
+    assert f"`{branch}`" in status["body"] and "after 5 tries" in status["body"]
+    assert f"/{REPO}/compare/main...{branch}" in status["body"]
+    assert (
+        f"[{job.request['run_id']}.patch](http://bot.example/runs/{job.trace_token}/patch)" in status["body"]
+    )
+    assert "return a + b" in env.git("show", f"{branch}:calc.py")
     assert any(r["content"] == report.REACTION_FAILED for r in env.fake.reactions.values())
 
 
@@ -245,7 +242,7 @@ def test_a_bug_still_ends_the_status_comment(world, monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("bot.github.run.open_pull_request", broken)  # stands in for any bug in the flow
+    monkeypatch.setattr("bot.github.deliver.open_pull_request", broken)  # stands in for any bug in the flow
     job = run_one(env, "issue_comment", comment_payload("/rlm fix add", clone_url=str(env.bare)))
     assert (job.state, job.outcome) == ("failed", "error")
     (status,) = env.fake.issue_comments(REPO, 7)

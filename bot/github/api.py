@@ -1,15 +1,15 @@
 """GitHub's REST API, as the bot uses it: PyGithub's transport with our own bounded retries.
 
 Every write that carries user-visible text (comments, PR bodies, commit messages) is redacted here,
-so no caller can leak a secret by forgetting to. Retries cover what GitHub asks clients to retry:
-502/503/504, 429, and 403 when it is a (secondary) rate limit; `retry-after` is honoured.
+so no caller can leak a secret by forgetting to. Retries (bot.retry, tenacity) cover
+rate limits (429, a secondary-limit 403; `retry-after` honoured) always, and 5xx or a dropped
+connection for reads and for writes that are idempotent or whose effect is checked first.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-import random
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -19,12 +19,12 @@ import requests
 from github import Github, GithubException
 from github.Auth import AppAuthToken, Token
 
+from bot.retry import call_with_retries
 from bot.rlm.secrets import REDACTOR
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.github.com"
-RETRY_STATUSES = {429, 502, 503, 504}
 PERMISSIONS = ("admin", "maintain", "write", "triage", "read", "none")
 
 
@@ -41,16 +41,62 @@ def _q(part: str) -> str:
     return urllib.parse.quote(part, safe="")
 
 
-def _is_rate_limited(status: int, headers: dict, data: Any) -> bool:
-    if status == 429:
-        return True
-    if status != 403:
-        return False
-    message = (data or {}).get("message", "") if isinstance(data, dict) else ""
-    lower = {k.lower(): v for k, v in (headers or {}).items()}
-    return (
-        "rate limit" in message.lower() or "retry-after" in lower or lower.get("x-ratelimit-remaining") == "0"
-    )
+def describe(data: Any) -> str:
+    """GitHub's own words: `message`, then each of `errors[]` (where a 422 says what was wrong)."""
+    if not isinstance(data, dict):
+        return "no message"
+    parts = [str(data.get("message") or "no message")]
+    for item in data.get("errors") or []:
+        if isinstance(item, dict):
+            text = item.get("message") or " ".join(
+                str(item[k]) for k in ("resource", "field", "code") if item.get(k)
+            )
+        else:
+            text = str(item)
+        if text and text not in parts:
+            parts.append(text)
+    return ": ".join(parts[:1]) + (" — " + "; ".join(parts[1:]) if len(parts) > 1 else "")
+
+
+_MISSING = object()
+
+
+class _Failed(Exception):
+    """One failed attempt (internal to `request`)."""
+
+    def __init__(self, status: int | None, headers: dict, data: Any, transport: str | None = None):
+        super().__init__(f"{status} {describe(data)}" if status is not None else transport)
+        self.status, self.headers, self.data = status, headers, data
+        self.summary = str(self)
+
+    @property
+    def rate_limited(self) -> bool:
+        if self.status == 429:
+            return True
+        if self.status != 403:
+            return False
+        message = self.data.get("message", "") if isinstance(self.data, dict) else ""
+        return (
+            "rate limit" in message.lower()
+            or "retry-after" in self.headers
+            or (self.headers.get("x-ratelimit-remaining") == "0")
+        )
+
+    @property
+    def transient(self) -> bool:
+        """A server error or a dropped connection: the write may or may not have happened."""
+        return self.status is None or self.status >= 500
+
+    def error(self, verb: str, path: str, tries: int) -> GitHubError:
+        if self.rate_limited or self.transient:
+            return GitHubError(
+                f"GitHub kept failing on {verb} {path} ({self.summary}) after {tries} tries; "
+                "it may be down or rate limiting this app, so try again later.",
+                status=self.status, data=self.data,
+            )  # fmt: skip
+        return GitHubError(
+            f"GitHub answered {verb} {path} with {self.summary}.", status=self.status, data=self.data
+        )
 
 
 class GitHubAPI:
@@ -94,55 +140,73 @@ class GitHubAPI:
 
     # ------------------------------------------------------------------ transport
 
-    def _wait_for(self, attempt: int, headers: dict) -> float:
-        lower = {k.lower(): v for k, v in (headers or {}).items()}
-        if lower.get("retry-after"):
+    def _wait_hint(self, exc: BaseException) -> float | None:
+        """What GitHub asked for: `Retry-After`, or the rate limit's reset time."""
+        headers = getattr(exc, "headers", None) or {}
+        if headers.get("retry-after"):
             try:
-                return min(self.max_wait, max(0.0, float(lower["retry-after"])))
+                return float(headers["retry-after"])
             except ValueError:
-                pass
-        if lower.get("x-ratelimit-remaining") == "0" and lower.get("x-ratelimit-reset"):
+                return None
+        if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset"):
             try:
-                return min(self.max_wait, max(0.0, float(lower["x-ratelimit-reset"]) - time.time()))
+                return float(headers["x-ratelimit-reset"]) - time.time()
             except ValueError:
-                pass
-        return min(self.max_wait, self.backoff * (2**attempt) * (1 + random.random() / 4))
+                return None
+        return None
+
+    def _once(self, verb: str, path: str, body: Any, params: dict | None) -> Any:
+        try:
+            _, data = self._gh.requester.requestJsonAndCheck(verb, path, parameters=params, input=body)
+            return data
+        except GithubException as e:
+            headers = {k.lower(): v for k, v in dict(e.headers or {}).items()}
+            raise _Failed(e.status, headers, e.data) from None
+        except requests.RequestException as e:
+            raise _Failed(None, {}, None, type(e).__name__) from None
 
     def request(self, verb: str, path: str, *, body: Any = None, params: dict | None = None,
-                ok_missing: bool = False) -> Any:  # fmt: skip
+                ok_missing: bool = False, idempotent: bool | None = None,
+                check: Callable[[], Any] | None = None) -> Any:  # fmt: skip
         """One REST call with bounded retries. Returns parsed JSON (None for an empty body);
-        with `ok_missing`, a 404 returns None instead of raising."""
-        last = ""
+        with `ok_missing`, a 404 returns None instead of raising.
+
+        Rate limits (429, a secondary-limit 403) mean GitHub did nothing: always retried. A 5xx
+        or a dropped connection may have done the write: retried for reads and idempotent
+        writes (`idempotent`, default: every verb but POST); for any other write `check()` is
+        asked first and, when it finds the effect (returns not None), that is the answer."""
         if self.refresh is not None:
             token = self.refresh()
             if token != self._token:
                 self._use(token)
-        for attempt in range(self.max_tries):
+        if idempotent is None:
+            idempotent = verb != "POST"
+
+        def attempt() -> Any:
             try:
-                _, data = self._gh.requester.requestJsonAndCheck(verb, path, parameters=params, input=body)
-                return data
-            except GithubException as e:
-                status, headers, data = e.status, dict(e.headers or {}), e.data
-                if status == 404 and ok_missing:
-                    return None
-                message = data.get("message") if isinstance(data, dict) else None
-                last = f"{status} {message or 'no message'}"
-                if not (status in RETRY_STATUSES or _is_rate_limited(status, headers, data)):
-                    raise GitHubError(
-                        f"GitHub answered {verb} {path} with {last}.", status=status, data=data
-                    ) from None
-                wait = self._wait_for(attempt, headers)
-            except requests.RequestException as e:
-                last = f"{type(e).__name__}"
-                wait = self._wait_for(attempt, {})
-            if attempt + 1 < self.max_tries:
-                log.warning("GitHub %s %s failed (%s); retrying in %.1fs", verb, path, last, wait)
-                self.sleep(wait)
-        raise GitHubError(
-            f"GitHub kept failing on {verb} {path} ({last}) after {self.max_tries} tries; "
-            "it may be down or rate limiting this app, so try again later.",
-            status=int(last.split()[0]) if last[:3].isdigit() else None,
-        )
+                return self._once(verb, path, body, params)
+            except _Failed as failed:
+                if failed.status == 404 and ok_missing:
+                    return _MISSING
+                if failed.transient and not idempotent and check is not None:
+                    found = check()
+                    if found is not None:
+                        log.info("GitHub %s %s failed (%s) but had taken effect", verb, path, failed.summary)
+                        return found
+                raise
+
+        def retry_if(exc: BaseException) -> bool:
+            return isinstance(exc, _Failed) and (
+                exc.rate_limited or (exc.transient and (idempotent or check is not None))
+            )
+
+        try:
+            data = call_with_retries(attempt, retry_if=retry_if, tries=self.max_tries, base=self.backoff,
+                                     cap=self.max_wait, wait_hint=self._wait_hint, sleep=self.sleep,
+                                     describe=f"GitHub {verb} {path}")  # fmt: skip
+        except _Failed as failed:
+            raise failed.error(verb, path, self.max_tries) from None
+        return None if data is _MISSING else data
 
     # ------------------------------------------------------------------ reads
 
@@ -210,16 +274,32 @@ class GitHubAPI:
         return f"/repos/{repo}/{kind}/comments/{comment_id}/reactions"
 
     def add_reaction(self, repo: str, comment_id: int, content: str, review: bool = False) -> int | None:
-        data = self.request("POST", self._reactions_path(repo, comment_id, review), body={"content": content})
+        # GitHub answers a repeated reaction with the existing one: safe to retry.
+        data = self.request("POST", self._reactions_path(repo, comment_id, review), body={"content": content},
+                            idempotent=True)  # fmt: skip
         return (data or {}).get("id")
 
     def delete_reaction(self, repo: str, comment_id: int, reaction_id: int, review: bool = False) -> None:
-        self.request("DELETE", f"{self._reactions_path(repo, comment_id, review)}/{reaction_id}")
+        self.request(
+            "DELETE", f"{self._reactions_path(repo, comment_id, review)}/{reaction_id}", ok_missing=True
+        )
+
+    def post_comment(self, repo: str, issue_number: int, body: str) -> dict:
+        """A new comment (its JSON: id, html_url). A 5xx is retried only after checking that the
+        comment was not created anyway."""
+        text = REDACTOR.redact(body)
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120))
+
+        def posted() -> dict | None:
+            comments = self.request("GET", f"/repos/{repo}/issues/{issue_number}/comments",
+                                    params={"since": since, "per_page": 100}) or []  # fmt: skip
+            return next((c for c in reversed(comments) if c.get("body") == text), None)
+
+        return self.request("POST", f"/repos/{repo}/issues/{issue_number}/comments", body={"body": text},
+                            check=posted)  # fmt: skip
 
     def create_comment(self, repo: str, issue_number: int, body: str) -> int:
-        data = self.request("POST", f"/repos/{repo}/issues/{issue_number}/comments",
-                            body={"body": REDACTOR.redact(body)})  # fmt: skip
-        return int(data["id"])
+        return int(self.post_comment(repo, issue_number, body)["id"])
 
     def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
         self.request(
@@ -227,27 +307,59 @@ class GitHubAPI:
         )
 
     # ------------------------------------------------------------------ Git Data and pulls
+    # Blobs, trees and commits are addressed by their content: creating one twice is harmless.
 
     def create_blob(self, repo: str, content: bytes) -> str:
         encoded = base64.b64encode(content).decode("ascii")
-        data = self.request(
-            "POST", f"/repos/{repo}/git/blobs", body={"content": encoded, "encoding": "base64"}
-        )
+        data = self.request("POST", f"/repos/{repo}/git/blobs", body={"content": encoded, "encoding": "base64"},
+                            idempotent=True)  # fmt: skip
         return data["sha"]
 
     def create_tree(self, repo: str, base_tree: str, entries: list[dict]) -> str:
         """`entries`: {"path", "mode", "type": "blob", "sha"}; sha None deletes the path."""
-        data = self.request(
-            "POST", f"/repos/{repo}/git/trees", body={"base_tree": base_tree, "tree": entries}
-        )
+        data = self.request("POST", f"/repos/{repo}/git/trees", body={"base_tree": base_tree, "tree": entries},
+                            idempotent=True)  # fmt: skip
         return data["sha"]
 
     def create_commit(self, repo: str, message: str, tree: str, parents: list[str]) -> str:
         body = {"message": REDACTOR.redact(message), "tree": tree, "parents": parents}
-        return self.request("POST", f"/repos/{repo}/git/commits", body=body)["sha"]
+        return self.request("POST", f"/repos/{repo}/git/commits", body=body, idempotent=True)["sha"]
+
+    def get_ref_sha(self, repo: str, ref: str) -> str | None:
+        """The commit `ref` (e.g. `heads/rlm/7-abc123`) points at, or None when it does not exist."""
+        data = self.request("GET", f"/repos/{repo}/git/ref/{_path(ref)}", ok_missing=True)
+        if not isinstance(data, dict):  # a prefix of several refs answers with a list
+            return None
+        return (data.get("object") or {}).get("sha")
+
+    def same_change(self, repo: str, commit: str, *, tree: str, parent: str) -> bool:
+        """Whether `commit` has this tree on this single parent (the same change, made again)."""
+        data = self.request("GET", f"/repos/{repo}/git/commits/{commit}", ok_missing=True) or {}
+        parents = [p.get("sha") for p in data.get("parents") or []]
+        return (data.get("tree") or {}).get("sha") == tree and parents == [parent]
 
     def create_ref(self, repo: str, ref: str, sha: str) -> None:
-        self.request("POST", f"/repos/{repo}/git/refs", body={"ref": ref, "sha": sha})
+        def made() -> dict | None:
+            return {"ref": ref} if self.get_ref_sha(repo, ref.removeprefix("refs/")) == sha else None
+
+        self.request("POST", f"/repos/{repo}/git/refs", body={"ref": ref, "sha": sha}, check=made)
+
+    def delete_ref(self, repo: str, ref: str) -> bool:
+        """Delete `ref` (e.g. `heads/x`); False when GitHub would not."""
+        try:
+            self.request("DELETE", f"/repos/{repo}/git/refs/{_path(ref)}", ok_missing=True)
+            return True
+        except GitHubError as e:
+            log.warning("could not delete %s on %s: %s", ref, repo, e)
+            return False
+
+    def find_open_pull(self, repo: str, branch: str) -> dict | None:
+        """The open pull request from `branch` of `repo` itself, if there is one."""
+        owner = repo.split("/")[0]
+        pulls = self.request(
+            "GET", f"/repos/{repo}/pulls", params={"head": f"{owner}:{branch}", "state": "open"}
+        )
+        return pulls[0] if isinstance(pulls, list) and pulls else None
 
     def update_ref(self, repo: str, ref: str, sha: str) -> None:
         """Move `ref` ("heads/branch") to `sha`, fast-forward only (GitHub answers 422 otherwise)."""
@@ -269,4 +381,21 @@ class GitHubAPI:
     ) -> dict:
         payload = {"title": REDACTOR.redact(title), "head": head, "base": base,
                    "body": REDACTOR.redact(body), "draft": draft}  # fmt: skip
-        return self.request("POST", f"/repos/{repo}/pulls", body=payload)
+        return self.request(
+            "POST", f"/repos/{repo}/pulls", body=payload, check=lambda: self.find_open_pull(repo, head)
+        )
+
+    def compare_url(self, repo: str, base: str, head: str) -> str:
+        """The web page comparing `head` with `base` (where a pull request can be opened by hand)."""
+        return f"{web_url(self.api_url)}/{repo}/compare/{_path(base)}...{_path(head)}"
+
+
+def _path(ref: str) -> str:
+    return "/".join(_q(p) for p in ref.split("/"))
+
+
+def web_url(api_url: str) -> str:
+    """github.com for api.github.com; the server itself for GitHub Enterprise (`…/api/v3`)."""
+    if api_url.rstrip("/") == DEFAULT_API_URL:
+        return "https://github.com"
+    return api_url.rstrip("/").removesuffix("/api/v3")

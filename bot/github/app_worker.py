@@ -1,5 +1,6 @@
 """What a worker does with one App job: authenticate as the installation, check who asked, then
-reply (help, status, cancel, not allowed, busy) or run the whole flow in `run.py`.
+reply (help, status, cancel, not allowed, busy) or run the request through the pipeline, with the
+status comment and the job store as its reporters and a pull request as its delivery.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot import pipeline
 from bot.jobs import RUN_LANE, Job, JobStore, WorkerPool
+from bot.pipeline import NullReporter, OutcomeKind, Reporters, RunOutcome, RunRequest, RunSettings
 from bot.rlm.config import Config
 
 from . import report
 from .api import GitHubAPI, GitHubError
 from .auth import AppAuth, basic_auth_header
 from .commands import help_text
+from .deliver import DeliveryOptions, GitHubDeliverer
 from .permissions import may_run, not_allowed
-from .run import RunOptions, RunRequest, acknowledge, execute_run, resolve_base
+from .repo_config import RepoConfigStage
+from .reporter import StatusReporter
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +41,21 @@ class WorkerSettings:
     api_options: dict = field(default_factory=dict)  # e.g. {"sleep": ..., "max_tries": ...} for tests
 
 
-def run_request(data: dict) -> RunRequest:
-    known = RunRequest.__dataclass_fields__
-    return RunRequest(**{k: v for k, v in data.items() if k in known})
+def job_state(kind: OutcomeKind) -> str:
+    """The job's final state for a run's outcome."""
+    if kind is OutcomeKind.CANCELLED:
+        return "cancelled"
+    return "done" if kind.ok else "failed"
+
+
+class StoreReporter(NullReporter):
+    """Keeps the job's payload (the request, verbatim) in step with the run."""
+
+    def __init__(self, store: JobStore, job_id: int):
+        self.store, self.job_id = store, job_id
+
+    def request_changed(self, request: RunRequest) -> None:
+        self.store.update_request(self.job_id, **request.to_payload())
 
 
 class AppJobHandler:
@@ -125,24 +142,33 @@ class AppJobHandler:
         label = (active.request.get("run_id") if active else None) or "another run"
         self._reply(api, job, report.BUSY.format(run_id=label, prefix=self.settings.prefix), "busy")
 
-    def _options(self, job: Job, auth_header: str | None = None) -> RunOptions:
-        s = self.settings
-        trace_url = None
-        if s.public_url and job.trace_token:
-            trace_url = f"{s.public_url.rstrip('/')}/runs/{job.trace_token}/"
-        return RunOptions(results_dir=s.results_dir, prefix=s.prefix, auth_header=auth_header, api_key=s.api_key,
-                          draft=s.draft, can_push_workflows=s.can_push_workflows, status_interval=s.status_interval,
-                          allowed_models=s.allowed_models, trace_url=lambda _run_id: trace_url)  # fmt: skip
+    def _trace_url(self, job: Job) -> str | None:
+        if self.settings.public_url and job.trace_token:
+            return f"{self.settings.public_url.rstrip('/')}/runs/{job.trace_token}/"
+        return None
+
+    def _reporter(self, api: GitHubAPI, job: Job, request: RunRequest) -> tuple[StatusReporter, Reporters]:
+        store = StoreReporter(self.store, job.id)
+        status = StatusReporter(api, request, prefix=self.settings.prefix, trace_url=self._trace_url(job),
+                                interval=self.settings.status_interval, on_change=store.request_changed)  # fmt: skip
+        return status, Reporters(store, status)
+
+    def _deliverer(self, api: GitHubAPI, job: Job) -> GitHubDeliverer:
+        s, trace_url = self.settings, self._trace_url(job)
+        options = DeliveryOptions(draft=s.draft, can_push_workflows=s.can_push_workflows, trace_url=trace_url,
+                                  patch_url=f"{trace_url}patch" if trace_url else None)  # fmt: skip
+        return GitHubDeliverer(api, options, on_pushed=StoreReporter(self.store, job.id).request_changed)
 
     def _accept(self, api: GitHubAPI, job: Job) -> None:
         """👀, the status comment and the commit (the default branch's head at command time, or
         the PR's head) now; the run itself waits for a free run worker."""
-        request = run_request(job.request)
-        record = lambda **fields: self.store.update_request(job.id, **fields)  # noqa: E731
-        acknowledge(request, api, self._options(job), record=record)
+        request = RunRequest.from_payload(job.request)
+        _, reporter = self._reporter(api, job, request)
+        pipeline.acknowledge(request, reporter)
         try:
-            commit, base_branch, fork, _ = resolve_base(api, request)
-            record(commit=commit, base_branch=base_branch, fork=fork)
+            target = self._deliverer(api, job).target(request)
+            request.commit, request.base_branch, request.fork = target.commit, target.base_branch, target.fork
+            reporter.request_changed(request)
         except GitHubError as e:  # the run worker resolves it (and reports a failure) instead
             log.warning("job %s: could not resolve the commit yet: %s", job.id, e)
         if self.store.promote(job.id):
@@ -155,24 +181,35 @@ class AppJobHandler:
             return self._busy(api, job)
         if self.store.get(job.id).cancel_requested:
             cancel.set()
+        s = self.settings
         token = self.auth.installation_token(job.installation_id)
-        options = self._options(job, auth_header=basic_auth_header(token))
-        outcome = execute_run(run_request(job.request), api, self.config, options, cancel=cancel,
-                              record=lambda **fields: self.store.update_request(job.id, **fields))  # fmt: skip
-        state = {"cancelled": "cancelled"}.get(outcome.kind, "done" if outcome.ok else "failed")
-        self.store.finish(job.id, state, outcome.kind, outcome.message)
+        request = RunRequest.from_payload(job.request)
+        _, reporter = self._reporter(api, job, request)
+        trace_url = self._trace_url(job)
+        settings = RunSettings(config=self.config, results_dir=s.results_dir, prefix=s.prefix,
+                               auth_header=basic_auth_header(token), api_key=s.api_key,
+                               before_fetch=[RepoConfigStage(api, s.allowed_models)],
+                               patch_link=lambda path: _patch_link(path, trace_url))  # fmt: skip
+        outcome = pipeline.run(request, reporter, self._deliverer(api, job), cancel, settings=settings)
+        self.store.finish(job.id, job_state(outcome.kind), outcome.kind.value, outcome.message)
 
     def _report_interrupted(self, api: GitHubAPI, job: Job) -> None:
-        request = run_request(job.request)
-        body = report.status_body(request.run_id or f"job {job.id}", request.task,
-                                  [report.OUTCOME_INTERRUPTED.format(prefix=self.settings.prefix)],
-                                  final=True)  # fmt: skip
-        if request.status_comment_id:
-            api.edit_comment(job.repo, request.status_comment_id, body)
-        else:
-            api.create_comment(job.repo, job.number, body)
-        if request.comment_id:
-            api.add_reaction(
-                job.repo, request.comment_id, report.REACTION_FAILED, review=request.review_comment
-            )
-        self.store.finish(job.id, "failed", "interrupted", report.OUTCOME_INTERRUPTED)
+        """A run that could not be resumed: its status ends with the reason, 😕 replaces 👀, and a
+        patch it had saved is named."""
+        request = RunRequest.from_payload(job.request)
+        status, _ = self._reporter(api, job, request)
+        status.status.run_id = request.run_id or f"job {job.id}"
+        status.status.notes.clear()
+        message = report.OUTCOME_INTERRUPTED.format(prefix=self.settings.prefix)
+        saved = pipeline.patch_path(self.settings.results_dir, request.run_id) if request.run_id else None
+        if saved is not None and saved.is_file():
+            message += " " + report.PATCH_SAVED.format(where=_patch_link(saved, self._trace_url(job)))
+        status.finished(RunOutcome(status.status.run_id, OutcomeKind.ERROR, message))
+        self.store.finish(job.id, "failed", "interrupted", message)
+
+
+def _patch_link(path: Path, trace_url: str | None) -> str:
+    """Where people can get a saved patch: the trace page's link, or its name on the server."""
+    if trace_url:
+        return report.PATCH_LINK.format(name=path.name, url=f"{trace_url}patch")
+    return report.PATCH_ON_SERVER.format(name=path.name)

@@ -7,14 +7,20 @@ model only from the server's allowed list.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import yaml
 
 from bot.rlm.config import Config, ConfigError, validate_partial
 
 from .api import GitHubAPI
+from .report import REPO_CONFIG_PROBLEM
+
+if TYPE_CHECKING:
+    from bot.pipeline import Reporter, RunState
 
 REPO_CONFIG_PATH = ".github/rlm.yml"
 # Limits a repository may set; each is capped at the server's own value.
@@ -152,3 +158,29 @@ def repo_settings(config: Config, text: str | None, allowed_models: set[str] | N
 def load_repo_settings(api: GitHubAPI, repo: str, default_branch: str, config: Config,
                        allowed_models: set[str] | None = None) -> RepoSettings:  # fmt: skip
     return repo_settings(config, api.get_file(repo, REPO_CONFIG_PATH, default_branch), allowed_models)
+
+
+class RepoConfigStage:
+    """The pipeline's `before_fetch` stage for the App: `.github/rlm.yml` from the default branch,
+    within what the server allows; what was ignored becomes a note in the status comment."""
+
+    def __init__(self, api: GitHubAPI, allowed_models: set[str] | None = None,
+                 on_prefs: Callable[[DeliveryPrefs], None] | None = None):  # fmt: skip
+        """`on_prefs` hears the file's delivery preferences (the deliverer's `use_prefs`)."""
+        self.api, self.allowed_models = api, allowed_models
+        self.on_prefs = on_prefs or (lambda _prefs: None)
+
+    def __call__(self, state: RunState, reporter: Reporter) -> None:
+        request = state.request
+        default_branch = request.default_branch
+        if default_branch is None:
+            default_branch = request.default_branch = (
+                self.api.get_repo(request.repo).get("default_branch") or "main"
+            )
+        settings = load_repo_settings(
+            self.api, request.repo, default_branch, state.config, self.allowed_models
+        )
+        state.config = settings.config
+        self.on_prefs(settings.prefs)
+        for problem in settings.problems:
+            reporter.note(REPO_CONFIG_PROBLEM.format(reason=problem))

@@ -29,6 +29,8 @@ STATUS_RUNNING = (
     "{iterations} iterations · {elapsed} elapsed · {cost}"
 )
 STATUS_OPENING_PR = "📝 Opening a pull request…"
+STATUS_STARTING = "⏳ Starting the agents…"
+STATUS_SETTING_UP = "🧰 Setting up the environment…"
 STATUS_RESTARTED = "🔁 The server restarted while this run was in progress; it was started again."
 STATUS_FOOTER = "Stop it with `{prefix} cancel`; see progress with `{prefix} status`."
 STATUS_TRACE = "[Trace]({url})"
@@ -39,6 +41,18 @@ OUTCOME_PATCH_COMMENT = (
     "✅ Done. This pull request comes from a fork, which the app cannot push to, so the patch is in "
     "{url}. Apply it with `git apply`."
 )
+OUTCOME_BRANCH = (
+    "⚠️ The change is on branch `{branch}` ({compare}), but GitHub refused to open the pull request: "
+    "{error} Open it from that link, or apply the patch: {patch}"
+)
+OUTCOME_PR_REFUSED = "❌ GitHub refused to open the pull request: {error} The change is in the patch: {patch}"
+OUTCOME_PR_EXISTING = "✅ The change is in {url} (it was already open from `{branch}`)."
+PATCH_SAVED = "The patch is saved: {where}."
+PATCH_LINK = "[{name}]({url})"
+PATCH_ON_SERVER = "`{name}` in the server's results directory"
+ACK_REACTION_FAILED = "⚠️ Could not add the 👀 reaction to the command ({error}); the run goes on."
+CUT_MARKER = "\n\n… cut here: GitHub allows {limit} characters. The rest is at {url}"
+CUT_MARKER_LOCAL = "\n\n… cut here: GitHub allows {limit} characters. The rest is in the server's results."
 OUTCOME_NO_CHANGES = "✅ Done, but the agents changed no files, so there is no pull request."
 OUTCOME_ONLY_WORKFLOWS = (
     "⚠️ Done, but every change was under `.github/workflows/`, which this app may not push. "
@@ -80,7 +94,10 @@ PR_TRACE_LOCAL = "🔎 The full trace is `{name}` in the server's results direct
 PATCH_COMMENT = (
     "Here is the patch for run `{run_id}` (this pull request comes from a fork, so I cannot push to it):"
 )
-PATCH_TOO_LONG = "\n… the patch is longer than a comment can hold; the full patch is in the trace."
+PATCH_TOO_LONG = "\n… the patch is longer than a comment can hold; the full patch: {url}"
+PATCH_TOO_LONG_LOCAL = (
+    "\n… the patch is longer than a comment can hold; the full patch is `{name}` in the results."
+)
 PATCH_LIMIT = 60000
 PR_CLOSES = "Closes #{number}"
 PR_REPORT = "<details><summary>📋 Report from the agents</summary>\n\n{report}\n\n</details>"
@@ -91,7 +108,7 @@ OUTCOME_PUSH_MOVED = (
     "⚠️ `{branch}` moved while the agents worked, so the new commit could not be pushed onto it. "
     "The patch is in the trace; run the command again to work on the branch's new head."
 )
-BODY_LIMIT = 60000  # GitHub refuses bodies over 65,536 characters
+BODY_LIMIT = 65536  # GitHub's limit for an issue comment or pull request body, in characters
 
 
 def pr_title(task: str) -> str:
@@ -137,7 +154,8 @@ def trace_line(trace_url: str | None, run_id: str) -> str:
 
 def pr_body(result: RolloutResult, trace_url: str | None, *, requester: str | None = None, source: str | None = None,
             notes: list[str] | None = None, closes: int | None = None) -> str:  # fmt: skip
-    """Root answer + `Closes #N` + the report (collapsed) + agent-tree summary (with totals) + the trace."""
+    """Root answer + `Closes #N` + the report (collapsed) + agent-tree summary (with totals) + notes +
+    how to see the trace, cut to GitHub's limit (the answer is what gives way; the trace link stays)."""
     answer = (result.answer or "").strip()
     parts = [PR_ANSWER_HEADER, "", answer or PR_NO_ANSWER, ""]
     if closes:
@@ -152,9 +170,12 @@ def pr_body(result: RolloutResult, trace_url: str | None, *, requester: str | No
     if requester and source:
         parts += [PR_REQUESTED_BY.format(requester=requester, source=source), ""]
     parts += [summary_markdown(result.results), ""]
-    parts += list(notes or [])
-    parts.append(trace_line(trace_url, result.run_id))
-    return "\n".join(parts).strip() + "\n"
+    tail = [*(notes or []), "", trace_line(trace_url, result.run_id)]
+    body = "\n".join(parts).strip() + "\n\n" + "\n".join(tail).strip() + "\n"
+    if len(body) <= BODY_LIMIT:
+        return body
+    end = "\n\n" + "\n".join(tail).strip() + "\n"
+    return cut("\n".join(parts).strip(), trace_url, BODY_LIMIT - len(end)) + end
 
 
 def progress_line(results: dict, started: float, now: float | None = None) -> str:
@@ -187,8 +208,22 @@ def final_totals(results: dict) -> str:
     return totals_line(results)
 
 
-def patch_comment(run_id: str, patch: str) -> str:
+def patch_comment(run_id: str, patch: str, patch_url: str | None = None) -> str:
     shown = patch if len(patch) <= PATCH_LIMIT else patch[:PATCH_LIMIT]
     fence = "````" if "```" in shown else "```"
-    tail = PATCH_TOO_LONG if len(patch) > PATCH_LIMIT else ""
+    tail = ""
+    if len(patch) > PATCH_LIMIT:
+        tail = (
+            PATCH_TOO_LONG.format(url=patch_url)
+            if patch_url
+            else PATCH_TOO_LONG_LOCAL.format(name=f"{run_id}.patch")
+        )
     return f"{PATCH_COMMENT.format(run_id=run_id)}\n\n{fence}diff\n{shown}\n{fence}{tail}\n"
+
+
+def cut(text: str, url: str | None, limit: int = BODY_LIMIT) -> str:
+    """`text` within GitHub's `limit`, ending with where the rest is when it had to be cut."""
+    if len(text) <= limit:
+        return text
+    marker = CUT_MARKER.format(limit=limit, url=url) if url else CUT_MARKER_LOCAL.format(limit=limit)
+    return text[: limit - len(marker)] + marker

@@ -71,8 +71,11 @@ class LiveStatus:
             fold(self.results, event)
         self._changed.set()
 
-    def line(self) -> str:
+    def line(self) -> str | None:
+        """The progress line, or None before the first agent started (nothing worth an edit)."""
         with self._lock:
+            if not self.results.get("agents"):
+                return None
             return report.progress_line(self.results, self.started, self.clock())
 
     def start(self) -> LiveStatus:
@@ -90,8 +93,11 @@ class LiveStatus:
             if self._stop.is_set():
                 return
             self._changed.clear()
+            line = self.line()
+            if line is None:
+                continue
             try:
-                self.status.show(self.line())
+                self.status.show(line)
             except GitHubError as e:  # the run goes on; the final edit will try again
                 log.warning("could not update the status comment: %s", e)
             self._stop.wait(self.interval)

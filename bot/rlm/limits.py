@@ -17,7 +17,7 @@ from .llm import UsageMeter
 from .prompts import Budget
 
 if TYPE_CHECKING:
-    from .agent import AgentNode
+    from .node import AgentNode
 
 
 class Limits:

@@ -9,25 +9,26 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from .agent import Agent, AgentNode
+from . import prompts
+from .agent import Agent
+from .call_pool import CallPool
 from .config import Config
 from .errors import AgentEnded, AgentFailed, LLMError, SandboxError, Submitted
 from .instructions import RepoFacts, read_repo_facts
 from .limits import Limits
 from .llm import CallContext, ModelClient, UsageMeter
+from .node import AgentNode
 from .patch import PatchError, check_applies, patch_stats
 from .prep import SandboxPrep
-from .prompts import SandboxFacts
 from .repl.driver import truncate
 from .repl.session import POLL, CallRefused, ExecResult
 from .repo import PreparedRepo
+from .run_id import new_run_id  # noqa: F401  (re-exported: callers import it from here)
 from .sandbox.base import Sandbox, SandboxProvider
 from .trace import Trace
 
@@ -36,10 +37,6 @@ CHILD_PATCH_TRACE_LIMIT = 200_000  # characters of a sub-agent's diff recorded i
 REPORT_SAVED = "report saved ({size} characters)"
 REPORT_CUT = "report saved, but cut to {limit} characters (it had {size}): keep it shorter"
 REPORT_ROOT_ONLY = "REPORT is for the root agent only; put your findings in your FINAL answer"
-
-
-def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
 @dataclass
@@ -71,6 +68,8 @@ class Rollout:
         self.report: str | None = None
         self.repo_facts = RepoFacts()
         self._runtime_facts: dict | None = None  # from the first driver that started
+        self._facts_untold: set[str] = set()  # agents whose system prompt was written before that
+        self._lock = threading.Lock()
         self.trace = trace
         self.run_id = trace.run_id
         self.cancel = cancel or threading.Event()
@@ -83,6 +82,7 @@ class Rollout:
         # A finished child's processes are stopped at once (Agent.close); deleting its files is
         # left to this pool, so the parent does not wait for it.
         self._destroyer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rlm-destroy")
+        self._calls = CallPool(config.rlm.max_concurrency, name="rlm-llm")
         self.root: AgentNode | None = None
 
     # ------------------------------------------------------------------ the run
@@ -109,6 +109,7 @@ class Rollout:
         except (SandboxError, PatchError, AgentEnded) as e:
             status, error = getattr(e, "status", "error"), str(e)
         finally:
+            self._calls.close()
             self._destroyer.shutdown(wait=True)
             if self.provider is not None:
                 self.provider.close()
@@ -142,7 +143,7 @@ class Rollout:
                 "sandbox_created", agent=node.id, sandbox=sandbox.id, duration=round(seconds, 4)
             ),
         )
-        agent = Agent(self, node, prep)
+        agent = Agent(self, node, prep, self._system_prompt(node), self.context if node.depth == 0 else None)
         try:
             agent.run()
         except Submitted as s:
@@ -164,6 +165,17 @@ class Rollout:
             if sandbox is not None and not keep_sandbox:
                 self._destroyer.submit(sandbox.destroy)
         return sandbox
+
+    def _system_prompt(self, node: AgentNode) -> str:
+        rlm = self.config.rlm
+        facts = self.facts(node)
+        if facts.python is None:  # no driver has reported yet: the agent hears it with its first results
+            with self._lock:
+                self._facts_untold.add(node.id)
+        return prompts.system_prompt(node.depth, rlm.max_depth, self.repo.commit, self.prompt,
+                                     rlm.result_truncation_limit, facts=facts,
+                                     instructions=self.repo_facts.instructions_for(node.task),
+                                     context=self.context if node.depth == 0 else None)  # fmt: skip
 
     def _create_sandbox(self, node: AgentNode) -> Sandbox:
         self._acquire(self._create_slots)
@@ -203,20 +215,24 @@ class Rollout:
 
     # ------------------------------------------------------------------ what agents are told
 
-    def facts(self, node: AgentNode) -> SandboxFacts:
+    def facts(self, node: AgentNode) -> prompts.SandboxFacts:
         """The sandbox facts for an agent's prompt (runtime ones once a driver has reported them)."""
         cfg = self.config.rlm
         runtime = self._runtime_facts or {}
-        return SandboxFacts(exec_timeout=cfg.exec_timeout, output_limit=cfg.output_truncation_limit,
+        return prompts.SandboxFacts(exec_timeout=cfg.exec_timeout, output_limit=cfg.output_truncation_limit,
                             max_sandboxes=cfg.max_sandboxes, can_delegate=node.depth < cfg.max_depth,
                             python=runtime.get("python"), executable=runtime.get("executable"),
                             tools=tuple(runtime.get("tools") or ()), modules=tuple(runtime.get("modules") or ()),
                             layout=self.repo_facts.layout)  # fmt: skip
 
-    def note_ready(self, ready: dict | None) -> None:
+    def repl_ready(self, node: AgentNode, ready: dict | None) -> str | None:
         facts = (ready or {}).get("facts")
-        if self._runtime_facts is None and isinstance(facts, dict):
-            self._runtime_facts = facts
+        with self._lock:
+            if self._runtime_facts is None and isinstance(facts, dict):
+                self._runtime_facts = facts
+            untold = node.id in self._facts_untold and self._runtime_facts is not None
+            self._facts_untold.discard(node.id)
+        return prompts.runtime_facts_note(self.facts(node)) if untold else None
 
     # ------------------------------------------------------------------ services for agents
 
@@ -224,31 +240,19 @@ class Rollout:
         while not slot.acquire(timeout=POLL):
             self.limits.check_alive()
 
-    def _wait(self, fn: Callable[[], object]):
-        """Run fn on a daemon thread; wait for it while honouring the deadline and cancellation.
-        An abandoned call finishes in the background and its result is dropped."""
-        box: dict = {}
-        done = threading.Event()
+    def check_agent(self, node: AgentNode) -> None:
+        self.limits.check_agent(node)
 
-        def target() -> None:
-            try:
-                box["value"] = fn()
-            except BaseException as e:  # re-raised in the waiting thread
-                box["error"] = e
-            finally:
-                done.set()
-
-        threading.Thread(target=target, daemon=True, name="rlm-llm").start()
-        while not done.wait(POLL):
-            self.limits.check_alive()
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
+    def budget(self, node: AgentNode, iteration: int) -> prompts.Budget:
+        return self.limits.budget(node, iteration)
 
     def _complete(self, messages: list[dict], ctx: CallContext):
+        """One model call on the bounded call pool, waited for while honouring the deadline and
+        cancellation (an abandoned call finishes in the background; its result is dropped)."""
         self._acquire(self._llm_slots)
         try:
-            completion = self._wait(lambda: self.model.complete(messages, ctx, self.limits.deadline))
+            call = lambda: self.model.complete(messages, ctx, self.limits.deadline)  # noqa: E731
+            completion = self._calls.wait(call, self.limits.check_alive, POLL)
         finally:
             self._llm_slots.release()
         self.meter.record(completion.usage)

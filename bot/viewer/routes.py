@@ -8,6 +8,8 @@ by calling `dispatch(store, path, query)` with the path relative to the viewer's
     "api/runs"                      [summary, ...] newest first
     "api/runs/<id>"                 the results JSON, or the fold of the events so far (+ "_seq")
     "api/runs/<id>/events?after=N"  {"events": [seq > N ...], "more", "live", "now"}
+    "api/runs/<id>/patch"           the run's patch (`<run_id>.patch` beside its results), as text
+    "patch"                         the same, when the store holds one run (the App's trace link)
 
 Anything else is 404. A run id is looked up in the store's listing, never joined onto a path.
 """
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from .runs import NotARun, RunStore, read_events_after, run_json
+from .runs import NotARun, RunFiles, RunStore, read_events_after, run_json
 
 STATIC = {
     "index.html": "text/html; charset=utf-8",
@@ -65,15 +67,31 @@ def _json(data: Any) -> Reply:
     return Reply(200, json.dumps(data, ensure_ascii=False).encode(), JSON_TYPE)
 
 
+def _patch(run: RunFiles) -> Reply:
+    """`<run_id>.patch` beside the run's files; a symlink out of the directory is not followed."""
+    path = run.results.with_name(f"{run.run_id}.patch")
+    if path.is_symlink() or not path.is_file():
+        return NOT_FOUND
+    name = f"{run.run_id}.patch"
+    return Reply(200, path.read_bytes(), "text/x-diff; charset=utf-8",
+                 {"Content-Disposition": f'inline; filename="{name}"'})  # fmt: skip
+
+
 def dispatch(store: RunStore, path: str, query: dict[str, str]) -> Reply:
     """Answer one GET for the viewer; `path` is relative to the viewer's base URL."""
     if path in ("", "index.html"):
         path = "index.html"
     if path in STATIC:
         return Reply(200, static_bytes(path), STATIC[path])
+    if path == "patch":
+        runs = store.runs()
+        return _patch(runs[0]) if store.single is not None and len(runs) == 1 else NOT_FOUND
     parts = path.split("/")
     if parts[:2] != ["api", "runs"]:
         return NOT_FOUND
+    if len(parts) == 4 and parts[3] == "patch":
+        run = store.get(parts[2])
+        return _patch(run) if run is not None else NOT_FOUND
     if len(parts) == 2:
         return _json(store.list())
     run = store.get(parts[2])

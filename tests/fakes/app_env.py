@@ -100,3 +100,19 @@ def collapse(paths: list[tuple[str, str]]) -> list[tuple[str, str]]:
         if not out or out[-1] != item or item[0] != "PATCH":
             out.append(item)
     return out
+
+
+def run_one(env: AppEnv, event: str, payload: dict):
+    """One delivery through the real Flask app over HTTP; returns the job once it finished."""
+    from webhooks import create_app
+
+    from .github_app import post_event, serve, wait_for
+
+    app = create_app(env.server)
+    store = app.extensions["rlm"].store
+    with serve(app) as url:
+        resp = post_event(url, event, payload)
+        assert resp.status_code == 202, resp.text
+        job = wait_for(lambda: finished(store, resp.json()["job"]), what="the job to finish")
+    app.extensions["rlm"].pool.stop()
+    return job

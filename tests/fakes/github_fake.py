@@ -22,6 +22,8 @@ from typing import Any
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+BODY_LIMIT = 65536  # characters in an issue comment or pull request body
+
 
 class _KeepAliveHandler(WSGIRequestHandler):
     protocol_version = "HTTP/1.1"  # like GitHub: clients keep their connection between calls
@@ -44,6 +46,8 @@ class Fault:
     times: int
     headers: dict = field(default_factory=dict)
     message: str = "fault"
+    errors: list | None = None  # GitHub's `errors[]` (what a 422 says was wrong)
+    after: bool = False  # answer with the fault AFTER doing the request (a write that took effect)
 
 
 def _git(bare: str, *args: str, input: bytes | None = None, env: dict | None = None) -> bytes:
@@ -76,6 +80,7 @@ class FakeGitHub:
         self.review_comments: dict[int, dict] = {}
         self.updated_pulls: list[dict] = []
         self.review_requests: list[dict] = []
+        self.deleted_refs: list[str] = []
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
         self._server = None
@@ -109,8 +114,10 @@ class FakeGitHub:
         self.permissions[(repo, user)] = permission
 
     def fail(self, method: str, pattern: str, status: int, times: int = 1, headers: dict | None = None,
-             message: str = "fault") -> None:  # fmt: skip
-        self.faults.append(Fault(method, pattern, status, times, headers or {}, message))
+             message: str = "fault", errors: list | None = None, after: bool = False) -> None:  # fmt: skip
+        """The next `times` requests matching method + path regex answer `status`. With `after`,
+        the request is carried out first (GitHub timing out on a write that did happen)."""
+        self.faults.append(Fault(method, pattern, status, times, headers or {}, message, errors, after))
 
     def start(self) -> FakeGitHub:
         self._server = make_server(
@@ -165,16 +172,33 @@ class FakeGitHub:
                           and re.fullmatch(f.pattern, call.path)), None)  # fmt: skip
             if fault is not None:
                 fault.times -= 1
-        if fault is not None:
-            response = Response(json.dumps({"message": fault.message}), status=fault.status,
-                                headers=fault.headers, content_type="application/json")  # fmt: skip
-            return response(environ, start_response)
+        if fault is not None and not fault.after:
+            return self._fault_response(fault)(environ, start_response)
         try:
             status, data = self._route(call)
         except subprocess.CalledProcessError as e:
             status, data = 422, {"message": e.stderr.decode("utf-8", "replace")}
+        if fault is not None:
+            return self._fault_response(fault)(environ, start_response)
         payload = "" if data is None else json.dumps(data)
         return Response(payload, status=status, content_type="application/json")(environ, start_response)
+
+    @staticmethod
+    def _fault_response(fault: Fault) -> Response:
+        data: dict[str, Any] = {"message": fault.message}
+        if fault.errors is not None:
+            data["errors"] = fault.errors
+        return Response(
+            json.dumps(data), status=fault.status, headers=fault.headers, content_type="application/json"
+        )
+
+    @staticmethod
+    def _too_long(resource: str, body: str | None) -> tuple[int, Any] | None:
+        """GitHub's 422 for a comment or pull request body over its limit."""
+        if body is None or len(body) <= BODY_LIMIT:
+            return None
+        return 422, {"message": "Validation Failed", "errors": [{"resource": resource, "code": "custom", "field": "body",
+                     "message": f"body is too long (maximum is {BODY_LIMIT} characters)"}]}  # fmt: skip
 
     def _route(self, c: Call) -> tuple[int, Any]:
         m, p = c.method, c.path
@@ -240,6 +264,8 @@ class FakeGitHub:
             self.reactions.get(int(g.group(3)), {})["deleted"] = True
             return 204, None
         if m == "POST" and (g := re.fullmatch(r"/issues/(\d+)/comments", rest)):
+            if refused := self._too_long("IssueComment", c.body.get("body")):
+                return refused
             cid = next(self._ids)
             self.comments[cid] = {
                 "repo": repo,
@@ -249,15 +275,15 @@ class FakeGitHub:
                 "user": {"login": f"{self.app_slug}[bot]", "type": "Bot"},
                 "author_association": "NONE",
                 "created_at": "2026-01-01T00:00:00Z",
-            }
-            return 201, {
-                "id": cid,
                 "html_url": f"https://github.example/{repo}/issues/{g.group(1)}#issuecomment-{cid}",
             }
+            return 201, {"id": cid, "html_url": self.comments[cid]["html_url"]}
         if m == "PATCH" and (g := re.fullmatch(r"/issues/comments/(\d+)", rest)):
             comment = self.comments.get(int(g.group(1)))
             if comment is None:
                 return 404, {"message": "Not Found"}
+            if refused := self._too_long("IssueComment", c.body.get("body")):
+                return refused
             comment["body"] = c.body["body"]
             comment["history"].append(c.body["body"])
             return 200, {"id": int(g.group(1))}
@@ -279,6 +305,29 @@ class FakeGitHub:
                      "GIT_COMMITTER_NAME": "rlm-bot[bot]", "GIT_COMMITTER_EMAIL": "bot@example.invalid"}  # fmt: skip
             sha = _git(bare, *args, input=c.body["message"].encode(), env=ident).decode().strip()
             return 201, {"sha": sha}
+        if m == "GET" and (g := re.fullmatch(r"/git/ref/(.+)", rest)):
+            proc = subprocess.run(["git", f"--git-dir={bare}", "rev-parse", "--verify", "--quiet", f"refs/{g.group(1)}"],
+                                  capture_output=True, text=True)  # fmt: skip
+            if proc.returncode != 0:
+                return 404, {"message": "Not Found"}
+            return 200, {
+                "ref": f"refs/{g.group(1)}",
+                "object": {"sha": proc.stdout.strip(), "type": "commit"},
+            }
+        if m == "GET" and (g := re.fullmatch(r"/git/commits/([0-9a-f]{40})", rest)):
+            lines = _git(bare, "cat-file", "commit", g.group(1)).decode().split("\n\n", 1)[0].splitlines()
+            tree = next(line.split()[1] for line in lines if line.startswith("tree "))
+            parents = [{"sha": line.split()[1]} for line in lines if line.startswith("parent ")]
+            return 200, {"sha": g.group(1), "tree": {"sha": tree}, "parents": parents}
+        if m == "DELETE" and (g := re.fullmatch(r"/git/refs/(.+)", rest)):
+            _git(bare, "update-ref", "-d", f"refs/{g.group(1)}")
+            self.deleted_refs.append(f"refs/{g.group(1)}")
+            return 204, None
+        if m == "GET" and rest == "/pulls":
+            owner, _, branch = (c.query.get("head") or "").partition(":")
+            found = [p for p in self.created_pulls
+                     if p["head"] == branch and owner == repo.split("/")[0] and p.get("state", "open") == "open"]  # fmt: skip
+            return 200, found
         if m == "POST" and rest == "/git/refs":
             exists = subprocess.run(["git", f"--git-dir={bare}", "rev-parse", "--verify", "--quiet", c.body["ref"]],
                                     capture_output=True).returncode == 0  # fmt: skip
@@ -287,6 +336,13 @@ class FakeGitHub:
             _git(bare, "update-ref", c.body["ref"], c.body["sha"])
             return 201, {"ref": c.body["ref"], "object": {"sha": c.body["sha"]}}
         if m == "POST" and rest == "/pulls":
+            if refused := self._too_long("PullRequest", c.body.get("body")):
+                return refused
+            if any(
+                p["head"] == c.body["head"] and p.get("state", "open") == "open" for p in self.created_pulls
+            ):
+                return 422, {"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "custom",
+                             "message": f"A pull request already exists for {repo.split('/')[0]}:{c.body['head']}."}]}  # fmt: skip
             number = 100 + len(self.created_pulls) + 1
             pull = {**c.body, "number": number, "html_url": f"https://github.example/{repo}/pull/{number}"}
             self.created_pulls.append(pull)

@@ -1,0 +1,94 @@
+"""`rlm run` and `rlm demo` as an adapter of the pipeline: progress on stderr, the patch to a file
+or stdout. Exit codes are documented in bot/cli.py."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from .pipeline import NullReporter, OutcomeKind, Phase, RunOutcome, RunRequest, RunSettings, RunState, Target
+from .progress import Progress
+
+PATCH_WRITTEN = "patch: {files} file(s), +{additions} -{deletions} → {where}"
+PATCH_NONE = "patch: no changes"
+PATCH_KEPT = "patch: saved as {path} (the run did not finish, so it went nowhere else)"
+
+
+class CliReporter(NullReporter):
+    """Fetching line, the commit line, then the live agent tree (unless quiet)."""
+
+    def __init__(self, console: Console, title: str, config_line: str, quiet: bool = False):
+        self.console, self.config_line, self.quiet = console, config_line, quiet
+        self.progress = Progress(console, title)
+        self.last_phase: Phase | None = None
+        self._live = False
+
+    def phase(self, phase: Phase, detail: str = "") -> None:
+        self.last_phase = phase
+        if phase is Phase.RUNNING:
+            self.console.print(self.config_line.format(commit=self._commit), markup=False)
+            self.progress.__enter__()
+            self._live = True
+        elif self._live:
+            self.close()
+
+    def request_changed(self, request: RunRequest) -> None:
+        self._commit = (request.commit or "")[:12]
+
+    def event(self, event: dict[str, Any]) -> None:
+        if not self.quiet:
+            self.progress.on_event(event)
+
+    def finished(self, outcome: RunOutcome) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._live:
+            self._live = False
+            self.progress.__exit__(None, None, None)
+
+
+class PatchOutput:
+    """The CLI's delivery: the patch to `-o FILE`, else to stdout."""
+
+    def __init__(self, output: Path | None):
+        self.output = output
+
+    def target(self, request: RunRequest) -> Target:
+        return Target(request.commit, request.branch)  # resolved by the fetch
+
+    def deliver(self, state: RunState) -> RunOutcome:
+        assert state.result is not None
+        patch = state.result.patch
+        if self.output is not None:
+            self.output.write_text(patch, encoding="utf-8", errors="surrogateescape")
+        else:
+            sys.stdout.write(patch)
+            sys.stdout.flush()
+        stats = state.result.results.get("patch") or {}
+        message = PATCH_WRITTEN.format(files=stats.get("files", "?"), additions=stats.get("additions", 0),
+                                       deletions=stats.get("deletions", 0),
+                                       where=str(self.output) if self.output else "stdout")  # fmt: skip
+        return RunOutcome(state.run_id, OutcomeKind.PATCH, message)
+
+
+def run_cli(settings: RunSettings, request: RunRequest, reporter: CliReporter, output: Path | None,
+            cancel: threading.Event) -> RunOutcome:  # fmt: skip
+    from . import pipeline
+
+    try:
+        return pipeline.run(request, reporter, PatchOutput(output), cancel, settings=settings)
+    finally:
+        reporter.close()
+
+
+def exit_code(outcome: RunOutcome, interrupted: bool) -> int:
+    if interrupted:
+        return EXIT_INTERRUPTED
+    result = outcome.result
+    return EXIT_OK if result is not None and result.status == "completed" else EXIT_FAILED

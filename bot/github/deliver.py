@@ -1,0 +1,131 @@
+"""The pipeline's Deliverer on GitHub: which commit a request runs on, and where its change goes.
+
+Same-repository requests get a pull request (into the PR's head branch for a PR comment); fork
+pull requests get the patch in a comment. Whatever GitHub refuses, the outcome names where the
+change is: the pushed branch with a compare link, the patch comment, or the saved patch file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.pipeline import OutcomeKind, RunOutcome, RunRequest, RunState, Target
+
+from . import report
+from .api import GitHubAPI
+from .pull_request import REASON_ONLY_WORKFLOWS, open_pull_request
+
+log = logging.getLogger(__name__)
+
+
+def requester_identity(request: RunRequest) -> str:
+    """The `Co-authored-by:` identity of the person who asked (their noreply address when known)."""
+    if request.requester_id:
+        return f"{request.requester} <{request.requester_id}+{request.requester}@users.noreply.github.com>"
+    return request.requester
+
+
+def resolve_target(api: GitHubAPI, request: RunRequest) -> Target:
+    """The commit (the PR head for a PR, else the default branch head), the base branch, fork?.
+    A request that already knows its commit and base costs no API call."""
+    if request.commit and request.base_branch:
+        return Target(request.commit, request.base_branch, request.fork, request.default_branch)
+    info = api.get_repo(request.repo)
+    default_branch = info.get("default_branch") or "main"
+    if request.is_pull:
+        pull = api.get_pull(request.repo, request.number)
+        head = pull.get("head") or {}
+        head_repo = (head.get("repo") or {}).get("full_name")
+        fork = head_repo is None or head_repo.lower() != request.repo.lower()
+        return Target(head["sha"], head.get("ref") or default_branch, fork, default_branch)
+    return Target(api.get_branch_sha(request.repo, default_branch), default_branch, False, default_branch)
+
+
+@dataclass
+class DeliveryOptions:
+    draft: bool = False
+    can_push_workflows: bool = False
+    trace_url: str | None = None  # the run's trace page (App) or workflow run (Action)
+    patch_url: str | None = None  # where the full patch file can be downloaded
+    # The commit's `Co-authored-by` and whether the PR body names the requester (a run no person
+    # asked for, e.g. a scheduled Action, is authored by the Actions bot).
+    author: Callable[[RunRequest], str] = requester_identity
+    name_requester: Callable[[RunRequest], bool] = lambda request: bool(request.requester)
+    source: Callable[[RunRequest], str | None] = lambda request: request.source
+    keep_branch_without_pr: bool = True  # False: delete our branch when the PR is refused (Action)
+
+
+class GitHubDeliverer:
+    def __init__(
+        self, api: GitHubAPI, options: DeliveryOptions, on_pushed: Callable[[RunRequest], None] | None = None
+    ):
+        self.api, self.options = api, options
+        self.on_pushed = on_pushed or (lambda _request: None)
+
+    def target(self, request: RunRequest) -> Target:
+        target = resolve_target(self.api, request)
+        request.default_branch = target.default_branch
+        return target
+
+    def patch_link(self, run_id: str) -> str:
+        if self.options.patch_url:
+            return report.PATCH_LINK.format(name=f"{run_id}.patch", url=self.options.patch_url)
+        return f"`{run_id}.patch`"
+
+    def deliver(self, state: RunState) -> RunOutcome:
+        request, result = state.request, state.result
+        assert result is not None and state.prepared is not None
+        if request.fork:
+            body = report.patch_comment(result.run_id, result.patch, self.options.patch_url)
+            url = self.api.post_comment(request.repo, request.number, body).get(
+                "html_url"
+            ) or self.patch_link(result.run_id)
+            return RunOutcome(
+                result.run_id, OutcomeKind.PATCH_COMMENT, report.OUTCOME_PATCH_COMMENT.format(url=url)
+            )
+        o = self.options
+        by_person = o.name_requester(request)
+        source = o.source(request)
+        pr = open_pull_request(self.api, request.repo, prepared=state.prepared, patch=result.patch,
+                               base_branch=request.base_branch or request.default_branch or "main",
+                               title=report.pr_title(request.task),
+                               body=lambda skipped: report.pr_body(result, o.trace_url, requester=request.requester if by_person and source else None,
+                                                                    source=source, notes=_workflow_note(skipped)),
+                               requester=o.author(request), branch_name=request.pushed_branch or branch_name(request),
+                               draft=o.draft, can_push_workflows=o.can_push_workflows,
+                               on_pushed=lambda branch: self._pushed(request, branch),
+                               keep_branch=o.keep_branch_without_pr)  # fmt: skip
+        notes = _workflow_note(pr.skipped_workflow_files)
+        if pr.url is not None:
+            message = report.OUTCOME_PR.format(url=pr.url)
+            return RunOutcome(
+                result.run_id, OutcomeKind.PR, message, pr_url=pr.url, branch=pr.branch, notes=notes
+            )
+        if pr.reason == REASON_ONLY_WORKFLOWS:
+            message = f"{report.OUTCOME_ONLY_WORKFLOWS} {self.patch_link(result.run_id)}"
+            return RunOutcome(result.run_id, OutcomeKind.ONLY_WORKFLOWS, message, notes=notes)
+        if pr.error is None:
+            return RunOutcome(result.run_id, OutcomeKind.NO_CHANGES, report.OUTCOME_NO_CHANGES, notes=notes)
+        if pr.branch is None:  # refused, and our branch was taken away again: the patch is the change
+            message = report.OUTCOME_PR_REFUSED.format(error=pr.error, patch=self.patch_link(result.run_id))
+            return RunOutcome(result.run_id, OutcomeKind.GITHUB_ERROR, message, notes=notes)
+        compare = self.api.compare_url(request.repo, request.base_branch or "main", pr.branch)
+        message = report.OUTCOME_BRANCH.format(branch=pr.branch, compare=compare, error=pr.error,
+                                               patch=self.patch_link(result.run_id))  # fmt: skip
+        return RunOutcome(
+            result.run_id, OutcomeKind.BRANCH, message, branch=pr.branch, compare_url=compare, notes=notes
+        )
+
+    def _pushed(self, request: RunRequest, branch: str) -> None:
+        request.pushed_branch = branch
+        self.on_pushed(request)
+
+
+def branch_name(request: RunRequest) -> str:
+    return f"rlm/{request.number or 'run'}-{(request.run_id or '')[-6:]}"
+
+
+def _workflow_note(skipped: list[str]) -> list[str]:
+    return [report.WORKFLOW_FILES_SKIPPED.format(files=", ".join(skipped))] if skipped else []

@@ -1,0 +1,125 @@
+"""The pipeline's Reporter on GitHub: 👀 on the command, the live status comment, 🚀 or 😕 at the end.
+
+Acknowledging never ends a run: a reaction GitHub keeps refusing (after the client's retries) is
+said in the status comment; a status comment that cannot be posted is posted again at the next
+step and at the end. Every failure is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bot.pipeline import NullReporter, Phase, RunOutcome, RunRequest
+from bot.rlm.secrets import REDACTOR
+
+from . import report
+from .api import GitHubAPI, GitHubError
+from .status import LiveStatus, StatusComment
+
+log = logging.getLogger(__name__)
+
+_PHASE_LINES = {Phase.QUEUED: report.STATUS_QUEUED, Phase.SETTING_UP: report.STATUS_SETTING_UP,
+                Phase.RUNNING: report.STATUS_STARTING, Phase.DELIVERING: report.STATUS_OPENING_PR}  # fmt: skip
+
+
+class StatusReporter(NullReporter):
+    """Talks on the request's issue or pull request. `on_change` is told when it sets the
+    request's reaction or status comment id (the App stores them). With `live` False there is no
+    comment until the end: one reply saying how the run ended (the Action without `create-pr`)."""
+
+    def __init__(self, api: GitHubAPI, request: RunRequest, *, prefix: str = "/rlm", trace_url: str | None = None,
+                 interval: float = 15.0, on_change: Callable[[RunRequest], None] | None = None,
+                 live: bool = True):  # fmt: skip
+        self.api, self.request, self.interval, self.live_status = api, request, interval, live
+        self.on_change = on_change or (lambda _request: None)
+        self.status = StatusComment(api, request.repo, request.number, request.run_id or "", request.task,
+                                    prefix=prefix, trace_url=trace_url, comment_id=request.status_comment_id,
+                                    on_created=self._created)  # fmt: skip
+        self.live: LiveStatus | None = None
+        if request.restarted:
+            self.status.notes.append(report.STATUS_RESTARTED)
+
+    def _created(self, comment_id: int) -> None:
+        self.request.status_comment_id = comment_id
+        self.on_change(self.request)
+
+    def _show(self, *lines: str, final: bool = False) -> bool:
+        try:
+            self.status.show(*lines, final=final)
+            return True
+        except GitHubError as e:
+            log.error(
+                "run %s: could not write the status comment: %s", self.status.run_id, REDACTOR.redact(str(e))
+            )
+            return False
+
+    # ------------------------------------------------------------------ Reporter
+
+    def acknowledge(self, request: RunRequest) -> None:
+        self.status.run_id = request.run_id or self.status.run_id
+        if request.comment_id and request.reaction_id is None:
+            try:
+                request.reaction_id = self.api.add_reaction(request.repo, request.comment_id, report.REACTION_SEEN,
+                                                            review=request.review_comment)  # fmt: skip
+                self.on_change(request)
+            except GitHubError as e:
+                log.error("run %s: could not add the 👀 reaction: %s", request.run_id, e)
+                self.note(report.ACK_REACTION_FAILED.format(error=e))
+        if self.live_status and (self.status.comment_id is None or request.restarted):
+            self._show(report.STATUS_QUEUED)
+
+    def phase(self, phase: Phase, detail: str = "") -> None:
+        if not self.live_status:
+            return
+        if phase is Phase.PREPARING:
+            self._show(report.STATUS_PREPARING.format(commit=detail))
+            return
+        if phase is not Phase.RUNNING:
+            self._stop_live()
+        line = _PHASE_LINES.get(phase)
+        if line:
+            self._show(line)
+        if phase is Phase.RUNNING and self.live is None:
+            self.live = LiveStatus(self.status, self.interval).start()
+
+    def note(self, text: str) -> None:
+        if text not in self.status.notes:
+            self.status.notes.append(text)
+
+    def event(self, event: dict[str, Any]) -> None:
+        if self.live is not None:
+            self.live.on_event(event)
+
+    def finished(self, outcome: RunOutcome) -> None:
+        self._stop_live()
+        self.status.run_id = outcome.run_id
+        lines = [outcome.message]
+        if outcome.result is not None:
+            lines.append(report.final_totals(outcome.result.results))
+        self._show(*lines, final=True)
+        self.react(outcome.ok)
+
+    def react(self, ok: bool) -> None:
+        """🚀 or 😕 on the command, and the 👀 taken away (each tried on its own)."""
+        request = self.request
+        if not request.comment_id:
+            return
+        try:
+            self.api.add_reaction(request.repo, request.comment_id,
+                                  report.REACTION_DONE if ok else report.REACTION_FAILED,
+                                  review=request.review_comment)  # fmt: skip
+        except GitHubError as e:
+            log.error("run %s: could not set the final reaction: %s", request.run_id, e)
+        if request.reaction_id:
+            try:
+                self.api.delete_reaction(request.repo, request.comment_id, request.reaction_id,
+                                         review=request.review_comment)  # fmt: skip
+            except GitHubError as e:
+                log.error("run %s: could not remove the 👀 reaction: %s", request.run_id, e)
+
+    def _stop_live(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None

@@ -1,0 +1,75 @@
+"""The run request: what was asked, on which repository and commit, and what is already done.
+
+A `RunRequest` IS the job payload: `to_payload()` gives the JSON object the job store keeps
+verbatim, `from_payload()` reads it back (keys it does not know are kept in `extra`, so a payload
+written by a newer or older version survives a round trip unchanged). The pipeline fills in the
+fields marked "progress" as the run goes and tells its reporter, so a run resumed after a restart
+posts nothing twice and repeats no delivery step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RunRequest:
+    task: str
+    clone_url: str  # a git URL or local path (CLI); from the signed payload (App); the runner's (Action)
+    repo: str = ""  # owner/name on GitHub; "" for a local run
+    number: int = 0  # issue or pull request number; 0 = no issue to talk on
+    requester: str = ""  # login of the person who asked
+    requester_id: int | None = None
+    comment_id: int | None = None
+    review_comment: bool = False  # the command came as a pull request review comment
+    is_pull: bool = False
+    html_url: str | None = None  # the issue or pull request page
+    # The commit choice. None: the PR head for a PR, else the default branch head (resolved at run).
+    commit: str | None = None
+    branch: str | None = None  # a branch to take the head of (CLI `-b`)
+    base_branch: str | None = None  # where the bot's PR goes; set together with `commit`
+    default_branch: str | None = None  # the repository's, once known (saves asking GitHub again)
+    fork: bool = False  # the PR's head lives in another repository: no push, patch in a comment
+    # Request context for the root agent (issue/PR text, thread, diff) as markdown; None = none.
+    context: str | None = None
+    # ---- progress: set by the pipeline, stored as it goes
+    run_id: str | None = None
+    status_comment_id: int | None = None
+    reaction_id: int | None = None
+    pushed_branch: str | None = None  # the branch holding the change, once pushed
+    restarted: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # payload keys this version does not know
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> RunRequest:
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in known}
+        extra = {k: v for k, v in data.items() if k not in known}
+        if values.get("number") is None:
+            values["number"] = 0
+        return cls(**values, extra=extra)
+
+    def to_payload(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**self.extra, **data}
+
+    def progress(self) -> dict[str, Any]:
+        """The fields the pipeline sets while running (what a store update needs)."""
+        names = (
+            "run_id",
+            "status_comment_id",
+            "reaction_id",
+            "pushed_branch",
+            "commit",
+            "base_branch",
+            "fork",
+            "default_branch",
+        )
+        return {name: getattr(self, name) for name in names}
+
+    @property
+    def source(self) -> str | None:
+        """`owner/name#123`, where the request came from; None for a local run."""
+        return f"{self.repo}#{self.number}" if self.repo and self.number else None

@@ -1,0 +1,169 @@
+"""`run`: one request from acknowledgement to delivered change, for every front end.
+
+    acknowledge → target (commit, base) → before_fetch stages → fetch → before_rollout stages
+    → rollout (events to the reporter) → `<run_id>.patch` beside the results → deliver → finished
+
+Every exit path ends in exactly one `reporter.finished(outcome)`; a bug is logged with its
+traceback and still reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from bot.github import report
+from bot.github.api import GitHubError
+from bot.rlm import engine
+from bot.rlm.config import ConfigError
+from bot.rlm.errors import RLMError
+from bot.rlm.patch import PatchError
+from bot.rlm.run_id import new_run_id
+from bot.rlm.secrets import REDACTOR
+
+from .outcome import OutcomeKind, RunOutcome
+from .protocols import Deliverer, NullReporter, Phase, Reporter
+from .request import RunRequest
+from .state import RunSettings, RunState
+
+log = logging.getLogger(__name__)
+
+
+class _Cancelled(Exception):
+    """Cancelled before the rollout started."""
+
+
+class _NoteKeeper(NullReporter):
+    """Forwards to the adapter's reporter and keeps the notes for the delivery (PR body)."""
+
+    def __init__(self, inner: Reporter, state: RunState):
+        self.inner, self.state = inner, state
+        self.acknowledge, self.request_changed = inner.acknowledge, inner.request_changed
+        self.phase, self.event, self.finished = inner.phase, inner.event, inner.finished
+
+    def note(self, text: str) -> None:
+        self.state.notes.append(text)
+        self.inner.note(text)
+
+
+def patch_path(results_dir: Path, run_id: str) -> Path:
+    return results_dir / f"{run_id}.patch"
+
+
+def write_patch(results_dir: Path, run_id: str, patch: str) -> Path | None:
+    """`<run_id>.patch` beside the results, so a change is never only in memory. Like everything in
+    the results directory it holds no secret (a secret the model wrote into a file is redacted)."""
+    if not patch.strip():
+        return None
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = patch_path(results_dir, run_id)
+    tmp = path.with_suffix(".patch.tmp")
+    tmp.write_text(REDACTOR.redact(patch), encoding="utf-8", errors="surrogateescape")
+    tmp.replace(path)
+    return path
+
+
+def rollout_outcome(state: RunState) -> RunOutcome:
+    """How the rollout ended, before any change is delivered (NO_CHANGES when it completed)."""
+    result, prefix = state.result, state.settings.prefix
+    assert result is not None
+    kinds = {"timeout": (OutcomeKind.TIMEOUT, report.OUTCOME_TIMEOUT),
+             "budget": (OutcomeKind.BUDGET, report.OUTCOME_BUDGET),
+             "cancelled": (OutcomeKind.CANCELLED, report.OUTCOME_CANCELLED.format(prefix=prefix)),
+             "completed": (OutcomeKind.NO_CHANGES, report.OUTCOME_NO_CHANGES)}  # fmt: skip
+    kind, message = kinds.get(
+        result.status, (OutcomeKind.ERROR, report.OUTCOME_ERROR.format(error=result.error or "unknown error"))
+    )
+    return RunOutcome(state.run_id, kind, message, result=result)
+
+
+def acknowledge(request: RunRequest, reporter: Reporter) -> None:
+    """Give the request its run id and acknowledge it, before a run worker is free (the App)."""
+    if request.run_id is None:
+        request.run_id = new_run_id()
+        reporter.request_changed(request)
+    reporter.acknowledge(request)
+
+
+def _check(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise _Cancelled
+
+
+def _execute(
+    state: RunState, reporter: Reporter, deliverer: Deliverer, cancel: threading.Event
+) -> RunOutcome:
+    request, settings = state.request, state.settings
+    reporter.acknowledge(request)
+    _check(cancel)
+    state.target = target = deliverer.target(request)
+    if target.commit:
+        request.commit, request.base_branch, request.fork = target.commit, target.base_branch, target.fork
+        reporter.request_changed(request)
+    for stage in settings.before_fetch:
+        stage(state, reporter)
+    reporter.phase(Phase.PREPARING, (target.commit or "")[:12] or request.branch or "")
+    state.prepared = engine.prepare(state.config, request.clone_url, branch=None if target.commit else request.branch,
+                                    commit=target.commit, auth_header=settings.auth_header)  # fmt: skip
+    if request.commit != state.prepared.commit:
+        request.commit = state.prepared.commit
+        reporter.request_changed(request)
+    for stage in settings.before_rollout:
+        stage(state, reporter)
+    _check(cancel)
+    reporter.phase(Phase.RUNNING)
+    state.result = engine.run(state.config, state.prepared, request.task, run_id=state.run_id,
+                              results_dir=settings.results_dir, cancel=cancel, on_event=reporter.event,
+                              model=settings.model, api_key=settings.api_key)  # fmt: skip
+    state.patch_path = write_patch(settings.results_dir, state.run_id, state.result.patch)
+    outcome = rollout_outcome(state)
+    if outcome.kind is OutcomeKind.NO_CHANGES and state.result.has_changes:
+        reporter.phase(Phase.DELIVERING)
+        outcome = deliverer.deliver(state)
+        for note in outcome.notes:
+            reporter.note(note)
+    return outcome
+
+
+def run(request: RunRequest, reporter: Reporter, deliverer: Deliverer, cancel: threading.Event | None = None,
+        *, settings: RunSettings) -> RunOutcome:  # fmt: skip
+    """Run one request to its end and return how it ended (never raises for a run's failure)."""
+    cancel = cancel or threading.Event()
+    state = RunState(request, settings, settings.config)
+    reporter = _NoteKeeper(reporter, state)
+    if request.run_id is None:
+        request.run_id = new_run_id()
+        reporter.request_changed(request)
+    run_id = request.run_id
+    try:
+        outcome = _execute(state, reporter, deliverer, cancel)
+    except _Cancelled:
+        outcome = RunOutcome(
+            run_id, OutcomeKind.CANCELLED, report.OUTCOME_CANCELLED.format(prefix=settings.prefix)
+        )
+    except GitHubError as e:
+        log.warning("run %s: %s", run_id, REDACTOR.redact(str(e)))
+        message = report.OUTCOME_GITHUB_ERROR.format(error=e)
+        outcome = RunOutcome(run_id, OutcomeKind.GITHUB_ERROR, message, error=str(e))
+    except (RLMError, ConfigError, PatchError) as e:
+        outcome = RunOutcome(run_id, OutcomeKind.ERROR, report.OUTCOME_ERROR.format(error=e), error=str(e))
+    except Exception:  # a bug: logged with its traceback, and the requester is still told
+        log.exception("run %s failed unexpectedly", run_id)
+        outcome = RunOutcome(
+            run_id, OutcomeKind.ERROR, report.OUTCOME_ERROR.format(error=report.INTERNAL_ERROR)
+        )
+    outcome.result = outcome.result or state.result
+    outcome.patch_path = outcome.patch_path or state.patch_path
+    outcome.notes = [*state.notes, *(n for n in outcome.notes if n not in state.notes)]
+    if outcome.patch_path is not None and outcome.kind not in _DELIVERED:
+        where = report.PATCH_SAVED.format(where=settings.patch_location(outcome.patch_path))
+        if where not in outcome.message:
+            outcome.message = f"{outcome.message} {where}"
+    reporter.finished(outcome)
+    return outcome
+
+
+# Outcomes whose message already says where the change is.
+_DELIVERED = {OutcomeKind.PR, OutcomeKind.PUSHED, OutcomeKind.BRANCH, OutcomeKind.PATCH_COMMENT, OutcomeKind.PATCH,
+              OutcomeKind.ONLY_WORKFLOWS}  # fmt: skip
