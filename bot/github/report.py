@@ -105,8 +105,13 @@ PR_FOLLOW_UP = "🔁 Updated by follow-up run `{run_id}`, requested by @{request
 PR_EARLIER = "<details><summary>Earlier description</summary>\n\n{body}\n\n</details>"
 OUTCOME_PUSHED = "✅ Pushed {sha} onto `{branch}`, updating {url}"
 OUTCOME_PUSH_MOVED = (
-    "⚠️ `{branch}` moved while the agents worked, so the new commit could not be pushed onto it. "
-    "The patch is in the trace; run the command again to work on the branch's new head."
+    "⚠️ `{branch}` moved while the agents worked, so the new commit could not be pushed onto it; "
+    "run the command again to work on the branch's new head."
+)
+REVIEW_REQUEST_FAILED = "⚠️ Could not ask @{requester} to review the pull request: {error}"
+PR_UPDATE_FAILED = "⚠️ Could not update the description of {url}: {error}"
+CONTEXT_UNAVAILABLE = (
+    "⚠️ Could not read the text and discussion of {source} ({error}); the agents see only the command."
 )
 BODY_LIMIT = 65536  # GitHub's limit for an issue comment or pull request body, in characters
 

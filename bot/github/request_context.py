@@ -14,9 +14,13 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .api import GitHubAPI, GitHubError
-from .report import STATUS_HEADER
+from .report import CONTEXT_UNAVAILABLE, STATUS_HEADER
+
+if TYPE_CHECKING:
+    from bot.pipeline import Reporter, RunState
 
 log = logging.getLogger(__name__)
 
@@ -238,3 +242,25 @@ def _review_sections(api: GitHubAPI, request: ContextRequest, r: Renderer) -> li
         thread.append(comment)
     thread.sort(key=lambda c: (c.get("created_at") or "", c.get("id") or 0))
     return lines + r.thread(thread, "Review thread")
+
+
+class RequestContextStage:
+    """The pipeline's `before_fetch` stage for the App and the Action: the request's context from
+    GitHub, built once and kept in the request. GitHub failing here costs the agents their context,
+    not the run: the requester is told."""
+
+    def __init__(self, api: GitHubAPI, budget: ContextBudget | None = None):
+        self.api, self.budget = api, budget
+
+    def __call__(self, state: RunState, reporter: Reporter) -> None:
+        request = state.request
+        if request.context is not None or not request.repo or not request.number:
+            return
+        ask = ContextRequest(request.repo, request.number, request.is_pull, f"{state.settings.prefix} {request.task}",
+                             request.requester, request.comment_id, request.review_comment)  # fmt: skip
+        try:
+            request.context = build_context(self.api, ask, self.budget)
+        except GitHubError as e:
+            log.warning("context of %s: %s", request.source, e)
+            reporter.note(CONTEXT_UNAVAILABLE.format(source=request.source, error=e))
+            request.context = ""
