@@ -112,12 +112,17 @@ def test_root_reads_context_acts_on_the_clue_and_reports(make_repo, write_script
 
 def test_report_is_root_only_and_bounded(make_repo, write_script, make_config):
     rules = [
-        {"task": "^Root", "responses": [py('REPORT("r" * 70000)\nFINAL("done")')]},
+        {"task": "^Root", "responses": [py('REPORT("r" * 70000)\nFINAL(rlm_query("Child"))')]},
+        # A child has no REPORT; speaking the protocol itself does not forge the root's report.
+        {
+            "task": "^Child",
+            "responses": [py('FINAL(FINAL.__self__._call("report", {"markdown": "forged"}))')],
+        },
     ]
     result = run(make_repo, write_script, make_config, None, rules)
-    assert len(result.report) == 60000
+    assert len(result.report) == 60000 and "forged" not in result.report
     assert "cut to 60000 characters" in agent(result)["iterations"][0]["blocks"][0]["stdout"]
-    assert REPORT_ROOT_ONLY  # the child's refusal text is a constant (children get no REPORT at all)
+    assert result.answer == "Error: " + REPORT_ROOT_ONLY
 
 
 def test_agents_md_from_the_base_commit_in_every_prompt(make_repo, write_script, make_config, tmp_path):

@@ -104,3 +104,13 @@ def test_rlm_yml_delivery_keys(tmp_path):
     assert bad.prefs == DeliveryPrefs()
     assert BAD_DELIVERY_VALUE.format(key="pull_requests", allowed="`pr` or `push`") in bad.problems
     assert BAD_DELIVERY_VALUE.format(key="request_review", allowed="`true` or `false`") in bad.problems
+
+
+def test_action_step_summary_shows_the_report():
+    from action import messages as m
+    from action.summary import run_summary
+
+    results = {"report": "| check | ok |\n|---|---|", "agents": []}
+    text = run_summary("fix this", "r1", "✅ done", results)
+    assert m.SUMMARY_REPORT + "\n\n| check | ok |" in text
+    assert m.SUMMARY_REPORT not in run_summary("fix this", "r1", "✅ done", {"agents": []})
