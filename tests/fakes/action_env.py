@@ -113,9 +113,14 @@ class Job:
             assert match, f"{name} is not passed straight from an input"
             default = action["inputs"][match[1]].get("default", "")
             env[name] = self.inputs.get(match[1], "" if "${{" in default else default)
-        venv_bin = self.tmp / "runner" / "rlm-bot" / "venv" / "bin"
-        venv_bin.mkdir(parents=True, exist_ok=True)
-        (venv_bin / "python").symlink_to(sys.executable)
+        venv = self.tmp / "runner" / "rlm-bot" / "venv"
+        if not venv.exists():
+            venv.parent.mkdir(parents=True, exist_ok=True)
+            if sys.prefix != sys.base_prefix:  # the test's own venv, whole: a python symlinked out of
+                venv.symlink_to(sys.prefix, target_is_directory=True)  # its venv would lose its packages
+            else:
+                (venv / "bin").mkdir(parents=True)
+                (venv / "bin" / "python").symlink_to(sys.executable)
         return subprocess.Popen(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
                                 cwd=self.tmp / "workspace", env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
