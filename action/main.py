@@ -129,8 +129,6 @@ class Step:
         if problem:
             self.reply(api, ctx, m.REPLY_NOT_CONFIGURED.format(reason=problem, url=ctx.run_url))
             return self.stopped(m.MISSING_KEY, problem)
-        if config.sandbox.backend == "daytona":  # the daytona backend reads its key from here
-            os.environ["DAYTONA_API_KEY"] = inputs.daytona_api_key or self.environ.get("DAYTONA_API_KEY", "")
         return self.execute(ctx, inputs, api, config, trigger, api_key)
 
     def config(self, inputs: Inputs, ctx: ActionContext) -> Config:
@@ -160,6 +158,7 @@ class Step:
         settings = RunSettings(config=config, results_dir=directory, prefix=inputs.trigger,
                                auth_header=basic_auth_header(inputs.github_token), api_key=api_key or None,
                                before_fetch=[RequestContextStage(api)],
+                               daytona_api_key=inputs.daytona_api_key or self.environ.get("DAYTONA_API_KEY") or None,
                                patch_link=flow.patch_link(ctx.run_url))  # fmt: skip
         try:
             request = flow.make_request(ctx, trigger, api, inputs.base_branch, run_id)

@@ -240,6 +240,11 @@ def test_missing_token_permission_is_named(runs):
     assert out["agents"] == "2"
     assert "::error title=rlm-bot::" in s.proc.stdout and "`pull-requests: write`" in s.proc.stdout
     assert "`pull-requests: write`" in s.job.summary()
+    # main left the pushed rlm/… branch behind; the patch is in the artifact instead
+    bare = s.remote.removeprefix("file://")
+    heads = subprocess.run(["git", f"--git-dir={bare}", "for-each-ref", "refs/heads/rlm/"], capture_output=True,
+                           text=True, check=True).stdout  # fmt: skip
+    assert heads == "" and [r for r in s.fake.deleted_refs if r.startswith("refs/heads/rlm/")]
     assert_masked(s)
 
 

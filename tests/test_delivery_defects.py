@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 
@@ -253,3 +254,38 @@ def test_a_write_that_took_effect_before_a_500_is_not_repeated(tmp_path, make_re
         assert len([c for c in fake.calls if c.method == "POST" and c.path.endswith("/git/refs")]) == 2
     finally:
         fake.stop()
+
+
+def test_the_action_hands_the_daytona_key_on_without_the_process_environment(
+    tmp_path, make_repo, write_script, monkeypatch
+):
+    """main put the key into os.environ, where every later child process (git, sandboxes) saw it."""
+    from bot.rlm.errors import SandboxError
+    from tests.fakes.action_env import REPO as ACTION_REPO
+    from tests.fakes.action_env import bare_remote, make_job
+
+    planted = "dtn_planted-daytona-key-0123456789"
+    seen: dict = {}
+
+    def make_client(settings, api_key=None):  # the far side: Daytona's API
+        seen.update(key=api_key, environ=os.environ.get("DAYTONA_API_KEY"))
+        raise SandboxError("no Daytona in this test")
+
+    monkeypatch.setattr("bot.rlm.sandbox.daytona_client.make_client", make_client)
+    monkeypatch.delenv("DAYTONA_API_KEY", raising=False)
+    src, _ = make_repo({"calc.py": "x = 1\n"}, name="src")
+    remote = bare_remote(src, tmp_path)
+    fake = FakeGitHub().start()
+    fake.add_repo(ACTION_REPO, remote.removeprefix("file://"))
+    try:
+        event = {"repository": {"full_name": ACTION_REPO, "clone_url": remote}, "inputs": {}}
+        script = write_script([{"task": ".", "responses": [py('FINAL("x")')]}])
+        job = make_job(tmp_path, fake.url, script, "workflow_dispatch", event, prompt="look", sandbox="daytona",
+                       daytona_api_key=planted)  # fmt: skip
+        proc = job.run_here()
+    finally:
+        fake.stop()
+    assert seen == {"key": planted, "environ": None}, proc.stdout
+    assert "DAYTONA_API_KEY" not in os.environ and planted not in proc.stdout.replace(
+        f"::add-mask::{planted}", ""
+    )

@@ -135,32 +135,37 @@ def test_retry_after_is_capped(fake):
 
 
 def test_jwt_claims(fake):
-    now = 1_800_000_000
     settings = AppSettings(app_id="4242", private_key=private_key_pem(), api_url=fake.url)
-    token = AppAuth(settings, clock=lambda: now).jwt()
+    now = int(time.time())
+    token = AppAuth(settings).jwt()
     public = serialization.load_pem_private_key(private_key_pem().encode(), None).public_key()
     claims = jwt.decode(
         token, public, algorithms=["RS256"], options={"verify_exp": False, "verify_iat": False}
     )
     assert claims["iss"] == "4242"
-    assert claims["iat"] == now - JWT_BACKDATE
+    assert now - JWT_BACKDATE <= claims["iat"] <= now - JWT_BACKDATE + 2
     assert claims["exp"] - claims["iat"] <= 600 and claims["exp"] > now
     assert jwt.get_unverified_header(token)["alg"] == "RS256"
 
 
+def soon(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
+
+
 def test_installation_token_cached_until_near_expiry(fake):
-    now = [time.time()]
     settings = AppSettings(app_id="1", private_key=private_key_pem(), api_url=fake.url)
-    auth = AppAuth(settings, clock=lambda: now[0])
+    auth = AppAuth(settings)
     fake.installation_token = "inst-token-first-0123456789"
     assert auth.installation_token(9) == "inst-token-first-0123456789"
     fake.installation_token = "inst-token-second-0123456789"
     assert auth.installation_token(9) == "inst-token-first-0123456789"  # cached
     token_calls = [c for c in fake.calls if c.path == "/app/installations/9/access_tokens"]
     assert len(token_calls) == 1 and token_calls[0].auth.startswith("Bearer ")
-    now[0] = 4102444800 - 60  # a minute before the fake's expiry (2100-01-01): refresh
-    assert auth.installation_token(9) == "inst-token-second-0123456789"
-    assert REDACTOR.redact("x inst-token-second-0123456789") == "x [REDACTED]"
+    fake.token_expires_at = soon(5)  # a token about to expire is renewed when next used
+    assert auth.installation_token(10) == "inst-token-second-0123456789"
+    fake.installation_token = "inst-token-third-0123456789"
+    assert auth.installation_token(10) == "inst-token-third-0123456789"
+    assert REDACTOR.redact("x inst-token-third-0123456789") == "x [REDACTED]"
 
 
 def test_settings_from_env(tmp_path):
@@ -192,13 +197,12 @@ def test_basic_auth_header():
 
 
 def test_installation_api_renews_its_token(fake):
-    now = [time.time()]
     settings = AppSettings(app_id="1", private_key=private_key_pem(), api_url=fake.url)
-    auth = AppAuth(settings, clock=lambda: now[0])
+    auth = AppAuth(settings)
     fake.installation_token = "inst-token-early-0123456789"
+    fake.token_expires_at = soon(10)  # it will be about to expire at the next call
     api = auth.installation_api(3, sleep=lambda s: None)
     api.get_repo(REPO)
-    now[0] = 4102444800 - 60  # an hour and more later: the token is about to expire
     fake.installation_token = "inst-token-late-0123456789"
     api.get_repo(REPO)
     auths = [c.auth for c in fake.calls if c.path == f"/repos/{REPO}"]
@@ -227,3 +231,13 @@ def test_github_enterprise_api_prefix(tmp_path, make_repo):
         ]
     finally:
         ghe.stop()
+
+
+def test_githubs_validation_errors_are_part_of_the_message():
+    from bot.github.failure import describe
+
+    data = {"message": "Validation Failed",
+            "errors": [{"resource": "PullRequest", "code": "custom", "message": "Body is too long"},
+                       {"resource": "PullRequest", "field": "head", "code": "invalid"}, "plain text"]}  # fmt: skip
+    assert describe(data) == "Validation Failed — Body is too long; PullRequest head invalid; plain text"
+    assert describe(None) == "no message"

@@ -68,6 +68,17 @@ def test_patch_comment_is_bounded():
     assert report.PATCH_TOO_LONG_LOCAL.format(name="r1.patch") in local
 
 
+def test_status_comment_is_cut_to_githubs_limit_with_a_link():
+    from bot.github.status import StatusComment
+
+    trace = "https://bot.example/runs/tok/"
+    status = StatusComment(None, "o/r", 1, "r1", "task", trace_url=trace)  # type: ignore[arg-type]
+    status.notes.append("n" * 70000)  # e.g. a very long error from GitHub
+    body = status.render(["done"], final=True)
+    assert len(body) == report.BODY_LIMIT
+    assert body.endswith(report.CUT_MARKER.format(limit=report.BODY_LIMIT, url=trace))
+
+
 # ---------------------------------------------------------------- repo config
 
 

@@ -137,3 +137,16 @@ def test_same_scenario_same_outcome_through_every_adapter(adapter, scenario, tmp
     assert results["run_id"] == ran.run_id
     if scenario == "fails-after-edit":
         assert f"{ran.run_id}.patch" in ran.said  # the requester is told where the change is
+
+
+def test_the_request_is_the_job_payload_and_keeps_what_it_does_not_know():
+    intake = {"repo": "o/r", "number": 7, "requester": "octocat", "requester_id": 99, "task": "fix it",
+              "clone_url": "https://github.example/o/r.git", "comment_id": 5, "review_comment": False,
+              "is_pull": False, "html_url": "https://github.example/o/r/issues/7", "added_later": {"x": 1}}  # fmt: skip
+    request = RunRequest.from_payload(json.loads(json.dumps(intake)))
+    assert (request.repo, request.number, request.task, request.run_id) == ("o/r", 7, "fix it", None)
+    request.run_id, request.pushed_branch = "20260101-000000-abcdef", "rlm/7-abcdef"
+    payload = json.loads(json.dumps(request.to_payload()))
+    assert payload["added_later"] == {"x": 1} and payload["pushed_branch"] == "rlm/7-abcdef"
+    assert RunRequest.from_payload(payload) == request
+    assert request.source == "o/r#7" and RunRequest(task="t", clone_url=".").source is None

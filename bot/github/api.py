@@ -17,10 +17,12 @@ from typing import Any
 
 import requests
 from github import Github, GithubException
-from github.Auth import AppAuthToken, Token
+from github.Auth import AppAuthToken, Auth, Token
 
 from bot.retry import call_with_retries
 from bot.rlm.secrets import REDACTOR
+
+from .failure import MISSING, Failure, GitHubError
 
 log = logging.getLogger(__name__)
 
@@ -28,84 +30,18 @@ DEFAULT_API_URL = "https://api.github.com"
 PERMISSIONS = ("admin", "maintain", "write", "triage", "read", "none")
 
 
-class GitHubError(Exception):
-    """A GitHub API call failed for good. The message is one sentence a user can read."""
-
-    def __init__(self, message: str, status: int | None = None, data: Any = None):
-        super().__init__(message)
-        self.status = status
-        self.data = data
-
-
 def _q(part: str) -> str:
     return urllib.parse.quote(part, safe="")
 
 
-def describe(data: Any) -> str:
-    """GitHub's own words: `message`, then each of `errors[]` (where a 422 says what was wrong)."""
-    if not isinstance(data, dict):
-        return "no message"
-    parts = [str(data.get("message") or "no message")]
-    for item in data.get("errors") or []:
-        if isinstance(item, dict):
-            text = item.get("message") or " ".join(
-                str(item[k]) for k in ("resource", "field", "code") if item.get(k)
-            )
-        else:
-            text = str(item)
-        if text and text not in parts:
-            parts.append(text)
-    return ": ".join(parts[:1]) + (" — " + "; ".join(parts[1:]) if len(parts) > 1 else "")
-
-
-_MISSING = object()
-
-
-class _Failed(Exception):
-    """One failed attempt (internal to `request`)."""
-
-    def __init__(self, status: int | None, headers: dict, data: Any, transport: str | None = None):
-        super().__init__(f"{status} {describe(data)}" if status is not None else transport)
-        self.status, self.headers, self.data = status, headers, data
-        self.summary = str(self)
-
-    @property
-    def rate_limited(self) -> bool:
-        if self.status == 429:
-            return True
-        if self.status != 403:
-            return False
-        message = self.data.get("message", "") if isinstance(self.data, dict) else ""
-        return (
-            "rate limit" in message.lower()
-            or "retry-after" in self.headers
-            or (self.headers.get("x-ratelimit-remaining") == "0")
-        )
-
-    @property
-    def transient(self) -> bool:
-        """A server error or a dropped connection: the write may or may not have happened."""
-        return self.status is None or self.status >= 500
-
-    def error(self, verb: str, path: str, tries: int) -> GitHubError:
-        if self.rate_limited or self.transient:
-            return GitHubError(
-                f"GitHub kept failing on {verb} {path} ({self.summary}) after {tries} tries; "
-                "it may be down or rate limiting this app, so try again later.",
-                status=self.status, data=self.data,
-            )  # fmt: skip
-        return GitHubError(
-            f"GitHub answered {verb} {path} with {self.summary}.", status=self.status, data=self.data
-        )
-
-
 class GitHubAPI:
-    """REST calls for one token (`bearer` for the app's JWT). `sleep` and `max_tries` are
+    """REST calls as one identity: a token string (`bearer` for the app's JWT) or a PyGithub auth
+    object (an installation's, which renews its own token). `sleep` and `max_tries` are
     injectable so tests run fast."""
 
     def __init__(
         self,
-        token: str,
+        token: str | Auth,
         api_url: str = DEFAULT_API_URL,
         *,
         max_tries: int = 5,
@@ -114,26 +50,20 @@ class GitHubAPI:
         sleep: Callable[[float], None] = time.sleep,
         timeout: int = 30,
         bearer: bool = False,
-        refresh: Callable[[], str] | None = None,
     ):
-        """`refresh`, when given, returns the current token before each call (an installation
-        token expires after an hour; a long run outlives it)."""
         self.api_url = api_url.rstrip("/")
         self.max_tries = max(1, max_tries)
         self.backoff = backoff
         self.max_wait = max_wait
         self.sleep = sleep
         self.timeout = timeout
-        self.bearer = bearer
-        self.refresh = refresh
-        self._token = ""
-        self._use(token)
-
-    def _use(self, token: str) -> None:
-        REDACTOR.add(token)
-        self._token = token
-        auth = AppAuthToken(token) if self.bearer else Token(token)
-        # PyGithub's own retry and throttling are off: the loop below is the one place that waits.
+        if isinstance(token, str):
+            REDACTOR.add(token)
+            auth: Auth = AppAuthToken(token) if bearer else Token(token)
+        else:
+            auth = token
+        # PyGithub's own retry and throttling are off: bot.retry is the one place that waits, and
+        # it knows which writes may be repeated.
         self._gh = Github(auth=auth, base_url=self.api_url, timeout=self.timeout, retry=None,
                           seconds_between_requests=None, seconds_between_writes=None,
                           user_agent="rlm-bot")  # fmt: skip
@@ -161,9 +91,9 @@ class GitHubAPI:
             return data
         except GithubException as e:
             headers = {k.lower(): v for k, v in dict(e.headers or {}).items()}
-            raise _Failed(e.status, headers, e.data) from None
+            raise Failure(e.status, headers, e.data) from None
         except requests.RequestException as e:
-            raise _Failed(None, {}, None, type(e).__name__) from None
+            raise Failure(None, {}, None, type(e).__name__) from None
 
     def request(self, verb: str, path: str, *, body: Any = None, params: dict | None = None,
                 ok_missing: bool = False, idempotent: bool | None = None,
@@ -175,19 +105,15 @@ class GitHubAPI:
         or a dropped connection may have done the write: retried for reads and idempotent
         writes (`idempotent`, default: every verb but POST); for any other write `check()` is
         asked first and, when it finds the effect (returns not None), that is the answer."""
-        if self.refresh is not None:
-            token = self.refresh()
-            if token != self._token:
-                self._use(token)
         if idempotent is None:
             idempotent = verb != "POST"
 
         def attempt() -> Any:
             try:
                 return self._once(verb, path, body, params)
-            except _Failed as failed:
+            except Failure as failed:
                 if failed.status == 404 and ok_missing:
-                    return _MISSING
+                    return MISSING
                 if failed.transient and not idempotent and check is not None:
                     found = check()
                     if found is not None:
@@ -196,7 +122,7 @@ class GitHubAPI:
                 raise
 
         def retry_if(exc: BaseException) -> bool:
-            return isinstance(exc, _Failed) and (
+            return isinstance(exc, Failure) and (
                 exc.rate_limited or (exc.transient and (idempotent or check is not None))
             )
 
@@ -204,9 +130,9 @@ class GitHubAPI:
             data = call_with_retries(attempt, retry_if=retry_if, tries=self.max_tries, base=self.backoff,
                                      cap=self.max_wait, wait_hint=self._wait_hint, sleep=self.sleep,
                                      describe=f"GitHub {verb} {path}")  # fmt: skip
-        except _Failed as failed:
+        except Failure as failed:
             raise failed.error(verb, path, self.max_tries) from None
-        return None if data is _MISSING else data
+        return None if data is MISSING else data
 
     # ------------------------------------------------------------------ reads
 

@@ -1,8 +1,9 @@
-"""GitHub App authentication: settings from the environment, the app JWT, installation tokens.
+"""GitHub App authentication: settings from the environment, then PyGithub's own App auth.
 
 The JWT is RS256, issued 60 s in the past (GitHub's clock may be behind ours) and valid for at most
-10 minutes. Installation tokens last an hour; we cache each until a few minutes before it expires.
-Every key and token is registered with the redactor the moment we hold it.
+10 minutes (`github.Auth.AppAuth`). Installation tokens last an hour; `AppInstallationAuth` fetches
+one when first needed and renews it shortly before it expires. Every key and token is registered
+with the redactor the moment we hold it.
 """
 
 from __future__ import annotations
@@ -10,14 +11,12 @@ from __future__ import annotations
 import base64
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
-import jwt
 from cryptography.hazmat.primitives import serialization
+from github import Auth, Github, GithubException
 
 from bot.rlm.secrets import REDACTOR
 
@@ -25,7 +24,6 @@ from .api import DEFAULT_API_URL, GitHubAPI, GitHubError
 
 JWT_BACKDATE = 60
 JWT_LIFETIME = 540  # iat is 60 s back, so exp is 9 min after iat + 1 = within GitHub's 10 min
-TOKEN_MARGIN = 300  # refresh an installation token this long before it expires
 
 
 class AppSettingsError(Exception):
@@ -73,41 +71,37 @@ class AppSettings:
         return cls(app_id=app_id, private_key=key, webhook_secret=secret, api_url=api_url)
 
 
-def _expiry(value: str | None, now: float) -> float:
-    if not value:
-        return now + 3600
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+class _InstallationAuth(Auth.AppInstallationAuth):
+    """PyGithub's installation auth (it fetches the token and renews it before it expires), with
+    every token it holds registered with the redactor."""
+
+    _last = ""
+
+    @property
+    def token(self) -> str:
+        token = super().token
+        if token != self._last:
+            REDACTOR.add(token)
+            self._last = token
+        return token
 
 
 class AppAuth:
-    """Mints the app JWT and caches installation tokens (thread-safe)."""
+    """The App's identity, on PyGithub's own `Auth.AppAuth` (JWT) and `AppInstallationAuth`
+    (installation tokens, renewed as they near expiry). One auth per installation, shared by
+    every client of that installation (thread-safe enough: a race fetches one extra token)."""
 
-    def __init__(self, settings: AppSettings, *, clock: Callable[[], float] = time.time,
-                 api_factory: Callable[..., GitHubAPI] = GitHubAPI):  # fmt: skip
+    def __init__(self, settings: AppSettings, *, api_factory: Callable[..., GitHubAPI] = GitHubAPI):
         self.settings = settings
-        self.clock = clock
         self._api_factory = api_factory
+        self._app = Auth.AppAuth(settings.app_id, settings.private_key, jwt_expiry=JWT_LIFETIME,
+                                 jwt_issued_at=-JWT_BACKDATE)  # fmt: skip
         self._lock = threading.Lock()
-        self._tokens: dict[int, tuple[str, float]] = {}
-        self._key = None  # the parsed key: loading (and checking) an RSA key costs tens of ms
-
-    def _signing_key(self):
-        if self._key is None:
-            try:
-                self._key = serialization.load_pem_private_key(
-                    self.settings.private_key.encode(), password=None
-                )
-            except (ValueError, TypeError) as e:
-                raise AppSettingsError(
-                    f"the app's private key cannot be loaded ({e}); check GITHUB_PRIVATE_KEY."
-                ) from None
-        return self._key
+        self._installations: dict[int, tuple[_InstallationAuth, Github]] = {}
 
     def jwt(self) -> str:
-        now = int(self.clock())
-        claims = {"iat": now - JWT_BACKDATE, "exp": now + JWT_LIFETIME, "iss": str(self.settings.app_id)}
         try:
-            token = jwt.encode(claims, self._signing_key(), algorithm="RS256")
+            token = self._app.create_jwt()
         except (ValueError, TypeError) as e:
             raise AppSettingsError(
                 f"the app's private key cannot sign a JWT ({e}); check GITHUB_PRIVATE_KEY."
@@ -118,25 +112,26 @@ class AppAuth:
     def app_api(self) -> GitHubAPI:
         return self._api_factory(self.jwt(), self.settings.api_url, bearer=True)
 
+    def installation_auth(self, installation_id: int) -> _InstallationAuth:
+        with self._lock:
+            if installation_id not in self._installations:
+                auth = _InstallationAuth(self._app, int(installation_id))
+                # The Github object binds the auth to a requester for our API URL (token fetches).
+                self._installations[installation_id] = (auth, Github(auth=auth, base_url=self.settings.api_url,
+                                                                     retry=None, user_agent="rlm-bot"))  # fmt: skip
+            return self._installations[installation_id][0]
+
     def installation_token(self, installation_id: int) -> str:
-        now = self.clock()
-        with self._lock:
-            cached = self._tokens.get(installation_id)
-            if cached and cached[1] - TOKEN_MARGIN > now:
-                return cached[0]
-        data = self.app_api().request("POST", f"/app/installations/{int(installation_id)}/access_tokens")
-        if not isinstance(data, dict) or not data.get("token"):
-            raise GitHubError("GitHub returned no installation token; check that the app is installed.")
-        token = data["token"]
-        REDACTOR.add(token)
-        with self._lock:
-            self._tokens[installation_id] = (token, _expiry(data.get("expires_at"), now))
-        return token
+        try:
+            return self.installation_auth(installation_id).token
+        except GithubException as e:
+            raise GitHubError(
+                f"GitHub gave no installation token ({e.status}); check that the app is installed.", status=e.status
+            ) from None
 
     def installation_api(self, installation_id: int, **kwargs) -> GitHubAPI:
-        """An API client for the installation that renews its token as it nears expiry."""
-        return self._api_factory(self.installation_token(installation_id), self.settings.api_url,
-                                 refresh=lambda: self.installation_token(installation_id), **kwargs)  # fmt: skip
+        """An API client for the installation; its token renews itself as it nears expiry."""
+        return self._api_factory(self.installation_auth(installation_id), self.settings.api_url, **kwargs)
 
 
 def basic_auth_header(token: str) -> str:

@@ -117,7 +117,7 @@ class GitHubDeliverer:
                 result.run_id, OutcomeKind.PR, message, pr_url=pr.url, branch=pr.branch, notes=notes
             )
         if pr.reason == REASON_ONLY_WORKFLOWS:
-            message = f"{report.OUTCOME_ONLY_WORKFLOWS} {self.patch_link(result.run_id)}"
+            message = report.OUTCOME_ONLY_WORKFLOWS.format(patch=self.patch_link(result.run_id))
             return RunOutcome(result.run_id, OutcomeKind.ONLY_WORKFLOWS, message, notes=notes)
         if pr.error is None:
             return RunOutcome(result.run_id, OutcomeKind.NO_CHANGES, report.OUTCOME_NO_CHANGES, notes=notes)

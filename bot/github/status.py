@@ -35,8 +35,9 @@ class StatusComment:
         self._lock = threading.Lock()
 
     def render(self, lines: list[str], final: bool = False) -> str:
-        return report.status_body(self.run_id, self.task, [*self.notes, *lines], prefix=self.prefix,
+        body = report.status_body(self.run_id, self.task, [*self.notes, *lines], prefix=self.prefix,
                                   trace_url=self.trace_url, final=final)  # fmt: skip
+        return report.cut(body, self.trace_url)
 
     def show(self, *lines: str, final: bool = False) -> None:
         body = self.render(list(lines), final=final)

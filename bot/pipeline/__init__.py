@@ -19,7 +19,8 @@ Where new steps plug in (state.py, `RunSettings`):
   A stage gets `(state, reporter)`, may call `reporter.phase(Phase.SETTING_UP, ...)` and
   `reporter.note(...)`, may replace `state.config`, and raises RLMError to end the run.
 - Request context: fill `request.context` in the adapter (or in a `before_fetch` stage that
-  reads the issue); the pipeline hands it to the engine.
+  reads the issue). It is stored with the payload; the engine does not take it yet (issue 11
+  passes it from `_execute` in run.py to `engine.run`, next to `request.task`).
 """
 
 from .outcome import OutcomeKind, RunOutcome, Target

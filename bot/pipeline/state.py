@@ -29,6 +29,7 @@ class RunSettings:
     prefix: str = "/rlm"  # the command prefix, for messages ("Cancelled by `/rlm cancel`")
     auth_header: str | None = None  # for git only (clone); never in a sandbox
     api_key: str | None = None  # the LLM key; None = LLM_API_KEY from the environment
+    daytona_api_key: str | None = None  # None = DAYTONA_API_KEY from the environment
     before_fetch: Sequence[Stage] = ()  # after the target is known: e.g. .github/rlm.yml
     before_rollout: Sequence[Stage] = ()  # after the fetch: e.g. environment setup (issue 12)
     model: ModelClient | None = None  # a model client instead of litellm's (tests)

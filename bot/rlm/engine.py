@@ -51,9 +51,11 @@ def run(
     on_event: Callable[[dict], None] | None = None,
     model: ModelClient | None = None,
     api_key: str | None = None,
+    daytona_api_key: str | None = None,
     context: str | None = None,
 ) -> RolloutResult:
     """Run one rollout to its end. Never leaves a sandbox behind; always writes the trace.
+    `daytona_api_key`: for the daytona backend, when the caller holds the key (else the environment).
     `context` is the request's context (markdown), the root agent's REPL variable `context`."""
     # Imported here: litellm takes seconds to import, and prepare() (which fails fast on a bad
     # repository) does not need it.
@@ -64,12 +66,12 @@ def run(
 
     run_id = run_id or new_run_id()
     api_key = api_key if api_key is not None else default_api_key()
-    REDACTOR.add(api_key)
+    REDACTOR.add(api_key, daytona_api_key)
     trace = Trace(run_id, results_dir if results_dir is not None else Path(config.results_dir))
     if on_event is not None:
         trace.subscribe(on_event)
     client = model or LiteLLMClient(config.model, api_key=api_key)
     rollout = Rollout(config, client, prepared, prompt,
-                      provider_factory=lambda rid: make_provider(config, prepared, rid),
+                      provider_factory=lambda rid: make_provider(config, prepared, rid, daytona_api_key),
                       trace=trace, cancel=cancel, context=context)  # fmt: skip
     return rollout.run()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm  # noqa: E402
 import openai  # noqa: E402
+
+from bot.retry import call_with_retries  # noqa: E402
 
 from .config import ModelConfig  # noqa: E402
 from .errors import LLMError, TimeExceeded  # noqa: E402
@@ -137,34 +138,41 @@ class LiteLLMClient:
         return kw
 
     def complete(self, messages, ctx: CallContext, deadline: float | None) -> Completion:
+        """One completion, retried (bot.retry) on rate limits, timeouts and server errors within
+        `max_retries` and the rollout's deadline."""
         start = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
+        attempts = 0
+
+        def once():
+            nonlocal attempts
+            attempts += 1
             timeout = self.cfg.timeout
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeExceeded("the rollout's time ran out while waiting for the model")
                 timeout = min(timeout, remaining)
-            try:
-                response = litellm.completion(**self._kwargs(messages, ctx, timeout))
-            except _RETRYABLE as exc:
-                if attempt > self.cfg.max_retries:
-                    raise LLMError(f"model call failed after {attempt} attempts: {_short(exc)}") from None
-                delay = _retry_delay(exc, attempt)
-                if deadline is not None and time.monotonic() + delay >= deadline:
-                    raise TimeExceeded("the rollout's time ran out while retrying the model") from None
-                self._sleep(delay)
-                continue
-            except openai.OpenAIError as exc:  # litellm's exception types all derive from openai's
-                raise LLMError(_fatal_message(exc)) from None
-            return Completion(
-                text=_content(response),
-                usage=usage_of(response),
-                duration=time.monotonic() - start,
-                attempts=attempt,
-            )
+            return litellm.completion(**self._kwargs(messages, ctx, timeout))
+
+        def overruns(wait: float) -> bool:
+            return deadline is not None and time.monotonic() + wait >= deadline
+
+        try:
+            response = call_with_retries(once, retry_if=lambda e: isinstance(e, _RETRYABLE),
+                                         tries=self.cfg.max_retries + 1, base=0.5, cap=30.0, wait_hint=_retry_after,
+                                         sleep=self._sleep, describe="model call", deadline=overruns)  # fmt: skip
+        except _RETRYABLE as exc:
+            if attempts <= self.cfg.max_retries:  # stopped early: waiting would overrun the deadline
+                raise TimeExceeded("the rollout's time ran out while retrying the model") from None
+            raise LLMError(f"model call failed after {attempts} attempts: {_short(exc)}") from None
+        except openai.OpenAIError as exc:  # litellm's exception types all derive from openai's
+            raise LLMError(_fatal_message(exc)) from None
+        return Completion(
+            text=_content(response),
+            usage=usage_of(response),
+            duration=time.monotonic() - start,
+            attempts=attempts,
+        )
 
 
 CONTEXT_HINT = (
@@ -192,14 +200,13 @@ def _fatal_message(exc: Exception) -> str:
     return f"model call failed: {_short(exc)}"
 
 
-def _retry_delay(exc: Exception, attempt: int) -> float:
+def _retry_after(exc: BaseException) -> float | None:
+    """The provider's `retry-after`, in seconds, when it sent one."""
     headers = getattr(getattr(exc, "response", None), "headers", None) or {}
     try:
-        retry_after = float(headers.get("retry-after", ""))
-        return min(retry_after, 60.0)
+        return float(headers.get("retry-after", ""))
     except (TypeError, ValueError):
-        pass
-    return min(30.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+        return None
 
 
 def _content(response) -> str:

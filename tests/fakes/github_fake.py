@@ -69,6 +69,7 @@ class FakeGitHub:
         self.permissions: dict[tuple[str, str], str] = {}
         self.pulls: dict[tuple[str, int], dict] = {}
         self.installation_token = installation_token
+        self.token_expires_at = "2099-01-01T00:00:00Z"  # what the next token's `expires_at` says
         self.app_slug = app_slug
         self.calls: list[Call] = []
         self.faults: list[Fault] = []
@@ -203,7 +204,7 @@ class FakeGitHub:
     def _route(self, c: Call) -> tuple[int, Any]:
         m, p = c.method, c.path
         if m == "POST" and (g := re.fullmatch(r"/app/installations/(\d+)/access_tokens", p)):
-            return 201, {"token": self.installation_token, "expires_at": "2099-01-01T00:00:00Z"}
+            return 201, {"token": self.installation_token, "expires_at": self.token_expires_at}
         if m == "GET" and p == "/app":
             return 200, {"slug": self.app_slug, "id": 1}
         g = re.fullmatch(r"/repos/([^/]+/[^/]+)(/.*)?", p)

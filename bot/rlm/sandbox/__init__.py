@@ -9,7 +9,8 @@ from .base import Sandbox, SandboxProvider
 __all__ = ["Sandbox", "SandboxProvider", "make_provider"]
 
 
-def make_provider(config: Config, repo: PreparedRepo, rollout_id: str) -> SandboxProvider:
+def make_provider(config: Config, repo: PreparedRepo, rollout_id: str,
+                  daytona_api_key: str | None = None) -> SandboxProvider:  # fmt: skip
     backend = config.sandbox.backend
     if backend == "local":
         from .local import LocalSandboxProvider
@@ -18,5 +19,5 @@ def make_provider(config: Config, repo: PreparedRepo, rollout_id: str) -> Sandbo
     if backend == "daytona":
         from .daytona import DaytonaSandboxProvider
 
-        return DaytonaSandboxProvider(config, repo, rollout_id)
+        return DaytonaSandboxProvider(config, repo, rollout_id, api_key=daytona_api_key)
     raise ValueError(f"unknown sandbox backend {backend!r}")

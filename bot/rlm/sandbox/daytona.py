@@ -61,12 +61,14 @@ SANDBOX_GIT = shlex.join(["git", *SAFE_GIT, *(arg for kv in _SANDBOX_GIT_CONFIG 
 class DaytonaSandboxProvider:
     name = "daytona"
 
-    def __init__(self, config: Config, repo: PreparedRepo, rollout_id: str, client: Any = None):
+    def __init__(self, config: Config, repo: PreparedRepo, rollout_id: str, client: Any = None,
+                 api_key: str | None = None):  # fmt: skip
+        """`api_key`: the Daytona key when the caller holds it (the Action); else DAYTONA_API_KEY."""
         self.config = config
         self.settings = config.sandbox.daytona
         self.repo = repo
         self.rollout_id = rollout_id
-        self.client = client if client is not None else dc.make_client(self.settings)
+        self.client = client if client is not None else dc.make_client(self.settings, api_key)
         self._lock = threading.Lock()
         self._bundle_lock = threading.Lock()
         self._bundle: Path | None = None
@@ -143,29 +145,36 @@ class DaytonaSandboxProvider:
         return sandbox
 
     def _create_remote(self, agent_id: str) -> Any:
-        retries = self.settings.create_retries
-        for attempt in range(retries + 1):
+        attempts = 0
+
+        def once() -> Any:
+            nonlocal attempts
+            attempts += 1
             nonce = uuid.uuid4().hex[:12]
             left = self._deadline - time.monotonic()
             if left <= 1:
                 raise SandboxError(f"the rollout's time limit is reached; no sandbox for {agent_id}")
             try:
                 with self._create_slots or nullcontext():
-                    timeout = min(self.settings.create_timeout, left)
-                    return self.client.create(self.params(agent_id, nonce), timeout=timeout)
+                    return self.client.create(self.params(agent_id, nonce), timeout=min(self.settings.create_timeout, left))
             except DaytonaError as e:
                 self._drop_half_created(e, nonce)
-                delay = dc.retry_delay(e, attempt, self.settings.retry_backoff)
-                if not dc.retryable(e) or attempt == retries or delay >= self._deadline - time.monotonic():
-                    tries = f" after {attempt + 1} attempts" if attempt else ""
-                    raise SandboxError(
-                        f"Daytona could not create a sandbox for {agent_id}{tries}: {e}. Check the key, the "
-                        "image/snapshot and your organization's quota (docs/daytona.md)."
-                    ) from None
-                log.info("creating a sandbox for %s failed (%s); retrying in %.1fs", agent_id, e, delay)
-                if self._closed.wait(delay):
-                    raise SandboxError("the rollout is over; no new sandbox") from None
-        raise AssertionError("unreachable")
+                raise
+
+        def sleep(seconds: float) -> None:
+            if self._closed.wait(seconds):
+                raise SandboxError("the rollout is over; no new sandbox")
+
+        try:
+            return dc.with_retries(once, tries=self.settings.create_retries + 1, base=self.settings.retry_backoff,
+                                   describe=f"creating a sandbox for {agent_id}", sleep=sleep,
+                                   deadline=lambda wait: wait >= self._deadline - time.monotonic())  # fmt: skip
+        except DaytonaError as e:
+            tries = f" after {attempts} attempts" if attempts > 1 else ""
+            raise SandboxError(
+                f"Daytona could not create a sandbox for {agent_id}{tries}: {e}. Check the key, the "
+                "image/snapshot and your organization's quota (docs/daytona.md)."
+            ) from None
 
     def _drop_half_created(self, e: DaytonaError, nonce: str) -> None:
         """A timed-out or dropped creation may have left a sandbox behind: find it by its label."""

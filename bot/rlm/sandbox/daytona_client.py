@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from daytona import DaytonaConfig, DaytonaError, DaytonaNotFoundError
+
+from bot.retry import call_with_retries
 
 from ..config import Config, DaytonaSettings
 from ..errors import SandboxError
@@ -40,6 +41,7 @@ LABEL_EXPIRES = "rlm-bot.expires"
 LABEL_ATTEMPT = "rlm-bot.attempt"
 APP_VALUE = "sandbox"
 MAX_DELAY = 30.0  # seconds: the longest wait between two creation attempts
+T = TypeVar("T")
 MISSING_KEY = (
     "sandbox.backend is 'daytona' but DAYTONA_API_KEY is not set; export it (or put it in the "
     "--env-file you pass), or use --sandbox local."
@@ -63,11 +65,11 @@ def client_config(settings: DaytonaSettings, environ: dict[str, str] | None = No
     return DaytonaConfig(api_key=key, api_url=settings.api_url or API_URL, target=target)
 
 
-def make_client(settings: DaytonaSettings) -> Any:
+def make_client(settings: DaytonaSettings, api_key: str | None = None) -> Any:
     """The real SDK client, one per (key, URL, target) in this process: the server runs many
     rollouts, and each client holds a connection pool and an event stream. Tests pass a fake
     through the provider's `client` parameter instead."""
-    config = client_config(settings)
+    config = client_config(settings, None if api_key is None else {**os.environ, "DAYTONA_API_KEY": api_key})
     ident = (config.api_key, config.api_url, config.target)
     with _clients_lock:
         if ident not in _clients:
@@ -97,15 +99,19 @@ def retryable(e: DaytonaError) -> bool:
     return any(cls.__name__ in transient for cls in type(e).__mro__)
 
 
-def retry_delay(e: DaytonaError, attempt: int, base: float) -> float:
-    """Retry-After when the platform says so, else exponential backoff with jitter."""
+def retry_after(e: BaseException) -> float | None:
+    """The platform's Retry-After, in seconds, when it sent one."""
     headers = {k.lower(): v for k, v in (getattr(e, "headers", None) or {}).items()}
     try:
-        after = float(headers.get("retry-after", ""))
+        return float(headers.get("retry-after", ""))
     except ValueError:
-        after = 0.0
-    backoff = base * (2**attempt) * (0.75 + random.random() / 2)
-    return min(MAX_DELAY, max(after, backoff))
+        return None
+
+
+def with_retries(fn: Callable[[], T], *, tries: int, base: float, describe: str, **kwargs: Any) -> T:
+    """`fn()` retried (bot.retry) on what `retryable` accepts; the last DaytonaError is raised."""
+    return call_with_retries(fn, retry_if=lambda e: isinstance(e, DaytonaError) and retryable(e), tries=tries,
+                             base=base, cap=MAX_DELAY, wait_hint=retry_after, describe=describe, **kwargs)  # fmt: skip
 
 
 # ---------------------------------------------------------------------- labels and ownership
@@ -147,22 +153,15 @@ def list_labelled(client: Any, labels: dict[str, str]) -> Iterable[Any]:
 
 def delete_quietly(remote: Any, attempts: int = 3) -> bool:
     """Delete one sandbox; True when it is gone. Rate limits are retried briefly."""
-    for attempt in range(attempts):
-        try:
-            remote.delete()
-            return True
-        except DaytonaNotFoundError:
-            return True
-        except DaytonaError as e:
-            if attempt + 1 == attempts or not retryable(e):
-                log.warning(
-                    "Daytona sandbox %s could not be deleted (%s); `rlm sandboxes reap` removes it later",
-                    getattr(remote, "id", "?"),
-                    e,
-                )
-                return False
-            time.sleep(retry_delay(e, attempt, 0.5))
-    return False
+    try:
+        with_retries(remote.delete, tries=attempts, base=0.5, describe=f"deleting Daytona sandbox {getattr(remote, 'id', '?')}")
+        return True
+    except DaytonaNotFoundError:
+        return True
+    except DaytonaError as e:
+        log.warning("Daytona sandbox %s could not be deleted (%s); `rlm sandboxes reap` removes it later",
+                    getattr(remote, "id", "?"), e)  # fmt: skip
+        return False
 
 
 def reap_orphans(config: Config, client: Any = None, now: float | None = None) -> int:
