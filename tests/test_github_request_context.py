@@ -128,3 +128,32 @@ def test_review_comment_path_line_hunk_and_thread(fake):
     section = text.split("## Review thread", 1)[1]
     assert section.index("Why 0 here?") < section.index("/rlm handle None here")
     assert "unrelated thread" not in section
+
+
+def test_stage_fills_the_request_once_and_a_github_failure_is_a_note(fake, tmp_path):
+    from bot.github.report import CONTEXT_UNAVAILABLE
+    from bot.github.request_context import RequestContextStage
+    from bot.pipeline import NullReporter, RunRequest, RunSettings, RunState
+    from bot.rlm.config import load_config
+
+    class Notes(NullReporter):
+        def __init__(self):
+            self.notes: list[str] = []
+
+        def note(self, text: str) -> None:
+            self.notes.append(text)
+
+    fake.add_issue(REPO, real_issue(9, "the clue"))
+    settings = RunSettings(config=load_config(None, {"sandbox.cache_dir": str(tmp_path)}, environ={}))
+    request = RunRequest(task="fix this", clone_url="", repo=REPO, number=9, requester="maintainer")
+    state, notes = RunState(request, settings, settings.config), Notes()
+    RequestContextStage(api(fake))(state, notes)
+    assert "Command by @maintainer: /rlm fix this" in request.context and "the clue" in request.context
+    calls = len(fake.calls)
+    RequestContextStage(api(fake))(state, notes)  # a resumed run keeps what it has
+    assert len(fake.calls) == calls and notes.notes == []
+
+    fake.fail("GET", rf"/repos/{REPO}/issues/10", 404, times=1)
+    request = RunRequest(task="fix this", clone_url="", repo=REPO, number=10, requester="maintainer")
+    RequestContextStage(api(fake))(RunState(request, settings, settings.config), notes)
+    assert request.context == "" and notes.notes[0].startswith(CONTEXT_UNAVAILABLE.split("{")[0])
