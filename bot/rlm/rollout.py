@@ -172,7 +172,7 @@ class Rollout:
         if facts.python is None:  # no driver has reported yet: the agent hears it with its first results
             with self._lock:
                 self._facts_untold.add(node.id)
-        return prompts.system_prompt(node.depth, rlm.max_depth, self.repo.commit, self.prompt,
+        return prompts.system_prompt(node.depth, rlm.max_depth, self.repo.commit, self._root_goal(),
                                      rlm.result_truncation_limit, facts=facts,
                                      instructions=self.repo_facts.instructions_for(node.task),
                                      context=self.context if node.depth == 0 else None)  # fmt: skip
@@ -223,7 +223,14 @@ class Rollout:
                             max_sandboxes=cfg.max_sandboxes, can_delegate=node.depth < cfg.max_depth,
                             python=runtime.get("python"), executable=runtime.get("executable"),
                             tools=tuple(runtime.get("tools") or ()), modules=tuple(runtime.get("modules") or ()),
+                            path_python=runtime.get("path_python"),
                             layout=self.repo_facts.layout)  # fmt: skip
+
+    def _root_goal(self) -> str:
+        """What sub-agents are told of the root's goal: its task, and the request's first line (a
+        bare command such as "fix this" says little without it)."""
+        title = next((line.strip() for line in self.context.splitlines() if line.strip()), "")
+        return f"{self.prompt}\n(The request: {title[:300]})" if title else self.prompt
 
     def repl_ready(self, node: AgentNode, ready: dict | None) -> str | None:
         facts = (ready or {}).get("facts")

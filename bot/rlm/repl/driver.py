@@ -340,8 +340,9 @@ def sandbox_facts():
 
     return {
         "python": sys.version.split()[0],
-        "executable": sys.executable,
+        "executable": os.path.realpath(sys.executable),
         "tools": [t for t in TOOLS if shutil.which(t)],
+        "path_python": os.path.realpath(shutil.which("python3") or "") if shutil.which("python3") else None,
         "modules": [m for m in MODULES if importlib.util.find_spec(m) is not None],
     }
 
