@@ -306,3 +306,16 @@ def test_edit_file_not_found_shows_the_closest_lines(checkout):
     message = str(err.value)
     assert "not found in b.py" in message and "different indentation" in message
     assert "     1| def b():" in message
+
+
+def test_context_section_names_a_long_context_by_its_head():
+    from bot.rlm.prompts import system_prompt
+
+    long = "# Pull request #8: Big change\nCommand by @a: /rlm review\n" + "\n".join(
+        f"line {i}" for i in range(500)
+    )
+    root = system_prompt(0, 1, "a" * 40, "review", context=long)
+    assert f"`context`: {len(long):,} characters of markdown, NOT in this prompt." in root
+    assert "Its head:\n<context_head>\n# Pull request #8: Big change\n" in root and "line 400" not in root
+    assert "`context` is empty" in system_prompt(0, 1, "a" * 40, "review", context="")
+    assert "`context`" not in system_prompt(1, 1, "a" * 40, "review", context=long)  # children have none
