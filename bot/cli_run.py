@@ -33,6 +33,7 @@ class CliReporter(NullReporter):
         self.console, self.config_line, self.quiet = console, config_line, quiet
         self.progress = Progress(console, title)
         self.last_phase: Phase | None = None
+        self._commit = ""
         self._live = False
 
     def phase(self, phase: Phase, detail: str = "") -> None:
