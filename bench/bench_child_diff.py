@@ -54,8 +54,12 @@ def main() -> None:
         finally:
             provider.close()
     print(f"{args.files} files, {args.rounds} sandboxes")
-    print(f"  diff of an untouched sandbox: median {statistics.median(clean) * 1000:.0f} ms, max {max(clean) * 1000:.0f} ms")
-    print(f"  diff with an edit + a new file: median {statistics.median(changed) * 1000:.0f} ms, max {max(changed) * 1000:.0f} ms")
+    print(
+        f"  diff of an untouched sandbox: median {statistics.median(clean) * 1000:.0f} ms, max {max(clean) * 1000:.0f} ms"
+    )
+    print(
+        f"  diff with an edit + a new file: median {statistics.median(changed) * 1000:.0f} ms, max {max(changed) * 1000:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -84,7 +84,10 @@ def test_issue_clue_pr_then_follow_ups_on_the_same_branch(env):
         assert '<text from="@mallory"' in seen and 'trust="untrusted"' in seen.split("@mallory", 1)[1][:80]
         (pull,) = fake.created_pulls
         assert pull["title"] == TITLE
-        assert "Closes #7" in pull["body"] and "<details><summary>📋 Report from the agents</summary>" in pull["body"]
+        assert (
+            "Closes #7" in pull["body"]
+            and "<details><summary>📋 Report from the agents</summary>" in pull["body"]
+        )
         assert fake.review_requests == [{"number": pull["number"], "reviewers": ["octocat"]}]
         branch = pull["head"]
         first = env.git("rev-parse", f"refs/heads/{branch}").strip()

@@ -55,8 +55,7 @@ CUT_MARKER = "\n\n… cut here: GitHub allows {limit} characters. The rest is at
 CUT_MARKER_LOCAL = "\n\n… cut here: GitHub allows {limit} characters. The rest is in the server's results."
 OUTCOME_NO_CHANGES = "✅ Done, but the agents changed no files, so there is no pull request."
 OUTCOME_ONLY_WORKFLOWS = (
-    "⚠️ Done, but every change was under `.github/workflows/`, which this app may not push. "
-    "The patch: {patch}"
+    "⚠️ Done, but every change was under `.github/workflows/`, which this app may not push. The patch: {patch}"
 )
 OUTCOME_TIMEOUT = "⏱️ The run hit its time limit before finishing; no pull request was opened."
 OUTCOME_BUDGET = "⛔ The run used up its budget (sandboxes, iterations or cost); no pull request was opened."
