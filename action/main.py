@@ -145,6 +145,7 @@ class Step:
                 api_key: str) -> int:  # fmt: skip
         # The engine (and litellm, seconds to import) loads only now: a step that runs nothing
         # (no command, not allowed, missing key) never loads it.
+        from bot.github.request_context import RequestContextStage
         from bot.pipeline import RunSettings, new_run_id
 
         from . import flow
@@ -156,6 +157,7 @@ class Step:
         self.runner.set_outputs({"run-id": run_id, "artifact-dir": str(directory)})
         settings = RunSettings(config=config, results_dir=directory, prefix=inputs.trigger,
                                auth_header=basic_auth_header(inputs.github_token), api_key=api_key or None,
+                               before_fetch=[RequestContextStage(api)],
                                daytona_api_key=inputs.daytona_api_key or self.environ.get("DAYTONA_API_KEY") or None,
                                patch_link=flow.patch_link(ctx.run_url))  # fmt: skip
         try:

@@ -85,5 +85,6 @@ OUTCOME_RUN_CANCELLED = (
 SUMMARY_HEADER = "## 🤖 rlm-bot"
 SUMMARY_OUTCOME = "**Outcome:** {outcome}"
 SUMMARY_NOTHING_RAN = "Nothing ran: {reason}"
+SUMMARY_REPORT = "### 📋 Report from the agents"
 PATCH_IN_ARTIFACT = "`{name}` in the `rlm-bot-{run_id}` artifact of {url}"
 SUMMARY_ARTIFACT = "The results JSON, the event log and the patch are in the `rlm-bot-{run_id}` artifact."

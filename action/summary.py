@@ -14,6 +14,8 @@ def _quote(task: str) -> str:
 
 def run_summary(task: str, run_id: str, message: str, results: dict) -> str:
     parts = [m.SUMMARY_HEADER, "", _quote(task), "", m.SUMMARY_OUTCOME.format(outcome=message), ""]
+    if results.get("report"):
+        parts += [m.SUMMARY_REPORT, "", results["report"].strip(), ""]
     if results.get("agents"):
         parts += [summary_markdown(results), ""]
     parts.append(m.SUMMARY_ARTIFACT.format(run_id=run_id))

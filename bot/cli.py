@@ -9,6 +9,7 @@ Exit codes of `rlm run` and `rlm demo`:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -85,9 +86,11 @@ class _Interrupts:
 
 
 def execute(config: Config, repo: str, prompt: str, *, branch: str | None, commit: str | None,
-            output: Path | None, results_dir: Path, title: str, quiet: bool = False) -> int:  # fmt: skip
-    """Run the pipeline with live progress, write the patch and print the summary. Returns the exit code."""
-    from .cli_run import PATCH_KEPT, PATCH_NONE, CliReporter, exit_code, run_cli
+            output: Path | None, results_dir: Path, title: str, quiet: bool = False, context: str | None = None,
+            report: Path | None = None, as_json: bool = False) -> int:  # fmt: skip
+    """Run the pipeline with live progress, write the patch and print the summary. Returns the exit code.
+    With `-o`, stdout carries the root's answer; with `as_json`, a JSON summary instead."""
+    from .cli_run import PATCH_KEPT, PATCH_NONE, CliReporter, exit_code, json_summary, run_cli, write_report
     from .pipeline import OutcomeKind, Phase, RunRequest, RunSettings
     from .rlm import engine
     from .rlm.trace import summary_markdown
@@ -106,14 +109,14 @@ def execute(config: Config, repo: str, prompt: str, *, branch: str | None, commi
 
         raise fail(MISSING_KEY)
     cancel = threading.Event()
-    request = RunRequest(task=prompt, clone_url=repo, branch=branch, commit=commit)
+    request = RunRequest(task=prompt, clone_url=repo, branch=branch, commit=commit, context=context)
     settings = RunSettings(config=config, results_dir=results_dir)
     reporter = CliReporter(err, title, f"commit {{commit}} · model {config.model.name} · sandbox {config.sandbox.backend}",
                            quiet=quiet)  # fmt: skip
     err.print(f"fetching {repo} …", markup=False)
     with _Interrupts(cancel) as interrupts:
         try:
-            outcome = run_cli(settings, request, reporter, output, cancel)
+            outcome = run_cli(settings, request, reporter, output, cancel, patch_to_stdout=not as_json)
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]")
             return EXIT_INTERRUPTED
@@ -140,8 +143,19 @@ def execute(config: Config, repo: str, prompt: str, *, branch: str | None, commi
         err.print(PATCH_KEPT.format(path=outcome.patch_path), markup=False)
     else:
         err.print(PATCH_NONE, markup=False)
+    if report is not None:
+        err.print(write_report(report, result.report), markup=False)
     err.print(f"results: {result.results_path}", markup=False)
-    return exit_code(outcome, bool(interrupts.count))
+    code = exit_code(outcome, bool(interrupts.count))
+    if as_json:
+        print(
+            json.dumps(
+                json_summary(outcome, code, output or outcome.patch_path), ensure_ascii=False, indent=1
+            )
+        )
+    elif output is not None and result.answer:  # the patch is in the file: stdout is the answer
+        print(result.answer)
+    return code
 
 
 @app.command()
@@ -167,8 +181,14 @@ def run(
         None, "--setup", help="a setup command run once into $RLM_ENV (repeatable), or 'auto'"
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no live progress"),
+    context_file: Path | None = typer.Option(
+        None, "--context-file", help="markdown the root agent reads as `context` (an issue, a spec)"
+    ),
+    report: Path | None = typer.Option(None, "--report", help="write the root agent's REPORT here"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON summary on stdout (with the answer)"),
 ) -> None:
-    """Run a rollout on REPO; the patch goes to stdout (or -o), progress and summary to stderr."""
+    """Run a rollout on REPO; the patch goes to stdout (with -o: the file, and the answer to stdout),
+    progress and summary to stderr."""
     _load_env_file(env_file)
     overrides = {"model.name": model, "sandbox.backend": sandbox, "rlm.max_depth": max_depth,
                  "rlm.max_sandboxes": max_sandboxes, "rlm.global_timeout": timeout,
@@ -177,8 +197,16 @@ def run(
     if branch and commit:
         raise fail("pass either --branch or --commit, not both.")
     results = results_dir or Path(config.results_dir)
+    context = None
+    if context_file is not None:
+        from .cli_run import read_context_file
+
+        try:
+            context = read_context_file(context_file)
+        except ValueError as e:
+            raise fail(str(e)) from None
     code = execute(config, repo, prompt, branch=branch, commit=commit, output=output, results_dir=results,
-                   title="rlm run", quiet=quiet)  # fmt: skip
+                   title="rlm run", quiet=quiet, context=context, report=report, as_json=as_json)  # fmt: skip
     raise typer.Exit(code)
 
 

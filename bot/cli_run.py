@@ -17,6 +17,13 @@ from .progress import Progress
 PATCH_WRITTEN = "patch: {files} file(s), +{additions} -{deletions} → {where}"
 PATCH_NONE = "patch: no changes"
 PATCH_KEPT = "patch: saved as {path} (the run did not finish, so it went nowhere else)"
+REPORT_WRITTEN = "report: {path}"
+REPORT_NONE = "report: the root agent wrote no report ({path} is empty)"
+CONTEXT_FILE_LIMIT = 2_000_000  # characters
+CONTEXT_FILE_UNREADABLE = "cannot read the context file {path}: {reason}."
+CONTEXT_FILE_TOO_LARGE = (
+    "the context file {path} has {size:,} characters, more than the {limit:,} allowed; pass a shorter one."
+)
 
 
 class CliReporter(NullReporter):
@@ -55,10 +62,11 @@ class CliReporter(NullReporter):
 
 
 class PatchOutput:
-    """The CLI's delivery: the patch to `-o FILE`, else to stdout."""
+    """The CLI's delivery: the patch to `-o FILE`, else to stdout (unless stdout carries the JSON
+    summary: then the patch stays in `<run_id>.patch` beside the results)."""
 
-    def __init__(self, output: Path | None):
-        self.output = output
+    def __init__(self, output: Path | None, to_stdout: bool = True):
+        self.output, self.to_stdout = output, to_stdout
 
     def target(self, request: RunRequest) -> Target:
         return Target(request.commit, request.branch)  # resolved by the fetch
@@ -66,26 +74,72 @@ class PatchOutput:
     def deliver(self, state: RunState) -> RunOutcome:
         assert state.result is not None
         patch = state.result.patch
+        where = str(self.output) if self.output else "stdout"
         if self.output is not None:
             self.output.write_text(patch, encoding="utf-8", errors="surrogateescape")
-        else:
+        elif self.to_stdout:
             sys.stdout.write(patch)
             sys.stdout.flush()
+        else:
+            where = str(state.patch_path)
         stats = state.result.results.get("patch") or {}
         message = PATCH_WRITTEN.format(files=stats.get("files", "?"), additions=stats.get("additions", 0),
-                                       deletions=stats.get("deletions", 0),
-                                       where=str(self.output) if self.output else "stdout")  # fmt: skip
+                                       deletions=stats.get("deletions", 0), where=where)  # fmt: skip
         return RunOutcome(state.run_id, OutcomeKind.PATCH, message)
 
 
 def run_cli(settings: RunSettings, request: RunRequest, reporter: CliReporter, output: Path | None,
-            cancel: threading.Event) -> RunOutcome:  # fmt: skip
+            cancel: threading.Event, patch_to_stdout: bool = True) -> RunOutcome:  # fmt: skip
     from . import pipeline
 
     try:
-        return pipeline.run(request, reporter, PatchOutput(output), cancel, settings=settings)
+        return pipeline.run(
+            request, reporter, PatchOutput(output, patch_to_stdout), cancel, settings=settings
+        )
     finally:
         reporter.close()
+
+
+def read_context_file(path: Path) -> str:
+    """The `--context-file`'s text (markdown, any size up to CONTEXT_FILE_LIMIT); raises ValueError
+    with a sentence for the user."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise ValueError(CONTEXT_FILE_UNREADABLE.format(path=path, reason=e.strerror or e)) from None
+    if len(text) > CONTEXT_FILE_LIMIT:
+        raise ValueError(CONTEXT_FILE_TOO_LARGE.format(path=path, size=len(text), limit=CONTEXT_FILE_LIMIT))
+    return text
+
+
+def write_report(path: Path, report: str | None) -> str:
+    """`--report FILE`: the root's REPORT (an empty file when it made none); returns the line for stderr."""
+    path.write_text((report or "").rstrip("\n") + ("\n" if report else ""), encoding="utf-8")
+    return REPORT_WRITTEN.format(path=path) if report else REPORT_NONE.format(path=path)
+
+
+def json_summary(outcome: RunOutcome, code: int, patch_file: Path | None) -> dict[str, Any]:
+    """`--json`: what a script needs from the run, on stdout."""
+    result = outcome.result
+    stats = (result.results.get("patch") if result else None) or {}
+    return {
+        "run_id": outcome.run_id,
+        "status": result.status if result else str(outcome.kind),
+        "exit_code": code,
+        "outcome": str(outcome.kind),
+        "message": outcome.message,
+        "error": (result.error if result else None) or outcome.error,
+        "answer": result.answer if result else None,
+        "report": result.report if result else None,
+        "patch": {
+            "files": stats.get("files", 0),
+            "additions": stats.get("additions", 0),
+            "deletions": stats.get("deletions", 0),
+            "paths": stats.get("paths", []),
+            "file": str(patch_file) if patch_file and result and result.has_changes else None,
+        },  # fmt: skip
+        "results": str(result.results_path) if result and result.results_path else None,
+    }
 
 
 def exit_code(outcome: RunOutcome, interrupted: bool) -> int:

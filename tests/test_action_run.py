@@ -182,7 +182,10 @@ def test_comment_opens_pull_request_with_tree_summary(runs):
     # the pull request: the bot's branch holds the fix on top of the base commit
     assert pull["base"] == "main" and pull["head"].startswith("rlm/1-")
     assert s.branch_file(pull["head"], "calc.py") == FIXED
-    assert pull["title"] == report.pr_title(TASK)
+    assert pull["title"] == "Implemented add"  # the first line of the root's answer
+    assert report.PR_CLOSES.format(number=1) in pull["body"]
+    # the request's context reached the root (its first message points at it)
+    assert "`context` (" in results["agents"][0]["iterations"][0]["prompt"]
     assert "**Agent tree**" in pull["body"] and "`root.1`" in pull["body"] and RUN_URL in pull["body"]
     (commit,) = s.calls("POST", r"/git/commits$")
     assert commit.body["parents"] == [s.sha]

@@ -46,7 +46,7 @@ def test_run_writes_the_patch_to_a_file_and_exits_1_without_an_answer(make_repo,
     proc = rlm("run", str(repo), "-p", "change a", "--model", f"scripted/{good}", "-o", str(out), "-q",
                "--results-dir", str(tmp_path / "r"), cwd=tmp_path, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "" and "+b" in out.read_text()
+    assert proc.stdout == "ok\n" and "+b" in out.read_text()  # the patch in the file, the answer on stdout
     bad = write_script([{"task": "", "responses": [py("x = 1")]}])
     proc = rlm("run", str(repo), "-p", "x", "--model", f"scripted/{bad}", "-q", "--results-dir", str(tmp_path / "r"),
                cwd=tmp_path, env=env)  # fmt: skip
@@ -206,3 +206,52 @@ def test_daytona_without_a_key_exits_2_before_any_work(make_repo, tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 2
     assert "DAYTONA_API_KEY is not set" in proc.stderr and "fetching" not in proc.stderr
+
+
+CONTEXT_SCRIPT = [
+    {
+        "task": "",
+        "responses": [
+            py(
+                """
+                import re
+                word = re.search(r"write (\\w+) into a.txt", context).group(1)
+                open("a.txt", "w").write(word + "\\n")
+                REPORT("## Report\\n\\nwrote " + word)
+                FINAL("Write " + word + " into a.txt\\n\\nAs the issue asked.")
+                """
+            )
+        ],
+    }
+]
+
+
+def test_context_file_report_and_answer_on_stdout(make_repo, write_script, tmp_path):
+    repo, _ = make_repo({"a.txt": "a\n"})
+    issue = tmp_path / "issue.md"
+    issue.write_text("# Issue 3: wrong letter\n\nThe only clue: write ZEBRA into a.txt\n")
+    script = write_script(CONTEXT_SCRIPT)
+    out, report = tmp_path / "fix.patch", tmp_path / "report.md"
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    base = ["run", str(repo), "-p", "fix this", "--context-file", str(issue), "--model", f"scripted/{script}", "-q",
+            "--results-dir", str(tmp_path / "r")]  # fmt: skip
+    proc = rlm(*base, "-o", str(out), "--report", str(report), cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "Write ZEBRA into a.txt\n\nAs the issue asked.\n"  # `> answer.md` captures it
+    assert "+ZEBRA" in out.read_text()
+    assert report.read_text() == "## Report\n\nwrote ZEBRA\n"
+
+    proc = rlm(*base, "--json", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)  # stdout is the JSON alone: the patch stays in its file
+    assert summary["status"] == "completed" and summary["exit_code"] == 0
+    assert summary["answer"].startswith("Write ZEBRA") and summary["report"].endswith("wrote ZEBRA")
+    assert summary["patch"]["files"] == 1 and "+ZEBRA" in Path(summary["patch"]["file"]).read_text()
+    assert Path(summary["results"]).is_file()
+
+    proc = rlm(*base[:5], str(tmp_path / "missing.md"), *base[6:], cwd=tmp_path, env=env)
+    assert (
+        proc.returncode == 2
+        and "cannot read the context file" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )

@@ -47,7 +47,10 @@ RULES = [
     },  # fmt: skip
     {
         "task": "^Child A",
-        "responses": [py('print("CHILD-A-OUTPUT-42")\nx = 1 / 0'), py('FINAL("A found 3 TODOs")')],
+        "responses": [
+            py('print("CHILD-A-OUTPUT-42")\nx = 1 / 0'),
+            py('open("found.txt", "w").write("3 TODOs\\n")\nFINAL("A found 3 TODOs")'),
+        ],
     },
     {
         "task": "^Child B",
@@ -115,6 +118,9 @@ def test_tree_and_a_nodes_code_and_output(real_run, tmp_path):
     assert any("CHILD-A-OUTPUT-42" in out for out in seen["stdout"])
     assert any("ZeroDivisionError" in err for err in seen["errors"])
     assert seen["answer"] == ["A found 3 TODOs"]
+    # The sub-agent's changes, as handed to its parent: a collapsed diff panel.
+    assert len(seen["diff"]) == 1 and seen["diff"][0].startswith("Changes (1 file, +1 −0)")
+    assert "+++ b/found.txt" in seen["diff"][0] and "+3 TODOs" in seen["diff"][0]
     assert seen["searchRows"] == ["root", "root.1"] and seen["matched"] == [
         "root.1"
     ]  # a match and its ancestors

@@ -77,6 +77,7 @@ def test_comment_to_pull_request(world):
         ("POST", f"/repos/{REPO}/git/commits"),
         ("POST", f"/repos/{REPO}/git/refs"),
         ("POST", f"/repos/{REPO}/pulls"),
+        ("POST", f"/repos/{REPO}/pulls/101/requested_reviewers"),  # the requester reviews the PR
         ("PATCH", f"/repos/{REPO}/issues/comments/{status_id}"),
         ("POST", f"/repos/{REPO}/issues/comments/555/reactions"),
         ("DELETE", f"/repos/{REPO}/issues/comments/555/reactions/{reaction}"),
@@ -114,8 +115,9 @@ def test_comment_to_pull_request(world):
     ref_call = next(c for c in fake.writes() if c.path.endswith("/git/refs"))
     assert ref_call.body["ref"] == f"refs/heads/{branch}"
 
-    # The PR: title from the task, body = answer + tree summary + totals + trace link.
-    assert pull["title"] == report.pr_title(TASK)
+    # The PR: title from the answer's first line, body = answer + Closes + tree summary + totals + trace link.
+    assert pull["title"] == "Implemented add(); a child agent checked the file"
+    assert report.PR_CLOSES.format(number=7) in pull["body"]
     assert (pull["head"], pull["base"], pull["draft"]) == (branch, "main", False)
     assert ANSWER in pull["body"]
     results = env.results(job)

@@ -161,6 +161,37 @@ class GitHubAPI:
             return None
         return base64.b64decode(data["content"]).decode("utf-8", "replace")
 
+    # ------------------------------------------------------------------ request context (reads)
+
+    def get_issue(self, repo: str, number: int) -> dict:
+        """An issue or pull request as an issue (title, body, labels, user, author_association)."""
+        return self.request("GET", f"/repos/{repo}/issues/{number}")
+
+    def _pages(self, path: str, max_items: int) -> list[dict]:
+        items: list[dict] = []
+        page = 1
+        while len(items) < max_items:
+            data = self.request("GET", path, params={"per_page": 100, "page": page}) or []
+            items += data
+            if len(data) < 100:
+                break
+            page += 1
+        return items[:max_items]
+
+    def list_issue_comments(self, repo: str, number: int, max_pages: int = 10) -> list[dict]:
+        """Comments on an issue or pull request, oldest first (at most max_pages × 100)."""
+        return self._pages(f"/repos/{repo}/issues/{number}/comments", max_pages * 100)
+
+    def list_pull_files(self, repo: str, number: int, max_files: int = 300) -> list[dict]:
+        """A pull request's changed files with their stats and `patch` (absent when binary/large)."""
+        return self._pages(f"/repos/{repo}/pulls/{number}/files", max_files)
+
+    def get_review_comment(self, repo: str, comment_id: int) -> dict | None:
+        return self.request("GET", f"/repos/{repo}/pulls/comments/{comment_id}", ok_missing=True)
+
+    def list_review_comments(self, repo: str, number: int, max_pages: int = 10) -> list[dict]:
+        return self._pages(f"/repos/{repo}/pulls/{number}/comments", max_pages * 100)
+
     # ------------------------------------------------------------------ comments and reactions
 
     @staticmethod
@@ -255,6 +286,21 @@ class GitHubAPI:
             "GET", f"/repos/{repo}/pulls", params={"head": f"{owner}:{branch}", "state": "open"}
         )
         return pulls[0] if isinstance(pulls, list) and pulls else None
+
+    def update_ref(self, repo: str, ref: str, sha: str) -> None:
+        """Move `ref` ("heads/branch") to `sha`, fast-forward only (GitHub answers 422 otherwise)."""
+        self.request("PATCH", f"/repos/{repo}/git/refs/{ref}", body={"sha": sha, "force": False})
+
+    def update_pull(
+        self, repo: str, number: int, *, title: str | None = None, body: str | None = None
+    ) -> dict:
+        payload = {k: REDACTOR.redact(v) for k, v in (("title", title), ("body", body)) if v is not None}
+        return self.request("PATCH", f"/repos/{repo}/pulls/{number}", body=payload)
+
+    def request_reviewers(self, repo: str, number: int, reviewers: list[str]) -> None:
+        self.request(
+            "POST", f"/repos/{repo}/pulls/{number}/requested_reviewers", body={"reviewers": reviewers}
+        )
 
     def create_pull(
         self, repo: str, *, title: str, head: str, base: str, body: str, draft: bool = False

@@ -24,6 +24,7 @@ from .deliver import DeliveryOptions, GitHubDeliverer
 from .permissions import may_run, not_allowed
 from .repo_config import RepoConfigStage, RepoSetup
 from .reporter import StatusReporter
+from .request_context import RequestContextStage
 
 log = logging.getLogger(__name__)
 
@@ -187,11 +188,15 @@ class AppJobHandler:
         request = RunRequest.from_payload(job.request)
         _, reporter = self._reporter(api, job, request)
         trace_url = self._trace_url(job)
+        deliverer = self._deliverer(api, job)
+        stages = [
+            RepoConfigStage(api, s.allowed_models, s.repo_setup, on_prefs=deliverer.use_prefs),
+            RequestContextStage(api),
+        ]
         settings = RunSettings(config=self.config, results_dir=s.results_dir, prefix=s.prefix,
-                               auth_header=basic_auth_header(token), api_key=s.api_key,
-                               before_fetch=[RepoConfigStage(api, s.allowed_models, s.repo_setup)],
+                               auth_header=basic_auth_header(token), api_key=s.api_key, before_fetch=stages,
                                patch_link=lambda path: _patch_link(path, trace_url))  # fmt: skip
-        outcome = pipeline.run(request, reporter, self._deliverer(api, job), cancel, settings=settings)
+        outcome = pipeline.run(request, reporter, deliverer, cancel, settings=settings)
         self.store.finish(job.id, job_state(outcome.kind), outcome.kind.value, outcome.message)
 
     def _report_interrupted(self, api: GitHubAPI, job: Job) -> None:

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from bot.pipeline import OutcomeKind, RunOutcome, RunRequest, RunState, Target
 
 from . import report
-from .api import GitHubAPI
-from .pull_request import REASON_ONLY_WORKFLOWS, open_pull_request
+from .api import GitHubAPI, GitHubError
+from .pull_request import REASON_ONLY_WORKFLOWS, created_by_bot, open_pull_request, push_commit
+from .repo_config import DeliveryPrefs, PullRequestMode
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def resolve_target(api: GitHubAPI, request: RunRequest) -> Target:
         head = pull.get("head") or {}
         head_repo = (head.get("repo") or {}).get("full_name")
         fork = head_repo is None or head_repo.lower() != request.repo.lower()
+        request.follow_up = not fork and created_by_bot(pull, request.repo)
         return Target(head["sha"], head.get("ref") or default_branch, fork, default_branch)
     return Target(api.get_branch_sha(request.repo, default_branch), default_branch, False, default_branch)
 
@@ -58,11 +60,15 @@ class DeliveryOptions:
 
 
 class GitHubDeliverer:
-    def __init__(
-        self, api: GitHubAPI, options: DeliveryOptions, on_pushed: Callable[[RunRequest], None] | None = None
-    ):
+    def __init__(self, api: GitHubAPI, options: DeliveryOptions, on_pushed: Callable[[RunRequest], None] | None = None,
+                 prefs: DeliveryPrefs | None = None):  # fmt: skip
         self.api, self.options = api, options
         self.on_pushed = on_pushed or (lambda _request: None)
+        self.prefs = prefs or DeliveryPrefs()
+
+    def use_prefs(self, prefs: DeliveryPrefs) -> None:
+        """The repository's `.github/rlm.yml` delivery keys (RepoConfigStage hands them over)."""
+        self.prefs = prefs
 
     def target(self, request: RunRequest) -> Target:
         target = resolve_target(self.api, request)
@@ -85,20 +91,27 @@ class GitHubDeliverer:
             return RunOutcome(
                 result.run_id, OutcomeKind.PATCH_COMMENT, report.OUTCOME_PATCH_COMMENT.format(url=url)
             )
+        if request.is_pull and (request.follow_up or self.prefs.pull_requests is PullRequestMode.PUSH):
+            return self._push(state)
         o = self.options
         by_person = o.name_requester(request)
         source = o.source(request)
+        closes = (
+            request.number if request.number and not request.is_pull and self.prefs.closes_issue else None
+        )
         pr = open_pull_request(self.api, request.repo, prepared=state.prepared, patch=result.patch,
                                base_branch=request.base_branch or request.default_branch or "main",
-                               title=report.pr_title(request.task),
+                               title=report.pr_title_from(result.answer, request.task),
                                body=lambda skipped: report.pr_body(result, o.trace_url, requester=request.requester if by_person and source else None,
-                                                                    source=source, notes=_workflow_note(skipped)),
+                                                                    source=source, notes=_workflow_note(skipped), closes=closes),
                                requester=o.author(request), branch_name=request.pushed_branch or branch_name(request),
                                draft=o.draft, can_push_workflows=o.can_push_workflows,
                                on_pushed=lambda branch: self._pushed(request, branch),
                                keep_branch=o.keep_branch_without_pr)  # fmt: skip
         notes = _workflow_note(pr.skipped_workflow_files)
         if pr.url is not None:
+            if self.prefs.request_review and by_person and pr.number:
+                notes += self._ask_review(request, pr.number)
             message = report.OUTCOME_PR.format(url=pr.url)
             return RunOutcome(
                 result.run_id, OutcomeKind.PR, message, pr_url=pr.url, branch=pr.branch, notes=notes
@@ -117,6 +130,54 @@ class GitHubDeliverer:
         return RunOutcome(
             result.run_id, OutcomeKind.BRANCH, message, branch=pr.branch, compare_url=compare, notes=notes
         )
+
+    def _ask_review(self, request: RunRequest, number: int) -> list[str]:
+        """The requester is asked to review the bot's PR; GitHub refusing it is a note, not a failure."""
+        if not request.requester or request.requester.endswith("[bot]"):
+            return []
+        try:
+            self.api.request_reviewers(request.repo, number, [request.requester])
+        except GitHubError as e:
+            log.info("could not request a review from %s: %s", request.requester, e)
+            return [report.REVIEW_REQUEST_FAILED.format(requester=request.requester, error=e)]
+        return []
+
+    def _push(self, state: RunState) -> RunOutcome:
+        """A follow-up: one commit on top of the PR's head branch (where the agents worked), and, on
+        the bot's own PR, its description updated. Someone else's PR keeps its description."""
+        request, result, o = state.request, state.result, self.options
+        assert result is not None and state.prepared is not None
+        branch = request.base_branch or ""
+        try:
+            pushed = push_commit(self.api, request.repo, prepared=state.prepared, patch=result.patch, branch=branch,
+                                 title=report.pr_title_from(result.answer, request.task), requester=o.author(request),
+                                 can_push_workflows=o.can_push_workflows)  # fmt: skip
+        except GitHubError as e:
+            if e.status != 422:
+                raise
+            return RunOutcome(result.run_id, OutcomeKind.GITHUB_ERROR, report.OUTCOME_PUSH_MOVED.format(branch=branch),
+                              error=str(e))  # fmt: skip
+        notes = _workflow_note(pushed.skipped_workflow_files)
+        if pushed.sha is None:
+            if pushed.reason == REASON_ONLY_WORKFLOWS:
+                message = f"{report.OUTCOME_ONLY_WORKFLOWS} {self.patch_link(result.run_id)}"
+                return RunOutcome(result.run_id, OutcomeKind.ONLY_WORKFLOWS, message, notes=notes)
+            return RunOutcome(result.run_id, OutcomeKind.NO_CHANGES, report.OUTCOME_NO_CHANGES, notes=notes)
+        request.pushed_branch = branch
+        self.on_pushed(request)
+        pull = self.api.get_pull(request.repo, request.number)
+        url = pull.get("html_url") or f"#{request.number}"
+        if request.follow_up:
+            body = report.pr_body(result, o.trace_url, notes=notes)
+            try:
+                self.api.update_pull(request.repo, request.number,
+                                     body=report.follow_up_body(body, pull.get("body"), run_id=result.run_id,
+                                                                requester=request.requester, task=request.task))  # fmt: skip
+            except GitHubError as e:
+                log.warning("could not update the description of %s: %s", url, e)
+                notes.append(report.PR_UPDATE_FAILED.format(url=url, error=e))
+        message = report.OUTCOME_PUSHED.format(sha=pushed.sha[:12], branch=branch, url=url)
+        return RunOutcome(result.run_id, OutcomeKind.PUSHED, message, pr_url=url, branch=branch, notes=notes)
 
     def _pushed(self, request: RunRequest, branch: str) -> None:
         request.pushed_branch = branch

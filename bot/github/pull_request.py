@@ -23,6 +23,17 @@ REASON_NO_CHANGES = "the patch changes no files"
 REASON_ONLY_WORKFLOWS = "every changed file is under .github/workflows/, which this app may not push"
 
 
+BOT_BRANCH_PREFIX = "rlm/"
+
+
+@dataclass
+class PushOutcome:
+    sha: str | None  # the new commit; None when nothing could be pushed (see reason)
+    branch: str
+    skipped_workflow_files: list[str] = field(default_factory=list)
+    reason: str | None = None
+
+
 @dataclass
 class PROutcome:
     url: str | None
@@ -48,6 +59,49 @@ def _tree_entry(change: FileChange, blob_sha: str | None) -> dict:
     if change.deleted:
         return {"path": change.path, "mode": "100644", "type": "blob", "sha": None}
     return {"path": change.path, "mode": change.mode or "100644", "type": "blob", "sha": blob_sha}
+
+
+def _commit(api: GitHubAPI, repo: str, prepared: PreparedRepo, patch: str, title: str, requester: str,
+            can_push_workflows: bool) -> tuple[str | None, str, list[str], str | None]:  # fmt: skip
+    """A commit of `patch` whose parent is prepared.commit: (sha or None, its tree, workflow files left
+    out, why there is no commit)."""
+    changes = changed_files(prepared.cache, prepared.commit, patch)
+    skipped = [] if can_push_workflows else [c.path for c in changes if c.path.startswith(WORKFLOWS_DIR)]
+    changes = [c for c in changes if c.path not in skipped]
+    if not changes:
+        return None, "", skipped, REASON_ONLY_WORKFLOWS if skipped else REASON_NO_CHANGES
+    entries = []
+    for change in changes:
+        sha = None if change.deleted else api.create_blob(repo, change.content or b"")
+        entries.append(_tree_entry(change, sha))
+    base_tree = (
+        git("rev-parse", f"{prepared.commit}^{{tree}}", git_dir=prepared.cache).stdout.decode().strip()
+    )
+    tree = api.create_tree(repo, base_tree, entries)
+    return (
+        api.create_commit(repo, commit_message(title, requester), tree, [prepared.commit]),
+        tree,
+        skipped,
+        None,
+    )
+
+
+def created_by_bot(pull: dict, repo: str) -> bool:
+    """A same-repository PR whose head branch this bot made (`rlm/…`, opened by a bot account)."""
+    head = pull.get("head") or {}
+    same_repo = ((head.get("repo") or {}).get("full_name") or "").lower() == repo.lower()
+    by_bot = (pull.get("user") or {}).get("type") == "Bot"
+    return same_repo and by_bot and str(head.get("ref") or "").startswith(BOT_BRANCH_PREFIX)
+
+
+def push_commit(api: GitHubAPI, repo: str, *, prepared: PreparedRepo, patch: str, branch: str, title: str,
+                requester: str, can_push_workflows: bool = False) -> PushOutcome:  # fmt: skip
+    """One commit on top of `branch`, whose head is prepared.commit (where the agents worked).
+    Fast-forward only: if the branch moved meanwhile, GitHub refuses and GitHubError (422) is raised."""
+    commit, _, skipped, reason = _commit(api, repo, prepared, patch, title, requester, can_push_workflows)
+    if commit is not None:
+        api.update_ref(repo, f"heads/{branch}", commit)
+    return PushOutcome(commit, branch, skipped, reason)
 
 
 def push_branch(api: GitHubAPI, repo: str, branch_name: str, commit: str, *, tree: str, parent: str) -> str:
@@ -98,21 +152,9 @@ def open_pull_request(
     `body` may be a function of the skipped workflow files. An open PR from the branch is reused.
     GitHub refusing the PR is an outcome (`error`), not an exception; with `keep_branch` False the
     branch is then deleted again."""
-    changes = changed_files(prepared.cache, prepared.commit, patch)
-    skipped = [] if can_push_workflows else [c.path for c in changes if c.path.startswith(WORKFLOWS_DIR)]
-    changes = [c for c in changes if c.path not in skipped]
-    if not changes:
-        reason = REASON_ONLY_WORKFLOWS if skipped else REASON_NO_CHANGES
+    commit, tree, skipped, reason = _commit(api, repo, prepared, patch, title, requester, can_push_workflows)
+    if commit is None:
         return PROutcome(None, None, None, skipped, reason)
-    entries = []
-    for change in changes:
-        sha = None if change.deleted else api.create_blob(repo, change.content or b"")
-        entries.append(_tree_entry(change, sha))
-    base_tree = (
-        git("rev-parse", f"{prepared.commit}^{{tree}}", git_dir=prepared.cache).stdout.decode().strip()
-    )
-    tree = api.create_tree(repo, base_tree, entries)
-    commit = api.create_commit(repo, commit_message(title, requester), tree, [prepared.commit])
     branch = push_branch(api, repo, branch_name, commit, tree=tree, parent=prepared.commit)
     if on_pushed is not None:
         on_pushed(branch)

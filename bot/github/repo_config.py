@@ -9,6 +9,8 @@ the server's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -37,7 +39,7 @@ CAPPED_LIMITS = (
 )
 MODEL_KEYS = ("name", "temperature", "max_tokens")
 
-NOT_A_MAPPING = "it must be a mapping with `model` and/or `rlm` sections (and `setup`)"
+NOT_A_MAPPING = "it must be a mapping with `model` and/or `rlm` sections (and `setup` and delivery keys)"
 SETUP_DENIED = "`setup` is turned off on this server (RLM_REPO_SETUP=deny)"
 SETUP_OFFLINE = "`setup` runs without network on this server (RLM_REPO_SETUP=offline)"
 SETUP_INVALID = (
@@ -94,6 +96,52 @@ def _apply_setup(merged: dict, value: object, policy: RepoSetup, notes: list[str
         notes.append(SETUP_OFFLINE)
 
 
+class PullRequestMode(str, Enum):
+    PR = "pr"  # a command on someone's same-repo PR opens a PR into its head branch
+    PUSH = "push"  # ... or pushes a commit onto its head branch
+
+
+@dataclass(frozen=True)
+class DeliveryPrefs:
+    """How a run's change is delivered; `.github/rlm.yml` top-level keys of the same names.
+    A PR whose head branch this bot created always gets a follow-up commit, whatever the mode."""
+
+    pull_requests: PullRequestMode = PullRequestMode.PR
+    closes_issue: bool = True  # "Closes #N" in the body of a PR started from an issue
+    request_review: bool = True  # the requester is asked to review the PR
+
+
+@dataclass
+class RepoSettings:
+    config: Config
+    prefs: DeliveryPrefs = field(default_factory=DeliveryPrefs)
+    problems: list[str] = field(default_factory=list)
+
+
+DELIVERY_KEYS = ("pull_requests", "closes_issue", "request_review")
+BAD_DELIVERY_VALUE = "`{key}` must be {allowed}"
+
+
+def delivery_prefs(data: dict) -> tuple[DeliveryPrefs, list[str]]:
+    """The delivery preferences in a parsed rlm.yml (removed from `data`), and what was wrong."""
+    values: dict = {}
+    notes: list[str] = []
+    for key in DELIVERY_KEYS:
+        if key not in data:
+            continue
+        value = data.pop(key)
+        if key == "pull_requests":
+            try:
+                values[key] = PullRequestMode(str(value))
+            except ValueError:
+                notes.append(BAD_DELIVERY_VALUE.format(key=key, allowed="`pr` or `push`"))
+        elif isinstance(value, bool):
+            values[key] = value
+        else:
+            notes.append(BAD_DELIVERY_VALUE.format(key=key, allowed="`true` or `false`"))
+    return DeliveryPrefs(**values), notes
+
+
 def apply_repo_config(
     config: Config, text: str | None, allowed_models: set[str] | None = None,
     setup_policy: RepoSetup = RepoSetup.ALLOW,
@@ -110,6 +158,7 @@ def apply_repo_config(
         return config, []
     if not isinstance(data, dict):
         return config, [NOT_A_MAPPING]
+    data = {k: v for k, v in data.items() if k not in DELIVERY_KEYS}  # read by delivery_prefs
     has_setup, setup = "setup" in data, data.pop("setup", None)
     try:
         validate_partial(data, REPO_CONFIG_PATH)
@@ -145,8 +194,30 @@ def apply_repo_config(
 def load_repo_config(api: GitHubAPI, repo: str, default_branch: str, config: Config,
                      allowed_models: set[str] | None = None,
                      setup_policy: RepoSetup = RepoSetup.ALLOW) -> tuple[Config, list[str]]:  # fmt: skip
+    settings = load_repo_settings(api, repo, default_branch, config, allowed_models, setup_policy)
+    return settings.config, settings.problems
+
+
+def repo_settings(config: Config, text: str | None, allowed_models: set[str] | None = None,
+                  setup_policy: RepoSetup = RepoSetup.ALLOW) -> RepoSettings:  # fmt: skip
+    """Engine config (capped) and delivery preferences from one rlm.yml text."""
+    run_config, problems = apply_repo_config(config, text, allowed_models, setup_policy)
+    prefs = DeliveryPrefs()
+    try:
+        data = yaml.safe_load(text or "")
+    except yaml.YAMLError:
+        data = None
+    if isinstance(data, dict):
+        prefs, notes = delivery_prefs(data)
+        problems += notes
+    return RepoSettings(run_config, prefs, problems)
+
+
+def load_repo_settings(api: GitHubAPI, repo: str, default_branch: str, config: Config,
+                       allowed_models: set[str] | None = None,
+                       setup_policy: RepoSetup = RepoSetup.ALLOW) -> RepoSettings:  # fmt: skip
     text = api.get_file(repo, REPO_CONFIG_PATH, default_branch)
-    return apply_repo_config(config, text, allowed_models, setup_policy)
+    return repo_settings(config, text, allowed_models, setup_policy)
 
 
 class RepoConfigStage:
@@ -154,8 +225,11 @@ class RepoConfigStage:
     within what the server allows; what was ignored becomes a note in the status comment."""
 
     def __init__(self, api: GitHubAPI, allowed_models: set[str] | None = None,
-                 setup_policy: RepoSetup = RepoSetup.ALLOW):  # fmt: skip
+                 setup_policy: RepoSetup = RepoSetup.ALLOW,
+                 on_prefs: Callable[[DeliveryPrefs], None] | None = None):  # fmt: skip
+        """`on_prefs` hears the file's delivery preferences (the deliverer's `use_prefs`)."""
         self.api, self.allowed_models, self.setup_policy = api, allowed_models, setup_policy
+        self.on_prefs = on_prefs or (lambda _prefs: None)
 
     def __call__(self, state: RunState, reporter: Reporter) -> None:
         request = state.request
@@ -164,7 +238,10 @@ class RepoConfigStage:
             default_branch = request.default_branch = (
                 self.api.get_repo(request.repo).get("default_branch") or "main"
             )
-        state.config, problems = load_repo_config(self.api, request.repo, default_branch, state.config,
-                                                  self.allowed_models, self.setup_policy)  # fmt: skip
-        for problem in problems:
+        settings = load_repo_settings(
+            self.api, request.repo, default_branch, state.config, self.allowed_models, self.setup_policy
+        )
+        state.config = settings.config
+        self.on_prefs(settings.prefs)
+        for problem in settings.problems:
             reporter.note(REPO_CONFIG_PROBLEM.format(reason=problem))

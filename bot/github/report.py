@@ -5,6 +5,7 @@ Every user-facing sentence is an UPPER_CASE constant here; tests assert against 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -56,8 +57,7 @@ CUT_MARKER = "\n\n… cut here: GitHub allows {limit} characters. The rest is at
 CUT_MARKER_LOCAL = "\n\n… cut here: GitHub allows {limit} characters. The rest is in the server's results."
 OUTCOME_NO_CHANGES = "✅ Done, but the agents changed no files, so there is no pull request."
 OUTCOME_ONLY_WORKFLOWS = (
-    "⚠️ Done, but every change was under `.github/workflows/`, which this app may not push. "
-    "The patch: {patch}"
+    "⚠️ Done, but every change was under `.github/workflows/`, which this app may not push. The patch: {patch}"
 )
 OUTCOME_TIMEOUT = "⏱️ The run hit its time limit before finishing; no pull request was opened."
 OUTCOME_BUDGET = "⛔ The run used up its budget (sandboxes, iterations or cost); no pull request was opened."
@@ -100,6 +100,20 @@ PATCH_TOO_LONG_LOCAL = (
     "\n… the patch is longer than a comment can hold; the full patch is `{name}` in the results."
 )
 PATCH_LIMIT = 60000
+PR_CLOSES = "Closes #{number}"
+PR_REPORT = "<details><summary>📋 Report from the agents</summary>\n\n{report}\n\n</details>"
+PR_FOLLOW_UP = "🔁 Updated by follow-up run `{run_id}`, requested by @{requester}: {task}"
+PR_EARLIER = "<details><summary>Earlier description</summary>\n\n{body}\n\n</details>"
+OUTCOME_PUSHED = "✅ Pushed {sha} onto `{branch}`, updating {url}"
+OUTCOME_PUSH_MOVED = (
+    "⚠️ `{branch}` moved while the agents worked, so the new commit could not be pushed onto it; "
+    "run the command again to work on the branch's new head."
+)
+REVIEW_REQUEST_FAILED = "⚠️ Could not ask @{requester} to review the pull request: {error}"
+PR_UPDATE_FAILED = "⚠️ Could not update the description of {url}: {error}"
+CONTEXT_UNAVAILABLE = (
+    "⚠️ Could not read the text and discussion of {source} ({error}); the agents see only the command."
+)
 BODY_LIMIT = 65536  # GitHub's limit for an issue comment or pull request body, in characters
 
 
@@ -109,6 +123,35 @@ def pr_title(task: str) -> str:
     return title if len(title) <= PR_TITLE_LIMIT else title[: PR_TITLE_LIMIT - 1] + "…"
 
 
+def pr_title_from(answer: str | None, task: str) -> str:
+    """The title a person would write: the first line of the root's answer (the prompt asks for a
+    commit-subject line), without markdown; the task's first line when the answer has none."""
+    for line in (answer or "").strip().splitlines():
+        text = " ".join(re.sub(r"^[#>*\-\s]+", "", line).replace("**", "").split()).rstrip(".")
+        if text.lower().rstrip(":") in ("summary", "changes", "what changed"):
+            continue
+        if len(text) >= 8:
+            return text if len(text) <= PR_TITLE_LIMIT else text[: PR_TITLE_LIMIT - 1] + "…"
+        break
+    return pr_title(task)
+
+
+def report_section(report: str | None) -> str:
+    return PR_REPORT.format(report=report.strip()) if report and report.strip() else ""
+
+
+def follow_up_body(new_body: str, old_body: str | None, *, run_id: str, requester: str, task: str) -> str:
+    """A follow-up's PR description: the new summary first, the earlier one collapsed, within GitHub's limit."""
+    line = PR_FOLLOW_UP.format(run_id=run_id, requester=requester, task=" ".join(task.split())[:200])
+    body = f"{line}\n\n{new_body.strip()}\n"
+    room = BODY_LIMIT - len(body) - 200
+    if old_body and old_body.strip() and room > 500:
+        old = old_body.strip()
+        old = old if len(old) <= room else old[:room] + "\n…"
+        body += "\n" + PR_EARLIER.format(body=old) + "\n"
+    return body[:BODY_LIMIT]
+
+
 def trace_line(trace_url: str | None, run_id: str) -> str:
     if trace_url:
         return PR_TRACE.format(url=trace_url)
@@ -116,10 +159,20 @@ def trace_line(trace_url: str | None, run_id: str) -> str:
 
 
 def pr_body(result: RolloutResult, trace_url: str | None, *, requester: str | None = None, source: str | None = None,
-            notes: list[str] | None = None) -> str:  # fmt: skip
-    """Root answer + agent-tree summary (with totals) + notes + how to see the trace, cut to GitHub's
-    limit (the answer is what gives way; the trace link stays)."""
-    parts = [PR_ANSWER_HEADER, "", (result.answer or "").strip() or PR_NO_ANSWER, ""]
+            notes: list[str] | None = None, closes: int | None = None) -> str:  # fmt: skip
+    """Root answer + `Closes #N` + the report (collapsed) + agent-tree summary (with totals) + notes +
+    how to see the trace, cut to GitHub's limit (the answer is what gives way; the trace link stays)."""
+    answer = (result.answer or "").strip()
+    parts = [PR_ANSWER_HEADER, "", answer or PR_NO_ANSWER, ""]
+    if closes:
+        parts += [PR_CLOSES.format(number=closes), ""]
+    report = report_section(getattr(result, "report", None))
+    if report:
+        room = BODY_LIMIT - len(answer) - 8000  # the tree summary and trace line keep their place
+        parts += [
+            report if len(report) <= room else report_section(result.report[: max(0, room - 200)] + "\n…"),
+            "",
+        ]
     if requester and source:
         parts += [PR_REQUESTED_BY.format(requester=requester, source=source), ""]
     parts += [summary_markdown(result.results), ""]

@@ -32,6 +32,7 @@ class RunRequest:
     base_branch: str | None = None  # where the bot's PR goes; set together with `commit`
     default_branch: str | None = None  # the repository's, once known (saves asking GitHub again)
     fork: bool = False  # the PR's head lives in another repository: no push, patch in a comment
+    follow_up: bool = False  # the PR's head branch is one this bot made: the change is pushed onto it
     # Request context for the root agent (issue/PR text, thread, diff) as markdown; None = none.
     context: str | None = None
     # ---- progress: set by the pipeline, stored as it goes

@@ -116,7 +116,7 @@ def _execute(
     state.result = engine.run(state.config, state.prepared, request.task, run_id=state.run_id,
                               results_dir=settings.results_dir, cancel=cancel, on_event=reporter.event,
                               model=settings.model, api_key=settings.api_key,
-                              daytona_api_key=settings.daytona_api_key)  # fmt: skip
+                              daytona_api_key=settings.daytona_api_key, context=request.context)  # fmt: skip
     state.patch_path = write_patch(settings.results_dir, state.run_id, state.result.patch)
     outcome = rollout_outcome(state)
     if outcome.kind is OutcomeKind.NO_CHANGES and state.result.has_changes:

@@ -41,18 +41,26 @@ class AgentHost(Protocol):
     def execute(self, agent: Agent, iteration: int, index: int, code: str) -> ExecResult:
         """Run one code block in the agent's REPL."""
 
+    def repl_ready(self, node: AgentNode, ready: dict | None) -> str | None:
+        """The agent's REPL started (`ready`: the driver's message, with its Python and tools).
+        Returns a note for the agent's next results message, or None."""
+
 
 class Agent:
-    def __init__(self, host: AgentHost, node: AgentNode, prep: SandboxPrep, system_prompt: str):
+    def __init__(self, host: AgentHost, node: AgentNode, prep: SandboxPrep, system_prompt: str,
+                 context: str | None = None):  # fmt: skip
         self.host = host
         self.node = node
         self.prep = prep  # the sandbox and REPL, made in the background
+        self.context = context  # the root's request context (named in its first message)
         self.session: ReplSession | None = None
         self.messages: list[dict[str, str]] = [{"role": "system", "content": system_prompt}]
+        self._note: str | None = None  # said once, before the next results
 
     def repl(self) -> ReplSession:
         if self.session is None:
             self.session = self.prep.wait()
+            self._note = self.host.repl_ready(self.node, self.prep.ready)
         return self.session
 
     def restart_repl(self) -> None:
@@ -63,7 +71,7 @@ class Agent:
     def run(self) -> None:
         """Loop until FINAL (raises Submitted) or a limit/failure (raises another AgentEnded)."""
         self.messages.append(
-            {"role": "user", "content": prompts.first_message(self.node.task, self._budget(1))}
+            {"role": "user", "content": prompts.first_message(self.node.task, self._budget(1), self.context)}
         )
         while True:
             self.host.check_agent(self.node)
@@ -91,9 +99,10 @@ class Agent:
                 self.restart_repl()
             if result.final is not None:
                 raise Submitted(result.final)
-        self.messages.append(
-            {"role": "user", "content": prompts.results_message(outputs, self._budget(n + 1))}
-        )
+        message = prompts.results_message(outputs, self._budget(n + 1))
+        if self._note:
+            message, self._note = self._note + "\n\n" + message, None
+        self.messages.append({"role": "user", "content": message})
 
     def _budget(self, iteration: int) -> prompts.Budget:
         return self.host.budget(self.node, iteration)

@@ -110,9 +110,11 @@ def run(
     model: ModelClient | None = None,
     api_key: str | None = None,
     daytona_api_key: str | None = None,
+    context: str | None = None,
 ) -> RolloutResult:
     """Run one rollout to its end. Never leaves a sandbox behind; always writes the trace.
-    `daytona_api_key`: for the daytona backend, when the caller holds the key (else the environment)."""
+    `daytona_api_key`: for the daytona backend, when the caller holds the key (else the environment).
+    `context` is the request's context (markdown), the root agent's REPL variable `context`."""
     # Imported here: litellm takes seconds to import, and prepare() (which fails fast on a bad
     # repository) does not need it.
     from .llm import LiteLLMClient
@@ -131,5 +133,5 @@ def run(
     client = model or LiteLLMClient(config.model, api_key=api_key)
     rollout = Rollout(config, client, prepared, prompt,
                       provider_factory=lambda rid: make_provider(config, prepared, rid, daytona_api_key),
-                      trace=trace, cancel=cancel)  # fmt: skip
+                      trace=trace, cancel=cancel, context=context)  # fmt: skip
     return rollout.run()

@@ -53,6 +53,7 @@ def new_results(run_id: str) -> dict[str, Any]:
         "status": "running",
         "error": None,
         "answer": None,
+        "report": None,
         "repo": None,
         "commit": None,
         "branch": None,
@@ -137,6 +138,8 @@ def _agent_started(results: dict, event: dict, t: float | None) -> None:
         "status": "running",
         "result": None,
         "error": None,
+        "patch": None,
+        "patch_stats": None,
         "iterations": [],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0},
         "started_at": iso(t),
@@ -197,10 +200,12 @@ def _agent_finished(results: dict, event: dict, t: float | None) -> None:
     if agent is not None:
         agent.update(status=event.get("status"), result=event.get("result"), error=event.get("error"),
                      finished_at=iso(t), duration=_since(agent.get("_t0"), t))  # fmt: skip
+        if "patch" in event:  # a sub-agent's changes, as handed to its parent
+            agent.update(patch=event.get("patch"), patch_stats=event.get("patch_stats"))
 
 
 def _rollout_finished(results: dict, event: dict, t: float | None) -> None:
-    for key in ("status", "error", "answer", "patch"):
+    for key in ("status", "error", "answer", "patch", "report"):
         results[key] = event.get(key)
     results["finished_at"] = iso(t)
     results["duration"] = _since(results.get("_t0"), t)

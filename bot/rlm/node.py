@@ -18,6 +18,8 @@ class AgentNode:
     status: str = "running"
     answer: str | None = None
     error: str | None = None
+    patch: str = ""  # a sub-agent's changes, taken by the host when it finished
+    patch_error: str | None = None
 
     def next_child_id(self) -> str:
         return f"{self.id}.{len(self.children) + 1}"

@@ -27,6 +27,7 @@ class SandboxPrep:
         self._done = threading.Event()
         self.sandbox: Sandbox | None = None
         self.session: ReplSession | None = None
+        self.ready: dict | None = None  # the driver's `ready` message (its Python, tools)
         self.error: Exception | None = None
         threading.Thread(target=self._run, daemon=True, name="rlm-prep").start()
 
@@ -45,7 +46,7 @@ class SandboxPrep:
         """A new REPL in the sandbox (also used to restart one that died)."""
         assert self.sandbox is not None
         session = ReplSession(self.sandbox.start_driver())
-        session.start(self._init(self.sandbox))
+        self.ready = session.start(self._init(self.sandbox))
         return session
 
     def wait(self) -> ReplSession:

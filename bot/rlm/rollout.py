@@ -7,6 +7,7 @@ cancellation event; the sandboxes are destroyed in a finally whatever ends the r
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from .config import Config
 from .environment import Environment, SetupFailed, SetupStatus, prepare_environment, prompt_note
 from .errors import AgentEnded, AgentFailed, LLMError, SandboxError, Submitted
 from .inherit import Inherited, inherit_note, inherited
+from .instructions import RepoFacts, read_repo_facts
 from .limits import Limits
 from .llm import CallContext, ModelClient, UsageMeter
 from .node import AgentNode
@@ -33,6 +35,12 @@ from .sandbox.base import Sandbox, SandboxProvider
 from .text import clean_text
 from .trace import Trace
 
+REPORT_LIMIT = 60000  # characters of the root's REPORT kept (a PR body holds 65,536)
+CHILD_PATCH_TRACE_LIMIT = 200_000  # characters of a sub-agent's diff recorded in the trace
+REPORT_SAVED = "report saved ({size} characters)"
+REPORT_CUT = "report saved, but cut to {limit} characters (it had {size}): keep it shorter"
+REPORT_ROOT_ONLY = "REPORT is for the root agent only; put your findings in your FINAL answer"
+
 
 @dataclass
 class RolloutResult:
@@ -44,6 +52,7 @@ class RolloutResult:
     results: dict
     results_path: Path | None
     events_path: Path | None
+    report: str | None = None  # what the root handed back with REPORT(markdown)
 
     @property
     def has_changes(self) -> bool:
@@ -53,11 +62,17 @@ class RolloutResult:
 class Rollout:
     def __init__(self, config: Config, model: ModelClient, repo: PreparedRepo, prompt: str,
                  provider_factory: Callable[[str], SandboxProvider], trace: Trace,
-                 cancel: threading.Event | None = None):  # fmt: skip
+                 cancel: threading.Event | None = None, context: str | None = None):  # fmt: skip
         self.config = config
         self.model = model
         self.repo = repo
         self.prompt = prompt
+        self.context = context or ""  # the request's context: the root's REPL variable `context`
+        self.report: str | None = None
+        self.repo_facts = RepoFacts()
+        self._runtime_facts: dict | None = None  # from the first driver that started
+        self._facts_untold: set[str] = set()  # agents whose system prompt was written before that
+        self._lock = threading.Lock()
         self.trace = trace
         self.run_id = trace.run_id
         self.cancel = cancel or threading.Event()
@@ -85,6 +100,7 @@ class Rollout:
                         sandbox=cfg.sandbox.backend, config=cfg.model_dump(mode="json"))  # fmt: skip
         self.root = AgentNode(id="root", task=self.prompt, depth=0)
         status, error, patch, stats = "error", None, "", None
+        self.repo_facts = read_repo_facts(self.repo.cache, self.repo.commit)
         try:
             self.provider = self._provider_factory(self.run_id)
             # Before any model call; the tree's time limit starts once the environment is ready.
@@ -111,14 +127,16 @@ class Rollout:
             if status == "completed" and stats is None:
                 stats = patch_stats("").as_dict()
             self.trace.emit("rollout_finished", status=status, error=error, answer=self.root.answer,
-                            patch=stats)  # fmt: skip
+                            patch=stats, report=self.report)  # fmt: skip
             self.trace.write_results()
             self.trace.close()
         redact = self.trace.redactor.redact
         answer = clean_text(redact(self.root.answer)) if self.root.answer is not None else None
         error = clean_text(redact(error)) if error else None
+        report = clean_text(redact(self.report)) if self.report is not None else None
         return RolloutResult(self.run_id, status, answer, error, patch,
-                             self.trace.snapshot(), self.trace.results_path, self.trace.events_path)  # fmt: skip
+                             self.trace.snapshot(), self.trace.results_path, self.trace.events_path,
+                             report=report)  # fmt: skip
 
     def _run_agent(self, node: AgentNode, keep_sandbox: bool = False) -> Sandbox | None:
         """Run one agent to its end; records the ending. Returns the sandbox if kept."""
@@ -127,6 +145,8 @@ class Rollout:
             create=lambda: self._create_sandbox(node),
             init=lambda sandbox: {
                 "task": node.task,
+                "root": node.depth == 0,
+                "context": self.context if node.depth == 0 else "",
                 "output_limit": self.config.rlm.output_truncation_limit,
                 "limits": sandbox.init_limits(),
             },
@@ -135,7 +155,7 @@ class Rollout:
                 "sandbox_created", agent=node.id, sandbox=sandbox.id, duration=round(seconds, 4)
             ),
         )
-        agent = Agent(self, node, prep, self._system_prompt(node))
+        agent = Agent(self, node, prep, self._system_prompt(node), self.context if node.depth == 0 else None)
         try:
             agent.run()
         except Submitted as s:
@@ -151,6 +171,8 @@ class Rollout:
             sandbox = prep.settle()
             if prep.failed:
                 self.limits.release_sandbox()  # a failed creation does not consume budget
+            if sandbox is not None and not keep_sandbox:
+                node.patch = self._child_patch(node, sandbox)
             self._finished(node)
             if sandbox is not None and not keep_sandbox:
                 self._destroyer.submit(sandbox.destroy)
@@ -158,9 +180,16 @@ class Rollout:
 
     def _system_prompt(self, node: AgentNode) -> str:
         rlm = self.config.rlm
+        facts = self.facts(node)
+        if facts.python is None:  # no driver has reported yet: the agent hears it with its first results
+            with self._lock:
+                self._facts_untold.add(node.id)
         environment = " ".join(filter(None, [prompt_note(self.environment), inherit_note(self.inherited)]))
-        return prompts.system_prompt(node.depth, rlm.max_depth, self.repo.commit, self.prompt,
-                                     rlm.result_truncation_limit, environment=environment)  # fmt: skip
+        return prompts.system_prompt(node.depth, rlm.max_depth, self.repo.commit, self._root_goal(),
+                                     rlm.result_truncation_limit, facts=facts,
+                                     instructions=self.repo_facts.instructions_for(node.task),
+                                     context=self.context if node.depth == 0 else None,
+                                     environment=environment)  # fmt: skip
 
     def _create_sandbox(self, node: AgentNode) -> Sandbox:
         self._acquire(self._create_slots)
@@ -178,8 +207,53 @@ class Rollout:
                         task=node.task)  # fmt: skip
 
     def _finished(self, node: AgentNode) -> None:
+        extra = {}
+        if node.depth > 0:
+            shown = (
+                node.patch
+                if len(node.patch) <= CHILD_PATCH_TRACE_LIMIT
+                else node.patch[:CHILD_PATCH_TRACE_LIMIT]
+            )
+            extra = {"patch": shown, "patch_stats": patch_stats(node.patch).as_dict() if node.patch else None}
         self.trace.emit("agent_finished", agent=node.id, status=node.status, result=node.answer,
-                        error=node.error)  # fmt: skip
+                        error=node.error, **extra)  # fmt: skip
+
+    def _child_patch(self, node: AgentNode, sandbox: Sandbox) -> str:
+        """What a finished sub-agent changed, taken by the host from its checkout (new files
+        included) before the sandbox goes; handed to its parent with the answer."""
+        try:
+            return sandbox.diff()
+        except (SandboxError, PatchError, OSError, subprocess.SubprocessError) as e:
+            node.patch_error = f"its changes could not be read: {e}"
+            return ""
+
+    # ------------------------------------------------------------------ what agents are told
+
+    def facts(self, node: AgentNode) -> prompts.SandboxFacts:
+        """The sandbox facts for an agent's prompt (runtime ones once a driver has reported them)."""
+        cfg = self.config.rlm
+        runtime = self._runtime_facts or {}
+        return prompts.SandboxFacts(exec_timeout=cfg.exec_timeout, output_limit=cfg.output_truncation_limit,
+                            max_sandboxes=cfg.max_sandboxes, can_delegate=node.depth < cfg.max_depth,
+                            python=runtime.get("python"), executable=runtime.get("executable"),
+                            tools=tuple(runtime.get("tools") or ()), modules=tuple(runtime.get("modules") or ()),
+                            path_python=runtime.get("path_python"),
+                            layout=self.repo_facts.layout)  # fmt: skip
+
+    def _root_goal(self) -> str:
+        """What sub-agents are told of the root's goal: its task, and the request's first line (a
+        bare command such as "fix this" says little without it)."""
+        title = next((line.strip() for line in self.context.splitlines() if line.strip()), "")
+        return f"{self.prompt}\n(The request: {title[:300]})" if title else self.prompt
+
+    def repl_ready(self, node: AgentNode, ready: dict | None) -> str | None:
+        facts = (ready or {}).get("facts")
+        with self._lock:
+            if self._runtime_facts is None and isinstance(facts, dict):
+                self._runtime_facts = facts
+            untold = node.id in self._facts_untold and self._runtime_facts is not None
+            self._facts_untold.discard(node.id)
+        return prompts.runtime_facts_note(self.facts(node)) if untold else None
 
     # ------------------------------------------------------------------ services for agents
 
@@ -234,6 +308,8 @@ class Rollout:
             return self.spawn(node, iteration, [str(t) for t in tasks])
         if fn == "llm_query":
             return self._llm_query(node, str(args.get("prompt", "")))
+        if fn == "report":
+            return self._save_report(node, str(args.get("markdown", "")))
         raise CallRefused(f"unknown function {fn!r}")
 
     def _llm_query(self, node: AgentNode, prompt: str) -> str:
@@ -249,13 +325,22 @@ class Rollout:
                         usage=completion.usage.as_dict(), duration=round(completion.duration, 4))  # fmt: skip
         return completion.text
 
+    def _save_report(self, node: AgentNode, markdown: str) -> str:
+        if node.depth != 0:
+            raise CallRefused(REPORT_ROOT_ONLY)
+        self.report = markdown[:REPORT_LIMIT]
+        self.trace.emit("report", agent=node.id, size=len(markdown))
+        if len(markdown) > REPORT_LIMIT:
+            return REPORT_CUT.format(limit=REPORT_LIMIT, size=len(markdown))
+        return REPORT_SAVED.format(size=len(markdown))
+
     # ------------------------------------------------------------------ sub-agents
 
-    def spawn(self, parent: AgentNode, iteration: int, tasks: list[str]) -> list[str]:
+    def spawn(self, parent: AgentNode, iteration: int, tasks: list[str]) -> list:
         refusal = self.limits.refuse_children(parent)
         if refusal:
             return ["Error: " + refusal] * len(tasks)
-        answers: list[str | None] = [None] * len(tasks)
+        answers: list[str | dict | None] = [None] * len(tasks)
         nodes: list[tuple[int, AgentNode]] = []
         for i, task in enumerate(tasks):
             if not self.limits.reserve_sandbox():
@@ -277,7 +362,17 @@ class Rollout:
             answers[i] = self._child_answer(node)
         return [a or "" for a in answers]
 
-    def _child_answer(self, node: AgentNode) -> str:
+    def _child_answer(self, node: AgentNode) -> dict:
+        """The answer (truncated, with its mark), the sub-agent's diff and its id; the driver
+        turns this into a str that carries `.patch`."""
+        limit = self.config.rlm.result_truncation_limit
         if node.status == "completed" and node.answer is not None:
-            return truncate(node.answer, self.config.rlm.result_truncation_limit)
-        return f"Error: sub-agent {node.id} ended without an answer ({node.status}): {node.error}"
+            answer, truncated = truncate(node.answer, limit), len(node.answer) > limit
+        else:
+            answer, truncated = (
+                f"Error: sub-agent {node.id} ended without an answer ({node.status}): {node.error}",
+                False,
+            )
+        if node.patch_error:
+            answer += f"\n(Note: {node.patch_error})"
+        return {"answer": answer, "patch": node.patch, "truncated": truncated, "agent": node.id}

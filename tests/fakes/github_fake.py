@@ -77,6 +77,11 @@ class FakeGitHub:
         self.reactions: dict[int, dict] = {}
         self.created_pulls: list[dict] = []
         self.manifests: dict[str, dict] = {}  # one-time code -> the manifest posted to settings/apps/new
+        self.issues: dict[tuple[str, int], dict] = {}  # GitHub's issue shape
+        self.pull_files: dict[tuple[str, int], list[dict]] = {}
+        self.review_comments: dict[int, dict] = {}
+        self.updated_pulls: list[dict] = []
+        self.review_requests: list[dict] = []
         self.deleted_refs: list[str] = []
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
@@ -90,6 +95,22 @@ class FakeGitHub:
     def add_repo(self, full_name: str, bare_path: str, default_branch: str = "main") -> None:
         self.repos[full_name] = str(bare_path)
         self.default_branch[full_name] = default_branch
+
+    def add_issue(self, repo: str, issue: dict) -> None:
+        """An issue (or a PR seen as an issue) in GitHub's shape: number, title, body, user, labels…"""
+        self.issues[(repo, int(issue["number"]))] = issue
+
+    def add_comment(self, repo: str, number: int, comment: dict) -> int:
+        """A comment someone else wrote (GitHub's shape: id, body, user, author_association, created_at)."""
+        cid = int(comment.get("id") or next(self._ids))
+        self.comments[cid] = {**comment, "id": cid, "repo": repo, "issue": number,
+                              "history": [comment.get("body", "")]}  # fmt: skip
+        return cid
+
+    def add_review_comment(self, repo: str, number: int, comment: dict) -> int:
+        cid = int(comment.get("id") or next(self._ids))
+        self.review_comments[cid] = {**comment, "id": cid, "repo": repo, "pull": number}
+        return cid
 
     def grant(self, repo: str, user: str, permission: str) -> None:
         self.permissions[(repo, user)] = permission
@@ -247,6 +268,25 @@ class FakeGitHub:
         if m == "GET" and (g := re.fullmatch(r"/pulls/(\d+)", rest)):
             pull = self.pulls.get((repo, int(g.group(1))))
             return (200, pull) if pull else (404, {"message": "Not Found"})
+        if m == "GET" and (g := re.fullmatch(r"/issues/(\d+)", rest)):
+            # Every number exists, like the issues the payload helpers name (comment_payload).
+            issue = self.issues.get((repo, int(g.group(1)))) or {
+                "number": int(g.group(1)), "title": "Fix things", "body": "", "state": "open", "labels": [],
+                "user": {"login": "octocat", "type": "User"}, "author_association": "OWNER"}  # fmt: skip
+            return 200, issue
+        if m == "GET" and (g := re.fullmatch(r"/issues/(\d+)/comments", rest)):
+            items = [self._public({**c, "id": cid}) for cid, c in sorted(self.comments.items())
+                     if c["repo"] == repo and c["issue"] == int(g.group(1))]  # fmt: skip
+            return 200, self._page(items, c.query)
+        if m == "GET" and (g := re.fullmatch(r"/pulls/(\d+)/files", rest)):
+            return 200, self._page(self.pull_files.get((repo, int(g.group(1))), []), c.query)
+        if m == "GET" and (g := re.fullmatch(r"/pulls/comments/(\d+)", rest)):
+            found = self.review_comments.get(int(g.group(1)))
+            return (200, found) if found and found["repo"] == repo else (404, {"message": "Not Found"})
+        if m == "GET" and (g := re.fullmatch(r"/pulls/(\d+)/comments", rest)):
+            items = [rc for _, rc in sorted(self.review_comments.items())
+                     if rc["repo"] == repo and rc["pull"] == int(g.group(1))]  # fmt: skip
+            return 200, self._page(items, c.query)
         if m == "POST" and (g := re.fullmatch(r"/(issues|pulls)/comments/(\d+)/reactions", rest)):
             rid = next(self._ids)
             self.reactions[rid] = {"comment": int(g.group(2)), "content": c.body["content"], "deleted": False}
@@ -254,10 +294,6 @@ class FakeGitHub:
         if m == "DELETE" and (g := re.fullmatch(r"/(issues|pulls)/comments/(\d+)/reactions/(\d+)", rest)):
             self.reactions.get(int(g.group(3)), {})["deleted"] = True
             return 204, None
-        if m == "GET" and (g := re.fullmatch(r"/issues/(\d+)/comments", rest)):
-            mine = [{"id": cid, "body": cm["body"], "html_url": cm["html_url"]}
-                    for cid, cm in sorted(self.comments.items()) if cm["repo"] == repo and cm["issue"] == int(g.group(1))]  # fmt: skip
-            return 200, mine
         if m == "POST" and (g := re.fullmatch(r"/issues/(\d+)/comments", rest)):
             if refused := self._too_long("IssueComment", c.body.get("body")):
                 return refused
@@ -267,6 +303,9 @@ class FakeGitHub:
                 "issue": int(g.group(1)),
                 "body": c.body["body"],
                 "history": [c.body["body"]],
+                "user": {"login": f"{self.app_slug}[bot]", "type": "Bot"},
+                "author_association": "NONE",
+                "created_at": "2026-01-01T00:00:00Z",
                 "html_url": f"https://github.example/{repo}/issues/{g.group(1)}#issuecomment-{cid}",
             }
             return 201, {"id": cid, "html_url": self.comments[cid]["html_url"]}
@@ -338,8 +377,47 @@ class FakeGitHub:
             number = 100 + len(self.created_pulls) + 1
             pull = {**c.body, "number": number, "html_url": f"https://github.example/{repo}/pull/{number}"}
             self.created_pulls.append(pull)
+            # Readable afterwards like a real PR (GET /pulls/N, GET /issues/N): a follow-up needs it.
+            head_sha = _git(bare, "rev-parse", f"refs/heads/{c.body['head']}").decode().strip()
+            bot = {"login": f"{self.app_slug}[bot]", "type": "Bot"}
+            self.pulls[(repo, number)] = {**pull, "user": bot, "base": {"ref": c.body["base"]},
+                                          "head": {"ref": c.body["head"], "sha": head_sha, "repo": {"full_name": repo}}}  # fmt: skip
+            self.issues[(repo, number)] = {"number": number, "title": c.body["title"], "body": c.body.get("body"),
+                                           "user": bot, "labels": [], "state": "open",
+                                           "author_association": "NONE", "pull_request": {}}  # fmt: skip
             return 201, pull
+        if m == "PATCH" and (g := re.fullmatch(r"/pulls/(\d+)", rest)):
+            pull = self.pulls.get((repo, int(g.group(1))))
+            if pull is None:
+                return 404, {"message": "Not Found"}
+            pull.update(c.body)
+            self.updated_pulls.append({"number": int(g.group(1)), **c.body})
+            return 200, pull
+        if m == "POST" and (g := re.fullmatch(r"/pulls/(\d+)/requested_reviewers", rest)):
+            self.review_requests.append({"number": int(g.group(1)), **c.body})
+            return 201, {"number": int(g.group(1))}
+        if m == "PATCH" and (g := re.fullmatch(r"/git/refs/(heads/.+)", rest)):
+            ref = "refs/" + g.group(1)
+            old = _git(bare, "rev-parse", "--verify", ref).decode().strip()
+            ff = subprocess.run(["git", f"--git-dir={bare}", "merge-base", "--is-ancestor", old, c.body["sha"]],
+                                capture_output=True).returncode == 0  # fmt: skip
+            if not ff and not c.body.get("force"):
+                return 422, {"message": "Update is not a fast forward"}
+            _git(bare, "update-ref", ref, c.body["sha"])
+            for pull in self.pulls.values():
+                if pull.get("head", {}).get("ref") == g.group(1)[len("heads/") :]:
+                    pull["head"]["sha"] = c.body["sha"]
+            return 200, {"ref": ref, "object": {"sha": c.body["sha"]}}
         return 404, {"message": f"fake GitHub has no route for {m} {p}"}
+
+    @staticmethod
+    def _public(comment: dict) -> dict:
+        return {k: v for k, v in comment.items() if k not in ("repo", "issue", "history")}
+
+    @staticmethod
+    def _page(items: list, query: dict) -> list:
+        per_page, page = int(query.get("per_page", 30)), int(query.get("page", 1))
+        return items[(page - 1) * per_page : page * per_page]
 
     @staticmethod
     def _make_tree(bare: str, base_tree: str | None, entries: list[dict]) -> str:

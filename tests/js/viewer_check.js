@@ -34,6 +34,7 @@ async function basic(page, sc, dir) {
   const stdout = await page.$$eval("#detail .out.stdout pre", (els) => els.map((e) => e.textContent));
   const errors = await page.$$eval("#detail .out.error pre", (els) => els.map((e) => e.textContent));
   const answer = await page.$$eval("#detail .answer", (els) => els.map((e) => e.textContent));
+  const diff = await page.$$eval("#detail .diff-panel", (els) => els.map((e) => e.textContent));
   const selected = await page.$eval("#tree .row.sel", (r) => r.dataset.id);
   // keyboard: down moves the selection to the next row
   await page.focus("#tree");
@@ -48,7 +49,7 @@ async function basic(page, sc, dir) {
   const searchRows = await rowsOf(page);
   const matched = await page.$$eval("#tree .row:not(.dim)", (rows) => rows.map((r) => r.dataset.id));
   const bars = await page.$$eval("#tree .bar", (bs) => bs.map((b) => [parseFloat(b.style.left), parseFloat(b.style.width)]));
-  return { rows, totals, code, stdout, errors, answer, selected, afterDown, shot, searchRows, matched, bars };
+  return { rows, totals, code, stdout, errors, answer, diff, selected, afterDown, shot, searchRows, matched, bars };
 }
 
 async function large(page, sc, dir) {

@@ -9,7 +9,8 @@ the driver makes itself non-dumpable, so such a process (same user) cannot open 
 through /proc/<driver pid>/fd either.
 The driver's stdout/stderr are only ever the agent's output, never the protocol.
 
-host -> driver: {"type": "init", "task", "output_limit", "limits"}   driver -> host: {"type": "ready"}
+host -> driver: {"type": "init", "task", "root", "context", "output_limit", "limits"}
+driver -> host: {"type": "ready", "pid", "python", "facts"}
 host -> driver: {"type": "exec", "id", "code", "timeout"}
 driver -> host: {"type": "call", "id", "fn", "args"}  host -> driver: {"type": "reply", "id", "ok", ...}
 driver -> host: {"type": "result", "id", "stdout", "stderr", "error", "final", "duration"}
@@ -170,7 +171,8 @@ def edit_file(path, old, new, replace_all=False):
     count = body.count(old_n)
     if count == 0:
         raise ValueError(
-            f"edit_file: the text to replace was not found in {path}; read the file and copy it exactly"
+            f"edit_file: the text to replace was not found in {path}; copy it exactly from the file."
+            + _closest_lines(body, old_n)
         )
     if count > 1 and not replace_all:
         raise ValueError(
@@ -189,27 +191,182 @@ def edit_file(path, old, new, replace_all=False):
     return f"edited {path}: {count if replace_all else 1} replacement(s)"
 
 
+def _closest_lines(body, old, shown=3):
+    """Where the file holds text most like `old`: a few numbered excerpts, for the error message."""
+    import difflib
+
+    want = [ln for ln in old.split("\n") if ln.strip()]
+    lines = body.split("\n")
+    if not want or not lines:
+        return ""
+    first = want[0].strip()
+    scored = []
+    for i, line in enumerate(lines):
+        if line.strip():
+            matcher = difflib.SequenceMatcher(None, first, line.strip(), autojunk=False)
+            if matcher.real_quick_ratio() >= 0.5 and matcher.quick_ratio() >= 0.5:
+                scored.append((matcher.ratio(), i))
+    scored = sorted((s for s in scored if s[0] >= 0.5), reverse=True)[:shown]
+    if not scored:
+        return " No line of the file resembles its first line: " + repr(first[:120]) + "."
+    width = max(1, len(old.split("\n")))
+    parts = []
+    for _, i in sorted(scored, key=lambda s: s[1]):
+        excerpt = "\n".join(f"{n + 1:>6}| {lines[n]}" for n in range(i, min(len(lines), i + width)))
+        parts.append(excerpt)
+    hint = ""
+    if any(ln.strip() == first for ln in lines) or _same_but_indent(body, old):
+        hint = " (the text exists with different indentation or surrounding lines)"
+    return " The closest lines" + hint + ":\n" + "\n  ...\n".join(parts)
+
+
+def _same_but_indent(body, old):
+    squeeze = lambda t: "\n".join(ln.strip() for ln in t.split("\n"))  # noqa: E731
+    return squeeze(old).strip() in squeeze(body)
+
+
+def _unfence(diff):
+    """The diff inside ``` fences (```diff ... ```), or the text as given when it has none."""
+    lines = diff.split("\n")
+    opened = [i for i, ln in enumerate(lines) if ln.lstrip().startswith("```")]
+    if len(opened) >= 2:
+        body = lines[opened[0] + 1 : opened[1]]
+        if any(ln.startswith(("diff --git", "--- ", "@@")) for ln in body):
+            return "\n".join(body)
+    return diff
+
+
+def _git_apply(diff, *args):
+    return subprocess.run(
+        ["git", "apply", "--whitespace=nowarn", "--recount", *args, "-"],
+        input=diff.encode("utf-8", "surrogateescape"),
+        capture_output=True,
+    )
+
+
+def _file_sections(diff):
+    """[(path, header_lines, [hunk_lines, ...])] of a unified diff (git's or plain `diff -u`)."""
+    lines = diff.split("\n")
+    git_style = any(ln.startswith("diff --git ") for ln in lines)
+    sections = []
+    for i, line in enumerate(lines):
+        if (
+            line.startswith("diff --git ")
+            if git_style
+            else (line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "))
+        ):
+            sections.append((line, [], []))
+        if not sections:
+            continue
+        _, header, hunks = sections[-1]
+        if line.startswith("@@"):
+            hunks.append([line])
+        elif hunks:
+            hunks[-1].append(line)
+        else:
+            header.append(line)
+    return [(_section_path(first, header), header, hunks) for first, header, hunks in sections]
+
+
+def _section_path(first, header):
+    for prefix, strip in (("+++ ", "b/"), ("--- ", "a/")):
+        for line in header:
+            name = line[4:].split("\t")[0].strip() if line.startswith(prefix) else ""
+            if name and name != "/dev/null":
+                return name[2:] if name.startswith(strip) else name
+    return first.rsplit(" b/", 1)[-1] if first.startswith("diff --git ") else "?"
+
+
+def _failures(diff):
+    """One line per file and hunk of `diff` that does not apply here."""
+    failed = []
+    for path, header, hunks in _file_sections(diff):
+        whole = "\n".join(header + [ln for h in hunks for ln in h]) + "\n"
+        if _git_apply(whole, "--check").returncode == 0:
+            continue
+        bad = []
+        for hunk in hunks:
+            while hunk and hunk[-1] == "":
+                hunk = hunk[:-1]
+            single = "\n".join(header + hunk) + "\n"
+            if _git_apply(single, "--check").returncode != 0:
+                expected = [ln[1:] for ln in hunk[1:] if ln[:1] in (" ", "-")][:3]
+                bad.append(f"  hunk {hunk[0]} (expects: {' | '.join(e.strip() for e in expected)[:160]})")
+        if not hunks:
+            bad.append("  " + (_git_apply(whole, "--check").stderr.decode("utf-8", "replace").strip()
+                               .splitlines() or ["it does not apply"])[-1])  # fmt: skip
+        failed.append(
+            f"- {path}:\n" + "\n".join(bad or ["  the file's hunks apply one by one but not together"])
+        )
+    return failed
+
+
 def apply_patch(diff):
-    """Apply a unified diff (e.g. a sub-agent's answer) to this checkout. Returns a summary."""
+    """Apply a unified diff (e.g. a sub-agent's `answer.patch`) to this checkout, all or nothing.
+    ``` fences around the diff are ignored. Returns a summary; raises naming each failing hunk."""
+    if isinstance(diff, AgentAnswer):
+        if not diff.patch.strip():
+            raise ValueError("apply_patch: that sub-agent changed no files (its .patch is empty)")
+        diff = diff.patch
     if not isinstance(diff, str) or not diff.strip():
         raise ValueError("apply_patch: the diff is empty")
+    diff = _unfence(diff)
     if not diff.endswith("\n"):
         diff += "\n"
-    for extra in ([], ["--3way"]):
-        proc = subprocess.run(
-            ["git", "apply", "--whitespace=nowarn", "--recount", *extra, "-"],
-            input=diff.encode("utf-8"),
-            capture_output=True,
-        )
-        if proc.returncode == 0:
-            stat = subprocess.run(
-                ["git", "apply", "--numstat", "-"], input=diff.encode(), capture_output=True
-            )
-            files = [line.split("\t")[-1] for line in stat.stdout.decode().splitlines() if line]
-            return f"applied patch to {len(files)} file(s): {', '.join(files)}"
+    check = _git_apply(diff, "--check")
+    if check.returncode == 0 and _git_apply(diff).returncode == 0:
+        stat = _git_apply(diff, "--numstat")
+        files = [line.split("\t")[-1] for line in stat.stdout.decode("utf-8", "replace").splitlines() if line]
+        return f"applied patch to {len(files)} file(s): {', '.join(files)}"
+    reason = check.stderr.decode("utf-8", "replace").strip().splitlines()
+    failures = _failures(diff)
+    detail = "\n".join(failures) if failures else "\n".join(reason[-3:]) or "git apply gave no reason"
     raise ValueError(
-        "apply_patch: the diff does not apply: " + proc.stderr.decode("utf-8", "replace").strip()
+        "apply_patch: the diff does not apply, so NO file was changed. Failing parts:\n"
+        + detail
+        + "\nRead the files as they are now and redo those changes with edit_file."
     )
+
+
+class AgentAnswer(str):
+    """A sub-agent's answer (the str), with what it changed: `.patch` is the diff of its checkout
+    (new files included; '' when it changed nothing), taken by the host when it finished.
+    `.truncated` says the answer was cut to the length limit."""
+
+    patch = ""
+    truncated = False
+    agent_id = ""
+
+
+def _answer(value):
+    if isinstance(value, str):  # a refusal ("Error: ..."): no sub-agent ran, so no changes
+        return AgentAnswer(value)
+    if not isinstance(value, dict):
+        return value
+    answer = AgentAnswer(value.get("answer") or "")
+    answer.patch = value.get("patch") or ""
+    answer.truncated = bool(value.get("truncated"))
+    answer.agent_id = value.get("agent") or ""
+    return answer
+
+
+TOOLS = ("git", "rg", "grep", "find", "sed", "awk", "diff", "patch", "make", "gcc", "node", "npm", "uv", "pip",
+         "pytest", "ruff", "tox")  # fmt: skip
+MODULES = ("pytest", "yaml", "numpy")
+
+
+def sandbox_facts():
+    """What the agent's code can use here: reported to the host once, for the prompt."""
+    import importlib.util
+    import shutil
+
+    return {
+        "python": sys.version.split()[0],
+        "executable": os.path.realpath(sys.executable),
+        "tools": [t for t in TOOLS if shutil.which(t)],
+        "path_python": os.path.realpath(shutil.which("python3") or "") if shutil.which("python3") else None,
+        "modules": [m for m in MODULES if importlib.util.find_spec(m) is not None],
+    }
 
 
 # ---------------------------------------------------------------- the REPL
@@ -219,6 +376,8 @@ class Repl:
     def __init__(self, channel):
         self.ch = channel
         self.task = ""
+        self.context = ""
+        self.root = False
         self.output_limit = 20000
         self.final = None
         self._call_id = 0
@@ -245,15 +404,22 @@ class Repl:
         return msg.get("value")
 
     def rlm_query(self, task):
-        """Run one sub-agent in its own sandbox at the same commit; returns its answer."""
-        return self._call("rlm_query", {"task": str(task)})
+        """Run one sub-agent in its own sandbox at the same commit; returns its answer (a str whose
+        `.patch` holds the sub-agent's file changes)."""
+        return _answer(self._call("rlm_query", {"task": str(task)}))
 
     def rlm_query_batched(self, tasks):
         """Run sub-agents in parallel; answers in task order (a failed one is its error text)."""
         tasks = [str(t) for t in tasks]
         if not tasks:
             return []
-        return self._call("rlm_query_batched", {"tasks": tasks})
+        value = self._call("rlm_query_batched", {"tasks": tasks})
+        return [_answer(v) for v in value] if isinstance(value, list) else value
+
+    def REPORT(self, markdown):
+        """Hand back a report beside the patch (root only); a later call replaces it."""
+        reply = self._call("report", {"markdown": str(markdown)})
+        print(reply)
 
     def llm_query(self, prompt):
         """A plain model call with no sandbox and no tools; returns the text."""
@@ -278,6 +444,9 @@ class Repl:
         self.ns["edit_file"] = edit_file
         self.ns["apply_patch"] = apply_patch
         self.ns["task"] = self.task
+        if self.root:  # the root's request context, and its report channel
+            self.ns["context"] = self.context
+            self.ns["REPORT"] = self.REPORT
 
     def _run(self, code, label):
         tree = ast.parse(code, filename=label)
@@ -356,10 +525,13 @@ class Repl:
             kind = msg.get("type")
             if kind == "init":
                 self.task = msg.get("task", "")
+                self.root = bool(msg.get("root"))
+                self.context = str(msg.get("context") or "")
                 self.output_limit = int(msg.get("output_limit", self.output_limit))
                 _apply_limits(msg.get("limits") or {})
                 self.install()
-                self.ch.send({"type": "ready", "pid": os.getpid(), "python": sys.version.split()[0]})
+                self.ch.send({"type": "ready", "pid": os.getpid(), "python": sys.version.split()[0],
+                              "facts": sandbox_facts()})  # fmt: skip
             elif kind == "exec":
                 self.execute(msg)
             elif kind == "shutdown":

@@ -445,8 +445,26 @@
         ? h("div", { class: "section" }, h("h3", null, "Final answer"), h("div", { class: "answer" }, h("p", { class: "text" }, String(a.result))))
         : null,
       a.error ? h("div", { class: "section" }, h("h3", null, "Error"), h("div", { class: "answer bad" }, h("p", { class: "text" }, a.error))) : null,
+      a.patch ? diffPanel(a) : null,
+      !a.parent && S.results.report ? h("div", { class: "section" }, h("details", { class: "report" },
+        h("summary", null, h("h3", null, "Report")), textBox(String(S.results.report), "wrap"))) : null,
       kids.length ? h("div", { class: "section" }, h("h3", null, "Sub-agents (" + kids.length + ")"), h("div", { class: "kids" }, kids.map((k) => chip(k.id)))) : null,
       h("div", { class: "section" }, h("h3", null, "Iterations")));
+  }
+
+  // What a sub-agent changed (the diff the host took from its checkout and handed to its parent).
+  function diffPanel(a) {
+    const st = a.patch_stats || {};
+    const pre = h("pre", { class: "box diff" });
+    const text = String(a.patch);
+    for (const line of text.slice(0, TEXT_LIMIT).split("\n")) {
+      const cls = line.startsWith("+++") || line.startsWith("---") || line.startsWith("diff ") ? "meta"
+        : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : line.startsWith("@@") ? "hunk" : "";
+      pre.appendChild(cls ? h("span", { class: "d-" + cls }, line + "\n") : document.createTextNode(line + "\n"));
+    }
+    const label = "Changes (" + (st.files || 0) + " file" + (st.files === 1 ? "" : "s") + ", +" + (st.additions || 0) + " −" + (st.deletions || 0) + ")";
+    return h("div", { class: "section" }, h("details", { class: "diff-panel" }, h("summary", null, h("h3", null, label)), pre,
+      text.length > TEXT_LIMIT ? h("p", { class: "text" }, "… " + (text.length - TEXT_LIMIT).toLocaleString() + " more characters in the results file") : null));
   }
 
   function renderDetail(force) {
@@ -469,7 +487,7 @@
     pane.scrollTop = 0;
   }
   function topSignature(a) {
-    return [a.status, a.result, a.error, (S.kids.get(a.id) || []).map((k) => k.id + k.status).join(",")].join("|");
+    return [a.status, a.result, a.error, a.patch ? a.patch.length : 0, (S.kids.get(a.id) || []).map((k) => k.id + k.status).join(",")].join("|");
   }
   function showMore() {
     const d = S.detail, a = S.byId.get(d.id);
