@@ -83,6 +83,12 @@ class SandboxConfig(_Section):
         None, description="where checkouts live; default /dev/shm when it has room, else cache_dir"
     )
     memory_mb: int = Field(4096, ge=64, description="address-space limit per sandbox process")
+    checkouts: Literal["auto", "overlay", "copy"] = Field(
+        "auto", description="local: copy-on-write overlays where the kernel allows (auto), required, or full copies"
+    )
+    checkout_cache: int = Field(
+        4, ge=0, description="local: idle shared checkouts of recent commits kept for the next rollout"
+    )
     daytona: DaytonaSettings = Field(default_factory=DaytonaSettings)
 
 

@@ -196,10 +196,12 @@ def reap_all(config: Config, environ: dict[str, str] | None = None) -> dict[str,
     """Everything a killed run can leave: local sandbox directories, and Daytona sandboxes when a
     DAYTONA_API_KEY is available. For `rlm sandboxes reap` and the App server's start."""
     from .local import reap_leftovers
+    from .shared_checkouts import evict
 
     environ = os.environ if environ is None else environ
     work_dir = Path(config.sandbox.work_dir).expanduser() if config.sandbox.work_dir else None
     result = {"local": len(reap_leftovers(config.cache_root(), work_dir)), "daytona": 0}
+    result["checkouts"] = len(evict(config.cache_root(), keep=0))
     if environ.get("DAYTONA_API_KEY"):
         result["daytona"] = reap_orphans(config)
     return result

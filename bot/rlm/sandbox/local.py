@@ -5,8 +5,11 @@ on, the repository cache (read-only) and its own checkout (writable): no network
 namespace, an empty environment, a private /tmp. Without bwrap it is a plain process with a
 scrubbed environment and resource limits, and a warning says so.
 
-Every rollout owns a directory under `<cache>/sandboxes/<rollout_id>` with an owner file; a later
-start removes the directories of owners that are no longer alive (a killed run's leftovers).
+Each agent's checkout is a copy-on-write overlay over one shared checkout of the commit
+(overlay.py) where the kernel allows it, else a full copy (checkouts.py); `sandbox.checkouts`
+forces either. Every rollout owns a directory under `<cache>/sandboxes/<rollout_id>` with an owner
+file; a later start removes the directories of owners that are no longer alive (a killed run's
+leftovers).
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import SandboxError
-from ..patch import diff_worktree
 from ..repl.session import DRIVER_PATH, PipeTransport
 from ..repo import PreparedRepo, git
+from . import overlay, shared_checkouts
 from .base import DriverSlot, driver_limits
-from .checkouts import Checkouts
+from .checkouts import Checkout, Checkouts, CopiedCheckout
 
 log = logging.getLogger(__name__)
 DRIVER_IN_SANDBOX = "/opt/rlm/driver.py"
@@ -45,6 +48,15 @@ NO_BWRAP_WARNING = (
     "environment, without network or filesystem isolation: model-written code can read what your "
     "user can read. Install bubblewrap for isolation."
 )
+COPY_FALLBACK_WARNING = (
+    "copy-on-write sandboxes are not available here ({reason}): every sandbox is a full copy of "
+    "the checkout, which costs time and memory in proportion to the repository's size."
+)
+OVERLAY_REQUIRED_ERROR = (
+    "sandbox.checkouts is 'overlay' but overlay mounts do not work here ({reason}); "
+    "set sandbox.checkouts to auto or copy."
+)
+COPY_WARNED = threading.Event()
 
 
 @lru_cache(maxsize=1)
@@ -105,15 +117,16 @@ def checkout_bytes(repo: PreparedRepo) -> int:
     return sum(int(line.split()[3]) for line in out.splitlines() if line.split()[3].isdigit())
 
 
-def choose_root(config: Config, repo: PreparedRepo) -> Path:
+def choose_root(config: Config, repo: PreparedRepo, copies: bool = True) -> Path:
     """Sandboxes are short-lived and write thousands of files: on memory-backed /dev/shm a
     checkout costs a fraction of what it costs on a busy disk. Use it when it has room for every
-    sandbox the rollout may create (with margin), else the cache directory."""
+    sandbox the rollout may create (with margin), else the cache directory. Copy-on-write
+    sandboxes hold only what agents write: the margin alone."""
     if config.sandbox.work_dir:
         return Path(config.sandbox.work_dir).expanduser()
     cache_root = config.cache_root()
     if SHM.is_dir() and os.access(SHM, os.W_OK):
-        need = checkout_bytes(repo) * config.rlm.max_sandboxes * 2 + 256 * 1024**2
+        need = (checkout_bytes(repo) * config.rlm.max_sandboxes * 2 if copies else 0) + 256 * 1024**2
         if shutil.disk_usage(SHM).free > need:
             return shm_root(cache_root)
     return cache_root
@@ -141,7 +154,7 @@ def _reap_root(root: Path) -> list[str]:
             continue
         for pid in owner.get("pids", []):
             _kill_group(pid)
-        shutil.rmtree(entry, ignore_errors=True)
+        shared_checkouts.remove_tree(entry)
         reaped.append(entry.name)
     return reaped
 
@@ -157,6 +170,11 @@ def _hide_host_process() -> None:
         libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
     except (OSError, AttributeError):
         pass
+
+
+def _reason(e: OSError | subprocess.CalledProcessError) -> str:
+    stderr = getattr(e, "stderr", None)
+    return stderr.decode("utf-8", "replace").strip() if stderr else str(e)
 
 
 def _kill_group(pid: int) -> None:
@@ -188,16 +206,43 @@ class LocalSandboxProvider:
             if mode == "auto" and not WARNED.is_set():
                 WARNED.set()
                 log.warning(NO_BWRAP_WARNING)
-        self.root = choose_root(config, repo) / "sandboxes" / rollout_id
+        use_overlay = self._overlay_possible(cache_root, choose_root(config, repo, copies=False))
+        self.root = choose_root(config, repo, copies=not use_overlay) / "sandboxes" / rollout_id
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._owner_lock = threading.Lock()
-        in_memory = self.root.is_relative_to(SHM)
-        pool = min(config.rlm.max_concurrency, config.rlm.max_sandboxes - 1) if in_memory else 2
-        self.checkouts = Checkouts(repo, self.root, limit=config.rlm.max_sandboxes, pool_size=max(0, pool))
+        self.checkouts: Checkouts | overlay.OverlayCheckouts
+        if use_overlay:
+            try:
+                shared = shared_checkouts.acquire(repo, cache_root, keep=config.sandbox.checkout_cache)
+            except (OSError, subprocess.CalledProcessError) as e:
+                raise SandboxError(f"could not check out {repo.commit[:12]}: {_reason(e)}") from None
+            self.checkouts = overlay.OverlayCheckouts(shared, self.root, _python())
+        else:
+            in_memory = self.root.is_relative_to(SHM)
+            pool = min(config.rlm.max_concurrency, config.rlm.max_sandboxes - 1) if in_memory else 2
+            self.checkouts = Checkouts(repo, self.root, limit=config.rlm.max_sandboxes, pool_size=max(0, pool))
+        self.copy_on_write = use_overlay
         self._sandboxes: dict[str, LocalSandbox] = {}
         self._closed = False
         self._write_owner()
+
+    def _overlay_possible(self, cache_root: Path, work_root: Path) -> bool:
+        """Copy-on-write checkouts unless `sandbox.checkouts` says copy or the probe fails (said
+        once; an error when `overlay` is required)."""
+        mode = self.config.sandbox.checkouts
+        if mode == "copy":
+            return False
+        wrap = ["bwrap", "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent"] if self.use_bwrap else None
+        reason = overlay.probe(_python(), shared_checkouts.cache_dir(cache_root), work_root / "sandboxes", wrap)
+        if reason is None:
+            return True
+        if mode == "overlay":
+            raise SandboxError(OVERLAY_REQUIRED_ERROR.format(reason=reason))
+        if not COPY_WARNED.is_set():
+            COPY_WARNED.set()
+            log.warning(COPY_FALLBACK_WARNING.format(reason=reason))
+        return False
 
     def _write_owner(self) -> None:
         """Record who owns this rollout's sandboxes (for reaping after a kill). Sandboxes start in
@@ -216,16 +261,16 @@ class LocalSandboxProvider:
         with self._lock:
             if self._closed:
                 raise SandboxError("the rollout is over; no new sandbox")
+        name, depth = f"{agent_id}-{uuid.uuid4().hex[:6]}", agent_id.count(".")
         try:
             # An agent's depth is the number of dots in its id (root, root.1, root.1.2).
-            workdir, admin = self.checkouts.take(f"{agent_id}-{uuid.uuid4().hex[:6]}", agent_id.count("."))
+            if isinstance(self.checkouts, Checkouts):
+                checkout: Checkout = CopiedCheckout(*self.checkouts.take(name, depth))
+            else:
+                checkout = self.checkouts.take(name, depth)
         except (OSError, subprocess.CalledProcessError) as e:
-            stderr = getattr(e, "stderr", None)
-            reason = stderr.decode("utf-8", "replace").strip() if stderr else str(e)
-            raise SandboxError(
-                f"could not check out {self.repo.commit[:12]} for {agent_id}: {reason}"
-            ) from None
-        sandbox = LocalSandbox(self, agent_id, workdir, admin)
+            raise SandboxError(f"could not check out {self.repo.commit[:12]} for {agent_id}: {_reason(e)}") from None
+        sandbox = LocalSandbox(self, agent_id, checkout)
         with self._lock:
             if self._closed:
                 sandbox.destroy()
@@ -245,7 +290,7 @@ class LocalSandboxProvider:
             sandbox.destroy()
         self.checkouts.close()
         with self._owner_lock:
-            shutil.rmtree(self.root, ignore_errors=True)
+            shared_checkouts.remove_tree(self.root)
         for parent in (self.root.parent, self.root.parent.parent):  # empty shm dirs go too
             try:
                 parent.rmdir()
@@ -254,13 +299,13 @@ class LocalSandboxProvider:
 
 
 class LocalSandbox:
-    def __init__(self, provider: LocalSandboxProvider, agent_id: str, workdir: Path, admin: Path):
+    def __init__(self, provider: LocalSandboxProvider, agent_id: str, checkout: Checkout):
         self.provider = provider
-        self.id = workdir.name
+        self.id = checkout.path.name
         self.agent_id = agent_id
-        self.path = workdir
-        self.workdir = str(workdir)
-        self.admin = admin
+        self.checkout = checkout
+        self.path = checkout.path
+        self.workdir = str(checkout.path)
         self.pid: int | None = None
         self._driver = DriverSlot()
 
@@ -281,7 +326,10 @@ class LocalSandbox:
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
             "--ro-bind", str(DRIVER_PATH), DRIVER_IN_SANDBOX,
             "--ro-bind", cache, cache,
-            "--ro-bind", str(self.admin), str(self.admin),
+        ]  # fmt: skip
+        for path in self.checkout.ro_binds:
+            argv += ["--ro-bind", str(path), str(path)]
+        argv += [
             "--bind", self.workdir, self.workdir,
             "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", "/tmp",
             "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
@@ -303,7 +351,7 @@ class LocalSandbox:
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         fds = (to_r, from_w)
-        argv = self._bwrap_argv(fds) if self.provider.use_bwrap else self._plain_argv(fds)
+        argv = self.checkout.launch(self._bwrap_argv(fds) if self.provider.use_bwrap else self._plain_argv(fds))
         home = self.provider.root / f"{self.id}.home"
         home.mkdir(exist_ok=True)
         env = {"PATH": SANDBOX_PATH, "HOME": str(home), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -336,13 +384,12 @@ class LocalSandbox:
     # ------------------------------------------------------------------ results and cleanup
 
     def diff(self) -> str:
-        return diff_worktree(self.admin, self.path, self.provider.repo.commit)
+        return self.checkout.diff(self.provider.repo.cache, self.provider.repo.commit)
 
     def destroy(self) -> None:
         if not self._driver.close():
             return
-        shutil.rmtree(self.path, ignore_errors=True)
-        shutil.rmtree(self.admin, ignore_errors=True)
+        self.checkout.remove()
         self.provider.forget(self)
 
 
