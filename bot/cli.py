@@ -238,7 +238,7 @@ def sandboxes_reap(
     env_file: Path | None = typer.Option(None, "--env-file", help="a .env file with DAYTONA_API_KEY"),
 ) -> None:
     """Delete local sandbox directories and Daytona sandboxes of rollouts that are no longer running."""
-    from .rlm.sandbox.daytona import reap_all
+    from .rlm.sandbox.reap import reap_all
 
     _load_env_file(env_file)
     config = _config(config_path, {})

@@ -45,6 +45,9 @@ class RLMConfig(_Section):
     max_concurrency: int = Field(16, ge=1, description="LLM calls and sandbox creations at once")
     max_cost_usd: float | None = Field(None, gt=0, description="stop the tree past this cost")
     exec_timeout: float = Field(300, gt=0, description="seconds for one code block")
+    max_patch_bytes: int = Field(
+        20_000_000, ge=1024, description="largest patch the root may produce; bigger is refused"
+    )
 
 
 class DaytonaSettings(_Section):
@@ -82,7 +85,12 @@ class SandboxConfig(_Section):
     work_dir: str | None = Field(
         None, description="where checkouts live; default /dev/shm when it has room, else cache_dir"
     )
-    memory_mb: int = Field(4096, ge=64, description="address-space limit per sandbox process")
+    memory_mb: int = Field(
+        4096, ge=64, description="memory of a whole sandbox (cgroup), and address space per process"
+    )
+    max_processes: int = Field(512, ge=8, description="processes and threads in one sandbox at once")
+    disk_mb: int = Field(2048, ge=16, description="size of a sandbox's /tmp, and of any one file it writes")
+    max_message_mb: int = Field(16, ge=1, description="largest REPL protocol message the host reads")
     checkouts: Literal["auto", "overlay", "copy"] = Field(
         "auto", description="local: copy-on-write overlays where the kernel allows (auto), required, or full copies"
     )

@@ -1,7 +1,9 @@
 """Patches: computed by the host from a checkout, validated against a clean base, summarised.
 
-The host runs git with its own git dir and a throwaway index, so nothing the agent wrote into the
-checkout (a forged .git, hooks, attributes with filter drivers) can change what git does here.
+The host runs git on its own repository cache (read-only inside sandboxes) with a throwaway index
+and object directory, and the hardened environment of repo.py, so nothing the agent wrote into the
+checkout (a forged .git, hooks, config, attributes naming filter drivers) changes what git does
+here. git records a symlink in the checkout as a link and never reads through one.
 """
 
 from __future__ import annotations
@@ -12,27 +14,64 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .repo import git, git_env
+from .repo import SAFE_GIT, git, git_env
 
 
 class PatchError(Exception):
     pass
 
 
-_DIFF_FLAGS = ["--binary", "--no-ext-diff", "--no-textconv", "--no-color", "--full-index"]
+PATCH_TOO_LARGE = (
+    "the changes make a patch of more than {limit} bytes (rlm.max_patch_bytes), so no patch was "
+    "kept; ask for a smaller change, keep generated or binary files out of the checkout, or raise "
+    "rlm.max_patch_bytes."
+)
 
 
-def diff_worktree(git_dir: Path, workdir: Path, base: str) -> str:
-    """Diff of `workdir` against commit `base`, untracked files included, ignored excluded."""
+class PatchTooLarge(PatchError):
+    """The root's diff is over rlm.max_patch_bytes."""
+
+
+DIFF_FLAGS = ["--binary", "--no-ext-diff", "--no-textconv", "--no-color", "--full-index"]
+CHUNK = 1 << 20
+
+
+def diff_worktree(git_dir: Path, workdir: Path, base: str, max_bytes: int | None = None) -> str:
+    """Diff of `workdir` against commit `base`, untracked files included, ignored excluded.
+    `git_dir` is only read (new blobs go to a throwaway object directory). Raises PatchTooLarge
+    past `max_bytes`, without ever holding more than that of the diff."""
     with tempfile.TemporaryDirectory(prefix="rlm-index-") as tmp:
-        env_index = str(Path(tmp) / "index")
         env = git_env()
-        env["GIT_INDEX_FILE"] = env_index
+        env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
+        (Path(tmp) / "objects").mkdir()
+        env["GIT_OBJECT_DIRECTORY"] = str(Path(tmp) / "objects")
+        env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = str(Path(git_dir) / "objects")
         wt = [f"--work-tree={workdir}"]
         git(*wt, "read-tree", base, git_dir=git_dir, env=env)
         git(*wt, "add", "--all", "--", ".", git_dir=git_dir, env=env, timeout=300)
-        proc = git(*wt, "diff", "--cached", *_DIFF_FLAGS, base, git_dir=git_dir, env=env, timeout=300)
-    return proc.stdout.decode("utf-8", "surrogateescape")
+        cmd = ["git", *SAFE_GIT, f"--git-dir={git_dir}", *wt, "diff", "--cached", *DIFF_FLAGS, base]
+        data = read_bounded(cmd, env, max_bytes, Path(tmp) / "stderr")
+    return data.decode("utf-8", "surrogateescape")
+
+
+def read_bounded(cmd: list[str], env: dict, max_bytes: int | None, stderr_path: Path, timeout: float = 300) -> bytearray:
+    """stdout of `cmd`, refused (PatchTooLarge) as soon as it passes `max_bytes`."""
+    buf = bytearray()
+    with open(stderr_path, "w+b") as err, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env) as proc:
+        try:
+            while chunk := proc.stdout.read(CHUNK):
+                buf += chunk
+                if max_bytes is not None and len(buf) > max_bytes:
+                    proc.kill()
+                    raise PatchTooLarge(PATCH_TOO_LARGE.format(limit=max_bytes))
+            code = proc.wait(timeout=timeout)
+        except BaseException:
+            proc.kill()
+            raise
+        if code != 0:
+            err.seek(0)
+            raise subprocess.CalledProcessError(code, cmd, bytes(buf[:1000]), err.read(10_000))
+    return buf
 
 
 def check_applies(cache: Path, base: str, patch: str) -> None:

@@ -3,6 +3,12 @@
 The cache is a bare repository per source under `<cache_root>/repos/`. Credentials (an HTTP
 Authorization header) are handed to git through its environment for one command only: they are
 never written to a config file, never on a command line, never in a sandbox.
+
+Every git command the host runs reads no system, global or repository-supplied configuration it
+did not write: no operator ~/.gitconfig (HOME is an empty private directory), no hooks, no
+fsmonitor, no attributes file, and diffs without textconv or external drivers. The only config is
+that of git dirs the host made and the sandbox sees read-only, so a filter driver named by a
+`.gitattributes` (the repository's or an agent's) has no command to run.
 """
 
 from __future__ import annotations
@@ -12,16 +18,20 @@ import hashlib
 import os
 import re
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import RepoError
 
 FETCH_TIMEOUT = 900
 _SHA = re.compile(r"^[0-9a-f]{4,40}$")
+MAX_PINNED = 20  # commits kept pinned in a repository cache; older pins are dropped
 # Host-side git never runs hooks, fsmonitor or external diff drivers from data it did not write.
-SAFE_GIT = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "protocol.ext.allow=never"]
+SAFE_GIT = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "protocol.ext.allow=never",
+            "-c", "core.attributesFile=/dev/null", "-c", "diff.external=", "-c", "core.pager=cat"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -32,10 +42,21 @@ class PreparedRepo:
     branch: str | None = None
 
 
+@lru_cache(maxsize=1)
+def empty_home() -> str:
+    """An empty private directory used as HOME (and XDG_CONFIG_HOME) for host git."""
+    return tempfile.mkdtemp(prefix="rlm-git-home-")
+
+
 def git_env(auth_header: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    """The environment of every host git command: the operator's git config, the system's and any
+    GIT_* variable are left out (see the module docstring)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "XDG_CONFIG"))}
+    env["HOME"] = env["XDG_CONFIG_HOME"] = empty_home()
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["GIT_CONFIG_NOSYSTEM"] = "1"
+    env["GIT_CONFIG_GLOBAL"] = "/dev/null"
+    env["GIT_ATTR_NOSYSTEM"] = "1"
     if auth_header:
         env["GIT_CONFIG_COUNT"] = "1"
         env["GIT_CONFIG_KEY_0"] = "http.extraHeader"
@@ -152,7 +173,22 @@ def prepare_repo(
                 raise RepoError(f"{shown} has no commits to check out.")
         # Keep the commit reachable so no maintenance ever drops it while sandboxes use it.
         git("update-ref", f"refs/rlm/pinned/{sha}", sha, git_dir=cache)
+        prune_pins(cache)
     return PreparedRepo(source=source, cache=cache, commit=sha, branch=branch)
+
+
+def prune_pins(cache: Path, keep: int = MAX_PINNED) -> list[str]:
+    """Drop all but the `keep` most recently pinned commits' refs (a long-running server pins one
+    per run). A dropped pin only makes its objects collectable by a later `git gc`; no rollout
+    of this process still uses a commit pinned `keep` runs ago. Returns the dropped refs."""
+    out = git("for-each-ref", "--sort=-creatordate", "--format=%(refname)", "refs/rlm/pinned/",
+              git_dir=cache).stdout.decode()  # fmt: skip
+    refs = [line for line in out.splitlines() if line]
+    stale = refs[keep:]
+    if stale:
+        script = "".join(f"delete {ref}\n" for ref in stale)
+        git("update-ref", "--stdin", git_dir=cache, input=script.encode())
+    return stale
 
 
 def bundle_commit(prepared: PreparedRepo, dest: Path) -> Path:

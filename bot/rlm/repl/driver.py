@@ -4,7 +4,9 @@ the file is copied or bound into the sandbox alone (the host reuses `truncate` f
     python3 driver.py CMD_FD RESULT_FD
 
 The host speaks JSON lines on two dedicated pipes whose numbers are given on the command line.
-Both are made non-inheritable at once, so no process started by the agent's code holds them.
+Both are made non-inheritable at once, so no process started by the agent's code holds them, and
+the driver makes itself non-dumpable, so such a process (same user) cannot open them again
+through /proc/<driver pid>/fd either.
 The driver's stdout/stderr are only ever the agent's output, never the protocol.
 
 host -> driver: {"type": "init", "task", "output_limit", "limits"}   driver -> host: {"type": "ready"}
@@ -46,10 +48,23 @@ def truncate(text, limit):
     return text[:head] + marker + text[len(text) - tail :]
 
 
+def _not_dumpable():
+    """PR_SET_DUMPABLE 0: /proc/<pid>/fd and ptrace are closed to other processes of our user."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
+    except (OSError, AttributeError) as e:
+        sys.stderr.write(f"driver: could not make the channel private: {e}\n")
+
+
 class Channel:
     def __init__(self, cmd_fd, res_fd):
         os.set_inheritable(cmd_fd, False)
         os.set_inheritable(res_fd, False)
+        _not_dumpable()
         self._in = os.fdopen(cmd_fd, "rb")
         self._out = os.fdopen(res_fd, "wb", buffering=0)
         self._lock = threading.Lock()
@@ -365,7 +380,11 @@ def _apply_limits(limits):
         import resource
     except ImportError:
         return
-    mapping = {"memory_bytes": resource.RLIMIT_AS, "file_bytes": resource.RLIMIT_FSIZE}
+    mapping = {
+        "memory_bytes": resource.RLIMIT_AS,
+        "file_bytes": resource.RLIMIT_FSIZE,
+        "processes": resource.RLIMIT_NPROC,
+    }
     for key, which in mapping.items():
         if limits.get(key):
             resource.setrlimit(which, (int(limits[key]), int(limits[key])))

@@ -22,7 +22,15 @@ from ..errors import SandboxError
 DRIVER_PATH = Path(__file__).with_name("driver.py")
 POLL = 0.2  # seconds between checks of deadline and cancellation while a block runs
 GRACE = 10.0  # seconds the host waits past the driver's own timeout before killing it
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # default bound on one protocol message (sandbox.max_message_mb)
+QUEUED_MESSAGES = 4  # messages read ahead of the session; more wait in the pipe (back-pressure)
 _EOF = object()
+OVERSIZED = "oversized"  # the kind of the marker a reader queues for a message over the bound
+MESSAGE_TOO_LARGE = (
+    "ProtocolError: the REPL sent a message over {limit} bytes (sandbox.max_message_mb); the block "
+    "was stopped, the REPL restarted and its variables are lost. Print less, or write large data "
+    "to a file and read parts of it."
+)
 
 
 class Transport(Protocol):
@@ -36,27 +44,48 @@ class Transport(Protocol):
 
 
 class LineReader:
-    """Feeds JSON lines from a byte stream into a queue on a daemon thread."""
+    """Feeds JSON lines from a byte stream into a small queue on a daemon thread.
 
-    def __init__(self, read_line: Callable[[], bytes]):
-        self.queue: queue.Queue = queue.Queue()
+    `read_line(n)` returns at most `n` bytes up to a newline, b"" at EOF. A line longer than
+    `max_bytes` is never held: the reader queues an `oversized` marker and stops, so the host's
+    memory per driver stays bounded whatever the driver sends."""
+
+    def __init__(self, read_line: Callable[[int], bytes], max_bytes: int = MAX_MESSAGE_BYTES):
+        self.queue: queue.Queue = queue.Queue(maxsize=QUEUED_MESSAGES)
+        self.max_bytes = max_bytes
         self._read_line = read_line
+        self._closed = threading.Event()
         threading.Thread(target=self._pump, daemon=True, name="repl-reader").start()
+
+    def _put(self, item: object) -> None:
+        while not self._closed.is_set():
+            try:
+                self.queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def _pump(self) -> None:
         try:
-            while True:
-                line = self._read_line()
+            while not self._closed.is_set():
+                line = self._read_line(self.max_bytes + 1)
                 if not line:
                     break
+                if len(line) > self.max_bytes or (len(line) == self.max_bytes + 1 and not line.endswith(b"\n")):
+                    self._put({"type": OVERSIZED, "limit": self.max_bytes})
+                    break
                 try:
-                    self.queue.put(json.loads(line))
+                    self._put(json.loads(line))
                 except ValueError:
-                    self.queue.put({"type": "garbage", "line": line[:200].decode("utf-8", "replace")})
+                    self._put({"type": "garbage", "line": line[:200].decode("utf-8", "replace")})
         except (OSError, ValueError):
             pass
         finally:
-            self.queue.put(_EOF)
+            self._put(_EOF)
+
+    def close(self) -> None:
+        """Stop reading; the pump thread ends without waiting for a consumer."""
+        self._closed.set()
 
     def get(self, timeout: float) -> dict | None:
         try:
@@ -72,12 +101,14 @@ class LineReader:
 class PipeTransport:
     """Transport over two OS pipes to a local child process."""
 
-    def __init__(self, proc, to_driver: int, from_driver: int, on_kill: Callable[[], None]):
+    def __init__(self, proc, to_driver: int, from_driver: int, on_kill: Callable[[], None],
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, explain: Callable[[], str | None] | None = None):  # fmt: skip
         self.proc = proc
         self._w = os.fdopen(to_driver, "wb", buffering=0)
         self._r = os.fdopen(from_driver, "rb")
-        self._reader = LineReader(self._r.readline)
+        self._reader = LineReader(self._r.readline, max_message_bytes)
         self._on_kill = on_kill
+        self._explain = explain  # e.g. which resource cap the sandbox hit
         self._lock = threading.Lock()
 
     def send(self, msg: dict) -> None:
@@ -92,6 +123,7 @@ class PipeTransport:
         return self._reader.get(timeout)
 
     def kill(self) -> None:
+        self._reader.close()
         self._on_kill()
         for f in (self._w, self._r):
             try:
@@ -103,7 +135,9 @@ class PipeTransport:
         code = self.proc.poll()
         if code is None:
             return "still running"
-        return f"exit status {code}" if code >= 0 else f"killed by signal {-code}"
+        how = f"exit status {code}" if code >= 0 else f"killed by signal {-code}"
+        note = self._explain() if self._explain else None
+        return f"{how}: {note}" if note else how
 
 
 @dataclass
@@ -185,6 +219,13 @@ class ReplSession:
                         )
                     continue
                 kind = msg.get("type")
+                if kind == OVERSIZED:
+                    self.close()
+                    return ExecResult(
+                        error=MESSAGE_TOO_LARGE.format(limit=msg.get("limit")),
+                        duration=time.monotonic() - started,
+                        repl_lost=True,
+                    )
                 if kind == "call":
                     self._answer(msg, on_call)
                 elif kind == "result" and msg.get("id") == exec_id:

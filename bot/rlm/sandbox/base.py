@@ -26,7 +26,7 @@ class Sandbox(Protocol):
         ...
 
     def init_limits(self) -> dict:
-        """Resource limits the driver applies to itself (memory_bytes, file_bytes), if any."""
+        """Resource limits the driver applies to itself (memory_bytes, file_bytes, processes)."""
         ...
 
     def diff(self) -> str:
@@ -53,7 +53,8 @@ class SandboxProvider(Protocol):
 
 def driver_limits(config: Config) -> dict:
     """The resource limits every backend's driver applies to itself (see driver.py)."""
-    return {"memory_bytes": config.sandbox.memory_mb * 1024 * 1024, "file_bytes": 2 * 1024**3}
+    sandbox = config.sandbox
+    return {"memory_bytes": sandbox.memory_mb * 1024 * 1024, "file_bytes": sandbox.disk_mb * 1024 * 1024}
 
 
 class DriverSlot:

@@ -40,8 +40,9 @@ class Checkout(Protocol):
         """The command line that runs `command` (bwrap or the driver) with this checkout in place."""
         ...
 
-    def diff(self, cache: Path, base: str) -> str:
-        """The host-computed patch of the agent's changes against `base`."""
+    def diff(self, cache: Path, base: str, max_bytes: int | None) -> str:
+        """The host-computed patch of the agent's changes against `base` (PatchTooLarge past
+        `max_bytes`)."""
         ...
 
     def remove(self) -> None: ...
@@ -61,8 +62,8 @@ class CopiedCheckout:
     def launch(self, command: list[str]) -> list[str]:
         return command
 
-    def diff(self, cache: Path, base: str) -> str:
-        return diff_worktree(self.admin, self.path, base)
+    def diff(self, cache: Path, base: str, max_bytes: int | None) -> str:
+        return diff_worktree(cache, self.path, base, max_bytes)
 
     def remove(self) -> None:
         remove(self.path, self.admin)

@@ -40,13 +40,14 @@ from daytona import (
 
 from ..config import Config
 from ..errors import SandboxError
-from ..patch import _DIFF_FLAGS
+from ..patch import DIFF_FLAGS, PATCH_TOO_LARGE, PatchTooLarge, read_bounded
 from ..repl.session import DRIVER_PATH
 from ..repo import SAFE_GIT, PreparedRepo, bundle_commit, git, git_env
 from . import daytona_client as dc
 from .base import DriverSlot, driver_limits
-from .daytona_client import reap_all, reap_orphans
+from .daytona_client import reap_orphans
 from .daytona_transport import SessionTransport, driver_command
+from .reap import reap_all
 
 __all__ = ["DaytonaSandbox", "DaytonaSandboxProvider", "canonical_patch", "reap_all", "reap_orphans"]
 
@@ -262,7 +263,8 @@ class DaytonaSandbox:
         except DaytonaError as e:
             raise SandboxError(f"could not start the sandbox's REPL: {e}") from None
         return SessionTransport(process, session_id, resp.cmd_id,
-                                on_kill=lambda: self._end_session(session_id))  # fmt: skip
+                                on_kill=lambda: self._end_session(session_id),
+                                max_message_bytes=self.provider.config.sandbox.max_message_mb * 1024 * 1024)  # fmt: skip
 
     def _end_session(self, session_id: str) -> None:
         if self._driver.destroyed:
@@ -280,19 +282,24 @@ class DaytonaSandbox:
     def diff(self) -> str:
         base = self.provider.repo.commit
         out = f"{self._base}/tmp/rlm.diff"
-        flags = " ".join(["--no-renames", *_DIFF_FLAGS])
+        flags = " ".join(["--no-renames", *DIFF_FLAGS])
         env = f"GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 GIT_INDEX_FILE={self._base}/tmp/rlm.index"
-        self._exec(
+        size = self._exec(
             f'set -e; cd {shlex.quote(self.workdir)}; export {env}; rm -f "$GIT_INDEX_FILE"; '
             f"{SANDBOX_GIT} read-tree {base}; {SANDBOX_GIT} add --all -- .; "
-            f'{SANDBOX_GIT} diff --cached {flags} {base} > {out}; rm -f "$GIT_INDEX_FILE"',
+            f'{SANDBOX_GIT} diff --cached {flags} {base} > {out}; rm -f "$GIT_INDEX_FILE"; wc -c < {out}',
             "computing the diff",
         )
+        limit = self.provider.config.rlm.max_patch_bytes
+        if not size.strip().isdigit() or int(size) > limit:  # never downloaded past the cap
+            raise PatchTooLarge(PATCH_TOO_LARGE.format(limit=limit))
         try:
             raw = self.remote.fs.download_file(out)
         except DaytonaError as e:
             raise SandboxError(f"could not read the diff back from sandbox {self.id}: {e}") from None
-        return canonical_patch(self.provider.repo, raw.decode("utf-8", "surrogateescape"))
+        if len(raw) > limit:
+            raise PatchTooLarge(PATCH_TOO_LARGE.format(limit=limit))
+        return canonical_patch(self.provider.repo, raw.decode("utf-8", "surrogateescape"), limit)
 
     def destroy(self) -> None:
         if not self._driver.close():
@@ -301,7 +308,7 @@ class DaytonaSandbox:
         self.provider.forget(self)
 
 
-def canonical_patch(repo: PreparedRepo, raw: str) -> str:
+def canonical_patch(repo: PreparedRepo, raw: str, max_bytes: int | None = None) -> str:
     """Apply a diff from a sandbox to the base commit in the host cache (throwaway index) and
     return the diff host git makes of the result. Raises SandboxError if it does not apply."""
     if not raw.strip():
@@ -309,6 +316,9 @@ def canonical_patch(repo: PreparedRepo, raw: str) -> str:
     with tempfile.TemporaryDirectory(prefix="rlm-index-") as tmp:
         env = git_env()
         env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
+        (Path(tmp) / "objects").mkdir()
+        env["GIT_OBJECT_DIRECTORY"] = str(Path(tmp) / "objects")  # the cache is only read
+        env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = str(repo.cache / "objects")
         git("read-tree", repo.commit, git_dir=repo.cache, env=env)
         proc = git("apply", "--cached", "--binary", "-", git_dir=repo.cache, env=env,
                    input=raw.encode("utf-8", "surrogateescape"), check=False, timeout=300)  # fmt: skip
@@ -317,5 +327,6 @@ def canonical_patch(repo: PreparedRepo, raw: str) -> str:
             raise SandboxError(
                 f"the sandbox's diff does not apply to {repo.commit[:12]}: {reason[0] if reason else 'unknown'}"
             )
-        diff = git("diff", "--cached", *_DIFF_FLAGS, repo.commit, git_dir=repo.cache, env=env, timeout=300)
-    return diff.stdout.decode("utf-8", "surrogateescape")
+        cmd = ["git", *SAFE_GIT, f"--git-dir={repo.cache}", "diff", "--cached", *DIFF_FLAGS, repo.commit]
+        diff = read_bounded(cmd, env, max_bytes, Path(tmp) / "stderr")
+    return diff.decode("utf-8", "surrogateescape")

@@ -18,7 +18,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from daytona import DaytonaConfig, DaytonaError, DaytonaNotFoundError
@@ -26,7 +25,7 @@ from daytona import DaytonaConfig, DaytonaError, DaytonaNotFoundError
 from ..config import Config, DaytonaSettings
 from ..errors import SandboxError
 from ..secrets import REDACTOR
-from .local import _process_start
+from .owned import process_start
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ def retry_delay(e: DaytonaError, attempt: int, base: float) -> float:
 
 
 def owner_label() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid()) or ''}"
+    return f"{socket.gethostname()}:{os.getpid()}:{process_start(os.getpid()) or ''}"
 
 
 def owner_alive(owner: str | None) -> bool:
@@ -124,7 +123,7 @@ def owner_alive(owner: str | None) -> bool:
     if host != socket.gethostname():
         return True  # another machine's rollout: only its expiry label can tell
     try:
-        return _process_start(int(pid)) == (start or None)
+        return process_start(int(pid)) == (start or None)
     except ValueError:
         return False
 
@@ -190,18 +189,3 @@ def reap_orphans(config: Config, client: Any = None, now: float | None = None) -
             reaped += 1
             log.info("reaped Daytona sandbox %s of rollout %s", remote.id, labels.get(LABEL_ROLLOUT))
     return reaped
-
-
-def reap_all(config: Config, environ: dict[str, str] | None = None) -> dict[str, int]:
-    """Everything a killed run can leave: local sandbox directories, and Daytona sandboxes when a
-    DAYTONA_API_KEY is available. For `rlm sandboxes reap` and the App server's start."""
-    from .local import reap_leftovers
-    from .shared_checkouts import evict
-
-    environ = os.environ if environ is None else environ
-    work_dir = Path(config.sandbox.work_dir).expanduser() if config.sandbox.work_dir else None
-    result = {"local": len(reap_leftovers(config.cache_root(), work_dir)), "daytona": 0}
-    result["checkouts"] = len(evict(config.cache_root(), keep=0))
-    if environ.get("DAYTONA_API_KEY"):
-        result["daytona"] = reap_orphans(config)
-    return result

@@ -29,7 +29,7 @@ from typing import Any
 from daytona import DaytonaError
 
 from ..errors import SandboxError
-from ..repl.session import LineReader
+from ..repl.session import MAX_MESSAGE_BYTES, LineReader
 
 log = logging.getLogger(__name__)
 RECONNECTS = 5  # log-stream reopenings tolerated per driver before it counts as gone
@@ -50,7 +50,8 @@ def driver_command(python: str, driver: str, workdir: str, home: str, tmp: str, 
 class SessionTransport:
     """Transport (repl/session.py) over one Daytona session command."""
 
-    def __init__(self, process: Any, session_id: str, command_id: str, on_kill: Callable[[], None]):
+    def __init__(self, process: Any, session_id: str, command_id: str, on_kill: Callable[[], None],
+                 max_message_bytes: int = MAX_MESSAGE_BYTES):  # fmt: skip
         self.process = process
         self.session_id = session_id
         self.command_id = command_id
@@ -58,13 +59,15 @@ class SessionTransport:
         self._send_lock = threading.Lock()
         self._lines: queue.Queue[bytes] = queue.Queue()
         self._partial = ""
+        self._max_bytes = max_message_bytes
+        self._overflowed = False  # a line went over the bound: the rest of the stream is dropped
         self._seen = 0  # stdout characters received so far (to skip on a replayed stream)
         self._stderr = ""
         self._killed = threading.Event()
         self._stream_error: str | None = None
         self._code: int | None = None  # the command's exit status, once known
         threading.Thread(target=self._follow, daemon=True, name=f"daytona-log-{session_id}").start()
-        self._reader = LineReader(self._lines.get)
+        self._reader = LineReader(lambda _limit: self._lines.get(), max_message_bytes)
 
     # ------------------------------------------------------------------ driver -> host
 
@@ -101,8 +104,15 @@ class SessionTransport:
             if not text:
                 return
             self._seen += len(text)
+            if self._overflowed:
+                return
             data = self._partial + text
             *complete, self._partial = data.split("\n")
+            for line in [*complete, self._partial]:
+                if len(line) > self._max_bytes:  # the reader reports it and stops
+                    self._overflowed, self._partial = True, ""
+                    self._lines.put(line[: self._max_bytes + 1].encode("utf-8", "surrogateescape"))
+                    return
             for line in complete:
                 if line:
                     self._lines.put(line.encode("utf-8", "surrogateescape") + b"\n")
@@ -153,6 +163,7 @@ class SessionTransport:
         if self._killed.is_set():
             return
         self._killed.set()
+        self._reader.close()
         self._on_kill()
 
     def describe_exit(self) -> str:

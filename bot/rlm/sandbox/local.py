@@ -1,15 +1,15 @@
 """The local sandbox: a checkout of the pinned commit per agent, the driver under bubblewrap.
 
-Under bwrap the driver sees only the system's read-only program directories, the Python it runs
-on, the repository cache (read-only) and its own checkout (writable): no network, its own PID
-namespace, an empty environment, a private /tmp. Without bwrap it is a plain process with a
-scrubbed environment and resource limits, and a warning says so.
+Under bwrap (see bwrap.py for exactly what it sees) the driver runs as an unprivileged user with
+no capabilities, in its own namespaces, with only its checkout and a size-limited /tmp writable;
+where the host can, a cgroup per sandbox caps its processes and aggregate memory (cgroups.py).
+Without bwrap it is a plain process with a scrubbed environment and resource limits, and a
+warning says so.
 
 Each agent's checkout is a copy-on-write overlay over one shared checkout of the commit
 (overlay.py) where the kernel allows it, else a full copy (checkouts.py); `sandbox.checkouts`
-forces either. Every rollout owns a directory under `<cache>/sandboxes/<rollout_id>` with an owner
-file; a later start removes the directories of owners that are no longer alive (a killed run's
-leftovers).
+forces either. Every rollout owns a private directory under `<root>/sandboxes/<rollout_id>` with
+an owner file; a later start removes the directories of owners that are provably gone (owned.py).
 """
 
 from __future__ import annotations
@@ -19,26 +19,33 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from pathlib import Path
 
 from ..config import Config
 from ..errors import SandboxError
 from ..repl.session import DRIVER_PATH, PipeTransport
 from ..repo import PreparedRepo, git
-from . import overlay, shared_checkouts
+from . import cgroups, overlay, shared_checkouts
 from .base import DriverSlot, driver_limits
+from .bwrap import SANDBOX_PATH, BwrapOptions, bwrap_argv, bwrap_works, python_exe, write_etc
 from .checkouts import Checkout, Checkouts, CopiedCheckout
+from .owned import (
+    NotOwned,
+    kill_group,
+    private_dir,
+    process_token,
+    read_private,
+    remove_owned,
+    same_process,
+    why_not_owned,
+)
 
 log = logging.getLogger(__name__)
 DRIVER_IN_SANDBOX = "/opt/rlm/driver.py"
-SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 WARNED = threading.Event()
 # bwrap --die-with-parent (PR_SET_PDEATHSIG) fires when the THREAD that started it exits, so every
 # driver is started from this one thread, which lives as long as the process.
@@ -57,42 +64,8 @@ OVERLAY_REQUIRED_ERROR = (
     "set sandbox.checkouts to auto or copy."
 )
 COPY_WARNED = threading.Event()
-
-
-@lru_cache(maxsize=1)
-def bwrap_works() -> bool:
-    """bwrap is installed and can create namespaces here (containers often forbid it)."""
-    exe = shutil.which("bwrap")
-    if not exe:
-        return False
-    try:
-        proc = subprocess.run(
-            [exe, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
-            capture_output=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
-
-
-def _python() -> str:
-    """The base interpreter: the driver needs only the standard library, not our venv."""
-    base = Path(sys.base_prefix)
-    for name in (f"python{sys.version_info.major}.{sys.version_info.minor}", "python3"):
-        exe = base / "bin" / name
-        if exe.exists():
-            return str(exe)
-    return os.path.realpath(sys.executable)
-
-
-def _process_start(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().decode("ascii", "replace").rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
+MEMORY_CAP_HIT = "the sandbox reached its memory cap of {mb} MB (sandbox.memory_mb)"
+PROCESS_CAP_HIT = "the sandbox reached its cap of {n} processes (sandbox.max_processes)"
 
 SHM = Path("/dev/shm")
 
@@ -117,6 +90,17 @@ def checkout_bytes(repo: PreparedRepo) -> int:
     return sum(int(line.split()[3]) for line in out.splitlines() if line.split()[3].isdigit())
 
 
+def _shm_usable(cache_root: Path) -> bool:
+    """/dev/shm/rlm-bot-<uid>/<digest> is ours (or can be made ours). A path another local user
+    created first (a squat) is never entered: checkouts then go to the cache directory."""
+    top = shm_root(cache_root)
+    for path in (top.parent, top, top / "sandboxes"):
+        if os.path.lexists(path) and why_not_owned(path):
+            log.warning("not using %s: %s", path, why_not_owned(path))
+            return False
+    return True
+
+
 def choose_root(config: Config, repo: PreparedRepo, copies: bool = True) -> Path:
     """Sandboxes are short-lived and write thousands of files: on memory-backed /dev/shm a
     checkout costs a fraction of what it costs on a busy disk. Use it when it has room for every
@@ -125,7 +109,7 @@ def choose_root(config: Config, repo: PreparedRepo, copies: bool = True) -> Path
     if config.sandbox.work_dir:
         return Path(config.sandbox.work_dir).expanduser()
     cache_root = config.cache_root()
-    if SHM.is_dir() and os.access(SHM, os.W_OK):
+    if SHM.is_dir() and os.access(SHM, os.W_OK) and _shm_usable(cache_root):
         need = (checkout_bytes(repo) * config.rlm.max_sandboxes * 2 if copies else 0) + 256 * 1024**2
         if shutil.disk_usage(SHM).free > need:
             return shm_root(cache_root)
@@ -133,29 +117,32 @@ def choose_root(config: Config, repo: PreparedRepo, copies: bool = True) -> Path
 
 
 def reap_leftovers(cache_root: Path, work_dir: Path | None = None) -> list[str]:
-    """Remove sandbox directories of rollouts whose process is gone. Returns the rollout ids."""
+    """Remove sandbox directories of rollouts whose process is gone. Returns the rollout ids.
+    Only directories this user owns are entered; only processes proven ours are signalled."""
     reaped: list[str] = []
     for root in sandbox_roots(cache_root, work_dir):
-        if root.is_dir():
+        if not why_not_owned(root):
             reaped += _reap_root(root)
+    cgroups.reap()
     return reaped
 
 
 def _reap_root(root: Path) -> list[str]:
     reaped: list[str] = []
     for entry in root.iterdir():
-        owner_file = entry / "owner.json"
+        if why_not_owned(entry):
+            continue  # a symlink, a file, or another user's: never ours to remove
         try:
-            owner = json.loads(owner_file.read_text())
-            alive = _process_start(int(owner["pid"])) == owner.get("start")
-        except (OSError, ValueError, KeyError, TypeError):
+            owner = json.loads(read_private(entry / "owner.json"))
+            alive = same_process(owner.get("owner"))
+        except (OSError, ValueError, AttributeError):
             owner, alive = {}, False
         if alive:
             continue
-        for pid in owner.get("pids", []):
-            _kill_group(pid)
-        shared_checkouts.remove_tree(entry)
-        reaped.append(entry.name)
+        for token in owner.get("drivers", []) if isinstance(owner, dict) else []:
+            kill_group(token)
+        if remove_owned(entry):
+            reaped.append(entry.name)
     return reaped
 
 
@@ -169,18 +156,6 @@ def _hide_host_process() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
     except (OSError, AttributeError):
-        pass
-
-
-def _reason(e: OSError | subprocess.CalledProcessError) -> str:
-    stderr = getattr(e, "stderr", None)
-    return stderr.decode("utf-8", "replace").strip() if stderr else str(e)
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (OSError, ProcessLookupError):
         pass
 
 
@@ -206,35 +181,47 @@ class LocalSandboxProvider:
             if mode == "auto" and not WARNED.is_set():
                 WARNED.set()
                 log.warning(NO_BWRAP_WARNING)
-        use_overlay = self._overlay_possible(cache_root, choose_root(config, repo, copies=False))
-        self.root = choose_root(config, repo, copies=not use_overlay) / "sandboxes" / rollout_id
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            base = self._private_base(choose_root(config, repo, copies=False))
+            self.copy_on_write = self._overlay_possible(cache_root, base / "sandboxes")
+            if not self.copy_on_write:
+                base = self._private_base(choose_root(config, repo))
+            self.root = private_dir(base / "sandboxes" / rollout_id)
+        except NotOwned as e:
+            raise SandboxError(str(e)) from None
+        self.etc = write_etc(self.root / "etc") if self.use_bwrap else None
         self._lock = threading.Lock()
         self._owner_lock = threading.Lock()
         self.checkouts: Checkouts | overlay.OverlayCheckouts
-        if use_overlay:
+        if self.copy_on_write:
             try:
                 shared = shared_checkouts.acquire(repo, cache_root, keep=config.sandbox.checkout_cache)
             except (OSError, subprocess.CalledProcessError) as e:
+                remove_owned(self.root)
                 raise SandboxError(f"could not check out {repo.commit[:12]}: {_reason(e)}") from None
-            self.checkouts = overlay.OverlayCheckouts(shared, self.root, _python())
+            self.checkouts = overlay.OverlayCheckouts(shared, self.root, python_exe())
         else:
             in_memory = self.root.is_relative_to(SHM)
             pool = min(config.rlm.max_concurrency, config.rlm.max_sandboxes - 1) if in_memory else 2
             self.checkouts = Checkouts(repo, self.root, limit=config.rlm.max_sandboxes, pool_size=max(0, pool))
-        self.copy_on_write = use_overlay
         self._sandboxes: dict[str, LocalSandbox] = {}
         self._closed = False
         self._write_owner()
 
-    def _overlay_possible(self, cache_root: Path, work_root: Path) -> bool:
+    @staticmethod
+    def _private_base(base: Path) -> Path:
+        for path in (base, base / "sandboxes"):
+            private_dir(path)
+        return base
+
+    def _overlay_possible(self, cache_root: Path, sandboxes: Path) -> bool:
         """Copy-on-write checkouts unless `sandbox.checkouts` says copy or the probe fails (said
         once; an error when `overlay` is required)."""
         mode = self.config.sandbox.checkouts
         if mode == "copy":
             return False
-        wrap = ["bwrap", "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent"] if self.use_bwrap else None
-        reason = overlay.probe(_python(), shared_checkouts.cache_dir(cache_root), work_root / "sandboxes", wrap)
+        wrap = bwrap_argv(BwrapOptions(workdir="/", etc_dir=Path("/etc")), []) if self.use_bwrap else None
+        reason = overlay.probe(python_exe(), shared_checkouts.cache_dir(cache_root), sandboxes, wrap)
         if reason is None:
             return True
         if mode == "overlay":
@@ -245,25 +232,28 @@ class LocalSandboxProvider:
         return False
 
     def _write_owner(self) -> None:
-        """Record who owns this rollout's sandboxes (for reaping after a kill). Sandboxes start in
-        parallel, so writers are serialised and the file is replaced atomically."""
+        """Record who owns this rollout's sandboxes (for reaping after a kill): this process and
+        each driver, as pid + start time. Sandboxes start in parallel, so writers are serialised
+        and the file is replaced atomically."""
         with self._owner_lock:
             with self._lock:
                 if self._closed:
                     return
-                pids = [s.pid for s in self._sandboxes.values() if s.pid]
-            owner = {"pid": os.getpid(), "start": _process_start(os.getpid()), "pids": pids}
+                drivers = [s.token for s in self._sandboxes.values() if s.token]
+            owner = {"owner": process_token(os.getpid()), "drivers": drivers}
             tmp = self.root / "owner.json.tmp"
-            tmp.write_text(json.dumps(owner))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(owner))
             tmp.replace(self.root / "owner.json")
 
     def create(self, agent_id: str) -> LocalSandbox:
         with self._lock:
             if self._closed:
                 raise SandboxError("the rollout is over; no new sandbox")
+        # An agent's depth is the number of dots in its id (root, root.1, root.1.2).
         name, depth = f"{agent_id}-{uuid.uuid4().hex[:6]}", agent_id.count(".")
         try:
-            # An agent's depth is the number of dots in its id (root, root.1, root.1.2).
             if isinstance(self.checkouts, Checkouts):
                 checkout: Checkout = CopiedCheckout(*self.checkouts.take(name, depth))
             else:
@@ -290,12 +280,17 @@ class LocalSandboxProvider:
             sandbox.destroy()
         self.checkouts.close()
         with self._owner_lock:
-            shared_checkouts.remove_tree(self.root)
+            remove_owned(self.root)
         for parent in (self.root.parent, self.root.parent.parent):  # empty shm dirs go too
             try:
                 parent.rmdir()
             except OSError:
                 break
+
+
+def _reason(e: OSError | subprocess.CalledProcessError) -> str:
+    stderr = getattr(e, "stderr", None)
+    return stderr.decode("utf-8", "replace").strip() if stderr else str(e)
 
 
 class LocalSandbox:
@@ -307,40 +302,31 @@ class LocalSandbox:
         self.path = checkout.path
         self.workdir = str(checkout.path)
         self.pid: int | None = None
+        self.token: list | None = None  # the driver's pid + start time, for reaping
         self._driver = DriverSlot()
+        sandbox = provider.config.sandbox
+        self.cgroup = cgroups.create(cgroups.group_name(self.id), sandbox.max_processes,
+                                     sandbox.memory_mb * 1024 * 1024)  # fmt: skip
 
     # ------------------------------------------------------------------ driver
 
-    def _bwrap_argv(self, fds: tuple[int, int]) -> list[str]:
-        argv = ["bwrap", "--die-with-parent", "--unshare-all", "--new-session", "--clearenv"]
-        for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"):
-            if os.path.islink(top):
-                argv += ["--symlink", os.readlink(top), top]
-            elif os.path.isdir(top):
-                argv += ["--ro-bind", top, top]
-        prefix = os.path.realpath(sys.base_prefix)
-        if not prefix.startswith("/usr/"):
-            argv += ["--ro-bind", prefix, prefix]
+    def bwrap_options(self) -> BwrapOptions:
+        """What this sandbox's bwrap sees; extend here (e.g. a shared read-only environment)."""
         cache = str(self.provider.repo.cache)
-        argv += [
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            "--ro-bind", str(DRIVER_PATH), DRIVER_IN_SANDBOX,
-            "--ro-bind", cache, cache,
-        ]  # fmt: skip
-        for path in self.checkout.ro_binds:
-            argv += ["--ro-bind", str(path), str(path)]
-        argv += [
-            "--bind", self.workdir, self.workdir,
-            "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", "/tmp",
-            "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
-            "--setenv", "GIT_CONFIG_NOSYSTEM", "1",
-            "--chdir", self.workdir,
-            _python(), "-I", DRIVER_IN_SANDBOX, str(fds[0]), str(fds[1]),
-        ]  # fmt: skip
-        return argv
+        return BwrapOptions(
+            workdir=self.workdir,
+            etc_dir=self.provider.etc,
+            ro_binds=[(str(DRIVER_PATH), DRIVER_IN_SANDBOX), (cache, cache),
+                      *((str(p), str(p)) for p in self.checkout.ro_binds)],  # fmt: skip
+            rw_binds=[(self.workdir, self.workdir)],
+            tmp_bytes=self.provider.config.sandbox.disk_mb * 1024 * 1024,
+        )
 
-    def _plain_argv(self, fds: tuple[int, int]) -> list[str]:
-        return [_python(), "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])]
+    def _argv(self, fds: tuple[int, int]) -> list[str]:
+        if self.provider.use_bwrap:
+            command = [python_exe(), "-I", DRIVER_IN_SANDBOX, str(fds[0]), str(fds[1])]
+            return self.checkout.launch(bwrap_argv(self.bwrap_options(), command))
+        return self.checkout.launch([python_exe(), "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])])
 
     def start_driver(self) -> PipeTransport:
         transport = self._driver.replace(self._spawn)
@@ -351,9 +337,9 @@ class LocalSandbox:
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         fds = (to_r, from_w)
-        argv = self.checkout.launch(self._bwrap_argv(fds) if self.provider.use_bwrap else self._plain_argv(fds))
+        argv = self._argv(fds)
         home = self.provider.root / f"{self.id}.home"
-        home.mkdir(exist_ok=True)
+        home.mkdir(mode=0o700, exist_ok=True)
         env = {"PATH": SANDBOX_PATH, "HOME": str(home), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
         log_path = self.provider.root / f"{self.id}.driver.log"
         try:
@@ -368,35 +354,61 @@ class LocalSandbox:
                     env=env,
                     pass_fds=fds,
                     start_new_session=True,
+                    preexec_fn=self.cgroup.attach_self if self.cgroup else None,
                 ).result()
-        except OSError as e:
+        except (OSError, subprocess.SubprocessError) as e:
             for fd in (to_r, to_w, from_r, from_w):
                 os.close(fd)
             raise SandboxError(f"could not start the sandbox's REPL: {e}") from None
         os.close(to_r)
         os.close(from_w)
         self.pid = proc.pid
-        return PipeTransport(proc, to_w, from_r, on_kill=lambda p=proc: _stop(p))
+        self.token = process_token(proc.pid)
+        limit = self.provider.config.sandbox.max_message_mb * 1024 * 1024
+        return PipeTransport(proc, to_w, from_r, on_kill=lambda p=proc: self._stop(p),
+                             max_message_bytes=limit, explain=self.cap_hit)  # fmt: skip
+
+    def cap_hit(self) -> str | None:
+        """Which of the cgroup's caps the sandbox has hit, as a sentence for the model."""
+        if self.cgroup is None:
+            return None
+        sandbox = self.provider.config.sandbox
+        hits = []
+        if self.cgroup.memory_exhausted():
+            hits.append(MEMORY_CAP_HIT.format(mb=sandbox.memory_mb))
+        if self.cgroup.processes_exhausted():
+            hits.append(PROCESS_CAP_HIT.format(n=sandbox.max_processes))
+        return "; ".join(hits) or None
 
     def init_limits(self) -> dict:
-        return driver_limits(self.provider.config)
+        limits = driver_limits(self.provider.config)
+        if self.provider.use_bwrap and self.cgroup is None:
+            # No cgroup: RLIMIT_NPROC counts the processes of the sandbox's own user namespace
+            # (not when the host is root: the kernel exempts uid 0, see README).
+            limits["processes"] = self.provider.config.sandbox.max_processes
+        return limits
+
+    def _stop(self, proc: subprocess.Popen) -> None:
+        """Kill the driver's whole process group (under bwrap: its whole PID namespace), every
+        process left in its cgroup, and reap it."""
+        kill_group(self.token)
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
 
     # ------------------------------------------------------------------ results and cleanup
 
     def diff(self) -> str:
-        return self.checkout.diff(self.provider.repo.cache, self.provider.repo.commit)
+        repo = self.provider.repo
+        return self.checkout.diff(repo.cache, repo.commit, self.provider.config.rlm.max_patch_bytes)
 
     def destroy(self) -> None:
         if not self._driver.close():
             return
+        if self.cgroup is not None:
+            self.cgroup.remove()
         self.checkout.remove()
         self.provider.forget(self)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Kill the driver's whole process group (under bwrap: its whole PID namespace) and reap it."""
-    _kill_group(proc.pid)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass

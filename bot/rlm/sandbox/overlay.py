@@ -19,7 +19,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .shared_checkouts import SharedCheckout, remove_tree
+from .owned import remove_tree
+from .shared_checkouts import SharedCheckout
 from .upper_patch import diff_upper
 
 LAUNCHER = Path(__file__).with_name("overlay_launch.py")
@@ -114,8 +115,8 @@ class OverlayCheckout:
     def launch(self, command: list[str]) -> list[str]:
         return launch_argv(self.python, self.lower, self.upper, self.path / "work", self.path, command)
 
-    def diff(self, cache: Path, base: str) -> str:
-        return diff_upper(self.upper, cache, base)
+    def diff(self, cache: Path, base: str, max_bytes: int | None) -> str:
+        return diff_upper(self.upper, cache, base, max_bytes)
 
     def remove(self) -> None:
         remove_tree(self.path)

@@ -11,41 +11,19 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..repo import PreparedRepo, git
 from .checkouts import checkout
+from .owned import remove_tree
 
 READY = ".rlm-ready"
 
 
 def cache_dir(cache_root: Path) -> Path:
     return cache_root / "checkouts"
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a directory tree even where its own permissions forbid (an overlay's work dir is
-    mode 000; an agent may have made directories read-only). Never follows a link."""
-
-    def retry(func, target, _exc) -> None:
-        parent = os.path.dirname(target)
-        for p in (parent, target):
-            try:
-                if not os.path.islink(p):
-                    os.chmod(p, 0o700)
-            except OSError:
-                pass
-        try:
-            func(target)
-        except OSError:
-            pass
-
-    if path.is_symlink() or not path.exists():
-        return
-    shutil.rmtree(path, onerror=retry)
 
 
 @dataclass

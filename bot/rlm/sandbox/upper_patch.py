@@ -20,8 +20,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..patch import _DIFF_FLAGS
-from ..repo import git, git_env
+from ..patch import DIFF_FLAGS, read_bounded
+from ..repo import SAFE_GIT, git, git_env
 
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -182,8 +182,9 @@ def _contents(git_dir: Path, env: dict, oids: list[str]) -> list[bytes]:
     return contents
 
 
-def diff_upper(upper: Path, cache: Path, base: str) -> str:
-    """Binary diff of the tree `upper` makes of commit `base`, as `git diff --cached` prints it."""
+def diff_upper(upper: Path, cache: Path, base: str, max_bytes: int | None = None) -> str:
+    """Binary diff of the tree `upper` makes of commit `base`, as `git diff --cached` prints it
+    (PatchTooLarge past `max_bytes`, without holding more of it)."""
     with tempfile.TemporaryDirectory(prefix="rlm-upper-") as tmp_name:
         tmp = Path(tmp_name)
         env = git_env()
@@ -211,5 +212,6 @@ def diff_upper(upper: Path, cache: Path, base: str) -> str:
         if lines:
             git("update-index", "--add", "--replace", "-z", "--index-info", git_dir=git_dir, env=env,
                 input=b"\0".join(lines) + b"\0", timeout=300)  # fmt: skip
-        proc = git("diff", "--cached", *_DIFF_FLAGS, base, git_dir=git_dir, env=env, timeout=300)
-    return proc.stdout.decode("utf-8", "surrogateescape")
+        cmd = ["git", *SAFE_GIT, f"--git-dir={git_dir}", "diff", "--cached", *DIFF_FLAGS, base]
+        data = read_bounded(cmd, env, max_bytes, tmp / "stderr")
+    return data.decode("utf-8", "surrogateescape")
