@@ -34,9 +34,12 @@ _probe_lock = threading.Lock()
 _probe_results: dict[tuple, str | None] = {}
 
 
-def launch_argv(python: str, lower: Path, upper: Path, work: Path, target: Path, command: list[str]) -> list[str]:
+def launch_argv(
+    python: str, lower: Path, upper: Path, work: Path, target: Path, command: list[str]
+) -> list[str]:
     """`command` run with the overlay of `lower` + `upper` mounted on `target` (its cwd)."""
-    return [python, "-I", str(LAUNCHER), str(lower), str(upper), str(work), str(target), MOUNT_OPTIONS, "--", *command]
+    layers = [str(lower), str(upper), str(work), str(target)]
+    return [python, "-I", str(LAUNCHER), *layers, MOUNT_OPTIONS, "--", *command]
 
 
 def _unsafe_path(*paths: Path) -> str | None:

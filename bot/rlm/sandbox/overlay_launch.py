@@ -58,7 +58,9 @@ def mount_overlay(lower: str, upper: str, work: str, target: str, options: str) 
     data = f"lowerdir={lower},upperdir={upper},workdir={work}{extra}"
     if options:
         data += "," + options
-    _call(libc.mount(b"overlay", os.fsencode(target), b"overlay", MS_NOSUID | MS_NODEV, data.encode()), "mount")
+    _call(
+        libc.mount(b"overlay", os.fsencode(target), b"overlay", MS_NOSUID | MS_NODEV, data.encode()), "mount"
+    )
 
 
 def main(argv: list[str]) -> None:

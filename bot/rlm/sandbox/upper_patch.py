@@ -151,7 +151,9 @@ def _under(paths: set[bytes], entries: dict[bytes, tuple[str, str]], itself: boo
     return {e for e in entries if (itself and e in paths) or e.startswith(prefixes)}
 
 
-def _ignored(git_dir: Path, env: dict, candidates: list[bytes], gitignores: dict[bytes, bytes], tmp: Path) -> set[bytes]:
+def _ignored(
+    git_dir: Path, env: dict, candidates: list[bytes], gitignores: dict[bytes, bytes], tmp: Path
+) -> set[bytes]:
     """Which untracked paths the merged tree's `.gitignore` files exclude (a shadow work tree holds
     only those files, written by the host as plain files)."""
     if not candidates:
@@ -202,7 +204,9 @@ def diff_upper(upper: Path, cache: Path, base: str, max_bytes: int | None = None
         ignore_files = dict(changes.gitignores)
         base_ignores = [p for p in kept if p.rsplit(b"/", 1)[-1] == GITIGNORE and p not in changes.files
                         and kept[p][0] in ("100644", "100755")]  # fmt: skip
-        ignore_files.update(zip(base_ignores, _contents(git_dir, env, [kept[p][1] for p in base_ignores]), strict=True))
+        ignore_files.update(
+            zip(base_ignores, _contents(git_dir, env, [kept[p][1] for p in base_ignores]), strict=True)
+        )
         ignored = _ignored(git_dir, env, untracked, ignore_files, tmp)
         staged = {p: e for p, e in changes.files.items() if p not in ignored}
         lines = [b"0 %s\t%s" % (b"0" * len(base_entries[p][1]), p) for p in sorted(gone)]
