@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,74 @@ def test_the_shared_checkout_is_reused_bounded_and_reaped(tmp_path, make_repo):
     assert shared_checkouts.evict(cache / "cache", keep=0) == [p3.checkouts.shared.tree.parent.name]
     assert not any(d.is_dir() for d in root.iterdir())
     assert first_sha
+
+
+UNPRIVILEGED_RUN = """
+import os, subprocess, sys
+from pathlib import Path
+from bot.rlm.config import load_config
+from bot.rlm.repl.session import ReplSession
+from bot.rlm.repo import prepare_repo
+from bot.rlm.sandbox.local import LocalSandboxProvider
+
+home = Path(sys.argv[1])
+env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+repo = home / "repo"
+repo.mkdir()
+(repo / "a.txt").write_text("a\\n")
+(repo / "d").mkdir()
+(repo / "d" / "b.txt").write_text("b\\n")
+for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "i"]):
+    subprocess.run(["git", *cmd], cwd=repo, env=env, check=True)
+config = load_config(None, {"sandbox.cache_dir": str(home / "cache"), "sandbox.work_dir": str(home / "work"),
+                            "sandbox.checkouts": "overlay"}, environ={})
+p = LocalSandboxProvider(config, prepare_repo(str(repo), config.cache_root()), "unpriv")
+sandbox = p.create("root")
+session = ReplSession(sandbox.start_driver())
+session.start({"task": "t", "output_limit": 20000, "limits": sandbox.init_limits()})
+r = session.execute("import os, shutil\\nos.remove('a.txt'); shutil.rmtree('d'); os.mkdir('d')\\n"
+                    "_ = open('d/c.txt', 'w').write('c\\\\n')", 30, lambda f, a: None, lambda: None)
+assert r.error is None, r.error
+print(p.copy_on_write, os.getuid())
+print(sandbox.diff())
+p.close()
+"""
+
+
+def _python_for(uid: int) -> str | None:
+    """An interpreter of this version that `uid` may run (ours may live under root's home)."""
+    for exe in (sys.executable, f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"):
+        try:
+            ok = subprocess.run([exe, "-c", "pass"], user=uid, group=uid, extra_groups=[], timeout=30)
+        except OSError:
+            continue
+        if ok.returncode == 0:
+            return exe
+    return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switches to an unprivileged user; needs root to do so")
+def test_copy_on_write_works_for_an_unprivileged_user():
+    import sysconfig
+    import tempfile
+
+    python = _python_for(65534)
+    if python is None:
+        pytest.skip("no interpreter of this version that an unprivileged user may run")
+    home = Path(tempfile.mkdtemp(prefix="rlm-unpriv-"))
+    try:
+        os.chmod(home, 0o755)
+        os.chown(home, 65534, 65534)
+        root = Path(__file__).resolve().parent.parent
+        path = f"{root}:{sysconfig.get_paths()['purelib']}:{sysconfig.get_paths()['platlib']}"
+        proc = subprocess.run([python, "-c", UNPRIVILEGED_RUN, str(home)], user=65534, group=65534, extra_groups=[],
+                              capture_output=True, text=True, timeout=120, cwd=home,
+                              env={"PATH": "/usr/bin:/bin", "PYTHONPATH": path})  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        first, patch = proc.stdout.split("\n", 1)
+        assert first == "True 65534"  # copy-on-write, through a user namespace
+        assert "deleted file mode 100644" in patch and "a/a.txt" in patch and "a/d/b.txt" in patch
+        assert "+++ b/d/c.txt" in patch
+    finally:
+        subprocess.run(["rm", "-rf", str(home)], check=False)
