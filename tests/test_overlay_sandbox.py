@@ -294,3 +294,28 @@ def test_copy_on_write_works_for_an_unprivileged_user():
         assert "+++ b/d/c.txt" in patch
     finally:
         subprocess.run(["rm", "-rf", str(home)], check=False)
+
+
+def test_the_cli_says_once_that_it_falls_back_to_copies(make_repo, write_script, tmp_path):
+    from tests.conftest import py
+
+    repo_dir, _ = make_repo({"a.txt": "a\n"})
+    script = write_script([
+        {"task": "^Root", "responses": [py("print(rlm_query_batched(['Child 1', 'Child 2']))"),
+                                        py('open("a.txt", "w").write("b\\n")\nFINAL("ok")')]},
+        {"task": "^Child", "responses": [py('FINAL("done")')]},
+    ])  # fmt: skip
+    # A comma in the work directory cannot be carried in overlay mount options: a real refusal.
+    env = {
+        **os.environ,
+        "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+        "RLM_SANDBOX__WORK_DIR": str(tmp_path / "odd,dir"),
+    }
+    proc = subprocess.run([sys.executable, "-m", "bot", "run", str(repo_dir), "-p", "Root", "--model",
+                           f"scripted/{script}", "-q", "--results-dir", str(tmp_path / "r")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "+b" in proc.stdout
+    prefix = local.COPY_FALLBACK_WARNING.split(" ({reason})")[0]
+    assert proc.stderr.count(prefix) == 1, proc.stderr
+    assert "overlay options cannot carry" in proc.stderr
