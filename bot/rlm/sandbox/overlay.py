@@ -39,7 +39,7 @@ def launch_argv(
 ) -> list[str]:
     """`command` run with the overlay of `lower` + `upper` mounted on `target` (its cwd)."""
     layers = [str(lower), str(upper), str(work), str(target)]
-    return [python, "-I", str(LAUNCHER), *layers, MOUNT_OPTIONS, "--", *command]
+    return [python, "-I", "-S", str(LAUNCHER), *layers, MOUNT_OPTIONS, "--", *command]  # stdlib only: no site
 
 
 def _unsafe_path(*paths: Path) -> str | None:

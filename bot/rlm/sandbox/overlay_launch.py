@@ -1,6 +1,6 @@
 """Mount one agent's copy-on-write view, then exec the sandbox command (standard library only).
 
-    python -I overlay_launch.py LOWER UPPER WORK TARGET OPTIONS -- COMMAND...
+    python -I -S overlay_launch.py LOWER UPPER WORK TARGET OPTIONS -- COMMAND...
 
 In a new mount namespace (and, when not privileged, a new user namespace mapping only the caller's
 own uid and gid), mount an overlay on TARGET: LOWER is the shared read-only checkout, UPPER and
