@@ -196,6 +196,9 @@ class LocalSandboxProvider:
         if self.copy_on_write:
             try:
                 shared = shared_checkouts.acquire(repo, cache_root, keep=config.sandbox.checkout_cache)
+            except NotOwned:
+                remove_owned(self.root)
+                raise
             except (OSError, subprocess.CalledProcessError) as e:
                 remove_owned(self.root)
                 raise SandboxError(f"could not check out {repo.commit[:12]}: {_reason(e)}") from None

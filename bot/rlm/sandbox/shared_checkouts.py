@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..repo import PreparedRepo, git
 from .checkouts import checkout
-from .owned import remove_tree
+from .owned import private_dir, remove_tree, why_not_owned
 
 READY = ".rlm-ready"
 
@@ -45,8 +45,7 @@ class SharedCheckout:
 
 def acquire(repo: PreparedRepo, cache_root: Path, keep: int) -> SharedCheckout:
     """The shared checkout of `repo.commit`, made if missing; raises OSError/CalledProcessError."""
-    root = cache_dir(cache_root)
-    root.mkdir(parents=True, exist_ok=True)
+    root = private_dir(cache_dir(cache_root))
     name = f"{repo.cache.name.removesuffix('.git')}-{repo.commit}"
     entry = root / name
     fd = os.open(root / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -105,7 +104,7 @@ def _idle(lock: Path) -> int | None:
 def evict(cache_root: Path, keep: int) -> list[str]:
     """Remove idle shared checkouts beyond the `keep` most recently used, and dead builds."""
     root = cache_dir(cache_root)
-    if not root.is_dir():
+    if why_not_owned(root):
         return []
     entries = sorted((p for p in root.iterdir() if p.is_dir() and not p.is_symlink()),
                      key=lambda p: p.stat().st_mtime, reverse=True)  # fmt: skip
