@@ -28,6 +28,9 @@ PATCH_TOO_LARGE = (
 )
 
 
+PATCH_FAILED = "git could not compute the patch of the checkout: {reason}"
+
+
 class PatchTooLarge(PatchError):
     """The root's diff is over rlm.max_patch_bytes."""
 
@@ -47,17 +50,28 @@ def diff_worktree(git_dir: Path, workdir: Path, base: str, max_bytes: int | None
         env["GIT_OBJECT_DIRECTORY"] = str(Path(tmp) / "objects")
         env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = str(Path(git_dir) / "objects")
         wt = [f"--work-tree={workdir}"]
-        git(*wt, "read-tree", base, git_dir=git_dir, env=env)
-        git(*wt, "add", "--all", "--", ".", git_dir=git_dir, env=env, timeout=300)
-        cmd = ["git", *SAFE_GIT, f"--git-dir={git_dir}", *wt, "diff", "--cached", *DIFF_FLAGS, base]
-        data = read_bounded(cmd, env, max_bytes, Path(tmp) / "stderr")
+        try:
+            git(*wt, "read-tree", base, git_dir=git_dir, env=env)
+            git(*wt, "add", "--all", "--", ".", git_dir=git_dir, env=env, timeout=300)
+            cmd = ["git", *SAFE_GIT, f"--git-dir={git_dir}", *wt, "diff", "--cached", *DIFF_FLAGS, base]
+            data = read_bounded(cmd, env, max_bytes, Path(tmp) / "stderr")
+        except subprocess.CalledProcessError as e:
+            lines = (e.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+            raise PatchError(
+                PATCH_FAILED.format(reason=lines[0] if lines else f"exit {e.returncode}")
+            ) from None
     return data.decode("utf-8", "surrogateescape")
 
 
-def read_bounded(cmd: list[str], env: dict, max_bytes: int | None, stderr_path: Path, timeout: float = 300) -> bytearray:
+def read_bounded(
+    cmd: list[str], env: dict, max_bytes: int | None, stderr_path: Path, timeout: float = 300
+) -> bytearray:
     """stdout of `cmd`, refused (PatchTooLarge) as soon as it passes `max_bytes`."""
     buf = bytearray()
-    with open(stderr_path, "w+b") as err, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env) as proc:
+    with (
+        open(stderr_path, "w+b") as err,
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env) as proc,
+    ):
         try:
             while chunk := proc.stdout.read(CHUNK):
                 buf += chunk

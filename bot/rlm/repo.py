@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .errors import RepoError
+from .owned import NotOwned, private_dir
 
 FETCH_TIMEOUT = 900
 _SHA = re.compile(r"^[0-9a-f]{4,40}$")
@@ -136,6 +137,10 @@ def prepare_repo(
     """Fetch `repo` into the cache and pin the commit: `commit` if given, else `branch`'s head,
     else the remote's default branch head."""
     source = normalize_source(repo)
+    try:
+        private_dir(cache_root)
+    except NotOwned as e:
+        raise RepoError(str(e)) from None
     cache = _cache_dir(cache_root, source)
     env = git_env(auth_header)
     shown = re.sub(r"//[^/@]+@", "//", source)  # never echo credentials embedded in a URL

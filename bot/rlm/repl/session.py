@@ -71,7 +71,7 @@ class LineReader:
                 line = self._read_line(self.max_bytes + 1)
                 if not line:
                     break
-                if len(line) > self.max_bytes or (len(line) == self.max_bytes + 1 and not line.endswith(b"\n")):
+                if len(line) > self.max_bytes and not line.endswith(b"\n"):
                     self._put({"type": OVERSIZED, "limit": self.max_bytes})
                     break
                 try:

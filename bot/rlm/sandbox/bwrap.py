@@ -56,8 +56,19 @@ def bwrap_works() -> bool:
         return False
     try:
         proc = subprocess.run(
-            [exe, "--ro-bind", "/", "/", "--unshare-all", "--unshare-user", "--cap-drop", "ALL",
-             "--disable-userns", "--die-with-parent", "true"],  # fmt: skip
+            [
+                exe,
+                "--ro-bind",
+                "/",
+                "/",
+                "--unshare-all",
+                "--unshare-user",
+                "--cap-drop",
+                "ALL",
+                "--disable-userns",
+                "--die-with-parent",
+                "true",
+            ],  # fmt: skip
             capture_output=True,
             timeout=10,
         )

@@ -17,7 +17,7 @@ from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 
-from .owned import process_start, same_process
+from ..owned import process_start, same_process
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "rlm-bot"
@@ -59,7 +59,9 @@ def detect() -> CgroupKind:
                 return CgroupKind.V2
         except OSError:
             pass
-    if (CGROUP_ROOT / "pids" / "cgroup.procs").exists() and (CGROUP_ROOT / "memory" / "cgroup.procs").exists():
+    if (CGROUP_ROOT / "pids" / "cgroup.procs").exists() and (
+        CGROUP_ROOT / "memory" / "cgroup.procs"
+    ).exists():
         try:
             for parent in _parents(CgroupKind.V1):
                 parent.mkdir(exist_ok=True)
@@ -96,11 +98,10 @@ class SandboxCgroup:
         return ""
 
     def memory_exhausted(self) -> bool:
-        """True once the kernel refused or reclaimed memory at the cap (an OOM kill or failcnt)."""
-        if self.kind is CgroupKind.V2:
-            events = dict(line.split() for line in self._read("memory.events").splitlines() if " " in line)
-            return int(events.get("oom_kill", "0")) > 0
-        return self._read("memory.failcnt").strip() not in ("", "0")
+        """True once the kernel killed a process of the group at its memory cap."""
+        name = "memory.events" if self.kind is CgroupKind.V2 else "memory.oom_control"
+        events = dict(line.split() for line in self._read(name).splitlines() if len(line.split()) == 2)
+        return int(events.get("oom_kill", "0")) > 0
 
     def processes_exhausted(self) -> bool:
         if self.kind is CgroupKind.V2:

@@ -24,8 +24,8 @@ from daytona import DaytonaConfig, DaytonaError, DaytonaNotFoundError
 
 from ..config import Config, DaytonaSettings
 from ..errors import SandboxError
+from ..owned import process_start
 from ..secrets import REDACTOR
-from .owned import process_start
 
 log = logging.getLogger(__name__)
 

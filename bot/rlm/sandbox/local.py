@@ -27,13 +27,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import SandboxError
-from ..repl.session import DRIVER_PATH, PipeTransport
-from ..repo import PreparedRepo, git
-from . import cgroups, overlay, shared_checkouts
-from .base import DriverSlot, driver_limits
-from .bwrap import SANDBOX_PATH, BwrapOptions, bwrap_argv, bwrap_works, python_exe, write_etc
-from .checkouts import Checkout, Checkouts, CopiedCheckout
-from .owned import (
+from ..owned import (
     NotOwned,
     kill_group,
     private_dir,
@@ -42,7 +36,14 @@ from .owned import (
     remove_owned,
     same_process,
     why_not_owned,
+    why_not_owned_below,
 )
+from ..repl.session import DRIVER_PATH, PipeTransport
+from ..repo import PreparedRepo, git
+from . import cgroups, overlay, shared_checkouts
+from .base import DriverSlot, driver_limits
+from .bwrap import SANDBOX_PATH, BwrapOptions, bwrap_argv, bwrap_works, python_exe, write_etc
+from .checkouts import Checkout, Checkouts, CopiedCheckout
 
 log = logging.getLogger(__name__)
 DRIVER_IN_SANDBOX = "/opt/rlm/driver.py"
@@ -78,9 +79,14 @@ def shm_root(cache_root: Path) -> Path:
 
 def sandbox_roots(cache_root: Path, work_dir: Path | None = None) -> list[Path]:
     """Every directory that may hold rollouts' sandboxes for this cache."""
-    roots = [cache_root / "sandboxes", shm_root(cache_root) / "sandboxes"]
+    return [root for root, _ in _trusted_roots(cache_root, work_dir)]
+
+
+def _trusted_roots(cache_root: Path, work_dir: Path | None) -> list[tuple[Path, Path]]:
+    """(sandbox root, the directory below which every component must be ours)."""
+    roots = [(cache_root / "sandboxes", cache_root.parent), (shm_root(cache_root) / "sandboxes", SHM)]
     if work_dir is not None:
-        roots.append(work_dir / "sandboxes")
+        roots.append((work_dir / "sandboxes", work_dir.parent))
     return roots
 
 
@@ -93,10 +99,13 @@ def checkout_bytes(repo: PreparedRepo) -> int:
 def _shm_usable(cache_root: Path) -> bool:
     """/dev/shm/rlm-bot-<uid>/<digest> is ours (or can be made ours). A path another local user
     created first (a squat) is never entered: checkouts then go to the cache directory."""
-    top = shm_root(cache_root)
-    for path in (top.parent, top, top / "sandboxes"):
-        if os.path.lexists(path) and why_not_owned(path):
-            log.warning("not using %s: %s", path, why_not_owned(path))
+    top = shm_root(cache_root) / "sandboxes"
+    for path in (top.parent.parent, top.parent, top):
+        if not os.path.lexists(path):
+            return True
+        why = why_not_owned_below(path, SHM)
+        if why:
+            log.warning("not using %s", why)
             return False
     return True
 
@@ -120,8 +129,8 @@ def reap_leftovers(cache_root: Path, work_dir: Path | None = None) -> list[str]:
     """Remove sandbox directories of rollouts whose process is gone. Returns the rollout ids.
     Only directories this user owns are entered; only processes proven ours are signalled."""
     reaped: list[str] = []
-    for root in sandbox_roots(cache_root, work_dir):
-        if not why_not_owned(root):
+    for root, base in _trusted_roots(cache_root, work_dir):
+        if not why_not_owned_below(root, base):
             reaped += _reap_root(root)
     cgroups.reap()
     return reaped
@@ -213,7 +222,7 @@ class LocalSandboxProvider:
 
     @staticmethod
     def _private_base(base: Path) -> Path:
-        for path in (base, base / "sandboxes"):
+        for path in ([base.parent] if base.is_relative_to(SHM) else []) + [base, base / "sandboxes"]:
             private_dir(path)
         return base
 

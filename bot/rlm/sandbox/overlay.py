@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .owned import remove_tree
+from ..owned import remove_tree
 from .shared_checkouts import SharedCheckout
 from .upper_patch import diff_upper
 

@@ -14,7 +14,7 @@ import signal
 import stat
 from pathlib import Path
 
-from ..errors import SandboxError
+from .errors import SandboxError
 
 NOT_OURS = (
     "{path} is not a private directory of this user ({why}); another user may have created it. "
@@ -71,6 +71,18 @@ def why_not_owned(path: Path) -> str | None:
         return f"it belongs to uid {st.st_uid}"
     if st.st_mode & 0o022:
         return f"others may write to it (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def why_not_owned_below(path: Path, base: Path) -> str | None:
+    """`why_not_owned` for `path` and every directory between it and `base` (exclusive), each
+    checked with lstat, so a symlink anywhere on the way is refused, not followed."""
+    path, base = Path(path), Path(base)
+    chain = [path, *[p for p in path.parents if p.is_relative_to(base) and p != base]]
+    for p in reversed(chain):
+        why = why_not_owned(p)
+        if why:
+            return f"{p}: {why}"
     return None
 
 
