@@ -215,7 +215,9 @@ class LocalSandboxProvider:
         else:
             in_memory = self.root.is_relative_to(SHM)
             pool = min(config.rlm.max_concurrency, config.rlm.max_sandboxes - 1) if in_memory else 2
-            self.checkouts = Checkouts(repo, self.root, limit=config.rlm.max_sandboxes, pool_size=max(0, pool))
+            self.checkouts = Checkouts(
+                repo, self.root, limit=config.rlm.max_sandboxes, pool_size=max(0, pool)
+            )
         self._sandboxes: dict[str, LocalSandbox] = {}
         self._closed = False
         self._write_owner()
@@ -271,7 +273,9 @@ class LocalSandboxProvider:
             else:
                 checkout = self.checkouts.take(name, depth)
         except (OSError, subprocess.CalledProcessError) as e:
-            raise SandboxError(f"could not check out {self.repo.commit[:12]} for {agent_id}: {_reason(e)}") from None
+            raise SandboxError(
+                f"could not check out {self.repo.commit[:12]} for {agent_id}: {_reason(e)}"
+            ) from None
         sandbox = LocalSandbox(self, agent_id, checkout)
         with self._lock:
             if self._closed:
@@ -328,8 +332,11 @@ class LocalSandbox:
         return BwrapOptions(
             workdir=self.workdir,
             etc_dir=self.provider.etc,
-            ro_binds=[(str(DRIVER_PATH), DRIVER_IN_SANDBOX), (cache, cache),
-                      *((str(p), str(p)) for p in self.checkout.ro_binds)],  # fmt: skip
+            ro_binds=[
+                (str(DRIVER_PATH), DRIVER_IN_SANDBOX),
+                (cache, cache),
+                *((str(p), str(p)) for p in self.checkout.ro_binds),
+            ],  # fmt: skip
             rw_binds=[(self.workdir, self.workdir)],
             tmp_bytes=self.provider.config.sandbox.disk_mb * 1024 * 1024,
         )
