@@ -9,7 +9,8 @@ size and each local checkout mode (`overlay`: copy-on-write, `copy`: full copies
   - orchestration overhead: the whole rollout with zero model latency;
   - parallel efficiency: with LATENCY s per scripted response and max_concurrency >= the tree's
     width, wall time / the critical path of model latency (5 responses deep);
-  - peak /dev/shm use during the rollouts (the machine-wide delta: other users of /dev/shm count);
+  - the peak size of its sandboxes in /dev/shm during the rollouts, and the size of the shared
+    checkout (copy-on-write: one per commit, on disk in the cache, kept for later rollouts);
   - optionally (--clones N) a plain `git clone` per agent over file:// for comparison.
 
 Generated repositories are kept in --repos (default /tmp/rlm-bench-repos) and reused by later runs.
@@ -21,7 +22,6 @@ Generated repositories are kept in --repos (default /tmp/rlm-bench-repos) and re
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import subprocess
@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.genrepo import generate  # noqa: E402
 from bot.rlm import engine, llm  # noqa: E402,F401  (litellm imported before any timing)
 from bot.rlm.config import load_config  # noqa: E402
+from bot.rlm.sandbox.local import shm_root  # noqa: E402
 
 MODULES = 25
 DEEP = 5  # children that delegate
@@ -144,21 +145,23 @@ def clone_times(repo: Path, work: Path, n: int) -> list[float]:
     return times
 
 
-def shm_used() -> int:
-    st = os.statvfs("/dev/shm")
-    return (st.f_blocks - st.f_bfree) * st.f_frsize
+def bytes_under(path: Path) -> int:
+    proc = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True)
+    return int(proc.stdout.split()[0]) if proc.returncode == 0 and proc.stdout else 0
 
 
 @contextmanager
-def shm_peak(into: list[int]):
-    """The peak rise of /dev/shm use while the block runs, appended to `into` (bytes)."""
-    base = peak = shm_used()
+def shm_peak(work: Path, into: list[int]):
+    """The peak size of this benchmark's sandboxes in /dev/shm while the block runs (sampled with
+    `du` every 0.5 s), appended to `into` (bytes)."""
+    root = shm_root((work / "cache").resolve())
+    peak = 0
     done = threading.Event()
 
     def sample() -> None:
         nonlocal peak
-        while not done.wait(0.1):
-            peak = max(peak, shm_used())
+        while not done.wait(0.5):
+            peak = max(peak, bytes_under(root))
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -167,7 +170,7 @@ def shm_peak(into: list[int]):
     finally:
         done.set()
         thread.join()
-        into.append(max(0, peak - base))
+        into.append(peak)
 
 
 def p90(values: list[float]) -> float:
@@ -191,13 +194,13 @@ def measure(repo: Path, mode: str, ns: argparse.Namespace) -> dict:
         work = Path(tmp)
         shm: list[int] = []
         start = time.monotonic()
-        with shm_peak(shm):
+        with shm_peak(work, shm):
             wall0, results0 = run(repo, work, 0.0, mode, ns.isolation)  # the first rollout (cold)
         creation = [a["sandbox_seconds"] for a in results0["agents"] if a["sandbox_seconds"] is not None]
         alone = sequential_creation(repo, work, ns.alone, mode, ns.isolation)
-        with shm_peak(shm):
+        with shm_peak(work, shm):
             wall0_warm, _ = run(repo, work, 0.0, mode, ns.isolation)
-        with shm_peak(shm):
+        with shm_peak(work, shm):
             wall1, _ = run(repo, work, ns.latency, mode, ns.isolation)
         clones = clone_times(repo, work, ns.clones) if ns.clones else []
         row = {
@@ -208,6 +211,7 @@ def measure(repo: Path, mode: str, ns: argparse.Namespace) -> dict:
             "ratio": wall1 / (CRITICAL_PATH_RESPONSES * ns.latency),
             "shm_mb": max(shm) / 1024**2,
             "clone": statistics.median(clones) if clones else None,
+            "shared_mb": bytes_under(work / "cache" / "checkouts") / 1024**2,
             "seconds": time.monotonic() - start,
         }
         print(f"  {mode}: {row}", flush=True)
@@ -238,12 +242,12 @@ def main() -> None:
     print(f"\n41 agents, latency {ns.latency}s per response, critical path "
           f"{CRITICAL_PATH_RESPONSES * ns.latency:.0f}s, isolation {ns.isolation}; orchestrator peak RSS {peak_mb:.0f} MB\n")  # fmt: skip
     print("| files | mode | creation alone, median / p90 | creation in the tree, median / p90 "
-          "| zero-latency tree, cold / warm | wall ÷ critical path | peak /dev/shm |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+          "| zero-latency tree, cold / warm | wall ÷ critical path | peak /dev/shm | shared checkout |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for files, mode, r in rows:
         print(f"| {files:,} | {mode} | {r['alone'][0]:.3f} s / {r['alone'][1]:.3f} s "
               f"| {r['tree'][0]:.3f} s / {r['tree'][1]:.3f} s | {r['wall0']:.1f} s / {r['wall0_warm']:.1f} s "
-              f"| {r['ratio']:.3f} | {r['shm_mb']:.0f} MB |")  # fmt: skip
+              f"| {r['ratio']:.3f} | {r['shm_mb']:.1f} MB | {r['shared_mb']:.0f} MB |")  # fmt: skip
     for files, _mode, r in rows:
         if r["clone"] is not None:
             print(f"git clone file:// at {files:,} files: median {r['clone']:.3f}s per agent")
