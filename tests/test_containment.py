@@ -32,6 +32,8 @@ needs_caps = pytest.mark.skipif(
     reason="no writable cgroup and running as root: processes and memory cannot be capped here",
 )
 LIMITS = {"sandbox.max_processes": 64, "sandbox.memory_mb": 256, "sandbox.disk_mb": 32}
+# The host's patch reads a copy's work tree or a copy-on-write sandbox's upper layer: both are attacked.
+both_checkouts = pytest.mark.parametrize("checkouts", ["overlay", "copy"])
 
 
 class Box:
@@ -158,20 +160,22 @@ def _plant_operator_filter(home: Path, marker: Path) -> None:
     (home / ".gitconfig").write_text(f'[filter "op"]\n\tclean = {cmd}\n\tsmudge = {cmd}\n')
 
 
-def test_repository_gitattributes_never_run_the_operators_filter(box, tmp_path, monkeypatch):
+@both_checkouts
+def test_repository_gitattributes_never_run_the_operators_filter(box, tmp_path, monkeypatch, checkouts):
     marker = tmp_path / "marker-repo"
     _plant_operator_filter(tmp_path / "operator", marker)
     monkeypatch.setenv("HOME", str(tmp_path / "operator"))
-    b = box({".gitattributes": "* filter=op\n", "a.txt": "hello\n"})
+    b = box({".gitattributes": "* filter=op\n", "a.txt": "hello\n"}, sandbox__checkouts=checkouts)
     b.run('open("a.txt", "a").write("more\\n")\nopen("new.txt", "w").write("x\\n")')
     patch = b.sandbox.diff()
     assert "+more" in patch and "new.txt" in patch
     assert not marker.exists()
 
 
-def test_a_filter_planted_in_the_sandbox_git_dir_never_runs_on_the_host(box, tmp_path):
+@both_checkouts
+def test_a_filter_planted_in_the_sandbox_git_dir_never_runs_on_the_host(box, tmp_path, checkouts):
     marker = tmp_path / "marker-agent"
-    b = box({"a.txt": "hello\n"})
+    b = box({"a.txt": "hello\n"}, sandbox__checkouts=checkouts)
     # What a remount (or the no-bwrap fallback) would let an agent do: its git dir's config
     # names a filter, and its checkout's .gitattributes applies it to every file.
     planted = f'[filter "evil"]\n\tclean = "sh -c \'env > {marker}; cat\'"\n'
@@ -187,9 +191,10 @@ def test_a_filter_planted_in_the_sandbox_git_dir_never_runs_on_the_host(box, tmp
     assert not marker.exists() and not Path(f"{marker}.fsmonitor").exists()
 
 
-def test_a_nested_repository_made_by_the_agent_runs_nothing_on_the_host(box, tmp_path):
+@both_checkouts
+def test_a_nested_repository_made_by_the_agent_runs_nothing_on_the_host(box, tmp_path, checkouts):
     marker = tmp_path / "marker-nested"
-    b = box({"a.txt": "hello\n"})
+    b = box({"a.txt": "hello\n"}, sandbox__checkouts=checkouts)
     b.run(
         f"""
         import subprocess
@@ -209,10 +214,11 @@ def test_a_nested_repository_made_by_the_agent_runs_nothing_on_the_host(box, tmp
     assert not marker.exists()
 
 
-def test_a_symlink_made_by_the_agent_is_recorded_not_followed(box, tmp_path):
+@both_checkouts
+def test_a_symlink_made_by_the_agent_is_recorded_not_followed(box, tmp_path, checkouts):
     secret = tmp_path / "host-secret.txt"
     secret.write_text("host secret value\n")
-    b = box({"dir/a.txt": "a\n"})
+    b = box({"dir/a.txt": "a\n"}, sandbox__checkouts=checkouts)
     b.run(
         f'import os, shutil\nshutil.rmtree("dir")\nos.symlink({str(tmp_path)!r}, "dir")\nos.symlink({str(secret)!r}, "s")'
     )
@@ -356,8 +362,9 @@ def test_tmp_and_each_file_are_capped_on_disk(box):
     assert co_written <= 32 and co_err != 0
 
 
-def test_an_oversized_patch_is_refused_with_a_clear_reason(box):
-    b = box(rlm__max_patch_bytes=64 * 1024)
+@both_checkouts
+def test_an_oversized_patch_is_refused_with_a_clear_reason(box, checkouts):
+    b = box(rlm__max_patch_bytes=64 * 1024, sandbox__checkouts=checkouts)
     b.run("import os\nopen('blob.bin', 'wb').write(os.urandom(512 * 1024))")
     with pytest.raises(PatchTooLarge) as refused:
         b.sandbox.diff()
