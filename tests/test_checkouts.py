@@ -69,3 +69,23 @@ def test_pool_hands_out_ready_copies_within_the_budget(make_repo, tmp_path):
     checkouts.close()
     assert pooled() == []
     assert all(w.exists() for w, _ in taken)  # handed-out checkouts belong to their sandboxes
+
+
+def test_pinned_commits_in_the_cache_are_bounded(make_repo, tmp_path):
+    from bot.rlm.repo import MAX_PINNED, git
+    from tests.conftest import commit_files
+
+    repo, first = make_repo({"a.txt": "0\n"})
+    cache_root = tmp_path / "cache"
+    shas = [first]
+    prepared = prepare_repo(str(repo), cache_root)
+    for i in range(MAX_PINNED + 4):
+        shas.append(commit_files(repo, {"a.txt": f"{i + 1}\n"}, f"change {i}"))
+        prepared = prepare_repo(str(repo), cache_root)
+    pins = (
+        git("for-each-ref", "--format=%(refname)", "refs/rlm/pinned/", git_dir=prepared.cache)
+        .stdout.decode()
+        .split()
+    )
+    assert len(pins) == MAX_PINNED
+    assert f"refs/rlm/pinned/{shas[-1]}" in pins and f"refs/rlm/pinned/{first}" not in pins

@@ -22,7 +22,7 @@ from bot.rlm.config import load_config
 from bot.rlm.patch import PATCH_TOO_LARGE, PatchTooLarge
 from bot.rlm.repl.session import MESSAGE_TOO_LARGE, ReplSession
 from bot.rlm.repo import prepare_repo
-from bot.rlm.sandbox import cgroups
+from bot.rlm.sandbox import cgroups, local, roots
 from bot.rlm.sandbox.bwrap import SANDBOX_UID, SANDBOX_USER, bwrap_works
 from bot.rlm.sandbox.local import MEMORY_CAP_HIT, LocalSandboxProvider
 
@@ -108,11 +108,11 @@ def test_remounts_and_writes_outside_the_checkout_are_refused(box):
         f"""
         import os, subprocess
         outcomes = {{}}
-        for target in ("/usr", "/etc", {cache!r}, {admin!r}):
+        for target in ("/", "/usr", "/etc", "/proc/sys", "/dev", {cache!r}, {admin!r}):
             proc = subprocess.run(["mount", "-o", "remount,bind,rw", target], capture_output=True)
             outcomes["remount " + target] = proc.returncode
-        for path in ("/etc/planted", "/usr/planted", {cache!r} + "/config", {admin!r} + "/config",
-                     {admin!r} + "/hooks/post-checkout"):
+        for path in ("/planted", "/dev/planted", "/etc/planted", "/usr/planted", {cache!r} + "/config",
+                     {admin!r} + "/config", {admin!r} + "/hooks/post-checkout"):
             try:
                 with open(path, "a") as f:
                     f.write("[filter \\"x\\"]\\n")
@@ -120,6 +120,14 @@ def test_remounts_and_writes_outside_the_checkout_are_refused(box):
             except OSError as e:
                 outcomes[path] = type(e).__name__
         outcomes["userns"] = subprocess.run(["unshare", "-U", "true"], capture_output=True).returncode
+        # The sandbox's uid maps to root outside: a root-owned sysctl such as core_pattern (run by
+        # the host kernel as root on a crash) must still not open for writing.
+        for path in ("/proc/sys/kernel/core_pattern", "/proc/sysrq-trigger"):
+            try:
+                os.close(os.open(path, os.O_WRONLY))
+                outcomes[path] = "written"
+            except OSError as e:
+                outcomes[path] = type(e).__name__
         open("inside.txt", "w").write("fine")  # the checkout itself stays writable
         print(outcomes)
         """
@@ -362,6 +370,25 @@ def test_tmp_and_each_file_are_capped_on_disk(box):
     assert co_written <= 32 and co_err != 0
 
 
+@needs_bwrap
+@pytest.mark.skipif(not cgroups.available(), reason="no writable cgroup: memory is capped per process only")
+def test_checkout_writes_in_memory_count_against_the_memory_cap(box):
+    b = box()
+    if not b.sandbox.path.is_relative_to(local.SHM):
+        pytest.skip("the checkout is on disk here, not in memory-backed /dev/shm")
+    result = b.run(
+        """
+        for i in range(16):  # 480 MB into the checkout (30 MB files), against a 256 MB sandbox
+            with open(f"f{i}.bin", "wb") as f:
+                for _ in range(30):
+                    f.write(b"\\1" * (1 << 20))
+        """,
+        timeout=60,
+    )
+    assert result.repl_lost
+    assert MEMORY_CAP_HIT.format(mb=256) in result.error
+
+
 @both_checkouts
 def test_an_oversized_patch_is_refused_with_a_clear_reason(box, checkouts):
     b = box(rlm__max_patch_bytes=64 * 1024, sandbox__checkouts=checkouts)
@@ -388,7 +415,6 @@ def _victim_tree(base: Path, victim: subprocess.Popen) -> Path:
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to create another user's files")
 def test_a_squatted_shm_directory_is_neither_followed_nor_deleted(make_repo, tmp_path, monkeypatch):
-    from bot.rlm.sandbox import local
 
     repo_dir, _ = make_repo()
     config = load_config(None, {"sandbox.cache_dir": str(tmp_path / "cache"), **LIMITS}, environ={})
@@ -410,6 +436,7 @@ def test_a_squatted_shm_directory_is_neither_followed_nor_deleted(make_repo, tmp
         elsewhere = tmp_path / "victim-home"
         elsewhere.mkdir()
         os.chown(elsewhere, 65534, 65534)
+        monkeypatch.setattr(roots, "SHM", tmp_path / "shm")
         monkeypatch.setattr(local, "SHM", tmp_path / "shm")
         (tmp_path / "shm").mkdir()
         os.symlink(elsewhere, local.shm_root(config.cache_root()).parent)
@@ -426,7 +453,6 @@ def test_a_squatted_shm_directory_is_neither_followed_nor_deleted(make_repo, tmp
 
 
 def test_reaping_signals_only_processes_it_can_prove_it_started(tmp_path):
-    from bot.rlm.sandbox import local
 
     cache = tmp_path / "cache"
     bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)

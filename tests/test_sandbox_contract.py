@@ -16,8 +16,8 @@ import pytest
 
 from bot.rlm.config import load_config
 from bot.rlm.errors import Cancelled
-from bot.rlm.patch import apply_to_dir, check_applies
-from bot.rlm.repl.session import ReplSession
+from bot.rlm.patch import PATCH_TOO_LARGE, PatchTooLarge, apply_to_dir, check_applies
+from bot.rlm.repl.session import MESSAGE_TOO_LARGE, ReplSession
 from bot.rlm.repo import prepare_repo
 from bot.rlm.sandbox import make_provider
 from bot.rlm.sandbox.daytona import DaytonaSandboxProvider
@@ -205,6 +205,24 @@ def test_diff_includes_untracked_and_excludes_ignored(backend, tmp_path):
     assert (clean / "new.txt").read_text() == "untracked but wanted\n"
     assert (clean / "data.bin").read_bytes() == bytes(range(255, -1, -1))
     assert (clean / "run.sh").stat().st_mode & 0o111
+
+
+def test_a_patch_over_the_cap_is_refused(backend):
+    backend.config.rlm.max_patch_bytes = 64 * 1024
+    sandbox = backend.provider.create("root")
+    r = run(backend.repl(sandbox), "import os\nopen('blob.bin', 'wb').write(os.urandom(256 * 1024))")
+    assert r.error is None, r.error
+    with pytest.raises(PatchTooLarge) as refused:
+        sandbox.diff()
+    assert str(refused.value) == PATCH_TOO_LARGE.format(limit=64 * 1024)
+
+
+def test_a_protocol_message_over_the_bound_ends_the_block(backend):
+    backend.config.sandbox.max_message_mb = 1
+    session = backend.repl(backend.provider.create("root"))
+    r = run(session, "import os, sys\nos.write(int(sys.argv[2]), b'{' * (3 << 20) + b'\\n')", timeout=30)
+    assert r.error == MESSAGE_TOO_LARGE.format(limit=1 << 20)
+    assert r.repl_lost
 
 
 def test_no_change_gives_an_empty_diff(backend):

@@ -148,10 +148,11 @@ def patch_stats(patch: str) -> PatchStats:
 def apply_to_dir(patch: str, workdir: Path) -> None:
     """Apply a patch to a plain checkout (e.g. to check a rollout's patch on a fresh clone)."""
     proc = subprocess.run(
-        ["git", "apply", "--whitespace=nowarn", "-"],
+        ["git", *SAFE_GIT, "apply", "--whitespace=nowarn", "-"],
         cwd=workdir,
         input=patch.encode("utf-8", "surrogateescape"),
         capture_output=True,
+        env=git_env(),
     )
     if proc.returncode != 0:
         raise PatchError(proc.stderr.decode("utf-8", "replace").strip())

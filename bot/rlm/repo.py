@@ -178,6 +178,10 @@ def prepare_repo(
                 raise RepoError(f"{shown} has no commits to check out.")
         # Keep the commit reachable so no maintenance ever drops it while sandboxes use it.
         git("update-ref", f"refs/rlm/pinned/{sha}", sha, git_dir=cache)
+        try:
+            os.utime(cache / "refs" / "rlm" / "pinned" / sha)  # when it was last pinned
+        except OSError:
+            pass
         prune_pins(cache)
     return PreparedRepo(source=source, cache=cache, commit=sha, branch=branch)
 
@@ -186,9 +190,15 @@ def prune_pins(cache: Path, keep: int = MAX_PINNED) -> list[str]:
     """Drop all but the `keep` most recently pinned commits' refs (a long-running server pins one
     per run). A dropped pin only makes its objects collectable by a later `git gc`; no rollout
     of this process still uses a commit pinned `keep` runs ago. Returns the dropped refs."""
-    out = git("for-each-ref", "--sort=-creatordate", "--format=%(refname)", "refs/rlm/pinned/",
-              git_dir=cache).stdout.decode()  # fmt: skip
-    refs = [line for line in out.splitlines() if line]
+    out = git("for-each-ref", "--format=%(refname)", "refs/rlm/pinned/", git_dir=cache).stdout.decode()
+
+    def pinned_at(ref: str) -> float:  # a loose ref's mtime; a packed one is older than any
+        try:
+            return os.lstat(cache / ref).st_mtime
+        except OSError:
+            return 0.0
+
+    refs = sorted((line for line in out.splitlines() if line), key=pinned_at, reverse=True)
     stale = refs[keep:]
     if stale:
         script = "".join(f"delete {ref}\n" for ref in stale)

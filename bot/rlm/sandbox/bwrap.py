@@ -9,7 +9,8 @@ What holds, whoever starts it (root included):
   capability dropped (`--cap-drop ALL`), no new privileges (bwrap always sets NO_NEW_PRIVS) and no
   further user namespaces (`--disable-userns`), so no mount can be made or remounted writable;
 - the host's program directories, the interpreter and the repository cache read-only; the
-  checkout writable; `/tmp` a size-limited tmpfs; a generated `/etc` (no shadow, sudoers or keys);
+  checkout writable; `/tmp` and `/dev/shm` size-limited tmpfs; `/`, `/dev` and `/proc/sys`
+  read-only; a generated `/etc` (no shadow, sudoers or keys);
 - no network, its own PID/IPC/UTS namespaces, an empty environment but for what is set here.
 """
 
@@ -45,36 +46,35 @@ class BwrapOptions:
     path_prefix: list[str] = field(default_factory=list)  # directories put first on PATH
     tmp_bytes: int | None = None  # size of /tmp; None = tmpfs default (half the RAM)
     network: bool = False
-    user_namespace: bool = True  # False only where bwrap is setuid and cannot make one
+    user_namespace: bool = True  # False only where bwrap is setuid and cannot make one (non-root)
+
+
+def _try(argv: list[str]) -> bool:
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 @lru_cache(maxsize=1)
-def bwrap_works() -> bool:
-    """bwrap is installed and can create its namespaces here (containers often forbid it)."""
+def user_namespaces() -> bool | None:
+    """None: bwrap cannot run here (containers often forbid it). True: it runs with its own user
+    namespace. False: only without one (a setuid bwrap on a host that forbids user namespaces:
+    bwrap then drops to the calling user itself)."""
     exe = shutil.which("bwrap")
     if not exe:
+        return None
+    base = [exe, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
+    if _try([*base, "--unshare-user", "--disable-userns", "true"]):
+        return True
+    if os.getuid() != 0 and _try([*base, "true"]):
         return False
-    try:
-        proc = subprocess.run(
-            [
-                exe,
-                "--ro-bind",
-                "/",
-                "/",
-                "--unshare-all",
-                "--unshare-user",
-                "--cap-drop",
-                "ALL",
-                "--disable-userns",
-                "--die-with-parent",
-                "true",
-            ],  # fmt: skip
-            capture_output=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
+    return None
+
+
+def bwrap_works() -> bool:
+    """bwrap is installed and can create its namespaces here."""
+    return user_namespaces() is not None
 
 
 def python_exe() -> str:
@@ -138,14 +138,16 @@ def bwrap_argv(opts: BwrapOptions, command: list[str]) -> list[str]:
         src = Path("/etc") / name
         if src.is_dir() and not src.is_symlink():
             argv += ["--ro-bind", str(src), f"/etc/{name}"]
-    argv += ["--proc", "/proc", "--dev", "/dev"]
-    if opts.tmp_bytes:
-        argv += ["--size", str(opts.tmp_bytes)]
-    argv += ["--tmpfs", "/tmp"]
+    # The sandbox's uid maps to the host's: when that is root, a sysctl file (0644, root's) would
+    # be writable by its owner, e.g. kernel/core_pattern, which the host kernel runs as root.
+    argv += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev"]
+    size = ["--size", str(opts.tmp_bytes)] if opts.tmp_bytes else []
+    argv += [*size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev", *size, "--tmpfs", "/tmp"]
     for src, dst in opts.ro_binds:
         argv += ["--ro-bind", src, dst]
     for src, dst in opts.rw_binds:
         argv += ["--bind", src, dst]
+    argv += ["--remount-ro", "/"]  # the sandbox's own root: nothing new at the top level
     path = ":".join([*opts.path_prefix, SANDBOX_PATH])
     env = {"PATH": path, "HOME": "/tmp", "USER": SANDBOX_USER, "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "GIT_CONFIG_NOSYSTEM": "1", **opts.env}  # fmt: skip

@@ -58,7 +58,8 @@ class SessionTransport:
         self._on_kill = on_kill
         self._send_lock = threading.Lock()
         self._lines: queue.Queue[bytes] = queue.Queue()
-        self._partial = ""
+        self._pieces: list[str] = []  # the unfinished line, in pieces
+        self._pending = 0  # its length
         self._max_bytes = max_message_bytes
         self._overflowed = False  # a line went over the bound: the rest of the stream is dropped
         self._seen = 0  # stdout characters received so far (to skip on a replayed stream)
@@ -90,8 +91,8 @@ class SessionTransport:
                         continue
                 break  # the stream ended: the command exited
         finally:
-            if self._partial:
-                self._lines.put(self._partial.encode("utf-8", "surrogateescape"))
+            if self._pieces and not self._overflowed:
+                self._lines.put("".join(self._pieces).encode("utf-8", "surrogateescape"))
             self._lines.put(b"")  # EOF for the LineReader
 
     def _stdout_chunk(self, skip: int) -> Callable[[str], None]:
@@ -104,20 +105,34 @@ class SessionTransport:
             if not text:
                 return
             self._seen += len(text)
-            if self._overflowed:
-                return
-            data = self._partial + text
-            *complete, self._partial = data.split("\n")
-            for line in [*complete, self._partial]:
-                if len(line) > self._max_bytes:  # the reader reports it and stops
-                    self._overflowed, self._partial = True, ""
-                    self._lines.put(line[: self._max_bytes + 1].encode("utf-8", "surrogateescape"))
-                    return
-            for line in complete:
-                if line:
-                    self._lines.put(line.encode("utf-8", "surrogateescape") + b"\n")
+            if not self._overflowed:
+                self._take(text)
 
         return on_stdout
+
+    def _take(self, text: str) -> None:
+        """Cut the stream into lines; the unfinished line is kept as pieces (no quadratic joins)
+        and never past the bound: a longer line is handed on cut, and the reader reports it."""
+        *complete, rest = text.split("\n")
+        for piece in complete:
+            line = "".join([*self._pieces, piece])
+            self._pieces, self._pending = [], 0
+            if not self._put_line(line):
+                return
+        if rest:
+            self._pieces.append(rest)
+            self._pending += len(rest)
+            if self._pending > self._max_bytes:
+                self._put_line("".join(self._pieces))
+
+    def _put_line(self, line: str) -> bool:
+        if len(line) > self._max_bytes:
+            self._overflowed, self._pieces, self._pending = True, [], 0
+            self._lines.put(line[: self._max_bytes + 1].encode("utf-8", "surrogateescape"))
+            return False
+        if line:
+            self._lines.put(line.encode("utf-8", "surrogateescape") + b"\n")
+        return True
 
     def _stderr_chunk(self, text: str) -> None:
         self._stderr = (self._stderr + text)[-STDERR_KEPT:]

@@ -9,16 +9,14 @@ warning says so.
 Each agent's checkout is a copy-on-write overlay over one shared checkout of the commit
 (overlay.py) where the kernel allows it, else a full copy (checkouts.py); `sandbox.checkouts`
 forces either. Every rollout owns a private directory under `<root>/sandboxes/<rollout_id>` with
-an owner file; a later start removes the directories of owners that are provably gone (owned.py).
+an owner file; a later start removes the directories of owners that are provably gone (roots.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import shutil
 import subprocess
 import threading
 import uuid
@@ -32,18 +30,26 @@ from ..owned import (
     kill_group,
     private_dir,
     process_token,
-    read_private,
     remove_owned,
-    same_process,
-    why_not_owned,
-    why_not_owned_below,
 )
 from ..repl.session import DRIVER_PATH, PipeTransport
-from ..repo import PreparedRepo, git
+from ..repo import PreparedRepo
 from . import cgroups, overlay, shared_checkouts
 from .base import DriverSlot, driver_limits
-from .bwrap import SANDBOX_PATH, BwrapOptions, bwrap_argv, bwrap_works, python_exe, write_etc
+from .bwrap import (
+    SANDBOX_PATH,
+    BwrapOptions,
+    bwrap_argv,
+    bwrap_works,
+    python_exe,
+    user_namespaces,
+    write_etc,
+)
 from .checkouts import Checkout, Checkouts, CopiedCheckout
+from .roots import SHM, checkout_bytes, choose_root, reap_leftovers, sandbox_roots, shm_root
+
+__all__ = ["LocalSandbox", "LocalSandboxProvider", "bwrap_works", "checkout_bytes", "choose_root",
+           "reap_leftovers", "sandbox_roots", "shm_root"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 DRIVER_IN_SANDBOX = "/opt/rlm/driver.py"
@@ -67,92 +73,6 @@ OVERLAY_REQUIRED_ERROR = (
 COPY_WARNED = threading.Event()
 MEMORY_CAP_HIT = "the sandbox reached its memory cap of {mb} MB (sandbox.memory_mb)"
 PROCESS_CAP_HIT = "the sandbox reached its cap of {n} processes (sandbox.max_processes)"
-
-SHM = Path("/dev/shm")
-
-
-def shm_root(cache_root: Path) -> Path:
-    """Where checkouts go when memory-backed /dev/shm has room (one place per cache)."""
-    digest = hashlib.sha256(str(cache_root.resolve()).encode()).hexdigest()[:12]
-    return SHM / f"rlm-bot-{os.getuid()}" / digest
-
-
-def sandbox_roots(cache_root: Path, work_dir: Path | None = None) -> list[Path]:
-    """Every directory that may hold rollouts' sandboxes for this cache."""
-    return [root for root, _ in _trusted_roots(cache_root, work_dir)]
-
-
-def _trusted_roots(cache_root: Path, work_dir: Path | None) -> list[tuple[Path, Path]]:
-    """(sandbox root, the directory below which every component must be ours)."""
-    roots = [(cache_root / "sandboxes", cache_root.parent), (shm_root(cache_root) / "sandboxes", SHM)]
-    if work_dir is not None:
-        roots.append((work_dir / "sandboxes", work_dir.parent))
-    return roots
-
-
-def checkout_bytes(repo: PreparedRepo) -> int:
-    """Size of one checkout of the pinned commit (the sum of its blobs)."""
-    out = git("ls-tree", "-r", "-l", "--full-tree", repo.commit, git_dir=repo.cache).stdout.decode()
-    return sum(int(line.split()[3]) for line in out.splitlines() if line.split()[3].isdigit())
-
-
-def _shm_usable(cache_root: Path) -> bool:
-    """/dev/shm/rlm-bot-<uid>/<digest> is ours (or can be made ours). A path another local user
-    created first (a squat) is never entered: checkouts then go to the cache directory."""
-    top = shm_root(cache_root) / "sandboxes"
-    for path in (top.parent.parent, top.parent, top):
-        if not os.path.lexists(path):
-            return True
-        why = why_not_owned_below(path, SHM)
-        if why:
-            log.warning("not using %s", why)
-            return False
-    return True
-
-
-def choose_root(config: Config, repo: PreparedRepo, copies: bool = True) -> Path:
-    """Sandboxes are short-lived and write thousands of files: on memory-backed /dev/shm a
-    checkout costs a fraction of what it costs on a busy disk. Use it when it has room for every
-    sandbox the rollout may create (with margin), else the cache directory. Copy-on-write
-    sandboxes hold only what agents write: the margin alone."""
-    if config.sandbox.work_dir:
-        return Path(config.sandbox.work_dir).expanduser()
-    cache_root = config.cache_root()
-    if SHM.is_dir() and os.access(SHM, os.W_OK) and _shm_usable(cache_root):
-        need = (checkout_bytes(repo) * config.rlm.max_sandboxes * 2 if copies else 0) + 256 * 1024**2
-        if shutil.disk_usage(SHM).free > need:
-            return shm_root(cache_root)
-    return cache_root
-
-
-def reap_leftovers(cache_root: Path, work_dir: Path | None = None) -> list[str]:
-    """Remove sandbox directories of rollouts whose process is gone. Returns the rollout ids.
-    Only directories this user owns are entered; only processes proven ours are signalled."""
-    reaped: list[str] = []
-    for root, base in _trusted_roots(cache_root, work_dir):
-        if not why_not_owned_below(root, base):
-            reaped += _reap_root(root)
-    cgroups.reap()
-    return reaped
-
-
-def _reap_root(root: Path) -> list[str]:
-    reaped: list[str] = []
-    for entry in root.iterdir():
-        if why_not_owned(entry):
-            continue  # a symlink, a file, or another user's: never ours to remove
-        try:
-            owner = json.loads(read_private(entry / "owner.json"))
-            alive = same_process(owner.get("owner"))
-        except (OSError, ValueError, AttributeError):
-            owner, alive = {}, False
-        if alive:
-            continue
-        for token in owner.get("drivers", []) if isinstance(owner, dict) else []:
-            kill_group(token)
-        if remove_owned(entry):
-            reaped.append(entry.name)
-    return reaped
 
 
 def _hide_host_process() -> None:
@@ -339,6 +259,7 @@ class LocalSandbox:
             ],  # fmt: skip
             rw_binds=[(self.workdir, self.workdir)],
             tmp_bytes=self.provider.config.sandbox.disk_mb * 1024 * 1024,
+            user_namespace=bool(user_namespaces()),
         )
 
     def _argv(self, fds: tuple[int, int]) -> list[str]:
@@ -382,9 +303,9 @@ class LocalSandbox:
         os.close(to_r)
         os.close(from_w)
         self.pid = proc.pid
-        self.token = process_token(proc.pid)
+        self.token = token = process_token(proc.pid)
         limit = self.provider.config.sandbox.max_message_mb * 1024 * 1024
-        return PipeTransport(proc, to_w, from_r, on_kill=lambda p=proc: self._stop(p),
+        return PipeTransport(proc, to_w, from_r, on_kill=lambda: self._stop(proc, token),
                              max_message_bytes=limit, explain=self.cap_hit)  # fmt: skip
 
     def cap_hit(self) -> str | None:
@@ -407,11 +328,11 @@ class LocalSandbox:
             limits["processes"] = self.provider.config.sandbox.max_processes
         return limits
 
-    def _stop(self, proc: subprocess.Popen) -> None:
+    def _stop(self, proc: subprocess.Popen, token: list) -> None:
         """Kill the driver's whole process group (under bwrap: its whole PID namespace), every
         process left in its cgroup, and reap it."""
-        kill_group(self.token)
-        if self.cgroup is not None:
+        kill_group(token)
+        if self.cgroup is not None and token == self.token:  # not a later driver's processes
             self.cgroup.kill()
         try:
             proc.wait(timeout=5)
