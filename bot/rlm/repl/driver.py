@@ -64,10 +64,14 @@ class Channel:
     def __init__(self, cmd_fd, res_fd):
         os.set_inheritable(cmd_fd, False)
         os.set_inheritable(res_fd, False)
-        _not_dumpable()
+        # Importing ctypes takes a while: done while the host waits for its first model reply,
+        # and always finished before a message after `init` (so before any agent code) is read.
+        self._private = threading.Thread(target=_not_dumpable, name="rlm-private")
+        self._private.start()
         self._in = os.fdopen(cmd_fd, "rb")
         self._out = os.fdopen(res_fd, "wb", buffering=0)
         self._lock = threading.Lock()
+        self._received = 0
 
     def send(self, msg):
         data = (json.dumps(msg, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
@@ -78,6 +82,9 @@ class Channel:
         line = self._in.readline()
         if not line:
             raise SystemExit(0)  # host went away
+        self._received += 1
+        if self._received > 1:
+            self._private.join()
         return json.loads(line)
 
 

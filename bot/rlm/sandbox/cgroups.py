@@ -21,6 +21,7 @@ from ..owned import process_start, same_process
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "rlm-bot"
+JOIN_AND_EXEC = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 126; shift; done; shift; exec "$@"'
 
 
 class CgroupKind(Enum):
@@ -82,11 +83,11 @@ class SandboxCgroup:
     kind: CgroupKind
     paths: list[Path]  # v2: one; v1: pids then memory
 
-    def attach_self(self) -> None:
-        """Move the calling process into the group (run in the child between fork and exec)."""
-        pid = str(os.getpid())
-        for path in self.paths:
-            _write(path / "cgroup.procs", pid)
+    def wrap(self, argv: list[str]) -> list[str]:
+        """`argv` run from inside the group: a shell writes its pid into each group, then execs
+        `argv`, so every process it starts is in the group from its first instruction."""
+        procs = [str(path / "cgroup.procs") for path in self.paths]
+        return ["/bin/sh", "-c", JOIN_AND_EXEC, "sh", *procs, "--", *argv]
 
     def _read(self, name: str) -> str:
         for path in self.paths:

@@ -278,6 +278,8 @@ class LocalSandbox:
         from_r, from_w = os.pipe()
         fds = (to_r, from_w)
         argv = self._argv(fds)
+        if self.cgroup is not None:  # a shell joins the group, then becomes bwrap (no preexec_fn:
+            argv = self.cgroup.wrap(argv)  # it would make every spawn a full fork of the host)
         home = self.provider.root / f"{self.id}.home"
         home.mkdir(mode=0o700, exist_ok=True)
         env = {"PATH": SANDBOX_PATH, "HOME": str(home), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -294,7 +296,6 @@ class LocalSandbox:
                     env=env,
                     pass_fds=fds,
                     start_new_session=True,
-                    preexec_fn=self.cgroup.attach_self if self.cgroup else None,
                 ).result()
         except (OSError, subprocess.SubprocessError) as e:
             for fd in (to_r, to_w, from_r, from_w):

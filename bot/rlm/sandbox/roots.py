@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 from ..config import Config
@@ -24,6 +25,14 @@ from . import cgroups
 log = logging.getLogger(__name__)
 
 SHM = Path("/dev/shm")
+STARTING = 120.0  # seconds a rollout directory may exist before its owner file is written
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - os.lstat(path).st_mtime
+    except OSError:
+        return float("inf")
 
 
 def shm_root(cache_root: Path) -> Path:
@@ -101,7 +110,8 @@ def _reap_root(root: Path) -> list[str]:
             # {"pid", "start"}: written by an older version, which may still be running
             alive = same_process(owner.get("owner") or [owner.get("pid"), owner.get("start")])
         except (OSError, ValueError, AttributeError):
-            owner, alive = {}, False
+            # No owner file yet: a rollout still starting (another process), unless it is old.
+            owner, alive = {}, _age(entry) < STARTING
         if alive:
             continue
         for token in owner.get("drivers", []) if isinstance(owner, dict) else []:
