@@ -147,7 +147,7 @@ def test_etc_is_minimal_and_holds_no_secrets(box):
     result = b.run(
         """
         import os
-        print(sorted(p for p in ("shadow", "gshadow", "sudoers", "ssh", "sudoers.d", "machine-id")
+        print(sorted(p for p in ("shadow", "gshadow", "sudoers", "ssh", "sudoers.d", "machine-id", "ssl/private")
                      if os.path.lexists("/etc/" + p)))
         print(open("/etc/passwd").read().count("\\n"), os.path.exists("/etc/ld.so.cache"))
         """

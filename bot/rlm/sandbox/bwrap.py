@@ -30,8 +30,11 @@ SANDBOX_USER = "rlm"
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # Copied or linked from the host's /etc: what dynamic linking, locales and tools need to start.
-ETC_KEEP = ("ld.so.cache", "ld.so.conf", "localtime", "alternatives", "mime.types", "protocols",
-            "services", "ssl", "ca-certificates", "os-release", "debian_version")  # fmt: skip
+ETC_KEEP = ("ld.so.cache", "ld.so.conf", "localtime", "mime.types", "protocols", "services",
+            "os-release", "debian_version")  # fmt: skip
+# Bound read-only from the host's /etc: public data only (never /etc/ssl/private: the sandbox's
+# uid maps to the host's, so as root a 0600 key there would be readable).
+ETC_BIND = ("alternatives", "ssl/certs", "ca-certificates")
 
 
 @dataclass
@@ -97,8 +100,9 @@ def write_etc(dest: Path) -> Path:
         "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
         "group": f"root:x:0:\n{SANDBOX_USER}:x:{SANDBOX_GID}:\nnogroup:x:65534:\n",
         "hosts": "127.0.0.1 localhost\n::1 localhost\n",
-        "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
+        "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
         "hostname": "sandbox\n",
+        "resolv.conf": "",  # the host's is bound here only for a sandbox with network
     }
     for name, text in files.items():
         (dest / name).write_text(text)
@@ -112,8 +116,9 @@ def write_etc(dest: Path) -> Path:
         elif src.is_file():
             shutil.copyfile(src, dest / name)
             os.chmod(dest / name, 0o644)
-        elif src.is_dir():  # alternatives, ssl: bound read-only at start (see bwrap_argv)
-            (dest / name).mkdir(mode=0o755, exist_ok=True)
+    for name in ETC_BIND:  # mount points for bwrap_argv
+        if (Path("/etc") / name).is_dir():
+            (dest / name).mkdir(mode=0o755, parents=True, exist_ok=True)
     return dest
 
 
@@ -134,10 +139,11 @@ def bwrap_argv(opts: BwrapOptions, command: list[str]) -> list[str]:
     if not prefix.startswith("/usr/"):
         argv += ["--ro-bind", prefix, prefix]
     argv += ["--ro-bind", str(opts.etc_dir), "/etc"]
-    for name in ETC_KEEP:
-        src = Path("/etc") / name
-        if src.is_dir() and not src.is_symlink():
-            argv += ["--ro-bind", str(src), f"/etc/{name}"]
+    if opts.network and os.path.exists("/etc/resolv.conf"):
+        argv += ["--ro-bind", os.path.realpath("/etc/resolv.conf"), "/etc/resolv.conf"]
+    for name in ETC_BIND:
+        if (Path("/etc") / name).is_dir() and (opts.etc_dir / name).is_dir():
+            argv += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     # The sandbox's uid maps to the host's: when that is root, a sysctl file (0644, root's) would
     # be writable by its owner, e.g. kernel/core_pattern, which the host kernel runs as root.
     argv += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev"]
