@@ -93,8 +93,8 @@ def main() -> None:
                   f"(cached setup {hit['setup_seconds']:.3f}s); {time.monotonic() - start:.1f}s")  # fmt: skip
         seq_without, seq_with = [], []
         for _ in range(ns.rounds):
-            seq_without += sequential_creation(repo, work, 15, ns.isolation, None, "cache-tree")
-            seq_with += sequential_creation(repo, work, 15, ns.isolation, SETUP, "cache-tree")
+            seq_without += sequential_creation(repo, work, 15, "auto", ns.isolation, None, "cache-tree")
+            seq_with += sequential_creation(repo, work, 15, "auto", ns.isolation, SETUP, "cache-tree")
         c, d = statistics.median(seq_without), statistics.median(seq_with)
         print(f"sandbox + REPL one at a time: median {c:.3f}s without setup, {d:.3f}s with the environment "
               f"(REPL on its venv) ({(d / c - 1) * 100:+.1f}%, n={len(seq_with)})")  # fmt: skip

@@ -272,8 +272,10 @@ def sandboxes_reap(
     except RLMError as e:
         raise fail(str(e), EXIT_FAILED) from None
     daytona = counts["daytona"] if os.environ.get("DAYTONA_API_KEY") else "skipped (no DAYTONA_API_KEY)"
-    typer.echo(f"reaped local sandboxes: {counts['local']}; Daytona sandboxes: {daytona}; "
-               f"old environments: {counts['environments']}")  # fmt: skip
+    typer.echo(
+        f"reaped local sandboxes: {counts['local']}; Daytona sandboxes: {daytona}; "
+        f"old environments: {counts['environments']}; idle shared checkouts: {counts['checkouts']}"
+    )
 
 
 @app.command("serve")

@@ -182,7 +182,7 @@ def test_leftovers_of_a_killed_run_are_reaped_at_the_next_start(make_repo, write
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         runs = run_dirs(cache / "rlm-bot")
-        if runs and len([p for p in runs[0].iterdir() if p.name.endswith(".git")]) >= 3:
+        if runs and len([p for p in runs[0].iterdir() if p.name.endswith(".home")]) >= 3:  # drivers started
             break
         time.sleep(0.2)
     else:

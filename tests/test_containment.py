@@ -32,6 +32,8 @@ needs_caps = pytest.mark.skipif(
     reason="no writable cgroup and running as root: processes and memory cannot be capped here",
 )
 LIMITS = {"sandbox.max_processes": 64, "sandbox.memory_mb": 256, "sandbox.disk_mb": 32}
+# The host's patch reads a copy's work tree or a copy-on-write sandbox's upper layer: both are attacked.
+both_checkouts = pytest.mark.parametrize("checkouts", ["overlay", "copy"])
 
 
 class Box:
@@ -52,6 +54,15 @@ class Box:
 
     def run(self, code: str, timeout: float = 20):
         return self.session.execute(textwrap.dedent(code), timeout, lambda fn, args: None, lambda: None)
+
+
+def host_git_dir(b: Box) -> Path:
+    """The git dir the host made for the sandbox's checkout: a copy's private one (read-only
+    inside), or the shared checkout's (copy-on-write: not even visible inside; the agent's own
+    writes to .git land in its upper layer, which the host never uses as a git dir)."""
+    if b.provider.copy_on_write:
+        return b.provider.checkouts.shared.tree / ".git"
+    return b.sandbox.checkout.admin
 
 
 @pytest.fixture
@@ -92,7 +103,7 @@ def test_agent_runs_unprivileged_with_no_capabilities(box):
 @needs_bwrap
 def test_remounts_and_writes_outside_the_checkout_are_refused(box):
     b = box()
-    cache, admin = str(b.repo.cache), str(b.sandbox.admin)
+    cache, admin = str(b.repo.cache), str(host_git_dir(b))
     result = b.run(
         f"""
         import os, subprocess
@@ -126,8 +137,8 @@ def test_remounts_and_writes_outside_the_checkout_are_refused(box):
     assert all(v != 0 for k, v in outcomes.items() if k.startswith("remount") or k == "userns"), outcomes
     assert not any(v == "written" for v in outcomes.values()), outcomes
     assert "filter" not in (b.repo.cache / "config").read_text()
-    assert "filter" not in (b.sandbox.admin / "config").read_text()
-    assert (b.sandbox.path / "inside.txt").read_text() == "fine"
+    assert "filter" not in (host_git_dir(b) / "config").read_text()
+    assert "+fine" in b.sandbox.diff()
 
 
 @needs_bwrap
@@ -157,34 +168,41 @@ def _plant_operator_filter(home: Path, marker: Path) -> None:
     (home / ".gitconfig").write_text(f'[filter "op"]\n\tclean = {cmd}\n\tsmudge = {cmd}\n')
 
 
-def test_repository_gitattributes_never_run_the_operators_filter(box, tmp_path, monkeypatch):
+@both_checkouts
+def test_repository_gitattributes_never_run_the_operators_filter(box, tmp_path, monkeypatch, checkouts):
     marker = tmp_path / "marker-repo"
     _plant_operator_filter(tmp_path / "operator", marker)
     monkeypatch.setenv("HOME", str(tmp_path / "operator"))
-    b = box({".gitattributes": "* filter=op\n", "a.txt": "hello\n"})
+    b = box({".gitattributes": "* filter=op\n", "a.txt": "hello\n"}, sandbox__checkouts=checkouts)
     b.run('open("a.txt", "a").write("more\\n")\nopen("new.txt", "w").write("x\\n")')
     patch = b.sandbox.diff()
     assert "+more" in patch and "new.txt" in patch
     assert not marker.exists()
 
 
-def test_a_filter_planted_in_the_sandbox_git_dir_never_runs_on_the_host(box, tmp_path):
+@both_checkouts
+def test_a_filter_planted_in_the_sandbox_git_dir_never_runs_on_the_host(box, tmp_path, checkouts):
     marker = tmp_path / "marker-agent"
-    b = box({"a.txt": "hello\n"})
+    b = box({"a.txt": "hello\n"}, sandbox__checkouts=checkouts)
     # What a remount (or the no-bwrap fallback) would let an agent do: its git dir's config
     # names a filter, and its checkout's .gitattributes applies it to every file.
-    with open(b.sandbox.admin / "config", "a") as f:
-        f.write(f'[filter "evil"]\n\tclean = "sh -c \'env > {marker}; cat\'"\n')
-        f.write(f"[core]\n\tfsmonitor = \"sh -c 'env > {marker}.fsmonitor'\"\n")
+    planted = f'[filter "evil"]\n\tclean = "sh -c \'env > {marker}; cat\'"\n'
+    planted += f"[core]\n\tfsmonitor = \"sh -c 'env > {marker}.fsmonitor'\"\n"
+    if b.provider.copy_on_write:  # the agent's git dir is its own copy: it plants the filter itself
+        b.run(f"_ = open('.git/config', 'a').write({planted!r})")
+    else:
+        with open(host_git_dir(b) / "config", "a") as f:
+            f.write(planted)
     b.run('open(".gitattributes", "w").write("* filter=evil\\n")\nopen("a.txt", "a").write("more\\n")')
     patch = b.sandbox.diff()
     assert "+more" in patch
     assert not marker.exists() and not Path(f"{marker}.fsmonitor").exists()
 
 
-def test_a_nested_repository_made_by_the_agent_runs_nothing_on_the_host(box, tmp_path):
+@both_checkouts
+def test_a_nested_repository_made_by_the_agent_runs_nothing_on_the_host(box, tmp_path, checkouts):
     marker = tmp_path / "marker-nested"
-    b = box({"a.txt": "hello\n"})
+    b = box({"a.txt": "hello\n"}, sandbox__checkouts=checkouts)
     b.run(
         f"""
         import subprocess
@@ -204,10 +222,11 @@ def test_a_nested_repository_made_by_the_agent_runs_nothing_on_the_host(box, tmp
     assert not marker.exists()
 
 
-def test_a_symlink_made_by_the_agent_is_recorded_not_followed(box, tmp_path):
+@both_checkouts
+def test_a_symlink_made_by_the_agent_is_recorded_not_followed(box, tmp_path, checkouts):
     secret = tmp_path / "host-secret.txt"
     secret.write_text("host secret value\n")
-    b = box({"dir/a.txt": "a\n"})
+    b = box({"dir/a.txt": "a\n"}, sandbox__checkouts=checkouts)
     b.run(
         f'import os, shutil\nshutil.rmtree("dir")\nos.symlink({str(tmp_path)!r}, "dir")\nos.symlink({str(secret)!r}, "s")'
     )
@@ -370,8 +389,9 @@ def test_checkout_writes_in_memory_count_against_the_memory_cap(box):
     assert MEMORY_CAP_HIT.format(mb=256) in result.error
 
 
-def test_an_oversized_patch_is_refused_with_a_clear_reason(box):
-    b = box(rlm__max_patch_bytes=64 * 1024)
+@both_checkouts
+def test_an_oversized_patch_is_refused_with_a_clear_reason(box, checkouts):
+    b = box(rlm__max_patch_bytes=64 * 1024, sandbox__checkouts=checkouts)
     b.run("import os\nopen('blob.bin', 'wb').write(os.urandom(512 * 1024))")
     with pytest.raises(PatchTooLarge) as refused:
         b.sandbox.diff()

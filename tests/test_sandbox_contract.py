@@ -1,4 +1,5 @@
-"""One contract every sandbox backend passes: local, and daytona through the SDK fake.
+"""One contract every sandbox backend passes: local (copy-on-write overlays and full copies), and
+daytona through the SDK fake.
 
 Each test runs the real driver in a real sandbox (a local checkout, or a fake Daytona sandbox
 directory with real session processes) over the backend's own transport.
@@ -36,9 +37,11 @@ FILES = {
 class Backend:
     """A provider for one backend plus where its sandboxes live on this host (for inspection)."""
 
-    def __init__(self, name: str, tmp: Path, repo_dir: Path):
+    def __init__(self, kind: str, tmp: Path, repo_dir: Path):
+        name, _, checkouts = kind.partition("-")
         self.name = name
         self.config = load_config(None, {"sandbox.cache_dir": str(tmp / "cache"), "sandbox.backend": name,
+                                         "sandbox.checkouts": checkouts or "auto",
                                          "sandbox.daytona.retry_backoff": 0.01}, environ={})  # fmt: skip
         self.repo = prepare_repo(str(repo_dir), self.config.cache_root())
         self.fake = FakeDaytona(root=tmp / "daytona") if name == "daytona" else None
@@ -48,10 +51,18 @@ class Backend:
             self.provider = make_provider(self.config, self.repo, "contract")
 
     def area(self, sandbox) -> Path:
-        """Every file of the sandbox, as seen from the host."""
+        """Every file the host keeps for this sandbox alone: its checkout (a copy), or the directory
+        holding its upper layer (copy-on-write), or its fake Daytona sandbox."""
         if self.fake is not None:
             return self.fake.root / sandbox.id
         return Path(sandbox.workdir)
+
+    def host_file(self, sandbox, name: str) -> Path:
+        """A file of the sandbox's checkout as the host holds it (for an unchanged file of a
+        copy-on-write sandbox: the shared checkout it is a view of)."""
+        if self.name == "local" and self.provider.copy_on_write:
+            return self.provider.checkouts.shared.tree / name
+        return next(self.area(sandbox).rglob(name))
 
     def repl(self, sandbox) -> ReplSession:
         session = ReplSession(sandbox.start_driver())
@@ -59,7 +70,7 @@ class Backend:
         return session
 
 
-@pytest.fixture(params=["local", "daytona"])
+@pytest.fixture(params=["local-overlay", "local-copy", "daytona"])
 def backend(request, tmp_path, make_repo, monkeypatch):
     monkeypatch.setenv("LLM_API_KEY", LLM_SECRET)
     monkeypatch.setenv("DAYTONA_API_KEY", DAYTONA_SECRET)
@@ -82,7 +93,7 @@ def test_created_at_the_pinned_commit(backend):
     head, body = r.stdout.split("\n", 1)
     assert head == backend.repo.commit
     assert body.startswith(FILES["calc.py"])
-    assert (backend.area(sandbox).rglob("data.bin")).__next__().read_bytes() == FILES["data.bin"]
+    assert backend.host_file(sandbox, "data.bin").read_bytes() == FILES["data.bin"]
 
 
 def test_exec_keeps_state_and_separates_streams(backend):

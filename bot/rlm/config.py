@@ -104,6 +104,12 @@ class SandboxConfig(_Section):
     inherit_checkout: str | None = Field(
         None, description="the host path its editable installs point at; each agent's own checkout"
     )
+    checkouts: Literal["auto", "overlay", "copy"] = Field(
+        "auto", description="local: copy-on-write overlays where the kernel allows (auto), required, or full copies"
+    )
+    checkout_cache: int = Field(
+        4, ge=0, description="local: idle shared checkouts of recent commits kept for the next rollout"
+    )
     daytona: DaytonaSettings = Field(default_factory=DaytonaSettings)
 
     @field_validator("setup", mode="before")

@@ -109,8 +109,37 @@ def remove_owned(path: Path) -> bool:
     """Remove a directory tree only if it is ours (lstat); True when removed."""
     if not _ours_relaxed(path):
         return False
-    shutil.rmtree(path, ignore_errors=True)
+    remove_tree(path)
     return True
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree even where its own modes forbid it (an overlay's work dir is mode
+    000; an agent may make directories read-only). Never follows a symlink."""
+
+    def unlock(directory: str) -> None:
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            return
+        try:
+            if stat.S_IMODE(os.fstat(fd).st_mode) & 0o700 != 0o700:
+                os.fchmod(fd, 0o700)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    if not os.path.isdir(path) or os.path.islink(path):
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path):
+        return
+    unlock(str(path))
+    for top, dirs, _ in os.walk(path):  # top-down: each directory is opened up before it is listed
+        for name in dirs:
+            unlock(os.path.join(top, name))
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _ours_relaxed(path: Path) -> bool:

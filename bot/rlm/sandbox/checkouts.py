@@ -18,15 +18,63 @@ import subprocess
 import threading
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+from ..patch import diff_worktree
 from ..repo import PreparedRepo, git
+
+
+class Checkout(Protocol):
+    """One agent's checkout: a full copy (below) or a copy-on-write view (overlay.py)."""
+
+    path: Path  # the checkout's root, at the same path inside the sandbox
+
+    @property
+    def ro_binds(self) -> list[Path]:
+        """Host paths the sandbox also sees, read-only, at the same path."""
+        ...
+
+    def launch(self, command: list[str]) -> list[str]:
+        """The command line that runs `command` (bwrap or the driver) with this checkout in place."""
+        ...
+
+    def diff(self, cache: Path, base: str, max_bytes: int | None) -> str:
+        """The host-computed patch of the agent's changes against `base` (PatchTooLarge past
+        `max_bytes`)."""
+        ...
+
+    def remove(self) -> None: ...
+
+
+@dataclass
+class CopiedCheckout:
+    """A full copy of the checkout (`path`) with its private git dir (`admin`, read-only inside)."""
+
+    path: Path
+    admin: Path
+
+    @property
+    def ro_binds(self) -> list[Path]:
+        return [self.admin]
+
+    def launch(self, command: list[str]) -> list[str]:
+        return command
+
+    def diff(self, cache: Path, base: str, max_bytes: int | None) -> str:
+        return diff_worktree(cache, self.path, base, max_bytes)
+
+    def remove(self) -> None:
+        remove(self.path, self.admin)
 
 
 def checkout(repo: PreparedRepo, workdir: Path, admin: Path) -> None:
     """A private git dir (`admin`) and a checkout of the pinned commit in `workdir`. Unlike
-    `git worktree add`, independent checkouts are safe in parallel."""
-    git("init", "--quiet", "--template=", f"--separate-git-dir={admin}", str(workdir))
+    `git worktree add`, independent checkouts are safe in parallel. With `admin` at
+    `workdir/.git` the git dir is inside the checkout (a shared lower layer carries its own)."""
+    separate = [] if admin == workdir / ".git" else [f"--separate-git-dir={admin}"]
+    git("init", "--quiet", "--template=", *separate, str(workdir))
     (admin / "objects" / "info").mkdir(parents=True, exist_ok=True)
     (admin / "objects" / "info" / "alternates").write_text(str(repo.cache / "objects") + "\n")
     git(f"--work-tree={workdir}", "read-tree", "-u", "--reset", repo.commit, git_dir=admin, timeout=600)

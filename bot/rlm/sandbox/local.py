@@ -6,8 +6,10 @@ where the host can, a cgroup per sandbox caps its processes and aggregate memory
 Without bwrap it is a plain process with a scrubbed environment and resource limits, and a
 warning says so.
 
-Every rollout owns a private directory under `<root>/sandboxes/<rollout_id>` with an owner file;
-a later start removes the directories of owners that are provably gone (roots.py).
+Each agent's checkout is a copy-on-write overlay over one shared checkout of the commit
+(overlay.py) where the kernel allows it, else a full copy (checkouts.py); `sandbox.checkouts`
+forces either. Every rollout owns a private directory under `<root>/sandboxes/<rollout_id>` with
+an owner file; a later start removes the directories of owners that are provably gone (roots.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 import threading
 import uuid
@@ -32,10 +33,9 @@ from ..owned import (
     process_token,
     remove_owned,
 )
-from ..patch import diff_worktree
 from ..repl.session import DRIVER_PATH, PipeTransport
 from ..repo import PreparedRepo
-from . import cgroups
+from . import cgroups, overlay, shared_checkouts
 from .base import DriverSlot, driver_limits
 from .bwrap import (
     SANDBOX_PATH,
@@ -46,7 +46,7 @@ from .bwrap import (
     user_namespaces,
     write_etc,
 )
-from .checkouts import Checkouts
+from .checkouts import Checkout, Checkouts, CopiedCheckout
 from .local_env import SharedEnvironment
 from .roots import SHM, checkout_bytes, choose_root, reap_leftovers, sandbox_roots, shm_root
 
@@ -64,6 +64,15 @@ NO_BWRAP_WARNING = (
     "environment, without network or filesystem isolation: model-written code can read what your "
     "user can read. Install bubblewrap for isolation."
 )
+COPY_FALLBACK_WARNING = (
+    "copy-on-write sandboxes are not available here ({reason}): every sandbox is a full copy of "
+    "the checkout, which costs time and memory in proportion to the repository's size."
+)
+OVERLAY_REQUIRED_ERROR = (
+    "sandbox.checkouts is 'overlay' but overlay mounts do not work here ({reason}); "
+    "set sandbox.checkouts to auto or copy."
+)
+COPY_WARNED = threading.Event()
 MEMORY_CAP_HIT = "the sandbox reached its memory cap of {mb} MB (sandbox.memory_mb)"
 PROCESS_CAP_HIT = "the sandbox reached its cap of {n} processes (sandbox.max_processes)"
 
@@ -103,19 +112,34 @@ class LocalSandboxProvider:
             if mode == "auto" and not WARNED.is_set():
                 WARNED.set()
                 log.warning(NO_BWRAP_WARNING)
-        base = choose_root(config, repo)
         try:
-            for path in ([base.parent] if base.is_relative_to(SHM) else []) + [base, base / "sandboxes"]:
-                private_dir(path)
+            base = self._private_base(choose_root(config, repo, copies=False))
+            self.copy_on_write = self._overlay_possible(cache_root, base / "sandboxes")
+            if not self.copy_on_write:
+                base = self._private_base(choose_root(config, repo))
             self.root = private_dir(base / "sandboxes" / rollout_id)
         except NotOwned as e:
             raise SandboxError(str(e)) from None
         self.etc = write_etc(self.root / "etc") if self.use_bwrap else None
         self._lock = threading.Lock()
         self._owner_lock = threading.Lock()
-        in_memory = self.root.is_relative_to(SHM)
-        pool = min(config.rlm.max_concurrency, config.rlm.max_sandboxes - 1) if in_memory else 2
-        self.checkouts = Checkouts(repo, self.root, limit=config.rlm.max_sandboxes, pool_size=max(0, pool))
+        self.checkouts: Checkouts | overlay.OverlayCheckouts
+        if self.copy_on_write:
+            try:
+                shared = shared_checkouts.acquire(repo, cache_root, keep=config.sandbox.checkout_cache)
+            except NotOwned:
+                remove_owned(self.root)
+                raise
+            except (OSError, subprocess.CalledProcessError) as e:
+                remove_owned(self.root)
+                raise SandboxError(f"could not check out {repo.commit[:12]}: {_reason(e)}") from None
+            self.checkouts = overlay.OverlayCheckouts(shared, self.root, python_exe())
+        else:
+            in_memory = self.root.is_relative_to(SHM)
+            pool = min(config.rlm.max_concurrency, config.rlm.max_sandboxes - 1) if in_memory else 2
+            self.checkouts = Checkouts(
+                repo, self.root, limit=config.rlm.max_sandboxes, pool_size=max(0, pool)
+            )
         self._sandboxes: dict[str, LocalSandbox] = {}
         self._closed = False
         self.env = SharedEnvironment(config)  # setup's and the host's prepared environments
@@ -124,6 +148,29 @@ class LocalSandboxProvider:
     def setup_environment(self, spec: SetupSpec, cancel: threading.Event) -> Environment:
         """Build or reuse the ready environment (local_env.py); every later sandbox gets it."""
         return self.env.setup(spec, cancel, self.repo, self.use_bwrap)
+
+    @staticmethod
+    def _private_base(base: Path) -> Path:
+        for path in ([base.parent] if base.is_relative_to(SHM) else []) + [base, base / "sandboxes"]:
+            private_dir(path)
+        return base
+
+    def _overlay_possible(self, cache_root: Path, sandboxes: Path) -> bool:
+        """Copy-on-write checkouts unless `sandbox.checkouts` says copy or the probe fails (said
+        once; an error when `overlay` is required)."""
+        mode = self.config.sandbox.checkouts
+        if mode == "copy":
+            return False
+        wrap = bwrap_argv(BwrapOptions(workdir="/", etc_dir=Path("/etc")), []) if self.use_bwrap else None
+        reason = overlay.probe(python_exe(), shared_checkouts.cache_dir(cache_root), sandboxes, wrap)
+        if reason is None:
+            return True
+        if mode == "overlay":
+            raise SandboxError(OVERLAY_REQUIRED_ERROR.format(reason=reason))
+        if not COPY_WARNED.is_set():
+            COPY_WARNED.set()
+            log.warning(COPY_FALLBACK_WARNING.format(reason=reason))
+        return False
 
     def _write_owner(self) -> None:
         """Record who owns this rollout's sandboxes (for reaping after a kill): this process and
@@ -145,16 +192,18 @@ class LocalSandboxProvider:
         with self._lock:
             if self._closed:
                 raise SandboxError("the rollout is over; no new sandbox")
+        # An agent's depth is the number of dots in its id (root, root.1, root.1.2).
+        name, depth = f"{agent_id}-{uuid.uuid4().hex[:6]}", agent_id.count(".")
         try:
-            # An agent's depth is the number of dots in its id (root, root.1, root.1.2).
-            workdir, admin = self.checkouts.take(f"{agent_id}-{uuid.uuid4().hex[:6]}", agent_id.count("."))
+            if isinstance(self.checkouts, Checkouts):
+                checkout: Checkout = CopiedCheckout(*self.checkouts.take(name, depth))
+            else:
+                checkout = self.checkouts.take(name, depth)
         except (OSError, subprocess.CalledProcessError) as e:
-            stderr = getattr(e, "stderr", None)
-            reason = stderr.decode("utf-8", "replace").strip() if stderr else str(e)
             raise SandboxError(
-                f"could not check out {self.repo.commit[:12]} for {agent_id}: {reason}"
+                f"could not check out {self.repo.commit[:12]} for {agent_id}: {_reason(e)}"
             ) from None
-        sandbox = LocalSandbox(self, agent_id, workdir, admin)
+        sandbox = LocalSandbox(self, agent_id, checkout)
         with self._lock:
             if self._closed:
                 sandbox.destroy()
@@ -183,14 +232,19 @@ class LocalSandboxProvider:
                 break
 
 
+def _reason(e: OSError | subprocess.CalledProcessError) -> str:
+    stderr = getattr(e, "stderr", None)
+    return stderr.decode("utf-8", "replace").strip() if stderr else str(e)
+
+
 class LocalSandbox:
-    def __init__(self, provider: LocalSandboxProvider, agent_id: str, workdir: Path, admin: Path):
+    def __init__(self, provider: LocalSandboxProvider, agent_id: str, checkout: Checkout):
         self.provider = provider
-        self.id = workdir.name
+        self.id = checkout.path.name
         self.agent_id = agent_id
-        self.path = workdir
-        self.workdir = str(workdir)
-        self.admin = admin
+        self.checkout = checkout
+        self.path = checkout.path
+        self.workdir = str(checkout.path)
         self.pid: int | None = None
         self.token: list | None = None  # the driver's pid + start time, for reaping
         self._driver = DriverSlot()
@@ -209,8 +263,8 @@ class LocalSandbox:
             ro_binds=[
                 (str(DRIVER_PATH), DRIVER_IN_SANDBOX),
                 (cache, cache),
-                (str(self.admin), str(self.admin)),
-            ],
+                *((str(p), str(p)) for p in self.checkout.ro_binds),
+            ],  # fmt: skip
             rw_binds=[(self.workdir, self.workdir)],
             tmp_bytes=self.provider.config.sandbox.disk_mb * 1024 * 1024,
             user_namespace=bool(user_namespaces()),
@@ -221,8 +275,8 @@ class LocalSandbox:
         python = self.provider.env.python() or python_exe()  # the environment's venv, if it runs
         if self.provider.use_bwrap:
             command = [python, "-I", DRIVER_IN_SANDBOX, str(fds[0]), str(fds[1])]
-            return bwrap_argv(self.bwrap_options(), command)
-        return [python, "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])]
+            return self.checkout.launch(bwrap_argv(self.bwrap_options(), command))
+        return self.checkout.launch([python, "-I", str(DRIVER_PATH), str(fds[0]), str(fds[1])])
 
     def start_driver(self) -> PipeTransport:
         transport = self._driver.replace(self._spawn)
@@ -302,13 +356,12 @@ class LocalSandbox:
 
     def diff(self) -> str:
         repo = self.provider.repo
-        return diff_worktree(repo.cache, self.path, repo.commit, self.provider.config.rlm.max_patch_bytes)
+        return self.checkout.diff(repo.cache, repo.commit, self.provider.config.rlm.max_patch_bytes)
 
     def destroy(self) -> None:
         if not self._driver.close():
             return
         if self.cgroup is not None:
             self.cgroup.remove()
-        shutil.rmtree(self.path, ignore_errors=True)
-        shutil.rmtree(self.admin, ignore_errors=True)
+        self.checkout.remove()
         self.provider.forget(self)

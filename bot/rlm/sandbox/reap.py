@@ -8,16 +8,18 @@ from pathlib import Path
 from ..config import Config
 from .local import reap_leftovers
 from .local_env import envs_root, prune
+from .shared_checkouts import evict
 
 
 def reap_all(config: Config, environ: dict[str, str] | None = None) -> dict[str, int]:
     """Everything a killed run can leave: local sandbox directories and cgroups, and Daytona
-    sandboxes when a DAYTONA_API_KEY is available; and ready environments beyond
-    sandbox.setup_cache_keep (local_env.py)."""
+    sandboxes when a DAYTONA_API_KEY is available; ready environments beyond
+    sandbox.setup_cache_keep (local_env.py); and idle shared checkouts."""
     environ = os.environ if environ is None else environ
     work_dir = Path(config.sandbox.work_dir).expanduser() if config.sandbox.work_dir else None
     result = {"local": len(reap_leftovers(config.cache_root(), work_dir)), "daytona": 0,
               "environments": len(prune(envs_root(config.cache_root()), config.sandbox.setup_cache_keep))}  # fmt: skip
+    result["checkouts"] = len(evict(config.cache_root(), keep=0))  # idle shared checkouts
     if environ.get("DAYTONA_API_KEY"):
         from .daytona_client import reap_orphans
 

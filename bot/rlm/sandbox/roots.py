@@ -74,15 +74,16 @@ def _shm_usable(cache_root: Path) -> bool:
     return True
 
 
-def choose_root(config: Config, repo: PreparedRepo) -> Path:
+def choose_root(config: Config, repo: PreparedRepo, copies: bool = True) -> Path:
     """Sandboxes are short-lived and write thousands of files: on memory-backed /dev/shm a
     checkout costs a fraction of what it costs on a busy disk. Use it when it has room for every
-    sandbox the rollout may create (with margin), else the cache directory."""
+    sandbox the rollout may create (with margin), else the cache directory. Copy-on-write
+    sandboxes hold only what agents write: the margin alone."""
     if config.sandbox.work_dir:
         return Path(config.sandbox.work_dir).expanduser()
     cache_root = config.cache_root()
     if SHM.is_dir() and os.access(SHM, os.W_OK) and _shm_usable(cache_root):
-        need = checkout_bytes(repo) * config.rlm.max_sandboxes * 2 + 256 * 1024**2
+        need = (checkout_bytes(repo) * config.rlm.max_sandboxes * 2 if copies else 0) + 256 * 1024**2
         if shutil.disk_usage(SHM).free > need:
             return shm_root(cache_root)
     return cache_root
