@@ -270,9 +270,30 @@ def _python_for(uid: int) -> str | None:
     return None
 
 
+def _readable_packages(dest: Path) -> Path:
+    """The third-party packages the run below imports, copied where the unprivileged user can read
+    them (this interpreter's site-packages may sit under root's private home, as in CI)."""
+    import shutil
+    import sysconfig
+
+    probe = ("import sys, bot.rlm.config, bot.rlm.repl.session, bot.rlm.repo, bot.rlm.sandbox.local\n"
+             "print('\\n'.join(m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None)))")  # fmt: skip
+    files = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    sites = {Path(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")}
+    dest.mkdir()
+    for file in map(Path, files):
+        for site in sites:
+            if file.is_relative_to(site):
+                top = site / file.relative_to(site).parts[0]
+                target = dest / top.name
+                if top.name.startswith("__editable__") or target.exists():
+                    continue
+                (shutil.copytree if top.is_dir() else shutil.copy)(top, target)
+    return dest
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="switches to an unprivileged user; needs root to do so")
 def test_copy_on_write_works_for_an_unprivileged_user():
-    import sysconfig
     import tempfile
 
     python = _python_for(65534)
@@ -283,7 +304,7 @@ def test_copy_on_write_works_for_an_unprivileged_user():
         os.chmod(home, 0o755)
         os.chown(home, 65534, 65534)
         root = Path(__file__).resolve().parent.parent
-        path = f"{root}:{sysconfig.get_paths()['purelib']}:{sysconfig.get_paths()['platlib']}"
+        path = f"{root}:{_readable_packages(home / 'site')}"
         proc = subprocess.run([python, "-c", UNPRIVILEGED_RUN, str(home)], user=65534, group=65534, extra_groups=[],
                               capture_output=True, text=True, timeout=120, cwd=home,
                               env={"PATH": "/usr/bin:/bin", "PYTHONPATH": path})  # fmt: skip
