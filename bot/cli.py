@@ -9,6 +9,7 @@ Exit codes of `rlm run` and `rlm demo`:
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -199,7 +200,12 @@ def demo(
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    app()
+    try:
+        app()
+    finally:
+        # The outcome is out: skip the interpreter's last collections over litellm's object graph,
+        # which take seconds at exit (far more on a loaded machine).
+        gc.freeze()
 
 
 # ---------------------------------------------------------------------------------------------
