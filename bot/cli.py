@@ -267,15 +267,15 @@ def serve(
     log_json: bool = typer.Option(False, "--log-json", help="JSON log lines (or RLM_LOG_FORMAT=json)"),
 ) -> None:
     """Serve the GitHub App: verify webhooks, queue `/rlm` commands, run them, open pull requests."""
-    from webhooks.serve import AppSettingsError, build_config
+    from webhooks.serve import AppSettingsError, ServeError, build_config
     from webhooks.serve import serve as serve_app
 
     _load_env_file(env_file)
     try:
         server_config = build_config(_config(config_path, {}), workers=workers, db=db)
-    except AppSettingsError as e:
+        serve_app(server_config, host, port, threads, json_logs=log_json)
+    except (AppSettingsError, ServeError) as e:
         raise fail(str(e)) from None
-    serve_app(server_config, host, port, threads, json_logs=log_json)
 
 
 @app.command("worker")
@@ -297,7 +297,7 @@ def worker(
     log_json: bool = typer.Option(False, "--log-json", help="JSON log lines (or RLM_LOG_FORMAT=json)"),
 ) -> None:
     """Run App jobs from the job database; scale with more workers beside `rlm serve --workers 0`."""
-    from webhooks.serve import AppSettingsError, build_config, install_log_redaction
+    from webhooks.serve import AppSettingsError, ServeError, build_config, install_log_redaction
     from webhooks.worker import run_worker
 
     _load_env_file(env_file)
@@ -308,8 +308,11 @@ def worker(
         raise fail(str(e)) from None
     if server_config.app is None or workers + control_workers < 1:
         raise fail(WORKER_NEEDS_APP if server_config.app is None else WORKER_NEEDS_THREADS)
-    run_worker(server_config, control_workers=control_workers, drain=drain, metrics_host=metrics_host,
-               metrics_port=metrics_port)  # fmt: skip
+    try:
+        run_worker(server_config, control_workers=control_workers, drain=drain, metrics_host=metrics_host,
+                   metrics_port=metrics_port)  # fmt: skip
+    except ServeError as e:
+        raise fail(str(e)) from None
 
 
 WORKER_NEEDS_APP = (
