@@ -182,9 +182,14 @@ class AppJobHandler:
         if self.store.get(job.id).cancel_requested:
             cancel.set()
         s = self.settings
-        token = self.auth.installation_token(job.installation_id)
         request = RunRequest.from_payload(job.request)
-        _, reporter = self._reporter(api, job, request)
+        status, reporter = self._reporter(api, job, request)
+        try:
+            token = api.auth_token()  # renewed here if the run waited long in the queue
+        except GitHubError as e:  # the status comment says so; it must not stay at "queued"
+            message = report.OUTCOME_GITHUB_ERROR.format(error=e)
+            status.finished(RunOutcome(request.run_id or f"job {job.id}", OutcomeKind.GITHUB_ERROR, message))
+            return self.store.finish(job.id, "failed", OutcomeKind.GITHUB_ERROR.value, message)
         trace_url = self._trace_url(job)
         settings = RunSettings(config=self.config, results_dir=s.results_dir, prefix=s.prefix,
                                auth_header=basic_auth_header(token), api_key=s.api_key,
