@@ -75,7 +75,7 @@ class AppJobHandler:
             self._handle(self._api(job.installation_id), job, cancel)
         except GitHubError as e:
             log.warning("job %s (%s) on %s#%s: %s", job.id, job.kind, job.repo, job.number, e)
-            self.store.finish(job.id, "failed", "github_error", str(e))
+            self._finish(job, "failed", "github_error", str(e))
 
     def _api(self, installation_id: int) -> GitHubAPI:
         """One client per worker thread and installation, so its HTTP connection is reused (its
@@ -85,9 +85,14 @@ class AppJobHandler:
             apis[installation_id] = self.auth.installation_api(installation_id, **self.settings.api_options)
         return apis[installation_id]
 
+    def _finish(self, job: Job, state: str, outcome: str, message: str) -> None:
+        """End the job, unless its lease passed to another worker while this one ran it."""
+        if not self.store.finish(job.id, state, outcome, message, owner=job.lease_owner):
+            log.warning("job %s: not ended as %s here; another worker holds it now", job.id, outcome)
+
     def _reply(self, api: GitHubAPI, job: Job, body: str, outcome: str) -> None:
         api.create_comment(job.repo, job.number, body)
-        self.store.finish(job.id, "done", outcome, body)
+        self._finish(job, "done", outcome, body)
 
     def _handle(self, api: GitHubAPI, job: Job, cancel: threading.Event) -> None:
         req, prefix = job.request, self.settings.prefix
@@ -189,14 +194,14 @@ class AppJobHandler:
         except GitHubError as e:  # the status comment says so; it must not stay at "queued"
             message = report.OUTCOME_GITHUB_ERROR.format(error=e)
             status.finished(RunOutcome(request.run_id or f"job {job.id}", OutcomeKind.GITHUB_ERROR, message))
-            return self.store.finish(job.id, "failed", OutcomeKind.GITHUB_ERROR.value, message)
+            return self._finish(job, "failed", OutcomeKind.GITHUB_ERROR.value, message)
         trace_url = self._trace_url(job)
         settings = RunSettings(config=self.config, results_dir=s.results_dir, prefix=s.prefix,
                                auth_header=basic_auth_header(token), api_key=s.api_key,
                                before_fetch=[RepoConfigStage(api, s.allowed_models)],
                                patch_link=lambda path: _patch_link(path, trace_url))  # fmt: skip
         outcome = pipeline.run(request, reporter, self._deliverer(api, job), cancel, settings=settings)
-        self.store.finish(job.id, job_state(outcome.kind), outcome.kind.value, outcome.message)
+        self._finish(job, job_state(outcome.kind), outcome.kind.value, outcome.message)
 
     def _report_interrupted(self, api: GitHubAPI, job: Job) -> None:
         """A run that could not be resumed: its status ends with the reason, 😕 replaces 👀, and a
@@ -210,7 +215,7 @@ class AppJobHandler:
         if saved is not None and saved.is_file():
             message += " " + report.PATCH_SAVED.format(where=_patch_link(saved, self._trace_url(job)))
         status.finished(RunOutcome(status.status.run_id, OutcomeKind.ERROR, message))
-        self.store.finish(job.id, "failed", "interrupted", message)
+        self._finish(job, "failed", "interrupted", message)
 
 
 def _patch_link(path: Path, trace_url: str | None) -> str:
