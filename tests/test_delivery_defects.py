@@ -13,7 +13,7 @@ import requests
 from bot.github import report
 from bot.github.api import GitHubAPI
 from tests.conftest import py
-from tests.fakes.app_env import REPO, Worlds, finished, run_one
+from tests.fakes.app_env import REPO, finished, run_one
 from tests.fakes.github_app import comment_payload, post_event, serve, wait_for
 from tests.fakes.github_fake import BODY_LIMIT, FakeGitHub
 from webhooks import create_app
@@ -22,13 +22,6 @@ EDIT = 'print(edit_file("calc.py", "    # TODO: implement\\n    return 0\\n", " 
 QUICK = [{"task": ".", "responses": [py(EDIT + '\nFINAL("fixed")')]}]
 WORKFLOW = "name: ci\non: push\n"
 WORKFLOW_EDIT = 'open(".github/workflows/ci.yml", "a").write("# tuned\\n")'
-
-
-@pytest.fixture
-def world(tmp_path, make_repo, write_script, make_config):
-    worlds = Worlds(tmp_path, make_repo, write_script, make_config)
-    yield worlds
-    worlds.close()
 
 
 def comment(env, **kwargs) -> dict:
