@@ -30,13 +30,17 @@ class ServeError(Exception):
 
 
 class RedactingFilter(logging.Filter):
-    """Masks every known secret in a log record's final message."""
+    """Masks every known secret in a log record's final message and in its traceback (an
+    exception's text, e.g. a response body, is as likely to hold one as the message)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         redacted = REDACTOR.redact(message)
         if redacted != message:
             record.msg, record.args = redacted, ()
+        if record.exc_info:  # formatters use this text as it is (another handler may have made it)
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            record.exc_text = REDACTOR.redact(text)
         return True
 
 
