@@ -107,6 +107,31 @@ def test_a_token_github_keeps_refusing_at_run_start_ends_the_status(world):
     assert reactions(env) == {report.REACTION_SEEN: True, report.REACTION_FAILED: False}
 
 
+def test_a_run_cancelled_while_queued_ends_its_status_comment(world):
+    """No run worker ever takes a run cancelled in the queue: the cancel ends its status comment."""
+    from webhooks.workers import start_pool
+
+    env = world(QUICK)
+    env.server.workers = 0
+    app = create_app(env.server)
+    store = app.extensions["rlm"].store
+    control = start_pool(env.server, store, workers=0)  # acknowledgements and replies; no run worker
+    try:
+        with serve(app) as url:
+            run = post_event(url, "issue_comment", comment(env)).json()["job"]
+            wait_for(lambda: store.get(run).lane == "run", what="the run accepted")
+            cancel = post_event(url, "issue_comment", comment_payload("/rlm cancel", comment_id=556)).json()[
+                "job"
+            ]
+            wait_for(lambda: finished(store, cancel), what="the cancel")
+    finally:
+        control.stop()
+    assert store.get(run).state == "cancelled"
+    body = status_of(env)
+    assert report.OUTCOME_CANCELLED.format(prefix="/rlm") in body and report.STATUS_QUEUED not in body
+    assert reactions(env) == {report.REACTION_SEEN: True, report.REACTION_FAILED: False}  # main: 👀, "Queued"
+
+
 # ---------------------------------------------------------------- 2. resumed after kill -9
 
 

@@ -133,9 +133,12 @@ class AppJobHandler:
             return self._reply(api, job, report.NOTHING_TO_CANCEL, "cancel")
         label = active.request.get("run_id") or f"job {active.id}"
         body = report.CANCEL_REQUESTED.format(run_id=label)
-        if not self.store.cancel_queued(
-            active.id, report.OUTCOME_CANCELLED.format(prefix=self.settings.prefix)
-        ):
+        message = report.OUTCOME_CANCELLED.format(prefix=self.settings.prefix)
+        if self.store.cancel_queued(active.id, message):  # no worker will end its status comment: do it here
+            request = RunRequest.from_payload(active.request)
+            status, _ = self._reporter(api, active, request)
+            status.finished(RunOutcome(label, OutcomeKind.CANCELLED, message))
+        else:
             self.store.request_cancel(active.id)
             pool = self.pool()
             if pool is not None:
