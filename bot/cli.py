@@ -135,7 +135,7 @@ def execute(config: Config, repo: str, prompt: str, *, branch: str | None, commi
     if result.answer:
         err.print("answer:", markup=False)
         err.print(result.answer, markup=False)
-    if outcome.kind is OutcomeKind.PATCH:
+    if outcome.kind in (OutcomeKind.PATCH, OutcomeKind.ERROR):  # written, or why not and where it is
         err.print(outcome.message, markup=False)
     elif outcome.patch_path is not None:
         err.print(PATCH_KEPT.format(path=outcome.patch_path), markup=False)

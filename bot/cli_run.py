@@ -17,6 +17,7 @@ from .progress import Progress
 PATCH_WRITTEN = "patch: {files} file(s), +{additions} -{deletions} → {where}"
 PATCH_NONE = "patch: no changes"
 PATCH_KEPT = "patch: saved as {path} (the run did not finish, so it went nowhere else)"
+PATCH_NOT_WRITTEN = "patch: could not be written to {path} ({reason}); choose a writable file with -o."
 
 
 class CliReporter(NullReporter):
@@ -67,7 +68,13 @@ class PatchOutput:
         assert state.result is not None
         patch = state.result.patch
         if self.output is not None:
-            self.output.write_text(patch, encoding="utf-8", errors="surrogateescape")
+            try:
+                self.output.write_text(patch, encoding="utf-8", errors="surrogateescape")
+            except OSError as e:  # the pipeline adds where the saved copy is
+                reason = e.strerror or type(e).__name__
+                return RunOutcome(
+                    state.run_id, OutcomeKind.ERROR, PATCH_NOT_WRITTEN.format(path=self.output, reason=reason)
+                )
         else:
             sys.stdout.write(patch)
             sys.stdout.flush()
@@ -92,4 +99,5 @@ def exit_code(outcome: RunOutcome, interrupted: bool) -> int:
     if interrupted:
         return EXIT_INTERRUPTED
     result = outcome.result
-    return EXIT_OK if result is not None and result.status == "completed" else EXIT_FAILED
+    completed = result is not None and result.status == "completed" and outcome.kind is not OutcomeKind.ERROR
+    return EXIT_OK if completed else EXIT_FAILED
