@@ -141,3 +141,16 @@ def test_settings_that_cannot_be_written_end_the_flow_with_the_reason(fake, tmp_
     final, _, result, _ = drive(fake, tmp_path)
     assert final.status_code == 502 and "generate a new private key" in unescape(final.text)
     assert "generate a new private key" in str(result["error"]) and "File exists" in str(result["error"])
+
+
+def test_a_busy_port_is_one_sentence(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(reg.RegisterError) as e:
+            reg.register(webhook_url="https://rlm.example.com/webhook", output=tmp_path / "app.env", port=port,
+                         open_browser=False, timeout=5)  # fmt: skip
+    assert str(e.value).startswith(f"cannot serve the page on 127.0.0.1:{port}")

@@ -36,6 +36,9 @@ OPEN_PAGE = (
     "Open {url} in a browser on this machine to create the GitHub App (waiting up to {minutes} minutes)."
 )
 OUTPUT_EXISTS = "{path} already exists; move it away or choose another file with --output."
+PORT_BUSY = (
+    "cannot serve the page on 127.0.0.1:{port} ({reason}); choose another --port, or 0 for a free one."
+)
 OUTPUT_DIR_MISSING = "{path} is not a directory; create it or choose another file with --output."
 NOT_WRITTEN = (
     "the App {name} was created on GitHub, but its settings could not be written to {path} ({reason}); "
@@ -216,7 +219,10 @@ def register(*, webhook_url: str, name: str = "rlm-bot", github_url: str = "http
     github_url = github_url.rstrip("/")
     api_url = (api_url or os.environ.get("GITHUB_API_URL") or api_url_for(github_url)).rstrip("/")
     state = secrets.token_urlsafe(24)
-    server = ThreadingHTTPServer(("127.0.0.1", port), BaseHTTPRequestHandler)
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), BaseHTTPRequestHandler)
+    except OSError as e:
+        raise RegisterError(PORT_BUSY.format(port=port, reason=e.strerror or e)) from None
     page = f"http://127.0.0.1:{server.server_port}"
     target = (
         f"{github_url}/organizations/{quote(org)}/settings/apps/new"
