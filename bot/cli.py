@@ -9,6 +9,7 @@ Exit codes of `rlm run` and `rlm demo`:
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -137,7 +138,7 @@ def execute(config: Config, repo: str, prompt: str, *, branch: str | None, commi
     if result.answer:
         err.print("answer:", markup=False)
         err.print(result.answer, markup=False)
-    if outcome.kind is OutcomeKind.PATCH:
+    if outcome.kind in (OutcomeKind.PATCH, OutcomeKind.ERROR):  # written, or why not and where it is
         err.print(outcome.message, markup=False)
     elif outcome.patch_path is not None:
         err.print(PATCH_KEPT.format(path=outcome.patch_path), markup=False)
@@ -231,7 +232,12 @@ def demo(
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    app()
+    try:
+        app()
+    finally:
+        # The outcome is out: skip the interpreter's last collections over litellm's object graph,
+        # which take seconds at exit (far more on a loaded machine).
+        gc.freeze()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,15 +302,15 @@ def serve(
     log_json: bool = typer.Option(False, "--log-json", help="JSON log lines (or RLM_LOG_FORMAT=json)"),
 ) -> None:
     """Serve the GitHub App: verify webhooks, queue `/rlm` commands, run them, open pull requests."""
-    from webhooks.serve import AppSettingsError, build_config
+    from webhooks.serve import AppSettingsError, ServeError, build_config
     from webhooks.serve import serve as serve_app
 
     _load_env_file(env_file)
     try:
         server_config = build_config(_config(config_path, {}), workers=workers, db=db)
-    except AppSettingsError as e:
+        serve_app(server_config, host, port, threads, json_logs=log_json)
+    except (AppSettingsError, ServeError) as e:
         raise fail(str(e)) from None
-    serve_app(server_config, host, port, threads, json_logs=log_json)
 
 
 @app.command("worker")
@@ -326,7 +332,7 @@ def worker(
     log_json: bool = typer.Option(False, "--log-json", help="JSON log lines (or RLM_LOG_FORMAT=json)"),
 ) -> None:
     """Run App jobs from the job database; scale with more workers beside `rlm serve --workers 0`."""
-    from webhooks.serve import AppSettingsError, build_config, install_log_redaction
+    from webhooks.serve import AppSettingsError, ServeError, build_config, install_log_redaction
     from webhooks.worker import run_worker
 
     _load_env_file(env_file)
@@ -337,8 +343,11 @@ def worker(
         raise fail(str(e)) from None
     if server_config.app is None or workers + control_workers < 1:
         raise fail(WORKER_NEEDS_APP if server_config.app is None else WORKER_NEEDS_THREADS)
-    run_worker(server_config, control_workers=control_workers, drain=drain, metrics_host=metrics_host,
-               metrics_port=metrics_port)  # fmt: skip
+    try:
+        run_worker(server_config, control_workers=control_workers, drain=drain, metrics_host=metrics_host,
+                   metrics_port=metrics_port)  # fmt: skip
+    except ServeError as e:
+        raise fail(str(e)) from None
 
 
 WORKER_NEEDS_APP = (

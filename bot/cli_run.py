@@ -24,6 +24,7 @@ CONTEXT_FILE_UNREADABLE = "cannot read the context file {path}: {reason}."
 CONTEXT_FILE_TOO_LARGE = (
     "the context file {path} has {size:,} characters, more than the {limit:,} allowed; pass a shorter one."
 )
+PATCH_NOT_WRITTEN = "patch: could not be written to {path} ({reason}); choose a writable file with -o."
 
 
 class CliReporter(NullReporter):
@@ -76,7 +77,13 @@ class PatchOutput:
         patch = state.result.patch
         where = str(self.output) if self.output else "stdout"
         if self.output is not None:
-            self.output.write_text(patch, encoding="utf-8", errors="surrogateescape")
+            try:
+                self.output.write_text(patch, encoding="utf-8", errors="surrogateescape")
+            except OSError as e:  # the pipeline adds where the saved copy is
+                reason = e.strerror or type(e).__name__
+                return RunOutcome(
+                    state.run_id, OutcomeKind.ERROR, PATCH_NOT_WRITTEN.format(path=self.output, reason=reason)
+                )
         elif self.to_stdout:
             sys.stdout.write(patch)
             sys.stdout.flush()
@@ -146,4 +153,5 @@ def exit_code(outcome: RunOutcome, interrupted: bool) -> int:
     if interrupted:
         return EXIT_INTERRUPTED
     result = outcome.result
-    return EXIT_OK if result is not None and result.status == "completed" else EXIT_FAILED
+    completed = result is not None and result.status == "completed" and outcome.kind is not OutcomeKind.ERROR
+    return EXIT_OK if completed else EXIT_FAILED

@@ -91,6 +91,16 @@ def make_config(tmp_path: Path):
     return make
 
 
+@pytest.fixture
+def world(tmp_path: Path, make_repo, write_script, make_config):
+    """world(rules, ...) -> a GitHub App world (fake GitHub, bare remote, ServerConfig); see fakes/app_env.py."""
+    from tests.fakes.app_env import Worlds
+
+    worlds = Worlds(tmp_path, make_repo, write_script, make_config)
+    yield worlds
+    worlds.close()
+
+
 def py(code: str) -> str:
     """A model reply holding one python block."""
     return f"```python\n{textwrap.dedent(code).strip()}\n```\n"

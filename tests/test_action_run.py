@@ -287,8 +287,12 @@ def test_cancelling_the_workflow_stops_the_tree(tmp_path_factory):
     try:
         child = s.job.start()
         runs_dir = s.job.tmp / "runner" / "rlm-bot" / "runs"
-        deadline = time.monotonic() + 60
-        while not list(runs_dir.glob("*/*.events.jsonl")) and time.monotonic() < deadline:
+        # Cancel once the rollout runs: before that the step may be importing litellm (over a minute on
+        # a loaded machine), and no thread can act on the signal until the import is done.
+        deadline = time.monotonic() + 240
+        while not list(runs_dir.glob("*/*.events.jsonl")):
+            if child.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("the rollout never started:\n" + finish(child, timeout=10).stderr)
             time.sleep(0.1)
         child.send_signal(signal.SIGINT)
         started = time.monotonic()

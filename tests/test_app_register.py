@@ -119,3 +119,38 @@ def test_api_url_for():
 class _Forgetful(dict):
     def __setitem__(self, key, value) -> None:  # GitHub forgot the code (it expired)
         pass
+
+
+def test_an_output_directory_that_does_not_exist_is_refused_before_github_is_asked(tmp_path):
+    with pytest.raises(reg.RegisterError) as e:
+        reg.register(webhook_url="https://rlm.example.com/webhook", output=tmp_path / "missing" / "app.env",
+                     open_browser=False, timeout=5)  # fmt: skip
+    assert str(e.value) == reg.OUTPUT_DIR_MISSING.format(path=tmp_path / "missing")
+
+
+def test_settings_that_cannot_be_written_end_the_flow_with_the_reason(fake, tmp_path, monkeypatch):
+    """The App exists on GitHub once the code is converted: a failed write is said at once (the
+    page and the command), not left as a dead request and a 10-minute wait."""
+    real_write = reg.write_env
+
+    def write_then_fail(path, conversion, api_url):
+        path.write_text("taken meanwhile")  # e.g. another process created the file after the check
+        real_write(path, conversion, api_url)
+
+    monkeypatch.setattr(reg, "write_env", write_then_fail)
+    final, _, result, _ = drive(fake, tmp_path)
+    assert final.status_code == 502 and "generate a new private key" in unescape(final.text)
+    assert "generate a new private key" in str(result["error"]) and "File exists" in str(result["error"])
+
+
+def test_a_busy_port_is_one_sentence(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(reg.RegisterError) as e:
+            reg.register(webhook_url="https://rlm.example.com/webhook", output=tmp_path / "app.env", port=port,
+                         open_browser=False, timeout=5)  # fmt: skip
+    assert str(e.value).startswith(f"cannot serve the page on 127.0.0.1:{port}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli_run import PATCH_NOT_WRITTEN
 from bot.rlm.config import ConfigError, load_config
 from tests.conftest import leftovers, py, run_dirs
 
@@ -52,6 +53,20 @@ def test_run_writes_the_patch_to_a_file_and_exits_1_without_an_answer(make_repo,
                cwd=tmp_path, env=env)  # fmt: skip
     assert proc.returncode == 1
     assert "script exhausted" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_output_file_that_cannot_be_written_is_a_clear_failure(make_repo, write_script, tmp_path):
+    repo, _ = make_repo({"a.txt": "a\n"})
+    good = write_script([{"task": "", "responses": [py('open("a.txt", "w").write("b\\n")\nFINAL("ok")')]}])
+    out = tmp_path / "missing" / "out.patch"
+    proc = rlm("run", str(repo), "-p", "change a", "--model", f"scripted/{good}", "-o", str(out), "-q",
+               "--results-dir", str(tmp_path / "r"), cwd=tmp_path, env={"XDG_CACHE_HOME": str(tmp_path / "xdg")})  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, (
+        proc.stderr
+    )  # main: a traceback, then exit 0
+    (saved,) = (tmp_path / "r").glob("*.patch")
+    assert PATCH_NOT_WRITTEN.format(path=out, reason="No such file or directory") in proc.stderr
+    assert str(saved) in proc.stderr and "+b" in saved.read_text()
 
 
 @pytest.mark.parametrize(

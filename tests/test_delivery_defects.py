@@ -13,8 +13,8 @@ import requests
 from bot.github import report
 from bot.github.api import GitHubAPI
 from tests.conftest import py
-from tests.fakes.app_env import REPO, Worlds, finished, run_one
-from tests.fakes.github_app import comment_payload, serve, wait_for
+from tests.fakes.app_env import REPO, finished, run_one
+from tests.fakes.github_app import comment_payload, post_event, serve, wait_for
 from tests.fakes.github_fake import BODY_LIMIT, FakeGitHub
 from webhooks import create_app
 
@@ -22,13 +22,6 @@ EDIT = 'print(edit_file("calc.py", "    # TODO: implement\\n    return 0\\n", " 
 QUICK = [{"task": ".", "responses": [py(EDIT + '\nFINAL("fixed")')]}]
 WORKFLOW = "name: ci\non: push\n"
 WORKFLOW_EDIT = 'open(".github/workflows/ci.yml", "a").write("# tuned\\n")'
-
-
-@pytest.fixture
-def world(tmp_path, make_repo, write_script, make_config):
-    worlds = Worlds(tmp_path, make_repo, write_script, make_config)
-    yield worlds
-    worlds.close()
 
 
 def comment(env, **kwargs) -> dict:
@@ -70,6 +63,73 @@ def test_a_reaction_github_keeps_refusing_is_reported_on_the_issue(world):
     assert job.outcome == "pr", job.message  # the run went on
     body = status_of(env)
     assert report.ACK_REACTION_FAILED.split("(")[0] in body and "Server Error" in body
+
+
+def _accepted_then_run(env, faults) -> tuple:
+    """The command accepted (👀, status comment, commit) by a control-lane worker; then, GitHub
+    failing as `faults(fake)` says, a run worker of a fresh process (no token cached) takes it."""
+    from bot.jobs import RUN_LANE
+    from webhooks.workers import start_pool
+
+    env.server.workers = 0  # intake, and no pool: the lanes are driven by hand below
+    app = create_app(env.server)
+    store = app.extensions["rlm"].store
+    with serve(app) as url:
+        resp = post_event(url, "issue_comment", comment(env))
+    control = start_pool(env.server, store, workers=0)
+    job_id = resp.json()["job"]
+    wait_for(lambda: (j := store.get(job_id)) and j.lane == RUN_LANE and j.state == "queued", what="accepted")
+    control.stop()
+    faults(env.fake)
+    runner = start_pool(env.server, store, workers=1, control_workers=0)
+    job = wait_for(lambda: finished(store, job_id), what="the run")
+    runner.stop()
+    return job
+
+
+def test_a_transient_500_on_the_installation_token_at_run_start_is_retried(world):
+    env = world(QUICK)
+    job = _accepted_then_run(
+        env, lambda fake: fake.fail("POST", r"/app/installations/\d+/access_tokens", 502)
+    )
+    assert (job.state, job.outcome) == ("done", "pr"), job.message  # main: failed, status left at "queued"
+
+
+def test_a_token_github_keeps_refusing_at_run_start_ends_the_status(world):
+    env = world(QUICK)
+    tries = GitHubAPI("x").max_tries  # the worker's client: every try of the token fails, then GitHub is back
+    job = _accepted_then_run(
+        env, lambda fake: fake.fail("POST", r"/app/installations/\d+/access_tokens", 500, times=tries)
+    )
+    assert (job.state, job.outcome) == ("failed", "github_error"), job.message
+    body = status_of(env)
+    assert report.STATUS_QUEUED not in body and "access_tokens" in body  # main: "queued" forever
+    assert reactions(env) == {report.REACTION_SEEN: True, report.REACTION_FAILED: False}
+
+
+def test_a_run_cancelled_while_queued_ends_its_status_comment(world):
+    """No run worker ever takes a run cancelled in the queue: the cancel ends its status comment."""
+    from webhooks.workers import start_pool
+
+    env = world(QUICK)
+    env.server.workers = 0
+    app = create_app(env.server)
+    store = app.extensions["rlm"].store
+    control = start_pool(env.server, store, workers=0)  # acknowledgements and replies; no run worker
+    try:
+        with serve(app) as url:
+            run = post_event(url, "issue_comment", comment(env)).json()["job"]
+            wait_for(lambda: store.get(run).lane == "run", what="the run accepted")
+            cancel = post_event(url, "issue_comment", comment_payload("/rlm cancel", comment_id=556)).json()[
+                "job"
+            ]
+            wait_for(lambda: finished(store, cancel), what="the cancel")
+    finally:
+        control.stop()
+    assert store.get(run).state == "cancelled"
+    body = status_of(env)
+    assert report.OUTCOME_CANCELLED.format(prefix="/rlm") in body and report.STATUS_QUEUED not in body
+    assert reactions(env) == {report.REACTION_SEEN: True, report.REACTION_FAILED: False}  # main: 👀, "Queued"
 
 
 # ---------------------------------------------------------------- 2. resumed after kill -9

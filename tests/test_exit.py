@@ -93,3 +93,32 @@ def test_fast_runs_exit_promptly_after_their_outcome(make_repo, write_script, tm
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+# Run as a process's main module: report, from an exit hook (after the entry point has returned and
+# before the interpreter's final collections), how many objects the entry point froze.
+_FROZEN_AT_EXIT = """
+import atexit, gc, runpy, sys
+atexit.register(lambda: print("frozen", gc.get_freeze_count(), file=sys.stderr, flush=True))
+sys.argv = [sys.argv[1], *sys.argv[2:]]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def frozen_at_exit(module: str, args: list[str], env: dict) -> tuple[int, str]:
+    proc = subprocess.run([sys.executable, "-c", _FROZEN_AT_EXIT, module, *args], capture_output=True, text=True,
+                          env=env, timeout=120)  # fmt: skip
+    counts = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("frozen ")]
+    assert counts, proc.stderr
+    return counts[-1], proc.stderr
+
+
+def test_entry_points_skip_the_final_garbage_collection(tmp_path):
+    """`rlm` and the Action's step freeze the heap once their outcome is out: the interpreter's last
+    collections over litellm's object graph took 3-12 s at exit on a loaded machine, longer than
+    the 7.5 s a cancelled workflow allows (the flaky test_cancelling_the_workflow_stops_the_tree)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_"))}
+    frozen, stderr = frozen_at_exit("bot", ["--help"], env)
+    assert frozen > 0, stderr
+    frozen, stderr = frozen_at_exit("action", [], {**env, "GITHUB_OUTPUT": str(tmp_path / "out")})
+    assert frozen > 0, stderr

@@ -8,12 +8,10 @@ import logging
 import time
 from pathlib import Path
 
-import pytest
-
 from bot.github import report
 from bot.rlm.secrets import REDACTOR
 from tests.conftest import leftovers, py
-from tests.fakes.app_env import REPO, Worlds, collapse, finished, run_one
+from tests.fakes.app_env import REPO, collapse, finished, run_one
 from tests.fakes.github_app import comment_payload, post_event, review_comment_payload, serve, wait_for
 from webhooks import create_app
 
@@ -23,13 +21,6 @@ FINAL("fixed")
 """)
 QUICK = [{"task": ".", "responses": [EDIT]}]
 HEAD_CALC = "def add(a, b):\n    # TODO: implement\n    return 0\n\n\ndef sub(a, b):\n    return a - b\n"
-
-
-@pytest.fixture
-def world(tmp_path, make_repo, write_script, make_config):
-    worlds = Worlds(tmp_path, make_repo, write_script, make_config)
-    yield worlds
-    worlds.close()
 
 
 def add_pull(env, number: int, branch: str, head_repo: str | None = REPO) -> str:

@@ -348,6 +348,19 @@ def test_a_worker_that_lost_its_lease_stops_and_leaves_the_job_to_its_new_owner(
         store.close()
 
 
+def test_a_worker_that_lost_its_lease_cannot_end_the_job_its_new_owner_runs(store, clock):
+    job = store.record_delivery("d1", "issue_comment", run_job(1))
+    assert store.claim(CONTROL_LANE, "stale").lease_owner == "stale"
+    clock.now += 11  # "stale" stalled past its lease; "fresh" took the job over
+    store.requeue_expired()
+    assert store.claim(CONTROL_LANE, "fresh").id == job.id
+    assert store.finish(job.id, "cancelled", "cancelled", "the stale worker's ending", owner="stale") is False
+    current = store.get(job.id)
+    assert (current.state, current.lease_owner, current.message) == ("working", "fresh", None)
+    assert store.finish(job.id, "done", "pr", "opened", owner="fresh") is True
+    assert (store.get(job.id).state, store.get(job.id).outcome) == ("done", "pr")
+
+
 def test_a_database_from_before_versions_is_migrated(tmp_path):
     import sqlite3
 

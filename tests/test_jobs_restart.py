@@ -19,7 +19,7 @@ import yaml
 from bot.github import report
 from bot.jobs import CONTROL_LANE, RUN_LANE, NewJob, open_store
 from tests.conftest import leftovers, py
-from tests.fakes.app_env import REPO, Worlds, finished
+from tests.fakes.app_env import REPO, finished
 from tests.fakes.github_app import SECRET, comment_payload, post_event, private_key_pem, wait_for
 from webhooks import create_app
 
@@ -38,13 +38,6 @@ SLOW = [
         ],
     }
 ]
-
-
-@pytest.fixture
-def world(tmp_path, make_repo, write_script, make_config):
-    worlds = Worlds(tmp_path, make_repo, write_script, make_config)
-    yield worlds
-    worlds.close()
 
 
 def free_port() -> int:

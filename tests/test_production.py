@@ -20,7 +20,7 @@ from bot.github import report
 from bot.jobs import open_store
 from bot.rlm.sandbox.daytona import reap_all
 from tests.conftest import py
-from tests.fakes.app_env import REPO, Worlds, finished
+from tests.fakes.app_env import REPO, finished
 from tests.fakes.github_app import comment_payload, examples, post_event, wait_for
 from tests.fakes.processes import Processes
 
@@ -32,13 +32,6 @@ SLOW_FIX = [{"task": "^fix", "latency": 0.5, "responses": [
     """),
 ]}]  # fmt: skip
 ENDLESS = [{"task": "^think", "latency": 0.3, "responses": [py("import time; time.sleep(0.2)")] * 200}]
-
-
-@pytest.fixture
-def world(tmp_path, make_repo, write_script, make_config):
-    worlds = Worlds(tmp_path, make_repo, write_script, make_config)
-    yield worlds
-    worlds.close()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from waitress import wasyncore
 from tests.fakes.github_app import SECRET, comment_payload, headers_for, serve
 from webhooks import ServerConfig, create_app
 from webhooks import payload as parsing
+from webhooks.app import DB_DOWN
 from webhooks.http_server import HttpSettings, create_http_server
 
 
@@ -33,6 +34,18 @@ def app(tmp_path):
 
 def post_signed(url: str, body: bytes, session: requests.Session, event: str = "issue_comment", timeout=10.0):
     return session.post(f"{url}/webhook", data=body, headers=headers_for(event, body), timeout=timeout)
+
+
+def test_a_database_that_stops_answering_is_503_not_500(app, tmp_path):
+    store = app.extensions["rlm"].store
+    store.close()
+    db = tmp_path / "jobs.sqlite3"
+    db.rename(tmp_path / "moved.sqlite3")
+    db.mkdir()  # where the database was, nothing SQLite can open
+    body = json.dumps(comment_payload("/rlm help")).encode()
+    with serve(app) as url, requests.Session() as session:
+        resp = post_signed(url, body, session)
+    assert resp.status_code == 503 and resp.json()["error"] == DB_DOWN
 
 
 # ---------------------------------------------------------------- parse errors are 400 with a reason

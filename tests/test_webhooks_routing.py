@@ -72,3 +72,21 @@ def test_log_lines_are_redacted(caplog):
     with caplog.at_level(logging.INFO):
         logger.info("token is %s", "planted-log-secret-77aa")
     assert "planted-log-secret-77aa" not in caplog.text and "[REDACTED]" in caplog.text
+
+
+def test_tracebacks_in_log_lines_are_redacted(caplog):
+    """An exception's text reaches the log with its traceback (plain and JSON lines alike)."""
+    from bot.logcontext import JsonFormatter
+
+    REDACTOR.add("planted-traceback-secret-91bb")
+    logger = logging.getLogger("test.redaction")
+    caplog.handler.addFilter(RedactingFilter())
+    with caplog.at_level(logging.INFO):
+        try:
+            raise RuntimeError("GitHub said: planted-traceback-secret-91bb")
+        except RuntimeError:
+            logger.exception("a job failed")
+    (record,) = [r for r in caplog.records if r.name == "test.redaction"]
+    plain = logging.Formatter().format(record)
+    assert "a job failed" in plain and "RuntimeError" in plain and "[REDACTED]" in plain
+    assert "planted-traceback-secret-91bb" not in plain + caplog.text + JsonFormatter().format(record)

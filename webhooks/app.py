@@ -42,6 +42,9 @@ NO_INSTALLATION = "the payload has no installation; deliveries must come from th
 MISSING_FIELD = "the payload is missing a field this event needs: {field}"
 REPLAYED = "delivery {delivery} was already received"
 TOO_LARGE = "the body is larger than this server accepts ({limit} bytes)"
+DB_DOWN = (
+    "the job database is not answering, so nothing was recorded; redeliver this delivery once it is back"
+)
 PONG = "pong"
 INTERNAL = "internal error; see the server log"
 
@@ -169,6 +172,9 @@ def handle_delivery(server: Server) -> tuple[Response, int]:
         job = server.store.record_delivery(delivery_id, event_name, delivery.job, decision=reason)
     except DuplicateDelivery:
         return refuse(409, REPLAYED.format(delivery=delivery_id))
+    except server.store.errors as e:  # the server is fine, its database is not: 503, not a bug's 500
+        log.error("delivery %s not recorded: %s (%s)", delivery_id, DB_DOWN, type(e).__name__)
+        return refuse(503, DB_DOWN)
     if job is None:
         return jsonify(decision="ignored", reason=reason), 200
     if server.pool is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from bot.jobs import DEFAULT_LEASE, is_postgres_url
 from bot.rlm.config import Config
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+NOT_SECONDS = "{name} must be a positive number of seconds, not {value!r}"
 
 
 @dataclass
@@ -44,17 +46,30 @@ class ServerConfig:
             public_url=env.get("RLM_PUBLIC_URL") or None,
             draft=env.get("RLM_DRAFT_PRS", "").lower() in truthy,
             can_push_workflows=env.get("RLM_PUSH_WORKFLOWS", "").lower() in truthy,
-            status_interval=float(env.get("RLM_STATUS_INTERVAL") or 15),
+            status_interval=_seconds(env, "RLM_STATUS_INTERVAL", 15.0),
             allowed_models={m.strip() for m in (env.get("RLM_ALLOWED_MODELS") or "").split(",") if m.strip()},
             repo_setup=_repo_setup(env.get("RLM_REPO_SETUP")),
         )
         config = cls(webhook_secret=app.webhook_secret, engine=engine, app=app,
                      db_path=db_target(env.get("RLM_DB") or "rlm-jobs.sqlite3"), worker=worker,
-                     lease_seconds=float(env.get("RLM_LEASE_SECONDS") or DEFAULT_LEASE))  # fmt: skip
+                     lease_seconds=_seconds(env, "RLM_LEASE_SECONDS", DEFAULT_LEASE))  # fmt: skip
         for key, value in overrides.items():
             if value is not None:
                 setattr(config, key, db_target(value) if key == "db_path" else value)
         return config
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name) or ""
+    if not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise AppSettingsError(NOT_SECONDS.format(name=name, value=raw))
+    return value
 
 
 def db_target(value: str | Path) -> str | Path:

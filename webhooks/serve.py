@@ -22,15 +22,25 @@ from .http_server import HttpSettings, create_http_server
 
 log = logging.getLogger("webhooks")
 
+CANNOT_LISTEN = "cannot listen on {host}:{port}: {reason}; pick another port or stop what uses this one."
+
+
+class ServeError(Exception):
+    """The server cannot start (database, address); the message says what to change."""
+
 
 class RedactingFilter(logging.Filter):
-    """Masks every known secret in a log record's final message."""
+    """Masks every known secret in a log record's final message and in its traceback (an
+    exception's text, e.g. a response body, is as likely to hold one as the message)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         redacted = REDACTOR.redact(message)
         if redacted != message:
             record.msg, record.args = redacted, ()
+        if record.exc_info:  # formatters use this text as it is (another handler may have made it)
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            record.exc_text = REDACTOR.redact(text)
         return True
 
 
@@ -88,20 +98,30 @@ def reap_at_start(config: ServerConfig) -> None:
 def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8080, threads: int = 8,
           json_logs: bool = False) -> None:  # fmt: skip
     """Run until interrupted. Blocks. HTTP limits come from RLM_HTTP_* (see http_server.py)."""
-    from bot.jobs import safe_target
+    from bot.jobs import StoreUnavailable, safe_target
 
     install_log_redaction(json_lines=json_logs)
     if config.workers > 0:
         reap_at_start(config)
     http = HttpSettings.from_env(threads=threads)
     config.max_body = http.max_request_body_size  # one body limit, in waitress and in the app
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except StoreUnavailable as e:
+        raise ServeError(str(e)) from None
+    try:
+        server = create_http_server(app, host, port, http)
+    except OSError as e:
+        pool = app.extensions["rlm"].pool
+        if pool is not None:  # a job it took in the meantime is resumed by the next worker
+            pool.stop(timeout=1.0)
+        raise ServeError(CANNOT_LISTEN.format(host=host, port=port, reason=e.strerror or e)) from None
     log.info("rlm-bot listening on http://%s:%s/webhook with %s run workers on %s", host, port, config.workers,
              safe_target(config.db_path))  # fmt: skip
-    create_http_server(app, host, port, http).run()
+    server.run()
 
 
-__all__ = ["AppSettingsError", "build_config", "install_log_redaction", "main", "serve"]
+__all__ = ["AppSettingsError", "ServeError", "build_config", "install_log_redaction", "main", "serve"]
 
 
 def main(argv: list[str] | None = None) -> None:

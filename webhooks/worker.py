@@ -13,7 +13,7 @@ import signal
 import threading
 from pathlib import Path
 
-from bot.jobs import open_store, safe_target
+from bot.jobs import StoreUnavailable, open_store, safe_target
 
 from .config import ServerConfig
 from .observability import Metrics, probe_app
@@ -27,28 +27,39 @@ HANDED_OVER = "handed %s unfinished job(s) over to other workers"
 
 
 def serve_probes(app, host: str, port: int) -> threading.Thread:
-    import waitress
+    """Serve `app` on host:port from a daemon thread; the port is bound before this returns (OSError)."""
+    from waitress.server import create_server
 
-    thread = threading.Thread(target=waitress.serve, args=(app,), name="rlm-probes", daemon=True,
-                              kwargs={"host": host, "port": port, "threads": 2, "ident": "rlm-worker"})  # fmt: skip
+    server = create_server(app, host=host, port=port, threads=2, ident="rlm-worker")
+    thread = threading.Thread(target=server.run, name="rlm-probes", daemon=True)
     thread.start()
     return thread
 
 
 def run_worker(config: ServerConfig, *, control_workers: int = 1, drain: float = 30.0, metrics_host: str = "127.0.0.1",
                metrics_port: int | None = None, stop: threading.Event | None = None) -> None:  # fmt: skip
-    """Run jobs until `stop` is set (by default: until SIGTERM or SIGINT). Blocks."""
-    from .serve import reap_at_start
+    """Run jobs until `stop` is set (by default: until SIGTERM or SIGINT). Blocks. Raises ServeError
+    when the database cannot be opened or the metrics port cannot be bound."""
+    from .serve import CANNOT_LISTEN, ServeError, reap_at_start
 
-    reap_at_start(config)
-    store = open_store(config.db_path, lease_seconds=config.lease_seconds)
+    try:
+        store = open_store(config.db_path, lease_seconds=config.lease_seconds)
+    except StoreUnavailable as e:
+        raise ServeError(str(e)) from None
     metrics = Metrics(store, Path(config.worker.results_dir))
+    if metrics_port is not None:  # bound before any job is taken, so a busy port costs nothing
+        try:
+            serve_probes(probe_app(store, metrics), metrics_host, metrics_port)
+        except OSError as e:
+            store.close()
+            raise ServeError(
+                CANNOT_LISTEN.format(host=metrics_host, port=metrics_port, reason=e.strerror or e)
+            ) from None
+        log.info("probes and metrics on http://%s:%s/metrics", metrics_host, metrics_port)
+    reap_at_start(config)
     stop = stop or _signal_event()
     pool = start_pool(config, store, control_workers=control_workers, on_done=metrics.job_done)
     log.info(STARTED, config.workers, control_workers, safe_target(config.db_path))
-    if metrics_port is not None:
-        serve_probes(probe_app(store, metrics), metrics_host, metrics_port)
-        log.info("probes and metrics on http://%s:%s/metrics", metrics_host, metrics_port)
     stop.wait()
     log.info(DRAINING, drain, len(pool.running()))
     pool.stop(timeout=drain)

@@ -13,7 +13,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from github import Github, GithubException
@@ -25,6 +25,7 @@ from bot.rlm.secrets import REDACTOR
 from .failure import MISSING, Failure, GitHubError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_API_URL = "https://api.github.com"
 PERMISSIONS = ("admin", "maintain", "write", "triage", "read", "none")
@@ -62,6 +63,7 @@ class GitHubAPI:
             auth: Auth = AppAuthToken(token) if bearer else Token(token)
         else:
             auth = token
+        self._auth = auth
         # PyGithub's own retry and throttling are off: bot.retry is the one place that waits, and
         # it knows which writes may be repeated.
         self._gh = Github(auth=auth, base_url=self.api_url, timeout=self.timeout, retry=None,
@@ -86,9 +88,15 @@ class GitHubAPI:
         return None
 
     def _once(self, verb: str, path: str, body: Any, params: dict | None) -> Any:
+        return self._attempt(
+            lambda: self._gh.requester.requestJsonAndCheck(verb, path, parameters=params, input=body)[1]
+        )
+
+    @staticmethod
+    def _attempt(fn: Callable[[], T]) -> T:
+        """`fn()`, with PyGithub's and requests' failures as one attempt's Failure."""
         try:
-            _, data = self._gh.requester.requestJsonAndCheck(verb, path, parameters=params, input=body)
-            return data
+            return fn()
         except GithubException as e:
             headers = {k.lower(): v for k, v in dict(e.headers or {}).items()}
             raise Failure(e.status, headers, e.data) from None
@@ -133,6 +141,19 @@ class GitHubAPI:
         except Failure as failed:
             raise failed.error(verb, path, self.max_tries) from None
         return None if data is MISSING else data
+
+    def auth_token(self) -> str:
+        """The token this client sends, for git over HTTPS. An installation's is fetched (or
+        renewed near its expiry) here, retried like a read: a 5xx on GitHub's token endpoint does
+        not end a run that is about to clone."""
+        where = f"/app/installations/{getattr(self._auth, 'installation_id', '{id}')}/access_tokens"
+        try:
+            return call_with_retries(lambda: self._attempt(lambda: self._auth.token),
+                                     retry_if=lambda e: isinstance(e, Failure) and (e.rate_limited or e.transient),
+                                     tries=self.max_tries, base=self.backoff, cap=self.max_wait,
+                                     wait_hint=self._wait_hint, sleep=self.sleep, describe=f"GitHub POST {where}")  # fmt: skip
+        except Failure as failed:
+            raise failed.error("POST", where, self.max_tries) from None
 
     # ------------------------------------------------------------------ reads
 

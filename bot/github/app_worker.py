@@ -77,7 +77,7 @@ class AppJobHandler:
             self._handle(self._api(job.installation_id), job, cancel)
         except GitHubError as e:
             log.warning("job %s (%s) on %s#%s: %s", job.id, job.kind, job.repo, job.number, e)
-            self.store.finish(job.id, "failed", "github_error", str(e))
+            self._finish(job, "failed", "github_error", str(e))
 
     def _api(self, installation_id: int) -> GitHubAPI:
         """One client per worker thread and installation, so its HTTP connection is reused (its
@@ -87,9 +87,14 @@ class AppJobHandler:
             apis[installation_id] = self.auth.installation_api(installation_id, **self.settings.api_options)
         return apis[installation_id]
 
+    def _finish(self, job: Job, state: str, outcome: str, message: str) -> None:
+        """End the job, unless its lease passed to another worker while this one ran it."""
+        if not self.store.finish(job.id, state, outcome, message, owner=job.lease_owner):
+            log.warning("job %s: not ended as %s here; another worker holds it now", job.id, outcome)
+
     def _reply(self, api: GitHubAPI, job: Job, body: str, outcome: str) -> None:
         api.create_comment(job.repo, job.number, body)
-        self.store.finish(job.id, "done", outcome, body)
+        self._finish(job, "done", outcome, body)
 
     def _handle(self, api: GitHubAPI, job: Job, cancel: threading.Event) -> None:
         req, prefix = job.request, self.settings.prefix
@@ -130,9 +135,12 @@ class AppJobHandler:
             return self._reply(api, job, report.NOTHING_TO_CANCEL, "cancel")
         label = active.request.get("run_id") or f"job {active.id}"
         body = report.CANCEL_REQUESTED.format(run_id=label)
-        if not self.store.cancel_queued(
-            active.id, report.OUTCOME_CANCELLED.format(prefix=self.settings.prefix)
-        ):
+        message = report.OUTCOME_CANCELLED.format(prefix=self.settings.prefix)
+        if self.store.cancel_queued(active.id, message):  # no worker will end its status comment: do it here
+            request = RunRequest.from_payload(active.request)
+            status, _ = self._reporter(api, active, request)
+            status.finished(RunOutcome(label, OutcomeKind.CANCELLED, message))
+        else:
             self.store.request_cancel(active.id)
             pool = self.pool()
             if pool is not None:
@@ -184,9 +192,14 @@ class AppJobHandler:
         if self.store.get(job.id).cancel_requested:
             cancel.set()
         s = self.settings
-        token = self.auth.installation_token(job.installation_id)
         request = RunRequest.from_payload(job.request)
-        _, reporter = self._reporter(api, job, request)
+        status, reporter = self._reporter(api, job, request)
+        try:
+            token = api.auth_token()  # renewed here if the run waited long in the queue
+        except GitHubError as e:  # the status comment says so; it must not stay at "queued"
+            message = report.OUTCOME_GITHUB_ERROR.format(error=e)
+            status.finished(RunOutcome(request.run_id or f"job {job.id}", OutcomeKind.GITHUB_ERROR, message))
+            return self._finish(job, "failed", OutcomeKind.GITHUB_ERROR.value, message)
         trace_url = self._trace_url(job)
         deliverer = self._deliverer(api, job)
         stages = [
@@ -197,7 +210,7 @@ class AppJobHandler:
                                auth_header=basic_auth_header(token), api_key=s.api_key, before_fetch=stages,
                                patch_link=lambda path: _patch_link(path, trace_url))  # fmt: skip
         outcome = pipeline.run(request, reporter, deliverer, cancel, settings=settings)
-        self.store.finish(job.id, job_state(outcome.kind), outcome.kind.value, outcome.message)
+        self._finish(job, job_state(outcome.kind), outcome.kind.value, outcome.message)
 
     def _report_interrupted(self, api: GitHubAPI, job: Job) -> None:
         """A run that could not be resumed: its status ends with the reason, 😕 replaces 👀, and a
@@ -211,7 +224,7 @@ class AppJobHandler:
         if saved is not None and saved.is_file():
             message += " " + report.PATCH_SAVED.format(where=_patch_link(saved, self._trace_url(job)))
         status.finished(RunOutcome(status.status.run_id, OutcomeKind.ERROR, message))
-        self.store.finish(job.id, "failed", "interrupted", message)
+        self._finish(job, "failed", "interrupted", message)
 
 
 def _patch_link(path: Path, trace_url: str | None) -> str:

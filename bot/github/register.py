@@ -36,6 +36,14 @@ OPEN_PAGE = (
     "Open {url} in a browser on this machine to create the GitHub App (waiting up to {minutes} minutes)."
 )
 OUTPUT_EXISTS = "{path} already exists; move it away or choose another file with --output."
+PORT_BUSY = (
+    "cannot serve the page on 127.0.0.1:{port} ({reason}); choose another --port, or 0 for a free one."
+)
+OUTPUT_DIR_MISSING = "{path} is not a directory; create it or choose another file with --output."
+NOT_WRITTEN = (
+    "the App {name} was created on GitHub, but its settings could not be written to {path} ({reason}); "
+    "on the App's settings page generate a new private key and set a webhook secret by hand."
+)
 BAD_WEBHOOK_URL = (
     "the webhook URL must be an http(s) URL ending in /webhook, e.g. https://rlm.example.com/webhook."
 )
@@ -128,7 +136,12 @@ def convert(api_url: str, code: str, timeout: float = 30) -> dict:
         raise RegisterError(CONVERSION_FAILED.format(detail=type(e).__name__)) from None
     if resp.status_code != 201:
         raise RegisterError(CONVERSION_FAILED.format(detail=f"HTTP {resp.status_code}"))
-    data = resp.json()
+    try:
+        data = resp.json()
+    except ValueError:
+        raise RegisterError(CONVERSION_FAILED.format(detail="an answer that is not JSON")) from None
+    if not isinstance(data, dict):
+        raise RegisterError(CONVERSION_FAILED.format(detail="an answer that is not an App"))
     REDACTOR.add(data.get("pem"), data.get("webhook_secret"), data.get("client_secret"))
     return data
 
@@ -148,7 +161,12 @@ class _Flow:
             return 409, FAILED_PAGE.format(reason="this page already finished")
         try:
             data = convert(self.api_url, (query.get("code") or [""])[0])
-            write_env(self.output, data, self.api_url)
+            try:
+                write_env(self.output, data, self.api_url)
+            except (OSError, KeyError) as e:  # the code is spent: say so rather than leave the page hanging
+                reason = getattr(e, "strerror", None) or f"GitHub's answer lacks {e}"
+                raise RegisterError(NOT_WRITTEN.format(name=data.get("slug") or data.get("name") or "",
+                                                       path=self.output, reason=reason)) from None  # fmt: skip
             self.result = Registration(int(data["id"]), str(data.get("slug") or ""), str(data.get("html_url") or ""),
                                        self.output)  # fmt: skip
             body = DONE_PAGE.format(name=data.get("name") or data.get("slug"), path=self.output)
@@ -196,10 +214,15 @@ def register(*, webhook_url: str, name: str = "rlm-bot", github_url: str = "http
     )  # refuses a bad webhook URL before anything starts
     if output.exists():
         raise RegisterError(OUTPUT_EXISTS.format(path=output))
+    if not output.absolute().parent.is_dir():  # found out after GitHub made the App, its key would be lost
+        raise RegisterError(OUTPUT_DIR_MISSING.format(path=output.absolute().parent))
     github_url = github_url.rstrip("/")
     api_url = (api_url or os.environ.get("GITHUB_API_URL") or api_url_for(github_url)).rstrip("/")
     state = secrets.token_urlsafe(24)
-    server = ThreadingHTTPServer(("127.0.0.1", port), BaseHTTPRequestHandler)
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), BaseHTTPRequestHandler)
+    except OSError as e:
+        raise RegisterError(PORT_BUSY.format(port=port, reason=e.strerror or e)) from None
     page = f"http://127.0.0.1:{server.server_port}"
     target = (
         f"{github_url}/organizations/{quote(org)}/settings/apps/new"

@@ -13,7 +13,7 @@ from .model import (
     JobStore,
     NewJob,
 )
-from .open import is_postgres_url, open_store, safe_target
+from .open import StoreUnavailable, is_postgres_url, open_store, safe_target
 from .pool import JobHandler, JobObserver, WorkerPool
 from .sql import DEFAULT_LEASE
 
@@ -31,6 +31,7 @@ __all__ = [
     "JobState",
     "JobStore",
     "NewJob",
+    "StoreUnavailable",
     "WorkerPool",
     "is_postgres_url",
     "open_store",

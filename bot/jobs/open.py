@@ -8,10 +8,17 @@ from pathlib import Path
 from .model import JobStore
 from .sql import DEFAULT_LEASE
 
+CANNOT_OPEN = (
+    "cannot open the job database {target}: {reason}. Check RLM_DB (or --db) and that the database is up."
+)
 POSTGRES_MISSING = (
     "RLM_DB is a PostgreSQL URL but the PostgreSQL driver is not installed; "
     "install it with: pip install 'psycopg[binary]'"
 )
+
+
+class StoreUnavailable(Exception):
+    """The job database cannot be opened; the message says which one and why (no password in it)."""
 
 
 def is_postgres_url(target: str | Path) -> bool:
@@ -28,12 +35,30 @@ def safe_target(target: str | Path) -> str:
 
 
 def open_store(target: str | Path, *, lease_seconds: float = DEFAULT_LEASE) -> JobStore:
+    """The store for `target`; StoreUnavailable (a sentence for the operator) when it cannot be opened."""
     if is_postgres_url(target):
         try:
+            import psycopg
+
             from .postgres import PostgresJobStore
-        except ImportError as e:
-            raise RuntimeError(POSTGRES_MISSING) from e
-        return PostgresJobStore(str(target), lease_seconds=lease_seconds)
+        except ImportError:
+            raise StoreUnavailable(POSTGRES_MISSING) from None
+        try:
+            return PostgresJobStore(str(target), lease_seconds=lease_seconds)
+        except psycopg.Error as e:
+            raise StoreUnavailable(_cannot_open(target, e)) from None
+    import sqlite3
+
     from .sqlite import SqliteJobStore
 
-    return SqliteJobStore(target, lease_seconds=lease_seconds)
+    try:
+        return SqliteJobStore(target, lease_seconds=lease_seconds)
+    except (OSError, sqlite3.Error) as e:
+        raise StoreUnavailable(_cannot_open(target, e)) from None
+
+
+def _cannot_open(target: str | Path, e: Exception) -> str:
+    from bot.rlm.secrets import REDACTOR
+
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return CANNOT_OPEN.format(target=safe_target(target), reason=REDACTOR.redact(reason).rstrip("."))

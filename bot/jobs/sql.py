@@ -139,12 +139,17 @@ class SqlJobStore:
             return False
         return True
 
-    def finish(self, job_id: int, state: str, outcome: str | None = None, message: str | None = None) -> None:
+    def finish(self, job_id: int, state: str, outcome: str | None = None, message: str | None = None,
+               owner: str | None = None) -> bool:  # fmt: skip
+        """End the job. With `owner`, only while that worker still holds its lease: a worker that
+        stalled past its lease must not end the job its new owner is running. True when ended."""
         state = JobState(state)
         assert state in FINAL_STATES, state
+        held, params = ("", ()) if owner is None else (" AND lease_owner = ?", (owner,))
         with self._tx() as tx:
-            tx.execute("UPDATE jobs SET state = ?, outcome = ?, message = ?, lease_owner = NULL, lease_until = NULL, "
-                       "updated = ? WHERE id = ?", (state.value, outcome, message, self.clock(), job_id))  # fmt: skip
+            cur = tx.execute("UPDATE jobs SET state = ?, outcome = ?, message = ?, lease_owner = NULL, lease_until = NULL, "
+                             f"updated = ? WHERE id = ?{held}", (state.value, outcome, message, self.clock(), job_id, *params))  # fmt: skip
+            return cur.rowcount == 1
 
     def update_request(self, job_id: int, **fields: Any) -> None:
         with self._tx() as tx:
