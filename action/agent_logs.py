@@ -60,8 +60,11 @@ class AgentLogs:
             self._iterations[agent] = event.get("iteration", 0)
             self._cost[agent] = self._cost.get(agent, 0.0) + (usage.get("cost_usd") or 0.0)
             tokens = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
-            self._add(agent, f"── iteration {event.get('iteration')} · {tokens} tokens · {event.get('duration')}s",
-                      _clip(event.get("response")))  # fmt: skip
+            self._add(
+                agent,
+                f"── iteration {event.get('iteration')} · {tokens} tokens · {event.get('duration')}s",
+                _clip(event.get("response")),
+            )
         elif kind == "code_executed":
             # the code itself is in the response above; show what running it printed
             parts = [f"── ran block {event.get('block')} ({event.get('duration')}s)"]

@@ -52,10 +52,18 @@ def make_request(
 ) -> RunRequest:
     """The request for this event. The commit: the PR head for a PR comment, else `base-branch`'s
     head, else the workflow's own commit on its branch, else the default branch."""
-    request = RunRequest(repo=ctx.repository, number=ctx.issue_number or 0, requester=trigger.requester,
-                         task=trigger.task, clone_url=ctx.clone_url, comment_id=trigger.comment_id,
-                         review_comment=ctx.event_name == "pull_request_review_comment",
-                         is_pull=ctx.on_pull_request, requester_id=trigger.requester_id, run_id=run_id)  # fmt: skip
+    request = RunRequest(
+        repo=ctx.repository,
+        number=ctx.issue_number or 0,
+        requester=trigger.requester,
+        task=trigger.task,
+        clone_url=ctx.clone_url,
+        comment_id=trigger.comment_id,
+        review_comment=ctx.event_name == "pull_request_review_comment",
+        is_pull=ctx.on_pull_request,
+        requester_id=trigger.requester_id,
+        run_id=run_id,
+    )
     if request.is_pull:
         return request
     if base_branch:
@@ -88,10 +96,15 @@ def _by_person(request: RunRequest) -> bool:
 def deliverer(plan: Plan, api: GitHubAPI) -> GitHubDeliverer | ArtifactDeliverer:
     if not plan.create_pr:
         return ArtifactDeliverer(api, plan.run_url)
-    options = DeliveryOptions(draft=plan.draft, trace_url=plan.run_url, patch_url=plan.run_url,
-                              author=lambda r: requester_identity(r) if _by_person(r) else ACTIONS_BOT,
-                              name_requester=_by_person, source=lambda r: r.source or plan.run_url,
-                              keep_branch_without_pr=False)  # fmt: skip
+    options = DeliveryOptions(
+        draft=plan.draft,
+        trace_url=plan.run_url,
+        patch_url=plan.run_url,
+        author=lambda r: requester_identity(r) if _by_person(r) else ACTIONS_BOT,
+        name_requester=_by_person,
+        source=lambda r: r.source or plan.run_url,
+        keep_branch_without_pr=False,
+    )
     return GitHubDeliverer(api, options)
 
 
@@ -99,8 +112,14 @@ def reporter(plan: Plan, api: GitHubAPI) -> Reporter:
     request = plan.request
     if not request.number:
         return NullReporter()  # nowhere to talk: the log and the step summary say it all
-    return StatusReporter(api, request, prefix=plan.settings.prefix, trace_url=plan.run_url,
-                          interval=plan.status_interval, live=plan.create_pr)  # fmt: skip
+    return StatusReporter(
+        api,
+        request,
+        prefix=plan.settings.prefix,
+        trace_url=plan.run_url,
+        interval=plan.status_interval,
+        live=plan.create_pr,
+    )
 
 
 def run(plan: Plan, api: GitHubAPI, cancel: threading.Event) -> RunOutcome:

@@ -41,8 +41,9 @@ class InputReader:
             return False
         raise InputError(f"input '{name}' must be true or false (got {value!r}).")
 
-    def _number(self, name: str, convert: Callable[[str], float], kind: str, rule: str,
-                ok: Callable[[float], bool]) -> float | None:  # fmt: skip
+    def _number(
+        self, name: str, convert: Callable[[str], float], kind: str, rule: str, ok: Callable[[float], bool]
+    ) -> float | None:
         value = self.get(name)
         if not value:
             return None

@@ -141,8 +141,15 @@ class Step:
             config.sandbox.cache_dir = str(ctx.temp_dir / "cache")
         return config
 
-    def execute(self, ctx: ActionContext, inputs: Inputs, api: GitHubAPI, config: Config, trigger: Trigger,
-                api_key: str) -> int:  # fmt: skip
+    def execute(
+        self,
+        ctx: ActionContext,
+        inputs: Inputs,
+        api: GitHubAPI,
+        config: Config,
+        trigger: Trigger,
+        api_key: str,
+    ) -> int:
         # The engine (and litellm, seconds to import) loads only now: a step that runs nothing
         # (no command, not allowed, missing key) never loads it.
         from bot.github.request_context import RequestContextStage
@@ -155,11 +162,16 @@ class Step:
         directory.mkdir(parents=True, exist_ok=True)
         # Known now, so the artifact step uploads whatever exists even if this process is killed.
         self.runner.set_outputs({"run-id": run_id, "artifact-dir": str(directory)})
-        settings = RunSettings(config=config, results_dir=directory, prefix=inputs.trigger,
-                               auth_header=basic_auth_header(inputs.github_token), api_key=api_key or None,
-                               before_fetch=[RequestContextStage(api)],
-                               daytona_api_key=inputs.daytona_api_key or self.environ.get("DAYTONA_API_KEY") or None,
-                               patch_link=flow.patch_link(ctx.run_url))  # fmt: skip
+        settings = RunSettings(
+            config=config,
+            results_dir=directory,
+            prefix=inputs.trigger,
+            auth_header=basic_auth_header(inputs.github_token),
+            api_key=api_key or None,
+            before_fetch=[RequestContextStage(api)],
+            daytona_api_key=inputs.daytona_api_key or self.environ.get("DAYTONA_API_KEY") or None,
+            patch_link=flow.patch_link(ctx.run_url),
+        )
         try:
             request = flow.make_request(ctx, trigger, api, inputs.base_branch, run_id)
         except GitHubError as e:
@@ -169,8 +181,13 @@ class Step:
         for sig in (signal.SIGINT, signal.SIGTERM):  # the runner's "cancel workflow"
             signal.signal(sig, lambda *_: cancel.set())
         self.runner.log(f"rlm-bot run {run_id}: {config.model.name}, sandbox {config.sandbox.backend}")
-        plan = flow.Plan(request=request, settings=settings, create_pr=inputs.create_pr, draft=inputs.draft,
-                         run_url=ctx.run_url or None)  # fmt: skip
+        plan = flow.Plan(
+            request=request,
+            settings=settings,
+            create_pr=inputs.create_pr,
+            draft=inputs.draft,
+            run_url=ctx.run_url or None,
+        )
         with EventsFollower(directory / f"{run_id}.events.jsonl", AgentLogs(self.runner)):
             outcome = flow.run(plan, api, cancel)
         return self.finished(trigger, outcome, inputs.create_pr, directory)

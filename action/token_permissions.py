@@ -21,13 +21,22 @@ _NEEDS = (
     ("POST", r"/git/(blobs|trees|commits|refs)$", "push the branch with the changes", "contents: write"),
     ("PATCH", r"/git/refs/", "push the branch with the changes", "contents: write"),
     ("POST", r"/issues/comments/\d+/reactions$", "react to comments", "issues: write"),
-    ("POST", r"/issues/\d+/comments$", "comment on issues and pull requests",
-     "issues: write` and `pull-requests: write"),
-    ("PATCH", r"/issues/comments/\d+$", "edit its status comment", "issues: write` and `pull-requests: write"),
+    (
+        "POST",
+        r"/issues/\d+/comments$",
+        "comment on issues and pull requests",
+        "issues: write` and `pull-requests: write",
+    ),
+    (
+        "PATCH",
+        r"/issues/comments/\d+$",
+        "edit its status comment",
+        "issues: write` and `pull-requests: write",
+    ),
     ("GET", r"/pulls/\d+$", "read the pull request", "pull-requests: read"),
     ("GET", r"/contents/", "read the repository", "contents: read"),
     ("GET", r"/branches/", "read the repository", "contents: read"),
-)  # fmt: skip
+)
 
 
 def missing_permission(error_text: str) -> str | None:
@@ -44,6 +53,7 @@ def missing_permission(error_text: str) -> str | None:
         return None
     for verb, pattern, what, permission in _NEEDS:
         if verb == match["verb"] and re.search(pattern, match["path"]):
-            return m.NEEDS_PERMISSION.format(what=what, permission=permission, status=match["status"],
-                                             message=message)  # fmt: skip
+            return m.NEEDS_PERMISSION.format(
+                what=what, permission=permission, status=match["status"], message=message
+            )
     return None

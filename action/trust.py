@@ -50,8 +50,11 @@ def _is_bot(user: dict) -> bool:
 def check_permission(api: GitHubAPI, repo: str, user: str, prefix: str) -> None:
     permission = api.get_permission(repo, user)
     if permission not in WRITE_PERMISSIONS:
-        raise Stop(m.NOT_ALLOWED, m.NOT_PERMITTED.format(user=user, permission=permission, repo=repo),
-                   reply=not_allowed(user, prefix))  # fmt: skip
+        raise Stop(
+            m.NOT_ALLOWED,
+            m.NOT_PERMITTED.format(user=user, permission=permission, repo=repo),
+            reply=not_allowed(user, prefix),
+        )
 
 
 def _from_comment(ctx: ActionContext, inputs: Inputs, api: GitHubAPI) -> Trigger:
@@ -69,15 +72,22 @@ def _from_comment(ctx: ActionContext, inputs: Inputs, api: GitHubAPI) -> Trigger
         raise Stop(m.SKIPPED, m.NO_COMMAND.format(prefix=prefix))
     if command.kind == "run" or (command.kind == "invalid" and not command.task and inputs.prompt):
         check_permission(api, ctx.repository, login, prefix)
-        return Trigger(task=inputs.prompt or command.task, requester=login, requester_id=user.get("id"),
-                       comment_id=comment.get("id"))  # fmt: skip
+        return Trigger(
+            task=inputs.prompt or command.task,
+            requester=login,
+            requester_id=user.get("id"),
+            comment_id=comment.get("id"),
+        )
     # help, status, cancel, invalid: answered, but only for people who could start a run.
     check_permission(api, ctx.repository, login, prefix)
     if command.kind == "help":
         raise Stop(m.SKIPPED, m.HELP_ANSWERED.format(prefix=prefix), reply=help_text(prefix))
     if command.kind == "invalid":
-        raise Stop(m.SKIPPED, m.INVALID_ANSWERED.format(prefix=prefix),
-                   reply=f"{INVALID_COMMAND}\n\n{help_text(prefix)}")  # fmt: skip
+        raise Stop(
+            m.SKIPPED,
+            m.INVALID_ANSWERED.format(prefix=prefix),
+            reply=f"{INVALID_COMMAND}\n\n{help_text(prefix)}",
+        )
     runs = f"{ctx.server_url}/{ctx.repository}/actions"
     reply = (m.NO_STATUS_IN_ACTION if command.kind == "status" else m.NO_CANCEL_IN_ACTION).format(url=runs)
     raise Stop(m.SKIPPED, m.KEYWORD_ANSWERED.format(prefix=prefix, word=command.kind), reply=reply)

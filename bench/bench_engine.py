@@ -93,8 +93,14 @@ def script(latency: float) -> list[dict]:
 
 
 def config_for(work: Path, mode: str, isolation: str, **extra):
-    values = {"sandbox.cache_dir": str(work / "cache"), "sandbox.isolation": isolation,
-              "sandbox.checkouts": mode, "rlm.max_concurrency": 32, "rlm.max_sandboxes": 64, **extra}  # fmt: skip
+    values = {
+        "sandbox.cache_dir": str(work / "cache"),
+        "sandbox.isolation": isolation,
+        "sandbox.checkouts": mode,
+        "rlm.max_concurrency": 32,
+        "rlm.max_sandboxes": 64,
+        **extra,
+    }
     return load_config(None, values, environ={})
 
 
@@ -112,8 +118,15 @@ def run(repo: Path, work: Path, latency: float, mode: str, isolation: str) -> tu
     return wall, result.results
 
 
-def sequential_creation(repo: Path, work: Path, n: int, mode: str, isolation: str,
-                        setup: list[str] | None = None, cache: str = "cache") -> list[float]:  # fmt: skip
+def sequential_creation(
+    repo: Path,
+    work: Path,
+    n: int,
+    mode: str,
+    isolation: str,
+    setup: list[str] | None = None,
+    cache: str = "cache",
+) -> list[float]:
     """Sandbox creation + REPL start, one at a time: what one agent costs on an idle machine
     (with `setup`: in the environment it builds, bench_environment.py)."""
     import threading
@@ -122,7 +135,9 @@ def sequential_creation(repo: Path, work: Path, n: int, mode: str, isolation: st
     from bot.rlm.repl.session import ReplSession
     from bot.rlm.sandbox.local import LocalSandboxProvider
 
-    config = config_for(work, mode, isolation, **{"sandbox.cache_dir": str(work / cache), "sandbox.setup": setup or None})
+    config = config_for(
+        work, mode, isolation, **{"sandbox.cache_dir": str(work / cache), "sandbox.setup": setup or None}
+    )
     prepared = engine.prepare(config, str(repo))
     provider = LocalSandboxProvider(config, prepared, f"bench-sequential-{len(setup or [])}")
     if mode != "auto":
@@ -249,15 +264,21 @@ def main() -> None:
                 continue
             rows.append((files, mode, measure(repo, mode, ns)))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\n41 agents, latency {ns.latency}s per response, critical path "
-          f"{CRITICAL_PATH_RESPONSES * ns.latency:.0f}s, isolation {ns.isolation}; orchestrator peak RSS {peak_mb:.0f} MB\n")  # fmt: skip
-    print("| files | mode | creation alone, median / p90 | creation in the tree, median / p90 "
-          "| zero-latency tree, cold / warm | wall ÷ critical path | peak /dev/shm | shared checkout |")  # fmt: skip
+    print(
+        f"\n41 agents, latency {ns.latency}s per response, critical path "
+        f"{CRITICAL_PATH_RESPONSES * ns.latency:.0f}s, isolation {ns.isolation}; orchestrator peak RSS {peak_mb:.0f} MB\n"
+    )
+    print(
+        "| files | mode | creation alone, median / p90 | creation in the tree, median / p90 "
+        "| zero-latency tree, cold / warm | wall ÷ critical path | peak /dev/shm | shared checkout |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for files, mode, r in rows:
-        print(f"| {files:,} | {mode} | {r['alone'][0]:.3f} s / {r['alone'][1]:.3f} s "
-              f"| {r['tree'][0]:.3f} s / {r['tree'][1]:.3f} s | {r['wall0']:.1f} s / {r['wall0_warm']:.1f} s "
-              f"| {r['ratio']:.3f} | {r['shm_mb']:.1f} MB | {r['shared_mb']:.0f} MB |")  # fmt: skip
+        print(
+            f"| {files:,} | {mode} | {r['alone'][0]:.3f} s / {r['alone'][1]:.3f} s "
+            f"| {r['tree'][0]:.3f} s / {r['tree'][1]:.3f} s | {r['wall0']:.1f} s / {r['wall0_warm']:.1f} s "
+            f"| {r['ratio']:.3f} | {r['shm_mb']:.1f} MB | {r['shared_mb']:.0f} MB |"
+        )
     for files, _mode, r in rows:
         if r["clone"] is not None:
             print(f"git clone file:// at {files:,} files: median {r['clone']:.3f}s per agent")

@@ -39,9 +39,18 @@ def rollout(repo: Path, work: Path, cache: str, setup: list[str], prompt: str, i
     path = work / "script.yaml"
     rules = script(0.0) + [{"task": "^Alone", "responses": ["```python\nFINAL('ok')\n```\n"]}]
     path.write_text(yaml.safe_dump(rules, sort_keys=False))
-    config = load_config(None, {"model.name": f"scripted/{path}", "sandbox.cache_dir": str(work / cache),
-                                "sandbox.isolation": isolation, "sandbox.setup": setup or None,
-                                "rlm.max_concurrency": 32, "rlm.max_sandboxes": 64}, environ={})  # fmt: skip
+    config = load_config(
+        None,
+        {
+            "model.name": f"scripted/{path}",
+            "sandbox.cache_dir": str(work / cache),
+            "sandbox.isolation": isolation,
+            "sandbox.setup": setup or None,
+            "rlm.max_concurrency": 32,
+            "rlm.max_sandboxes": 64,
+        },
+        environ={},
+    )
     prepared = engine.prepare(config, str(repo))
     result = engine.run(config, prepared, prompt, results_dir=work / "results")
     assert result.status == "completed", result.error
@@ -73,8 +82,10 @@ def main() -> None:
         one = rollout(repo, work, "cache-one", SETUP, "Alone", ns.isolation)
         cold = rollout(repo, work, "cache-tree", SETUP, tree_prompt, ns.isolation)
         assert cold["agents"] == TREE and not cold["cached"]
-        print(f"setup runs per rollout: {one['setups']} with {one['agents']} agent, "
-              f"{cold['setups']} with {cold['agents']} agents")  # fmt: skip
+        print(
+            f"setup runs per rollout: {one['setups']} with {one['agents']} agent, "
+            f"{cold['setups']} with {cold['agents']} agents"
+        )
         print(
             f"setup cold (venv): {one['setup_seconds']:.2f}s with 1 agent, {cold['setup_seconds']:.2f}s with {TREE}"
         )
@@ -89,21 +100,27 @@ def main() -> None:
             assert hit["cached"] and hit["setups"] == 1
             with_env.append(hit["creation_median"])
             cached.append(hit["setup_seconds"])
-            print(f"  round: creation median {without[-1]:.3f}s without setup, {with_env[-1]:.3f}s with "
-                  f"(cached setup {hit['setup_seconds']:.3f}s); {time.monotonic() - start:.1f}s")  # fmt: skip
+            print(
+                f"  round: creation median {without[-1]:.3f}s without setup, {with_env[-1]:.3f}s with "
+                f"(cached setup {hit['setup_seconds']:.3f}s); {time.monotonic() - start:.1f}s"
+            )
         seq_without, seq_with = [], []
         for _ in range(ns.rounds):
             seq_without += sequential_creation(repo, work, 15, "auto", ns.isolation, None, "cache-tree")
             seq_with += sequential_creation(repo, work, 15, "auto", ns.isolation, SETUP, "cache-tree")
         c, d = statistics.median(seq_without), statistics.median(seq_with)
-        print(f"sandbox + REPL one at a time: median {c:.3f}s without setup, {d:.3f}s with the environment "
-              f"(REPL on its venv) ({(d / c - 1) * 100:+.1f}%, n={len(seq_with)})")  # fmt: skip
+        print(
+            f"sandbox + REPL one at a time: median {c:.3f}s without setup, {d:.3f}s with the environment "
+            f"(REPL on its venv) ({(d / c - 1) * 100:+.1f}%, n={len(seq_with)})"
+        )
         a, b = statistics.median(without), statistics.median(with_env)
         print(
             f"setup cached: median {statistics.median(cached):.3f}s, max {max(cached):.3f}s (n={len(cached)})"
         )
-        print(f"sandbox creation median in the {TREE}-agent tree: {a:.3f}s without setup, {b:.3f}s with "
-              f"the environment bound ({(b / a - 1) * 100:+.1f}%)")  # fmt: skip
+        print(
+            f"sandbox creation median in the {TREE}-agent tree: {a:.3f}s without setup, {b:.3f}s with "
+            f"the environment bound ({(b / a - 1) * 100:+.1f}%)"
+        )
 
 
 if __name__ == "__main__":

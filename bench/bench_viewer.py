@@ -40,8 +40,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         results_path, _ = write_synthetic(tmp_path / "results", args.agents, args.iterations)
-        deep = max((e for e in synthetic_events(args.agents, args.iterations) if e["type"] == "agent_started"),
-                   key=lambda e: e["depth"])["agent"]  # fmt: skip
+        deep = max(
+            (e for e in synthetic_events(args.agents, args.iterations) if e["type"] == "agent_started"),
+            key=lambda e: e["depth"],
+        )["agent"]
         config = {
             "userDataDir": str(tmp_path / "profile"),
             "screenshotDir": str(tmp_path),
@@ -53,8 +55,13 @@ def main() -> None:
         with in_background(make_server(tmp_path / "results", 0)) as server:
             for scenario in config["scenarios"]:
                 scenario["url"] = server.url
-            proc = subprocess.run(["node", str(JS / "viewer_check.js"), json.dumps(config)], cwd=JS,
-                                  capture_output=True, text=True, timeout=600)  # fmt: skip
+            proc = subprocess.run(
+                ["node", str(JS / "viewer_check.js"), json.dumps(config)],
+                cwd=JS,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
         lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode != 0 or not all(item.get("ok") for item in lines):
             sys.exit(f"browser run failed:\n{proc.stdout}\n{proc.stderr}")

@@ -75,14 +75,27 @@ def run_fake(bare: str, conn) -> None:
 class Servers:
     def __init__(self, tmp: Path, fake_url: str, db: str):
         self.tmp, self.db, self.procs = tmp, db, []
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": private_key_pem(),
-                    "GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_API_URL": fake_url, "RLM_DB": db,
-                    "RLM_SANDBOX__ISOLATION": "none"}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "GITHUB_APP_ID": "1",
+            "GITHUB_PRIVATE_KEY": private_key_pem(),
+            "GITHUB_WEBHOOK_SECRET": SECRET,
+            "GITHUB_API_URL": fake_url,
+            "RLM_DB": db,
+            "RLM_SANDBOX__ISOLATION": "none",
+        }
 
     def start(self, name: str, *args: str) -> None:
         log = open(self.tmp / f"{name}.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "bot", *args], env=self.env, cwd=self.tmp, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", *args],
+            env=self.env,
+            cwd=self.tmp,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append((name, proc))
 
     def serve(self, name: str, workers: int) -> int:
@@ -176,10 +189,14 @@ def bench(label: str, ports: list[int], fake_conn, args) -> bool:
     twice = [n for n, count in per_issue.items() if count > 1]
     stray = [i + 1 for i, k in enumerate(kinds) if k == "ignored" and per_issue.get(i + 1)]
     print(f"\n== {label}")
-    print(f"deliveries: {len(results)} from {args.clients} clients over {len(ports)} replica(s) in {wall:.2f}s "
-          f"({len(results) / wall:.0f}/s); replays to the other replica: {len(replays)}")  # fmt: skip
-    print(f"response ms: p50 {statistics.median(times):.1f} · p90 {percentile(times, 90):.1f} · "
-          f"p99 {percentile(times, 99):.1f} · max {max(times):.1f}")  # fmt: skip
+    print(
+        f"deliveries: {len(results)} from {args.clients} clients over {len(ports)} replica(s) in {wall:.2f}s "
+        f"({len(results) / wall:.0f}/s); replays to the other replica: {len(replays)}"
+    )
+    print(
+        f"response ms: p50 {statistics.median(times):.1f} · p90 {percentile(times, 90):.1f} · "
+        f"p99 {percentile(times, 99):.1f} · max {max(times):.1f}"
+    )
     print(f"unexpected status codes: {wrong}; replays not refused with 409: {replay_wrong}")
     print(
         f"jobs: {jobs}; answered issues: {len(per_issue)} of {len(queued)} (all answered after {drained:.1f}s)"

@@ -44,8 +44,13 @@ def generate(dest: Path, files: int = 1500, todos: int = 400, modules: int = 25,
         todo_at = rng.randrange(n_funcs) if i in todo_files else -1
         path.write_text("".join(_function(rng, k, k == todo_at) for k in range(n_funcs)))
     (dest / "README.md").write_text("# generated benchmark repository\n")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@example.invalid",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@example.invalid"}  # fmt: skip
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "b@example.invalid",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "b@example.invalid",
+    }
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "generated"]):
         subprocess.run(["git", *args], cwd=dest, env=env, check=True)
     return subprocess.run(

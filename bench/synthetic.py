@@ -114,19 +114,35 @@ class _Sim:
     ) -> float:
         rng, node = self.rng, self.nodes[node_id]
         task = node["task"]
-        self.emit(t, "agent_started", agent=node_id, parent=parent, depth=node["depth"], parent_iteration=parent_iteration,
-                  index=index, task=task)  # fmt: skip
+        self.emit(
+            t,
+            "agent_started",
+            agent=node_id,
+            parent=parent,
+            depth=node["depth"],
+            parent_iteration=parent_iteration,
+            index=index,
+            task=task,
+        )
         created = rng.uniform(0.05, 0.4)
         t += created
-        self.emit(t, "sandbox_created", agent=node_id, sandbox=f"{node_id}-{rng.randrange(16**6):06x}",
-                  duration=round(created, 4))  # fmt: skip
+        self.emit(
+            t,
+            "sandbox_created",
+            agent=node_id,
+            sandbox=f"{node_id}-{rng.randrange(16**6):06x}",
+            duration=round(created, 4),
+        )
         previous = ""
         answer = None
         for n in range(1, node["iterations"] + 1):
             last = n == node["iterations"]
             budget = f"Budget: iteration {n} of 50; {rng.randint(5, 49)} of 50 sub-agent sandboxes left; 5{rng.randint(0, 9)}m left."
-            prompt = (f"Your task:\n<task>\n{task}\n</task>\n\nThe repository is checked out in the current directory.\n\n{budget}"
-                      if n == 1 else f"[block 1]\nstdout:\n{previous}\n{budget}")  # fmt: skip
+            prompt = (
+                f"Your task:\n<task>\n{task}\n</task>\n\nThe repository is checked out in the current directory.\n\n{budget}"
+                if n == 1
+                else f"[block 1]\nstdout:\n{previous}\n{budget}"
+            )
             codes = [_code(rng, n, k) for k in range(rng.choice((1, 1, 1, 2)))]
             kids = node["spawns"].get(n)
             if kids:
@@ -145,16 +161,32 @@ class _Sim:
             t += latency
             usage = {"prompt_tokens": 900 + len(prompt) // 4, "completion_tokens": len(response) // 4}
             usage["cost_usd"] = round(usage["prompt_tokens"] * 3e-7 + usage["completion_tokens"] * 2.5e-6, 8)
-            self.emit(t, "llm_call", agent=node_id, iteration=n, prompt=prompt, response=response, usage=usage,
-                      duration=round(latency, 4), attempts=1)  # fmt: skip
+            self.emit(
+                t,
+                "llm_call",
+                agent=node_id,
+                iteration=n,
+                prompt=prompt,
+                response=response,
+                usage=usage,
+                duration=round(latency, 4),
+                attempts=1,
+            )
             for b, code in enumerate(codes):
                 start = t
                 stdout, stderr, error, final = _stdout(rng, n), "", None, False
                 if kids and b == 0:
                     for i, kid in enumerate(kids):
                         self.nodes[kid]["spawned"] = True
-                        self.emit(t + 0.001 * (i + 1), "child_spawned", agent=node_id, child=kid, iteration=n, index=i,
-                                  task=self.nodes[kid]["task"])  # fmt: skip
+                        self.emit(
+                            t + 0.001 * (i + 1),
+                            "child_spawned",
+                            agent=node_id,
+                            child=kid,
+                            iteration=n,
+                            index=i,
+                            task=self.nodes[kid]["task"],
+                        )
                     ends = [
                         self.run_agent(kid, t + 0.01 * (i + 1), node_id, n, i) for i, kid in enumerate(kids)
                     ]
@@ -178,8 +210,19 @@ class _Sim:
                         stdout, final = "", True
                 elif rng.random() < 0.05:
                     stderr = f"warning: {rng.choice(TOPICS)} is deprecated\n"
-                self.emit(t, "code_executed", agent=node_id, iteration=n, block=b, code=code, stdout=stdout, stderr=stderr,
-                          error=error, final=final, duration=round(t - start, 4))  # fmt: skip
+                self.emit(
+                    t,
+                    "code_executed",
+                    agent=node_id,
+                    iteration=n,
+                    block=b,
+                    code=code,
+                    stdout=stdout,
+                    stderr=stderr,
+                    error=error,
+                    final=final,
+                    duration=round(t - start, 4),
+                )
                 previous = stdout[:600]
         if node["fate"]:
             status, error, answer = node["fate"][0], node["fate"][1], None
@@ -197,19 +240,41 @@ def synthetic_events(
     """The events of a simulated rollout with this many agents and iterations in total."""
     sim = _Sim(agents, iterations, max_depth, seed)
     run_id = f"synthetic-{agents}a-{iterations}i"
-    sim.emit(T0, "rollout_started", run_id=run_id, repo="https://github.com/example/project", commit="0" * 40,
-             branch="main", prompt=sim.nodes["root"]["task"], model="scripted/synthetic", sandbox="local",
-             config={"rlm": {"max_depth": max_depth, "max_iterations": 50}})  # fmt: skip
+    sim.emit(
+        T0,
+        "rollout_started",
+        run_id=run_id,
+        repo="https://github.com/example/project",
+        commit="0" * 40,
+        branch="main",
+        prompt=sim.nodes["root"]["task"],
+        model="scripted/synthetic",
+        sandbox="local",
+        config={"rlm": {"max_depth": max_depth, "max_iterations": 50}},
+    )
     end = sim.run_agent("root", T0 + 0.02, None, None, None)
     root = sim.nodes["root"]
-    sim.emit(end + 0.05, "rollout_finished", status="completed", error=None, answer=root["answer"],
-             patch={"files": 3, "additions": 40, "deletions": 12, "paths": ["src/a.py", "src/b.py", "src/c.py"], "binary": []})  # fmt: skip
+    sim.emit(
+        end + 0.05,
+        "rollout_finished",
+        status="completed",
+        error=None,
+        answer=root["answer"],
+        patch={
+            "files": 3,
+            "additions": 40,
+            "deletions": 12,
+            "paths": ["src/a.py", "src/b.py", "src/c.py"],
+            "binary": [],
+        },
+    )
     events = [e for _, _, e in sorted(sim.events, key=lambda x: (x[0], x[1]))]
     return [{"seq": seq, **e} for seq, e in enumerate(events, 1)]
 
 
-def write_synthetic(results_dir: Path, agents: int = 200, iterations: int = 5000, seed: int = 7,
-                    results: bool = True) -> tuple[Path, Path]:  # fmt: skip
+def write_synthetic(
+    results_dir: Path, agents: int = 200, iterations: int = 5000, seed: int = 7, results: bool = True
+) -> tuple[Path, Path]:
     """Write `<run_id>.events.jsonl` and (unless results=False, a run still going) `<run_id>.json`."""
     import json
 

@@ -86,9 +86,21 @@ class _Interrupts:
             signal.signal(sig, handler)
 
 
-def execute(config: Config, repo: str, prompt: str, *, branch: str | None, commit: str | None,
-            output: Path | None, results_dir: Path, title: str, quiet: bool = False, context: str | None = None,
-            report: Path | None = None, as_json: bool = False) -> int:  # fmt: skip
+def execute(
+    config: Config,
+    repo: str,
+    prompt: str,
+    *,
+    branch: str | None,
+    commit: str | None,
+    output: Path | None,
+    results_dir: Path,
+    title: str,
+    quiet: bool = False,
+    context: str | None = None,
+    report: Path | None = None,
+    as_json: bool = False,
+) -> int:
     """Run the pipeline with live progress, write the patch and print the summary. Returns the exit code.
     With `-o`, stdout carries the root's answer; with `as_json`, a JSON summary instead."""
     from .cli_run import PATCH_KEPT, PATCH_NONE, CliReporter, exit_code, json_summary, run_cli, write_report
@@ -112,8 +124,12 @@ def execute(config: Config, repo: str, prompt: str, *, branch: str | None, commi
     cancel = threading.Event()
     request = RunRequest(task=prompt, clone_url=repo, branch=branch, commit=commit, context=context)
     settings = RunSettings(config=config, results_dir=results_dir)
-    reporter = CliReporter(err, title, f"commit {{commit}} · model {config.model.name} · sandbox {config.sandbox.backend}",
-                           quiet=quiet)  # fmt: skip
+    reporter = CliReporter(
+        err,
+        title,
+        f"commit {{commit}} · model {config.model.name} · sandbox {config.sandbox.backend}",
+        quiet=quiet,
+    )
     err.print(f"fetching {repo} …", markup=False)
     with _Interrupts(cancel) as interrupts:
         try:
@@ -191,9 +207,14 @@ def run(
     """Run a rollout on REPO; the patch goes to stdout (with -o: the file, and the answer to stdout),
     progress and summary to stderr."""
     _load_env_file(env_file)
-    overrides = {"model.name": model, "sandbox.backend": sandbox, "rlm.max_depth": max_depth,
-                 "rlm.max_sandboxes": max_sandboxes, "rlm.global_timeout": timeout,
-                 "sandbox.setup": "auto" if setup == ["auto"] else setup or None}  # fmt: skip
+    overrides = {
+        "model.name": model,
+        "sandbox.backend": sandbox,
+        "rlm.max_depth": max_depth,
+        "rlm.max_sandboxes": max_sandboxes,
+        "rlm.global_timeout": timeout,
+        "sandbox.setup": "auto" if setup == ["auto"] else setup or None,
+    }
     config = _config(config_path, overrides)
     if branch and commit:
         raise fail("pass either --branch or --commit, not both.")
@@ -206,8 +227,20 @@ def run(
             context = read_context_file(context_file)
         except ValueError as e:
             raise fail(str(e)) from None
-    code = execute(config, repo, prompt, branch=branch, commit=commit, output=output, results_dir=results,
-                   title="rlm run", quiet=quiet, context=context, report=report, as_json=as_json)  # fmt: skip
+    code = execute(
+        config,
+        repo,
+        prompt,
+        branch=branch,
+        commit=commit,
+        output=output,
+        results_dir=results,
+        title="rlm run",
+        quiet=quiet,
+        context=context,
+        report=report,
+        as_json=as_json,
+    )
     raise typer.Exit(code)
 
 
@@ -221,12 +254,22 @@ def demo(
     """The whole pipeline on a small bundled repository with a SCRIPTED model (no API key, no cost)."""
     from .rlm import demo as demo_mod
 
-    err.print("[bold cyan]SCRIPTED DEMO[/bold cyan]: the model's replies are replayed from a bundled script; "
-              "no model is called. The sandboxes, REPLs, sub-agents, patch and trace are real.")  # fmt: skip
+    err.print(
+        "[bold cyan]SCRIPTED DEMO[/bold cyan]: the model's replies are replayed from a bundled script; "
+        "no model is called. The sandboxes, REPLs, sub-agents, patch and trace are real."
+    )
     repo_dir, script = demo_mod.materialize()
     config = _config(None, {"model.name": f"scripted/{script}"})
-    code = execute(config, str(repo_dir), demo_mod.PROMPT, branch=None, commit=None, output=output,
-                   results_dir=results_dir or Path(config.results_dir), title="rlm demo (scripted)")  # fmt: skip
+    code = execute(
+        config,
+        str(repo_dir),
+        demo_mod.PROMPT,
+        branch=None,
+        commit=None,
+        output=output,
+        results_dir=results_dir or Path(config.results_dir),
+        title="rlm demo (scripted)",
+    )
     raise typer.Exit(code)
 
 
@@ -344,8 +387,13 @@ def worker(
     if server_config.app is None or workers + control_workers < 1:
         raise fail(WORKER_NEEDS_APP if server_config.app is None else WORKER_NEEDS_THREADS)
     try:
-        run_worker(server_config, control_workers=control_workers, drain=drain, metrics_host=metrics_host,
-                   metrics_port=metrics_port)  # fmt: skip
+        run_worker(
+            server_config,
+            control_workers=control_workers,
+            drain=drain,
+            metrics_host=metrics_host,
+            metrics_port=metrics_port,
+        )
     except ServeError as e:
         raise fail(str(e)) from None
 
@@ -380,8 +428,16 @@ def app_register(
     from .github.register import RegisterError, register
 
     try:
-        path = register(webhook_url=webhook_url, name=name, github_url=github_url, org=org, output=output,
-                        port=port, open_browser=not no_browser, public=public)  # fmt: skip
+        path = register(
+            webhook_url=webhook_url,
+            name=name,
+            github_url=github_url,
+            org=org,
+            output=output,
+            port=port,
+            open_browser=not no_browser,
+            public=public,
+        )
     except RegisterError as e:
         raise fail(str(e), EXIT_FAILED) from None
     typer.echo(f"wrote {path}; start the server with: rlm serve --env-file {path}")

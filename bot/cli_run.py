@@ -90,13 +90,23 @@ class PatchOutput:
         else:
             where = str(state.patch_path)
         stats = state.result.results.get("patch") or {}
-        message = PATCH_WRITTEN.format(files=stats.get("files", "?"), additions=stats.get("additions", 0),
-                                       deletions=stats.get("deletions", 0), where=where)  # fmt: skip
+        message = PATCH_WRITTEN.format(
+            files=stats.get("files", "?"),
+            additions=stats.get("additions", 0),
+            deletions=stats.get("deletions", 0),
+            where=where,
+        )
         return RunOutcome(state.run_id, OutcomeKind.PATCH, message)
 
 
-def run_cli(settings: RunSettings, request: RunRequest, reporter: CliReporter, output: Path | None,
-            cancel: threading.Event, patch_to_stdout: bool = True) -> RunOutcome:  # fmt: skip
+def run_cli(
+    settings: RunSettings,
+    request: RunRequest,
+    reporter: CliReporter,
+    output: Path | None,
+    cancel: threading.Event,
+    patch_to_stdout: bool = True,
+) -> RunOutcome:
     from . import pipeline
 
     try:
@@ -144,7 +154,7 @@ def json_summary(outcome: RunOutcome, code: int, patch_file: Path | None) -> dic
             "deletions": stats.get("deletions", 0),
             "paths": stats.get("paths", []),
             "file": str(patch_file) if patch_file and result and result.has_changes else None,
-        },  # fmt: skip
+        },
         "results": str(result.results_path) if result and result.results_path else None,
     }
 

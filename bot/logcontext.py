@@ -49,8 +49,13 @@ def current() -> dict[str, Any]:
 
 def job_context(job: Any) -> AbstractContextManager[None]:
     request = job.request if isinstance(job.request, dict) else {}
-    return bind(job_id=job.id, delivery_id=job.delivery_id, repo=job.repo, issue=job.number,
-                run_id=request.get("run_id"))  # fmt: skip
+    return bind(
+        job_id=job.id,
+        delivery_id=job.delivery_id,
+        repo=job.repo,
+        issue=job.number,
+        run_id=request.get("run_id"),
+    )
 
 
 class ContextFilter(logging.Filter):

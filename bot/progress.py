@@ -42,8 +42,13 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.live_mode:
-            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False,
-                              get_renderable=self._render)  # fmt: skip
+            self._live = Live(
+                self._render(),
+                console=self.console,
+                refresh_per_second=4,
+                transient=False,
+                get_renderable=self._render,
+            )
             self._live.__enter__()
         return self
 
@@ -78,8 +83,11 @@ class Progress:
             agent = dict(agent_of(self.results, event.get("agent")) or {})
         indent = "  " * agent.get("depth", 0)
         if kind == "agent_started":
-            self.console.print(f"{indent}▶ {event['agent']} started: {_short(agent.get('task', ''))}",
-                               highlight=False, markup=False)  # fmt: skip
+            self.console.print(
+                f"{indent}▶ {event['agent']} started: {_short(agent.get('task', ''))}",
+                highlight=False,
+                markup=False,
+            )
         else:
             status = agent.get("status")
             extra = f" — {agent.get('error')}" if agent.get("error") else ""
@@ -96,8 +104,13 @@ class Progress:
             cost = self.results["totals"]["cost_usd"]
         running = sum(1 for a in agents if a["status"] == "running")
         elapsed = fmt_duration(time.monotonic() - self._started)
-        table = Table(title=f"{self.title} — {len(agents)} agents, {running} running, {elapsed}, {fmt_cost(cost)}",
-                      title_justify="left", expand=False, box=None, padding=(0, 1))  # fmt: skip
+        table = Table(
+            title=f"{self.title} — {len(agents)} agents, {running} running, {elapsed}, {fmt_cost(cost)}",
+            title_justify="left",
+            expand=False,
+            box=None,
+            padding=(0, 1),
+        )
         for column in ("agent", "status", "depth", "iter", "elapsed", "cost", "task"):
             table.add_column(
                 column, no_wrap=True, overflow="ellipsis", max_width=60 if column == "task" else None
@@ -126,9 +139,15 @@ def _row(agent: dict) -> dict[str, Any]:
     elapsed = agent.get("duration")
     if elapsed is None:
         elapsed = time.time() - agent["_t0"] if agent.get("_t0") else 0.0
-    return {"id": agent["id"], "depth": agent.get("depth", 0), "task": agent.get("task") or "",
-            "status": agent.get("status") or "running", "iterations": len(agent.get("iterations", [])),
-            "elapsed": elapsed, "cost": (agent.get("usage") or {}).get("cost_usd", 0.0)}  # fmt: skip
+    return {
+        "id": agent["id"],
+        "depth": agent.get("depth", 0),
+        "task": agent.get("task") or "",
+        "status": agent.get("status") or "running",
+        "iterations": len(agent.get("iterations", [])),
+        "elapsed": elapsed,
+        "cost": (agent.get("usage") or {}).get("cost_usd", 0.0),
+    }
 
 
 def _tree_order(agent: dict) -> list[int]:

@@ -55,8 +55,14 @@ def call_with_retries(
         exc = state.outcome.exception() if state.outcome else None
         log.warning("%s failed (%s); retrying in %.1fs", describe, _short(exc), state.next_action.sleep)
 
-    retrying = tenacity.Retrying(stop=stop, wait=wait, sleep=sleep, reraise=True,
-                                 retry=tenacity.retry_if_exception(retry_if), before_sleep=before_sleep)  # fmt: skip
+    retrying = tenacity.Retrying(
+        stop=stop,
+        wait=wait,
+        sleep=sleep,
+        reraise=True,
+        retry=tenacity.retry_if_exception(retry_if),
+        before_sleep=before_sleep,
+    )
     return retrying(fn)
 
 

@@ -55,18 +55,36 @@ def start_throwaway(bindir: Path) -> tuple[str, Path]:
     )
     if init.returncode != 0:
         raise RuntimeError(f"initdb failed: {init.stderr.strip()[-300:]}")
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} -c fsync=off " \
-              "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"  # fmt: skip
-    start = run([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w", "-t",
-                 "60", "start"])  # fmt: skip
+    options = (
+        f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    start = run(
+        [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(root / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]
+    )
     if start.returncode != 0:
         raise RuntimeError(f"pg_ctl start failed: {(start.stderr or start.stdout).strip()[-300:]}")
     return f"postgresql://postgres@127.0.0.1:{port}/postgres", data
 
 
 def stop_throwaway(bindir: Path, data: Path) -> None:
-    subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                   capture_output=True, timeout=60)  # fmt: skip
+    subprocess.run(
+        _as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+        capture_output=True,
+        timeout=60,
+    )
     shutil.rmtree(data.parent, ignore_errors=True)
 
 

@@ -41,22 +41,25 @@ TASK = "Fix the TODO in calc.py"
 RUN_URL = f"https://github.com/{REPO}/actions/runs/4242"
 # The root looks at its environment (it must hold no secret), asks one child, and fixes calc.py.
 SCRIPT = [
-    {"task": "^Fix", "responses": [
-        py("""
+    {
+        "task": "^Fix",
+        "responses": [
+            py("""
             import os
             print(open('calc.py').read())
             print('planted? ' + str(any('planted' in v for v in os.environ.values())))
         """),
-        py("""
+            py("""
             print(rlm_query("Explain calc.py"))
         """),
-        py("""
+            py("""
             print(edit_file("calc.py", "    # TODO: implement\\n    return 0\\n", "    return a + b\\n"))
             FINAL("Implemented add.")
         """),
-    ]},
+        ],
+    },
     {"task": "^Explain", "responses": [py('FINAL("calc.py adds two numbers")')]},
-]  # fmt: skip
+]
 
 
 @dataclass
@@ -69,8 +72,12 @@ class Scenario:
 
     def branch_file(self, branch: str, path: str) -> str:
         bare = self.remote.removeprefix("file://")
-        return subprocess.run(["git", f"--git-dir={bare}", "show", f"refs/heads/{branch}:{path}"],
-                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+        return subprocess.run(
+            ["git", f"--git-dir={bare}", "show", f"refs/heads/{branch}:{path}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
 
     def calls(self, method: str, pattern: str) -> list:
         return [c for c in self.fake.calls if c.method == method and re.search(pattern, c.path)]
@@ -243,8 +250,12 @@ def test_missing_token_permission_is_named(runs):
     assert "`pull-requests: write`" in s.job.summary()
     # main left the pushed rlm/… branch behind; the patch is in the artifact instead
     bare = s.remote.removeprefix("file://")
-    heads = subprocess.run(["git", f"--git-dir={bare}", "for-each-ref", "refs/heads/rlm/"], capture_output=True,
-                           text=True, check=True).stdout  # fmt: skip
+    heads = subprocess.run(
+        ["git", f"--git-dir={bare}", "for-each-ref", "refs/heads/rlm/"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert heads == "" and [r for r in s.fake.deleted_refs if r.startswith("refs/heads/rlm/")]
     assert_masked(s)
 

@@ -80,8 +80,13 @@ def test_missing_permission_names_the_entry():
 
 def test_clone_url_from_payload_for_this_repo_else_server_url(tmp_path):
     event = tmp_path / "event.json"
-    env = {"GITHUB_EVENT_NAME": "schedule", "GITHUB_REPOSITORY": "o/r", "GITHUB_EVENT_PATH": str(event),
-           "GITHUB_SERVER_URL": "https://ghe.example", "GITHUB_RUN_ID": "7"}  # fmt: skip
+    env = {
+        "GITHUB_EVENT_NAME": "schedule",
+        "GITHUB_REPOSITORY": "o/r",
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_SERVER_URL": "https://ghe.example",
+        "GITHUB_RUN_ID": "7",
+    }
     event.write_text(
         json.dumps({"repository": {"full_name": "O/R", "clone_url": "https://ghe.example/O/R.git"}})
     )

@@ -255,8 +255,9 @@ def test_truncated_answer_is_marked(make_repo, write_script, make_config):
         },
         {"task": "^Child", "responses": [py('b = rlm_query("Too deep")\nFINAL("y" * 5000 + repr(b.patch))')]},
     ]
-    result = run(make_repo, write_script, make_config, None, rules, rlm__result_truncation_limit=1000,
-                 rlm__max_depth=1)  # fmt: skip
+    result = run(
+        make_repo, write_script, make_config, None, rules, rlm__result_truncation_limit=1000, rlm__max_depth=1
+    )
     assert result.answer == "True0"
     # A refused call is an answer too (with no changes), so `.patch` never raises.
     assert agent(result, "root.1")["result"].endswith("y''")

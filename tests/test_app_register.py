@@ -35,9 +35,15 @@ def drive(fake: FakeGitHub, tmp_path, *, tamper_state: bool = False, **kwargs):
 
     def run() -> None:
         try:
-            result["path"] = reg.register(webhook_url="https://rlm.example.com/webhook", name="rlm-test",
-                                          github_url=web, output=tmp_path / "app.env", timeout=20,
-                                          on_ready=lambda url: (ready.append(url), got.set()), **kwargs)  # fmt: skip
+            result["path"] = reg.register(
+                webhook_url="https://rlm.example.com/webhook",
+                name="rlm-test",
+                github_url=web,
+                output=tmp_path / "app.env",
+                timeout=20,
+                on_ready=lambda url: (ready.append(url), got.set()),
+                **kwargs,
+            )
         except reg.RegisterError as e:
             result["error"] = e
 
@@ -53,8 +59,11 @@ def drive(fake: FakeGitHub, tmp_path, *, tamper_state: bool = False, **kwargs):
     final = requests.post(action, data={"manifest": manifest}, timeout=10)
     if tamper_state:  # the forged answer is refused; the real one still works afterwards
         assert final.status_code == 400 and reg.STATE_MISMATCH in unescape(final.text)
-        final = requests.post(re.sub(r"state=forged", f"state={action_state(page.text)}", action),
-                              data={"manifest": manifest}, timeout=10)  # fmt: skip
+        final = requests.post(
+            re.sub(r"state=forged", f"state={action_state(page.text)}", action),
+            data={"manifest": manifest},
+            timeout=10,
+        )
     thread.join(20)
     return final, json.loads(manifest), result, action
 
@@ -72,8 +81,12 @@ def test_register_writes_a_private_env_file_the_server_can_load(fake, tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert action.startswith(f"{fake.url.removesuffix('/api/v3')}/settings/apps/new?state=")
     assert manifest["hook_attributes"] == {"url": "https://rlm.example.com/webhook", "active": True}
-    assert manifest["default_permissions"] == {"contents": "write", "issues": "write", "pull_requests": "write",
-                                               "metadata": "read"}  # fmt: skip
+    assert manifest["default_permissions"] == {
+        "contents": "write",
+        "issues": "write",
+        "pull_requests": "write",
+        "metadata": "read",
+    }
     assert manifest["default_events"] == ["issue_comment", "pull_request_review_comment"]
     assert manifest["redirect_url"].startswith("http://127.0.0.1:")
     settings = AppSettings.from_env(load_env_file(path))
@@ -123,8 +136,12 @@ class _Forgetful(dict):
 
 def test_an_output_directory_that_does_not_exist_is_refused_before_github_is_asked(tmp_path):
     with pytest.raises(reg.RegisterError) as e:
-        reg.register(webhook_url="https://rlm.example.com/webhook", output=tmp_path / "missing" / "app.env",
-                     open_browser=False, timeout=5)  # fmt: skip
+        reg.register(
+            webhook_url="https://rlm.example.com/webhook",
+            output=tmp_path / "missing" / "app.env",
+            open_browser=False,
+            timeout=5,
+        )
     assert str(e.value) == reg.OUTPUT_DIR_MISSING.format(path=tmp_path / "missing")
 
 
@@ -151,6 +168,11 @@ def test_a_busy_port_is_one_sentence(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(reg.RegisterError) as e:
-            reg.register(webhook_url="https://rlm.example.com/webhook", output=tmp_path / "app.env", port=port,
-                         open_browser=False, timeout=5)  # fmt: skip
+            reg.register(
+                webhook_url="https://rlm.example.com/webhook",
+                output=tmp_path / "app.env",
+                port=port,
+                open_browser=False,
+                timeout=5,
+            )
     assert str(e.value).startswith(f"cannot serve the page on 127.0.0.1:{port}")

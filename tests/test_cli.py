@@ -27,8 +27,13 @@ def rlm(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) ->
 
 
 def test_demo_runs_the_whole_pipeline(tmp_path):
-    proc = rlm("demo", "--results-dir", str(tmp_path / "results"), cwd=tmp_path,
-               env={"XDG_CACHE_HOME": str(tmp_path / "xdg")})  # fmt: skip
+    proc = rlm(
+        "demo",
+        "--results-dir",
+        str(tmp_path / "results"),
+        cwd=tmp_path,
+        env={"XDG_CACHE_HOME": str(tmp_path / "xdg")},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "SCRIPTED DEMO" in proc.stderr
     assert "+    percent = min(max(percent, 0), 100)" in proc.stdout
@@ -44,13 +49,37 @@ def test_run_writes_the_patch_to_a_file_and_exits_1_without_an_answer(make_repo,
     good = write_script([{"task": "", "responses": [py('open("a.txt", "w").write("b\\n")\nFINAL("ok")')]}])
     out = tmp_path / "out.patch"
     env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    proc = rlm("run", str(repo), "-p", "change a", "--model", f"scripted/{good}", "-o", str(out), "-q",
-               "--results-dir", str(tmp_path / "r"), cwd=tmp_path, env=env)  # fmt: skip
+    proc = rlm(
+        "run",
+        str(repo),
+        "-p",
+        "change a",
+        "--model",
+        f"scripted/{good}",
+        "-o",
+        str(out),
+        "-q",
+        "--results-dir",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "ok\n" and "+b" in out.read_text()  # the patch in the file, the answer on stdout
     bad = write_script([{"task": "", "responses": [py("x = 1")]}])
-    proc = rlm("run", str(repo), "-p", "x", "--model", f"scripted/{bad}", "-q", "--results-dir", str(tmp_path / "r"),
-               cwd=tmp_path, env=env)  # fmt: skip
+    proc = rlm(
+        "run",
+        str(repo),
+        "-p",
+        "x",
+        "--model",
+        f"scripted/{bad}",
+        "-q",
+        "--results-dir",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+        env=env,
+    )
     assert proc.returncode == 1
     assert "script exhausted" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -59,8 +88,21 @@ def test_an_output_file_that_cannot_be_written_is_a_clear_failure(make_repo, wri
     repo, _ = make_repo({"a.txt": "a\n"})
     good = write_script([{"task": "", "responses": [py('open("a.txt", "w").write("b\\n")\nFINAL("ok")')]}])
     out = tmp_path / "missing" / "out.patch"
-    proc = rlm("run", str(repo), "-p", "change a", "--model", f"scripted/{good}", "-o", str(out), "-q",
-               "--results-dir", str(tmp_path / "r"), cwd=tmp_path, env={"XDG_CACHE_HOME": str(tmp_path / "xdg")})  # fmt: skip
+    proc = rlm(
+        "run",
+        str(repo),
+        "-p",
+        "change a",
+        "--model",
+        f"scripted/{good}",
+        "-o",
+        str(out),
+        "-q",
+        "--results-dir",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+        env={"XDG_CACHE_HOME": str(tmp_path / "xdg")},
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, (
         proc.stderr
     )  # main: a traceback, then exit 0
@@ -101,8 +143,16 @@ def test_bad_config_exits_2_with_one_sentence(tmp_path, content, expected):
 )
 def test_unreachable_repo_exits_2(tmp_path, write_script, repo, expected):
     script = write_script([{"task": "", "responses": [py('FINAL("x")')]}])
-    proc = rlm("run", repo.format(tmp=tmp_path), "-p", "x", "--model", f"scripted/{script}", cwd=tmp_path,
-               env={"XDG_CACHE_HOME": str(tmp_path / "xdg")})  # fmt: skip
+    proc = rlm(
+        "run",
+        repo.format(tmp=tmp_path),
+        "-p",
+        "x",
+        "--model",
+        f"scripted/{script}",
+        cwd=tmp_path,
+        env={"XDG_CACHE_HOME": str(tmp_path / "xdg")},
+    )
     assert proc.returncode == 2, proc.stderr
     assert expected in proc.stderr and "Traceback" not in proc.stderr
 
@@ -138,9 +188,24 @@ def test_sigint_cancels_the_tree_and_removes_every_sandbox(make_repo, write_scri
     cache = tmp_path / "xdg"
     results = tmp_path / "r"
     env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
-    proc = subprocess.Popen([*RLM, "run", str(repo), "-p", "Root", "--model", f"scripted/{script}",
-                             "--results-dir", str(results)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            *RLM,
+            "run",
+            str(repo),
+            "-p",
+            "Root",
+            "--model",
+            f"scripted/{script}",
+            "--results-dir",
+            str(results),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     events = None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -191,9 +256,24 @@ def test_leftovers_of_a_killed_run_are_reaped_at_the_next_start(make_repo, write
     cache = tmp_path / "xdg"
     results = tmp_path / "r"
     env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
-    proc = subprocess.Popen([*RLM, "run", str(repo), "-p", "Root", "--model", f"scripted/{script}", "-q",
-                             "--results-dir", str(results)], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            *RLM,
+            "run",
+            str(repo),
+            "-p",
+            "Root",
+            "--model",
+            f"scripted/{script}",
+            "-q",
+            "--results-dir",
+            str(results),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         runs = run_dirs(cache / "rlm-bot")
@@ -207,8 +287,19 @@ def test_leftovers_of_a_killed_run_are_reaped_at_the_next_start(make_repo, write
     proc.wait(timeout=10)
     assert killed.exists()
     time.sleep(0.5)
-    quick = rlm("run", str(repo), "-p", "Quick", "--model", f"scripted/{script}", "-q",
-                "--results-dir", str(results), cwd=tmp_path, env={"XDG_CACHE_HOME": str(cache)})  # fmt: skip
+    quick = rlm(
+        "run",
+        str(repo),
+        "-p",
+        "Quick",
+        "--model",
+        f"scripted/{script}",
+        "-q",
+        "--results-dir",
+        str(results),
+        cwd=tmp_path,
+        env={"XDG_CACHE_HOME": str(cache)},
+    )
     assert quick.returncode == 0, quick.stderr
     assert not killed.exists()
     assert leftovers(cache / "rlm-bot") == []
@@ -217,8 +308,14 @@ def test_leftovers_of_a_killed_run_are_reaped_at_the_next_start(make_repo, write
 def test_daytona_without_a_key_exits_2_before_any_work(make_repo, tmp_path):
     repo, _ = make_repo()
     env = {k: v for k, v in os.environ.items() if k != "DAYTONA_API_KEY"}
-    proc = subprocess.run([*RLM, "run", str(repo), "-p", "x", "--sandbox", "daytona", "--model", "scripted/x.yaml"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [*RLM, "run", str(repo), "-p", "x", "--sandbox", "daytona", "--model", "scripted/x.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "DAYTONA_API_KEY is not set" in proc.stderr and "fetching" not in proc.stderr
 
@@ -248,8 +345,19 @@ def test_context_file_report_and_answer_on_stdout(make_repo, write_script, tmp_p
     script = write_script(CONTEXT_SCRIPT)
     out, report = tmp_path / "fix.patch", tmp_path / "report.md"
     env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    base = ["run", str(repo), "-p", "fix this", "--context-file", str(issue), "--model", f"scripted/{script}", "-q",
-            "--results-dir", str(tmp_path / "r")]  # fmt: skip
+    base = [
+        "run",
+        str(repo),
+        "-p",
+        "fix this",
+        "--context-file",
+        str(issue),
+        "--model",
+        f"scripted/{script}",
+        "-q",
+        "--results-dir",
+        str(tmp_path / "r"),
+    ]
     proc = rlm(*base, "-o", str(out), "--report", str(report), cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "Write ZEBRA into a.txt\n\nAs the issue asked.\n"  # `> answer.md` captures it

@@ -95,8 +95,13 @@ def test_agent_runs_unprivileged_with_no_capabilities(box):
     )
     assert result.error is None, result.error
     caps, ids = result.stdout.strip().splitlines()
-    assert eval(caps) == {"CapEff": "0" * 16, "CapPrm": "0" * 16, "CapBnd": "0" * 16, "CapAmb": "0" * 16,
-                          "NoNewPrivs": "1"}  # fmt: skip
+    assert eval(caps) == {
+        "CapEff": "0" * 16,
+        "CapPrm": "0" * 16,
+        "CapBnd": "0" * 16,
+        "CapAmb": "0" * 16,
+        "NoNewPrivs": "1",
+    }
     assert ids == f"{SANDBOX_UID} {SANDBOX_UID} {SANDBOX_USER}"
 
 
@@ -241,8 +246,17 @@ def test_a_symlink_made_by_the_agent_is_recorded_not_followed(box, tmp_path, che
 @needs_bwrap
 def test_a_subprocess_cannot_reopen_the_drivers_channel_through_proc(box):
     b = box()
-    forged = json.dumps({"type": "result", "id": 1, "stdout": "", "stderr": "", "error": None,
-                         "final": {"answer": "forged"}, "duration": 0})  # fmt: skip
+    forged = json.dumps(
+        {
+            "type": "result",
+            "id": 1,
+            "stdout": "",
+            "stderr": "",
+            "error": None,
+            "final": {"answer": "forged"},
+            "duration": 0,
+        }
+    )
     child = f"""
 import os
 msg = ({forged!r} + "\\n").encode()
@@ -406,8 +420,11 @@ def _victim_tree(base: Path, victim: subprocess.Popen) -> Path:
     rollout = base / "sandboxes" / "victims-rollout"
     rollout.mkdir(parents=True)
     (rollout / "precious.txt").write_text("theirs")
-    (rollout / "owner.json").write_text(json.dumps({"pid": 1, "start": "0", "pids": [victim.pid],
-                                                    "owner": [1, "0"], "drivers": [[victim.pid, "0"]]}))  # fmt: skip
+    (rollout / "owner.json").write_text(
+        json.dumps(
+            {"pid": 1, "start": "0", "pids": [victim.pid], "owner": [1, "0"], "drivers": [[victim.pid, "0"]]}
+        )
+    )
     for path in [base, *base.rglob("*")]:
         os.chown(path, 65534, 65534, follow_symlinks=False)
     return rollout

@@ -78,8 +78,10 @@ def test_client_config_comes_from_our_settings_and_the_key_is_redacted():
 
 
 def test_the_real_client_ignores_a_dotenv_in_the_working_directory(tmp_path, monkeypatch):
-    (tmp_path / ".env").write_text("DAYTONA_API_URL=https://evil.example/api\nDAYTONA_TARGET=evil\n"
-                                   "DAYTONA_API_KEY=stolen-key-from-the-repo\n")  # fmt: skip
+    (tmp_path / ".env").write_text(
+        "DAYTONA_API_URL=https://evil.example/api\nDAYTONA_TARGET=evil\n"
+        "DAYTONA_API_KEY=stolen-key-from-the-repo\n"
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DAYTONA_API_KEY", KEY)
     monkeypatch.delenv("DAYTONA_TARGET", raising=False)
@@ -200,8 +202,13 @@ def test_image_resources_and_allow_list(setup):
 
 
 def test_rate_limits_and_outages_are_retried(setup, tmp_path):
-    fake = FakeDaytona(root=tmp_path / "d", failures=[DaytonaRateLimitError("Too many requests", 429),
-                                                      DaytonaServiceUnavailableError("busy", 503)])  # fmt: skip
+    fake = FakeDaytona(
+        root=tmp_path / "d",
+        failures=[
+            DaytonaRateLimitError("Too many requests", 429),
+            DaytonaServiceUnavailableError("busy", 503),
+        ],
+    )
     provider, fake, _ = setup(fake)
     sandbox = provider.create("root")
     assert fake.create_calls == 3 and list(fake.sandboxes) == [sandbox.id]
@@ -334,8 +341,13 @@ def test_an_image_without_python_is_a_readable_repl_error(setup, tmp_path):
 
 
 def _labels(rollout: str, owner: str, expires: float) -> dict[str, str]:
-    return {dc.LABEL_APP: dc.APP_VALUE, dc.LABEL_ROLLOUT: rollout, dc.LABEL_AGENT: "root",
-            dc.LABEL_OWNER: owner, dc.LABEL_EXPIRES: str(int(expires))}  # fmt: skip
+    return {
+        dc.LABEL_APP: dc.APP_VALUE,
+        dc.LABEL_ROLLOUT: rollout,
+        dc.LABEL_AGENT: "root",
+        dc.LABEL_OWNER: owner,
+        dc.LABEL_EXPIRES: str(int(expires)),
+    }
 
 
 def test_reap_deletes_sandboxes_of_rollouts_that_are_gone(setup, tmp_path):
@@ -395,14 +407,19 @@ def refuse_first_child(fake, params):
         raise DaytonaBadRequestError("Snapshot not found", 400)
 
 
-def test_a_failed_creation_is_the_childs_error_text_and_costs_no_budget(make_repo, write_script, make_config,
-                                                                         tmp_path):  # fmt: skip
+def test_a_failed_creation_is_the_childs_error_text_and_costs_no_budget(
+    make_repo, write_script, make_config, tmp_path
+):
     repo_dir, _ = make_repo({"app.py": "x = 1\n", ".gitignore": "*.log\n"})
     config = make_config(write_script(ROLLOUT_SCRIPT), rlm__max_sandboxes=3)
     prepared = prepare_repo(str(repo_dir), config.cache_root())
     fake = FakeDaytona(root=tmp_path / "daytona", failures=[refuse_first_child] * 10)
-    result = run_rollout(config, prepared, lambda rid: DaytonaSandboxProvider(config, prepared, rid, client=fake),
-                         tmp_path / "results")  # fmt: skip
+    result = run_rollout(
+        config,
+        prepared,
+        lambda rid: DaytonaSandboxProvider(config, prepared, rid, client=fake),
+        tmp_path / "results",
+    )
 
     assert result.status == "completed", result.error
     agents = {a["id"]: a for a in result.results["agents"]}
@@ -419,8 +436,12 @@ def test_a_failed_creation_is_the_childs_error_text_and_costs_no_budget(make_rep
 
 def test_same_patch_from_both_backends(make_repo, write_script, make_config, tmp_path):
     repo_dir, _ = make_repo({"app.py": "x = 1\n", "old.txt": "bye\n", ".gitignore": "*.log\n"})
-    script = [{"task": "^Fix", "responses": [py(
-        """
+    script = [
+        {
+            "task": "^Fix",
+            "responses": [
+                py(
+                    """
         import os
         print(edit_file("app.py", "x = 1", "x = 2"))
         os.remove("old.txt")
@@ -428,13 +449,20 @@ def test_same_patch_from_both_backends(make_repo, write_script, make_config, tmp
         open("debug.log", "w").write("ignored\\n")
         FINAL("done")
         """
-    )]}]  # fmt: skip
+                )
+            ],
+        }
+    ]
     config = make_config(write_script(script))
     prepared = prepare_repo(str(repo_dir), config.cache_root())
     local = run_rollout(config, prepared, lambda rid: make_provider(config, prepared, rid), tmp_path / "r1")
     fake = FakeDaytona(root=tmp_path / "daytona")
-    remote = run_rollout(config, prepared, lambda rid: DaytonaSandboxProvider(config, prepared, rid, client=fake),
-                         tmp_path / "r2")  # fmt: skip
+    remote = run_rollout(
+        config,
+        prepared,
+        lambda rid: DaytonaSandboxProvider(config, prepared, rid, client=fake),
+        tmp_path / "r2",
+    )
     assert local.status == remote.status == "completed"
     assert remote.patch == local.patch and "new.bin" in remote.patch and "debug.log" not in remote.patch
 
@@ -482,10 +510,17 @@ def test_the_fake_has_the_sdks_signatures():
         (f.FakeSandbox, Sandbox): ("get_user_home_dir", "refresh_data", "delete", "create_snapshot"),
         (f.FakeSnapshots, SnapshotService): ("get", "delete"),
         (f.FakeFileSystem, FileSystem): ("create_folder", "upload_file"),
-        (f.FakeProcess, Process): ("exec", "create_session", "execute_session_command", "get_session_command",
-                                   "get_session_command_logs", "get_session_command_logs_async",
-                                   "send_session_command_input", "delete_session"),
-    }  # fmt: skip
+        (f.FakeProcess, Process): (
+            "exec",
+            "create_session",
+            "execute_session_command",
+            "get_session_command",
+            "get_session_command_logs",
+            "get_session_command_logs_async",
+            "send_session_command_input",
+            "delete_session",
+        ),
+    }
     for (fake_cls, real_cls), names in pairs.items():
         for name in names:
             fake_params = list(inspect.signature(getattr(fake_cls, name)).parameters)

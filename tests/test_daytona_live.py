@@ -22,8 +22,14 @@ pytestmark = [
 
 def test_a_real_sandbox_runs_the_repl_and_returns_the_patch(make_repo, tmp_path):
     repo_dir, _ = make_repo({"app.py": "x = 1\n", ".gitignore": "*.log\n"})
-    config = load_config(None, {"sandbox.cache_dir": str(tmp_path / "cache"), "sandbox.backend": "daytona",
-                                "rlm.global_timeout": 600})  # fmt: skip
+    config = load_config(
+        None,
+        {
+            "sandbox.cache_dir": str(tmp_path / "cache"),
+            "sandbox.backend": "daytona",
+            "rlm.global_timeout": 600,
+        },
+    )
     prepared = prepare_repo(str(repo_dir), config.cache_root())
     provider = DaytonaSandboxProvider(config, prepared, "live-test")
     try:

@@ -160,8 +160,10 @@ def _kill_then_resume(env, monkeypatch, where: str, attempts: int = 1):
         first = run_one(env, "issue_comment", comment(env))
     # What kill -9 leaves: the job still running, its request as stored so far.
     with sqlite3.connect(env.server.db_path) as db:
-        db.execute("UPDATE jobs SET state = 'running', outcome = NULL, attempts = ? WHERE id = ?",
-                   (attempts, first.id))  # fmt: skip
+        db.execute(
+            "UPDATE jobs SET state = 'running', outcome = NULL, attempts = ? WHERE id = ?",
+            (attempts, first.id),
+        )
     app = create_app(env.server)  # recovers the job and resumes it
     store = app.extensions["rlm"].store
     job = wait_for(lambda: finished(store, first.id), what="the resumed job")
@@ -198,10 +200,14 @@ def test_an_interrupted_run_takes_its_eyes_away(world, monkeypatch):
     ("status", "message", "errors", "shown"),
     [
         (403, "Resource not accessible by integration", None, "Resource not accessible by integration"),
-        (422, "Validation Failed", [{"resource": "PullRequest", "code": "custom", "message": "Body is too long"}],
-         "Body is too long"),
+        (
+            422,
+            "Validation Failed",
+            [{"resource": "PullRequest", "code": "custom", "message": "Body is too long"}],
+            "Body is too long",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_refused_pull_request_names_the_branch_and_githubs_reason(world, status, message, errors, shown):
     env = world(QUICK)
     env.fake.fail("POST", rf"/repos/{REPO}/pulls", status, times=100, message=message, errors=errors)
@@ -340,8 +346,16 @@ def test_the_action_hands_the_daytona_key_on_without_the_process_environment(
     try:
         event = {"repository": {"full_name": ACTION_REPO, "clone_url": remote}, "inputs": {}}
         script = write_script([{"task": ".", "responses": [py('FINAL("x")')]}])
-        job = make_job(tmp_path, fake.url, script, "workflow_dispatch", event, prompt="look", sandbox="daytona",
-                       daytona_api_key=planted)  # fmt: skip
+        job = make_job(
+            tmp_path,
+            fake.url,
+            script,
+            "workflow_dispatch",
+            event,
+            prompt="look",
+            sandbox="daytona",
+            daytona_api_key=planted,
+        )
         proc = job.run_here()
     finally:
         fake.stop()

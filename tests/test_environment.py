@@ -42,8 +42,11 @@ def wheel_bytes(name: str, version: str, files: dict[str, str]) -> bytes:
     import io
 
     dist = f"{name}-{version}.dist-info"
-    files = {**files, f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}  # fmt: skip
+    files = {
+        **files,
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
     buf, record = io.BytesIO(), []
     with zipfile.ZipFile(buf, "w") as z:
         for path, text in files.items():
@@ -129,13 +132,22 @@ AGENT_CODE = py(
 
 
 def tree_script(write_script) -> Path:
-    return write_script([
-        {"task": "^Run tests as root", "responses": [
-            AGENT_CODE + py('kids = rlm_query_batched(["Run tests as child1", "Run tests as child2"])'),
-            py('import json\nFINAL(json.dumps([report] + [json.loads(k) for k in kids]))'),
-        ]},
-        {"task": "^Run tests as child", "responses": [AGENT_CODE + py("import json\nFINAL(json.dumps(report))")]},
-    ])  # fmt: skip
+    return write_script(
+        [
+            {
+                "task": "^Run tests as root",
+                "responses": [
+                    AGENT_CODE
+                    + py('kids = rlm_query_batched(["Run tests as child1", "Run tests as child2"])'),
+                    py("import json\nFINAL(json.dumps([report] + [json.loads(k) for k in kids]))"),
+                ],
+            },
+            {
+                "task": "^Run tests as child",
+                "responses": [AGENT_CODE + py("import json\nFINAL(json.dumps(report))")],
+            },
+        ]
+    )
 
 
 def events_of(result, kind: str) -> list[dict]:
@@ -148,13 +160,22 @@ def test_setup_once_shared_read_only_by_a_tree_and_cached(make_repo, write_scrip
     script = tree_script(write_script)
 
     # Without setup: the base Python has no shinylib; the agent's test run cannot import it.
-    bare = write_script([{"task": ".", "responses": [py(
-        """
+    bare = write_script(
+        [
+            {
+                "task": ".",
+                "responses": [
+                    py(
+                        """
         import subprocess, sys
         r = subprocess.run([sys.executable, "-m", "unittest", "tests.test_app"], capture_output=True, text=True)
         FINAL(str(r.returncode) + r.stderr[-400:])
         """
-    )]}])  # fmt: skip
+                    )
+                ],
+            }
+        ]
+    )
     config = make_config(bare)
     prepared = engine.prepare(config, str(repo))
     result = engine.run(config, prepared, "Run the tests")
@@ -257,8 +278,13 @@ def loopback_server():
 def test_network_during_setup_only(make_repo, write_script, make_config, loopback_server):
     repo, _ = make_repo({"a.py": "x = 1\n"})
     fetch = f"python3 -c \"import urllib.request; print(urllib.request.urlopen('{loopback_server}', timeout=5).read().decode())\""
-    agent = write_script([{"task": ".", "responses": [py(
-        f"""
+    agent = write_script(
+        [
+            {
+                "task": ".",
+                "responses": [
+                    py(
+                        f"""
         import urllib.request
         try:
             urllib.request.urlopen({loopback_server!r}, timeout=5)
@@ -266,7 +292,11 @@ def test_network_during_setup_only(make_repo, write_script, make_config, loopbac
         except OSError as e:
             FINAL("agent offline")
         """
-    )]}])  # fmt: skip
+                    )
+                ],
+            }
+        ]
+    )
     config = make_config(agent, sandbox__setup=[fetch])
     result = engine.run(config, engine.prepare(config, str(repo)), "Do it")
     assert result.status == "completed", result.error
@@ -279,13 +309,29 @@ def test_network_during_setup_only(make_repo, write_script, make_config, loopbac
 
 
 def test_manifests_and_auto_detection(make_repo, tmp_path):
-    assert all(map(is_manifest, ["pyproject.toml", "requirements-dev.txt", "sub/package-lock.json",
-                                 "requirements/test.txt", "uv.lock", "test-requirements.txt"]))  # fmt: skip
+    assert all(
+        map(
+            is_manifest,
+            [
+                "pyproject.toml",
+                "requirements-dev.txt",
+                "sub/package-lock.json",
+                "requirements/test.txt",
+                "uv.lock",
+                "test-requirements.txt",
+            ],
+        )
+    )
     assert not any(map(is_manifest, ["README.md", "node_modules/x/package.json", "src/setup_utils.py"]))
-    repo, _ = make_repo({
-        "pyproject.toml": '[project]\nname = "p"\n[project.optional-dependencies]\ntest = ["pytest"]\n',
-        "requirements-dev.txt": "ruff\n", "package.json": "{}", "package-lock.json": "{}", "src/p.py": "",
-    })  # fmt: skip
+    repo, _ = make_repo(
+        {
+            "pyproject.toml": '[project]\nname = "p"\n[project.optional-dependencies]\ntest = ["pytest"]\n',
+            "requirements-dev.txt": "ruff\n",
+            "package.json": "{}",
+            "package-lock.json": "{}",
+            "src/p.py": "",
+        }
+    )
     prepared = prepare_repo(str(repo), tmp_path / "cache")
     found = manifests(prepared)
     assert [p for p, _ in found] == [
@@ -305,9 +351,17 @@ def test_manifests_and_auto_detection(make_repo, tmp_path):
 
 
 def test_the_prompt_says_what_setup_produced():
-    env = Environment(key="k", path=ENV_IN_SANDBOX, path_dirs=(f"{ENV_IN_SANDBOX}/venv/bin",),
-                      python=f"{ENV_IN_SANDBOX}/venv/bin/python", node_path=None, cached=True, duration=1.0,
-                      log_tail="", commands=tuple(SETUP))  # fmt: skip
+    env = Environment(
+        key="k",
+        path=ENV_IN_SANDBOX,
+        path_dirs=(f"{ENV_IN_SANDBOX}/venv/bin",),
+        python=f"{ENV_IN_SANDBOX}/venv/bin/python",
+        node_path=None,
+        cached=True,
+        duration=1.0,
+        log_tail="",
+        commands=tuple(SETUP),
+    )
     prompt = system_prompt(1, 2, "a" * 40, "goal", environment=prompt_note(env))
     facts = prompt.split("## How to act")[0]  # the sandbox facts section
     assert "python3 -m venv" in facts and "python -m pytest" in facts and ENV_IN_SANDBOX in facts
@@ -331,12 +385,21 @@ def test_cli_setup_is_repeatable_and_a_failure_is_one_clear_sentence(make_repo, 
     from tests.test_cli import rlm
 
     repo, _ = make_repo({"a.py": "x = 1\n"})
-    agent = write_script([{"task": ".", "responses": [py(
-        """
+    agent = write_script(
+        [
+            {
+                "task": ".",
+                "responses": [
+                    py(
+                        """
         import shutil, subprocess
         FINAL(subprocess.run(["hello"], capture_output=True, text=True).stdout.strip())
         """
-    )]}])  # fmt: skip
+                    )
+                ],
+            }
+        ]
+    )
     env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
     tool = 'mkdir -p "$RLM_ENV/bin" && printf \'#!/bin/sh\\necho hi from setup\\n\' > "$RLM_ENV/bin/hello"'
     args = ["run", str(repo), "-p", "x", "--model", f"scripted/{agent}", "--results-dir", str(tmp_path / "r")]
@@ -363,8 +426,14 @@ def test_old_environments_are_pruned_unless_in_use(make_repo, tmp_path):
     held, keys = [], []
     for i in range(4):
         envs = LocalEnvironments(tmp_path / "cache", keep=2)
-        env = envs.get(SetupSpec((f"echo {i}",), False, 30, ()), "base", prepared, None, "/usr/bin:/bin",
-                       threading.Event())  # fmt: skip
+        env = envs.get(
+            SetupSpec((f"echo {i}",), False, 30, ()),
+            "base",
+            prepared,
+            None,
+            "/usr/bin:/bin",
+            threading.Event(),
+        )
         assert env.cached is False and (envs.host_dir / "..").resolve().is_dir()
         os.utime(envs.host_dir.parent / "ready.json", (time.time() + i, time.time() + i))
         held.append(envs)
@@ -402,23 +471,37 @@ def test_daytona_setup_once_then_every_agent_starts_from_its_snapshot(
                            str(os.path.exists("setup-wrote.txt")),
                            str(open(os.environ["RLM_ENV"] + "/setup-cwd").read().strip() == os.getcwd())])
         """
-    )  # fmt: skip
-    script = write_script([
-        {"task": "^Root", "responses": [agent + py('kids = rlm_query_batched(["Child 1", "Child 2"])'),
-                                        py('open("app.py", "w").write("x = 2\\n")\nFINAL(";".join([report] + kids))')]},
-        {"task": "^Child", "responses": [agent + py("FINAL(report)")]},
-    ])  # fmt: skip
-    setup = ['mkdir -p "$RLM_ENV/bin" && printf \'#!/bin/sh\\necho hi from setup\\n\' > "$RLM_ENV/bin/hello"',
-             'chmod +x "$RLM_ENV/bin/hello" && pwd > "$RLM_ENV/setup-cwd" && echo scratch > setup-wrote.txt']  # fmt: skip
+    )
+    script = write_script(
+        [
+            {
+                "task": "^Root",
+                "responses": [
+                    agent + py('kids = rlm_query_batched(["Child 1", "Child 2"])'),
+                    py('open("app.py", "w").write("x = 2\\n")\nFINAL(";".join([report] + kids))'),
+                ],
+            },
+            {"task": "^Child", "responses": [agent + py("FINAL(report)")]},
+        ]
+    )
+    setup = [
+        'mkdir -p "$RLM_ENV/bin" && printf \'#!/bin/sh\\necho hi from setup\\n\' > "$RLM_ENV/bin/hello"',
+        'chmod +x "$RLM_ENV/bin/hello" && pwd > "$RLM_ENV/setup-cwd" && echo scratch > setup-wrote.txt',
+    ]
     config = make_config(script, sandbox__setup=setup, sandbox__backend="daytona")
     prepared = prepare_repo(str(repo), config.cache_root())
     fake = FakeDaytona(root=tmp_path / "daytona")
 
     def rollout():
         trace = Trace(new_run_id(), tmp_path / "results")
-        return Rollout(config, LiteLLMClient(config.model, api_key=None), prepared, "Root task",
-                       provider_factory=lambda rid: DaytonaSandboxProvider(config, prepared, rid, client=fake),
-                       trace=trace).run()  # fmt: skip
+        return Rollout(
+            config,
+            LiteLLMClient(config.model, api_key=None),
+            prepared,
+            "Root task",
+            provider_factory=lambda rid: DaytonaSandboxProvider(config, prepared, rid, client=fake),
+            trace=trace,
+        ).run()
 
     result = rollout()
     assert result.status == "completed", result.error
@@ -442,9 +525,14 @@ def test_daytona_setup_once_then_every_agent_starts_from_its_snapshot(
 
     failing = make_config(script, sandbox__setup=["echo oops; exit 4"], sandbox__backend="daytona")
     trace = Trace(new_run_id(), tmp_path / "results")
-    bad = Rollout(failing, LiteLLMClient(failing.model, api_key=None), prepared, "Root task",
-                  provider_factory=lambda rid: DaytonaSandboxProvider(failing, prepared, rid, client=fake),
-                  trace=trace).run()  # fmt: skip
+    bad = Rollout(
+        failing,
+        LiteLLMClient(failing.model, api_key=None),
+        prepared,
+        "Root task",
+        provider_factory=lambda rid: DaytonaSandboxProvider(failing, prepared, rid, client=fake),
+        trace=trace,
+    ).run()
     assert bad.status == "error" and "exit code 4" in bad.error and "oops" in bad.error
     assert fake.snapshot.captures == [name] and fake.sandboxes == {}
 
@@ -455,15 +543,24 @@ def test_setup_auto_installs_a_python_project_in_editable_mode(make_repo, write_
         k: v for k, v in PROJECT.items() if k in ("pyproject.toml", "_build/backend.py", "app/__init__.py")
     }
     repo, _ = make_repo(files)
-    script = write_script([{"task": ".", "responses": [py(
-        """
+    script = write_script(
+        [
+            {
+                "task": ".",
+                "responses": [
+                    py(
+                        """
         import subprocess
         edit_file("app/__init__.py", "original", "edited here")
         probe = subprocess.run(["python", "-c", "import app; print(app.VALUE, app.__file__)"], cwd="/tmp",
                                capture_output=True, text=True)
         FINAL(probe.stdout.strip() + probe.stderr[-300:])
         """
-    )]}])  # fmt: skip
+                    )
+                ],
+            }
+        ]
+    )
     config = make_config(script, sandbox__setup="auto")
     result = engine.run(config, engine.prepare(config, str(repo)), "Probe")
     assert result.status == "completed", result.error
@@ -474,14 +571,25 @@ def test_setup_auto_installs_a_python_project_in_editable_mode(make_repo, write_
 
 def test_without_bubblewrap_the_environment_is_still_shared(make_repo, write_script, make_config):
     repo, _ = make_repo({"a.py": "x = 1\n"})
-    script = write_script([{"task": ".", "responses": [py(
-        """
+    script = write_script(
+        [
+            {
+                "task": ".",
+                "responses": [
+                    py(
+                        """
         import os, subprocess
         FINAL(subprocess.run(["hello"], capture_output=True, text=True).stdout.strip() + "|" + os.environ["RLM_ENV"])
         """
-    )]}])  # fmt: skip
-    setup = ['mkdir -p "$RLM_ENV/bin" && printf \'#!/bin/sh\\necho plain hi\\n\' > "$RLM_ENV/bin/hello"',
-             'chmod +x "$RLM_ENV/bin/hello"']  # fmt: skip
+                    )
+                ],
+            }
+        ]
+    )
+    setup = [
+        'mkdir -p "$RLM_ENV/bin" && printf \'#!/bin/sh\\necho plain hi\\n\' > "$RLM_ENV/bin/hello"',
+        'chmod +x "$RLM_ENV/bin/hello"',
+    ]
     config = make_config(script, sandbox__setup=setup, sandbox__isolation="none")
     result = engine.run(config, engine.prepare(config, str(repo)), "Say hi")
     assert result.status == "completed", result.error
@@ -562,11 +670,16 @@ def test_an_inherited_host_environment_is_read_only_and_editable_installs_resolv
             wrote = "read-only"
         report = "|".join([inheritedlib.NAME, probe.stdout.strip() + probe.stderr[-200:], wrote, shutil.which("python")])
         """
-    )  # fmt: skip
-    script = write_script([
-        {"task": "^Root", "responses": [agent + py('kid = rlm_query("Child two")\nFINAL(report + ";" + kid)')]},
-        {"task": "^Child", "responses": [agent + py("FINAL(report)")]},
-    ])  # fmt: skip
+    )
+    script = write_script(
+        [
+            {
+                "task": "^Root",
+                "responses": [agent + py('kid = rlm_query("Child two")\nFINAL(report + ";" + kid)')],
+            },
+            {"task": "^Child", "responses": [agent + py("FINAL(report)")]},
+        ]
+    )
     config = make_config(script, sandbox__inherit=str(venv), sandbox__inherit_checkout=str(workspace))
     result = engine.run(config, engine.prepare(config, str(repo)), "Root one")
     assert result.status == "completed", result.error
@@ -630,8 +743,14 @@ def test_the_action_inherits_the_jobs_python_and_runs_setup(tmp_path):
         (site / "jobdep.py").write_text("NAME = 'job dependency'\n")
         (site / "__editable__.app.pth").write_text(f"{workspace}\n")
         script = tmp_path / "script.yaml"
-        script.write_text(yaml.safe_dump([{"task": ".", "responses": [py(
-            """
+        script.write_text(
+            yaml.safe_dump(
+                [
+                    {
+                        "task": ".",
+                        "responses": [
+                            py(
+                                """
             import subprocess, jobdep
             edit_file("app/__init__.py", "original", "agent edit")
             seen = subprocess.run(["python", "-c", "import app; print(app.VALUE)"], cwd="/tmp",
@@ -639,13 +758,27 @@ def test_the_action_inherits_the_jobs_python_and_runs_setup(tmp_path):
             tool = subprocess.run(["hello"], capture_output=True, text=True).stdout.strip()
             FINAL(" | ".join([jobdep.NAME, seen, tool]))
             """
-        )]}]))  # fmt: skip
+                            )
+                        ],
+                    }
+                ]
+            )
+        )
         event = example("workflow_dispatch")
         event["repository"].update(full_name=REPO, clone_url=remote)
         hello = 'mkdir -p "$RLM_ENV/bin" && printf \'#!/bin/sh\\necho setup tool\\n\' > "$RLM_ENV/bin/hello"'
-        job = make_job(tmp_path, fake.url, script, "workflow_dispatch", event, sha=sha, prompt="Probe",
-                       create_pr="false", environment="inherit",
-                       setup=f'{hello}\nchmod +x "$RLM_ENV/bin/hello"')  # fmt: skip
+        job = make_job(
+            tmp_path,
+            fake.url,
+            script,
+            "workflow_dispatch",
+            event,
+            sha=sha,
+            prompt="Probe",
+            create_pr="false",
+            environment="inherit",
+            setup=f'{hello}\nchmod +x "$RLM_ENV/bin/hello"',
+        )
         job.extra_env["pythonLocation"] = str(prepared)
         proc = job.run_here()
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -666,8 +799,9 @@ def test_the_action_inherits_the_jobs_python_and_runs_setup(tmp_path):
 
 
 @needs_bwrap
-def test_the_setup_sandbox_holds_no_secret_and_cancelling_stops_it(make_repo, write_script, make_config,
-                                                                  monkeypatch):  # fmt: skip
+def test_the_setup_sandbox_holds_no_secret_and_cancelling_stops_it(
+    make_repo, write_script, make_config, monkeypatch
+):
     planted = "sk-planted-setup-key-0123456789abcdef"
     monkeypatch.setenv("LLM_API_KEY", planted)
     monkeypatch.setenv("GITHUB_TOKEN", "ghs_plantedSetupToken0123456789")
@@ -717,21 +851,31 @@ def test_concurrent_rollouts_build_one_environment(make_repo, tmp_path):
 
 
 @needs_bwrap
-def test_the_app_runs_the_repositorys_setup_and_shows_it_in_the_status_comment(tmp_path, make_repo, write_script,
-                                                                               make_config):  # fmt: skip
+def test_the_app_runs_the_repositorys_setup_and_shows_it_in_the_status_comment(
+    tmp_path, make_repo, write_script, make_config
+):
     from bot.github import report
     from bot.github.repo_config import SETUP_OFFLINE, RepoSetup
     from tests.fakes.app_env import REPO, Worlds, run_one
     from tests.fakes.github_app import comment_payload
 
-    rules = [{"task": ".", "responses": [py(
-        """
+    rules = [
+        {
+            "task": ".",
+            "responses": [
+                py(
+                    """
         import subprocess
         FINAL(subprocess.run(["hello"], capture_output=True, text=True).stdout.strip() or "no tool")
         """
-    )]}]  # fmt: skip
-    rlm_yml = ("setup:\n  - mkdir -p \"$RLM_ENV/bin\" && printf '#!/bin/sh\\necho from the repo setup\\n' > \"$RLM_ENV/bin/hello\"\n"
-               "  - chmod +x \"$RLM_ENV/bin/hello\"\n")  # fmt: skip
+                )
+            ],
+        }
+    ]
+    rlm_yml = (
+        'setup:\n  - mkdir -p "$RLM_ENV/bin" && printf \'#!/bin/sh\\necho from the repo setup\\n\' > "$RLM_ENV/bin/hello"\n'
+        '  - chmod +x "$RLM_ENV/bin/hello"\n'
+    )
     worlds = Worlds(tmp_path, make_repo, write_script, make_config)
     try:
         env = worlds(rules, files={"calc.py": "x = 1\n", ".github/rlm.yml": rlm_yml})
@@ -741,8 +885,14 @@ def test_the_app_runs_the_repositorys_setup_and_shows_it_in_the_status_comment(t
         results = env.results(job)
         assert results["answer"] == "from the repo setup"
         assert results["setup"]["status"] == "ok" and results["setup"]["cached"] is False
-        edits = [c.body["body"] for c in env.fake.calls if c.method in ("POST", "PATCH") and "/comments" in c.path
-                 and isinstance(c.body, dict) and "body" in c.body]  # fmt: skip
+        edits = [
+            c.body["body"]
+            for c in env.fake.calls
+            if c.method in ("POST", "PATCH")
+            and "/comments" in c.path
+            and isinstance(c.body, dict)
+            and "body" in c.body
+        ]
         assert any(report.STATUS_SETTING_UP in body for body in edits)
 
         again = run_one(
@@ -794,9 +944,11 @@ def test_action_inputs_for_the_environment():
     assert read(setup="auto")["sandbox.setup"] == "auto" and read()["sandbox.setup"] is None
     assert read(environment="inherit", env={"VIRTUAL_ENV": "/w/.venv"})["sandbox.inherit"] == "/w/.venv"
     assert read(environment="none")["sandbox.inherit"] is None and read()["sandbox.inherit_checkout"] is None
-    for bad, message in [({"environment": "inherit", "env": {"pythonLocation": ""}}, NO_PREPARED_PYTHON),
-                         ({"environment": "inherit", "sandbox": "daytona"}, INHERIT_NOT_ON_DAYTONA),
-                         ({"environment": "relative/venv"}, "input 'environment' must be none, inherit")]:  # fmt: skip
+    for bad, message in [
+        ({"environment": "inherit", "env": {"pythonLocation": ""}}, NO_PREPARED_PYTHON),
+        ({"environment": "inherit", "sandbox": "daytona"}, INHERIT_NOT_ON_DAYTONA),
+        ({"environment": "relative/venv"}, "input 'environment' must be none, inherit"),
+    ]:
         with pytest.raises(InputError) as e:
             read(**bad)
         assert str(e.value).startswith(message)

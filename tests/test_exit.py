@@ -43,8 +43,14 @@ def test_warm_up_is_not_a_daemon_and_is_over_when_a_run_ends(
 
 
 def start_rlm(args: list[str], cwd: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bot", *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def seconds_from_outcome_to_exit(proc: subprocess.Popen, outcome_prefix: str) -> tuple[float, str]:
@@ -106,8 +112,13 @@ runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 
 
 def frozen_at_exit(module: str, args: list[str], env: dict) -> tuple[int, str]:
-    proc = subprocess.run([sys.executable, "-c", _FROZEN_AT_EXIT, module, *args], capture_output=True, text=True,
-                          env=env, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", _FROZEN_AT_EXIT, module, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     counts = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("frozen ")]
     assert counts, proc.stderr
     return counts[-1], proc.stderr

@@ -73,9 +73,14 @@ def test_writes_are_redacted(fake):
         (502, {}, "Bad Gateway", 1.0),
         (503, {}, "Unavailable", 1.0),
         (429, {"Retry-After": "7"}, "Too many requests", 7.0),
-        (403, {"Retry-After": "3"}, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.", 3.0),
+        (
+            403,
+            {"Retry-After": "3"},
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            3.0,
+        ),
     ],
-)  # fmt: skip
+)
 def test_retried_with_backoff(fake, status, headers, message, expected_wait):
     sleeps: list[float] = []
     api = api_for(fake, sleeps)
@@ -171,8 +176,12 @@ def test_installation_token_cached_until_near_expiry(fake):
 def test_settings_from_env(tmp_path):
     pem = tmp_path / "key.pem"
     pem.write_text(private_key_pem())
-    env = {"GITHUB_APP_ID": "7", "GITHUB_PRIVATE_KEY_PATH": str(pem), "GITHUB_WEBHOOK_SECRET": "s3cret-webhook",
-           "GITHUB_API_URL": "https://ghe.example/api/v3/"}  # fmt: skip
+    env = {
+        "GITHUB_APP_ID": "7",
+        "GITHUB_PRIVATE_KEY_PATH": str(pem),
+        "GITHUB_WEBHOOK_SECRET": "s3cret-webhook",
+        "GITHUB_API_URL": "https://ghe.example/api/v3/",
+    }
     settings = AppSettings.from_env(env)
     assert settings.api_url == "https://ghe.example/api/v3"
     assert settings.private_key.startswith("-----BEGIN")
@@ -236,8 +245,13 @@ def test_github_enterprise_api_prefix(tmp_path, make_repo):
 def test_githubs_validation_errors_are_part_of_the_message():
     from bot.github.failure import describe
 
-    data = {"message": "Validation Failed",
-            "errors": [{"resource": "PullRequest", "code": "custom", "message": "Body is too long"},
-                       {"resource": "PullRequest", "field": "head", "code": "invalid"}, "plain text"]}  # fmt: skip
+    data = {
+        "message": "Validation Failed",
+        "errors": [
+            {"resource": "PullRequest", "code": "custom", "message": "Body is too long"},
+            {"resource": "PullRequest", "field": "head", "code": "invalid"},
+            "plain text",
+        ],
+    }
     assert describe(data) == "Validation Failed — Body is too long; PullRequest head invalid; plain text"
     assert describe(None) == "no message"

@@ -34,7 +34,7 @@ from bot.rlm.config import load_config
         ("", None),
         (None, None),
     ],
-)  # fmt: skip
+)
 def test_parse_command(text, expected):
     assert parse_command(text) == expected
 
@@ -84,8 +84,11 @@ def test_status_comment_is_cut_to_githubs_limit_with_a_link():
 
 @pytest.fixture
 def server_config():
-    return load_config(None, {"model.name": "openrouter/a", "rlm.max_depth": 2, "rlm.max_sandboxes": 10,
-                              "rlm.max_cost_usd": 1.0}, environ={})  # fmt: skip
+    return load_config(
+        None,
+        {"model.name": "openrouter/a", "rlm.max_depth": 2, "rlm.max_sandboxes": 10, "rlm.max_cost_usd": 1.0},
+        environ={},
+    )
 
 
 def test_repo_config_lowers_limits(server_config):

@@ -35,8 +35,9 @@ def world(tmp_path, make_repo):
 
 
 def rev(bare, ref: str) -> str:
-    return subprocess.run(["git", f"--git-dir={bare}", "rev-parse", ref], capture_output=True, text=True,
-                          check=True).stdout.strip()  # fmt: skip
+    return subprocess.run(
+        ["git", f"--git-dir={bare}", "rev-parse", ref], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_follow_up_commit_goes_on_top_of_the_branch(world):
@@ -45,16 +46,26 @@ def test_follow_up_commit_goes_on_top_of_the_branch(world):
     (world.work / "calc.py").write_text("def add(a, b):\n    return a + b\n")
     patch = diff_worktree(prepared.cache, world.work, prepared.commit)
     api = GitHubAPI("t-0123456789", world.fake.url, sleep=lambda s: None)
-    pushed = push_commit(api, REPO, prepared=prepared, patch=patch, branch="rlm/7-abc123", title="Implement add",
-                         requester="alice")  # fmt: skip
+    pushed = push_commit(
+        api,
+        REPO,
+        prepared=prepared,
+        patch=patch,
+        branch="rlm/7-abc123",
+        title="Implement add",
+        requester="alice",
+    )
     assert pushed.sha == rev(world.bare, "rlm/7-abc123")
     assert rev(world.bare, "rlm/7-abc123^") == head  # parent = the branch's previous head
     assert world.fake.created_pulls == []
 
     # The branch moved meanwhile: no force push, a clear GitHub refusal instead.
     commit_files(world.work, {"other.txt": "x\n"}, "someone else")
-    subprocess.run(["git", "push", "-q", "-f", str(world.bare), "HEAD:refs/heads/rlm/7-abc123"], cwd=world.work,
-                   check=True)  # fmt: skip
+    subprocess.run(
+        ["git", "push", "-q", "-f", str(world.bare), "HEAD:refs/heads/rlm/7-abc123"],
+        cwd=world.work,
+        check=True,
+    )
     moved = rev(world.bare, "rlm/7-abc123")
     with pytest.raises(GitHubError) as err:
         push_commit(
@@ -82,9 +93,23 @@ def test_title_from_the_outcome():
 
 
 def test_body_closes_the_issue_and_collapses_the_report():
-    result = SimpleNamespace(answer="Fix total\n\nDetails.", report="| file | ok |\n|---|---|", run_id="r1",
-                             results={"agents": [], "totals": {"agents": 1, "max_depth": 0, "iterations": 1,
-                                      "prompt_tokens": 1, "completion_tokens": 1, "cost_usd": 0.0}, "duration": 1})  # fmt: skip
+    result = SimpleNamespace(
+        answer="Fix total\n\nDetails.",
+        report="| file | ok |\n|---|---|",
+        run_id="r1",
+        results={
+            "agents": [],
+            "totals": {
+                "agents": 1,
+                "max_depth": 0,
+                "iterations": 1,
+                "prompt_tokens": 1,
+                "completion_tokens": 1,
+                "cost_usd": 0.0,
+            },
+            "duration": 1,
+        },
+    )
     body = report.pr_body(result, None, closes=12)
     assert "Closes #12" in body
     assert "<details><summary>📋 Report from the agents</summary>\n\n| file | ok |" in body

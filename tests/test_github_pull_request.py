@@ -66,8 +66,18 @@ def test_binary_deletion_mode_and_workflows(setup):
     fake, bare, prepared, patch_from, _ = setup
     patch = patch_from(edits)
     api = GitHubAPI("t-0123456789", fake.url, sleep=lambda s: None)
-    out = open_pull_request(api, REPO, prepared=prepared, patch=patch, base_branch="main", title="rlm: tidy",
-                            body="body", requester="alice", branch_name="rlm/3-abc123", draft=True)  # fmt: skip
+    out = open_pull_request(
+        api,
+        REPO,
+        prepared=prepared,
+        patch=patch,
+        base_branch="main",
+        title="rlm: tidy",
+        body="body",
+        requester="alice",
+        branch_name="rlm/3-abc123",
+        draft=True,
+    )
     assert out.url and out.number and out.branch == "rlm/3-abc123" and out.reason is None
     assert out.skipped_workflow_files == [".github/workflows/ci.yml"]
     tree = ls_tree(bare, "rlm/3-abc123")
@@ -94,12 +104,31 @@ def test_workflows_pushed_with_permission(setup):
     fake, bare, prepared, patch_from, _ = setup
     patch = patch_from(lambda w: (w / ".github/workflows/ci.yml").write_text("on: [push]\n"))
     api = GitHubAPI("t-0123456789", fake.url, sleep=lambda s: None)
-    only = open_pull_request(api, REPO, prepared=prepared, patch=patch, base_branch="main", title="t", body="b",
-                             requester="alice", branch_name="rlm/1-a")  # fmt: skip
+    only = open_pull_request(
+        api,
+        REPO,
+        prepared=prepared,
+        patch=patch,
+        base_branch="main",
+        title="t",
+        body="b",
+        requester="alice",
+        branch_name="rlm/1-a",
+    )
     assert only.url is None and only.reason == REASON_ONLY_WORKFLOWS
     assert fake.created_pulls == []
-    out = open_pull_request(api, REPO, prepared=prepared, patch=patch, base_branch="main", title="t", body="b",
-                            requester="alice", branch_name="rlm/1-b", can_push_workflows=True)  # fmt: skip
+    out = open_pull_request(
+        api,
+        REPO,
+        prepared=prepared,
+        patch=patch,
+        base_branch="main",
+        title="t",
+        body="b",
+        requester="alice",
+        branch_name="rlm/1-b",
+        can_push_workflows=True,
+    )
     assert out.url and out.skipped_workflow_files == []
     assert show(bare, "rlm/1-b:.github/workflows/ci.yml") == b"on: [push]\n"
 
@@ -107,8 +136,17 @@ def test_workflows_pushed_with_permission(setup):
 def test_empty_patch(setup):
     fake, _, prepared, _, _ = setup
     api = GitHubAPI("t-0123456789", fake.url)
-    out = open_pull_request(api, REPO, prepared=prepared, patch="", base_branch="main", title="t", body="b",
-                            requester="alice", branch_name="rlm/1-c")  # fmt: skip
+    out = open_pull_request(
+        api,
+        REPO,
+        prepared=prepared,
+        patch="",
+        base_branch="main",
+        title="t",
+        body="b",
+        requester="alice",
+        branch_name="rlm/1-c",
+    )
     assert out.url is None and out.reason == REASON_NO_CHANGES and fake.calls == []
 
 
@@ -122,8 +160,18 @@ def test_draft_falls_back_when_unsupported(setup):
         message="Draft pull requests are not supported in this repository.",
     )
     api = GitHubAPI("t-0123456789", fake.url)
-    out = open_pull_request(api, REPO, prepared=prepared, patch=patch, base_branch="main", title="t", body="b",
-                            requester="alice", branch_name="rlm/1-d", draft=True)  # fmt: skip
+    out = open_pull_request(
+        api,
+        REPO,
+        prepared=prepared,
+        patch=patch,
+        base_branch="main",
+        title="t",
+        body="b",
+        requester="alice",
+        branch_name="rlm/1-d",
+        draft=True,
+    )
     assert out.url and fake.created_pulls[0]["draft"] is False
 
 

@@ -82,8 +82,14 @@ def test_review_comment_reacts_on_the_review_comment(world):
 
 def test_repo_config_is_read_from_the_default_branch(world):
     rules = [{"task": ".", "responses": [py('FINAL("nothing to do")')]}]
-    env = world(rules, files={"calc.py": "x = 1\n", ".github/rlm.yml": "rlm:\n  max_depth: 0\nsandbox:\n  backend: daytona\n"},
-                branches={"feature": {".github/rlm.yml": "rlm:\n  max_depth: 1\n"}})  # fmt: skip
+    env = world(
+        rules,
+        files={
+            "calc.py": "x = 1\n",
+            ".github/rlm.yml": "rlm:\n  max_depth: 0\nsandbox:\n  backend: daytona\n",
+        },
+        branches={"feature": {".github/rlm.yml": "rlm:\n  max_depth: 1\n"}},
+    )
     add_pull(env, 9, "feature")
     job = run_one(
         env, "issue_comment", comment_payload("/rlm look", number=9, pull=True, clone_url=str(env.bare))
@@ -121,8 +127,14 @@ def test_transient_faults_are_retried_and_the_run_succeeds(world):
     env = world(QUICK)
     env.fake.fail("POST", rf"/repos/{REPO}/git/blobs", 502, times=1)
     env.fake.fail("POST", rf"/repos/{REPO}/issues/\d+/comments", 429, times=1, headers={"Retry-After": "1"})
-    env.fake.fail("POST", rf"/repos/{REPO}/pulls", 403, times=1, headers={"Retry-After": "2"},
-                  message="You have exceeded a secondary rate limit.")  # fmt: skip
+    env.fake.fail(
+        "POST",
+        rf"/repos/{REPO}/pulls",
+        403,
+        times=1,
+        headers={"Retry-After": "2"},
+        message="You have exceeded a secondary rate limit.",
+    )
     job = run_one(env, "issue_comment", comment_payload("/rlm fix add", clone_url=str(env.bare)))
     assert job.outcome == "pr", job.message
     assert len(env.fake.created_pulls) == 1 and len(env.fake.issue_comments(REPO, 7)) == 1
@@ -139,22 +151,30 @@ SLEEPER = [py("import time\nfor _ in range(600):\n    time.sleep(0.1)\nFINAL('wo
 
 
 def test_cancel_stops_the_running_tree(world, tmp_path):
-    env = world([{"task": "^do", "responses": SLOW_ROOT}, {"task": "^Sleep", "responses": SLEEPER}],
-                engine={"rlm.exec_timeout": 120, "rlm.global_timeout": 120})  # fmt: skip
+    env = world(
+        [{"task": "^do", "responses": SLOW_ROOT}, {"task": "^Sleep", "responses": SLEEPER}],
+        engine={"rlm.exec_timeout": 120, "rlm.global_timeout": 120},
+    )
     app = create_app(env.server)
     store = app.extensions["rlm"].store
     with serve(app) as url:
         run = post_event(
             url, "issue_comment", comment_payload("/rlm do the slow thing", clone_url=str(env.bare))
         )
-        wait_for(lambda: any("3 agents running" in b for h in env.fake.comments.values() for b in h["history"]),
-                 timeout=30, what="children to be running")  # fmt: skip
+        wait_for(
+            lambda: any("3 agents running" in b for h in env.fake.comments.values() for b in h["history"]),
+            timeout=30,
+            what="children to be running",
+        )
         busy = post_event(url, "issue_comment", comment_payload("/rlm another task", comment_id=556))
         status = post_event(url, "issue_comment", comment_payload("/rlm status", comment_id=557))
         wait_for(lambda: finished(store, busy.json()["job"]) and finished(store, status.json()["job"]))
         # The only run worker is busy, yet a run on another issue is acknowledged at once.
-        other = post_event(url, "issue_comment", comment_payload("/rlm other", number=9, comment_id=600,
-                                                                  clone_url=str(env.bare)))  # fmt: skip
+        other = post_event(
+            url,
+            "issue_comment",
+            comment_payload("/rlm other", number=9, comment_id=600, clone_url=str(env.bare)),
+        )
         wait_for(
             lambda: any(report.STATUS_QUEUED in c["body"] for c in env.fake.issue_comments(REPO, 9)),
             timeout=10,

@@ -276,8 +276,10 @@ def test_pool_runs_each_job_once_and_survives_a_failing_handler(backend, tmp_pat
         store.finish(job.id, "done", "ok")
 
     pool = WorkerPool(store, handler, workers=4, control_workers=2, poll=0.05).start()
-    jobs = [store.record_delivery(f"d{i}", "issue_comment", run_job(i, kind="run" if i % 2 else "help"))
-            for i in range(60)]  # fmt: skip
+    jobs = [
+        store.record_delivery(f"d{i}", "issue_comment", run_job(i, kind="run" if i % 2 else "help"))
+        for i in range(60)
+    ]
     pool.notify()
     wait_for(lambda: all(store.get(j.id).state in ("done", "failed") for j in jobs), timeout=30)
     pool.stop()
@@ -370,8 +372,10 @@ def test_a_database_from_before_versions_is_migrated(tmp_path):
     old = sqlite3.connect(path)
     for statement in MIGRATIONS[0]:  # the first release's schema, with no schema_version table
         old.execute(statement)
-    old.execute("INSERT INTO jobs (delivery_id, kind, lane, repo, number, request, state, attempts, created, updated) "
-                "VALUES ('d1', 'run', 'run', 'o/r', 1, '{}', 'running', 1, 0, 0)")  # fmt: skip
+    old.execute(
+        "INSERT INTO jobs (delivery_id, kind, lane, repo, number, request, state, attempts, created, updated) "
+        "VALUES ('d1', 'run', 'run', 'o/r', 1, '{}', 'running', 1, 0, 0)"
+    )
     old.commit()
     old.close()
     store = SqliteJobStore(path)

@@ -50,12 +50,30 @@ def start_server(env, tmp_path: Path, port: int, log_name: str) -> subprocess.Po
     engine = env.server.engine
     config_file = tmp_path / "engine.yaml"
     config_file.write_text(yaml.safe_dump(engine.model_dump(mode="json", exclude_none=True)))
-    environ = {**os.environ, "GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": private_key_pem(),
-               "GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_API_URL": env.fake.url,
-               "RLM_STATUS_INTERVAL": "0.05", "RLM_PUBLIC_URL": "http://bot.example", "RLM_LEASE_SECONDS": "2"}  # fmt: skip
+    environ = {
+        **os.environ,
+        "GITHUB_APP_ID": "1",
+        "GITHUB_PRIVATE_KEY": private_key_pem(),
+        "GITHUB_WEBHOOK_SECRET": SECRET,
+        "GITHUB_API_URL": env.fake.url,
+        "RLM_STATUS_INTERVAL": "0.05",
+        "RLM_PUBLIC_URL": "http://bot.example",
+        "RLM_LEASE_SECONDS": "2",
+    }
     log = open(tmp_path / log_name, "w")
-    cmd = [sys.executable, "-m", "webhooks", "--port", str(port), "--workers", "1", "--config", str(config_file),
-           "--db", str(env.server.db_path)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "webhooks",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--config",
+        str(config_file),
+        "--db",
+        str(env.server.db_path),
+    ]
     proc = subprocess.Popen(cmd, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
@@ -77,8 +95,11 @@ def test_killed_server_resumes_the_run(world, tmp_path):
     try:
         resp = post_event(url, "issue_comment", comment_payload("/rlm fix the TODO", clone_url=str(env.bare)))
         assert resp.status_code == 202
-        wait_for(lambda: any("1 iterations" in b for c in env.fake.comments.values() for b in c["history"]),
-                 timeout=60, what="the run to be under way")  # fmt: skip
+        wait_for(
+            lambda: any("1 iterations" in b for c in env.fake.comments.values() for b in c["history"]),
+            timeout=60,
+            what="the run to be under way",
+        )
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
@@ -114,8 +135,16 @@ def test_run_that_cannot_resume_is_reported(world, tmp_path):
     env = world([{"task": ".", "responses": [py('FINAL("x")')]}])
     env.server.lease_seconds = 0.3
     store = open_store(env.server.db_path, lease_seconds=0.3)
-    request = {**comment_payload("/rlm fix it")["comment"], "repo": REPO, "number": 7, "requester": "octocat",
-               "task": "fix it", "clone_url": str(env.bare), "comment_id": 555, "run_id": "run-xyz"}  # fmt: skip
+    request = {
+        **comment_payload("/rlm fix it")["comment"],
+        "repo": REPO,
+        "number": 7,
+        "requester": "octocat",
+        "task": "fix it",
+        "clone_url": str(env.bare),
+        "comment_id": 555,
+        "run_id": "run-xyz",
+    }
     status_id = 4242
     env.fake.comments[status_id] = {"repo": REPO, "issue": 7, "body": "running", "history": ["running"]}
     request["status_comment_id"] = status_id

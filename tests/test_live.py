@@ -26,8 +26,15 @@ GITHUB_REPO = os.environ.get("RLM_LIVE_GITHUB_REPO")
 )
 def test_a_real_model_fixes_a_todo(make_repo, make_config, tmp_path):
     repo, _ = make_repo({"calc.py": "def add(a, b):\n    # TODO: return the sum\n    return 0\n"})
-    config = make_config(tmp_path / "unused.yaml", model__name=LIVE_MODEL, rlm__max_iterations=12,
-                         rlm__max_depth=1, rlm__max_sandboxes=4, rlm__global_timeout=600, rlm__max_cost_usd=1.0)  # fmt: skip
+    config = make_config(
+        tmp_path / "unused.yaml",
+        model__name=LIVE_MODEL,
+        rlm__max_iterations=12,
+        rlm__max_depth=1,
+        rlm__max_sandboxes=4,
+        rlm__global_timeout=600,
+        rlm__max_cost_usd=1.0,
+    )
     result = engine.run(config, engine.prepare(config, str(repo)), "Fix the TODO in calc.py.")
     assert result.status == "completed", result.error
     assert "a + b" in result.patch or "b + a" in result.patch

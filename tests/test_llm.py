@@ -25,9 +25,25 @@ class FakeProvider(CustomLLM):
         self.calls = 0
         self.lock = threading.Lock()
 
-    def completion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
-                   encoding, api_key, logging_obj, optional_params, acompletion=None, litellm_params=None,
-                   logger_fn=None, headers=None, timeout=None, client=None):  # fmt: skip
+    def completion(
+        self,
+        model,
+        messages,
+        api_base,
+        custom_prompt_dict,
+        model_response,
+        print_verbose,
+        encoding,
+        api_key,
+        logging_obj,
+        optional_params,
+        acompletion=None,
+        litellm_params=None,
+        logger_fn=None,
+        headers=None,
+        timeout=None,
+        client=None,
+    ):
         with self.lock:
             self.calls += 1
             failure = self.failures.pop(0) if self.failures else None

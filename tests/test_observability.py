@@ -33,8 +33,12 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 def test_a_postgres_url_is_not_a_sqlite_path_and_its_password_is_never_shown(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
-    env = {"GITHUB_APP_ID": "9", "GITHUB_PRIVATE_KEY": private_key_pem(), "GITHUB_WEBHOOK_SECRET": SECRET,
-           "RLM_DB": PG_URL}  # fmt: skip
+    env = {
+        "GITHUB_APP_ID": "9",
+        "GITHUB_PRIVATE_KEY": private_key_pem(),
+        "GITHUB_WEBHOOK_SECRET": SECRET,
+        "RLM_DB": PG_URL,
+    }
     config = ServerConfig.from_env(Config(), env)
     assert config.db_path == PG_URL  # a string, `//` intact (a Path folded it into a file name before)
     assert ServerConfig.from_env(Config(), env, db_path=PG_URL).db_path == PG_URL

@@ -113,17 +113,29 @@ def test_each_change_comes_out_exactly_as_with_a_copy(both, repo, tmp_path, edit
 
 
 def test_all_changes_at_once_match_a_copy_and_git_works_inside(both):
-    code = "\n".join(EDITS[e] for e in ("deleted file", "renamed file", "mode change", "new symlink",
-                                         "rewritten in place", "untracked and ignored"))  # fmt: skip
+    code = "\n".join(
+        EDITS[e]
+        for e in (
+            "deleted file",
+            "renamed file",
+            "mode change",
+            "new symlink",
+            "rewritten in place",
+            "untracked and ignored",
+        )
+    )
     patches, statuses = {}, {}
     for mode, p in both.items():
         sandbox = p.create("root")
         session = repl(sandbox)
         run(session, code)
-        statuses[mode] = run(session, "import subprocess as s\n"
-                             "for c in (['status', '--porcelain'], ['diff', '--stat'], ['grep', '-l', 'add'],"
-                             " ['log', '--format=%H']):\n"
-                             "    print(s.run(['git', *c], capture_output=True, text=True).stdout)")  # fmt: skip
+        statuses[mode] = run(
+            session,
+            "import subprocess as s\n"
+            "for c in (['status', '--porcelain'], ['diff', '--stat'], ['grep', '-l', 'add'],"
+            " ['log', '--format=%H']):\n"
+            "    print(s.run(['git', *c], capture_output=True, text=True).stdout)",
+        )
         patches[mode] = sandbox.diff()
     assert patches["overlay"] == patches["copy"]
     assert statuses["overlay"] == statuses["copy"]
@@ -148,10 +160,13 @@ def test_the_agent_cannot_reach_the_shared_checkout(both):
     p = both["overlay"]
     lower = p.checkouts.shared.tree
     sandbox = p.create("root")
-    out = run(repl(sandbox), f"import os\nlower = {str(lower)!r}\nprint(os.path.exists(lower))\n"
-                             "try:\n    open(lower + '/calc.py', 'w').write('owned')\nexcept OSError as e:\n"
-                             "    print(type(e).__name__)\n"
-                             "_ = open('calc.py', 'w').write('mine\\n')\n")  # fmt: skip
+    out = run(
+        repl(sandbox),
+        f"import os\nlower = {str(lower)!r}\nprint(os.path.exists(lower))\n"
+        "try:\n    open(lower + '/calc.py', 'w').write('owned')\nexcept OSError as e:\n"
+        "    print(type(e).__name__)\n"
+        "_ = open('calc.py', 'w').write('mine\\n')\n",
+    )
     assert out == "False\nFileNotFoundError\n"
     assert (lower / "calc.py").read_text() == FILES["calc.py"]
     assert (Path(sandbox.workdir) / "upper" / "calc.py").read_text() == "mine\n"
@@ -163,9 +178,12 @@ def test_the_host_does_not_follow_links_the_agent_made(both, tmp_path):
     (secret_dir / "key.txt").write_text(HOST_SECRET)
     p = both["overlay"]
     sandbox = p.create("root")
-    run(repl(sandbox), f"import os\nos.symlink({str(secret_dir / 'key.txt')!r}, 'key.txt')\n"
-                       f"os.symlink({str(secret_dir)!r}, 'secrets')\n"
-                       f"os.remove('.gitignore'); os.symlink({str(secret_dir / 'key.txt')!r}, '.gitignore')")  # fmt: skip
+    run(
+        repl(sandbox),
+        f"import os\nos.symlink({str(secret_dir / 'key.txt')!r}, 'key.txt')\n"
+        f"os.symlink({str(secret_dir)!r}, 'secrets')\n"
+        f"os.remove('.gitignore'); os.symlink({str(secret_dir / 'key.txt')!r}, '.gitignore')",
+    )
     patch = sandbox.diff()
     assert HOST_SECRET not in patch
     assert "new file mode 120000" in patch and str(secret_dir / "key.txt") in patch
@@ -276,9 +294,13 @@ def _readable_packages(dest: Path) -> Path:
     import shutil
     import sysconfig
 
-    probe = ("import sys, bot.rlm.config, bot.rlm.repl.session, bot.rlm.repo, bot.rlm.sandbox.local\n"
-             "print('\\n'.join(m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None)))")  # fmt: skip
-    files = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    probe = (
+        "import sys, bot.rlm.config, bot.rlm.repl.session, bot.rlm.repo, bot.rlm.sandbox.local\n"
+        "print('\\n'.join(m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None)))"
+    )
+    files = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
     sites = {Path(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")}
     dest.mkdir()
     for file in map(Path, files):
@@ -305,9 +327,17 @@ def test_copy_on_write_works_for_an_unprivileged_user():
         os.chown(home, 65534, 65534)
         root = Path(__file__).resolve().parent.parent
         path = f"{root}:{_readable_packages(home / 'site')}"
-        proc = subprocess.run([python, "-c", UNPRIVILEGED_RUN, str(home)], user=65534, group=65534, extra_groups=[],
-                              capture_output=True, text=True, timeout=120, cwd=home,
-                              env={"PATH": "/usr/bin:/bin", "PYTHONPATH": path})  # fmt: skip
+        proc = subprocess.run(
+            [python, "-c", UNPRIVILEGED_RUN, str(home)],
+            user=65534,
+            group=65534,
+            extra_groups=[],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=home,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": path},
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         first, patch = proc.stdout.split("\n", 1)
         assert first == "True 65534"  # copy-on-write, through a user namespace
@@ -321,20 +351,45 @@ def test_the_cli_says_once_that_it_falls_back_to_copies(make_repo, write_script,
     from tests.conftest import py
 
     repo_dir, _ = make_repo({"a.txt": "a\n"})
-    script = write_script([
-        {"task": "^Root", "responses": [py("print(rlm_query_batched(['Child 1', 'Child 2']))"),
-                                        py('open("a.txt", "w").write("b\\n")\nFINAL("ok")')]},
-        {"task": "^Child", "responses": [py('FINAL("done")')]},
-    ])  # fmt: skip
+    script = write_script(
+        [
+            {
+                "task": "^Root",
+                "responses": [
+                    py("print(rlm_query_batched(['Child 1', 'Child 2']))"),
+                    py('open("a.txt", "w").write("b\\n")\nFINAL("ok")'),
+                ],
+            },
+            {"task": "^Child", "responses": [py('FINAL("done")')]},
+        ]
+    )
     # A comma in the work directory cannot be carried in overlay mount options: a real refusal.
     env = {
         **os.environ,
         "XDG_CACHE_HOME": str(tmp_path / "xdg"),
         "RLM_SANDBOX__WORK_DIR": str(tmp_path / "odd,dir"),
     }
-    proc = subprocess.run([sys.executable, "-m", "bot", "run", str(repo_dir), "-p", "Root", "--model",
-                           f"scripted/{script}", "-q", "--results-dir", str(tmp_path / "r")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            str(repo_dir),
+            "-p",
+            "Root",
+            "--model",
+            f"scripted/{script}",
+            "-q",
+            "--results-dir",
+            str(tmp_path / "r"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "+b" in proc.stdout
     prefix = local.COPY_FALLBACK_WARNING.split(" ({reason})")[0]

@@ -61,8 +61,17 @@ def _cli(tmp_path: Path, make_repo, write_script, make_config, replies: list[str
     monkeypatch.setattr(cli_run, "run_cli", spy)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        code = cli.execute(config, str(repo), "fix add", branch=None, commit=None, output=tmp_path / "out.patch",
-                           results_dir=results, title="rlm run", quiet=True)  # fmt: skip
+        code = cli.execute(
+            config,
+            str(repo),
+            "fix add",
+            branch=None,
+            commit=None,
+            output=tmp_path / "out.patch",
+            results_dir=results,
+            title="rlm run",
+            quiet=True,
+        )
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
@@ -117,8 +126,9 @@ ADAPTERS = {"cli": _cli, "app": _app, "action": _action}
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 @pytest.mark.parametrize("adapter", list(ADAPTERS))
-def test_same_scenario_same_outcome_through_every_adapter(adapter, scenario, tmp_path, make_repo, write_script,
-                                                          make_config, monkeypatch):  # fmt: skip
+def test_same_scenario_same_outcome_through_every_adapter(
+    adapter, scenario, tmp_path, make_repo, write_script, make_config, monkeypatch
+):
     replies, kind, leaves_patch = SCENARIOS[scenario]
     if kind is OutcomeKind.PR:
         kind = DELIVERED[adapter]
@@ -140,9 +150,19 @@ def test_same_scenario_same_outcome_through_every_adapter(adapter, scenario, tmp
 
 
 def test_the_request_is_the_job_payload_and_keeps_what_it_does_not_know():
-    intake = {"repo": "o/r", "number": 7, "requester": "octocat", "requester_id": 99, "task": "fix it",
-              "clone_url": "https://github.example/o/r.git", "comment_id": 5, "review_comment": False,
-              "is_pull": False, "html_url": "https://github.example/o/r/issues/7", "added_later": {"x": 1}}  # fmt: skip
+    intake = {
+        "repo": "o/r",
+        "number": 7,
+        "requester": "octocat",
+        "requester_id": 99,
+        "task": "fix it",
+        "clone_url": "https://github.example/o/r.git",
+        "comment_id": 5,
+        "review_comment": False,
+        "is_pull": False,
+        "html_url": "https://github.example/o/r/issues/7",
+        "added_later": {"x": 1},
+    }
     request = RunRequest.from_payload(json.loads(json.dumps(intake)))
     assert (request.repo, request.number, request.task, request.run_id) == ("o/r", 7, "fix it", None)
     request.run_id, request.pushed_branch = "20260101-000000-abcdef", "rlm/7-abcdef"

@@ -24,13 +24,19 @@ from tests.fakes.app_env import REPO, finished
 from tests.fakes.github_app import comment_payload, examples, post_event, wait_for
 from tests.fakes.processes import Processes
 
-SLOW_FIX = [{"task": "^fix", "latency": 0.5, "responses": [
-    *[py(f"print('looking {i}')") for i in range(6)],
-    py("""
+SLOW_FIX = [
+    {
+        "task": "^fix",
+        "latency": 0.5,
+        "responses": [
+            *[py(f"print('looking {i}')") for i in range(6)],
+            py("""
     print(edit_file("calc.py", "    # TODO: implement\\n    return 0\\n", "    return a + b\\n"))
     FINAL("fixed")
     """),
-]}]  # fmt: skip
+        ],
+    }
+]
 ENDLESS = [{"task": "^think", "latency": 0.3, "responses": [py("import time; time.sleep(0.2)")] * 200}]
 
 
@@ -70,8 +76,11 @@ def test_killed_worker_is_taken_over_after_its_lease_and_one_pr_results(world, p
         )
         assert resp.status_code == 202, resp.text
         job_id = resp.json()["job"]
-        wait_for(lambda: any("1 iterations" in b for c in env.fake.comments.values() for b in c["history"]),
-                 timeout=60, what="the run to be under way")  # fmt: skip
+        wait_for(
+            lambda: any("1 iterations" in b for c in env.fake.comments.values() for b in c["history"]),
+            timeout=60,
+            what="the run to be under way",
+        )
         held = store.get(job_id)
         assert held.state == "running"
         (holder,) = [name for name, (p, _) in workers.items() if f":{p.pid}:" in held.lease_owner]

@@ -58,8 +58,15 @@ def test_the_servers_wait_wins_within_the_cap_and_a_deadline_stops_early():
     assert sleeps == [7.0, 7.0]
     fn, calls = failing(5, Flaky(after=100.0))
     with pytest.raises(Flaky):
-        call_with_retries(fn, retry_if=lambda e: True, tries=5, cap=30, wait_hint=lambda e: e.after,
-                          sleep=lambda s: None, deadline=lambda wait: wait >= 20)  # fmt: skip
+        call_with_retries(
+            fn,
+            retry_if=lambda e: True,
+            tries=5,
+            cap=30,
+            wait_hint=lambda e: e.after,
+            sleep=lambda s: None,
+            deadline=lambda wait: wait >= 20,
+        )
     assert len(calls) == 1  # the capped 30 s wait would pass the deadline: no second try
 
 

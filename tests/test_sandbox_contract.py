@@ -40,9 +40,16 @@ class Backend:
     def __init__(self, kind: str, tmp: Path, repo_dir: Path):
         name, _, checkouts = kind.partition("-")
         self.name = name
-        self.config = load_config(None, {"sandbox.cache_dir": str(tmp / "cache"), "sandbox.backend": name,
-                                         "sandbox.checkouts": checkouts or "auto",
-                                         "sandbox.daytona.retry_backoff": 0.01}, environ={})  # fmt: skip
+        self.config = load_config(
+            None,
+            {
+                "sandbox.cache_dir": str(tmp / "cache"),
+                "sandbox.backend": name,
+                "sandbox.checkouts": checkouts or "auto",
+                "sandbox.daytona.retry_backoff": 0.01,
+            },
+            environ={},
+        )
         self.repo = prepare_repo(str(repo_dir), self.config.cache_root())
         self.fake = FakeDaytona(root=tmp / "daytona") if name == "daytona" else None
         if self.fake is not None:
@@ -87,8 +94,11 @@ def run(session: ReplSession, code: str, timeout: float = 20, on_call=None, chec
 def test_created_at_the_pinned_commit(backend):
     sandbox = backend.provider.create("root")
     session = backend.repl(sandbox)
-    r = run(session, "import subprocess\nprint(subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, "
-                     "text=True).stdout.strip())\nprint(open('calc.py').read())")  # fmt: skip
+    r = run(
+        session,
+        "import subprocess\nprint(subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, "
+        "text=True).stdout.strip())\nprint(open('calc.py').read())",
+    )
     assert r.error is None, r.error
     head, body = r.stdout.split("\n", 1)
     assert head == backend.repo.commit
@@ -112,11 +122,18 @@ def test_protocol_calls_are_answered_in_order(backend):
         calls.append((fn, args))
         return [f"answer to {t}" for t in args["tasks"]] if fn == "rlm_query_batched" else f"{fn}:{args}"
 
-    r = run(session, "a = rlm_query('child task')\nb = llm_query('a prompt')\nc = rlm_query_batched(['x', 'y'])\n"
-                     "print(a); print(b); print(c)", on_call=on_call)  # fmt: skip
+    r = run(
+        session,
+        "a = rlm_query('child task')\nb = llm_query('a prompt')\nc = rlm_query_batched(['x', 'y'])\n"
+        "print(a); print(b); print(c)",
+        on_call=on_call,
+    )
     assert r.error is None, r.error
-    assert calls == [("rlm_query", {"task": "child task"}), ("llm_query", {"prompt": "a prompt"}),
-                     ("rlm_query_batched", {"tasks": ["x", "y"]})]  # fmt: skip
+    assert calls == [
+        ("rlm_query", {"task": "child task"}),
+        ("llm_query", {"prompt": "a prompt"}),
+        ("rlm_query_batched", {"tasks": ["x", "y"]}),
+    ]
     assert r.stdout.splitlines() == [
         "rlm_query:{'task': 'child task'}",
         "llm_query:{'prompt': 'a prompt'}",

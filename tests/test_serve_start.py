@@ -16,8 +16,13 @@ PASSWORD = "pw-that-must-not-show-0123"
 
 
 def rlm(args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bot", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_servers_that_cannot_start_say_why_without_a_traceback(tmp_path: Path):
@@ -35,15 +40,27 @@ def test_servers_that_cannot_start_say_why_without_a_traceback(tmp_path: Path):
         cases = {
             "pg-serve": (["serve", "--workers", "0", "--db", pg_url], {}, "cannot open the job database"),
             "pg-worker": (["worker", "--db", pg_url], {}, "cannot open the job database"),
-            "sqlite-dir": (["serve", "--workers", "0", "--db", str(tmp_path / "f" / "x.db")], {},
-                           "cannot open the job database"),
-            "port": (["serve", "--workers", "0", "--db", sqlite, "--port", str(busy_port)], {},
-                     f"cannot listen on 127.0.0.1:{busy_port}"),
-            "metrics-port": (["worker", "--workers", "0", "--db", sqlite, "--metrics-port", str(busy_port)], {},
-                             f"cannot listen on 127.0.0.1:{busy_port}"),
-            "lease": (["serve", "--workers", "0", "--db", sqlite], {"RLM_LEASE_SECONDS": "soon"},
-                      "RLM_LEASE_SECONDS must be a positive number of seconds"),
-        }  # fmt: skip
+            "sqlite-dir": (
+                ["serve", "--workers", "0", "--db", str(tmp_path / "f" / "x.db")],
+                {},
+                "cannot open the job database",
+            ),
+            "port": (
+                ["serve", "--workers", "0", "--db", sqlite, "--port", str(busy_port)],
+                {},
+                f"cannot listen on 127.0.0.1:{busy_port}",
+            ),
+            "metrics-port": (
+                ["worker", "--workers", "0", "--db", sqlite, "--metrics-port", str(busy_port)],
+                {},
+                f"cannot listen on 127.0.0.1:{busy_port}",
+            ),
+            "lease": (
+                ["serve", "--workers", "0", "--db", sqlite],
+                {"RLM_LEASE_SECONDS": "soon"},
+                "RLM_LEASE_SECONDS must be a positive number of seconds",
+            ),
+        }
         (tmp_path / "f").write_text("a file where the database's directory should be")
         procs = {name: rlm(args, {**env, **extra}) for name, (args, extra, _) in cases.items()}
         try:

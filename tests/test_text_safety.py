@@ -38,9 +38,10 @@ def test_clean_text_replaces_only_surrogates():
 
 
 @pytest.mark.parametrize(
-    ("first", "task"), [(PRINTS, "Task with \udc80 a lone surrogate"), (py("x = 1"), "Clean task")],
+    ("first", "task"),
+    [(PRINTS, "Task with \udc80 a lone surrogate"), (py("x = 1"), "Clean task")],
     ids=["printing-and-task", "final-only"],
-)  # fmt: skip
+)
 def test_surrogates_complete_with_results(make_repo, write_script, make_config, first, task):
     repo, _ = make_repo({"app.py": "x = 1\n"})
     config = make_config(write_script([{"task": "", "responses": [first, FINAL_SURROGATE]}]))
@@ -70,10 +71,24 @@ def test_cli_run_with_surrogates_exits_0_and_writes_results(make_repo, write_scr
     results = tmp_path / "results"
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "PYTHONIOENCODING": "utf-8"}
     proc = subprocess.run(
-        [sys.executable, "-m", "bot", "run", str(repo), "-p", b"fix \xff it", "--model", f"scripted/{script}",
-         "--results-dir", str(results)],
-        cwd=tmp_path, env=env, capture_output=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            str(repo),
+            "-p",
+            b"fix \xff it",
+            "--model",
+            f"scripted/{script}",
+            "--results-dir",
+            str(results),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
     stderr = proc.stderr.decode("utf-8", "replace")
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr

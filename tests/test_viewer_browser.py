@@ -44,7 +44,7 @@ RULES = [
             ),
             py('FINAL("survey done: " + a + " / " + b)'),
         ],
-    },  # fmt: skip
+    },
     {
         "task": "^Child A",
         "responses": [
@@ -71,8 +71,16 @@ def real_run(tmp_path_factory) -> Path:
     script = root / "script.yaml"
     rules = [{**r, "responses": [textwrap.dedent(x) for x in r["responses"]]} for r in RULES]
     script.write_text(yaml.safe_dump(rules, sort_keys=False))
-    config = load_config(None, {"model.name": f"scripted/{script}", "sandbox.cache_dir": str(root / "cache"),
-                                "results_dir": str(root / "results"), "rlm.global_timeout": 60}, environ={})  # fmt: skip
+    config = load_config(
+        None,
+        {
+            "model.name": f"scripted/{script}",
+            "sandbox.cache_dir": str(root / "cache"),
+            "results_dir": str(root / "results"),
+            "rlm.global_timeout": 60,
+        },
+        environ={},
+    )
     result = engine.run(config, engine.prepare(config, str(repo)), "Survey the repository")
     assert result.status == "completed", result.error
     return root / "results"
@@ -82,10 +90,19 @@ def drive(tmp_path: Path, scenarios: list[dict], on_line: Callable[[dict], None]
     """Run viewer_check.js; returns its scenario results (lines with a "kind")."""
     shots = tmp_path / "screenshots"
     shots.mkdir(exist_ok=True)
-    config = {"userDataDir": str(tmp_path / "chromium-profile"), "screenshotDir": str(shots),
-              "executablePath": CHROMIUM, "scenarios": scenarios}  # fmt: skip
-    proc = subprocess.Popen([NODE, str(JS / "viewer_check.js"), json.dumps(config)], cwd=JS,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    config = {
+        "userDataDir": str(tmp_path / "chromium-profile"),
+        "screenshotDir": str(shots),
+        "executablePath": CHROMIUM,
+        "scenarios": scenarios,
+    }
+    proc = subprocess.Popen(
+        [NODE, str(JS / "viewer_check.js"), json.dumps(config)],
+        cwd=JS,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     results = []
     try:
         for line in proc.stdout:
@@ -109,8 +126,17 @@ def drive(tmp_path: Path, scenarios: list[dict], on_line: Callable[[dict], None]
 def test_tree_and_a_nodes_code_and_output(real_run, tmp_path):
     run_id = json.loads(next(real_run.glob("*.json")).read_text())["run_id"]
     with in_background(make_server(real_run)) as server:
-        (seen,) = drive(tmp_path, [{"kind": "basic", "url": server.url + f"#run={run_id}", "click": "root.1",
-                                    "search": "reads the"}])  # fmt: skip
+        (seen,) = drive(
+            tmp_path,
+            [
+                {
+                    "kind": "basic",
+                    "url": server.url + f"#run={run_id}",
+                    "click": "root.1",
+                    "search": "reads the",
+                }
+            ],
+        )
     assert seen["rows"] == ["root", "root.1", "root.2", "root.2.1"]  # depth-first, children under parents
     assert "4agents" in seen["totals"].replace(" ", "") and "completed" in seen["totals"]
     assert seen["selected"] == "root.1" and seen["afterDown"] == "root.2"

@@ -173,8 +173,14 @@ def test_missing_results_is_a_clear_error(tmp_path):
 
 def test_rlm_view_command_prints_a_loopback_url(results):
     env = {**os.environ, "DISPLAY": "", "WAYLAND_DISPLAY": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "view", str(results), "--no-browser"], cwd=REPO_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "view", str(results), "--no-browser"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         lines = [proc.stdout.readline() for _ in range(2)]
         url = lines[1].strip()

@@ -168,12 +168,19 @@ def test_replies_without_a_run(world):
     store = app.extensions["rlm"].store
     with serve(app) as url:
         jobs = [
-            post_event(url, "issue_comment", comment_payload(body, comment_id=900 + i, user=user)).json()["job"]
+            post_event(url, "issue_comment", comment_payload(body, comment_id=900 + i, user=user)).json()[
+                "job"
+            ]
             for i, (body, user) in enumerate(
-                [("/rlm help", "octocat"), ("/rlm cancel", "octocat"), ("/rlm status", "octocat"),
-                 ("/rlm --fast go", "octocat"), ("/rlm cancel", "mallory")]
+                [
+                    ("/rlm help", "octocat"),
+                    ("/rlm cancel", "octocat"),
+                    ("/rlm status", "octocat"),
+                    ("/rlm --fast go", "octocat"),
+                    ("/rlm cancel", "mallory"),
+                ]
             )
-        ]  # fmt: skip
+        ]
         for job_id in jobs:
             wait_for(lambda job_id=job_id: finished(store, job_id))
     bodies = [c["body"] for c in env.fake.issue_comments(REPO, 7)]

@@ -121,9 +121,15 @@ def test_ping_examples(server):
 
 @pytest.mark.parametrize(
     ("body", "kind"),
-    [("/rlm help", "help"), ("/rlm status", "status"), ("/rlm cancel", "cancel"), ("/rlm", "invalid"),
-     ("/rlm --model x do it", "invalid"), ("please\n/rlm do it", "run")],
-)  # fmt: skip
+    [
+        ("/rlm help", "help"),
+        ("/rlm status", "status"),
+        ("/rlm cancel", "cancel"),
+        ("/rlm", "invalid"),
+        ("/rlm --model x do it", "invalid"),
+        ("please\n/rlm do it", "run"),
+    ],
+)
 def test_command_kinds(server, body, kind):
     url, store = server
     resp = post_event(url, "issue_comment", comment_payload(body))
@@ -289,9 +295,17 @@ def test_server_config_from_env(tmp_path):
     from bot.rlm.config import Config
     from tests.fakes.github_app import private_key_pem
 
-    env = {"GITHUB_APP_ID": "9", "GITHUB_PRIVATE_KEY": private_key_pem(), "GITHUB_WEBHOOK_SECRET": "whsec-123456",
-           "RLM_DB": str(tmp_path / "j.db"), "RLM_PUBLIC_URL": "https://bot.example", "RLM_DRAFT_PRS": "true",
-           "RLM_ALLOWED_MODELS": "a/b, c/d", "RLM_STATUS_INTERVAL": "30", "RLM_COMMAND_PREFIX": "/bot"}  # fmt: skip
+    env = {
+        "GITHUB_APP_ID": "9",
+        "GITHUB_PRIVATE_KEY": private_key_pem(),
+        "GITHUB_WEBHOOK_SECRET": "whsec-123456",
+        "RLM_DB": str(tmp_path / "j.db"),
+        "RLM_PUBLIC_URL": "https://bot.example",
+        "RLM_DRAFT_PRS": "true",
+        "RLM_ALLOWED_MODELS": "a/b, c/d",
+        "RLM_STATUS_INTERVAL": "30",
+        "RLM_COMMAND_PREFIX": "/bot",
+    }
     config = ServerConfig.from_env(Config(), env, workers=4)
     assert (config.app.app_id, config.webhook_secret, config.workers) == ("9", "whsec-123456", 4)
     assert config.db_path == tmp_path / "j.db" and config.prefix == "/bot"

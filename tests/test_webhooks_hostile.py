@@ -70,7 +70,10 @@ def with_field(value_json: str) -> bytes:
         (with_field("[" * 900 + "]" * 900), parsing.TOO_DEEP),
         (b'{"a": "\xff\xfe"}', parsing.BAD_ENCODING),
         (with_field("9" * 5000), parsing.BAD_NUMBER),
-        (json.dumps(dict(comment_payload("/rlm help"), installation={"id": 10**30})).encode(), parsing.BAD_NUMBER),
+        (
+            json.dumps(dict(comment_payload("/rlm help"), installation={"id": 10**30})).encode(),
+            parsing.BAD_NUMBER,
+        ),
         (with_field("1e999999"), parsing.BAD_NUMBER),
         (with_field("NaN"), parsing.BAD_NUMBER),
         (b"[1, 2]", parsing.NOT_AN_OBJECT),
@@ -78,9 +81,22 @@ def with_field(value_json: str) -> bytes:
         (b'{"action": ', parsing.BAD_JSON),
         (b"", parsing.BAD_JSON),
     ],
-    ids=["deep-list", "deep-object", "deep-field-65", "deep-field-900", "invalid-utf8", "huge-int",
-         "huge-installation", "infinite-float", "nan", "list", "null", "truncated", "empty"],
-)  # fmt: skip
+    ids=[
+        "deep-list",
+        "deep-object",
+        "deep-field-65",
+        "deep-field-900",
+        "invalid-utf8",
+        "huge-int",
+        "huge-installation",
+        "infinite-float",
+        "nan",
+        "list",
+        "null",
+        "truncated",
+        "empty",
+    ],
+)
 def test_malformed_signed_bodies_are_400_with_the_reason(app, body, reason):
     with serve(app) as url, requests.Session() as session:
         resp = post_signed(url, body, session)
@@ -141,8 +157,17 @@ def mutate(rng: random.Random) -> bytes:
     )
     choice = rng.randrange(5)
     if choice == 0:  # a field of the wrong type anywhere
-        target = rng.choice([payload, payload["issue"], payload["comment"], payload["repository"], payload["sender"],
-                             payload["comment"]["user"], payload["installation"]])  # fmt: skip
+        target = rng.choice(
+            [
+                payload,
+                payload["issue"],
+                payload["comment"],
+                payload["repository"],
+                payload["sender"],
+                payload["comment"]["user"],
+                payload["installation"],
+            ]
+        )
         target[rng.choice(list(target))] = rng.choice(HOSTILE_VALUES)
         return json.dumps(payload).encode()
     text = json.dumps(payload).encode()

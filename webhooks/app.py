@@ -158,8 +158,9 @@ def handle_delivery(server: Server) -> tuple[Response, int]:
     )
     if not isinstance(installation, int) or isinstance(installation, bool):
         return refuse(400, NO_INSTALLATION)
-    delivery = Delivery(prefix=config.prefix, installation_id=installation,
-                        app_id=config.app.app_id if config.app else None)  # fmt: skip
+    delivery = Delivery(
+        prefix=config.prefix, installation_id=installation, app_id=config.app.app_id if config.app else None
+    )
     event = sansio.Event(data, event=event_name, delivery_id=delivery_id)
     try:
         _loop().run_until_complete(router.dispatch(event, delivery))

@@ -24,8 +24,9 @@ def is_own(payload: dict, app_id: str | None) -> bool:
     return app_id is not None and str(via.get("id")) == str(app_id)
 
 
-def enqueue_command(payload: dict, delivery: Delivery, *, number: int, is_pull: bool, review: bool,
-                    html_url: str | None) -> None:  # fmt: skip
+def enqueue_command(
+    payload: dict, delivery: Delivery, *, number: int, is_pull: bool, review: bool, html_url: str | None
+) -> None:
     if is_from_bot(payload):
         return delivery.ignore(IGNORED_BOT)
     if is_own(payload, delivery.app_id):
@@ -49,5 +50,12 @@ def enqueue_command(payload: dict, delivery: Delivery, *, number: int, is_pull: 
         "is_pull": is_pull,
         "html_url": typed(html_url, str, "html_url", optional=True),
     }
-    delivery.enqueue(NewJob(kind=command.kind, repo=full_name, number=number, request=request,
-                            installation_id=delivery.installation_id))  # fmt: skip
+    delivery.enqueue(
+        NewJob(
+            kind=command.kind,
+            repo=full_name,
+            number=number,
+            request=request,
+            installation_id=delivery.installation_id,
+        )
+    )

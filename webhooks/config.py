@@ -50,9 +50,14 @@ class ServerConfig:
             allowed_models={m.strip() for m in (env.get("RLM_ALLOWED_MODELS") or "").split(",") if m.strip()},
             repo_setup=_repo_setup(env.get("RLM_REPO_SETUP")),
         )
-        config = cls(webhook_secret=app.webhook_secret, engine=engine, app=app,
-                     db_path=db_target(env.get("RLM_DB") or "rlm-jobs.sqlite3"), worker=worker,
-                     lease_seconds=_seconds(env, "RLM_LEASE_SECONDS", DEFAULT_LEASE))  # fmt: skip
+        config = cls(
+            webhook_secret=app.webhook_secret,
+            engine=engine,
+            app=app,
+            db_path=db_target(env.get("RLM_DB") or "rlm-jobs.sqlite3"),
+            worker=worker,
+            lease_seconds=_seconds(env, "RLM_LEASE_SECONDS", DEFAULT_LEASE),
+        )
         for key, value in overrides.items():
             if value is not None:
                 setattr(config, key, db_target(value) if key == "db_path" else value)

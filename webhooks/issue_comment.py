@@ -13,5 +13,11 @@ router = routing.Router()
 @router.register("issue_comment", action="created")
 async def command_in_issue_comment(event: sansio.Event, delivery: Delivery) -> None:
     issue = event.data["issue"]
-    enqueue_command(event.data, delivery, number=issue["number"], is_pull="pull_request" in issue,
-                    review=False, html_url=issue.get("html_url"))  # fmt: skip
+    enqueue_command(
+        event.data,
+        delivery,
+        number=issue["number"],
+        is_pull="pull_request" in issue,
+        review=False,
+        html_url=issue.get("html_url"),
+    )

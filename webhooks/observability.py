@@ -71,12 +71,25 @@ class Metrics:
     def __init__(self, store: JobStore, results_dir: Path | None = None):
         self.registry = CollectorRegistry()
         self.results_dir = results_dir
-        self.deliveries = Counter("rlm_deliveries", "Webhook deliveries answered by this process, by decision",
-                                  ["decision"], registry=self.registry)  # fmt: skip
-        self.jobs_finished = Counter("rlm_jobs_finished", "Jobs this process finished, by kind and state",
-                                     ["kind", "state"], registry=self.registry)  # fmt: skip
-        self.run_seconds = Histogram("rlm_run_duration_seconds", "Wall time of runs this process ran, by outcome",
-                                     ["outcome"], buckets=RUN_BUCKETS, registry=self.registry)  # fmt: skip
+        self.deliveries = Counter(
+            "rlm_deliveries",
+            "Webhook deliveries answered by this process, by decision",
+            ["decision"],
+            registry=self.registry,
+        )
+        self.jobs_finished = Counter(
+            "rlm_jobs_finished",
+            "Jobs this process finished, by kind and state",
+            ["kind", "state"],
+            registry=self.registry,
+        )
+        self.run_seconds = Histogram(
+            "rlm_run_duration_seconds",
+            "Wall time of runs this process ran, by outcome",
+            ["outcome"],
+            buckets=RUN_BUCKETS,
+            registry=self.registry,
+        )
         self.agents = Counter("rlm_agents", "Agents started by runs this process ran", registry=self.registry)
         self.cost = Counter(
             "rlm_cost_usd", "Model cost (USD) of runs this process ran", registry=self.registry

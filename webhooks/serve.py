@@ -95,8 +95,9 @@ def reap_at_start(config: ServerConfig) -> None:
         log.warning("could not reap old sandboxes: %s", e)
 
 
-def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8080, threads: int = 8,
-          json_logs: bool = False) -> None:  # fmt: skip
+def serve(
+    config: ServerConfig, host: str = "127.0.0.1", port: int = 8080, threads: int = 8, json_logs: bool = False
+) -> None:
     """Run until interrupted. Blocks. HTTP limits come from RLM_HTTP_* (see http_server.py)."""
     from bot.jobs import StoreUnavailable, safe_target
 
@@ -116,8 +117,13 @@ def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8080, threa
         if pool is not None:  # a job it took in the meantime is resumed by the next worker
             pool.stop(timeout=1.0)
         raise ServeError(CANNOT_LISTEN.format(host=host, port=port, reason=e.strerror or e)) from None
-    log.info("rlm-bot listening on http://%s:%s/webhook with %s run workers on %s", host, port, config.workers,
-             safe_target(config.db_path))  # fmt: skip
+    log.info(
+        "rlm-bot listening on http://%s:%s/webhook with %s run workers on %s",
+        host,
+        port,
+        config.workers,
+        safe_target(config.db_path),
+    )
     server.run()
 
 
@@ -132,8 +138,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="runs at once (0: intake only)")
     parser.add_argument("--threads", type=int, default=8, help="HTTP threads")
     parser.add_argument("--config", type=Path, default=None, help="engine config.yaml")
-    parser.add_argument("--db", default=None, help="job database: a SQLite path or a postgresql:// URL "
-                        "(default RLM_DB or rlm-jobs.sqlite3)")  # fmt: skip
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="job database: a SQLite path or a postgresql:// URL (default RLM_DB or rlm-jobs.sqlite3)",
+    )
     parser.add_argument("--log-json", action="store_true", help="JSON log lines (or RLM_LOG_FORMAT=json)")
     args = parser.parse_args(argv)
     config = build_config(load_config(args.config), workers=args.workers, db=args.db)

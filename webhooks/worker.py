@@ -36,8 +36,15 @@ def serve_probes(app, host: str, port: int) -> threading.Thread:
     return thread
 
 
-def run_worker(config: ServerConfig, *, control_workers: int = 1, drain: float = 30.0, metrics_host: str = "127.0.0.1",
-               metrics_port: int | None = None, stop: threading.Event | None = None) -> None:  # fmt: skip
+def run_worker(
+    config: ServerConfig,
+    *,
+    control_workers: int = 1,
+    drain: float = 30.0,
+    metrics_host: str = "127.0.0.1",
+    metrics_port: int | None = None,
+    stop: threading.Event | None = None,
+) -> None:
     """Run jobs until `stop` is set (by default: until SIGTERM or SIGINT). Blocks. Raises ServeError
     when the database cannot be opened or the metrics port cannot be bound."""
     from .serve import CANNOT_LISTEN, ServeError, reap_at_start

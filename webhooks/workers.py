@@ -21,14 +21,28 @@ def app_handler(config: ServerConfig, store: JobStore, pool: Callable[[], Worker
     return AppJobHandler(auth, config.engine, store, config.worker, pool=pool)
 
 
-def start_pool(config: ServerConfig, store: JobStore, *, handler: JobHandler | None = None, workers: int | None = None,
-               control_workers: int = 1, poll: float = 0.5, on_done: JobObserver | None = None) -> WorkerPool:  # fmt: skip
+def start_pool(
+    config: ServerConfig,
+    store: JobStore,
+    *,
+    handler: JobHandler | None = None,
+    workers: int | None = None,
+    control_workers: int = 1,
+    poll: float = 0.5,
+    on_done: JobObserver | None = None,
+) -> WorkerPool:
     """Run jobs from `store` with `handler` (default: the App's) until `stop()`."""
     holder: list[WorkerPool] = []
     if handler is None:
         handler = app_handler(config, store, lambda: holder[0] if holder else None)
-    pool = WorkerPool(store, handler, workers=config.workers if workers is None else workers,
-                      control_workers=control_workers, poll=poll, max_attempts=config.max_attempts,
-                      on_done=on_done)  # fmt: skip
+    pool = WorkerPool(
+        store,
+        handler,
+        workers=config.workers if workers is None else workers,
+        control_workers=control_workers,
+        poll=poll,
+        max_attempts=config.max_attempts,
+        on_done=on_done,
+    )
     holder.append(pool)
     return pool.start()

@@ -66,9 +66,15 @@ class GitHubAPI:
         self._auth = auth
         # PyGithub's own retry and throttling are off: bot.retry is the one place that waits, and
         # it knows which writes may be repeated.
-        self._gh = Github(auth=auth, base_url=self.api_url, timeout=self.timeout, retry=None,
-                          seconds_between_requests=None, seconds_between_writes=None,
-                          user_agent="rlm-bot")  # fmt: skip
+        self._gh = Github(
+            auth=auth,
+            base_url=self.api_url,
+            timeout=self.timeout,
+            retry=None,
+            seconds_between_requests=None,
+            seconds_between_writes=None,
+            user_agent="rlm-bot",
+        )
 
     # ------------------------------------------------------------------ transport
 
@@ -103,9 +109,17 @@ class GitHubAPI:
         except requests.RequestException as e:
             raise Failure(None, {}, None, type(e).__name__) from None
 
-    def request(self, verb: str, path: str, *, body: Any = None, params: dict | None = None,
-                ok_missing: bool = False, idempotent: bool | None = None,
-                check: Callable[[], Any] | None = None) -> Any:  # fmt: skip
+    def request(
+        self,
+        verb: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict | None = None,
+        ok_missing: bool = False,
+        idempotent: bool | None = None,
+        check: Callable[[], Any] | None = None,
+    ) -> Any:
         """One REST call with bounded retries. Returns parsed JSON (None for an empty body);
         with `ok_missing`, a 404 returns None instead of raising.
 
@@ -135,9 +149,16 @@ class GitHubAPI:
             )
 
         try:
-            data = call_with_retries(attempt, retry_if=retry_if, tries=self.max_tries, base=self.backoff,
-                                     cap=self.max_wait, wait_hint=self._wait_hint, sleep=self.sleep,
-                                     describe=f"GitHub {verb} {path}")  # fmt: skip
+            data = call_with_retries(
+                attempt,
+                retry_if=retry_if,
+                tries=self.max_tries,
+                base=self.backoff,
+                cap=self.max_wait,
+                wait_hint=self._wait_hint,
+                sleep=self.sleep,
+                describe=f"GitHub {verb} {path}",
+            )
         except Failure as failed:
             raise failed.error(verb, path, self.max_tries) from None
         return None if data is MISSING else data
@@ -148,10 +169,16 @@ class GitHubAPI:
         not end a run that is about to clone."""
         where = f"/app/installations/{getattr(self._auth, 'installation_id', '{id}')}/access_tokens"
         try:
-            return call_with_retries(lambda: self._attempt(lambda: self._auth.token),
-                                     retry_if=lambda e: isinstance(e, Failure) and (e.rate_limited or e.transient),
-                                     tries=self.max_tries, base=self.backoff, cap=self.max_wait,
-                                     wait_hint=self._wait_hint, sleep=self.sleep, describe=f"GitHub POST {where}")  # fmt: skip
+            return call_with_retries(
+                lambda: self._attempt(lambda: self._auth.token),
+                retry_if=lambda e: isinstance(e, Failure) and (e.rate_limited or e.transient),
+                tries=self.max_tries,
+                base=self.backoff,
+                cap=self.max_wait,
+                wait_hint=self._wait_hint,
+                sleep=self.sleep,
+                describe=f"GitHub POST {where}",
+            )
         except Failure as failed:
             raise failed.error("POST", where, self.max_tries) from None
 
@@ -222,8 +249,9 @@ class GitHubAPI:
 
     def add_reaction(self, repo: str, comment_id: int, content: str, review: bool = False) -> int | None:
         # GitHub answers a repeated reaction with the existing one: safe to retry.
-        data = self.request("POST", self._reactions_path(repo, comment_id, review), body={"content": content},
-                            idempotent=True)  # fmt: skip
+        data = self.request(
+            "POST", self._reactions_path(repo, comment_id, review), body={"content": content}, idempotent=True
+        )
         return (data or {}).get("id")
 
     def delete_reaction(self, repo: str, comment_id: int, reaction_id: int, review: bool = False) -> None:
@@ -238,12 +266,19 @@ class GitHubAPI:
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120))
 
         def posted() -> dict | None:
-            comments = self.request("GET", f"/repos/{repo}/issues/{issue_number}/comments",
-                                    params={"since": since, "per_page": 100}) or []  # fmt: skip
+            comments = (
+                self.request(
+                    "GET",
+                    f"/repos/{repo}/issues/{issue_number}/comments",
+                    params={"since": since, "per_page": 100},
+                )
+                or []
+            )
             return next((c for c in reversed(comments) if c.get("body") == text), None)
 
-        return self.request("POST", f"/repos/{repo}/issues/{issue_number}/comments", body={"body": text},
-                            check=posted)  # fmt: skip
+        return self.request(
+            "POST", f"/repos/{repo}/issues/{issue_number}/comments", body={"body": text}, check=posted
+        )
 
     def create_comment(self, repo: str, issue_number: int, body: str) -> int:
         return int(self.post_comment(repo, issue_number, body)["id"])
@@ -258,14 +293,22 @@ class GitHubAPI:
 
     def create_blob(self, repo: str, content: bytes) -> str:
         encoded = base64.b64encode(content).decode("ascii")
-        data = self.request("POST", f"/repos/{repo}/git/blobs", body={"content": encoded, "encoding": "base64"},
-                            idempotent=True)  # fmt: skip
+        data = self.request(
+            "POST",
+            f"/repos/{repo}/git/blobs",
+            body={"content": encoded, "encoding": "base64"},
+            idempotent=True,
+        )
         return data["sha"]
 
     def create_tree(self, repo: str, base_tree: str, entries: list[dict]) -> str:
         """`entries`: {"path", "mode", "type": "blob", "sha"}; sha None deletes the path."""
-        data = self.request("POST", f"/repos/{repo}/git/trees", body={"base_tree": base_tree, "tree": entries},
-                            idempotent=True)  # fmt: skip
+        data = self.request(
+            "POST",
+            f"/repos/{repo}/git/trees",
+            body={"base_tree": base_tree, "tree": entries},
+            idempotent=True,
+        )
         return data["sha"]
 
     def create_commit(self, repo: str, message: str, tree: str, parents: list[str]) -> str:
@@ -326,8 +369,13 @@ class GitHubAPI:
     def create_pull(
         self, repo: str, *, title: str, head: str, base: str, body: str, draft: bool = False
     ) -> dict:
-        payload = {"title": REDACTOR.redact(title), "head": head, "base": base,
-                   "body": REDACTOR.redact(body), "draft": draft}  # fmt: skip
+        payload = {
+            "title": REDACTOR.redact(title),
+            "head": head,
+            "base": base,
+            "body": REDACTOR.redact(body),
+            "draft": draft,
+        }
         return self.request(
             "POST", f"/repos/{repo}/pulls", body=payload, check=lambda: self.find_open_pull(repo, head)
         )

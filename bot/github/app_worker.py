@@ -63,8 +63,14 @@ class StoreReporter(NullReporter):
 class AppJobHandler:
     """The WorkerPool's handler for App jobs."""
 
-    def __init__(self, auth: AppAuth, config: Config, store: JobStore, settings: WorkerSettings,
-                 pool: Callable[[], WorkerPool | None] = lambda: None):  # fmt: skip
+    def __init__(
+        self,
+        auth: AppAuth,
+        config: Config,
+        store: JobStore,
+        settings: WorkerSettings,
+        pool: Callable[[], WorkerPool | None] = lambda: None,
+    ):
         self.auth = auth
         self.config = config
         self.store = store
@@ -125,8 +131,9 @@ class AppJobHandler:
         comment = active.request.get("status_comment_id")
         if comment and active.request.get("html_url"):
             progress = f"Live progress: {active.request['html_url']}#issuecomment-{comment}"
-        body = report.STATUS_REPLY.format(run_id=active.request.get("run_id") or f"job {active.id}",
-                                          state=active.state, progress=progress).strip()  # fmt: skip
+        body = report.STATUS_REPLY.format(
+            run_id=active.request.get("run_id") or f"job {active.id}", state=active.state, progress=progress
+        ).strip()
         self._reply(api, job, body, "status")
 
     def _cancel(self, api: GitHubAPI, job: Job) -> None:
@@ -159,14 +166,24 @@ class AppJobHandler:
 
     def _reporter(self, api: GitHubAPI, job: Job, request: RunRequest) -> tuple[StatusReporter, Reporters]:
         store = StoreReporter(self.store, job.id)
-        status = StatusReporter(api, request, prefix=self.settings.prefix, trace_url=self._trace_url(job),
-                                interval=self.settings.status_interval, on_change=store.request_changed)  # fmt: skip
+        status = StatusReporter(
+            api,
+            request,
+            prefix=self.settings.prefix,
+            trace_url=self._trace_url(job),
+            interval=self.settings.status_interval,
+            on_change=store.request_changed,
+        )
         return status, Reporters(store, status)
 
     def _deliverer(self, api: GitHubAPI, job: Job) -> GitHubDeliverer:
         s, trace_url = self.settings, self._trace_url(job)
-        options = DeliveryOptions(draft=s.draft, can_push_workflows=s.can_push_workflows, trace_url=trace_url,
-                                  patch_url=f"{trace_url}patch" if trace_url else None)  # fmt: skip
+        options = DeliveryOptions(
+            draft=s.draft,
+            can_push_workflows=s.can_push_workflows,
+            trace_url=trace_url,
+            patch_url=f"{trace_url}patch" if trace_url else None,
+        )
         return GitHubDeliverer(api, options, on_pushed=StoreReporter(self.store, job.id).request_changed)
 
     def _accept(self, api: GitHubAPI, job: Job) -> None:
@@ -206,9 +223,15 @@ class AppJobHandler:
             RepoConfigStage(api, s.allowed_models, s.repo_setup, on_prefs=deliverer.use_prefs),
             RequestContextStage(api),
         ]
-        settings = RunSettings(config=self.config, results_dir=s.results_dir, prefix=s.prefix,
-                               auth_header=basic_auth_header(token), api_key=s.api_key, before_fetch=stages,
-                               patch_link=lambda path: _patch_link(path, trace_url))  # fmt: skip
+        settings = RunSettings(
+            config=self.config,
+            results_dir=s.results_dir,
+            prefix=s.prefix,
+            auth_header=basic_auth_header(token),
+            api_key=s.api_key,
+            before_fetch=stages,
+            patch_link=lambda path: _patch_link(path, trace_url),
+        )
         outcome = pipeline.run(request, reporter, deliverer, cancel, settings=settings)
         self._finish(job, job_state(outcome.kind), outcome.kind.value, outcome.message)
 

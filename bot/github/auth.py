@@ -94,8 +94,9 @@ class AppAuth:
     def __init__(self, settings: AppSettings, *, api_factory: Callable[..., GitHubAPI] = GitHubAPI):
         self.settings = settings
         self._api_factory = api_factory
-        self._app = Auth.AppAuth(settings.app_id, settings.private_key, jwt_expiry=JWT_LIFETIME,
-                                 jwt_issued_at=-JWT_BACKDATE)  # fmt: skip
+        self._app = Auth.AppAuth(
+            settings.app_id, settings.private_key, jwt_expiry=JWT_LIFETIME, jwt_issued_at=-JWT_BACKDATE
+        )
         self._lock = threading.Lock()
         self._installations: dict[int, tuple[_InstallationAuth, Github]] = {}
 
@@ -117,8 +118,10 @@ class AppAuth:
             if installation_id not in self._installations:
                 auth = _InstallationAuth(self._app, int(installation_id))
                 # The Github object binds the auth to a requester for our API URL (token fetches).
-                self._installations[installation_id] = (auth, Github(auth=auth, base_url=self.settings.api_url,
-                                                                     retry=None, user_agent="rlm-bot"))  # fmt: skip
+                self._installations[installation_id] = (
+                    auth,
+                    Github(auth=auth, base_url=self.settings.api_url, retry=None, user_agent="rlm-bot"),
+                )
             return self._installations[installation_id][0]
 
     def installation_token(self, installation_id: int) -> str:
@@ -126,7 +129,8 @@ class AppAuth:
             return self.installation_auth(installation_id).token
         except GithubException as e:
             raise GitHubError(
-                f"GitHub gave no installation token ({e.status}); check that the app is installed.", status=e.status
+                f"GitHub gave no installation token ({e.status}); check that the app is installed.",
+                status=e.status,
             ) from None
 
     def installation_api(self, installation_id: int, **kwargs) -> GitHubAPI:

@@ -60,8 +60,13 @@ class DeliveryOptions:
 
 
 class GitHubDeliverer:
-    def __init__(self, api: GitHubAPI, options: DeliveryOptions, on_pushed: Callable[[RunRequest], None] | None = None,
-                 prefs: DeliveryPrefs | None = None):  # fmt: skip
+    def __init__(
+        self,
+        api: GitHubAPI,
+        options: DeliveryOptions,
+        on_pushed: Callable[[RunRequest], None] | None = None,
+        prefs: DeliveryPrefs | None = None,
+    ):
         self.api, self.options = api, options
         self.on_pushed = on_pushed or (lambda _request: None)
         self.prefs = prefs or DeliveryPrefs()
@@ -99,15 +104,28 @@ class GitHubDeliverer:
         closes = (
             request.number if request.number and not request.is_pull and self.prefs.closes_issue else None
         )
-        pr = open_pull_request(self.api, request.repo, prepared=state.prepared, patch=result.patch,
-                               base_branch=request.base_branch or request.default_branch or "main",
-                               title=report.pr_title_from(result.answer, request.task),
-                               body=lambda skipped: report.pr_body(result, o.trace_url, requester=request.requester if by_person and source else None,
-                                                                    source=source, notes=_workflow_note(skipped), closes=closes),
-                               requester=o.author(request), branch_name=request.pushed_branch or branch_name(request),
-                               draft=o.draft, can_push_workflows=o.can_push_workflows,
-                               on_pushed=lambda branch: self._pushed(request, branch),
-                               keep_branch=o.keep_branch_without_pr)  # fmt: skip
+        pr = open_pull_request(
+            self.api,
+            request.repo,
+            prepared=state.prepared,
+            patch=result.patch,
+            base_branch=request.base_branch or request.default_branch or "main",
+            title=report.pr_title_from(result.answer, request.task),
+            body=lambda skipped: report.pr_body(
+                result,
+                o.trace_url,
+                requester=request.requester if by_person and source else None,
+                source=source,
+                notes=_workflow_note(skipped),
+                closes=closes,
+            ),
+            requester=o.author(request),
+            branch_name=request.pushed_branch or branch_name(request),
+            draft=o.draft,
+            can_push_workflows=o.can_push_workflows,
+            on_pushed=lambda branch: self._pushed(request, branch),
+            keep_branch=o.keep_branch_without_pr,
+        )
         notes = _workflow_note(pr.skipped_workflow_files)
         if pr.url is not None:
             if self.prefs.request_review and by_person and pr.number:
@@ -125,8 +143,9 @@ class GitHubDeliverer:
             message = report.OUTCOME_PR_REFUSED.format(error=pr.error, patch=self.patch_link(result.run_id))
             return RunOutcome(result.run_id, OutcomeKind.GITHUB_ERROR, message, notes=notes)
         compare = self.api.compare_url(request.repo, request.base_branch or "main", pr.branch)
-        message = report.OUTCOME_BRANCH.format(branch=pr.branch, compare=compare, error=pr.error,
-                                               patch=self.patch_link(result.run_id))  # fmt: skip
+        message = report.OUTCOME_BRANCH.format(
+            branch=pr.branch, compare=compare, error=pr.error, patch=self.patch_link(result.run_id)
+        )
         return RunOutcome(
             result.run_id, OutcomeKind.BRANCH, message, branch=pr.branch, compare_url=compare, notes=notes
         )
@@ -149,14 +168,25 @@ class GitHubDeliverer:
         assert result is not None and state.prepared is not None
         branch = request.base_branch or ""
         try:
-            pushed = push_commit(self.api, request.repo, prepared=state.prepared, patch=result.patch, branch=branch,
-                                 title=report.pr_title_from(result.answer, request.task), requester=o.author(request),
-                                 can_push_workflows=o.can_push_workflows)  # fmt: skip
+            pushed = push_commit(
+                self.api,
+                request.repo,
+                prepared=state.prepared,
+                patch=result.patch,
+                branch=branch,
+                title=report.pr_title_from(result.answer, request.task),
+                requester=o.author(request),
+                can_push_workflows=o.can_push_workflows,
+            )
         except GitHubError as e:
             if e.status != 422:
                 raise
-            return RunOutcome(result.run_id, OutcomeKind.GITHUB_ERROR, report.OUTCOME_PUSH_MOVED.format(branch=branch),
-                              error=str(e))  # fmt: skip
+            return RunOutcome(
+                result.run_id,
+                OutcomeKind.GITHUB_ERROR,
+                report.OUTCOME_PUSH_MOVED.format(branch=branch),
+                error=str(e),
+            )
         notes = _workflow_note(pushed.skipped_workflow_files)
         if pushed.sha is None:
             if pushed.reason == REASON_ONLY_WORKFLOWS:
@@ -170,9 +200,17 @@ class GitHubDeliverer:
         if request.follow_up:
             body = report.pr_body(result, o.trace_url, notes=notes)
             try:
-                self.api.update_pull(request.repo, request.number,
-                                     body=report.follow_up_body(body, pull.get("body"), run_id=result.run_id,
-                                                                requester=request.requester, task=request.task))  # fmt: skip
+                self.api.update_pull(
+                    request.repo,
+                    request.number,
+                    body=report.follow_up_body(
+                        body,
+                        pull.get("body"),
+                        run_id=result.run_id,
+                        requester=request.requester,
+                        task=request.task,
+                    ),
+                )
             except GitHubError as e:
                 log.warning("could not update the description of %s: %s", url, e)
                 notes.append(report.PR_UPDATE_FAILED.format(url=url, error=e))

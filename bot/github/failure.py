@@ -65,8 +65,9 @@ class Failure(Exception):
             return GitHubError(
                 f"GitHub kept failing on {verb} {path} ({self.summary}) after {tries} tries; "
                 "it may be down or rate limiting this app, so try again later.",
-                status=self.status, data=self.data,
-            )  # fmt: skip
+                status=self.status,
+                data=self.data,
+            )
         return GitHubError(
             f"GitHub answered {verb} {path} with {self.summary}.", status=self.status, data=self.data
         )

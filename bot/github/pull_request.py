@@ -61,8 +61,15 @@ def _tree_entry(change: FileChange, blob_sha: str | None) -> dict:
     return {"path": change.path, "mode": change.mode or "100644", "type": "blob", "sha": blob_sha}
 
 
-def _commit(api: GitHubAPI, repo: str, prepared: PreparedRepo, patch: str, title: str, requester: str,
-            can_push_workflows: bool) -> tuple[str | None, str, list[str], str | None]:  # fmt: skip
+def _commit(
+    api: GitHubAPI,
+    repo: str,
+    prepared: PreparedRepo,
+    patch: str,
+    title: str,
+    requester: str,
+    can_push_workflows: bool,
+) -> tuple[str | None, str, list[str], str | None]:
     """A commit of `patch` whose parent is prepared.commit: (sha or None, its tree, workflow files left
     out, why there is no commit)."""
     changes = changed_files(prepared.cache, prepared.commit, patch)
@@ -94,8 +101,17 @@ def created_by_bot(pull: dict, repo: str) -> bool:
     return same_repo and by_bot and str(head.get("ref") or "").startswith(BOT_BRANCH_PREFIX)
 
 
-def push_commit(api: GitHubAPI, repo: str, *, prepared: PreparedRepo, patch: str, branch: str, title: str,
-                requester: str, can_push_workflows: bool = False) -> PushOutcome:  # fmt: skip
+def push_commit(
+    api: GitHubAPI,
+    repo: str,
+    *,
+    prepared: PreparedRepo,
+    patch: str,
+    branch: str,
+    title: str,
+    requester: str,
+    can_push_workflows: bool = False,
+) -> PushOutcome:
     """One commit on top of `branch`, whose head is prepared.commit (where the agents worked).
     Fast-forward only: if the branch moved meanwhile, GitHub refuses and GitHubError (422) is raised."""
     commit, _, skipped, reason = _commit(api, repo, prepared, patch, title, requester, can_push_workflows)

@@ -92,9 +92,13 @@ def manifest(name: str, webhook_url: str, redirect_url: str, *, public: bool = F
 
 def form_page(action: str, manifest_json: str) -> str:
     m = json.loads(manifest_json)
-    facts = {"App name": m["name"], "Webhook URL": m["hook_attributes"]["url"],
-             "Permissions": ", ".join(f"{k}: {v}" for k, v in m["default_permissions"].items()),
-             "Events": ", ".join(m["default_events"]), "Created on": action.split("?", 1)[0]}  # fmt: skip
+    facts = {
+        "App name": m["name"],
+        "Webhook URL": m["hook_attributes"]["url"],
+        "Permissions": ", ".join(f"{k}: {v}" for k, v in m["default_permissions"].items()),
+        "Events": ", ".join(m["default_events"]),
+        "Created on": action.split("?", 1)[0],
+    }
     rows = "".join(
         f"<tr><th align=left>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items()
     )
@@ -130,8 +134,11 @@ def write_env(path: Path, conversion: dict, api_url: str) -> None:
 def convert(api_url: str, code: str, timeout: float = 30) -> dict:
     """Exchange the one-time code for the App (no authentication: the code is the credential)."""
     try:
-        resp = requests.post(f"{api_url.rstrip('/')}/app-manifests/{quote(code, safe='')}/conversions",
-                             headers={"Accept": "application/vnd.github+json"}, timeout=timeout)  # fmt: skip
+        resp = requests.post(
+            f"{api_url.rstrip('/')}/app-manifests/{quote(code, safe='')}/conversions",
+            headers={"Accept": "application/vnd.github+json"},
+            timeout=timeout,
+        )
     except requests.RequestException as e:
         raise RegisterError(CONVERSION_FAILED.format(detail=type(e).__name__)) from None
     if resp.status_code != 201:
@@ -149,7 +156,12 @@ def convert(api_url: str, code: str, timeout: float = 30) -> dict:
 class _Flow:
     def __init__(self, *, action: str, manifest_json: str, state: str, api_url: str, output: Path):
         self.action, self.manifest_json, self.state, self.api_url, self.output = (
-            action, manifest_json, state, api_url, output)  # fmt: skip
+            action,
+            manifest_json,
+            state,
+            api_url,
+            output,
+        )
         self.done = threading.Event()
         self.result: Registration | None = None
         self.error: RegisterError | None = None
@@ -165,10 +177,14 @@ class _Flow:
                 write_env(self.output, data, self.api_url)
             except (OSError, KeyError) as e:  # the code is spent: say so rather than leave the page hanging
                 reason = getattr(e, "strerror", None) or f"GitHub's answer lacks {e}"
-                raise RegisterError(NOT_WRITTEN.format(name=data.get("slug") or data.get("name") or "",
-                                                       path=self.output, reason=reason)) from None  # fmt: skip
-            self.result = Registration(int(data["id"]), str(data.get("slug") or ""), str(data.get("html_url") or ""),
-                                       self.output)  # fmt: skip
+                raise RegisterError(
+                    NOT_WRITTEN.format(
+                        name=data.get("slug") or data.get("name") or "", path=self.output, reason=reason
+                    )
+                ) from None
+            self.result = Registration(
+                int(data["id"]), str(data.get("slug") or ""), str(data.get("html_url") or ""), self.output
+            )
             body = DONE_PAGE.format(name=data.get("name") or data.get("slug"), path=self.output)
             status = 200
         except RegisterError as e:
@@ -203,9 +219,20 @@ def _handler(flow: _Flow) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def register(*, webhook_url: str, name: str = "rlm-bot", github_url: str = "https://github.com", org: str | None = None,
-             output: Path = Path("app.env"), port: int = 0, open_browser: bool = True, public: bool = False,
-             api_url: str | None = None, timeout: float = 600, on_ready=None) -> Path:  # fmt: skip
+def register(
+    *,
+    webhook_url: str,
+    name: str = "rlm-bot",
+    github_url: str = "https://github.com",
+    org: str | None = None,
+    output: Path = Path("app.env"),
+    port: int = 0,
+    open_browser: bool = True,
+    public: bool = False,
+    api_url: str | None = None,
+    timeout: float = 600,
+    on_ready=None,
+) -> Path:
     """Serve the page on 127.0.0.1 until GitHub sends the App back; returns the env file's path.
     `on_ready(url)` is told the page's URL (tests drive the flow from there)."""
     output = Path(output)
@@ -229,8 +256,13 @@ def register(*, webhook_url: str, name: str = "rlm-bot", github_url: str = "http
         if org
         else f"{github_url}/settings/apps/new"
     )
-    flow = _Flow(action=f"{target}?state={state}", state=state, api_url=api_url, output=output,
-                 manifest_json=json.dumps(manifest(name, webhook_url, f"{page}/callback", public=public)))  # fmt: skip
+    flow = _Flow(
+        action=f"{target}?state={state}",
+        state=state,
+        api_url=api_url,
+        output=output,
+        manifest_json=json.dumps(manifest(name, webhook_url, f"{page}/callback", public=public)),
+    )
     server.RequestHandlerClass = _handler(flow)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()

@@ -81,10 +81,15 @@ def _apply_setup(merged: dict, value: object, policy: RepoSetup, notes: list[str
         notes.append(SETUP_DENIED)
         return
     commands = [value] if isinstance(value, str) and value.strip() != "auto" else value
-    ok = commands == "auto" or commands is None or (
-        isinstance(commands, list) and len(commands) <= MAX_SETUP_COMMANDS
-        and all(isinstance(c, str) and 0 < len(c) <= MAX_SETUP_CHARS for c in commands)
-    )  # fmt: skip
+    ok = (
+        commands == "auto"
+        or commands is None
+        or (
+            isinstance(commands, list)
+            and len(commands) <= MAX_SETUP_COMMANDS
+            and all(isinstance(c, str) and 0 < len(c) <= MAX_SETUP_CHARS for c in commands)
+        )
+    )
     if not ok:
         notes.append(SETUP_INVALID.format(n=MAX_SETUP_COMMANDS, chars=MAX_SETUP_CHARS))
         return
@@ -143,9 +148,11 @@ def delivery_prefs(data: dict) -> tuple[DeliveryPrefs, list[str]]:
 
 
 def apply_repo_config(
-    config: Config, text: str | None, allowed_models: set[str] | None = None,
+    config: Config,
+    text: str | None,
+    allowed_models: set[str] | None = None,
     setup_policy: RepoSetup = RepoSetup.ALLOW,
-) -> tuple[Config, list[str]]:  # fmt: skip
+) -> tuple[Config, list[str]]:
     """The config to run with, and the sentences explaining what was ignored."""
     if not text or not text.strip():
         return config, []
@@ -191,15 +198,24 @@ def apply_repo_config(
     return Config.model_validate(merged), notes
 
 
-def load_repo_config(api: GitHubAPI, repo: str, default_branch: str, config: Config,
-                     allowed_models: set[str] | None = None,
-                     setup_policy: RepoSetup = RepoSetup.ALLOW) -> tuple[Config, list[str]]:  # fmt: skip
+def load_repo_config(
+    api: GitHubAPI,
+    repo: str,
+    default_branch: str,
+    config: Config,
+    allowed_models: set[str] | None = None,
+    setup_policy: RepoSetup = RepoSetup.ALLOW,
+) -> tuple[Config, list[str]]:
     settings = load_repo_settings(api, repo, default_branch, config, allowed_models, setup_policy)
     return settings.config, settings.problems
 
 
-def repo_settings(config: Config, text: str | None, allowed_models: set[str] | None = None,
-                  setup_policy: RepoSetup = RepoSetup.ALLOW) -> RepoSettings:  # fmt: skip
+def repo_settings(
+    config: Config,
+    text: str | None,
+    allowed_models: set[str] | None = None,
+    setup_policy: RepoSetup = RepoSetup.ALLOW,
+) -> RepoSettings:
     """Engine config (capped) and delivery preferences from one rlm.yml text."""
     run_config, problems = apply_repo_config(config, text, allowed_models, setup_policy)
     prefs = DeliveryPrefs()
@@ -213,9 +229,14 @@ def repo_settings(config: Config, text: str | None, allowed_models: set[str] | N
     return RepoSettings(run_config, prefs, problems)
 
 
-def load_repo_settings(api: GitHubAPI, repo: str, default_branch: str, config: Config,
-                       allowed_models: set[str] | None = None,
-                       setup_policy: RepoSetup = RepoSetup.ALLOW) -> RepoSettings:  # fmt: skip
+def load_repo_settings(
+    api: GitHubAPI,
+    repo: str,
+    default_branch: str,
+    config: Config,
+    allowed_models: set[str] | None = None,
+    setup_policy: RepoSetup = RepoSetup.ALLOW,
+) -> RepoSettings:
     text = api.get_file(repo, REPO_CONFIG_PATH, default_branch)
     return repo_settings(config, text, allowed_models, setup_policy)
 
@@ -224,9 +245,13 @@ class RepoConfigStage:
     """The pipeline's `before_fetch` stage for the App: `.github/rlm.yml` from the default branch,
     within what the server allows; what was ignored becomes a note in the status comment."""
 
-    def __init__(self, api: GitHubAPI, allowed_models: set[str] | None = None,
-                 setup_policy: RepoSetup = RepoSetup.ALLOW,
-                 on_prefs: Callable[[DeliveryPrefs], None] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        api: GitHubAPI,
+        allowed_models: set[str] | None = None,
+        setup_policy: RepoSetup = RepoSetup.ALLOW,
+        on_prefs: Callable[[DeliveryPrefs], None] | None = None,
+    ):
         """`on_prefs` hears the file's delivery preferences (the deliverer's `use_prefs`)."""
         self.api, self.allowed_models, self.setup_policy = api, allowed_models, setup_policy
         self.on_prefs = on_prefs or (lambda _prefs: None)

@@ -158,8 +158,15 @@ def trace_line(trace_url: str | None, run_id: str) -> str:
     return PR_TRACE_LOCAL.format(name=f"{run_id}.json")
 
 
-def pr_body(result: RolloutResult, trace_url: str | None, *, requester: str | None = None, source: str | None = None,
-            notes: list[str] | None = None, closes: int | None = None) -> str:  # fmt: skip
+def pr_body(
+    result: RolloutResult,
+    trace_url: str | None,
+    *,
+    requester: str | None = None,
+    source: str | None = None,
+    notes: list[str] | None = None,
+    closes: int | None = None,
+) -> str:
     """Root answer + `Closes #N` + the report (collapsed) + agent-tree summary (with totals) + notes +
     how to see the trace, cut to GitHub's limit (the answer is what gives way; the trace link stays)."""
     answer = (result.answer or "").strip()
@@ -216,8 +223,15 @@ def _running_line(results: dict, started: float, now: float | None) -> str:
     )
 
 
-def status_body(run_id: str, task: str, lines: list[str], *, prefix: str = "/rlm", trace_url: str | None = None,
-                final: bool = False) -> str:  # fmt: skip
+def status_body(
+    run_id: str,
+    task: str,
+    lines: list[str],
+    *,
+    prefix: str = "/rlm",
+    trace_url: str | None = None,
+    final: bool = False,
+) -> str:
     """The live status comment: header, task, the current state lines, and a footer while running."""
     quoted = "\n".join(STATUS_TASK.format(task=line) for line in task.strip().splitlines()[:10])
     parts = [STATUS_HEADER.format(run_id=run_id), "", quoted, "", *lines]

@@ -20,8 +20,12 @@ from .status import LiveStatus, StatusComment
 
 log = logging.getLogger(__name__)
 
-_PHASE_LINES = {Phase.QUEUED: report.STATUS_QUEUED, Phase.SETTING_UP: report.STATUS_SETTING_UP,
-                Phase.RUNNING: report.STATUS_STARTING, Phase.DELIVERING: report.STATUS_OPENING_PR}  # fmt: skip
+_PHASE_LINES = {
+    Phase.QUEUED: report.STATUS_QUEUED,
+    Phase.SETTING_UP: report.STATUS_SETTING_UP,
+    Phase.RUNNING: report.STATUS_STARTING,
+    Phase.DELIVERING: report.STATUS_OPENING_PR,
+}
 
 
 class StatusReporter(NullReporter):
@@ -29,14 +33,30 @@ class StatusReporter(NullReporter):
     request's reaction or status comment id (the App stores them). With `live` False there is no
     comment until the end: one reply saying how the run ended (the Action without `create-pr`)."""
 
-    def __init__(self, api: GitHubAPI, request: RunRequest, *, prefix: str = "/rlm", trace_url: str | None = None,
-                 interval: float = 15.0, on_change: Callable[[RunRequest], None] | None = None,
-                 live: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        api: GitHubAPI,
+        request: RunRequest,
+        *,
+        prefix: str = "/rlm",
+        trace_url: str | None = None,
+        interval: float = 15.0,
+        on_change: Callable[[RunRequest], None] | None = None,
+        live: bool = True,
+    ):
         self.api, self.request, self.interval, self.live_status = api, request, interval, live
         self.on_change = on_change or (lambda _request: None)
-        self.status = StatusComment(api, request.repo, request.number, request.run_id or "", request.task,
-                                    prefix=prefix, trace_url=trace_url, comment_id=request.status_comment_id,
-                                    on_created=self._created)  # fmt: skip
+        self.status = StatusComment(
+            api,
+            request.repo,
+            request.number,
+            request.run_id or "",
+            request.task,
+            prefix=prefix,
+            trace_url=trace_url,
+            comment_id=request.status_comment_id,
+            on_created=self._created,
+        )
         self.live: LiveStatus | None = None
         if request.restarted:
             self.status.notes.append(report.STATUS_RESTARTED)
@@ -61,8 +81,9 @@ class StatusReporter(NullReporter):
         self.status.run_id = request.run_id or self.status.run_id
         if request.comment_id and request.reaction_id is None:
             try:
-                request.reaction_id = self.api.add_reaction(request.repo, request.comment_id, report.REACTION_SEEN,
-                                                            review=request.review_comment)  # fmt: skip
+                request.reaction_id = self.api.add_reaction(
+                    request.repo, request.comment_id, report.REACTION_SEEN, review=request.review_comment
+                )
                 self.on_change(request)
             except GitHubError as e:
                 log.error("run %s: could not add the 👀 reaction: %s", request.run_id, e)
@@ -107,15 +128,19 @@ class StatusReporter(NullReporter):
         if not request.comment_id:
             return
         try:
-            self.api.add_reaction(request.repo, request.comment_id,
-                                  report.REACTION_DONE if ok else report.REACTION_FAILED,
-                                  review=request.review_comment)  # fmt: skip
+            self.api.add_reaction(
+                request.repo,
+                request.comment_id,
+                report.REACTION_DONE if ok else report.REACTION_FAILED,
+                review=request.review_comment,
+            )
         except GitHubError as e:
             log.error("run %s: could not set the final reaction: %s", request.run_id, e)
         if request.reaction_id:
             try:
-                self.api.delete_reaction(request.repo, request.comment_id, request.reaction_id,
-                                         review=request.review_comment)  # fmt: skip
+                self.api.delete_reaction(
+                    request.repo, request.comment_id, request.reaction_id, review=request.review_comment
+                )
             except GitHubError as e:
                 log.error("run %s: could not remove the 👀 reaction: %s", request.run_id, e)
 

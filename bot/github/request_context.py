@@ -100,8 +100,14 @@ class Renderer:
     def __init__(self, trust: Trust, budget: ContextBudget, key: str):
         self.trust, self.budget, self.key = trust, budget, key
 
-    def text(self, body: str | None, user: dict | None, association: str | None, limit: int,
-             when: str | None = None) -> str:  # fmt: skip
+    def text(
+        self,
+        body: str | None,
+        user: dict | None,
+        association: str | None,
+        limit: int,
+        when: str | None = None,
+    ) -> str:
         login = (user or {}).get("login") or "ghost"
         trust = TRUSTED if self.trust.trusted(user, association) else UNTRUSTED
         at = f' at="{when}"' if when else ""
@@ -115,8 +121,13 @@ class Renderer:
         kept: list[str] = []
         used = 0
         for c in reversed(comments):
-            piece = self.text(c.get("body"), c.get("user"), c.get("author_association"), self.budget.comment,
-                              c.get("created_at"))  # fmt: skip
+            piece = self.text(
+                c.get("body"),
+                c.get("user"),
+                c.get("author_association"),
+                self.budget.comment,
+                c.get("created_at"),
+            )
             if kept and used + len(piece) > self.budget.thread:
                 break
             kept.append(piece)
@@ -157,8 +168,12 @@ def _fence(text: str, lang: str = "") -> str:
     return f"{fence}{lang}\n{text}\n{fence}"
 
 
-def build_context(api: GitHubAPI, request: ContextRequest, budget: ContextBudget | None = None,
-                  key: Callable[[], str] = lambda: secrets.token_hex(4)) -> str:  # fmt: skip
+def build_context(
+    api: GitHubAPI,
+    request: ContextRequest,
+    budget: ContextBudget | None = None,
+    key: Callable[[], str] = lambda: secrets.token_hex(4),
+) -> str:
     """The markdown for `context`. Raises GitHubError when GitHub cannot be read."""
     budget = budget or ContextBudget()
     r = Renderer(Trust(api, request.repo), budget, key())
@@ -182,15 +197,18 @@ def build_context(api: GitHubAPI, request: ContextRequest, budget: ContextBudget
             issue.get("author_association"),
             budget.body,
             issue.get("created_at"),
-        ),  # fmt: skip
+        ),
         "",
     ]
     if request.is_pull:
         lines += _pull_sections(api, request, r)
     if request.review_comment and request.comment_id:
         lines += _review_sections(api, request, r)
-    comments = [c for c in api.list_issue_comments(request.repo, request.number, MAX_COMMENT_PAGES)
-                if not _is_status_comment(c)]  # fmt: skip
+    comments = [
+        c
+        for c in api.list_issue_comments(request.repo, request.number, MAX_COMMENT_PAGES)
+        if not _is_status_comment(c)
+    ]
     lines += r.thread(comments, "Discussion")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -209,8 +227,10 @@ def _pull_sections(api: GitHubAPI, request: ContextRequest, r: Renderer) -> list
         f"## Changed files ({len(files)}, +{adds} −{dels})",
         "",
     ]
-    lines += [f"- `{f.get('filename')}` ({f.get('status')}, +{f.get('additions', 0)} −{f.get('deletions', 0)})"
-              for f in files]  # fmt: skip
+    lines += [
+        f"- `{f.get('filename')}` ({f.get('status')}, +{f.get('additions', 0)} −{f.get('deletions', 0)})"
+        for f in files
+    ]
     lines += ["", "## Diff", "", _fence(_diff(files, r.budget.diff), "diff"), ""]
     return lines
 
@@ -236,8 +256,11 @@ def _review_sections(api: GitHubAPI, request: ContextRequest, r: Renderer) -> li
         "",
     ]
     root_id = comment.get("in_reply_to_id") or comment.get("id")
-    thread = [c for c in api.list_review_comments(request.repo, request.number, MAX_COMMENT_PAGES)
-              if c.get("id") == root_id or c.get("in_reply_to_id") == root_id]  # fmt: skip
+    thread = [
+        c
+        for c in api.list_review_comments(request.repo, request.number, MAX_COMMENT_PAGES)
+        if c.get("id") == root_id or c.get("in_reply_to_id") == root_id
+    ]
     if not any(c.get("id") == comment.get("id") for c in thread):
         thread.append(comment)
     thread.sort(key=lambda c: (c.get("created_at") or "", c.get("id") or 0))
@@ -256,8 +279,15 @@ class RequestContextStage:
         request = state.request
         if request.context is not None or not request.repo or not request.number:
             return
-        ask = ContextRequest(request.repo, request.number, request.is_pull, f"{state.settings.prefix} {request.task}",
-                             request.requester, request.comment_id, request.review_comment)  # fmt: skip
+        ask = ContextRequest(
+            request.repo,
+            request.number,
+            request.is_pull,
+            f"{state.settings.prefix} {request.task}",
+            request.requester,
+            request.comment_id,
+            request.review_comment,
+        )
         try:
             request.context = build_context(self.api, ask, self.budget)
         except GitHubError as e:

@@ -23,9 +23,19 @@ log = logging.getLogger(__name__)
 class StatusComment:
     """One status comment on an issue or PR; `show` creates it the first time, then edits it."""
 
-    def __init__(self, api: GitHubAPI, repo: str, number: int, run_id: str, task: str, *, prefix: str = "/rlm",
-                 trace_url: str | None = None, comment_id: int | None = None,
-                 on_created: Callable[[int], None] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        api: GitHubAPI,
+        repo: str,
+        number: int,
+        run_id: str,
+        task: str,
+        *,
+        prefix: str = "/rlm",
+        trace_url: str | None = None,
+        comment_id: int | None = None,
+        on_created: Callable[[int], None] | None = None,
+    ):
         self.api, self.repo, self.number = api, repo, number
         self.run_id, self.task, self.prefix, self.trace_url = run_id, task, prefix, trace_url
         self.comment_id = comment_id
@@ -35,8 +45,14 @@ class StatusComment:
         self._lock = threading.Lock()
 
     def render(self, lines: list[str], final: bool = False) -> str:
-        body = report.status_body(self.run_id, self.task, [*self.notes, *lines], prefix=self.prefix,
-                                  trace_url=self.trace_url, final=final)  # fmt: skip
+        body = report.status_body(
+            self.run_id,
+            self.task,
+            [*self.notes, *lines],
+            prefix=self.prefix,
+            trace_url=self.trace_url,
+            final=final,
+        )
         return report.cut(body, self.trace_url)
 
     def show(self, *lines: str, final: bool = False) -> None:

@@ -65,12 +65,22 @@ class Job:
     def from_row(cls, row: Any) -> Job:
         """From a database row that can be indexed by column name (sqlite3.Row, a psycopg dict row)."""
         return cls(
-            id=row["id"], delivery_id=row["delivery_id"], kind=row["kind"], lane=row["lane"], repo=row["repo"],
-            number=row["number"], installation_id=row["installation_id"], request=json.loads(row["request"]),
-            state=JobState(row["state"]), attempts=row["attempts"], cancel_requested=bool(row["cancel_requested"]),
-            outcome=row["outcome"], message=row["message"], trace_token=row["trace_token"],
+            id=row["id"],
+            delivery_id=row["delivery_id"],
+            kind=row["kind"],
+            lane=row["lane"],
+            repo=row["repo"],
+            number=row["number"],
+            installation_id=row["installation_id"],
+            request=json.loads(row["request"]),
+            state=JobState(row["state"]),
+            attempts=row["attempts"],
+            cancel_requested=bool(row["cancel_requested"]),
+            outcome=row["outcome"],
+            message=row["message"],
+            trace_token=row["trace_token"],
             lease_owner=row["lease_owner"],
-        )  # fmt: skip
+        )
 
 
 @dataclass
@@ -101,14 +111,21 @@ class JobStore(Protocol):
     errors: tuple[type[Exception], ...]  # what a database failure raises (for callers that retry)
     lease_seconds: float
 
-    def record_delivery(self, delivery_id: str, event: str, job: NewJob | None = None,
-                        decision: str = "ignored") -> Job | None: ...  # fmt: skip
+    def record_delivery(
+        self, delivery_id: str, event: str, job: NewJob | None = None, decision: str = "ignored"
+    ) -> Job | None: ...
     def add_job(self, job: NewJob, delivery_id: str | None = None) -> Job: ...
     def claim(self, lane: str, owner: str = "", lease: float | None = None) -> Job | None: ...
     def promote(self, job_id: int) -> bool: ...
     def activate(self, job_id: int) -> bool: ...
-    def finish(self, job_id: int, state: str, outcome: str | None = None, message: str | None = None,
-               owner: str | None = None) -> bool: ...  # fmt: skip
+    def finish(
+        self,
+        job_id: int,
+        state: str,
+        outcome: str | None = None,
+        message: str | None = None,
+        owner: str | None = None,
+    ) -> bool: ...
     def update_request(self, job_id: int, **fields: Any) -> None: ...
     def request_cancel(self, job_id: int) -> None: ...
     def cancel_queued(self, job_id: int, message: str) -> bool: ...

@@ -34,9 +34,18 @@ def new_owner() -> str:
 class WorkerPool:
     """`workers` threads for run jobs plus `control_workers` for quick replies, in this process."""
 
-    def __init__(self, store: JobStore, handler: JobHandler, *, workers: int = 2, control_workers: int = 1,
-                 poll: float = 1.0, heartbeat: float | None = None, max_attempts: int = 2,
-                 on_done: JobObserver | None = None):  # fmt: skip
+    def __init__(
+        self,
+        store: JobStore,
+        handler: JobHandler,
+        *,
+        workers: int = 2,
+        control_workers: int = 1,
+        poll: float = 1.0,
+        heartbeat: float | None = None,
+        max_attempts: int = 2,
+        on_done: JobObserver | None = None,
+    ):
         self.store = store
         self.handler = handler
         self.poll = poll
@@ -98,9 +107,18 @@ class WorkerPool:
         try:
             for job in self.store.requeue_expired(self.max_attempts):
                 with job_context(job):
-                    log.warning("job %s (%s on %s#%s) lost its worker; %s", job.id, job.kind, job.repo, job.number,
-                                "resuming it" if job.kind == "run" else "reporting it" if job.kind == "interrupted"
-                                else "doing it again")  # fmt: skip
+                    log.warning(
+                        "job %s (%s on %s#%s) lost its worker; %s",
+                        job.id,
+                        job.kind,
+                        job.repo,
+                        job.number,
+                        "resuming it"
+                        if job.kind == "run"
+                        else "reporting it"
+                        if job.kind == "interrupted"
+                        else "doing it again",
+                    )
         except self.store.errors:
             log.exception("could not look for jobs of workers that died")
 

@@ -65,8 +65,14 @@ class PostgresJobStore(SqlJobStore):
     skip_locked = " FOR UPDATE SKIP LOCKED"
     lock_row = " FOR UPDATE"
 
-    def __init__(self, dsn: str, *, lease_seconds: float = DEFAULT_LEASE, connect_timeout: int = 10,
-                 clock: Callable[[], float] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        lease_seconds: float = DEFAULT_LEASE,
+        connect_timeout: int = 10,
+        clock: Callable[[], float] | None = None,
+    ):
         super().__init__(lease_seconds, **({"clock": clock} if clock else {}))
         self.dsn = dsn
         REDACTOR.add(urlsplit(dsn).password)
@@ -85,8 +91,9 @@ class PostgresJobStore(SqlJobStore):
         """This thread's connection, opened again if the server dropped it."""
         db = getattr(self._local, "db", None)
         if db is None or db.closed or db.broken:
-            db = psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row,
-                                 connect_timeout=self.connect_timeout)  # fmt: skip
+            db = psycopg.connect(
+                self.dsn, autocommit=True, row_factory=dict_row, connect_timeout=self.connect_timeout
+            )
             self._local.db = db
             with self._lock:
                 self._connections.append(db)

@@ -75,27 +75,45 @@ class SqlJobStore:
 
     # Intake ------------------------------------------------------------------------------
 
-    def record_delivery(self, delivery_id: str, event: str, job: NewJob | None = None,
-                        decision: str = "ignored") -> Job | None:  # fmt: skip
+    def record_delivery(
+        self, delivery_id: str, event: str, job: NewJob | None = None, decision: str = "ignored"
+    ) -> Job | None:
         """Store the delivery (and its job) atomically. Raises DuplicateDelivery on a replay."""
         now = self.clock()
         try:
             with self._tx() as tx:
-                tx.execute("INSERT INTO deliveries (id, event, received, decision) VALUES (?, ?, ?, ?)",
-                           (delivery_id, event, now, "queued" if job else decision))  # fmt: skip
+                tx.execute(
+                    "INSERT INTO deliveries (id, event, received, decision) VALUES (?, ?, ?, ?)",
+                    (delivery_id, event, now, "queued" if job else decision),
+                )
                 if job is None:
                     return None
                 kind = job.kind
-                if kind == "run" and tx.execute(
-                    f"SELECT 1 FROM jobs WHERE repo = ? AND number = ? AND kind = 'run' AND state IN {_ACTIVE} "
-                    "LIMIT 1", (job.repo, job.number)).fetchone():  # fmt: skip
+                if (
+                    kind == "run"
+                    and tx.execute(
+                        f"SELECT 1 FROM jobs WHERE repo = ? AND number = ? AND kind = 'run' AND state IN {_ACTIVE} "
+                        "LIMIT 1",
+                        (job.repo, job.number),
+                    ).fetchone()
+                ):
                     kind = "busy"  # one active run per issue: answer at once instead of queueing
                 row = tx.execute(
                     "INSERT INTO jobs (delivery_id, kind, lane, repo, number, installation_id, request, "
                     "trace_token, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-                    (delivery_id, kind, job.lane, job.repo, job.number, job.installation_id,
-                     json.dumps(job.request), secrets.token_urlsafe(24), now, now),
-                ).fetchone()  # fmt: skip
+                    (
+                        delivery_id,
+                        kind,
+                        job.lane,
+                        job.repo,
+                        job.number,
+                        job.installation_id,
+                        json.dumps(job.request),
+                        secrets.token_urlsafe(24),
+                        now,
+                        now,
+                    ),
+                ).fetchone()
                 return Job.from_row(row)
         except self.integrity_errors:
             raise DuplicateDelivery(delivery_id) from None
@@ -116,16 +134,19 @@ class SqlJobStore:
             row = tx.execute(
                 "UPDATE jobs SET state = 'working', attempts = attempts + 1, lease_owner = ?, lease_until = ?, "
                 "updated = ? WHERE id = (SELECT id FROM jobs WHERE lane = ? AND state = 'queued' ORDER BY id "
-                f"LIMIT 1{self.skip_locked}) RETURNING *", (owner, until, now, lane),
-            ).fetchone()  # fmt: skip
+                f"LIMIT 1{self.skip_locked}) RETURNING *",
+                (owner, until, now, lane),
+            ).fetchone()
         return Job.from_row(row) if row else None
 
     def promote(self, job_id: int) -> bool:
         """An accepted run (permission checked, acknowledged) moves to the run lane, attempts reset."""
         with self._tx() as tx:
-            cur = tx.execute("UPDATE jobs SET lane = ?, state = 'queued', attempts = 0, lease_owner = NULL, "
-                             "lease_until = NULL, updated = ? WHERE id = ? AND state = 'working'",
-                             (RUN_LANE, self.clock(), job_id))  # fmt: skip
+            cur = tx.execute(
+                "UPDATE jobs SET lane = ?, state = 'queued', attempts = 0, lease_owner = NULL, "
+                "lease_until = NULL, updated = ? WHERE id = ? AND state = 'working'",
+                (RUN_LANE, self.clock(), job_id),
+            )
             return cur.rowcount == 1
 
     def activate(self, job_id: int) -> bool:
@@ -139,26 +160,36 @@ class SqlJobStore:
             return False
         return True
 
-    def finish(self, job_id: int, state: str, outcome: str | None = None, message: str | None = None,
-               owner: str | None = None) -> bool:  # fmt: skip
+    def finish(
+        self,
+        job_id: int,
+        state: str,
+        outcome: str | None = None,
+        message: str | None = None,
+        owner: str | None = None,
+    ) -> bool:
         """End the job. With `owner`, only while that worker still holds its lease: a worker that
         stalled past its lease must not end the job its new owner is running. True when ended."""
         state = JobState(state)
         assert state in FINAL_STATES, state
         held, params = ("", ()) if owner is None else (" AND lease_owner = ?", (owner,))
         with self._tx() as tx:
-            cur = tx.execute("UPDATE jobs SET state = ?, outcome = ?, message = ?, lease_owner = NULL, lease_until = NULL, "
-                             f"updated = ? WHERE id = ?{held}", (state.value, outcome, message, self.clock(), job_id, *params))  # fmt: skip
+            cur = tx.execute(
+                "UPDATE jobs SET state = ?, outcome = ?, message = ?, lease_owner = NULL, lease_until = NULL, "
+                f"updated = ? WHERE id = ?{held}",
+                (state.value, outcome, message, self.clock(), job_id, *params),
+            )
             return cur.rowcount == 1
 
     def update_request(self, job_id: int, **fields: Any) -> None:
         with self._tx() as tx:
-            row = tx.execute(f"SELECT request FROM jobs WHERE id = ?{self.lock_row}",
-                             (job_id,)).fetchone()  # fmt: skip
+            row = tx.execute(f"SELECT request FROM jobs WHERE id = ?{self.lock_row}", (job_id,)).fetchone()
             data = json.loads(row["request"]) if row else {}
             data.update(fields)
-            tx.execute("UPDATE jobs SET request = ?, updated = ? WHERE id = ?",
-                       (json.dumps(data), self.clock(), job_id))  # fmt: skip
+            tx.execute(
+                "UPDATE jobs SET request = ?, updated = ? WHERE id = ?",
+                (json.dumps(data), self.clock(), job_id),
+            )
 
     def request_cancel(self, job_id: int) -> None:
         """Flag the job; the worker holding it sees the flag at its next heartbeat, in any process."""
@@ -170,9 +201,11 @@ class SqlJobStore:
     def cancel_queued(self, job_id: int, message: str) -> bool:
         """Cancel a run no worker has picked up yet; False when it already started."""
         with self._tx() as tx:
-            cur = tx.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, outcome = 'cancelled', "
-                             "message = ?, updated = ? WHERE id = ? AND state = 'queued'",
-                             (message, self.clock(), job_id))  # fmt: skip
+            cur = tx.execute(
+                "UPDATE jobs SET state = 'cancelled', cancel_requested = 1, outcome = 'cancelled', "
+                "message = ?, updated = ? WHERE id = ? AND state = 'queued'",
+                (message, self.clock(), job_id),
+            )
             return cur.rowcount == 1
 
     # Leases ------------------------------------------------------------------------------
@@ -182,8 +215,11 @@ class SqlJobStore:
         now = self.clock()
         until = now + (self.lease_seconds if lease is None else lease)
         with self._tx() as tx:
-            rows = tx.execute(f"UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND state IN {_IN_FLIGHT} "
-                              "RETURNING id, cancel_requested", (until, owner)).fetchall()  # fmt: skip
+            rows = tx.execute(
+                f"UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND state IN {_IN_FLIGHT} "
+                "RETURNING id, cancel_requested",
+                (until, owner),
+            ).fetchall()
         return Heartbeat(
             held={r["id"] for r in rows}, cancel={r["id"] for r in rows if r["cancel_requested"]}
         )
@@ -195,8 +231,11 @@ class SqlJobStore:
         now = self.clock()
         touched = []
         with self._tx() as tx:
-            rows = tx.execute(f"SELECT * FROM jobs WHERE state IN {_IN_FLIGHT} AND (lease_until IS NULL OR "
-                              f"lease_until < ?) ORDER BY id{self.skip_locked}", (now,)).fetchall()  # fmt: skip
+            rows = tx.execute(
+                f"SELECT * FROM jobs WHERE state IN {_IN_FLIGHT} AND (lease_until IS NULL OR "
+                f"lease_until < ?) ORDER BY id{self.skip_locked}",
+                (now,),
+            ).fetchall()
             for row in rows:
                 job = Job.from_row(row)
                 request = dict(job.request, restarted=True)
@@ -206,9 +245,11 @@ class SqlJobStore:
                     kind, lane = "interrupted", CONTROL_LANE
                 else:
                     kind, lane = job.kind, job.lane
-                tx.execute("UPDATE jobs SET state = 'queued', kind = ?, lane = ?, request = ?, lease_owner = NULL, "
-                           "lease_until = NULL, updated = ? WHERE id = ?",
-                           (kind, lane, json.dumps(request), now, job.id))  # fmt: skip
+                tx.execute(
+                    "UPDATE jobs SET state = 'queued', kind = ?, lane = ?, request = ?, lease_owner = NULL, "
+                    "lease_until = NULL, updated = ? WHERE id = ?",
+                    (kind, lane, json.dumps(request), now, job.id),
+                )
                 touched.append(job.id)
         return [j for j in (self.get(i) for i in touched) if j is not None]
 
@@ -230,8 +271,11 @@ class SqlJobStore:
 
     def active_run(self, repo: str, number: int) -> Job | None:
         """The run in progress (or waiting) on this issue, the running one first, then the oldest."""
-        return self._one(f"SELECT * FROM jobs WHERE repo = ? AND number = ? AND kind = 'run' AND state IN {_ACTIVE} "
-                         "ORDER BY CASE WHEN state = 'running' THEN 0 ELSE 1 END, id LIMIT 1", (repo, number))  # fmt: skip
+        return self._one(
+            f"SELECT * FROM jobs WHERE repo = ? AND number = ? AND kind = 'run' AND state IN {_ACTIVE} "
+            "ORDER BY CASE WHEN state = 'running' THEN 0 ELSE 1 END, id LIMIT 1",
+            (repo, number),
+        )
 
     def jobs(self, state: str | None = None) -> list[Job]:
         if state is None:

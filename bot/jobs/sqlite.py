@@ -47,8 +47,14 @@ class SqliteJobStore(SqlJobStore):
     errors = (sqlite3.Error,)
     integrity_errors = (sqlite3.IntegrityError,)
 
-    def __init__(self, path: str | Path, *, lease_seconds: float = DEFAULT_LEASE, checkpoint_every: float = 5.0,
-                 clock: Callable[[], float] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        lease_seconds: float = DEFAULT_LEASE,
+        checkpoint_every: float = 5.0,
+        clock: Callable[[], float] | None = None,
+    ):
         super().__init__(lease_seconds, **({"clock": clock} if clock else {}))
         self.path = str(path)
         self.memory = self.path == MEMORY
@@ -65,8 +71,12 @@ class SqliteJobStore(SqlJobStore):
         if not self.memory:
             # SQLite checkpoints the WAL inside whichever commit crosses the threshold, stalling that
             # writer (a webhook answer) on disk I/O; a background thread checkpoints instead.
-            self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(checkpoint_every,),
-                                                  name="rlm-jobs-checkpoint", daemon=True)  # fmt: skip
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop,
+                args=(checkpoint_every,),
+                name="rlm-jobs-checkpoint",
+                daemon=True,
+            )
             self._checkpointer.start()
 
     def describe(self) -> str:

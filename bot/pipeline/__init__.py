@@ -29,6 +29,23 @@ from .request import RunRequest
 from .run import acknowledge, new_run_id, patch_path, rollout_outcome, run, write_patch
 from .state import RunSettings, RunState
 
-__all__ = ["Deliverer", "NullReporter", "OutcomeKind", "Phase", "Reporter", "Reporters", "RunOutcome",
-           "RunRequest", "RunSettings", "RunState", "Stage", "Target", "acknowledge", "new_run_id", "patch_path",
-           "rollout_outcome", "run", "write_patch"]  # fmt: skip
+__all__ = [
+    "Deliverer",
+    "NullReporter",
+    "OutcomeKind",
+    "Phase",
+    "Reporter",
+    "Reporters",
+    "RunOutcome",
+    "RunRequest",
+    "RunSettings",
+    "RunState",
+    "Stage",
+    "Target",
+    "acknowledge",
+    "new_run_id",
+    "patch_path",
+    "rollout_outcome",
+    "run",
+    "write_patch",
+]

@@ -68,10 +68,12 @@ def rollout_outcome(state: RunState) -> RunOutcome:
     """How the rollout ended, before any change is delivered (NO_CHANGES when it completed)."""
     result, prefix = state.result, state.settings.prefix
     assert result is not None
-    kinds = {"timeout": (OutcomeKind.TIMEOUT, report.OUTCOME_TIMEOUT),
-             "budget": (OutcomeKind.BUDGET, report.OUTCOME_BUDGET),
-             "cancelled": (OutcomeKind.CANCELLED, report.OUTCOME_CANCELLED.format(prefix=prefix)),
-             "completed": (OutcomeKind.NO_CHANGES, report.OUTCOME_NO_CHANGES)}  # fmt: skip
+    kinds = {
+        "timeout": (OutcomeKind.TIMEOUT, report.OUTCOME_TIMEOUT),
+        "budget": (OutcomeKind.BUDGET, report.OUTCOME_BUDGET),
+        "cancelled": (OutcomeKind.CANCELLED, report.OUTCOME_CANCELLED.format(prefix=prefix)),
+        "completed": (OutcomeKind.NO_CHANGES, report.OUTCOME_NO_CHANGES),
+    }
     kind, message = kinds.get(
         result.status, (OutcomeKind.ERROR, report.OUTCOME_ERROR.format(error=result.error or "unknown error"))
     )
@@ -104,8 +106,13 @@ def _execute(
     for stage in settings.before_fetch:
         stage(state, reporter)
     reporter.phase(Phase.PREPARING, (target.commit or "")[:12] or request.branch or "")
-    state.prepared = engine.prepare(state.config, request.clone_url, branch=None if target.commit else request.branch,
-                                    commit=target.commit, auth_header=settings.auth_header)  # fmt: skip
+    state.prepared = engine.prepare(
+        state.config,
+        request.clone_url,
+        branch=None if target.commit else request.branch,
+        commit=target.commit,
+        auth_header=settings.auth_header,
+    )
     if request.commit != state.prepared.commit:
         request.commit = state.prepared.commit
         reporter.request_changed(request)
@@ -113,10 +120,19 @@ def _execute(
         stage(state, reporter)
     _check(cancel)
     reporter.phase(Phase.RUNNING)
-    state.result = engine.run(state.config, state.prepared, request.task, run_id=state.run_id,
-                              results_dir=settings.results_dir, cancel=cancel, on_event=reporter.event,
-                              model=settings.model, api_key=settings.api_key,
-                              daytona_api_key=settings.daytona_api_key, context=request.context)  # fmt: skip
+    state.result = engine.run(
+        state.config,
+        state.prepared,
+        request.task,
+        run_id=state.run_id,
+        results_dir=settings.results_dir,
+        cancel=cancel,
+        on_event=reporter.event,
+        model=settings.model,
+        api_key=settings.api_key,
+        daytona_api_key=settings.daytona_api_key,
+        context=request.context,
+    )
     state.patch_path = write_patch(settings.results_dir, state.run_id, state.result.patch)
     outcome = rollout_outcome(state)
     if outcome.kind is OutcomeKind.NO_CHANGES and state.result.has_changes:
@@ -127,8 +143,14 @@ def _execute(
     return outcome
 
 
-def run(request: RunRequest, reporter: Reporter, deliverer: Deliverer, cancel: threading.Event | None = None,
-        *, settings: RunSettings) -> RunOutcome:  # fmt: skip
+def run(
+    request: RunRequest,
+    reporter: Reporter,
+    deliverer: Deliverer,
+    cancel: threading.Event | None = None,
+    *,
+    settings: RunSettings,
+) -> RunOutcome:
     """Run one request to its end and return how it ended (never raises for a run's failure)."""
     cancel = cancel or threading.Event()
     state = RunState(request, settings, settings.config)
@@ -166,5 +188,11 @@ def run(request: RunRequest, reporter: Reporter, deliverer: Deliverer, cancel: t
 
 
 # Outcomes whose message already says where the change is.
-_DELIVERED = {OutcomeKind.PR, OutcomeKind.PUSHED, OutcomeKind.BRANCH, OutcomeKind.PATCH_COMMENT, OutcomeKind.PATCH,
-              OutcomeKind.ONLY_WORKFLOWS}  # fmt: skip
+_DELIVERED = {
+    OutcomeKind.PR,
+    OutcomeKind.PUSHED,
+    OutcomeKind.BRANCH,
+    OutcomeKind.PATCH_COMMENT,
+    OutcomeKind.PATCH,
+    OutcomeKind.ONLY_WORKFLOWS,
+}

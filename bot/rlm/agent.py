@@ -47,8 +47,14 @@ class AgentHost(Protocol):
 
 
 class Agent:
-    def __init__(self, host: AgentHost, node: AgentNode, prep: SandboxPrep, system_prompt: str,
-                 context: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        host: AgentHost,
+        node: AgentNode,
+        prep: SandboxPrep,
+        system_prompt: str,
+        context: str | None = None,
+    ):
         self.host = host
         self.node = node
         self.prep = prep  # the sandbox and REPL, made in the background

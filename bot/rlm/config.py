@@ -105,7 +105,8 @@ class SandboxConfig(_Section):
         None, description="the host path its editable installs point at; each agent's own checkout"
     )
     checkouts: Literal["auto", "overlay", "copy"] = Field(
-        "auto", description="local: copy-on-write overlays where the kernel allows (auto), required, or full copies"
+        "auto",
+        description="local: copy-on-write overlays where the kernel allows (auto), required, or full copies",
     )
     checkout_cache: int = Field(
         4, ge=0, description="local: idle shared checkouts of recent commits kept for the next rollout"

@@ -30,8 +30,13 @@ def default_api_key() -> str | None:
     return os.environ.get("LLM_API_KEY") or None
 
 
-def prepare(config: Config, repo: str, branch: str | None = None, commit: str | None = None,
-            auth_header: str | None = None) -> PreparedRepo:  # fmt: skip
+def prepare(
+    config: Config,
+    repo: str,
+    branch: str | None = None,
+    commit: str | None = None,
+    auth_header: str | None = None,
+) -> PreparedRepo:
     """Fetch the repository into the cache and pin the commit (raises RepoError)."""
     if auth_header:
         REDACTOR.add(auth_header, auth_header.split()[-1])
@@ -131,7 +136,14 @@ def run(
     if on_event is not None:
         trace.subscribe(on_event)
     client = model or LiteLLMClient(config.model, api_key=api_key)
-    rollout = Rollout(config, client, prepared, prompt,
-                      provider_factory=lambda rid: make_provider(config, prepared, rid, daytona_api_key),
-                      trace=trace, cancel=cancel, context=context)  # fmt: skip
+    rollout = Rollout(
+        config,
+        client,
+        prepared,
+        prompt,
+        provider_factory=lambda rid: make_provider(config, prepared, rid, daytona_api_key),
+        trace=trace,
+        cancel=cancel,
+        context=context,
+    )
     return rollout.run()

@@ -40,12 +40,31 @@ LOG_KEPT = 64 * 1024  # characters of the setup log kept in the trace
 PYTHON_OK = "rlm-setup: the venv interpreter runs"
 
 # Files whose content decides what setup installs: a change to any of them builds anew.
-MANIFEST_NAMES = frozenset({
-    "pyproject.toml", "setup.py", "setup.cfg", "poetry.lock", "uv.lock", "pdm.lock", "Pipfile",
-    "Pipfile.lock", "environment.yml", "tox.ini", "package.json", "package-lock.json",
-    "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", "Gemfile", "Gemfile.lock", "go.mod",
-    "go.sum", "Cargo.toml", "Cargo.lock",
-})  # fmt: skip
+MANIFEST_NAMES = frozenset(
+    {
+        "pyproject.toml",
+        "setup.py",
+        "setup.cfg",
+        "poetry.lock",
+        "uv.lock",
+        "pdm.lock",
+        "Pipfile",
+        "Pipfile.lock",
+        "environment.yml",
+        "tox.ini",
+        "package.json",
+        "package-lock.json",
+        "npm-shrinkwrap.json",
+        "yarn.lock",
+        "pnpm-lock.yaml",
+        "Gemfile",
+        "Gemfile.lock",
+        "go.mod",
+        "go.sum",
+        "Cargo.toml",
+        "Cargo.lock",
+    }
+)
 _REQUIREMENTS = re.compile(r"^(.*[-_])?(requirements|constraints)([-_.].*)?\.(txt|in)$")
 _SKIPPED_DIRS = frozenset({"node_modules", ".venv", "venv", ".tox", "site-packages", "__pycache__"})
 
@@ -90,8 +109,13 @@ class SetupSpec:
     def key(self, base: str) -> str:
         """The cache key: what was run, with or without network, on which dependency files, on
         which interpreter or image (`base`, from the backend)."""
-        data = {"v": KEY_VERSION, "commands": self.commands, "network": self.network,
-                "manifests": self.manifests, "base": base}  # fmt: skip
+        data = {
+            "v": KEY_VERSION,
+            "commands": self.commands,
+            "network": self.network,
+            "manifests": self.manifests,
+            "base": base,
+        }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     def script(self) -> str:
@@ -252,26 +276,48 @@ def setup_spec(config: Config, repo: PreparedRepo) -> SetupSpec | None:
 # ---------------------------------------------------------------------------------- the run
 
 
-def prepare_environment(config: Config, repo: PreparedRepo, builder: EnvironmentBuilder, trace: Trace,
-                        cancel: threading.Event) -> Environment | None:  # fmt: skip
+def prepare_environment(
+    config: Config, repo: PreparedRepo, builder: EnvironmentBuilder, trace: Trace, cancel: threading.Event
+) -> Environment | None:
     """Run (or reuse) the setup and report it; raises SetupFailed, after reporting it."""
     spec = setup_spec(config, repo)
     if spec is None:
         if config.sandbox.setup == "auto":
             trace.emit("setup_skipped", reason=AUTO_NOTHING)
         return None
-    trace.emit("setup_started", commands=list(spec.commands), network=spec.network, auto=spec.auto,
-               timeout=spec.timeout, manifests=[path for path, _ in spec.manifests])  # fmt: skip
+    trace.emit(
+        "setup_started",
+        commands=list(spec.commands),
+        network=spec.network,
+        auto=spec.auto,
+        timeout=spec.timeout,
+        manifests=[path for path, _ in spec.manifests],
+    )
     started = time.monotonic()
     try:
         env = builder.setup_environment(spec, cancel)
     except SetupFailed as e:
-        trace.emit("setup_finished", status=e.status.value, cached=False, error=str(e),
-                   duration=round(time.monotonic() - started, 3), log_tail=e.log_tail)  # fmt: skip
+        trace.emit(
+            "setup_finished",
+            status=e.status.value,
+            cached=False,
+            error=str(e),
+            duration=round(time.monotonic() - started, 3),
+            log_tail=e.log_tail,
+        )
         raise
-    trace.emit("setup_finished", status=SetupStatus.OK.value, cached=env.cached, key=env.key[:16],
-               duration=round(time.monotonic() - started, 3), build_duration=round(env.duration, 3),
-               log_tail=env.log_tail, path=env.path, path_dirs=list(env.path_dirs), python=env.python)  # fmt: skip
+    trace.emit(
+        "setup_finished",
+        status=SetupStatus.OK.value,
+        cached=env.cached,
+        key=env.key[:16],
+        duration=round(time.monotonic() - started, 3),
+        build_duration=round(env.duration, 3),
+        log_tail=env.log_tail,
+        path=env.path,
+        path_dirs=list(env.path_dirs),
+        python=env.python,
+    )
     return env
 
 
@@ -281,13 +327,17 @@ def prompt_note(env: Environment | None) -> str:
         return ""
     ran = "; ".join(f"`{c}`" for c in env.commands)
     ran = ran if len(ran) <= 400 else ran[:399] + "…"
-    lines = [f"Before you started, setup ran once for the whole tree ({ran}) and left a ready, "
-             f"read-only environment in `$RLM_ENV` ({env.path})."]  # fmt: skip
+    lines = [
+        f"Before you started, setup ran once for the whole tree ({ran}) and left a ready, "
+        f"read-only environment in `$RLM_ENV` ({env.path})."
+    ]
     if env.python:
-        lines.append("Its virtualenv is first on PATH and runs this REPL, so the project and its "
-                     "dependencies import here and `sys.executable -m pytest` (or `python -m pytest`) "
-                     "runs the tests with them. An editable install of the project resolves to YOUR "
-                     "checkout.")  # fmt: skip
+        lines.append(
+            "Its virtualenv is first on PATH and runs this REPL, so the project and its "
+            "dependencies import here and `sys.executable -m pytest` (or `python -m pytest`) "
+            "runs the tests with them. An editable install of the project resolves to YOUR "
+            "checkout."
+        )
     elif env.path_dirs:
         lines.append(f"Its tools are first on PATH ({', '.join(env.path_dirs)}).")
     if env.node_path:

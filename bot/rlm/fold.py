@@ -98,7 +98,7 @@ def _iteration(agent: dict, n: int) -> dict:
                 "usage": None,
                 "blocks": [],
                 "children": [],
-            }  # fmt: skip
+            }
         )
     return agent["iterations"][n - 1]
 
@@ -166,9 +166,13 @@ def _llm_call(results: dict, event: dict, t: float | None) -> None:
     if agent is None:
         return
     it = _iteration(agent, event["iteration"])
-    it.update(prompt=event.get("prompt", ""), response=event.get("response", ""),
-              started_at=iso((t or 0) - (event.get("duration") or 0)), duration=event.get("duration"),
-              usage=event.get("usage"))  # fmt: skip
+    it.update(
+        prompt=event.get("prompt", ""),
+        response=event.get("response", ""),
+        started_at=iso((t or 0) - (event.get("duration") or 0)),
+        duration=event.get("duration"),
+        usage=event.get("usage"),
+    )
     _add_usage(agent["usage"], event.get("usage"))
     _add_usage(results["totals"], event.get("usage"))
     results["totals"]["llm_calls"] += 1
@@ -198,8 +202,13 @@ def _child_spawned(results: dict, event: dict, t: float | None) -> None:
 def _agent_finished(results: dict, event: dict, t: float | None) -> None:
     agent = agent_of(results, event["agent"])
     if agent is not None:
-        agent.update(status=event.get("status"), result=event.get("result"), error=event.get("error"),
-                     finished_at=iso(t), duration=_since(agent.get("_t0"), t))  # fmt: skip
+        agent.update(
+            status=event.get("status"),
+            result=event.get("result"),
+            error=event.get("error"),
+            finished_at=iso(t),
+            duration=_since(agent.get("_t0"), t),
+        )
         if "patch" in event:  # a sub-agent's changes, as handed to its parent
             agent.update(patch=event.get("patch"), patch_stats=event.get("patch_stats"))
 
@@ -211,7 +220,17 @@ def _rollout_finished(results: dict, event: dict, t: float | None) -> None:
     results["duration"] = _since(results.get("_t0"), t)
 
 
-SETUP_FIELDS = ("status", "cached", "duration", "build_duration", "log_tail", "error", "key", "path", "python")
+SETUP_FIELDS = (
+    "status",
+    "cached",
+    "duration",
+    "build_duration",
+    "log_tail",
+    "error",
+    "key",
+    "path",
+    "python",
+)
 
 
 def _setup_started(results: dict, event: dict, t: float | None) -> None:

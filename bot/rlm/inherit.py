@@ -65,16 +65,22 @@ def inherited(config: Config) -> Inherited | None:
     binds = [str(prefix)] + ([str(base)] if base != prefix and not str(base).startswith("/usr/") else [])
     version = _version(prefix) or _version(base)
     runs_repl = version is not None and version >= MIN_REPL_PYTHON
-    return Inherited(prefix=str(prefix), binds=tuple(binds), checkout=checkout or None,
-                     python=str(python) if runs_repl else None)  # fmt: skip
+    return Inherited(
+        prefix=str(prefix),
+        binds=tuple(binds),
+        checkout=checkout or None,
+        python=str(python) if runs_repl else None,
+    )
 
 
 def inherit_note(env: Inherited | None) -> str:
     """What the prepared environment is, for the sandbox facts of the system prompt."""
     if env is None:
         return ""
-    note = (f"The Python environment prepared before the run ({env.prefix}) is read-only and first on "
-            "PATH, so `python -m pytest` runs the tests with the project's dependencies")  # fmt: skip
+    note = (
+        f"The Python environment prepared before the run ({env.prefix}) is read-only and first on "
+        "PATH, so `python -m pytest` runs the tests with the project's dependencies"
+    )
     note += "; this REPL runs on it" if env.python else ""
     note += "; an editable install of the project resolves to YOUR checkout." if env.checkout else "."
     return note

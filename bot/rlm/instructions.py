@@ -96,9 +96,12 @@ def layout_hint(paths: list[str]) -> str | None:
     """How the project's Python code can be imported from the checkout, when that is not obvious."""
     for top in ("src", "lib"):
         packages = sorted(
-            {p.split("/")[1] for p in paths if p.startswith(top + "/") and p.count("/") == 2
-             and p.endswith("/__init__.py")}
-        )  # fmt: skip
+            {
+                p.split("/")[1]
+                for p in paths
+                if p.startswith(top + "/") and p.count("/") == 2 and p.endswith("/__init__.py")
+            }
+        )
         if packages:
             names = ", ".join(f"`{top}/{p}`" for p in packages[:5])
             return (

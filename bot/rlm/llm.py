@@ -159,9 +159,17 @@ class LiteLLMClient:
             return deadline is not None and time.monotonic() + wait >= deadline
 
         try:
-            response = call_with_retries(once, retry_if=lambda e: isinstance(e, _RETRYABLE),
-                                         tries=self.cfg.max_retries + 1, base=0.5, cap=30.0, wait_hint=_retry_after,
-                                         sleep=self._sleep, describe="model call", deadline=overruns)  # fmt: skip
+            response = call_with_retries(
+                once,
+                retry_if=lambda e: isinstance(e, _RETRYABLE),
+                tries=self.cfg.max_retries + 1,
+                base=0.5,
+                cap=30.0,
+                wait_hint=_retry_after,
+                sleep=self._sleep,
+                describe="model call",
+                deadline=overruns,
+            )
         except _RETRYABLE as exc:
             if attempts <= self.cfg.max_retries:  # stopped early: waiting would overrun the deadline
                 raise TimeExceeded("the rollout's time ran out while retrying the model") from None
@@ -248,8 +256,13 @@ def warm_up(cfg: ModelConfig) -> None:
 
         scripted.register()
     try:
-        litellm.completion(model=cfg.name, messages=[{"role": "user", "content": "warm-up"}],
-                           mock_response="ok", api_key="warm-up", api_base=cfg.api_base)  # fmt: skip
+        litellm.completion(
+            model=cfg.name,
+            messages=[{"role": "user", "content": "warm-up"}],
+            mock_response="ok",
+            api_key="warm-up",
+            api_base=cfg.api_base,
+        )
     except Exception:  # best effort: a model litellm cannot map fails the same way on the real call
         pass
 

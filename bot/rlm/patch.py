@@ -96,8 +96,16 @@ def check_applies(cache: Path, base: str, patch: str) -> None:
         env = git_env()
         env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
         git("read-tree", base, git_dir=cache, env=env)
-        proc = git("apply", "--cached", "--check", "-", git_dir=cache, env=env,
-                   input=patch.encode("utf-8", "surrogateescape"), check=False)  # fmt: skip
+        proc = git(
+            "apply",
+            "--cached",
+            "--check",
+            "-",
+            git_dir=cache,
+            env=env,
+            input=patch.encode("utf-8", "surrogateescape"),
+            check=False,
+        )
     if proc.returncode != 0:
         reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise PatchError(
@@ -180,8 +188,15 @@ def changed_files(cache: Path, base: str, patch: str) -> list[FileChange]:
         env = git_env()
         env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
         git("read-tree", base, git_dir=cache, env=env)
-        proc = git("apply", "--cached", "-", git_dir=cache, env=env,
-                   input=patch.encode("utf-8", "surrogateescape"), check=False)  # fmt: skip
+        proc = git(
+            "apply",
+            "--cached",
+            "-",
+            git_dir=cache,
+            env=env,
+            input=patch.encode("utf-8", "surrogateescape"),
+            check=False,
+        )
         if proc.returncode != 0:
             raise PatchError(proc.stderr.decode("utf-8", "replace").strip() or "the patch does not apply")
         raw = git("diff-index", "--cached", "--no-renames", "-z", base, git_dir=cache, env=env).stdout

@@ -18,8 +18,13 @@ from .sandbox.base import Sandbox
 
 
 class SandboxPrep:
-    def __init__(self, create: Callable[[], Sandbox], init: Callable[[Sandbox], dict],
-                 check_alive: Callable[[], None], on_created: Callable[[Sandbox, float], None]):  # fmt: skip
+    def __init__(
+        self,
+        create: Callable[[], Sandbox],
+        init: Callable[[Sandbox], dict],
+        check_alive: Callable[[], None],
+        on_created: Callable[[Sandbox, float], None],
+    ):
         self._create = create
         self._init = init
         self._check_alive = check_alive

@@ -237,9 +237,18 @@ class Budget:
     max_cost_usd: float | None
 
 
-def system_prompt(depth: int, max_depth: int, commit: str, root_goal: str, result_limit: int = 10000, *,
-                  facts: SandboxFacts | None = None, instructions: list[Instructions] | None = None,
-                  context: str | None = None, environment: str = "") -> str:  # fmt: skip
+def system_prompt(
+    depth: int,
+    max_depth: int,
+    commit: str,
+    root_goal: str,
+    result_limit: int = 10000,
+    *,
+    facts: SandboxFacts | None = None,
+    instructions: list[Instructions] | None = None,
+    context: str | None = None,
+    environment: str = "",
+) -> str:
     """The system prompt of an agent at `depth`. `context` is the root's request context (only
     its size and head go into the prompt; the text itself is the REPL variable). `environment`:
     what setup produced (environment.prompt_note), one paragraph or empty."""

@@ -31,8 +31,20 @@ FETCH_TIMEOUT = 900
 _SHA = re.compile(r"^[0-9a-f]{4,40}$")
 MAX_PINNED = 20  # commits kept pinned in a repository cache; older pins are dropped
 # Host-side git never runs hooks, fsmonitor or external diff drivers from data it did not write.
-SAFE_GIT = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "protocol.ext.allow=never",
-            "-c", "core.attributesFile=/dev/null", "-c", "diff.external=", "-c", "core.pager=cat"]  # fmt: skip
+SAFE_GIT = [
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "protocol.ext.allow=never",
+    "-c",
+    "core.attributesFile=/dev/null",
+    "-c",
+    "diff.external=",
+    "-c",
+    "core.pager=cat",
+]
 
 
 @dataclass(frozen=True)
@@ -65,8 +77,14 @@ def git_env(auth_header: str | None = None) -> dict[str, str]:
     return env
 
 
-def git(*args: str, git_dir: Path | None = None, env: dict | None = None, input: bytes | None = None,
-        timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:  # fmt: skip
+def git(
+    *args: str,
+    git_dir: Path | None = None,
+    env: dict | None = None,
+    input: bytes | None = None,
+    timeout: float = 120,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
     cmd = ["git", *SAFE_GIT]
     if git_dir is not None:
         cmd.append(f"--git-dir={git_dir}")
@@ -112,8 +130,17 @@ def _last_line(err: bytes) -> str:
 
 def _fetch(cache: Path, source: str, refspec: str, env: dict) -> subprocess.CompletedProcess:
     try:
-        return git("fetch", "--quiet", "--no-tags", source, refspec,
-               git_dir=cache, env=env, timeout=FETCH_TIMEOUT, check=False)  # fmt: skip
+        return git(
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            source,
+            refspec,
+            git_dir=cache,
+            env=env,
+            timeout=FETCH_TIMEOUT,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise RepoError(
             f"fetching the repository took longer than {FETCH_TIMEOUT}s; try again later."

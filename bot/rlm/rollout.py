@@ -60,9 +60,17 @@ class RolloutResult:
 
 
 class Rollout:
-    def __init__(self, config: Config, model: ModelClient, repo: PreparedRepo, prompt: str,
-                 provider_factory: Callable[[str], SandboxProvider], trace: Trace,
-                 cancel: threading.Event | None = None, context: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        config: Config,
+        model: ModelClient,
+        repo: PreparedRepo,
+        prompt: str,
+        provider_factory: Callable[[str], SandboxProvider],
+        trace: Trace,
+        cancel: threading.Event | None = None,
+        context: str | None = None,
+    ):
         self.config = config
         self.model = model
         self.repo = repo
@@ -95,9 +103,17 @@ class Rollout:
     def run(self) -> RolloutResult:
         self.limits.start()
         cfg = self.config
-        self.trace.emit("rollout_started", run_id=self.run_id, repo=self.repo.source, commit=self.repo.commit,
-                        branch=self.repo.branch, prompt=self.prompt, model=cfg.model.name,
-                        sandbox=cfg.sandbox.backend, config=cfg.model_dump(mode="json"))  # fmt: skip
+        self.trace.emit(
+            "rollout_started",
+            run_id=self.run_id,
+            repo=self.repo.source,
+            commit=self.repo.commit,
+            branch=self.repo.branch,
+            prompt=self.prompt,
+            model=cfg.model.name,
+            sandbox=cfg.sandbox.backend,
+            config=cfg.model_dump(mode="json"),
+        )
         self.root = AgentNode(id="root", task=self.prompt, depth=0)
         status, error, patch, stats = "error", None, "", None
         self.repo_facts = read_repo_facts(self.repo.cache, self.repo.commit)
@@ -126,17 +142,31 @@ class Rollout:
                 self.provider.close()
             if status == "completed" and stats is None:
                 stats = patch_stats("").as_dict()
-            self.trace.emit("rollout_finished", status=status, error=error, answer=self.root.answer,
-                            patch=stats, report=self.report)  # fmt: skip
+            self.trace.emit(
+                "rollout_finished",
+                status=status,
+                error=error,
+                answer=self.root.answer,
+                patch=stats,
+                report=self.report,
+            )
             self.trace.write_results()
             self.trace.close()
         redact = self.trace.redactor.redact
         answer = clean_text(redact(self.root.answer)) if self.root.answer is not None else None
         error = clean_text(redact(error)) if error else None
         report = clean_text(redact(self.report)) if self.report is not None else None
-        return RolloutResult(self.run_id, status, answer, error, patch,
-                             self.trace.snapshot(), self.trace.results_path, self.trace.events_path,
-                             report=report)  # fmt: skip
+        return RolloutResult(
+            self.run_id,
+            status,
+            answer,
+            error,
+            patch,
+            self.trace.snapshot(),
+            self.trace.results_path,
+            self.trace.events_path,
+            report=report,
+        )
 
     def _run_agent(self, node: AgentNode, keep_sandbox: bool = False) -> Sandbox | None:
         """Run one agent to its end; records the ending. Returns the sandbox if kept."""
@@ -185,11 +215,17 @@ class Rollout:
             with self._lock:
                 self._facts_untold.add(node.id)
         environment = " ".join(filter(None, [prompt_note(self.environment), inherit_note(self.inherited)]))
-        return prompts.system_prompt(node.depth, rlm.max_depth, self.repo.commit, self._root_goal(),
-                                     rlm.result_truncation_limit, facts=facts,
-                                     instructions=self.repo_facts.instructions_for(node.task),
-                                     context=self.context if node.depth == 0 else None,
-                                     environment=environment)  # fmt: skip
+        return prompts.system_prompt(
+            node.depth,
+            rlm.max_depth,
+            self.repo.commit,
+            self._root_goal(),
+            rlm.result_truncation_limit,
+            facts=facts,
+            instructions=self.repo_facts.instructions_for(node.task),
+            context=self.context if node.depth == 0 else None,
+            environment=environment,
+        )
 
     def _create_sandbox(self, node: AgentNode) -> Sandbox:
         self._acquire(self._create_slots)
@@ -202,9 +238,15 @@ class Rollout:
             self._create_slots.release()
 
     def _started(self, node: AgentNode) -> None:
-        self.trace.emit("agent_started", agent=node.id, parent=node.parent.id if node.parent else None,
-                        depth=node.depth, parent_iteration=node.parent_iteration, index=node.index,
-                        task=node.task)  # fmt: skip
+        self.trace.emit(
+            "agent_started",
+            agent=node.id,
+            parent=node.parent.id if node.parent else None,
+            depth=node.depth,
+            parent_iteration=node.parent_iteration,
+            index=node.index,
+            task=node.task,
+        )
 
     def _finished(self, node: AgentNode) -> None:
         extra = {}
@@ -215,8 +257,9 @@ class Rollout:
                 else node.patch[:CHILD_PATCH_TRACE_LIMIT]
             )
             extra = {"patch": shown, "patch_stats": patch_stats(node.patch).as_dict() if node.patch else None}
-        self.trace.emit("agent_finished", agent=node.id, status=node.status, result=node.answer,
-                        error=node.error, **extra)  # fmt: skip
+        self.trace.emit(
+            "agent_finished", agent=node.id, status=node.status, result=node.answer, error=node.error, **extra
+        )
 
     def _child_patch(self, node: AgentNode, sandbox: Sandbox) -> str:
         """What a finished sub-agent changed, taken by the host from its checkout (new files
@@ -233,12 +276,18 @@ class Rollout:
         """The sandbox facts for an agent's prompt (runtime ones once a driver has reported them)."""
         cfg = self.config.rlm
         runtime = self._runtime_facts or {}
-        return prompts.SandboxFacts(exec_timeout=cfg.exec_timeout, output_limit=cfg.output_truncation_limit,
-                            max_sandboxes=cfg.max_sandboxes, can_delegate=node.depth < cfg.max_depth,
-                            python=runtime.get("python"), executable=runtime.get("executable"),
-                            tools=tuple(runtime.get("tools") or ()), modules=tuple(runtime.get("modules") or ()),
-                            path_python=runtime.get("path_python"),
-                            layout=self.repo_facts.layout)  # fmt: skip
+        return prompts.SandboxFacts(
+            exec_timeout=cfg.exec_timeout,
+            output_limit=cfg.output_truncation_limit,
+            max_sandboxes=cfg.max_sandboxes,
+            can_delegate=node.depth < cfg.max_depth,
+            python=runtime.get("python"),
+            executable=runtime.get("executable"),
+            tools=tuple(runtime.get("tools") or ()),
+            modules=tuple(runtime.get("modules") or ()),
+            path_python=runtime.get("path_python"),
+            layout=self.repo_facts.layout,
+        )
 
     def _root_goal(self) -> str:
         """What sub-agents are told of the root's goal: its task, and the request's first line (a
@@ -284,18 +333,27 @@ class Rollout:
             completion = self._complete(messages, CallContext(task=node.task, agent_id=node.id))
         except LLMError as e:
             raise AgentFailed(str(e)) from None
-        self.trace.emit("llm_call", agent=node.id, iteration=iteration, prompt=messages[-1]["content"],
-                        response=completion.text, usage=completion.usage.as_dict(),
-                        duration=round(completion.duration, 4), attempts=completion.attempts)  # fmt: skip
+        self.trace.emit(
+            "llm_call",
+            agent=node.id,
+            iteration=iteration,
+            prompt=messages[-1]["content"],
+            response=completion.text,
+            usage=completion.usage.as_dict(),
+            duration=round(completion.duration, 4),
+            attempts=completion.attempts,
+        )
         return completion.text
 
     def execute(self, agent: Agent, iteration: int, index: int, code: str) -> ExecResult:
         node = agent.node
         timeout = min(self.config.rlm.exec_timeout, max(1.0, self.limits.seconds_left()))
-        result = agent.repl().execute(code, timeout, lambda fn, args: self._on_call(node, iteration, fn, args),
-                                       self.limits.check_alive)  # fmt: skip
-        self.trace.emit("code_executed", agent=node.id, iteration=iteration, block=index, code=code,
-                        **result.as_dict())  # fmt: skip
+        result = agent.repl().execute(
+            code, timeout, lambda fn, args: self._on_call(node, iteration, fn, args), self.limits.check_alive
+        )
+        self.trace.emit(
+            "code_executed", agent=node.id, iteration=iteration, block=index, code=code, **result.as_dict()
+        )
         return result
 
     def _on_call(self, node: AgentNode, iteration: int, fn: str, args: dict):
@@ -317,12 +375,20 @@ class Rollout:
         if refusal:
             return "Error: " + refusal
         try:
-            completion = self._complete([{"role": "user", "content": prompt}],
-                                        CallContext(task=prompt, agent_id=f"{node.id}:llm_query"))  # fmt: skip
+            completion = self._complete(
+                [{"role": "user", "content": prompt}],
+                CallContext(task=prompt, agent_id=f"{node.id}:llm_query"),
+            )
         except LLMError as e:
             return f"Error: llm_query failed: {e}"
-        self.trace.emit("llm_query", agent=node.id, prompt=prompt, response=completion.text,
-                        usage=completion.usage.as_dict(), duration=round(completion.duration, 4))  # fmt: skip
+        self.trace.emit(
+            "llm_query",
+            agent=node.id,
+            prompt=prompt,
+            response=completion.text,
+            usage=completion.usage.as_dict(),
+            duration=round(completion.duration, 4),
+        )
         return completion.text
 
     def _save_report(self, node: AgentNode, markdown: str) -> str:
@@ -346,8 +412,14 @@ class Rollout:
             if not self.limits.reserve_sandbox():
                 answers[i] = "Error: " + self.limits.sandboxes_exhausted()
                 continue
-            node = AgentNode(id=parent.next_child_id(), task=task, depth=parent.depth + 1, parent=parent,
-                             parent_iteration=iteration, index=i)  # fmt: skip
+            node = AgentNode(
+                id=parent.next_child_id(),
+                task=task,
+                depth=parent.depth + 1,
+                parent=parent,
+                parent_iteration=iteration,
+                index=i,
+            )
             parent.children.append(node)
             self.trace.emit(
                 "child_spawned", agent=parent.id, child=node.id, iteration=iteration, index=i, task=task

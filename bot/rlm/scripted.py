@@ -125,9 +125,25 @@ def _task_of(messages: list[dict], litellm_params: dict | None) -> str:
 
 
 class ScriptedLLM(CustomLLM):
-    def completion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
-                   encoding, api_key, logging_obj, optional_params, acompletion=None, litellm_params=None,
-                   logger_fn=None, headers=None, timeout=None, client=None):  # fmt: skip
+    def completion(
+        self,
+        model,
+        messages,
+        api_base,
+        custom_prompt_dict,
+        model_response,
+        print_verbose,
+        encoding,
+        api_key,
+        logging_obj,
+        optional_params,
+        acompletion=None,
+        litellm_params=None,
+        logger_fn=None,
+        headers=None,
+        timeout=None,
+        client=None,
+    ):
         try:
             rules = _SCRIPTS.get(model)
             turn = sum(1 for m in messages if m.get("role") == "assistant")

@@ -20,8 +20,19 @@ from .fold import RESULTS_VERSION, EventKind, fold, fold_events, iso, new_result
 from .secrets import REDACTOR, Redactor
 from .text import clean_obj
 
-__all__ = ["RESULTS_VERSION", "EventKind", "Trace", "fold", "fold_events", "iso", "new_results", "public",
-           "read_events", "summary_markdown", "write_json_atomic"]  # fmt: skip
+__all__ = [
+    "RESULTS_VERSION",
+    "EventKind",
+    "Trace",
+    "fold",
+    "fold_events",
+    "iso",
+    "new_results",
+    "public",
+    "read_events",
+    "summary_markdown",
+    "write_json_atomic",
+]
 
 STATUS_ICONS = {
     "running": "⏳",

@@ -51,8 +51,9 @@ def _response(reply: Reply) -> Response:
     return Response(body, status=reply.status, content_type=reply.content_type, headers=headers)
 
 
-def viewer_blueprint(lookup: Callable[[str], Path | None], url_prefix: str = "/runs",
-                     name: str = "rlm_viewer") -> Blueprint:  # fmt: skip
+def viewer_blueprint(
+    lookup: Callable[[str], Path | None], url_prefix: str = "/runs", name: str = "rlm_viewer"
+) -> Blueprint:
     """A Flask blueprint serving the trace viewer for the run each token names (see module doc)."""
     bp = Blueprint(name, __name__, url_prefix=url_prefix)
 

@@ -70,8 +70,12 @@ def _patch(run: RunFiles) -> Reply:
     if path.is_symlink() or not path.is_file():
         return NOT_FOUND
     name = f"{run.run_id}.patch"
-    return Reply(200, path.read_bytes(), "text/x-diff; charset=utf-8",
-                 {"Content-Disposition": f'inline; filename="{name}"'})  # fmt: skip
+    return Reply(
+        200,
+        path.read_bytes(),
+        "text/x-diff; charset=utf-8",
+        {"Content-Disposition": f'inline; filename="{name}"'},
+    )
 
 
 def dispatch(store: RunStore, path: str, query: dict[str, str]) -> Reply:

@@ -33,8 +33,11 @@ PLANTED_TOKEN = "ghs_plantedGitHubToken0123456789abcdefXY"
 @lru_cache(maxsize=1)
 def _examples() -> dict[str, list[dict]]:
     if not EXAMPLES.exists():
-        subprocess.run(["npm", "ci", "--prefix", str(ROOT / "tests/js"), "--no-audit", "--no-fund"],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["npm", "ci", "--prefix", str(ROOT / "tests/js"), "--no-audit", "--no-fund"],
+            check=True,
+            capture_output=True,
+        )
     data = json.loads(EXAMPLES.read_text(encoding="utf-8"))
     return {entry["name"]: entry["examples"] for entry in data}
 
@@ -47,8 +50,9 @@ def example(event: str, action: str | None = None) -> dict:
     raise LookupError(f"no {event}.{action} example")
 
 
-def comment_event(body: str, clone_url: str, *, login: str = "Codertocat", user_type: str = "User",
-                  on_pull: bool = False) -> dict:  # fmt: skip
+def comment_event(
+    body: str, clone_url: str, *, login: str = "Codertocat", user_type: str = "User", on_pull: bool = False
+) -> dict:
     payload = example("issue_comment", "created")
     payload["comment"]["body"] = body
     payload["comment"]["user"].update(login=login, type=user_type)
@@ -100,8 +104,14 @@ class Job:
 
     def start(self) -> subprocess.Popen:
         """The step as a child process, the way the runner starts it (cwd = the workspace)."""
-        return subprocess.Popen([sys.executable, "-P", "-m", "action"], cwd=self.tmp / "workspace", env=self.env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-P", "-m", "action"],
+            cwd=self.tmp / "workspace",
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def start_step(self) -> subprocess.Popen:
         """The `run` step of action.yml itself: its `env:` mapping filled in from the inputs (or
@@ -116,9 +126,14 @@ class Job:
             default = action["inputs"][match[1]].get("default", "")
             env[name] = self.inputs.get(match[1], "" if "${{" in default else default)
         stand_in_python(self.tmp / "runner" / "rlm-bot" / "venv")
-        return subprocess.Popen(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-                                cwd=self.tmp / "workspace", env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        return subprocess.Popen(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            cwd=self.tmp / "workspace",
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def run(self, timeout: float = 90) -> subprocess.CompletedProcess:
         return finish(self.start(), timeout)
@@ -199,12 +214,19 @@ def bare_remote(source: Path, tmp: Path) -> str:
     return f"file://{bare}"
 
 
-def make_job(tmp: Path, api_url: str, script: Path, event_name: str, event: dict, sha: str = "",
-             **inputs: str | None) -> Job:  # fmt: skip
+def make_job(
+    tmp: Path, api_url: str, script: Path, event_name: str, event: dict, sha: str = "", **inputs: str | None
+) -> Job:
     """A job with the usual inputs (scripted model, planted key and token); `None` drops an input."""
-    values: dict[str, str | None] = {"model": f"scripted/{script}", "llm-api-key": PLANTED_KEY,
-                                     "github-token": PLANTED_TOKEN, "trigger": "/rlm", "create-pr": "true",
-                                     "sandbox": "local", "timeout": "60"}  # fmt: skip
+    values: dict[str, str | None] = {
+        "model": f"scripted/{script}",
+        "llm-api-key": PLANTED_KEY,
+        "github-token": PLANTED_TOKEN,
+        "trigger": "/rlm",
+        "create-pr": "true",
+        "sandbox": "local",
+        "timeout": "60",
+    }
     values.update({k.replace("_", "-"): v for k, v in inputs.items()})
     return Job(tmp, api_url, event_name, event, {k: v for k, v in values.items() if v is not None}, sha=sha)
 

@@ -35,12 +35,21 @@ class AppEnv:
         )
 
     def git(self, *args: str) -> str:
-        return subprocess.run(["git", f"--git-dir={self.bare}", *args], capture_output=True, text=True,
-                              check=True).stdout  # fmt: skip
+        return subprocess.run(
+            ["git", f"--git-dir={self.bare}", *args], capture_output=True, text=True, check=True
+        ).stdout
 
 
-def build_env(tmp_path: Path, work_repo: Path, sha: str, engine: Config, *, workers: int = 1,
-              status_interval: float = 0.05, public_url: str | None = "http://bot.example") -> AppEnv:  # fmt: skip
+def build_env(
+    tmp_path: Path,
+    work_repo: Path,
+    sha: str,
+    engine: Config,
+    *,
+    workers: int = 1,
+    status_interval: float = 0.05,
+    public_url: str | None = "http://bot.example",
+) -> AppEnv:
     tmp_path.mkdir(parents=True, exist_ok=True)
     bare = tmp_path / "remote.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(work_repo), str(bare)], check=True)
@@ -48,10 +57,20 @@ def build_env(tmp_path: Path, work_repo: Path, sha: str, engine: Config, *, work
     fake.add_repo(REPO, str(bare))
     fake.grant(REPO, "octocat", "write")
     app = AppSettings(app_id="1", private_key=private_key_pem(), webhook_secret=SECRET, api_url=fake.url)
-    worker = WorkerSettings(results_dir=Path(engine.results_dir), public_url=public_url,
-                            status_interval=status_interval, api_options={"sleep": lambda s: None})  # fmt: skip
-    server = ServerConfig(webhook_secret=SECRET, engine=engine, app=app, db_path=tmp_path / "jobs.sqlite3",
-                          workers=workers, worker=worker)  # fmt: skip
+    worker = WorkerSettings(
+        results_dir=Path(engine.results_dir),
+        public_url=public_url,
+        status_interval=status_interval,
+        api_options={"sleep": lambda s: None},
+    )
+    server = ServerConfig(
+        webhook_secret=SECRET,
+        engine=engine,
+        app=app,
+        db_path=tmp_path / "jobs.sqlite3",
+        workers=workers,
+        worker=worker,
+    )
     return AppEnv(fake, bare, sha, server)
 
 
@@ -68,8 +87,14 @@ class Worlds:
         )
         self.envs: list[AppEnv] = []
 
-    def __call__(self, rules: list[dict], files: dict | None = None, branches: dict | None = None,
-                 engine: dict | None = None, **kwargs) -> AppEnv:  # fmt: skip
+    def __call__(
+        self,
+        rules: list[dict],
+        files: dict | None = None,
+        branches: dict | None = None,
+        engine: dict | None = None,
+        **kwargs,
+    ) -> AppEnv:
         work, sha = self.make_repo(
             files or {"calc.py": CALC, "README.md": "# demo\n"}, name=f"work{len(self.envs)}"
         )

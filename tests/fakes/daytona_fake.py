@@ -175,8 +175,13 @@ class FakeSandbox:
 
     def environment(self) -> dict[str, str]:
         """What a process in the sandbox starts with: the image's basics plus params.env_vars."""
-        base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home), "LANG": "C.UTF-8",
-                "TMPDIR": str(self.tmp), "DAYTONA_SANDBOX_ID": self.id}  # fmt: skip
+        base = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "LANG": "C.UTF-8",
+            "TMPDIR": str(self.tmp),
+            "DAYTONA_SANDBOX_ID": self.id,
+        }
         return {**base, **self._fake.image_env, **self.env}
 
     def resolve(self, path: str) -> Path:
@@ -320,9 +325,15 @@ class FakeCommand:
         self.suppress_echo = suppress_echo
         self.log = bytearray()
         self.changed = threading.Condition()
-        self.proc = subprocess.Popen(["bash", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, cwd=sandbox.home, env=sandbox.environment(),
-                                     start_new_session=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            ["bash", "-c", command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=sandbox.home,
+            env=sandbox.environment(),
+            start_new_session=True,
+        )
         self._pumps = [
             threading.Thread(target=self._pump, args=(self.proc.stdout, STDOUT_PREFIX), daemon=True),
             threading.Thread(target=self._pump, args=(self.proc.stderr, STDERR_PREFIX), daemon=True),
@@ -397,14 +408,24 @@ class FakeProcess:
         self._sessions: dict[str, dict[str, FakeCommand]] = {}
         self._lock = threading.Lock()
 
-    def exec(self, command: str, cwd: str | None = None, env: dict[str, str] | None = None,
-             timeout: int | None = None) -> ExecuteResponse:  # fmt: skip
+    def exec(
+        self,
+        command: str,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: int | None = None,
+    ) -> ExecuteResponse:
         sandbox = self._sandbox
         sandbox._check_alive()
         try:
-            proc = subprocess.run(["sh", "-c", command], cwd=sandbox.resolve(cwd) if cwd else sandbox.home,
-                                  env={**sandbox.environment(), **(env or {})}, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, timeout=timeout)  # fmt: skip
+            proc = subprocess.run(
+                ["sh", "-c", command],
+                cwd=sandbox.resolve(cwd) if cwd else sandbox.home,
+                env={**sandbox.environment(), **(env or {})},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired:
             raise DaytonaTimeoutError(f"Failed to execute command: timed out after {timeout}s") from None
         out = proc.stdout.decode("utf-8", "replace")
@@ -427,8 +448,9 @@ class FakeProcess:
                 raise DaytonaConflictError("session already exists", 409)
             self._sessions[session_id] = {}
 
-    def execute_session_command(self, session_id: str, req: SessionExecuteRequest,
-                                timeout: int | None = None) -> SessionExecuteResponse:  # fmt: skip
+    def execute_session_command(
+        self, session_id: str, req: SessionExecuteRequest, timeout: int | None = None
+    ) -> SessionExecuteResponse:
         self._sandbox._check_alive()
         with self._lock:
             if session_id not in self._sessions:
@@ -441,16 +463,22 @@ class FakeProcess:
         with cmd.changed:
             cmd.changed.wait_for(lambda: cmd.info.exit_code is not None, timeout)
         logs = self.get_session_command_logs(session_id, cmd.info.id)
-        return SessionExecuteResponse.model_construct(cmd_id=cmd.info.id, output=logs.output, stdout=logs.stdout,
-                                                      stderr=logs.stderr, exit_code=cmd.info.exit_code)  # fmt: skip
+        return SessionExecuteResponse.model_construct(
+            cmd_id=cmd.info.id,
+            output=logs.output,
+            stdout=logs.stdout,
+            stderr=logs.stderr,
+            exit_code=cmd.info.exit_code,
+        )
 
     def get_session_command(
         self, session_id: str, command_id: str, request_timeout: float | None = None
     ) -> CommandInfo:
         return self._command(session_id, command_id).info
 
-    def get_session_command_logs(self, session_id: str, command_id: str,
-                                 request_timeout: float | None = None) -> SessionCommandLogsResponse:  # fmt: skip
+    def get_session_command_logs(
+        self, session_id: str, command_id: str, request_timeout: float | None = None
+    ) -> SessionCommandLogsResponse:
         cmd = self._command(session_id, command_id)
         with cmd.changed:
             data = bytes(cmd.log)
@@ -473,8 +501,14 @@ class FakeProcess:
         pos, delivered = 0, 0
         while True:
             with cmd.changed:
-                cmd.changed.wait_for(lambda seen=pos: len(cmd.log) > seen or cmd.info.exit_code is not None or
-                                     self._sandbox.state == "destroyed", timeout=0.5)  # fmt: skip
+                cmd.changed.wait_for(
+                    lambda seen=pos: (
+                        len(cmd.log) > seen
+                        or cmd.info.exit_code is not None
+                        or self._sandbox.state == "destroyed"
+                    ),
+                    timeout=0.5,
+                )
                 data, done = bytes(cmd.log[pos:]), cmd.info.exit_code is not None
             if self._sandbox.state == "destroyed":
                 return
@@ -494,8 +528,9 @@ class FakeProcess:
             if done and pos >= len(cmd.log):
                 return
 
-    def send_session_command_input(self, session_id: str, command_id: str, data: str,
-                                   request_timeout: float | None = None) -> None:  # fmt: skip
+    def send_session_command_input(
+        self, session_id: str, command_id: str, data: str, request_timeout: float | None = None
+    ) -> None:
         self._sandbox._fake.request_timeouts.append(request_timeout)
         self._command(session_id, command_id).send(data)
 

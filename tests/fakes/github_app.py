@@ -30,8 +30,11 @@ SECRET = "test-webhook-secret-4f1c2a9e"
 @lru_cache(maxsize=1)
 def private_key_pem() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                             serialization.NoEncryption()).decode()  # fmt: skip
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
@@ -49,11 +52,22 @@ def headers_for(event: str, body: bytes, *, delivery: str | None = None, secret:
     return headers
 
 
-def post_event(url: str, event: str, payload: dict, *, delivery: str | None = None, secret: str | None = SECRET,
-               session: requests.Session | None = None) -> requests.Response:  # fmt: skip
+def post_event(
+    url: str,
+    event: str,
+    payload: dict,
+    *,
+    delivery: str | None = None,
+    secret: str | None = SECRET,
+    session: requests.Session | None = None,
+) -> requests.Response:
     body = json.dumps(payload).encode()
-    return (session or requests).post(f"{url}/webhook", data=body, timeout=10,
-                                      headers=headers_for(event, body, delivery=delivery, secret=secret))  # fmt: skip
+    return (session or requests).post(
+        f"{url}/webhook",
+        data=body,
+        timeout=10,
+        headers=headers_for(event, body, delivery=delivery, secret=secret),
+    )
 
 
 @contextlib.contextmanager
@@ -69,9 +83,18 @@ def serve(app) -> Iterator[str]:
         thread.join(timeout=5)
 
 
-def comment_payload(body: str, *, repo: str = "octo/demo", clone_url: str = "", number: int = 7,
-                    user: str = "octocat", user_type: str = "User", pull: bool = False, installation: int | None = 42,
-                    comment_id: int = 555) -> dict:  # fmt: skip
+def comment_payload(
+    body: str,
+    *,
+    repo: str = "octo/demo",
+    clone_url: str = "",
+    number: int = 7,
+    user: str = "octocat",
+    user_type: str = "User",
+    pull: bool = False,
+    installation: int | None = 42,
+    comment_id: int = 555,
+) -> dict:
     """An issue_comment.created payload (GitHub's shape, trimmed to what matters)."""
     issue = {
         "number": number,
@@ -92,10 +115,25 @@ def comment_payload(body: str, *, repo: str = "octo/demo", clone_url: str = "", 
     return payload
 
 
-def review_comment_payload(body: str, *, repo: str = "octo/demo", clone_url: str = "", number: int = 8,
-                           user: str = "octocat", installation: int | None = 42, comment_id: int = 777) -> dict:  # fmt: skip
-    payload = comment_payload(body, repo=repo, clone_url=clone_url, number=number, user=user,
-                              installation=installation, comment_id=comment_id)  # fmt: skip
+def review_comment_payload(
+    body: str,
+    *,
+    repo: str = "octo/demo",
+    clone_url: str = "",
+    number: int = 8,
+    user: str = "octocat",
+    installation: int | None = 42,
+    comment_id: int = 777,
+) -> dict:
+    payload = comment_payload(
+        body,
+        repo=repo,
+        clone_url=clone_url,
+        number=number,
+        user=user,
+        installation=installation,
+        comment_id=comment_id,
+    )
     del payload["issue"]
     payload["pull_request"] = {"number": number, "html_url": f"https://github.example/{repo}/pull/{number}"}
     return payload

@@ -52,8 +52,9 @@ class Fault:
 
 def _git(bare: str, *args: str, input: bytes | None = None, env: dict | None = None) -> bytes:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run(["git", f"--git-dir={bare}", *args], input=input, capture_output=True, check=True,
-                          env=full_env).stdout  # fmt: skip
+    return subprocess.run(
+        ["git", f"--git-dir={bare}", *args], input=input, capture_output=True, check=True, env=full_env
+    ).stdout
 
 
 class FakeGitHub:
@@ -103,8 +104,13 @@ class FakeGitHub:
     def add_comment(self, repo: str, number: int, comment: dict) -> int:
         """A comment someone else wrote (GitHub's shape: id, body, user, author_association, created_at)."""
         cid = int(comment.get("id") or next(self._ids))
-        self.comments[cid] = {**comment, "id": cid, "repo": repo, "issue": number,
-                              "history": [comment.get("body", "")]}  # fmt: skip
+        self.comments[cid] = {
+            **comment,
+            "id": cid,
+            "repo": repo,
+            "issue": number,
+            "history": [comment.get("body", "")],
+        }
         return cid
 
     def add_review_comment(self, repo: str, number: int, comment: dict) -> int:
@@ -115,8 +121,17 @@ class FakeGitHub:
     def grant(self, repo: str, user: str, permission: str) -> None:
         self.permissions[(repo, user)] = permission
 
-    def fail(self, method: str, pattern: str, status: int, times: int = 1, headers: dict | None = None,
-             message: str = "fault", errors: list | None = None, after: bool = False) -> None:  # fmt: skip
+    def fail(
+        self,
+        method: str,
+        pattern: str,
+        status: int,
+        times: int = 1,
+        headers: dict | None = None,
+        message: str = "fault",
+        errors: list | None = None,
+        after: bool = False,
+    ) -> None:
         """The next `times` requests matching method + path regex answer `status`. With `after`,
         the request is carried out first (GitHub timing out on a write that did happen)."""
         self.faults.append(Fault(method, pattern, status, times, headers or {}, message, errors, after))
@@ -173,8 +188,14 @@ class FakeGitHub:
         )
         with self._lock:
             self.calls.append(call)
-            fault = next((f for f in self.faults if f.times > 0 and f.method == call.method
-                          and re.fullmatch(f.pattern, call.path)), None)  # fmt: skip
+            fault = next(
+                (
+                    f
+                    for f in self.faults
+                    if f.times > 0 and f.method == call.method and re.fullmatch(f.pattern, call.path)
+                ),
+                None,
+            )
             if fault is not None:
                 fault.times -= 1
         if fault is not None and not fault.after:
@@ -216,8 +237,17 @@ class FakeGitHub:
         """GitHub's 422 for a comment or pull request body over its limit."""
         if body is None or len(body) <= BODY_LIMIT:
             return None
-        return 422, {"message": "Validation Failed", "errors": [{"resource": resource, "code": "custom", "field": "body",
-                     "message": f"body is too long (maximum is {BODY_LIMIT} characters)"}]}  # fmt: skip
+        return 422, {
+            "message": "Validation Failed",
+            "errors": [
+                {
+                    "resource": resource,
+                    "code": "custom",
+                    "field": "body",
+                    "message": f"body is too long (maximum is {BODY_LIMIT} characters)",
+                }
+            ],
+        }
 
     def _route(self, c: Call) -> tuple[int, Any]:
         m, p = c.method, c.path
@@ -228,11 +258,17 @@ class FakeGitHub:
                 return 404, {"message": "Not Found"}
             from tests.fakes.github_app import private_key_pem
 
-            return 201, {"id": 4242, "slug": manifest["name"].lower(), "name": manifest["name"],
-                         "html_url": f"https://github.example/apps/{manifest['name'].lower()}",
-                         "pem": private_key_pem(), "webhook_secret": "whsec-from-fake-github-0123456789",
-                         "client_id": "Iv1.fake", "client_secret": "fake-client-secret-0123456789",
-                         "owner": {"login": "octo"}}  # fmt: skip
+            return 201, {
+                "id": 4242,
+                "slug": manifest["name"].lower(),
+                "name": manifest["name"],
+                "html_url": f"https://github.example/apps/{manifest['name'].lower()}",
+                "pem": private_key_pem(),
+                "webhook_secret": "whsec-from-fake-github-0123456789",
+                "client_id": "Iv1.fake",
+                "client_secret": "fake-client-secret-0123456789",
+                "owner": {"login": "octo"},
+            }
         if m == "POST" and (g := re.fullmatch(r"/app/installations/(\d+)/access_tokens", p)):
             return 201, {"token": self.installation_token, "expires_at": self.token_expires_at}
         if m == "GET" and p == "/app":
@@ -243,8 +279,7 @@ class FakeGitHub:
         repo, rest = g.group(1), g.group(2) or ""
         bare = self.repos[repo]
         if m == "GET" and rest == "":
-            return 200, {"full_name": repo, "default_branch": self.default_branch[repo],
-                         "clone_url": bare}  # fmt: skip
+            return 200, {"full_name": repo, "default_branch": self.default_branch[repo], "clone_url": bare}
         if m == "GET" and (g := re.fullmatch(r"/collaborators/([^/]+)/permission", rest)):
             perm = self.permissions.get((repo, g.group(1)))
             if perm is None:
@@ -271,12 +306,21 @@ class FakeGitHub:
         if m == "GET" and (g := re.fullmatch(r"/issues/(\d+)", rest)):
             # Every number exists, like the issues the payload helpers name (comment_payload).
             issue = self.issues.get((repo, int(g.group(1)))) or {
-                "number": int(g.group(1)), "title": "Fix things", "body": "", "state": "open", "labels": [],
-                "user": {"login": "octocat", "type": "User"}, "author_association": "OWNER"}  # fmt: skip
+                "number": int(g.group(1)),
+                "title": "Fix things",
+                "body": "",
+                "state": "open",
+                "labels": [],
+                "user": {"login": "octocat", "type": "User"},
+                "author_association": "OWNER",
+            }
             return 200, issue
         if m == "GET" and (g := re.fullmatch(r"/issues/(\d+)/comments", rest)):
-            items = [self._public({**c, "id": cid}) for cid, c in sorted(self.comments.items())
-                     if c["repo"] == repo and c["issue"] == int(g.group(1))]  # fmt: skip
+            items = [
+                self._public({**c, "id": cid})
+                for cid, c in sorted(self.comments.items())
+                if c["repo"] == repo and c["issue"] == int(g.group(1))
+            ]
             return 200, self._page(items, c.query)
         if m == "GET" and (g := re.fullmatch(r"/pulls/(\d+)/files", rest)):
             return 200, self._page(self.pull_files.get((repo, int(g.group(1))), []), c.query)
@@ -284,8 +328,11 @@ class FakeGitHub:
             found = self.review_comments.get(int(g.group(1)))
             return (200, found) if found and found["repo"] == repo else (404, {"message": "Not Found"})
         if m == "GET" and (g := re.fullmatch(r"/pulls/(\d+)/comments", rest)):
-            items = [rc for _, rc in sorted(self.review_comments.items())
-                     if rc["repo"] == repo and rc["pull"] == int(g.group(1))]  # fmt: skip
+            items = [
+                rc
+                for _, rc in sorted(self.review_comments.items())
+                if rc["repo"] == repo and rc["pull"] == int(g.group(1))
+            ]
             return 200, self._page(items, c.query)
         if m == "POST" and (g := re.fullmatch(r"/(issues|pulls)/comments/(\d+)/reactions", rest)):
             rid = next(self._ids)
@@ -332,13 +379,20 @@ class FakeGitHub:
             args = ["commit-tree", c.body["tree"]]
             for parent in c.body.get("parents", []):
                 args += ["-p", parent]
-            ident = {"GIT_AUTHOR_NAME": "rlm-bot[bot]", "GIT_AUTHOR_EMAIL": "bot@example.invalid",
-                     "GIT_COMMITTER_NAME": "rlm-bot[bot]", "GIT_COMMITTER_EMAIL": "bot@example.invalid"}  # fmt: skip
+            ident = {
+                "GIT_AUTHOR_NAME": "rlm-bot[bot]",
+                "GIT_AUTHOR_EMAIL": "bot@example.invalid",
+                "GIT_COMMITTER_NAME": "rlm-bot[bot]",
+                "GIT_COMMITTER_EMAIL": "bot@example.invalid",
+            }
             sha = _git(bare, *args, input=c.body["message"].encode(), env=ident).decode().strip()
             return 201, {"sha": sha}
         if m == "GET" and (g := re.fullmatch(r"/git/ref/(.+)", rest)):
-            proc = subprocess.run(["git", f"--git-dir={bare}", "rev-parse", "--verify", "--quiet", f"refs/{g.group(1)}"],
-                                  capture_output=True, text=True)  # fmt: skip
+            proc = subprocess.run(
+                ["git", f"--git-dir={bare}", "rev-parse", "--verify", "--quiet", f"refs/{g.group(1)}"],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0:
                 return 404, {"message": "Not Found"}
             return 200, {
@@ -356,12 +410,20 @@ class FakeGitHub:
             return 204, None
         if m == "GET" and rest == "/pulls":
             owner, _, branch = (c.query.get("head") or "").partition(":")
-            found = [p for p in self.created_pulls
-                     if p["head"] == branch and owner == repo.split("/")[0] and p.get("state", "open") == "open"]  # fmt: skip
+            found = [
+                p
+                for p in self.created_pulls
+                if p["head"] == branch and owner == repo.split("/")[0] and p.get("state", "open") == "open"
+            ]
             return 200, found
         if m == "POST" and rest == "/git/refs":
-            exists = subprocess.run(["git", f"--git-dir={bare}", "rev-parse", "--verify", "--quiet", c.body["ref"]],
-                                    capture_output=True).returncode == 0  # fmt: skip
+            exists = (
+                subprocess.run(
+                    ["git", f"--git-dir={bare}", "rev-parse", "--verify", "--quiet", c.body["ref"]],
+                    capture_output=True,
+                ).returncode
+                == 0
+            )
             if exists:
                 return 422, {"message": "Reference already exists"}
             _git(bare, "update-ref", c.body["ref"], c.body["sha"])
@@ -372,19 +434,38 @@ class FakeGitHub:
             if any(
                 p["head"] == c.body["head"] and p.get("state", "open") == "open" for p in self.created_pulls
             ):
-                return 422, {"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "custom",
-                             "message": f"A pull request already exists for {repo.split('/')[0]}:{c.body['head']}."}]}  # fmt: skip
+                return 422, {
+                    "message": "Validation Failed",
+                    "errors": [
+                        {
+                            "resource": "PullRequest",
+                            "code": "custom",
+                            "message": f"A pull request already exists for {repo.split('/')[0]}:{c.body['head']}.",
+                        }
+                    ],
+                }
             number = 100 + len(self.created_pulls) + 1
             pull = {**c.body, "number": number, "html_url": f"https://github.example/{repo}/pull/{number}"}
             self.created_pulls.append(pull)
             # Readable afterwards like a real PR (GET /pulls/N, GET /issues/N): a follow-up needs it.
             head_sha = _git(bare, "rev-parse", f"refs/heads/{c.body['head']}").decode().strip()
             bot = {"login": f"{self.app_slug}[bot]", "type": "Bot"}
-            self.pulls[(repo, number)] = {**pull, "user": bot, "base": {"ref": c.body["base"]},
-                                          "head": {"ref": c.body["head"], "sha": head_sha, "repo": {"full_name": repo}}}  # fmt: skip
-            self.issues[(repo, number)] = {"number": number, "title": c.body["title"], "body": c.body.get("body"),
-                                           "user": bot, "labels": [], "state": "open",
-                                           "author_association": "NONE", "pull_request": {}}  # fmt: skip
+            self.pulls[(repo, number)] = {
+                **pull,
+                "user": bot,
+                "base": {"ref": c.body["base"]},
+                "head": {"ref": c.body["head"], "sha": head_sha, "repo": {"full_name": repo}},
+            }
+            self.issues[(repo, number)] = {
+                "number": number,
+                "title": c.body["title"],
+                "body": c.body.get("body"),
+                "user": bot,
+                "labels": [],
+                "state": "open",
+                "author_association": "NONE",
+                "pull_request": {},
+            }
             return 201, pull
         if m == "PATCH" and (g := re.fullmatch(r"/pulls/(\d+)", rest)):
             pull = self.pulls.get((repo, int(g.group(1))))
@@ -399,8 +480,13 @@ class FakeGitHub:
         if m == "PATCH" and (g := re.fullmatch(r"/git/refs/(heads/.+)", rest)):
             ref = "refs/" + g.group(1)
             old = _git(bare, "rev-parse", "--verify", ref).decode().strip()
-            ff = subprocess.run(["git", f"--git-dir={bare}", "merge-base", "--is-ancestor", old, c.body["sha"]],
-                                capture_output=True).returncode == 0  # fmt: skip
+            ff = (
+                subprocess.run(
+                    ["git", f"--git-dir={bare}", "merge-base", "--is-ancestor", old, c.body["sha"]],
+                    capture_output=True,
+                ).returncode
+                == 0
+            )
             if not ff and not c.body.get("force"):
                 return 422, {"message": "Update is not a fast forward"}
             _git(bare, "update-ref", ref, c.body["sha"])
@@ -426,7 +512,9 @@ class FakeGitHub:
             if base_tree:
                 _git(bare, "read-tree", base_tree, env=env)
             zero = "0" * 40
-            lines = [f"0 {zero}\t{e['path']}" if e.get("sha") is None else f"{e['mode']} {e['sha']}\t{e['path']}"
-                     for e in entries]  # fmt: skip
+            lines = [
+                f"0 {zero}\t{e['path']}" if e.get("sha") is None else f"{e['mode']} {e['sha']}\t{e['path']}"
+                for e in entries
+            ]
             _git(bare, "update-index", "--index-info", input=("\n".join(lines) + "\n").encode(), env=env)
             return _git(bare, "write-tree", env=env).decode().strip()

@@ -29,15 +29,28 @@ class Processes:
         )
 
     def environ(self) -> dict[str, str]:
-        return {**os.environ, "GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": private_key_pem(),
-                "GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_API_URL": self.env.fake.url, "RLM_STATUS_INTERVAL": "0.05",
-                "RLM_PUBLIC_URL": "http://bot.example", "RLM_LEASE_SECONDS": str(self.lease), "RLM_DB": self.db,
-                "RLM_LOG_FORMAT": "json"}  # fmt: skip
+        return {
+            **os.environ,
+            "GITHUB_APP_ID": "1",
+            "GITHUB_PRIVATE_KEY": private_key_pem(),
+            "GITHUB_WEBHOOK_SECRET": SECRET,
+            "GITHUB_API_URL": self.env.fake.url,
+            "RLM_STATUS_INTERVAL": "0.05",
+            "RLM_PUBLIC_URL": "http://bot.example",
+            "RLM_LEASE_SECONDS": str(self.lease),
+            "RLM_DB": self.db,
+            "RLM_LOG_FORMAT": "json",
+        }
 
     def _start(self, args: list[str], log_name: str) -> subprocess.Popen:
         log = open(self.tmp_path / log_name, "w")
-        proc = subprocess.Popen([sys.executable, "-m", "bot", *args, "--config", str(self.config_file)],
-                                env=self.environ(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", *args, "--config", str(self.config_file)],
+            env=self.environ(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append(proc)
         return proc
 
@@ -65,8 +78,20 @@ class Processes:
     ) -> tuple[subprocess.Popen, str]:
         """`rlm worker` with its probes on a port; returns (process, probes base URL)."""
         port = free_port()
-        proc = self._start(["worker", "--workers", str(workers), "--control-workers", str(control_workers),
-                            "--metrics-port", str(port), "--drain", "1"], f"{name}.log")  # fmt: skip
+        proc = self._start(
+            [
+                "worker",
+                "--workers",
+                str(workers),
+                "--control-workers",
+                str(control_workers),
+                "--metrics-port",
+                str(port),
+                "--drain",
+                "1",
+            ],
+            f"{name}.log",
+        )
         url = f"http://127.0.0.1:{port}"
         self.starting.append((proc, url, f"{name}.log"))
         return proc, url

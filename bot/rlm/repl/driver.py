@@ -293,8 +293,13 @@ def _failures(diff):
                 expected = [ln[1:] for ln in hunk[1:] if ln[:1] in (" ", "-")][:3]
                 bad.append(f"  hunk {hunk[0]} (expects: {' | '.join(e.strip() for e in expected)[:160]})")
         if not hunks:
-            bad.append("  " + (_git_apply(whole, "--check").stderr.decode("utf-8", "replace").strip()
-                               .splitlines() or ["it does not apply"])[-1])  # fmt: skip
+            bad.append(
+                "  "
+                + (
+                    _git_apply(whole, "--check").stderr.decode("utf-8", "replace").strip().splitlines()
+                    or ["it does not apply"]
+                )[-1]
+            )
         failed.append(
             f"- {path}:\n" + "\n".join(bad or ["  the file's hunks apply one by one but not together"])
         )
@@ -350,8 +355,25 @@ def _answer(value):
     return answer
 
 
-TOOLS = ("git", "rg", "grep", "find", "sed", "awk", "diff", "patch", "make", "gcc", "node", "npm", "uv", "pip",
-         "pytest", "ruff", "tox")  # fmt: skip
+TOOLS = (
+    "git",
+    "rg",
+    "grep",
+    "find",
+    "sed",
+    "awk",
+    "diff",
+    "patch",
+    "make",
+    "gcc",
+    "node",
+    "npm",
+    "uv",
+    "pip",
+    "pytest",
+    "ruff",
+    "tox",
+)
 MODULES = ("pytest", "yaml", "numpy")
 
 
@@ -530,8 +552,14 @@ class Repl:
                 self.output_limit = int(msg.get("output_limit", self.output_limit))
                 _apply_limits(msg.get("limits") or {})
                 self.install()
-                self.ch.send({"type": "ready", "pid": os.getpid(), "python": sys.version.split()[0],
-                              "facts": sandbox_facts()})  # fmt: skip
+                self.ch.send(
+                    {
+                        "type": "ready",
+                        "pid": os.getpid(),
+                        "python": sys.version.split()[0],
+                        "facts": sandbox_facts(),
+                    }
+                )
             elif kind == "exec":
                 self.execute(msg)
             elif kind == "shutdown":

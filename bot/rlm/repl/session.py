@@ -101,8 +101,15 @@ class LineReader:
 class PipeTransport:
     """Transport over two OS pipes to a local child process."""
 
-    def __init__(self, proc, to_driver: int, from_driver: int, on_kill: Callable[[], None],
-                 max_message_bytes: int = MAX_MESSAGE_BYTES, explain: Callable[[], str | None] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        proc,
+        to_driver: int,
+        from_driver: int,
+        on_kill: Callable[[], None],
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        explain: Callable[[], str | None] | None = None,
+    ):
         self.proc = proc
         self._w = os.fdopen(to_driver, "wb", buffering=0)
         self._r = os.fdopen(from_driver, "rb")

@@ -9,8 +9,9 @@ from .base import Sandbox, SandboxProvider
 __all__ = ["Sandbox", "SandboxProvider", "make_provider"]
 
 
-def make_provider(config: Config, repo: PreparedRepo, rollout_id: str,
-                  daytona_api_key: str | None = None) -> SandboxProvider:  # fmt: skip
+def make_provider(
+    config: Config, repo: PreparedRepo, rollout_id: str, daytona_api_key: str | None = None
+) -> SandboxProvider:
     backend = config.sandbox.backend
     if backend == "local":
         from .local import LocalSandboxProvider

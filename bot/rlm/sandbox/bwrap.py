@@ -30,8 +30,16 @@ SANDBOX_USER = "rlm"
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # Copied or linked from the host's /etc: what dynamic linking, locales and tools need to start.
-ETC_KEEP = ("ld.so.cache", "ld.so.conf", "localtime", "mime.types", "protocols", "services",
-            "os-release", "debian_version")  # fmt: skip
+ETC_KEEP = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "localtime",
+    "mime.types",
+    "protocols",
+    "services",
+    "os-release",
+    "debian_version",
+)
 # Bound read-only from the host's /etc: public data only (never /etc/ssl/private: the sandbox's
 # uid maps to the host's, so as root a 0600 key there would be readable).
 ETC_BIND = ("alternatives", "ssl/certs", "ca-certificates")
@@ -127,8 +135,7 @@ def bwrap_argv(opts: BwrapOptions, command: list[str]) -> list[str]:
     if opts.network:
         argv.append("--share-net")
     if opts.user_namespace:
-        argv += ["--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID),
-                 "--disable-userns"]  # fmt: skip
+        argv += ["--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID), "--disable-userns"]
     argv += ["--cap-drop", "ALL"]
     for top in SYSTEM_DIRS:
         if os.path.islink(top):
@@ -155,8 +162,15 @@ def bwrap_argv(opts: BwrapOptions, command: list[str]) -> list[str]:
         argv += ["--bind", src, dst]
     argv += ["--remount-ro", "/"]  # the sandbox's own root: nothing new at the top level
     path = ":".join([*opts.path_prefix, SANDBOX_PATH])
-    env = {"PATH": path, "HOME": "/tmp", "USER": SANDBOX_USER, "LANG": "C.UTF-8",
-           "PYTHONDONTWRITEBYTECODE": "1", "GIT_CONFIG_NOSYSTEM": "1", **opts.env}  # fmt: skip
+    env = {
+        "PATH": path,
+        "HOME": "/tmp",
+        "USER": SANDBOX_USER,
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        **opts.env,
+    }
     for key, value in env.items():
         argv += ["--setenv", key, value]
     argv += ["--chdir", opts.workdir, *command]

@@ -85,8 +85,20 @@ def copy_checkout(src: Path, src_admin: Path, workdir: Path, admin: Path, nice: 
     """A private copy of a checkout and its git dir (reflinks where the filesystem can)."""
     prefix = ["nice", "-n", "15"] if nice else []
     for a, b in ((src, workdir), (src_admin, admin)):
-        subprocess.run([*prefix, "cp", "-R", "--no-dereference", "--preserve=mode,timestamps,links",
-                        "--reflink=auto", str(a), str(b)], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                *prefix,
+                "cp",
+                "-R",
+                "--no-dereference",
+                "--preserve=mode,timestamps,links",
+                "--reflink=auto",
+                str(a),
+                str(b),
+            ],
+            check=True,
+            capture_output=True,
+        )
     (workdir / ".git").write_text(f"gitdir: {admin}\n")
 
 

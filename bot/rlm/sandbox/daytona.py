@@ -64,8 +64,14 @@ SANDBOX_GIT = shlex.join(["git", *SAFE_GIT, *(arg for kv in _SANDBOX_GIT_CONFIG 
 class DaytonaSandboxProvider:
     name = "daytona"
 
-    def __init__(self, config: Config, repo: PreparedRepo, rollout_id: str, client: Any = None,
-                 api_key: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        config: Config,
+        repo: PreparedRepo,
+        rollout_id: str,
+        client: Any = None,
+        api_key: str | None = None,
+    ):
         """`api_key`: the Daytona key when the caller holds it (the Action); else DAYTONA_API_KEY."""
         self.config = config
         self.settings = config.sandbox.daytona
@@ -182,9 +188,14 @@ class DaytonaSandboxProvider:
                 raise SandboxError("the rollout is over; no new sandbox")
 
         try:
-            return dc.with_retries(once, tries=self.settings.create_retries + 1, base=self.settings.retry_backoff,
-                                   describe=f"creating a sandbox for {agent_id}", sleep=sleep,
-                                   deadline=lambda wait: wait >= self._deadline - time.monotonic())  # fmt: skip
+            return dc.with_retries(
+                once,
+                tries=self.settings.create_retries + 1,
+                base=self.settings.retry_backoff,
+                describe=f"creating a sandbox for {agent_id}",
+                sleep=sleep,
+                deadline=lambda wait: wait >= self._deadline - time.monotonic(),
+            )
         except DaytonaError as e:
             tries = f" after {attempts} attempts" if attempts > 1 else ""
             raise SandboxError(
@@ -283,8 +294,9 @@ class DaytonaSandbox:
             variables = {name: value.replace(env.path, root) for name, value in env.variables().items()}
             variables["PATH"] = ":".join(d.replace(env.path, root) for d in env.path_dirs) + ":"
             python = env.python.replace(env.path, root) if env.python else python
-        command = driver_command(python, f"{b}/driver.py", self.workdir, f"{b}/home",
-                                 f"{b}/tmp", f"{b}/driver.log", variables)  # fmt: skip
+        command = driver_command(
+            python, f"{b}/driver.py", self.workdir, f"{b}/home", f"{b}/tmp", f"{b}/driver.log", variables
+        )
         request = {"command": command, "run_async": True, "suppress_input_echo": True}
         request = {k: v for k, v in request.items() if k in SessionExecuteRequest.model_fields}
         process = self.remote.process
@@ -293,9 +305,13 @@ class DaytonaSandbox:
             resp = process.execute_session_command(session_id, SessionExecuteRequest(**request))
         except DaytonaError as e:
             raise SandboxError(f"could not start the sandbox's REPL: {e}") from None
-        return SessionTransport(process, session_id, resp.cmd_id,
-                                on_kill=lambda: self._end_session(session_id),
-                                max_message_bytes=self.provider.config.sandbox.max_message_mb * 1024 * 1024)  # fmt: skip
+        return SessionTransport(
+            process,
+            session_id,
+            resp.cmd_id,
+            on_kill=lambda: self._end_session(session_id),
+            max_message_bytes=self.provider.config.sandbox.max_message_mb * 1024 * 1024,
+        )
 
     def _end_session(self, session_id: str) -> None:
         if self._driver.destroyed:
@@ -351,8 +367,17 @@ def canonical_patch(repo: PreparedRepo, raw: str, max_bytes: int | None = None) 
         env["GIT_OBJECT_DIRECTORY"] = str(Path(tmp) / "objects")  # the cache is only read
         env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = str(repo.cache / "objects")
         git("read-tree", repo.commit, git_dir=repo.cache, env=env)
-        proc = git("apply", "--cached", "--binary", "-", git_dir=repo.cache, env=env,
-                   input=raw.encode("utf-8", "surrogateescape"), check=False, timeout=300)  # fmt: skip
+        proc = git(
+            "apply",
+            "--cached",
+            "--binary",
+            "-",
+            git_dir=repo.cache,
+            env=env,
+            input=raw.encode("utf-8", "surrogateescape"),
+            check=False,
+            timeout=300,
+        )
         if proc.returncode != 0:
             reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
             raise SandboxError(

@@ -109,8 +109,16 @@ def retry_after(e: BaseException) -> float | None:
 
 def with_retries(fn: Callable[[], T], *, tries: int, base: float, describe: str, **kwargs: Any) -> T:
     """`fn()` retried (bot.retry) on what `retryable` accepts; the last DaytonaError is raised."""
-    return call_with_retries(fn, retry_if=lambda e: isinstance(e, DaytonaError) and retryable(e), tries=tries,
-                             base=base, cap=MAX_DELAY, wait_hint=retry_after, describe=describe, **kwargs)  # fmt: skip
+    return call_with_retries(
+        fn,
+        retry_if=lambda e: isinstance(e, DaytonaError) and retryable(e),
+        tries=tries,
+        base=base,
+        cap=MAX_DELAY,
+        wait_hint=retry_after,
+        describe=describe,
+        **kwargs,
+    )
 
 
 # ---------------------------------------------------------------------- labels and ownership
@@ -153,13 +161,21 @@ def list_labelled(client: Any, labels: dict[str, str]) -> Iterable[Any]:
 def delete_quietly(remote: Any, attempts: int = 3) -> bool:
     """Delete one sandbox; True when it is gone. Rate limits are retried briefly."""
     try:
-        with_retries(remote.delete, tries=attempts, base=0.5, describe=f"deleting Daytona sandbox {getattr(remote, 'id', '?')}")
+        with_retries(
+            remote.delete,
+            tries=attempts,
+            base=0.5,
+            describe=f"deleting Daytona sandbox {getattr(remote, 'id', '?')}",
+        )
         return True
     except DaytonaNotFoundError:
         return True
     except DaytonaError as e:
-        log.warning("Daytona sandbox %s could not be deleted (%s); `rlm sandboxes reap` removes it later",
-                    getattr(remote, "id", "?"), e)  # fmt: skip
+        log.warning(
+            "Daytona sandbox %s could not be deleted (%s); `rlm sandboxes reap` removes it later",
+            getattr(remote, "id", "?"),
+            e,
+        )
         return False
 
 

@@ -109,16 +109,29 @@ class DaytonaEnvironment:
         try:
             return json.loads(self._record_path(key).read_text())
         except (OSError, ValueError):  # made on another machine: the usual layout, no log
-            return {"home": "/home/daytona", "duration": 0.0, "log_tail": "", "python_ok": True,
-                    "present": ["venv/bin", "bin", "venv/bin/python"]}  # fmt: skip
+            return {
+                "home": "/home/daytona",
+                "duration": 0.0,
+                "log_tail": "",
+                "python_ok": True,
+                "present": ["venv/bin", "bin", "venv/bin/python"],
+            }
 
     def _environment(self, key: str, record: dict, spec: SetupSpec, cached: bool) -> Environment:
         root = f"{record['home']}/.rlm/env"
         present = set(record.get("present", []))
         dirs, python, node = layout(root, present.__contains__, record.get("python_ok", False))
-        return Environment(key=key, path=root, path_dirs=dirs, python=python, node_path=node, cached=cached,
-                           duration=record.get("duration", 0.0), log_tail=record.get("log_tail", ""),
-                           commands=spec.commands)  # fmt: skip
+        return Environment(
+            key=key,
+            path=root,
+            path_dirs=dirs,
+            python=python,
+            node_path=node,
+            cached=cached,
+            duration=record.get("duration", 0.0),
+            log_tail=record.get("log_tail", ""),
+            commands=spec.commands,
+        )
 
     def _build(self, spec: SetupSpec, name: str, cancel: threading.Event) -> dict:
         from .daytona import DaytonaSandbox
@@ -131,24 +144,39 @@ class DaytonaEnvironment:
             sandbox.provision(provider._bundle_path())
             env = f"{sandbox._base}/env"
             q = shlex.quote
-            prefix = (f"mkdir -p {q(env)} && export RLM_ENV={q(env)} && "
-                      f'export PATH="$RLM_ENV/venv/bin:$RLM_ENV/bin:$PATH" && cd {q(sandbox.workdir)}\n')  # fmt: skip
+            prefix = (
+                f"mkdir -p {q(env)} && export RLM_ENV={q(env)} && "
+                f'export PATH="$RLM_ENV/venv/bin:$RLM_ENV/bin:$PATH" && cd {q(sandbox.workdir)}\n'
+            )
             code, log = self._run(remote, prefix + spec.script(), spec.timeout, cancel)
             duration = time.monotonic() - started
             if code != 0:
-                raise SetupFailed(SETUP_FAILED.format(code=code, command=failed_command(log), tail=tail(log) or "(empty)"),
-                                  SetupStatus.FAILED, tail(log), duration)  # fmt: skip
-            probe = " ".join(f"[ -e {q(env + '/' + p)} ] && echo {q(p)};" for p in
-                             ("venv/bin", "bin", "venv/bin/python", "node/node_modules"))  # fmt: skip
+                raise SetupFailed(
+                    SETUP_FAILED.format(code=code, command=failed_command(log), tail=tail(log) or "(empty)"),
+                    SetupStatus.FAILED,
+                    tail(log),
+                    duration,
+                )
+            probe = " ".join(
+                f"[ -e {q(env + '/' + p)} ] && echo {q(p)};"
+                for p in ("venv/bin", "bin", "venv/bin/python", "node/node_modules")
+            )
             present = sandbox._exec(f"{probe} true", "inspecting the environment").split()
             # What agents must not inherit: the setup's checkout, driver, home and scratch files.
             b = q(sandbox._base)
-            sandbox._exec(f"chmod -R a-w {q(env)}; cd {b} && rm -rf repo home tmp driver.py driver.log",
-                          "cleaning up after setup")  # fmt: skip
+            sandbox._exec(
+                f"chmod -R a-w {q(env)}; cd {b} && rm -rf repo home tmp driver.py driver.log",
+                "cleaning up after setup",
+            )
             self._snapshot(remote, name)
             home = sandbox._base.rsplit("/.rlm", 1)[0]
-            return {"home": home, "duration": duration, "log_tail": tail(log), "python_ok": python_ok(log),
-                    "present": present}  # fmt: skip
+            return {
+                "home": home,
+                "duration": duration,
+                "log_tail": tail(log),
+                "python_ok": python_ok(log),
+                "present": present,
+            }
         except DaytonaError as e:
             raise SetupFailed(SNAPSHOT_FAILED.format(error=e), SetupStatus.FAILED) from None
         finally:

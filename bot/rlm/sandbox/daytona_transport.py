@@ -37,8 +37,15 @@ STDERR_KEPT = 2000  # characters of the command's own stderr kept for describe_e
 REQUEST_TIMEOUT = 60.0  # seconds for one input or status request
 
 
-def driver_command(python: str, driver: str, workdir: str, home: str, tmp: str, log_path: str,
-                   variables: dict[str, str] | None = None) -> str:  # fmt: skip
+def driver_command(
+    python: str,
+    driver: str,
+    workdir: str,
+    home: str,
+    tmp: str,
+    log_path: str,
+    variables: dict[str, str] | None = None,
+) -> str:
     """The shell command that starts the driver with the protocol on descriptors 3 and 4, in a
     scrubbed environment; its own stdout/stderr go to `log_path`. `variables` are added (a PATH
     there is put before the sandbox's own)."""
@@ -55,8 +62,14 @@ def driver_command(python: str, driver: str, workdir: str, home: str, tmp: str, 
 class SessionTransport:
     """Transport (repl/session.py) over one Daytona session command."""
 
-    def __init__(self, process: Any, session_id: str, command_id: str, on_kill: Callable[[], None],
-                 max_message_bytes: int = MAX_MESSAGE_BYTES):  # fmt: skip
+    def __init__(
+        self,
+        process: Any,
+        session_id: str,
+        command_id: str,
+        on_kill: Callable[[], None],
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ):
         self.process = process
         self.session_id = session_id
         self.command_id = command_id

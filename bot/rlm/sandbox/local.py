@@ -50,8 +50,16 @@ from .checkouts import Checkout, Checkouts, CopiedCheckout
 from .local_env import SharedEnvironment
 from .roots import SHM, checkout_bytes, choose_root, reap_leftovers, sandbox_roots, shm_root
 
-__all__ = ["LocalSandbox", "LocalSandboxProvider", "bwrap_works", "checkout_bytes", "choose_root",
-           "reap_leftovers", "sandbox_roots", "shm_root"]  # fmt: skip
+__all__ = [
+    "LocalSandbox",
+    "LocalSandboxProvider",
+    "bwrap_works",
+    "checkout_bytes",
+    "choose_root",
+    "reap_leftovers",
+    "sandbox_roots",
+    "shm_root",
+]
 
 log = logging.getLogger(__name__)
 DRIVER_IN_SANDBOX = "/opt/rlm/driver.py"
@@ -249,8 +257,9 @@ class LocalSandbox:
         self.token: list | None = None  # the driver's pid + start time, for reaping
         self._driver = DriverSlot()
         sandbox = provider.config.sandbox
-        self.cgroup = cgroups.create(cgroups.group_name(self.id), sandbox.max_processes,
-                                     sandbox.memory_mb * 1024 * 1024)  # fmt: skip
+        self.cgroup = cgroups.create(
+            cgroups.group_name(self.id), sandbox.max_processes, sandbox.memory_mb * 1024 * 1024
+        )
 
     # ------------------------------------------------------------------ driver
 
@@ -264,7 +273,7 @@ class LocalSandbox:
                 (str(DRIVER_PATH), DRIVER_IN_SANDBOX),
                 (cache, cache),
                 *((str(p), str(p)) for p in self.checkout.ro_binds),
-            ],  # fmt: skip
+            ],
             rw_binds=[(self.workdir, self.workdir)],
             tmp_bytes=self.provider.config.sandbox.disk_mb * 1024 * 1024,
             user_namespace=bool(user_namespaces()),
@@ -318,8 +327,14 @@ class LocalSandbox:
         self.pid = proc.pid
         self.token = token = process_token(proc.pid)
         limit = self.provider.config.sandbox.max_message_mb * 1024 * 1024
-        return PipeTransport(proc, to_w, from_r, on_kill=lambda: self._stop(proc, token),
-                             max_message_bytes=limit, explain=self.cap_hit)  # fmt: skip
+        return PipeTransport(
+            proc,
+            to_w,
+            from_r,
+            on_kill=lambda: self._stop(proc, token),
+            max_message_bytes=limit,
+            explain=self.cap_hit,
+        )
 
     def cap_hit(self) -> str | None:
         """Which of the cgroup's caps the sandbox has hit, as a sentence for the model."""

@@ -87,8 +87,15 @@ class LocalEnvironments:
         self.host_dir: Path | None = None  # the environment in use, on the host
         self.aliases: list[str] = []  # more paths at which the setup sandbox sees its checkout
 
-    def get(self, spec: SetupSpec, base: str, repo: PreparedRepo, options: BwrapOptions | None,
-            path: str, cancel: threading.Event) -> Environment:  # fmt: skip
+    def get(
+        self,
+        spec: SetupSpec,
+        base: str,
+        repo: PreparedRepo,
+        options: BwrapOptions | None,
+        path: str,
+        cancel: threading.Event,
+    ) -> Environment:
         """The environment for `spec`, built now if the cache has none. `options`: the setup
         sandbox's bwrap view before its checkout and $RLM_ENV (None: no isolation); `path` its
         PATH without the environment's directories."""
@@ -132,12 +139,28 @@ class LocalEnvironments:
         root = ENV_IN_SANDBOX if isolated else str(self.host_dir)
         host = self.host_dir
         dirs, python, node = layout(root, lambda rel: os.path.lexists(host / rel), info["python_ok"])
-        return Environment(key=key, path=root, path_dirs=dirs, python=python, node_path=node, cached=cached,
-                           duration=info["duration"], log_tail=info["log_tail"],
-                           commands=tuple(info["commands"]))  # fmt: skip
+        return Environment(
+            key=key,
+            path=root,
+            path_dirs=dirs,
+            python=python,
+            node_path=node,
+            cached=cached,
+            duration=info["duration"],
+            log_tail=info["log_tail"],
+            commands=tuple(info["commands"]),
+        )
 
-    def _build(self, spec: SetupSpec, key: str, entry: Path, repo: PreparedRepo, options: BwrapOptions | None,
-               path: str, cancel: threading.Event) -> None:  # fmt: skip
+    def _build(
+        self,
+        spec: SetupSpec,
+        key: str,
+        entry: Path,
+        repo: PreparedRepo,
+        options: BwrapOptions | None,
+        path: str,
+        cancel: threading.Event,
+    ) -> None:
         shutil.rmtree(entry, ignore_errors=True)  # a crashed or failed earlier attempt
         env_dir = entry / "env"
         env_dir.mkdir(parents=True)
@@ -158,7 +181,7 @@ class LocalEnvironments:
                 message = {
                     SetupStatus.FAILED: lambda: SETUP_FAILED.format(
                         code=code, command=failed_command(log), tail=tail(log) or "(empty)"
-                    ),  # fmt: skip
+                    ),
                     SetupStatus.TIMEOUT: lambda: SETUP_TIMED_OUT.format(
                         timeout=spec.timeout, tail=tail(log) or "(empty)"
                     ),
@@ -166,15 +189,31 @@ class LocalEnvironments:
                 }[status]()
                 shutil.rmtree(entry, ignore_errors=True)
                 raise SetupFailed(message, status, tail(log), duration)
-            info = {"key": key, "commands": list(spec.commands), "duration": duration, "log_tail": tail(log),
-                    "python_ok": python_ok(log), "created": time.time()}  # fmt: skip
+            info = {
+                "key": key,
+                "commands": list(spec.commands),
+                "duration": duration,
+                "log_tail": tail(log),
+                "python_ok": python_ok(log),
+                "created": time.time(),
+            }
             (entry / "ready.json.tmp").write_text(json.dumps(info))
             (entry / "ready.json.tmp").replace(entry / "ready.json")
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def _run(self, spec: SetupSpec, options: BwrapOptions | None, path: str, env_dir: Path, co: Path, admin: Path,
-             work: Path, log_path: Path, cancel: threading.Event) -> tuple[SetupStatus, int | None]:  # fmt: skip
+    def _run(
+        self,
+        spec: SetupSpec,
+        options: BwrapOptions | None,
+        path: str,
+        env_dir: Path,
+        co: Path,
+        admin: Path,
+        work: Path,
+        log_path: Path,
+        cancel: threading.Event,
+    ) -> tuple[SetupStatus, int | None]:
         env_path = f"{ENV_IN_SANDBOX}/venv/bin:{ENV_IN_SANDBOX}/bin:{path}"
         if options is not None:
             options.etc_dir = write_etc(work / "etc")  # bwrap_argv adds resolv.conf with the network
@@ -190,12 +229,24 @@ class LocalEnvironments:
             home = work / "home"
             home.mkdir()
             argv, cwd = ["sh", "-c", spec.script()], str(co)
-            env = {"PATH": env_path.replace(ENV_IN_SANDBOX, str(env_dir)), "HOME": str(home), "LANG": "C.UTF-8",
-                   "RLM_ENV": str(env_dir), "TMPDIR": str(home)}  # fmt: skip
+            env = {
+                "PATH": env_path.replace(ENV_IN_SANDBOX, str(env_dir)),
+                "HOME": str(home),
+                "LANG": "C.UTF-8",
+                "RLM_ENV": str(env_dir),
+                "TMPDIR": str(home),
+            }
         deadline = time.monotonic() + spec.timeout
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-                                    env=env, start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+            )
             try:
                 while True:
                     try:
@@ -230,8 +281,11 @@ def prune(root: Path, keep: int) -> list[str]:
     if not root.is_dir():
         return []
     entries = [p for p in root.iterdir() if p.is_dir()]
-    ready = sorted((p for p in entries if (p / "ready.json").is_file()),
-                   key=lambda p: (p / "ready.json").stat().st_mtime, reverse=True)  # fmt: skip
+    ready = sorted(
+        (p for p in entries if (p / "ready.json").is_file()),
+        key=lambda p: (p / "ready.json").stat().st_mtime,
+        reverse=True,
+    )
     doomed = [p for p in entries if p not in ready] + ready[keep:]
     removed = []
     for entry in doomed:

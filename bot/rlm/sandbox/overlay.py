@@ -77,11 +77,21 @@ def _probe(python: str, lower_parent: Path, upper_parent: Path, wrap: list[str])
         reason = _unsafe_path(lower, area)
         if reason:
             return reason
-        command = [*wrap, *(["--bind", str(target), str(target), "--chdir", str(target)] if wrap else []),
-                   python, "-I", "-c", PROBE_CODE]  # fmt: skip
+        command = [
+            *wrap,
+            *(["--bind", str(target), str(target), "--chdir", str(target)] if wrap else []),
+            python,
+            "-I",
+            "-c",
+            PROBE_CODE,
+        ]
         try:
-            proc = subprocess.run(launch_argv(python, lower, upper, work, target, command),
-                                  capture_output=True, timeout=30, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})  # fmt: skip
+            proc = subprocess.run(
+                launch_argv(python, lower, upper, work, target, command),
+                capture_output=True,
+                timeout=30,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            )
         except (OSError, subprocess.TimeoutExpired) as e:
             return f"the overlay probe could not run ({e})"
         if proc.returncode != 0:

@@ -17,8 +17,11 @@ def reap_all(config: Config, environ: dict[str, str] | None = None) -> dict[str,
     sandbox.setup_cache_keep (local_env.py); and idle shared checkouts."""
     environ = os.environ if environ is None else environ
     work_dir = Path(config.sandbox.work_dir).expanduser() if config.sandbox.work_dir else None
-    result = {"local": len(reap_leftovers(config.cache_root(), work_dir)), "daytona": 0,
-              "environments": len(prune(envs_root(config.cache_root()), config.sandbox.setup_cache_keep))}  # fmt: skip
+    result = {
+        "local": len(reap_leftovers(config.cache_root(), work_dir)),
+        "daytona": 0,
+        "environments": len(prune(envs_root(config.cache_root()), config.sandbox.setup_cache_keep)),
+    }
     result["checkouts"] = len(evict(config.cache_root(), keep=0))  # idle shared checkouts
     if environ.get("DAYTONA_API_KEY"):
         from .daytona_client import reap_orphans

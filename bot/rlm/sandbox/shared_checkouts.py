@@ -106,8 +106,11 @@ def evict(cache_root: Path, keep: int) -> list[str]:
     root = cache_dir(cache_root)
     if why_not_owned(root):
         return []
-    entries = sorted((p for p in root.iterdir() if p.is_dir() and not p.is_symlink()),
-                     key=lambda p: p.stat().st_mtime, reverse=True)  # fmt: skip
+    entries = sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.is_symlink()),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
     kept = 0
     removed: list[str] = []
     for entry in entries:

@@ -164,8 +164,18 @@ def _ignored(
         dest = shadow / os.fsdecode(path)
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(content)
-    proc = git(f"--work-tree={shadow}", "check-ignore", "--no-index", "-z", "--stdin", git_dir=git_dir,
-               env=env, input=b"\0".join(candidates) + b"\0", check=False, timeout=300)  # fmt: skip
+    proc = git(
+        f"--work-tree={shadow}",
+        "check-ignore",
+        "--no-index",
+        "-z",
+        "--stdin",
+        git_dir=git_dir,
+        env=env,
+        input=b"\0".join(candidates) + b"\0",
+        check=False,
+        timeout=300,
+    )
     if proc.returncode not in (0, 1):
         raise OSError(proc.stderr.decode("utf-8", "replace").strip() or "git check-ignore failed")
     return {p for p in proc.stdout.split(b"\0") if p}
@@ -202,20 +212,37 @@ def diff_upper(upper: Path, cache: Path, base: str, max_bytes: int | None = None
         kept = {p: e for p, e in base_entries.items() if p not in gone}
         untracked = [p for p in changes.files if p not in base_entries]
         ignore_files = dict(changes.gitignores)
-        base_ignores = [p for p in kept if p.rsplit(b"/", 1)[-1] == GITIGNORE and p not in changes.files
-                        and kept[p][0] in ("100644", "100755")]  # fmt: skip
+        base_ignores = [
+            p
+            for p in kept
+            if p.rsplit(b"/", 1)[-1] == GITIGNORE
+            and p not in changes.files
+            and kept[p][0] in ("100644", "100755")
+        ]
         ignore_files.update(
             zip(base_ignores, _contents(git_dir, env, [kept[p][1] for p in base_ignores]), strict=True)
         )
         ignored = _ignored(git_dir, env, untracked, ignore_files, tmp)
         staged = {p: e for p, e in changes.files.items() if p not in ignored}
         lines = [b"0 %s\t%s" % (b"0" * len(base_entries[p][1]), p) for p in sorted(gone)]
-        lines += [b"%s %s\t%s" % (m.encode(), oid.encode(), p) for p, (m, oid) in sorted(staged.items())
-                  if base_entries.get(p) != (m, oid) or p in gone]  # fmt: skip
+        lines += [
+            b"%s %s\t%s" % (m.encode(), oid.encode(), p)
+            for p, (m, oid) in sorted(staged.items())
+            if base_entries.get(p) != (m, oid) or p in gone
+        ]
         git("read-tree", base, git_dir=git_dir, env=env)
         if lines:
-            git("update-index", "--add", "--replace", "-z", "--index-info", git_dir=git_dir, env=env,
-                input=b"\0".join(lines) + b"\0", timeout=300)  # fmt: skip
+            git(
+                "update-index",
+                "--add",
+                "--replace",
+                "-z",
+                "--index-info",
+                git_dir=git_dir,
+                env=env,
+                input=b"\0".join(lines) + b"\0",
+                timeout=300,
+            )
         cmd = ["git", *SAFE_GIT, f"--git-dir={git_dir}", "diff", "--cached", *DIFF_FLAGS, base]
         data = read_bounded(cmd, env, max_bytes, tmp / "stderr")
     return data.decode("utf-8", "surrogateescape")
