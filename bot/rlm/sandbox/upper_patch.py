@@ -206,6 +206,8 @@ def diff_upper(upper: Path, cache: Path, base: str, max_bytes: int | None = None
         git("init", "--bare", "--quiet", "--template=", f"--object-format={algorithm}", str(git_dir), env=env)
         (git_dir / "objects" / "info" / "alternates").write_text(str(cache.resolve() / "objects") + "\n")
         changes = read_upper(upper, LooseObjects(git_dir / "objects", algorithm))
+        if not (changes.files or changes.removed or changes.cleared):
+            return ""  # nothing written: skip reading the base tree (its cost grows with the repository)
         base_entries = _base_entries(git_dir, base, env)
         gone = _under(changes.removed | changes.cleared, base_entries)
         gone |= _under(set(changes.files), base_entries, itself=False)  # a file where a directory was
