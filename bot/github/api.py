@@ -148,8 +148,15 @@ class GitHubAPI:
                 exc.rate_limited or (exc.transient and (idempotent or check is not None))
             )
 
+        data = self._with_retries(attempt, retry_if, verb, path)
+        return None if data is MISSING else data
+
+    def _with_retries(
+        self, attempt: Callable[[], Any], retry_if: Callable[[BaseException], bool], verb: str, path: str
+    ) -> Any:
+        """`attempt()` under this client's retry policy; the last failure as a GitHubError."""
         try:
-            data = call_with_retries(
+            return call_with_retries(
                 attempt,
                 retry_if=retry_if,
                 tries=self.max_tries,
@@ -161,26 +168,18 @@ class GitHubAPI:
             )
         except Failure as failed:
             raise failed.error(verb, path, self.max_tries) from None
-        return None if data is MISSING else data
 
     def auth_token(self) -> str:
         """The token this client sends, for git over HTTPS. An installation's is fetched (or
         renewed near its expiry) here, retried like a read: a 5xx on GitHub's token endpoint does
         not end a run that is about to clone."""
         where = f"/app/installations/{getattr(self._auth, 'installation_id', '{id}')}/access_tokens"
-        try:
-            return call_with_retries(
-                lambda: self._attempt(lambda: self._auth.token),
-                retry_if=lambda e: isinstance(e, Failure) and (e.rate_limited or e.transient),
-                tries=self.max_tries,
-                base=self.backoff,
-                cap=self.max_wait,
-                wait_hint=self._wait_hint,
-                sleep=self.sleep,
-                describe=f"GitHub POST {where}",
-            )
-        except Failure as failed:
-            raise failed.error("POST", where, self.max_tries) from None
+        return self._with_retries(
+            lambda: self._attempt(lambda: self._auth.token),
+            lambda e: isinstance(e, Failure) and (e.rate_limited or e.transient),
+            "POST",
+            where,
+        )
 
     # ------------------------------------------------------------------ reads
 
