@@ -42,10 +42,17 @@ def _write(path: str, text: str) -> None:
         _fail(f"writing {path}", e.errno or 1)
 
 
+def xattr_namespace(euid: int) -> str:
+    """Where the overlay keeps its own attributes (opaque directories): `trusted.` when mounted by
+    root, `user.` (the userxattr option) in a user namespace. The other namespace is plain data to
+    the mount, so the host's patch builder reads only this one (upper_patch.py)."""
+    return "trusted" if euid == 0 else "user"
+
+
 def mount_overlay(lower: str, upper: str, work: str, target: str, options: str) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     uid, gid = os.getuid(), os.getgid()
-    if os.geteuid() == 0:
+    if xattr_namespace(os.geteuid()) == "trusted":
         _call(libc.unshare(CLONE_NEWNS), "unshare(mount namespace)")
         extra = ""
     else:
