@@ -1,5 +1,6 @@
 """The copy-on-write patch builder against a hostile upper layer: it reads the layer exactly as the
-mount did, and its memory is bounded by rlm.max_patch_bytes whatever the agent wrote.
+mount did, and its memory is bounded by rlm.max_patch_bytes whatever the agent wrote; and the upper
+layer itself is capped (sandbox.checkout_mb).
 
 Memory is measured in a child process (its peak RSS, VmHWM, and its git children's), with an
 address-space limit so a builder that reads everything fails fast instead of filling the machine.
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bot.rlm.config import load_config
-from bot.rlm.patch import FILE_TOO_LARGE
+from bot.rlm.patch import FILE_TOO_LARGE, patch_stats
 from bot.rlm.repl.session import ReplSession
 from bot.rlm.repo import prepare_repo
 from bot.rlm.sandbox.local import LocalSandboxProvider
@@ -126,8 +127,8 @@ def test_a_file_copied_up_unchanged_is_not_refused_for_its_size(make_repo, tmp_p
 # ---------------------------------------------------------------- the mount's rules, not the agent's
 
 
-def _provider(tmp_path: Path, repo_dir: Path) -> LocalSandboxProvider:
-    values = {"sandbox.cache_dir": str(tmp_path / "cache"), "sandbox.checkouts": "overlay"}
+def _provider(tmp_path: Path, repo_dir: Path, **extra) -> LocalSandboxProvider:
+    values = {"sandbox.cache_dir": str(tmp_path / "cache"), "sandbox.checkouts": "overlay", **extra}
     config = load_config(None, values, environ={})
     return LocalSandboxProvider(config, prepare_repo(str(repo_dir), config.cache_root()), "r")
 
@@ -168,3 +169,43 @@ def test_the_builder_reads_the_namespace_the_mount_used(tmp_path, make_repo):
     os.setxattr(upper / "pkg", "user.overlay.opaque", b"y")
     assert "deleted file mode" in diff_upper(upper, repo.cache, repo.commit, None, "user.overlay.opaque")
     assert diff_upper(upper, repo.cache, repo.commit, None, "trusted.overlay.opaque") == ""
+
+
+WRITE_40_MB = """
+import os
+try:
+    with open('big.bin', 'wb') as f:
+        for _ in range(40):
+            f.write(b'\\0' * (1 << 20))
+            f.flush()
+    print('written')
+except OSError as e:
+    print('refused:', e.strerror)
+if os.path.exists('big.bin'):
+    os.remove('big.bin')
+open('small.txt', 'w').write('still works\\n')
+print('after')
+"""
+
+
+def test_a_write_past_the_checkout_cap_fails_inside_the_sandbox(make_repo, tmp_path):
+    repo_dir, _ = make_repo({"README.md": "x\n"})
+    provider = _provider(tmp_path, repo_dir, **{"sandbox.checkout_mb": 16})
+    try:
+        first, second = provider.create("root"), provider.create("root.1")
+        sessions = []
+        for sandbox in (first, second):
+            session = ReplSession(sandbox.start_driver())
+            session.start({"task": "cap", "output_limit": 20000, "limits": sandbox.init_limits()})
+            sessions.append(session)
+        r = sessions[0].execute(WRITE_40_MB, 60, lambda fn, args: None, lambda: None)
+        assert r.error is None, r.error
+        assert r.stdout.splitlines() == ["refused: No space left on device", "after"]
+        assert os.listdir(first.path) == []  # nothing of it on the host's /dev/shm
+        small = sessions[1].execute(
+            "open('ok.bin', 'wb').write(b'1' * (8 << 20))", 60, lambda fn, a: None, lambda: None
+        )
+        assert small.error is None, small.error  # the cap is each agent's own
+        assert patch_stats(first.diff()).paths == ["small.txt"]
+    finally:
+        provider.close()
