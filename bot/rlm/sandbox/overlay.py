@@ -3,11 +3,12 @@
 The rollout's commit is checked out once (shared_checkouts.py) and is every agent's read-only lower
 layer; each agent owns a directory holding its upper layer (only what it changed) and work dir, and
 the overlay is mounted on that directory inside the sandbox's own mount namespace by
-overlay_launch.py, which then execs bwrap (or the driver). Creating one costs a `mkdir` and a
-tmpfs mount, whatever the repository's size. What an agent writes is capped (`sandbox.checkout_mb`):
-its upper layer is a tmpfs of that size, mounted by the rollout's layer holder (one small process
-living in its own mount namespace, see overlay_launch.py), so a write past the cap fails inside the
-sandbox with "No space left on device" and never fills the host's memory-backed /dev/shm. The host
+overlay_launch.py, which then execs bwrap (or the driver). Creating one costs a `mkdir`, whatever
+the repository's size. What an agent writes is capped (`sandbox.checkout_mb`): its upper layer is
+a tmpfs of that size in the namespace of the rollout's layer holder (one small process, started
+with the first checkout, see overlay_launch.py), mounted by the agent's first launch, so a write
+past the cap fails inside the sandbox with "No space left on device" and never fills the host's
+memory-backed /dev/shm. The host
 itself never mounts anything; it reads the upper layer through the holder's /proc/PID/root
 (upper_patch.py). Where the kernel refuses (no user namespaces, an old kernel, a filesystem that
 cannot be a layer) a probe says so once and the local backend copies checkouts instead.
@@ -47,13 +48,14 @@ class HolderError(OSError):
 
 class LayerHolder:
     """The process whose mount namespace holds every agent's capped upper layer (a tmpfs of
-    `size` bytes each); see overlay_launch.py. One per rollout; it ends with `close` or with us."""
+    `size` bytes each, mounted by the agent's first launch); see overlay_launch.py. One per
+    rollout; it ends with `close` or with us."""
 
     def __init__(self, python: str, size: int):
         self.size = size
         self._lock = threading.Lock()
         self.proc = subprocess.Popen(
-            [python, "-I", "-S", str(LAUNCHER), "--hold", str(size)],
+            [python, "-I", "-S", str(LAUNCHER), "--hold"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -63,8 +65,9 @@ class LayerHolder:
         self.pid = self.proc.pid
         ready = self._answer(HOLDER_START)
         if ready != "ready":
+            reason = self._why(ready)
             self.close()
-            raise HolderError(HOLDER_GONE.format(reason=self._why(ready)))
+            raise HolderError(HOLDER_GONE.format(reason=reason))
 
     def _answer(self, timeout: float) -> str | None:
         out = self.proc.stdout
@@ -93,7 +96,10 @@ class LayerHolder:
             raise HolderError(f"could not {verb} the checkout's layer at {path}: {self._why(answer)}")
 
     def view(self, path: Path) -> Path:
-        """`path` as the holder's namespace has it (where the agent's tmpfs is)."""
+        """`path` as the holder's namespace has it (where the agent's tmpfs is); HolderError when
+        the holder has ended (the layers went with it)."""
+        if self.proc.poll() is not None:
+            raise HolderError(HOLDER_GONE.format(reason=self._why(None)))
         return Path(f"/proc/{self.pid}/root") / path.relative_to("/")
 
     def close(self) -> None:
@@ -125,7 +131,7 @@ def launch_argv(
     """`command` run with the overlay of `lower` + `upper` mounted on `target` (its cwd), inside
     `holder`'s namespaces when given (its layers are there)."""
     layers = [str(lower), str(upper), str(work), str(target)]
-    join = ["--join", str(holder.pid)] if holder else []
+    join = ["--join", str(holder.pid), str(holder.size)] if holder else []
     # stdlib only: no site
     return [python, "-I", "-S", str(LAUNCHER), *join, *layers, MOUNT_OPTIONS, "--", *command]
 
@@ -167,7 +173,6 @@ def _probe(python: str, lower_parent: Path, upper_parent: Path, wrap: list[str])
             return reason
         try:
             holder = LayerHolder(python, 1 << 20)
-            holder.request("mount", target)
         except HolderError as e:
             return str(e)
         upper, work = target / "upper", target / "work"
@@ -229,7 +234,10 @@ class OverlayCheckout:
         return launch_argv(self.python, self.lower, upper, work, self.path, command, self.holder)
 
     def diff(self, cache: Path, base: str, max_bytes: int | None) -> str:
-        return diff_upper(self.upper, cache, base, max_bytes)
+        upper = self.upper
+        if not upper.is_dir():
+            return ""  # never launched: nothing written
+        return diff_upper(upper, cache, base, max_bytes)
 
     def remove(self) -> None:
         try:
@@ -260,12 +268,7 @@ class OverlayCheckouts:
     def take(self, name: str, priority: int = 0) -> OverlayCheckout:
         holder = self.holder()
         path = self.root / name
-        path.mkdir(mode=0o700)
-        try:
-            holder.request("mount", path)
-        except HolderError:
-            remove_tree(path)
-            raise
+        path.mkdir(mode=0o700)  # its capped layer is mounted by the first launch (overlay_launch.py)
         return OverlayCheckout(path, self.shared.tree, self.python, holder)
 
     def close(self) -> None:

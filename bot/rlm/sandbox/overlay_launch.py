@@ -1,7 +1,7 @@
 """Mount one agent's copy-on-write view, then exec the sandbox command (standard library only).
 
-    python -I -S overlay_launch.py [--join PID] LOWER UPPER WORK TARGET OPTIONS -- COMMAND...
-    python -I -S overlay_launch.py --hold SIZE
+    python -I -S overlay_launch.py [--join PID SIZE] LOWER UPPER WORK TARGET OPTIONS -- COMMAND...
+    python -I -S overlay_launch.py --hold
 
 In a new mount namespace (and, when not privileged, a new user namespace mapping only the caller's
 own uid and gid), mount an overlay on TARGET: LOWER is the shared read-only checkout, UPPER and
@@ -9,12 +9,13 @@ WORK the agent's own directories. Then chdir to TARGET and exec COMMAND (bwrap, 
 inherits the mount. The host's namespaces never see the mount: it disappears with the last process
 of the sandbox. Exit status 125 with one line on stderr when the mount cannot be made.
 
-`--hold SIZE` is the rollout's layer holder: it makes those namespaces once and stays, mounting on
-request (`mount PATH` / `umount PATH` lines on stdin, `ok` or `error ...` back) a tmpfs of SIZE
-bytes on an agent's directory to hold its UPPER and WORK: the cap on what the agent can write (a
-write past it fails with ENOSPC, "No space left on device"). `--join PID` enters the holder's
-namespaces first, so the overlay's layers are that tmpfs; the host reads the upper layer through
-/proc/PID/root. The holder ends when its stdin closes (the host is gone).
+`--hold` is the rollout's layer holder: it makes those namespaces once and stays until its stdin
+closes (the host is gone or done), unmounting on request (`umount PATH` lines, `ok` or
+`error ...` back). `--join PID SIZE` enters the holder's namespaces first and, on an agent's first
+launch, mounts there a tmpfs of SIZE bytes on TARGET to hold its UPPER and WORK: the cap on what
+the agent can write (a write past it fails with ENOSPC, "No space left on device"). That tmpfs
+outlives the sandbox's processes (a restarted driver finds its changes); the host reads the upper
+layer through /proc/PID/root. Then the launcher takes a private copy of the mounts as before.
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ def _namespaces(libc) -> None:
     _call(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "making mounts private")
 
 
-def _join(libc, pid: str) -> None:
-    """Enter the holder's namespaces, then take a private copy of its mounts."""
+def _join(libc, pid: str, target: str, size: str) -> None:
+    """Enter the holder's namespaces, give TARGET its capped layer there (once), then take a
+    private copy of the holder's mounts."""
     kinds = ([] if xattr_namespace(os.geteuid()) == "trusted" else [("user", CLONE_NEWUSER)]) + [
         ("mnt", CLONE_NEWNS)
     ]
@@ -83,16 +85,21 @@ def _join(libc, pid: str) -> None:
             _fail(f"the layer holder {pid} is gone ({kind})", e.errno or 1)
         _call(libc.setns(fd, flag), f"setns({kind})")
         os.close(fd)
+    if not os.path.ismount(target):
+        data = f"size={int(size)},mode=0700".encode()
+        _call(libc.mount(b"tmpfs", os.fsencode(target), b"tmpfs", MS_NOSUID | MS_NODEV, data), "mount(layer)")
+        for sub in ("upper", "work"):
+            os.mkdir(os.path.join(target, sub), 0o755)
     _call(libc.unshare(CLONE_NEWNS), "unshare(mount namespace)")
     _call(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "making mounts private")
 
 
 def mount_overlay(
-    lower: str, upper: str, work: str, target: str, options: str, join: str | None = None
+    lower: str, upper: str, work: str, target: str, options: str, join: tuple[str, str] | None = None
 ) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if join:
-        _join(libc, join)
+        _join(libc, join[0], target, join[1])
     else:
         _namespaces(libc)
     # a user namespace may not write trusted.* attributes
@@ -105,8 +112,8 @@ def mount_overlay(
     )
 
 
-def hold(size: str) -> None:
-    """The layer holder: namespaces once, then tmpfs mounts on request until stdin closes."""
+def hold() -> None:
+    """The layer holder: namespaces once, then unmounts on request until stdin closes."""
     libc = ctypes.CDLL(None, use_errno=True)
     _namespaces(libc)
     out = sys.stdout
@@ -115,13 +122,7 @@ def hold(size: str) -> None:
     for line in sys.stdin:
         verb, _, path = line.rstrip("\n").partition(" ")
         try:
-            if verb == "mount":
-                data = f"size={int(size)},mode=0700".encode()
-                if libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", MS_NOSUID | MS_NODEV, data) != 0:
-                    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-                for sub in ("upper", "work"):
-                    os.mkdir(os.path.join(path, sub), 0o755)
-            elif verb == "umount":
+            if verb == "umount":
                 if libc.umount2(os.fsencode(path), MNT_DETACH) != 0:
                     raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
             else:
@@ -133,15 +134,15 @@ def hold(size: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) == 2 and argv[0] == "--hold":
-        hold(argv[1])
+    if argv == ["--hold"]:
+        hold()
         return
     join = None
-    if len(argv) > 2 and argv[0] == "--join":
-        join, argv = argv[1], argv[2:]
+    if len(argv) > 3 and argv[0] == "--join":
+        join, argv = (argv[1], argv[2]), argv[3:]
     if len(argv) < 7 or argv[5] != "--":
         sys.stderr.write(
-            "usage: overlay_launch.py [--join PID] LOWER UPPER WORK TARGET OPTIONS -- COMMAND...\n"
+            "usage: overlay_launch.py [--join PID SIZE] LOWER UPPER WORK TARGET OPTIONS -- COMMAND...\n"
         )
         sys.exit(2)
     lower, upper, work, target, options = argv[:5]

@@ -84,12 +84,12 @@ class LooseObjects:
                     raise PatchError(FILE_CHANGED.format(path=os.fsdecode(path)))
                 out.write(packer.flush())
             oid = digest.hexdigest()
-            path_ = self.objects / oid[:2] / oid[2:]
-            if path_.exists():
+            dest = self.objects / oid[:2] / oid[2:]
+            if dest.exists():
                 os.unlink(tmp_name)
             else:
-                path_.parent.mkdir(exist_ok=True)
-                os.replace(tmp_name, path_)
+                dest.parent.mkdir(exist_ok=True)
+                os.replace(tmp_name, dest)
             return oid
         except BaseException:
             if os.path.exists(tmp_name):
