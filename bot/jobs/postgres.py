@@ -83,7 +83,7 @@ class Watchdog:
         self._cond = threading.Condition()
         self._calls: dict[int, tuple[float, float, int]] = {}  # call id -> (deadline, timeout, fd)
         self._next = 0
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the running one; it ends once replaced
 
     @contextmanager
     def bound(self, db: psycopg.Connection, timeout: float) -> Iterator[None]:
@@ -95,16 +95,22 @@ class Watchdog:
                 self._thread = threading.Thread(target=self._run, name="rlm-db-watchdog", daemon=True)
                 self._thread.start()
             elif len(self._calls) == 1:
-                self._cond.notify()
+                self._cond.notify_all()
         try:
             yield
         finally:
             with self._cond:
                 self._calls.pop(key, None)
 
-    def _run(self) -> None:
+    def close(self) -> None:
         with self._cond:
-            while True:
+            self._thread = None
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        with self._cond:
+            while self._thread is me:
                 if not self._calls:
                     self._cond.wait()
                     continue
@@ -204,3 +210,4 @@ class PostgresJobStore(SqlJobStore):
                 db.close()
             self._connections.clear()
         self._local = threading.local()
+        self._watchdog.close()
