@@ -33,7 +33,7 @@ CHILD = textwrap.dedent(
     import json, resource, sys
     from pathlib import Path
     resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
-    from bot.rlm.patch import PatchTooLarge, patch_stats
+    from bot.rlm.patch import PatchTooLarge, check_applies, patch_stats
     from bot.rlm.sandbox.upper_patch import diff_upper
     out = {{}}
     try:
@@ -41,6 +41,7 @@ CHILD = textwrap.dedent(
         out["patch"] = patch if len(patch) < 10000 else patch[:10000]
         out["patch_len"] = len(patch)
         out["paths"] = patch_stats(patch).paths
+        check_applies(Path(sys.argv[2]), sys.argv[3], patch)  # what a rollout does with the root's
     except PatchTooLarge as e:
         out["refused"] = str(e)
     except MemoryError:
@@ -108,6 +109,7 @@ def test_a_large_patch_costs_a_small_multiple_of_its_size(prepared, tmp_path):
     patch_mb = out["patch_len"] / 1024**2
     assert 28 < patch_mb < 40
     assert out["peak_mb"] < 40 + 2.5 * patch_mb, out  # the joined output and its text, not a growing copy
+    assert out["children_mb"] < 40 + 2.5 * patch_mb, out  # git diff and git apply --check
 
 
 def test_a_file_copied_up_unchanged_is_not_refused_for_its_size(make_repo, tmp_path):

@@ -99,6 +99,14 @@ def read_bounded(
     return data
 
 
+def write_text(path: Path, text: str) -> None:
+    """`text` (a patch, surrogate-escaped bytes included) into `path` a chunk at a time: a large
+    patch is never held twice."""
+    with open(path, "wb") as f:
+        for i in range(0, len(text), CHUNK):
+            f.write(text[i : i + CHUNK].encode("utf-8", "surrogateescape"))
+
+
 def check_applies(cache: Path, base: str, patch: str) -> None:
     """Raise PatchError unless `patch` applies cleanly to a clean checkout of `base`."""
     if not patch.strip():
@@ -107,16 +115,9 @@ def check_applies(cache: Path, base: str, patch: str) -> None:
         env = git_env()
         env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
         git("read-tree", base, git_dir=cache, env=env)
-        proc = git(
-            "apply",
-            "--cached",
-            "--check",
-            "-",
-            git_dir=cache,
-            env=env,
-            input=patch.encode("utf-8", "surrogateescape"),
-            check=False,
-        )
+        patch_file = Path(tmp) / "patch.diff"
+        write_text(patch_file, patch)
+        proc = git("apply", "--cached", "--check", str(patch_file), git_dir=cache, env=env, check=False)
     if proc.returncode != 0:
         reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise PatchError(
