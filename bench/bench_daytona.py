@@ -25,7 +25,7 @@ from bot.rlm.config import load_config  # noqa: E402
 from bot.rlm.llm import LiteLLMClient  # noqa: E402
 from bot.rlm.repo import prepare_repo  # noqa: E402
 from bot.rlm.rollout import Rollout, new_run_id  # noqa: E402
-from bot.rlm.sandbox.daytona import DaytonaSandboxProvider  # noqa: E402
+from bot.rlm.sandbox.daytona.provider import DaytonaSandboxProvider  # noqa: E402
 from bot.rlm.trace import Trace  # noqa: E402
 from tests.fakes.daytona_fake import FakeDaytona  # noqa: E402
 

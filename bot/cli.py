@@ -118,7 +118,7 @@ def execute(
             "(set it, or pass --env-file).",
         )
     if config.sandbox.backend == "daytona" and not os.environ.get("DAYTONA_API_KEY", "").strip():
-        from .rlm.sandbox.daytona_client import MISSING_KEY
+        from .rlm.sandbox.daytona.client import MISSING_KEY
 
         raise fail(MISSING_KEY)
     cancel = threading.Event()

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from bot.rlm.repo import prepare_repo
-from bot.rlm.sandbox.checkouts import Checkouts, PrioritySlots
+from bot.rlm.sandbox.local.checkout.copies import Checkouts, PrioritySlots
 
 
 def test_priority_slots_serve_the_deepest_waiter_first():

@@ -28,10 +28,10 @@ from bot.rlm.llm import LiteLLMClient
 from bot.rlm.repl.session import ReplSession
 from bot.rlm.repo import prepare_repo
 from bot.rlm.rollout import Rollout, new_run_id
-from bot.rlm.sandbox import daytona_client as dc
 from bot.rlm.sandbox import make_provider
-from bot.rlm.sandbox.daytona import DaytonaSandboxProvider, canonical_patch
-from bot.rlm.sandbox.daytona_transport import REQUEST_TIMEOUT
+from bot.rlm.sandbox.daytona import client as dc
+from bot.rlm.sandbox.daytona.provider import DaytonaSandboxProvider, canonical_patch
+from bot.rlm.sandbox.daytona.transport import REQUEST_TIMEOUT
 from bot.rlm.secrets import REDACTOR
 from bot.rlm.trace import Trace
 from tests.conftest import commit_files, git, py

@@ -30,7 +30,7 @@ from bot.rlm.environment import (
 )
 from bot.rlm.prompts import system_prompt
 from bot.rlm.repo import prepare_repo
-from bot.rlm.sandbox.local import bwrap_works
+from bot.rlm.sandbox.local.isolation.bwrap import bwrap_works
 from bot.rlm.trace import read_events
 from tests.conftest import commit_files, leftovers, py
 
@@ -419,7 +419,7 @@ def test_old_environments_are_pruned_unless_in_use(make_repo, tmp_path):
     import time
 
     from bot.rlm.environment import SetupSpec
-    from bot.rlm.sandbox.local_env import LocalEnvironments, envs_root, prune
+    from bot.rlm.sandbox.local.env import LocalEnvironments, envs_root, prune
 
     repo, _ = make_repo({"a.py": "x = 1\n"})
     prepared = prepare_repo(str(repo), tmp_path / "cache")
@@ -457,9 +457,9 @@ def test_daytona_setup_once_then_every_agent_starts_from_its_snapshot(
 ):
     from bot.rlm.llm import LiteLLMClient
     from bot.rlm.rollout import Rollout, new_run_id
-    from bot.rlm.sandbox import daytona_client as dc
-    from bot.rlm.sandbox.daytona import DaytonaSandboxProvider
-    from bot.rlm.sandbox.daytona_env import SNAPSHOT_PREFIX
+    from bot.rlm.sandbox.daytona import client as dc
+    from bot.rlm.sandbox.daytona.env import SNAPSHOT_PREFIX
+    from bot.rlm.sandbox.daytona.provider import DaytonaSandboxProvider
     from bot.rlm.trace import Trace
     from tests.fakes.daytona_fake import FakeDaytona
 
@@ -828,7 +828,7 @@ def test_concurrent_rollouts_build_one_environment(make_repo, tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     from bot.rlm.environment import SetupSpec
-    from bot.rlm.sandbox.local_env import LocalEnvironments
+    from bot.rlm.sandbox.local.env import LocalEnvironments
 
     repo, _ = make_repo({"a.py": "x = 1\n"})
     prepared = prepare_repo(str(repo), tmp_path / "cache")

@@ -50,7 +50,7 @@ def test_a_postgres_url_is_not_a_sqlite_path_and_its_password_is_never_shown(tmp
 
 
 def test_intake_only_runs_no_worker_and_needs_no_sandbox(tmp_path, monkeypatch):
-    from bot.rlm.sandbox import local
+    from bot.rlm.sandbox.local import provider as local
 
     monkeypatch.setattr(local, "bwrap_works", lambda: False)  # an intake machine without user namespaces
     monkeypatch.setenv("GITHUB_APP_ID", "9")

@@ -20,7 +20,7 @@ from bot.rlm.patch import PATCH_TOO_LARGE, PatchTooLarge, apply_to_dir, check_ap
 from bot.rlm.repl.session import MESSAGE_TOO_LARGE, ReplSession
 from bot.rlm.repo import prepare_repo
 from bot.rlm.sandbox import make_provider
-from bot.rlm.sandbox.daytona import DaytonaSandboxProvider
+from bot.rlm.sandbox.daytona.provider import DaytonaSandboxProvider
 from tests.conftest import git, leftovers
 from tests.fakes.daytona_fake import FakeDaytona
 

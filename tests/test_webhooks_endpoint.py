@@ -323,7 +323,7 @@ def test_server_refuses_unisolated_sandboxes_unless_told(monkeypatch):
     """A server holds others' secrets: no bubblewrap means no start, unless isolation is 'none'."""
     from bot.github.auth import AppSettingsError
     from bot.rlm.config import load_config
-    from bot.rlm.sandbox import local
+    from bot.rlm.sandbox.local import provider as local
     from webhooks.serve import UNISOLATED, check_isolation
 
     monkeypatch.setattr(local, "bwrap_works", lambda: False)  # a container without user namespaces

@@ -6,8 +6,8 @@ sees `$RLM_ENV` read-only at the same path (`ENV_IN_SANDBOX`), its `venv/bin` an
 PATH. The result is cached by `SetupSpec.key`: the commands, the network choice, the dependency
 manifests at the commit (`is_manifest`) and the backend's base (interpreter or image).
 
-Backends build it (`EnvironmentBuilder`): local (sandbox/local_env.py), daytona
-(sandbox/daytona_env.py). This module decides what to run, keys it, reports it as events and
+Backends build it (`EnvironmentBuilder`): local (sandbox/local/env.py), daytona
+(sandbox/daytona/env.py). This module decides what to run, keys it, reports it as events and
 turns a failure into an ending that costs no model call.
 """
 

@@ -14,11 +14,11 @@ def make_provider(
 ) -> SandboxProvider:
     backend = config.sandbox.backend
     if backend == "local":
-        from .local import LocalSandboxProvider
+        from .local.provider import LocalSandboxProvider
 
         return LocalSandboxProvider(config, repo, rollout_id)
     if backend == "daytona":
-        from .daytona import DaytonaSandboxProvider
+        from .daytona.provider import DaytonaSandboxProvider
 
         return DaytonaSandboxProvider(config, repo, rollout_id, api_key=daytona_api_key)
     raise ValueError(f"unknown sandbox backend {backend!r}")

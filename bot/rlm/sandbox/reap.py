@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 from ..config import Config
-from .local import reap_leftovers
-from .local_env import envs_root, prune
-from .shared_checkouts import evict
+from .local.checkout.shared import evict
+from .local.env import envs_root, prune
+from .local.roots import reap_leftovers
 
 
 def reap_all(config: Config, environ: dict[str, str] | None = None) -> dict[str, int]:
@@ -24,7 +24,7 @@ def reap_all(config: Config, environ: dict[str, str] | None = None) -> dict[str,
     }
     result["checkouts"] = len(evict(config.cache_root(), keep=0))  # idle shared checkouts
     if environ.get("DAYTONA_API_KEY"):
-        from .daytona_client import reap_orphans
+        from .daytona.client import reap_orphans
 
         result["daytona"] = reap_orphans(config)
     return result

@@ -38,18 +38,18 @@ from daytona import (
     SessionExecuteRequest,
 )
 
-from ..config import Config
-from ..environment import Environment, SetupSpec
-from ..errors import SandboxError
-from ..patch import DIFF_FLAGS, PATCH_TOO_LARGE, PatchTooLarge, read_bounded
-from ..repl.session import DRIVER_PATH
-from ..repo import SAFE_GIT, PreparedRepo, bundle_commit, git, git_env
-from . import daytona_client as dc
-from .base import DriverSlot, driver_limits
-from .daytona_client import reap_orphans
-from .daytona_env import DaytonaEnvironment
-from .daytona_transport import SessionTransport, driver_command
-from .reap import reap_all
+from ...config import Config
+from ...environment import Environment, SetupSpec
+from ...errors import SandboxError
+from ...patch import DIFF_FLAGS, PATCH_TOO_LARGE, PatchTooLarge, read_bounded
+from ...repl.session import DRIVER_PATH
+from ...repo import SAFE_GIT, PreparedRepo, bundle_commit, git, git_env
+from ..base import DriverSlot, driver_limits
+from ..reap import reap_all
+from . import client as dc
+from .client import reap_orphans
+from .env import DaytonaEnvironment
+from .transport import SessionTransport, driver_command
 
 __all__ = ["DaytonaSandbox", "DaytonaSandboxProvider", "canonical_patch", "reap_all", "reap_orphans"]
 

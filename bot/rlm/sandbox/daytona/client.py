@@ -23,10 +23,10 @@ from daytona import DaytonaConfig, DaytonaError, DaytonaNotFoundError
 
 from bot.retry import call_with_retries
 
-from ..config import Config, DaytonaSettings
-from ..errors import SandboxError
-from ..owned import process_start
-from ..secrets import REDACTOR
+from ...config import Config, DaytonaSettings
+from ...errors import SandboxError
+from ...owned import process_start
+from ...secrets import REDACTOR
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..patch import diff_worktree
-from ..repo import PreparedRepo, git
+from ....patch import diff_worktree
+from ....repo import PreparedRepo, git
 
 
 class Checkout(Protocol):

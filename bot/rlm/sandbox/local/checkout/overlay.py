@@ -19,8 +19,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..owned import remove_tree
-from .shared_checkouts import SharedCheckout
+from ....owned import remove_tree
+from .shared import SharedCheckout
 from .upper_patch import diff_upper
 
 LAUNCHER = Path(__file__).with_name("overlay_launch.py")

@@ -23,21 +23,25 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..config import Config
-from ..environment import Environment, SetupSpec
-from ..errors import SandboxError
-from ..owned import (
+from ...config import Config
+from ...environment import Environment, SetupSpec
+from ...errors import SandboxError
+from ...owned import (
     NotOwned,
     kill_group,
     private_dir,
     process_token,
     remove_owned,
 )
-from ..repl.session import DRIVER_PATH, PipeTransport
-from ..repo import PreparedRepo
-from . import cgroups, overlay, shared_checkouts
-from .base import DriverSlot, driver_limits
-from .bwrap import (
+from ...repl.session import DRIVER_PATH, PipeTransport
+from ...repo import PreparedRepo
+from ..base import DriverSlot, driver_limits
+from .checkout import overlay
+from .checkout import shared as shared_checkouts
+from .checkout.copies import Checkout, Checkouts, CopiedCheckout
+from .env import SharedEnvironment
+from .isolation import cgroups
+from .isolation.bwrap import (
     SANDBOX_PATH,
     BwrapOptions,
     bwrap_argv,
@@ -46,8 +50,6 @@ from .bwrap import (
     user_namespaces,
     write_etc,
 )
-from .checkouts import Checkout, Checkouts, CopiedCheckout
-from .local_env import SharedEnvironment
 from .roots import SHM, checkout_bytes, choose_root, reap_leftovers, sandbox_roots, shm_root
 
 __all__ = [

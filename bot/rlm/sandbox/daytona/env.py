@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from daytona import DaytonaError, DaytonaNotFoundError
 
-from ..environment import (
+from ...environment import (
     SETUP_CANCELLED,
     SETUP_FAILED,
     SETUP_TIMED_OUT,
@@ -34,11 +34,11 @@ from ..environment import (
     python_ok,
     tail,
 )
-from . import daytona_client as dc
-from .local_env import envs_root
+from ..local.env import envs_root
+from . import client as dc
 
 if TYPE_CHECKING:
-    from .daytona import DaytonaSandboxProvider
+    from .provider import DaytonaSandboxProvider
 
 SNAPSHOT_PREFIX = "rlm-env-"
 ACTIVE_WAIT = 600  # seconds for a new snapshot to become usable
@@ -134,7 +134,7 @@ class DaytonaEnvironment:
         )
 
     def _build(self, spec: SetupSpec, name: str, cancel: threading.Event) -> dict:
-        from .daytona import DaytonaSandbox
+        from .provider import DaytonaSandbox
 
         provider = self.provider
         started = time.monotonic()

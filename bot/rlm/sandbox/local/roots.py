@@ -17,10 +17,10 @@ import shutil
 import time
 from pathlib import Path
 
-from ..config import Config
-from ..owned import kill_group, read_private, remove_owned, same_process, why_not_owned, why_not_owned_below
-from ..repo import PreparedRepo, git
-from . import cgroups
+from ...config import Config
+from ...owned import kill_group, read_private, remove_owned, same_process, why_not_owned, why_not_owned_below
+from ...repo import PreparedRepo, git
+from .isolation import cgroups
 
 log = logging.getLogger(__name__)
 

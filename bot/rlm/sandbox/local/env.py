@@ -32,8 +32,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..config import Config
-from ..environment import (
+from ...config import Config
+from ...environment import (
     CHECKOUT_IN_SANDBOX,
     ENV_IN_SANDBOX,
     LOG_KEPT,
@@ -49,10 +49,10 @@ from ..environment import (
     python_ok,
     tail,
 )
-from ..inherit import inherited
-from ..repo import PreparedRepo
-from .bwrap import SANDBOX_PATH, BwrapOptions, bwrap_argv, python_exe, write_etc
-from .checkouts import checkout
+from ...inherit import inherited
+from ...repo import PreparedRepo
+from .checkout.copies import checkout
+from .isolation.bwrap import SANDBOX_PATH, BwrapOptions, bwrap_argv, python_exe, write_etc
 
 POLL = 0.1
 
