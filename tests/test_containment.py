@@ -26,7 +26,8 @@ from bot.rlm.sandbox.local import provider as local
 from bot.rlm.sandbox.local import roots
 from bot.rlm.sandbox.local.isolation import cgroups
 from bot.rlm.sandbox.local.isolation.bwrap import SANDBOX_UID, SANDBOX_USER, bwrap_works
-from bot.rlm.sandbox.local.provider import MEMORY_CAP_HIT, LocalSandboxProvider
+from bot.rlm.sandbox.local.provider import LocalSandboxProvider
+from bot.rlm.sandbox.local.sandbox import MEMORY_CAP_HIT
 
 needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here")
 needs_caps = pytest.mark.skipif(

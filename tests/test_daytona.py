@@ -30,7 +30,8 @@ from bot.rlm.repo import prepare_repo
 from bot.rlm.rollout import Rollout, new_run_id
 from bot.rlm.sandbox import make_provider
 from bot.rlm.sandbox.daytona import client as dc
-from bot.rlm.sandbox.daytona.provider import DaytonaSandboxProvider, canonical_patch
+from bot.rlm.sandbox.daytona.provider import DaytonaSandboxProvider
+from bot.rlm.sandbox.daytona.sandbox import canonical_patch
 from bot.rlm.sandbox.daytona.transport import REQUEST_TIMEOUT
 from bot.rlm.secrets import REDACTOR
 from bot.rlm.trace import Trace
@@ -119,7 +120,7 @@ def test_bundle_holds_only_the_pinned_commit(tmp_path, make_repo):
     git(prepared.cache, "fetch", "-q", str(repo_dir), "secret-branch")  # the cache holds more than the commit
     provider = DaytonaSandboxProvider(config, prepared, "run-b", client=FakeDaytona(root=tmp_path / "d"))
     try:
-        bundle = provider._bundle_path()
+        bundle = provider.bundle_path()
         heads = git(tmp_path, "bundle", "list-heads", str(bundle)).splitlines()
         assert [h.split()[0] for h in heads] == [base]
         clone = tmp_path / "clone"

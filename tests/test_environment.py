@@ -366,7 +366,7 @@ def test_the_prompt_says_what_setup_produced():
     facts = prompt.split("## How to act")[0]  # the sandbox facts section
     assert "python3 -m venv" in facts and "python -m pytest" in facts and ENV_IN_SANDBOX in facts
     assert "resolves to YOUR checkout" in facts
-    from bot.rlm.inherit import Inherited, inherit_note
+    from bot.rlm.sandbox.local.inherit import Inherited, inherit_note
 
     job = Inherited(
         prefix="/opt/py", binds=("/opt/py",), checkout="/home/runner/work/r/r", python="/opt/py/bin/python3"
@@ -419,7 +419,8 @@ def test_old_environments_are_pruned_unless_in_use(make_repo, tmp_path):
     import time
 
     from bot.rlm.environment import SetupSpec
-    from bot.rlm.sandbox.local.env import LocalEnvironments, envs_root, prune
+    from bot.rlm.sandbox.environments import envs_root, prune
+    from bot.rlm.sandbox.local.env import LocalEnvironments
 
     repo, _ = make_repo({"a.py": "x = 1\n"})
     prepared = prepare_repo(str(repo), tmp_path / "cache")

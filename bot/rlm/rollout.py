@@ -20,7 +20,6 @@ from .call_pool import CallPool
 from .config import Config
 from .environment import Environment, SetupFailed, SetupStatus, prepare_environment, prompt_note
 from .errors import AgentEnded, AgentFailed, LLMError, SandboxError, Submitted
-from .inherit import Inherited, inherit_note, inherited
 from .instructions import RepoFacts, read_repo_facts
 from .limits import Limits
 from .llm import CallContext, ModelClient, UsageMeter
@@ -96,7 +95,6 @@ class Rollout:
         self._calls = CallPool(config.rlm.max_concurrency, name="rlm-llm")
         self.root: AgentNode | None = None
         self.environment: Environment | None = None  # what setup produced, if anything
-        self.inherited: Inherited | None = None  # the host's prepared environment (sandbox.inherit)
 
     # ------------------------------------------------------------------ the run
 
@@ -121,7 +119,6 @@ class Rollout:
             self.provider = self._provider_factory(self.run_id)
             # Before any model call; the tree's time limit starts once the environment is ready.
             self.environment = prepare_environment(cfg, self.repo, self.provider, self.trace, self.cancel)
-            self.inherited = inherited(cfg) if cfg.sandbox.backend == "local" else None
             self.limits.start()
             if not self.limits.reserve_sandbox():
                 raise AgentFailed("max_sandboxes leaves no sandbox for the root agent")
@@ -214,7 +211,7 @@ class Rollout:
         if facts.python is None:  # no driver has reported yet: the agent hears it with its first results
             with self._lock:
                 self._facts_untold.add(node.id)
-        environment = " ".join(filter(None, [prompt_note(self.environment), inherit_note(self.inherited)]))
+        environment = " ".join(filter(None, [prompt_note(self.environment), self.provider.prompt_note]))
         return prompts.system_prompt(
             node.depth,
             rlm.max_depth,

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from ..config import Config
+from .environments import envs_root, prune
 from .local.checkout.shared import evict
-from .local.env import envs_root, prune
 from .local.roots import reap_leftovers
 
 
