@@ -20,9 +20,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from .common.secrets import REDACTOR, load_env_file
 from .rlm.config import Config, ConfigError, load_config
 from .rlm.errors import RLMError
-from .rlm.secrets import REDACTOR, load_env_file
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 app = typer.Typer(

@@ -22,6 +22,7 @@ from daytona.common.errors import (
     DaytonaTimeoutError,
 )
 
+from bot.common.secrets import REDACTOR
 from bot.rlm.config import load_config
 from bot.rlm.errors import SandboxError
 from bot.rlm.llm import LiteLLMClient
@@ -33,7 +34,6 @@ from bot.rlm.sandbox.daytona import client as dc
 from bot.rlm.sandbox.daytona.provider import DaytonaSandboxProvider
 from bot.rlm.sandbox.daytona.sandbox import canonical_patch
 from bot.rlm.sandbox.daytona.transport import REQUEST_TIMEOUT
-from bot.rlm.secrets import REDACTOR
 from bot.rlm.trace import Trace
 from tests.conftest import commit_files, git, py
 from tests.fakes.daytona_fake import FakeDaytona

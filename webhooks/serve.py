@@ -12,9 +12,9 @@ import argparse
 import logging
 from pathlib import Path
 
+from bot.common.secrets import REDACTOR
 from bot.github.auth import AppSettingsError
 from bot.rlm.config import Config, load_config
-from bot.rlm.secrets import REDACTOR
 
 from .app import create_app
 from .config import ServerConfig

@@ -13,6 +13,7 @@ import logging
 import threading
 from pathlib import Path
 
+from bot.common.secrets import REDACTOR
 from bot.github import report
 from bot.github.api import GitHubError
 from bot.rlm import engine
@@ -20,7 +21,6 @@ from bot.rlm.config import ConfigError
 from bot.rlm.errors import RLMError
 from bot.rlm.patch import PatchError
 from bot.rlm.run_id import new_run_id
-from bot.rlm.secrets import REDACTOR
 
 from .outcome import OutcomeKind, RunOutcome
 from .protocols import Deliverer, NullReporter, Phase, Reporter

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.common.secrets import REDACTOR
+from bot.common.text import clean_text
+
 from .config import Config
 from .repo import PreparedRepo, prepare_repo
-from .secrets import REDACTOR
-from .text import clean_text
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.common.text import clean_text
+
 from . import prompts
 from .agent import Agent
 from .call_pool import CallPool
@@ -31,7 +33,6 @@ from .repl.session import POLL, CallRefused, ExecResult
 from .repo import PreparedRepo
 from .run_id import new_run_id  # noqa: F401  (re-exported: callers import it from here)
 from .sandbox.base import Sandbox, SandboxProvider
-from .text import clean_text
 from .trace import Trace
 
 REPORT_LIMIT = 60000  # characters of the root's REPORT kept (a PR body holds 65,536)

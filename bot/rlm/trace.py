@@ -16,9 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bot.common.secrets import REDACTOR, Redactor
+from bot.common.text import clean_obj
+
 from .fold import RESULTS_VERSION, EventKind, fold, fold_events, iso, new_results, public
-from .secrets import REDACTOR, Redactor
-from .text import clean_obj
 
 __all__ = [
     "RESULTS_VERSION",

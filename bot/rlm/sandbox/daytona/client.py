@@ -21,12 +21,12 @@ from typing import Any, TypeVar
 
 from daytona import DaytonaConfig, DaytonaError, DaytonaNotFoundError
 
-from bot.retry import call_with_retries
+from bot.common.retry import call_with_retries
+from bot.common.secrets import REDACTOR
 
 from ...config import Config, DaytonaSettings
 from ...errors import SandboxError
 from ...owned import process_start
-from ...secrets import REDACTOR
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def retry_after(e: BaseException) -> float | None:
 
 
 def with_retries(fn: Callable[[], T], *, tries: int, base: float, describe: str, **kwargs: Any) -> T:
-    """`fn()` retried (bot.retry) on what `retryable` accepts; the last DaytonaError is raised."""
+    """`fn()` retried (bot.common.retry) on what `retryable` accepts; the last DaytonaError is raised."""
     return call_with_retries(
         fn,
         retry_if=lambda e: isinstance(e, DaytonaError) and retryable(e),
