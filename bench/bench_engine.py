@@ -37,8 +37,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.genrepo import generate  # noqa: E402
-from bot.rlm import engine, llm  # noqa: E402,F401  (litellm imported before any timing)
-from bot.rlm.config import load_config  # noqa: E402
+from bot.rlm import (  # noqa: E402,F401  (litellm imported before any timing)
+    engine,
+    llm,
+    load_config,  # noqa: E402
+)
 from bot.rlm.sandbox.local.roots import shm_root  # noqa: E402
 
 MODULES = 25

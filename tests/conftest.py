@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.rlm.config import Config, load_config
+from bot.rlm import Config, load_config
 
 pytest_plugins = ["tests.postgres"]  # the postgres_server / postgres_url fixtures
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.rlm.config import load_config
+from bot.rlm import load_config
 from bot.rlm.patch import PATCH_TOO_LARGE, PatchTooLarge
 from bot.rlm.repl.session import MESSAGE_TOO_LARGE, ReplSession
 from bot.rlm.repo import prepare_repo

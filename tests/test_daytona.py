@@ -23,18 +23,14 @@ from daytona.common.errors import (
 )
 
 from bot.common.secrets import REDACTOR
-from bot.rlm.config import load_config
-from bot.rlm.errors import SandboxError
-from bot.rlm.llm import LiteLLMClient
+from bot.rlm import LiteLLMClient, Rollout, SandboxError, Trace, load_config, new_run_id
 from bot.rlm.repl.session import ReplSession
 from bot.rlm.repo import prepare_repo
-from bot.rlm.rollout import Rollout, new_run_id
 from bot.rlm.sandbox import make_provider
 from bot.rlm.sandbox.daytona import client as dc
 from bot.rlm.sandbox.daytona.provider import DaytonaSandboxProvider
 from bot.rlm.sandbox.daytona.sandbox import canonical_patch
 from bot.rlm.sandbox.daytona.transport import REQUEST_TIMEOUT
-from bot.rlm.trace import Trace
 from tests.conftest import commit_files, git, py
 from tests.fakes.daytona_fake import FakeDaytona
 

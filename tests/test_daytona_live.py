@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from bot.rlm.config import load_config
+from bot.rlm import load_config
 from bot.rlm.patch import check_applies
 from bot.rlm.repl.session import ReplSession
 from bot.rlm.repo import prepare_repo

@@ -326,7 +326,7 @@ def test_the_action_hands_the_daytona_key_on_without_the_process_environment(
     tmp_path, make_repo, write_script, monkeypatch
 ):
     """main put the key into os.environ, where every later child process (git, sandboxes) saw it."""
-    from bot.rlm.errors import SandboxError
+    from bot.rlm import SandboxError
     from tests.fakes.action_env import REPO as ACTION_REPO
     from tests.fakes.action_env import bare_remote, make_job
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.rlm.config import load_config
-from bot.rlm.errors import SandboxError
+from bot.rlm import SandboxError, load_config
 from bot.rlm.patch import apply_to_dir, check_applies
 from bot.rlm.repl.session import ReplSession
 from bot.rlm.repo import prepare_repo

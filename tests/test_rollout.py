@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from bot.rlm import engine
+from bot.rlm import engine, fold_events, public, read_events, summary_markdown
 from bot.rlm.patch import apply_to_dir
-from bot.rlm.trace import fold_events, public, read_events, summary_markdown
 from tests.conftest import commit_files, git, leftovers, py
 
 TREE_SCRIPT = [

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.common.text import REPLACEMENT, clean_obj, clean_text
-from bot.rlm import engine
-from bot.rlm.trace import fold_events, read_events, summary_markdown
+from bot.rlm import engine, fold_events, read_events, summary_markdown
 from tests.conftest import py
 
 PRINTS = py(

@@ -124,7 +124,8 @@ def run(
     # Imported here: litellm takes seconds to import, and prepare() (which fails fast on a bad
     # repository) does not need it.
     from .llm import LiteLLMClient
-    from .rollout import Rollout, new_run_id
+    from .rollout import Rollout
+    from .run_id import new_run_id
     from .sandbox import make_provider
     from .trace import Trace
 

@@ -14,7 +14,7 @@ from .local.roots import reap_leftovers
 def reap_all(config: Config, environ: dict[str, str] | None = None) -> dict[str, int]:
     """Everything a killed run can leave: local sandbox directories and cgroups, and Daytona
     sandboxes when a DAYTONA_API_KEY is available; ready environments beyond
-    sandbox.setup_cache_keep (local_env.py); and idle shared checkouts."""
+    sandbox.setup_cache_keep (environments.py); and idle shared checkouts."""
     environ = os.environ if environ is None else environ
     work_dir = Path(config.sandbox.work_dir).expanduser() if config.sandbox.work_dir else None
     result = {

@@ -27,6 +27,7 @@ from bot.common.secrets import REDACTOR
 from ...config import Config, DaytonaSettings
 from ...errors import SandboxError
 from ...owned import process_start
+from . import MISSING_KEY
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,6 @@ LABEL_ATTEMPT = "rlm-bot.attempt"
 APP_VALUE = "sandbox"
 MAX_DELAY = 30.0  # seconds: the longest wait between two creation attempts
 T = TypeVar("T")
-MISSING_KEY = (
-    "sandbox.backend is 'daytona' but DAYTONA_API_KEY is not set; export it (or put it in the "
-    "--env-file you pass), or use --sandbox local."
-)
 
 
 _live_lock = threading.Lock()
