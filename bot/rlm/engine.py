@@ -1,6 +1,6 @@
 """The engine's front door: fetch the repo, wire model, sandboxes and trace, run one rollout.
 
-Callers (CLI, GitHub App worker, Action) use `run` and nothing deeper.
+Callers (CLI, GitHub App worker, Action) use `prepare` and `run` through `bot.rlm`, nothing deeper.
 """
 
 from __future__ import annotations

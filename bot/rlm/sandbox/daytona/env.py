@@ -1,4 +1,4 @@
-"""The daytona backend's ready environment (see environment.py): one setup sandbox, one snapshot.
+"""The daytona backend's ready environment (see bot/rlm/environment.py): one setup sandbox, one snapshot.
 
 The setup runs once in a Daytona sandbox made like an agent's (same base, same checkout path
 `~/.rlm/repo`, no environment variables), with the network open only when `setup_network` is on.

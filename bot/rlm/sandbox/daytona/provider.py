@@ -1,8 +1,8 @@
-"""The daytona sandbox: one Daytona sandbox per agent, the same driver and protocol as local.
+"""The Daytona backend's provider: one Daytona sandbox per agent (sandbox.py), the same driver and protocol as local.
 
 Creation: from `sandbox.daytona.image` (with resources) or `.snapshot` (default: Daytona's python
 snapshot), ephemeral, network blocked unless an allow-list is set, no environment variables,
-labelled for reaping (daytona_client.py). Failures the platform may get over (rate limits, quota,
+labelled for reaping (client.py). Failures the platform may get over (rate limits, quota,
 5xx, timeouts) are retried with backoff; what persists becomes a SandboxError sentence.
 
 The repository arrives as a git bundle of the pinned commit made on the host from its cache and
@@ -151,7 +151,7 @@ class DaytonaSandboxProvider:
         return sandbox
 
     def setup_environment(self, spec: SetupSpec, cancel: threading.Event) -> Environment:
-        """Run the setup once in its own sandbox and snapshot it (daytona_env.py)."""
+        """Run the setup once in its own sandbox and snapshot it (env.py)."""
         self.environment, self.env_snapshot = DaytonaEnvironment(self).setup(spec, cancel)
         return self.environment
 

@@ -1,4 +1,4 @@
-"""The local backend's ready environment (see environment.py): built once in a setup sandbox,
+"""The local backend's ready environment (see bot/rlm/environment.py): built once in a setup sandbox,
 cached under `<cache>/envs/<key>/`, bound read-only into every agent's sandbox.
 
 Under bubblewrap the setup sandbox is the agents' sandbox with three differences: the network

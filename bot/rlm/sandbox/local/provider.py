@@ -132,7 +132,7 @@ class LocalSandboxProvider:
         return inherit_note(self.env.inherited)
 
     def setup_environment(self, spec: SetupSpec, cancel: threading.Event) -> Environment:
-        """Build or reuse the ready environment (local_env.py); every later sandbox gets it."""
+        """Build or reuse the ready environment (env.py); every later sandbox gets it."""
         return self.env.setup(spec, cancel, self.repo, self.use_bwrap)
 
     @staticmethod
