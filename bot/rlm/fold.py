@@ -22,6 +22,8 @@ from typing import Any
 
 from bot.common.enums import StrEnum
 
+from .status import Status
+
 RESULTS_VERSION = 1
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "cost_usd")
 
@@ -52,7 +54,7 @@ def new_results(run_id: str) -> dict[str, Any]:
     return {
         "version": RESULTS_VERSION,
         "run_id": run_id,
-        "status": "running",
+        "status": Status.RUNNING,
         "error": None,
         "answer": None,
         "report": None,
@@ -137,7 +139,7 @@ def _agent_started(results: dict, event: dict, t: float | None) -> None:
         "task": event.get("task", ""),
         "sandbox": None,
         "sandbox_seconds": None,
-        "status": "running",
+        "status": Status.RUNNING,
         "result": None,
         "error": None,
         "patch": None,
