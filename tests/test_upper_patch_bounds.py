@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.rlm.config import load_config
+from bot.rlm import load_config
 from bot.rlm.patch import FILE_TOO_LARGE, patch_stats
 from bot.rlm.repl.session import ReplSession
 from bot.rlm.repo import prepare_repo
-from bot.rlm.sandbox.local import LocalSandboxProvider
+from bot.rlm.sandbox.local.provider import LocalSandboxProvider
 
 GIB = 1024**3
 MAX_PATCH = 20_000_000
@@ -34,7 +34,7 @@ CHILD = textwrap.dedent(
     from pathlib import Path
     resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
     from bot.rlm.patch import PatchTooLarge, check_applies, patch_stats
-    from bot.rlm.sandbox.upper_patch import diff_upper
+    from bot.rlm.sandbox.local.checkout.upper_patch import diff_upper
     out = {{}}
     try:
         patch = diff_upper(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], {max_bytes})
@@ -160,8 +160,8 @@ def test_an_opaque_xattr_the_agent_sets_deletes_nothing_it_still_sees(make_repo,
 
 def test_the_builder_reads_the_namespace_the_mount_used(tmp_path, make_repo):
     """userxattr mounts (not root) honour user.overlay.opaque and ignore trusted.*; the builder too."""
-    from bot.rlm.sandbox.overlay_launch import xattr_namespace
-    from bot.rlm.sandbox.upper_patch import diff_upper
+    from bot.rlm.sandbox.local.checkout.overlay_launch import xattr_namespace
+    from bot.rlm.sandbox.local.checkout.upper_patch import diff_upper
 
     assert xattr_namespace(0) == "trusted" and xattr_namespace(1000) == "user"
     repo_dir, _ = make_repo({"pkg/a.py": "A = 1\n", "README.md": "x\n"})

@@ -23,7 +23,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
-from bot.rlm.secrets import REDACTOR
+from bot.common.secrets import REDACTOR
 
 from .dsn import dsn_secrets, safe_dsn
 from .sql import DEFAULT_LEASE, SqlJobStore, Tx, migrate

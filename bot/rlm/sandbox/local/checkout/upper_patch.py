@@ -27,8 +27,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..patch import DIFF_FLAGS, FILE_TOO_LARGE, PATCH_TOO_LARGE, PatchError, PatchTooLarge, read_bounded
-from ..repo import SAFE_GIT, git, git_env
+from ....patch import DIFF_FLAGS, FILE_TOO_LARGE, PATCH_TOO_LARGE, PatchError, PatchTooLarge, read_bounded
+from ....repo import SAFE_GIT, git, git_env
 from .overlay_launch import xattr_namespace
 
 CHUNK = 1 << 20

@@ -1,6 +1,6 @@
 """Copy-on-write checkouts for local sandboxes: an overlay per agent over one shared checkout.
 
-The rollout's commit is checked out once (shared_checkouts.py) and is every agent's read-only lower
+The rollout's commit is checked out once (shared.py) and is every agent's read-only lower
 layer; each agent owns a directory holding its upper layer (only what it changed) and work dir, and
 the overlay is mounted on that directory inside the sandbox's own mount namespace by
 overlay_launch.py, which then execs bwrap (or the driver). Creating one costs a `mkdir`, whatever
@@ -8,8 +8,8 @@ the repository's size. What an agent writes is capped (`sandbox.checkout_mb`): i
 a tmpfs of that size in the namespace of the rollout's layer holder (one small process, started
 with the first checkout, see overlay_launch.py), mounted by the agent's first launch, so a write
 past the cap fails inside the sandbox with "No space left on device" and never fills the host's
-memory-backed /dev/shm. The host
-itself never mounts anything; it reads the upper layer through the holder's /proc/PID/root
+memory-backed /dev/shm. The host itself never mounts anything; it reads the upper layer through
+the holder's /proc/PID/root
 (upper_patch.py). Where the kernel refuses (no user namespaces, an old kernel, a filesystem that
 cannot be a layer) a probe says so once and the local backend copies checkouts instead.
 """
@@ -24,9 +24,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..owned import remove_tree
+from ....owned import remove_tree
 from .layers import LAUNCHER, HolderError, LayerHolder
-from .shared_checkouts import SharedCheckout
+from .shared import SharedCheckout
 from .upper_patch import diff_upper
 
 # No metadata-only copy-up and no redirects: every change is a whole file in the upper layer, and a
