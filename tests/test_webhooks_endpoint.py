@@ -21,7 +21,7 @@ from tests.fakes.github_app import (
     serve,
 )
 from webhooks import ServerConfig, context, create_app
-from webhooks import app as entry
+from webhooks import intake as entry
 from webhooks import payload as parsing
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
-from .config import MAX_BODY
+from .settings import MAX_BODY
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from bot.github.auth import AppSettingsError
 from bot.rlm.config import Config, load_config
 from bot.rlm.secrets import REDACTOR
 
-from .app import create_app
-from .config import ServerConfig
 from .http_server import HttpSettings, create_http_server
+from .intake import create_app
+from .settings import ServerConfig
 
 log = logging.getLogger("webhooks")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from bot.jobs import StoreUnavailable, open_store, safe_target
 
-from .config import ServerConfig
 from .observability import Metrics, probe_app
+from .settings import ServerConfig
 from .workers import start_pool
 
 log = logging.getLogger("webhooks.worker")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.github.app_worker import AppJobHandler
 from bot.github.auth import AppAuth
 from bot.jobs import JobHandler, JobObserver, JobStore, WorkerPool
 
-from .config import ServerConfig
+from .handler import AppJobHandler
+from .settings import ServerConfig
 
 NO_APP = "workers need the App's settings (GITHUB_APP_ID and its private key)"
 

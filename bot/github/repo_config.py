@@ -19,7 +19,7 @@ import yaml
 from bot.rlm.config import Config, ConfigError, validate_partial
 
 from .api import GitHubAPI
-from .report import REPO_CONFIG_PROBLEM
+from .messages import REPO_CONFIG_PROBLEM
 
 if TYPE_CHECKING:
     from bot.pipeline import Reporter, RunState

@@ -8,7 +8,7 @@
   (issue/PR text, thread, diff; the CLI's `--context-file`) for the root agent.
 - `Reporter` hears the run (acknowledge, request_changed, phase, note, event, finished); `Deliverer`
   says where it starts (`target`) and delivers a completed change (`deliver`). Both are
-  Protocols (protocols.py); `Reporters(a, b)` fans out to several reporters.
+  Protocols (reporter.py, state.py); `Reporters(a, b)` fans out to several reporters.
 - `RunOutcome` / `OutcomeKind` (outcome.py) say how it ended and where the change is.
   The patch is always written beside the results as `<run_id>.patch` before delivery.
 
@@ -24,7 +24,7 @@ Where new steps plug in (state.py, `RunSettings`):
 """
 
 from .outcome import OutcomeKind, RunOutcome, Target
-from .protocols import Deliverer, NullReporter, Phase, Reporter, Reporters, Stage
+from .reporter import Deliverer, NullReporter, Phase, Reporter, Reporters, Stage
 from .request import RunRequest
 from .run import acknowledge, new_run_id, patch_path, rollout_outcome, run, write_patch
 from .state import RunSettings, RunState

@@ -13,7 +13,7 @@ import logging
 import threading
 from pathlib import Path
 
-from bot.github import report
+from bot.github import messages
 from bot.github.api import GitHubError
 from bot.rlm import engine
 from bot.rlm.config import ConfigError
@@ -23,7 +23,7 @@ from bot.rlm.run_id import new_run_id
 from bot.rlm.secrets import REDACTOR
 
 from .outcome import OutcomeKind, RunOutcome
-from .protocols import Deliverer, NullReporter, Phase, Reporter
+from .reporter import Deliverer, NullReporter, Phase, Reporter
 from .request import RunRequest
 from .state import RunSettings, RunState
 
@@ -69,13 +69,14 @@ def rollout_outcome(state: RunState) -> RunOutcome:
     result, prefix = state.result, state.settings.prefix
     assert result is not None
     kinds = {
-        "timeout": (OutcomeKind.TIMEOUT, report.OUTCOME_TIMEOUT),
-        "budget": (OutcomeKind.BUDGET, report.OUTCOME_BUDGET),
-        "cancelled": (OutcomeKind.CANCELLED, report.OUTCOME_CANCELLED.format(prefix=prefix)),
-        "completed": (OutcomeKind.NO_CHANGES, report.OUTCOME_NO_CHANGES),
+        "timeout": (OutcomeKind.TIMEOUT, messages.OUTCOME_TIMEOUT),
+        "budget": (OutcomeKind.BUDGET, messages.OUTCOME_BUDGET),
+        "cancelled": (OutcomeKind.CANCELLED, messages.OUTCOME_CANCELLED.format(prefix=prefix)),
+        "completed": (OutcomeKind.NO_CHANGES, messages.OUTCOME_NO_CHANGES),
     }
     kind, message = kinds.get(
-        result.status, (OutcomeKind.ERROR, report.OUTCOME_ERROR.format(error=result.error or "unknown error"))
+        result.status,
+        (OutcomeKind.ERROR, messages.OUTCOME_ERROR.format(error=result.error or "unknown error")),
     )
     return RunOutcome(state.run_id, kind, message, result=result)
 
@@ -163,24 +164,24 @@ def run(
         outcome = _execute(state, reporter, deliverer, cancel)
     except _Cancelled:
         outcome = RunOutcome(
-            run_id, OutcomeKind.CANCELLED, report.OUTCOME_CANCELLED.format(prefix=settings.prefix)
+            run_id, OutcomeKind.CANCELLED, messages.OUTCOME_CANCELLED.format(prefix=settings.prefix)
         )
     except GitHubError as e:
         log.warning("run %s: %s", run_id, REDACTOR.redact(str(e)))
-        message = report.OUTCOME_GITHUB_ERROR.format(error=e)
+        message = messages.OUTCOME_GITHUB_ERROR.format(error=e)
         outcome = RunOutcome(run_id, OutcomeKind.GITHUB_ERROR, message, error=str(e))
     except (RLMError, ConfigError, PatchError) as e:
-        outcome = RunOutcome(run_id, OutcomeKind.ERROR, report.OUTCOME_ERROR.format(error=e), error=str(e))
+        outcome = RunOutcome(run_id, OutcomeKind.ERROR, messages.OUTCOME_ERROR.format(error=e), error=str(e))
     except Exception:  # a bug: logged with its traceback, and the requester is still told
         log.exception("run %s failed unexpectedly", run_id)
         outcome = RunOutcome(
-            run_id, OutcomeKind.ERROR, report.OUTCOME_ERROR.format(error=report.INTERNAL_ERROR)
+            run_id, OutcomeKind.ERROR, messages.OUTCOME_ERROR.format(error=messages.INTERNAL_ERROR)
         )
     outcome.result = outcome.result or state.result
     outcome.patch_path = outcome.patch_path or state.patch_path
     outcome.notes = [*state.notes, *(n for n in outcome.notes if n not in state.notes)]
     if outcome.patch_path is not None and outcome.kind not in _DELIVERED:
-        where = report.PATCH_SAVED.format(where=settings.patch_location(outcome.patch_path))
+        where = messages.PATCH_SAVED.format(where=settings.patch_location(outcome.patch_path))
         if where not in outcome.message:
             outcome.message = f"{outcome.message} {where}"
     reporter.finished(outcome)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from bot.rlm.repo import PreparedRepo
     from bot.rlm.rollout import RolloutResult
 
-    from .protocols import Stage
+    from .reporter import Stage
 
 
 @dataclass

@@ -12,19 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot import pipeline
+from bot.github import messages
+from bot.github.api import GitHubAPI, GitHubError
+from bot.github.auth import AppAuth, basic_auth_header
+from bot.github.commands import help_text
+from bot.github.deliver import DeliveryOptions, GitHubDeliverer
+from bot.github.permissions import may_run, not_allowed
+from bot.github.repo_config import RepoConfigStage, RepoSetup
+from bot.github.reporter import StatusReporter
+from bot.github.request_context import RequestContextStage
 from bot.jobs import RUN_LANE, Job, JobStore, WorkerPool
 from bot.pipeline import NullReporter, OutcomeKind, Reporters, RunOutcome, RunRequest, RunSettings
 from bot.rlm.config import Config
-
-from . import report
-from .api import GitHubAPI, GitHubError
-from .auth import AppAuth, basic_auth_header
-from .commands import help_text
-from .deliver import DeliveryOptions, GitHubDeliverer
-from .permissions import may_run, not_allowed
-from .repo_config import RepoConfigStage, RepoSetup
-from .reporter import StatusReporter
-from .request_context import RequestContextStage
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +110,7 @@ class AppJobHandler:
         if not may_run(api, job.repo, req["requester"]):
             return self._reply(api, job, not_allowed(req["requester"], prefix), "not_allowed")
         if job.kind in ("help", "invalid"):
-            lead = f"{report.INVALID_COMMAND}\n\n" if job.kind == "invalid" else ""
+            lead = f"{messages.INVALID_COMMAND}\n\n" if job.kind == "invalid" else ""
             return self._reply(api, job, lead + help_text(prefix), job.kind)
         if job.kind == "status":
             return self._status(api, job)
@@ -126,12 +125,14 @@ class AppJobHandler:
     def _status(self, api: GitHubAPI, job: Job) -> None:
         active = self.store.active_run(job.repo, job.number)
         if active is None:
-            return self._reply(api, job, report.NOTHING_RUNNING.format(prefix=self.settings.prefix), "status")
+            return self._reply(
+                api, job, messages.NOTHING_RUNNING.format(prefix=self.settings.prefix), "status"
+            )
         progress = ""
         comment = active.request.get("status_comment_id")
         if comment and active.request.get("html_url"):
             progress = f"Live progress: {active.request['html_url']}#issuecomment-{comment}"
-        body = report.STATUS_REPLY.format(
+        body = messages.STATUS_REPLY.format(
             run_id=active.request.get("run_id") or f"job {active.id}", state=active.state, progress=progress
         ).strip()
         self._reply(api, job, body, "status")
@@ -139,10 +140,10 @@ class AppJobHandler:
     def _cancel(self, api: GitHubAPI, job: Job) -> None:
         active = self.store.active_run(job.repo, job.number)
         if active is None:
-            return self._reply(api, job, report.NOTHING_TO_CANCEL, "cancel")
+            return self._reply(api, job, messages.NOTHING_TO_CANCEL, "cancel")
         label = active.request.get("run_id") or f"job {active.id}"
-        body = report.CANCEL_REQUESTED.format(run_id=label)
-        message = report.OUTCOME_CANCELLED.format(prefix=self.settings.prefix)
+        body = messages.CANCEL_REQUESTED.format(run_id=label)
+        message = messages.OUTCOME_CANCELLED.format(prefix=self.settings.prefix)
         if self.store.cancel_queued(active.id, message):  # no worker will end its status comment: do it here
             request = RunRequest.from_payload(active.request)
             status, _ = self._reporter(api, active, request)
@@ -157,7 +158,7 @@ class AppJobHandler:
     def _busy(self, api: GitHubAPI, job: Job) -> None:
         active = self.store.active_run(job.repo, job.number)
         label = (active.request.get("run_id") if active else None) or "another run"
-        self._reply(api, job, report.BUSY.format(run_id=label, prefix=self.settings.prefix), "busy")
+        self._reply(api, job, messages.BUSY.format(run_id=label, prefix=self.settings.prefix), "busy")
 
     def _trace_url(self, job: Job) -> str | None:
         if self.settings.public_url and job.trace_token:
@@ -214,7 +215,7 @@ class AppJobHandler:
         try:
             token = api.auth_token()  # renewed here if the run waited long in the queue
         except GitHubError as e:  # the status comment says so; it must not stay at "queued"
-            message = report.OUTCOME_GITHUB_ERROR.format(error=e)
+            message = messages.OUTCOME_GITHUB_ERROR.format(error=e)
             status.finished(RunOutcome(request.run_id or f"job {job.id}", OutcomeKind.GITHUB_ERROR, message))
             return self._finish(job, "failed", OutcomeKind.GITHUB_ERROR.value, message)
         trace_url = self._trace_url(job)
@@ -242,10 +243,10 @@ class AppJobHandler:
         status, _ = self._reporter(api, job, request)
         status.status.run_id = request.run_id or f"job {job.id}"
         status.status.notes.clear()
-        message = report.OUTCOME_INTERRUPTED.format(prefix=self.settings.prefix)
+        message = messages.OUTCOME_INTERRUPTED.format(prefix=self.settings.prefix)
         saved = pipeline.patch_path(self.settings.results_dir, request.run_id) if request.run_id else None
         if saved is not None and saved.is_file():
-            message += " " + report.PATCH_SAVED.format(where=_patch_link(saved, self._trace_url(job)))
+            message += " " + messages.PATCH_SAVED.format(where=_patch_link(saved, self._trace_url(job)))
         status.finished(RunOutcome(status.status.run_id, OutcomeKind.ERROR, message))
         self._finish(job, "failed", "interrupted", message)
 
@@ -253,5 +254,5 @@ class AppJobHandler:
 def _patch_link(path: Path, trace_url: str | None) -> str:
     """Where people can get a saved patch: the trace page's link, or its name on the server."""
     if trace_url:
-        return report.PATCH_LINK.format(name=path.name, url=f"{trace_url}patch")
-    return report.PATCH_ON_SERVER.format(name=path.name)
+        return messages.PATCH_LINK.format(name=path.name, url=f"{trace_url}patch")
+    return messages.PATCH_ON_SERVER.format(name=path.name)

@@ -22,11 +22,11 @@ from werkzeug.exceptions import HTTPException
 from bot.jobs import DuplicateDelivery, JobHandler, JobStore, WorkerPool, open_store
 from bot.logcontext import bind
 
-from .config import ServerConfig
 from .context import IGNORED_NO_HANDLER, Delivery
 from .observability import Metrics, mount_probes
 from .payload import PayloadError, parse_payload
 from .routing import KNOWN_EVENTS, router
+from .settings import ServerConfig
 from .workers import start_pool
 
 log = logging.getLogger(__name__)
