@@ -69,7 +69,7 @@ def _accepted_then_run(env, faults) -> tuple:
     """The command accepted (👀, status comment, commit) by a control-lane worker; then, GitHub
     failing as `faults(fake)` says, a run worker of a fresh process (no token cached) takes it."""
     from bot.jobs import RUN_LANE
-    from webhooks.workers import start_pool
+    from webhooks.worker import start_pool
 
     env.server.workers = 0  # intake, and no pool: the lanes are driven by hand below
     app = create_app(env.server)
@@ -109,7 +109,7 @@ def test_a_token_github_keeps_refusing_at_run_start_ends_the_status(world):
 
 def test_a_run_cancelled_while_queued_ends_its_status_comment(world):
     """No run worker ever takes a run cancelled in the queue: the cancel ends its status comment."""
-    from webhooks.workers import start_pool
+    from webhooks.worker import start_pool
 
     env = world(QUICK)
     env.server.workers = 0

@@ -22,6 +22,7 @@ from tests.conftest import leftovers, py
 from tests.fakes.app_env import REPO, finished
 from tests.fakes.github_app import SECRET, comment_payload, post_event, private_key_pem, wait_for
 from webhooks import create_app
+from webhooks.kinds import requeue_policy
 
 SLOW = [
     {
@@ -64,7 +65,8 @@ def start_server(env, tmp_path: Path, port: int, log_name: str) -> subprocess.Po
     cmd = [
         sys.executable,
         "-m",
-        "webhooks",
+        "bot",
+        "serve",
         "--port",
         str(port),
         "--workers",
@@ -154,7 +156,9 @@ def test_run_that_cannot_resume_is_reported(world, tmp_path):
     store.claim(RUN_LANE, "first")
     store.activate(job.id)
     time.sleep(0.4)  # its lease expires
-    assert store.recover(max_attempts=2)[0].kind == "run"  # the second resumed it and died too:
+    assert (
+        store.recover(requeue_policy(max_attempts=2))[0].kind == "run"
+    )  # the second resumed it and died too:
     store.claim(RUN_LANE, "second")
     store.activate(job.id)
     time.sleep(0.4)

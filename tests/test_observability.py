@@ -20,7 +20,7 @@ from bot.rlm.config import Config
 from tests.fakes.github_app import SECRET, comment_payload, post_event, private_key_pem, serve, wait_for
 from webhooks import ServerConfig, create_app
 from webhooks.observability import DB_UNREACHABLE
-from webhooks.serve import build_config
+from webhooks.startup import build_config
 
 PG_URL = "postgresql://rlm:s3cret-db-password@127.0.0.1:1/rlm"
 

@@ -324,7 +324,7 @@ def test_server_refuses_unisolated_sandboxes_unless_told(monkeypatch):
     from bot.github.auth import AppSettingsError
     from bot.rlm.config import load_config
     from bot.rlm.sandbox import local
-    from webhooks.serve import UNISOLATED, check_isolation
+    from webhooks.startup import UNISOLATED, check_isolation
 
     monkeypatch.setattr(local, "bwrap_works", lambda: False)  # a container without user namespaces
     with pytest.raises(AppSettingsError) as refused:

@@ -9,13 +9,13 @@ import logging
 import pytest
 from gidgethub import sansio
 
+from bot.common.logging import RedactingFilter
 from bot.jobs import NewJob
 from bot.rlm.secrets import REDACTOR
 from tests.fakes.github_app import comment_payload, review_comment_payload
 from webhooks import context
 from webhooks.context import Delivery
 from webhooks.routing import router
-from webhooks.serve import RedactingFilter
 
 
 def dispatch(event: str, payload: dict, app_id: str | None = "1") -> Delivery:

@@ -12,10 +12,24 @@ from bot.github.repo_config import RepoSetup, repo_setup_policy
 from bot.jobs import DEFAULT_LEASE, is_postgres_url
 from bot.rlm.config import Config
 
-from .handler import WorkerSettings
-
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
 NOT_SECONDS = "{name} must be a positive number of seconds, not {value!r}"
+
+
+@dataclass
+class WorkerSettings:
+    """How the App's workers run jobs (the same for every job)."""
+
+    results_dir: Path = Path("results")
+    prefix: str = "/rlm"
+    public_url: str | None = None  # where /runs/<token> is reachable; None = trace stays on the server
+    draft: bool = False
+    can_push_workflows: bool = False
+    status_interval: float = 15.0
+    allowed_models: set[str] = field(default_factory=set)
+    repo_setup: RepoSetup = RepoSetup.ALLOW  # what a repository's `setup:` may do (RLM_REPO_SETUP)
+    api_key: str | None = None
+    api_options: dict = field(default_factory=dict)  # e.g. {"sleep": ..., "max_tries": ...} for tests
 
 
 @dataclass

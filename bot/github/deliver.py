@@ -29,10 +29,9 @@ def requester_identity(request: RunRequest) -> str:
 
 
 def resolve_target(api: GitHubAPI, request: RunRequest) -> Target:
-    """The commit (the PR head for a PR, else the default branch head), the base branch, fork?.
-    A request that already knows its commit and base costs no API call."""
-    if request.commit and request.base_branch:
-        return Target(request.commit, request.base_branch, request.fork, request.default_branch)
+    """The commit (the PR head for a PR, else the default branch head), the base branch, fork?, and
+    whether the PR's branch is one this bot made (a follow-up). Reads GitHub; changes nothing (the
+    pipeline's `resolve` asks once and records the answer on the request)."""
     info = api.get_repo(request.repo)
     default_branch = info.get("default_branch") or "main"
     if request.is_pull:
@@ -40,8 +39,8 @@ def resolve_target(api: GitHubAPI, request: RunRequest) -> Target:
         head = pull.get("head") or {}
         head_repo = (head.get("repo") or {}).get("full_name")
         fork = head_repo is None or head_repo.lower() != request.repo.lower()
-        request.follow_up = not fork and created_by_bot(pull, request.repo)
-        return Target(head["sha"], head.get("ref") or default_branch, fork, default_branch)
+        follow_up = not fork and created_by_bot(pull, request.repo)
+        return Target(head["sha"], head.get("ref") or default_branch, fork, default_branch, follow_up)
     return Target(api.get_branch_sha(request.repo, default_branch), default_branch, False, default_branch)
 
 
@@ -76,9 +75,7 @@ class GitHubDeliverer:
         self.prefs = prefs
 
     def target(self, request: RunRequest) -> Target:
-        target = resolve_target(self.api, request)
-        request.default_branch = target.default_branch
-        return target
+        return resolve_target(self.api, request)
 
     def patch_link(self, run_id: str) -> str:
         if self.options.patch_url:
@@ -141,7 +138,7 @@ class GitHubDeliverer:
             return RunOutcome(result.run_id, OutcomeKind.NO_CHANGES, messages.OUTCOME_NO_CHANGES, notes=notes)
         if pr.branch is None:  # refused, and our branch was taken away again: the patch is the change
             message = messages.OUTCOME_PR_REFUSED.format(error=pr.error, patch=self.patch_link(result.run_id))
-            return RunOutcome(result.run_id, OutcomeKind.GITHUB_ERROR, message, notes=notes)
+            return RunOutcome(result.run_id, OutcomeKind.DELIVERY_ERROR, message, notes=notes)
         compare = self.api.compare_url(request.repo, request.base_branch or "main", pr.branch)
         message = messages.OUTCOME_BRANCH.format(
             branch=pr.branch, compare=compare, error=pr.error, patch=self.patch_link(result.run_id)
@@ -183,7 +180,7 @@ class GitHubDeliverer:
                 raise
             return RunOutcome(
                 result.run_id,
-                OutcomeKind.GITHUB_ERROR,
+                OutcomeKind.DELIVERY_ERROR,
                 messages.OUTCOME_PUSH_MOVED.format(branch=branch),
                 error=str(e),
             )

@@ -21,8 +21,6 @@ from .status import LiveStatus, StatusComment
 log = logging.getLogger(__name__)
 
 _PHASE_LINES = {
-    Phase.QUEUED: messages.STATUS_QUEUED,
-    Phase.SETTING_UP: messages.STATUS_SETTING_UP,
     Phase.RUNNING: messages.STATUS_STARTING,
     Phase.DELIVERING: messages.STATUS_OPENING_PR,
 }
@@ -58,6 +56,7 @@ class StatusReporter(NullReporter):
             on_created=self._created,
         )
         self.live: LiveStatus | None = None
+        self.status.notes.extend(request.ack_notes)  # said at acceptance, kept until the end
         if request.restarted:
             self.status.notes.append(messages.STATUS_RESTARTED)
 
@@ -87,7 +86,11 @@ class StatusReporter(NullReporter):
                 self.on_change(request)
             except GitHubError as e:
                 log.error("run %s: could not add the 👀 reaction: %s", request.run_id, e)
-                self.note(messages.ACK_REACTION_FAILED.format(error=e))
+                note = messages.ACK_REACTION_FAILED.format(error=e)
+                self.note(note)
+                if note not in request.ack_notes:  # the run worker's status comment says it too
+                    request.ack_notes.append(note)
+                    self.on_change(request)
         if self.live_status and (self.status.comment_id is None or request.restarted):
             self._show(messages.STATUS_QUEUED)
 

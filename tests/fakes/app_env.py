@@ -11,8 +11,7 @@ from pathlib import Path
 from bot.github.auth import AppSettings
 from bot.rlm.config import Config
 from tests.conftest import commit_files
-from webhooks.handler import WorkerSettings
-from webhooks.settings import ServerConfig
+from webhooks.settings import ServerConfig, WorkerSettings
 
 from .github_app import SECRET, private_key_pem
 from .github_fake import FakeGitHub

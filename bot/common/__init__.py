@@ -1,0 +1,1 @@
+"""Cross-cutting pieces every part of rlm-bot shares (logging set-up, ...)."""
