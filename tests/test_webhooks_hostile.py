@@ -21,8 +21,9 @@ from waitress import wasyncore
 from tests.fakes.github_app import SECRET, comment_payload, headers_for, serve
 from webhooks import ServerConfig, create_app
 from webhooks import payload as parsing
-from webhooks.http_server import HttpSettings, create_http_server
+from webhooks.http_server import create_http_server
 from webhooks.intake import DB_DOWN
+from webhooks.settings import HttpSettings
 
 
 @pytest.fixture

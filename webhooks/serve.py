@@ -8,11 +8,12 @@ reported once their leases expire (see bot/jobs/). Logging is set up by the `rlm
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from bot.jobs import StoreUnavailable, safe_target
 
-from .http_server import HttpSettings, create_http_server
+from .http_server import create_http_server
 from .intake import create_app
 from .settings import ServerConfig
 from .startup import CANNOT_LISTEN, ServeError, reap_at_start
@@ -21,10 +22,10 @@ log = logging.getLogger("webhooks")
 
 
 def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8080, threads: int = 8) -> None:
-    """Run until interrupted. Blocks. HTTP limits come from RLM_HTTP_* (see http_server.py)."""
+    """Run until interrupted. Blocks. HTTP limits come from the settings (RLM_HTTP_*)."""
     if config.workers > 0:
         reap_at_start(config)
-    http = HttpSettings.from_env(threads=threads)
+    http = dataclasses.replace(config.http, threads=threads)
     config.max_body = http.max_request_body_size  # one body limit, in waitress and in the app
     try:
         app = create_app(config)

@@ -9,7 +9,6 @@ from pathlib import Path
 from bot.github.auth import AppSettingsError
 from bot.rlm.config import Config
 
-from .http_server import HttpSettings
 from .settings import ServerConfig
 
 log = logging.getLogger("webhooks")
@@ -37,10 +36,6 @@ def check_isolation(engine: Config) -> None:
 
 
 def build_config(engine: Config, *, workers: int | None = None, db: str | Path | None = None) -> ServerConfig:
-    try:
-        HttpSettings.from_env()  # a bad RLM_HTTP_* value is a one-line error before anything starts
-    except ValueError as e:
-        raise AppSettingsError(str(e)) from None
     config = ServerConfig.from_env(engine, workers=workers, db_path=db)
     if config.workers > 0:  # an intake-only server runs no sandbox
         check_isolation(engine)
