@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import requests
 
-from bot import logcontext
+from bot.common import logcontext
 from bot.jobs import StoreUnavailable, open_store, safe_target
 from bot.jobs.postgres import PostgresJobStore
 from bot.rlm.config import Config

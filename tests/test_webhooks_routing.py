@@ -76,7 +76,7 @@ def test_log_lines_are_redacted(caplog):
 
 def test_tracebacks_in_log_lines_are_redacted(caplog):
     """An exception's text reaches the log with its traceback (plain and JSON lines alike)."""
-    from bot.logcontext import JsonFormatter
+    from bot.common.logcontext import JsonFormatter
 
     REDACTOR.add("planted-traceback-secret-91bb")
     logger = logging.getLogger("test.redaction")

@@ -21,8 +21,8 @@ from flask import Flask, Response, jsonify, request
 from gidgethub import ValidationFailure, sansio
 from werkzeug.exceptions import HTTPException
 
+from bot.common.logcontext import bind
 from bot.jobs import DuplicateDelivery, JobHandler, JobStore, WorkerPool, open_store
-from bot.logcontext import bind
 
 from .context import IGNORED_NO_HANDLER, Delivery
 from .kinds import busy_instead

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from bot import logcontext
+from bot.common import logcontext
 from bot.rlm.secrets import REDACTOR
 
 SERVER_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from bot.logcontext import job_context
+from bot.common.logcontext import job_context
 
 from .model import CONTROL_LANE, IN_FLIGHT, RUN_LANE, Job, JobLane, JobStore, Requeue
 
