@@ -409,6 +409,7 @@ def app_register(
             port=port,
             open_browser=not no_browser,
             public=public,
+            api_url=os.environ.get("GITHUB_API_URL") or None,  # GitHub Enterprise behind a proxy
         )
     except RegisterError as e:
         raise fail(str(e), EXIT_FAILED) from None
