@@ -12,8 +12,7 @@ import threading
 from typing import Any
 
 from bot.pipeline import NullReporter
-from bot.rlm.fold import EventKind
-from bot.rlm.trace import STATUS_ICONS, fmt_cost
+from bot.rlm import STATUS_ICONS, EventKind, fmt_cost
 
 from .workflow import Runner
 

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.common.logging import setup_logging
+from bot.common.secrets import REDACTOR
 from bot.common.signals import Interrupts
 from bot.github.api import GitHubAPI, GitHubError
 from bot.github.auth import basic_auth_header
 from bot.pipeline.keys import MissingKey, missing_keys
-from bot.rlm.config import Config, ConfigError, load_config
-from bot.rlm.secrets import REDACTOR
+from bot.rlm import Config, ConfigError, load_config
 
 from . import messages as m
 from .agent_logs import AgentLogs

@@ -22,10 +22,9 @@ from rich.console import Console
 from .cli_run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from .common.envfile import EnvFileError, load_env_file
 from .common.logging import CLI_FORMAT, setup_logging
+from .common.secrets import REDACTOR
 from .common.signals import Interrupts
-from .rlm.config import Config, ConfigError, load_config
-from .rlm.errors import RLMError
-from .rlm.secrets import REDACTOR
+from .rlm import Config, ConfigError, RLMError, load_config
 
 LLM_KEY_MISSING = (
     "[yellow]warning:[/yellow] LLM_API_KEY is not set; the provider may refuse the calls "
@@ -81,15 +80,15 @@ def execute(
     from .cli_run import PATCH_KEPT, PATCH_NONE, CliReporter, exit_code, json_summary, run_cli, write_report
     from .pipeline import OutcomeKind, Phase, RunRequest, RunSettings
     from .pipeline.keys import MissingKey, missing_keys
-    from .rlm.trace import summary_markdown
+    from .rlm import summary_markdown
 
     missing = missing_keys(config, os.environ.get("LLM_API_KEY"), os.environ.get("DAYTONA_API_KEY"))
     if MissingKey.LLM in missing:
         err.print(LLM_KEY_MISSING)
     if MissingKey.DAYTONA in missing:
-        from .rlm.sandbox.daytona_client import MISSING_KEY
+        from .rlm.sandbox import DAYTONA_MISSING_KEY
 
-        raise fail(MISSING_KEY)
+        raise fail(DAYTONA_MISSING_KEY)
     cancel = threading.Event()
     request = RunRequest(task=prompt, clone_url=repo, branch=branch, commit=commit, context=context)
     settings = RunSettings(config=config, results_dir=results_dir)
@@ -221,18 +220,18 @@ def demo(
     output: Path | None = typer.Option(None, "--output", "-o", help="write the patch here instead of stdout"),
 ) -> None:
     """The whole pipeline on a small bundled repository with a SCRIPTED model (no API key, no cost)."""
-    from .rlm import demo as demo_mod
+    from .rlm import DEMO_PROMPT, materialize_demo
 
     err.print(
         "[bold cyan]SCRIPTED DEMO[/bold cyan]: the model's replies are replayed from a bundled script; "
         "no model is called. The sandboxes, REPLs, sub-agents, patch and trace are real."
     )
-    repo_dir, script = demo_mod.materialize()
+    repo_dir, script = materialize_demo()
     config = _config(None, {"model.name": f"scripted/{script}"})
     code = execute(
         config,
         str(repo_dir),
-        demo_mod.PROMPT,
+        DEMO_PROMPT,
         branch=None,
         commit=None,
         output=output,
@@ -281,7 +280,7 @@ def sandboxes_reap(
     env_file: Path | None = typer.Option(None, "--env-file", help="a .env file with DAYTONA_API_KEY"),
 ) -> None:
     """Delete local sandbox directories and Daytona sandboxes of rollouts that are no longer running."""
-    from .rlm.sandbox.reap import reap_all
+    from .rlm.sandbox import reap_all
 
     _load_env_file(env_file)
     config = _config(config_path, {})

@@ -23,7 +23,7 @@ from bot.github.reporter import StatusReporter
 from bot.github.request_context import RequestContextStage
 from bot.jobs import RUN_LANE, Job, JobState, JobStore, WorkerPool
 from bot.pipeline import NullReporter, OutcomeKind, Reporters, RunOutcome, RunRequest, RunSettings
-from bot.rlm.config import Config
+from bot.rlm import Config
 
 from .kinds import JobKind
 from .settings import WorkerSettings

@@ -5,12 +5,12 @@ died is resumed while it has attempts left, else reported. The store keeps the s
 from __future__ import annotations
 
 import dataclasses
-from enum import Enum
 
+from bot.common.enums import StrEnum
 from bot.jobs import CONTROL_LANE, RUN_KIND, Job, JobLane, NewJob
 
 
-class JobKind(str, Enum):
+class JobKind(StrEnum):
     RUN = RUN_KIND  # `/rlm <task>`: accepted in the control lane, then run in the run lane
     HELP = "help"
     INVALID = "invalid"  # an unknown flag or an empty task: answered with the help text
@@ -18,9 +18,6 @@ class JobKind(str, Enum):
     CANCEL = "cancel"
     BUSY = "busy"  # a run command while another run is active on the issue
     INTERRUPTED = "interrupted"  # a run whose workers kept dying: its status says so
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def busy_instead(job: NewJob) -> NewJob:

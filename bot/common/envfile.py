@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from bot.rlm.secrets import REDACTOR
+from bot.common.secrets import REDACTOR
 
 UNREADABLE = "cannot read the env file {path}: {reason}."
 

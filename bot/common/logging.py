@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from bot.common import logcontext
-from bot.rlm.secrets import REDACTOR
+from bot.common.secrets import REDACTOR
 
 SERVER_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 CLI_FORMAT = "%(levelname)s: %(message)s"

@@ -20,36 +20,31 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Protocol
+
+from bot.common.enums import StrEnum
 
 RUN_KIND = "run"  # the kind of job that holds its issue's one active-run slot
 
 
-class JobLane(str, Enum):
+class JobLane(StrEnum):
     """The worker pool's two lanes; every job starts in CONTROL."""
 
     CONTROL = "control"
     RUN = "run"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 RUN_LANE = JobLane.RUN
 CONTROL_LANE = JobLane.CONTROL
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     QUEUED = "queued"
     WORKING = "working"
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
-
-    def __str__(self) -> str:  # f-strings and logs show the value, as the plain strings did
-        return self.value
 
 
 FINAL_STATES = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)

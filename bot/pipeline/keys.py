@@ -4,19 +4,15 @@ without a Daytona key; the Action stops with its conclusion); the App's keys com
 
 from __future__ import annotations
 
-import enum
-
-from bot.rlm.config import Config
+from bot.common.enums import StrEnum
+from bot.rlm import Config
 
 SCRIPTED_PROVIDER = "scripted"  # bot.rlm.scripted.PROVIDER, not imported: it loads litellm
 
 
-class MissingKey(str, enum.Enum):
+class MissingKey(StrEnum):
     LLM = "llm"  # the model's provider needs LLM_API_KEY
     DAYTONA = "daytona"  # sandbox.backend is daytona and DAYTONA_API_KEY is missing
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def needs_llm_key(config: Config) -> bool:

@@ -5,16 +5,17 @@ Kinds are str-valued so the job store keeps storing the same strings it always d
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.common.enums import StrEnum
+
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to describe an outcome
-    from bot.rlm.rollout import RolloutResult
+    from bot.rlm import RolloutResult
 
 
-class OutcomeKind(str, enum.Enum):
+class OutcomeKind(StrEnum):
     PR = "pr"  # a pull request was opened (or an open one from our branch was found)
     PUSHED = "pushed"  # the change was pushed onto an existing branch (follow-ups)
     BRANCH = "branch"  # the change is on a pushed branch, but no pull request could be opened
@@ -27,9 +28,6 @@ class OutcomeKind(str, enum.Enum):
     CANCELLED = "cancelled"
     ERROR = "error"
     DELIVERY_ERROR = "github_error"  # a DeliveryError (the stored string predates the name)
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def ok(self) -> bool:

@@ -4,23 +4,21 @@ it shows for itself; the pipeline knows nothing else of them."""
 
 from __future__ import annotations
 
-import enum
 from typing import TYPE_CHECKING, Any, Protocol
+
+from bot.common.enums import StrEnum
 
 if TYPE_CHECKING:
     from .outcome import RunOutcome
     from .request import RunRequest
 
 
-class Phase(str, enum.Enum):
+class Phase(StrEnum):
     """Where a run is. Additive: new phases may appear; reporters ignore the ones they do not know."""
 
     PREPARING = "preparing"  # fetching the repository at the commit
     RUNNING = "running"
     DELIVERING = "delivering"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Reporter(Protocol):

@@ -14,12 +14,9 @@ import logging
 import threading
 from pathlib import Path
 
-from bot.rlm import engine
-from bot.rlm.config import ConfigError
-from bot.rlm.errors import RLMError
-from bot.rlm.patch import PatchError
-from bot.rlm.run_id import new_run_id
-from bot.rlm.secrets import REDACTOR
+import bot.rlm as engine
+from bot.common.secrets import REDACTOR
+from bot.rlm import ConfigError, PatchError, RLMError, new_run_id
 
 from .deliverer import Deliverer
 from .errors import DeliveryError

@@ -7,16 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from bot.rlm.config import Config
+from bot.rlm import Config
 
 from .outcome import OutcomeWords, Target
 from .reporter import Reporter
 from .request import RunRequest
 
 if TYPE_CHECKING:
-    from bot.rlm.llm import ModelClient
-    from bot.rlm.repo import PreparedRepo
-    from bot.rlm.rollout import RolloutResult
+    from bot.rlm import ModelClient, PreparedRepo, RolloutResult
 
 
 class Stage(Protocol):

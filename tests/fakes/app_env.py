@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.github.auth import AppSettings
-from bot.rlm.config import Config
+from bot.rlm import Config
 from tests.conftest import commit_files
 from webhooks.settings import ServerConfig, WorkerSettings
 
