@@ -22,7 +22,7 @@ import requests
 from bot.jobs import StoreUnavailable, open_store, safe_target
 from tests.fakes.github_app import SECRET, comment_payload, headers_for, serve
 from webhooks import ServerConfig, create_app
-from webhooks.app import DB_DOWN
+from webhooks.intake import DB_DOWN
 from webhooks.observability import DB_UNREACHABLE
 
 ANSWER_WITHIN = 12.0  # seconds: connect 5 s or a call cut at 6 s, plus a loaded CI machine

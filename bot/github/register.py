@@ -162,7 +162,7 @@ def _checked(conversion: dict, api_url: str) -> dict[str, str]:
 
 
 def env_text(values: dict[str, str]) -> str:
-    """KEY="value" lines that python-dotenv and load_env_file read back to exactly `values` (the
+    """KEY="value" lines the project's .env reader (python-dotenv) reads back to exactly `values` (the
     values hold no quote, `$`, `#`, whitespace or line break: _checked made sure)."""
     lines = ["# Written by `rlm app register`. Keep it secret: it holds the App's private key."]
     lines += [f'{key}="{value}"' for key, value in values.items()]
@@ -350,7 +350,7 @@ def register(
     if not output.absolute().parent.is_dir():  # found out after GitHub made the App, its key would be lost
         raise RegisterError(OUTPUT_DIR_MISSING.format(path=output.absolute().parent))
     github_url = github_url.rstrip("/")
-    api_url = (api_url or os.environ.get("GITHUB_API_URL") or api_url_for(github_url)).rstrip("/")
+    api_url = (api_url or api_url_for(github_url)).rstrip("/")
     state, start = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     try:
         server = ThreadingHTTPServer(("127.0.0.1", port), BaseHTTPRequestHandler)
