@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import enum
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -32,6 +33,8 @@ OUTPUT_TAIL = 3000  # characters of each command's output kept in the report
 _MARK = "rlm-eval-judge:"
 JUDGE_NO_CALLS = "the judge's sandbox answers no calls"
 JUDGE_NO_VERDICT = "the judge's code printed no verdict: {detail}"
+COULD_NOT_RUN = "the judge's command `{command}` could not run in the sandbox (a missing tool: fix the task's setup): {output}"
+_NO_MODULE = re.compile(r"^\S*python[\d.]*: No module named \S+$", re.MULTILINE)
 
 
 class Verdict(str, enum.Enum):
@@ -110,6 +113,14 @@ print({mark!r} + _json.dumps(_out))
 """
 
 
+def _could_not_run(result: CommandResult) -> bool:
+    """The command's tool is missing (shell: not found / not executable; `python -m` of a module
+    that is not installed): no verdict about the code, so a judge error, not a failure."""
+    if result.exit_code in (126, 127):
+        return True
+    return result.exit_code == 1 and bool(_NO_MODULE.search(result.output)) and len(result.output) < 400
+
+
 def _refuse(fn: str, args: dict) -> None:
     raise CallRefused(JUDGE_NO_CALLS)
 
@@ -177,6 +188,15 @@ def judge(
     commands = [
         CommandResult(c["command"], c["exit_code"], float(c["seconds"]), c["output"]) for c in out["commands"]
     ]
+    missing = next((c for c in commands if _could_not_run(c)), None)
+    if missing is not None:
+        return JudgeResult(
+            Verdict.ERROR,
+            commands=commands,
+            applied=out["applied"],
+            error=COULD_NOT_RUN.format(command=missing.command, output=missing.output.strip()[-300:]),
+            seconds=time.monotonic() - started,
+        )
     passed = out["applied"] is not False and all(c.exit_code == 0 for c in commands)
     return JudgeResult(
         Verdict.PASS if passed else Verdict.FAIL,

@@ -318,7 +318,8 @@ def load_tasks(path: Path) -> TaskSet:
 
 
 def parse_variant(text: str) -> VariantSpec:
-    """`--variant NAME=KEY=VALUE,KEY=VALUE` (or just NAME for the settings as given)."""
+    """`--variant NAME=KEY=VALUE,KEY=VALUE` (or just NAME for the settings as given). Values are
+    read as YAML scalars: `rlm.max_depth=0` is a number, `sandbox.setup=[]` no setup."""
     name, _, rest = text.partition("=")
     name = name.strip()
     if not NAME_RE.match(name):
@@ -331,5 +332,14 @@ def parse_variant(text: str) -> VariantSpec:
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
             raise TasksError(f"--variant {text!r}: {part!r} is not KEY=VALUE (e.g. rlm.max_depth=0).")
-        overrides[key.strip()] = value.strip()
+        overrides[key.strip()] = _scalar(value.strip())
     return VariantSpec(name, overrides)
+
+
+def _scalar(text: str) -> Any:
+    """A value as YAML reads it (`0`, `true`, `[]`, `null`), else the text itself."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (int, float, bool, list, type(None))) else text
