@@ -55,9 +55,7 @@ VARIANT_KEYS = {"name", "set"}
 
 UNREADABLE = "cannot read the tasks file {path}: {reason}."
 NOT_YAML = "{path} line {line}: not valid YAML ({reason})."
-MISSING_FILE = (
-    "{where}: {field} names {target}, which does not exist; give a path relative to the tasks file."
-)
+MISSING_FILE = "names {target}, which does not exist; give a path relative to the tasks file."
 
 
 class TasksError(ValueError):
@@ -168,9 +166,7 @@ def _commands(where: _Where, key: str, value: Any, allow_auto: bool = False) -> 
 def _local_file(where: _Where, key: str, base: Path, value: str) -> Path:
     path = (base / value).resolve()
     if not path.is_file():
-        raise TasksError(
-            MISSING_FILE.format(where=f"{where.path} line {where.line(key)}", field=key, target=path)
-        )
+        raise where.error(key, MISSING_FILE.format(target=path))
     return path
 
 
@@ -216,9 +212,7 @@ def _task(path: Path, index: int, raw: Any, defaults: dict) -> Task:
     if "://" not in repo and not re.match(r"^[\w.-]+@[\w.-]+:", repo):
         local = (base / repo).resolve()
         if not local.exists():
-            raise TasksError(
-                MISSING_FILE.format(where=f"{path} line {where.line('repo')}", field="repo", target=local)
-            )
+            raise where.error("repo", MISSING_FILE.format(target=local))
         repo = str(local)
     commit = where.text("commit")
     assert commit is not None
