@@ -205,3 +205,23 @@ def test_the_shipped_task_set_is_complete_and_small():
         fix = (bundle.parent / "fix.diff").read_text()
         assert fix in yaml.safe_load(task.script.read_text())[0]["responses"][1]
     assert total < 3_000_000
+
+
+def test_the_judge_stops_a_hanging_command_and_refuses_a_patch_that_does_not_apply(tmp_path: Path):
+    from bot.evaluate import judge
+    from bot.evaluate.judge import Verdict
+    from bot.evaluate.tasks import Judge
+    from bot.rlm.config import load_config
+    from bot.rlm.engine import prepare
+
+    task = next(t for t in load_tasks(TASKS / "tasks.yaml").tasks if t.name == TASK)
+    config = load_config(None, {"sandbox.cache_dir": str(tmp_path / "cache")}, environ={})
+    prepared = prepare(config, task.repo, commit=task.commit)
+    hanging = Judge(("(sleep 60; echo late) & sleep 60",), {}, timeout=2)
+    result = judge(config, prepared, hanging, None)
+    assert result.verdict is Verdict.FAIL and result.commands[0].exit_code is None
+    assert "[timed out after 2" in result.commands[0].output and result.seconds < 30
+    bad_patch = "--- a/no/such/file.py\n+++ b/no/such/file.py\n@@ -1 +1 @@\n-x\n+y\n"
+    result = judge(config, prepared, task.judge, bad_patch)
+    assert result.verdict is Verdict.FAIL and result.applied is False and not result.commands
+    assert "no/such/file.py" in (result.error or "")

@@ -101,12 +101,15 @@ if _out["applied"] is not False:
             _f.write(_b64.b64decode(_data))
     for _command in _spec["commands"]:
         _t0 = _time.monotonic()
+        _p = _sp.Popen(_command, shell=True, stdout=_sp.PIPE, stderr=_sp.STDOUT, stdin=_sp.DEVNULL,
+                       start_new_session=True)
         try:
-            _p = _sp.run(_command, shell=True, stdout=_sp.PIPE, stderr=_sp.STDOUT, stdin=_sp.DEVNULL,
-                         timeout=_spec["timeout"])
-            _code, _text = _p.returncode, _p.stdout
-        except _sp.TimeoutExpired as _e:
-            _code, _text = None, (_e.stdout or b"") + b"\\n[timed out after %ss]" % str(_spec["timeout"]).encode()
+            _text, _ = _p.communicate(timeout=_spec["timeout"])
+            _code = _p.returncode
+        except _sp.TimeoutExpired:
+            _os.killpg(_p.pid, 9)  # the whole group: a test's children must not hold the pipe open
+            _text, _ = _p.communicate()
+            _code, _text = None, _text + b"\\n[timed out after %ss]" % str(_spec["timeout"]).encode()
         _out["commands"].append({{"command": _command, "exit_code": _code, "seconds": _time.monotonic() - _t0,
                                   "output": _text.decode("utf-8", "replace")[-_spec["tail"]:]}})
 print({mark!r} + _json.dumps(_out))

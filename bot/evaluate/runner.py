@@ -11,6 +11,7 @@ pool; Daytona spreads them. Cancellation (Ctrl-C) reaches every run and judge.
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -28,9 +29,12 @@ from bot.rlm.errors import RLMError
 from .judge import JudgeResult, Verdict, judge
 from .tasks import Task, TaskSet, VariantSpec
 
+log = logging.getLogger(__name__)
+
 SCRIPTED_PER_TASK = "scripted"  # model name meaning "each task's own `script:`"
 DEFAULT_JOBS = {"local": 2, "daytona": 8}
 NO_SCRIPT = "task {task} has no 'script:', so the model name 'scripted' has nothing to replay; give it one."
+INTERNAL_ERROR = "internal error ({error}); see the log"
 INVALID_TASK = "the judge's commands already pass on the base commit, so they cannot tell a fix apart"
 
 
@@ -190,7 +194,19 @@ class Evaluation:
             before = dict(zip([t.name for t in tasks], pool.map(self._before_check, tasks), strict=True))
             self._before.update(before)
             pairs = [(t, v) for v in self.variants for t in tasks]
-            return list(pool.map(lambda pair: self._one(*pair), pairs))
+            return list(pool.map(lambda pair: self._guarded(*pair), pairs))
+
+    def _guarded(self, task: Task, variant: Variant) -> TaskResult:
+        """One task's result, whatever happens: a bug is logged with its traceback and reported as
+        that task's error, and the other tasks go on."""
+        try:
+            return self._one(task, variant)
+        except Exception as e:
+            log.exception("rlm eval: %s [%s] failed unexpectedly", task.name, variant.name)
+            message = INTERNAL_ERROR.format(error=f"{type(e).__name__}: {e}")
+            return TaskResult(
+                task.name, variant.name, Status.RUN_ERROR, message=message, upstream=task.upstream
+            )
 
     # ------------------------------------------------------------------ one task
 
@@ -205,9 +221,12 @@ class Evaluation:
         config = self._config(task, self.variants[0])
         try:
             prepared = prepare(config, task.repo, commit=task.commit)
+            result = judge(config, prepared, task.judge, None, self.cancel, self.settings.daytona_api_key)
         except RLMError as e:
             return JudgeResult(Verdict.ERROR, error=str(e))
-        result = judge(config, prepared, task.judge, None, self.cancel, self.settings.daytona_api_key)
+        except Exception as e:
+            log.exception("rlm eval: the before-check of %s failed unexpectedly", task.name)
+            return JudgeResult(Verdict.ERROR, error=INTERNAL_ERROR.format(error=f"{type(e).__name__}: {e}"))
         self.say(f"{task.name}: before the patch the judge says {result.verdict}")
         return result
 
