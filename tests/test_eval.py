@@ -211,8 +211,7 @@ def test_the_judge_stops_a_hanging_command_and_refuses_a_patch_that_does_not_app
     from bot.evaluate import judge
     from bot.evaluate.judge import Verdict
     from bot.evaluate.tasks import Judge
-    from bot.rlm.config import load_config
-    from bot.rlm.engine import prepare
+    from bot.rlm import load_config, prepare
 
     task = next(t for t in load_tasks(TASKS / "tasks.yaml").tasks if t.name == TASK)
     config = load_config(None, {"sandbox.cache_dir": str(tmp_path / "cache")}, environ={})

@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bot.rlm.config import ConfigError
+from bot.rlm import ConfigError, load_config
 
 from .report import notes, text_table, write_reports
 from .runner import EvalSettings, Evaluation, Status, check_configs, variants_of
@@ -104,6 +104,4 @@ def run_eval(options: EvalOptions, err: Console, cancel: threading.Event) -> int
 
 
 def _base_results(config_path: Path | None, overrides: dict[str, Any]) -> Path:
-    from bot.rlm.config import load_config
-
     return Path(load_config(config_path, overrides).results_dir)

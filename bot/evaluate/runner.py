@@ -22,9 +22,7 @@ from typing import Any
 
 from bot.pipeline import NullReporter, OutcomeKind, RunOutcome, RunRequest, RunSettings, RunState, Target
 from bot.pipeline import run as run_pipeline
-from bot.rlm.config import Config, ConfigError, load_config
-from bot.rlm.engine import prepare
-from bot.rlm.errors import RLMError
+from bot.rlm import Config, ConfigError, RLMError, load_config, prepare
 
 from .judge import JudgeResult, Verdict, judge
 from .tasks import Task, TaskSet, VariantSpec
