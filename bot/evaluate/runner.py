@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 SCRIPTED_PER_TASK = "scripted"  # model name meaning "each task's own `script:`"
 DEFAULT_JOBS = {"local": 2, "daytona": 8}
 NO_SCRIPT = "task {task} has no 'script:', so the model name 'scripted' has nothing to replay; give it one."
+NO_PATCH = "the run changed no file (it ended {status}{error})"
 INTERNAL_ERROR = "internal error ({error}); see the log"
 INVALID_TASK = "the judge's commands already pass on the base commit, so they cannot tell a fix apart"
 
@@ -273,7 +274,8 @@ class Evaluation:
             return result
         if not patch.strip():
             result.status = Status.UNRESOLVED
-            result.message = f"no patch ({outcome.result.status}); {outcome.message}"
+            error = f": {outcome.result.error}" if outcome.result.error else ""
+            result.message = NO_PATCH.format(status=outcome.result.status, error=error)
             return result
         self.say(f"{label}: judging the patch in a fresh sandbox")
         try:
