@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 SCRIPTED_PER_TASK = "scripted"  # model name meaning "each task's own `script:`"
 DEFAULT_JOBS = {"local": 2, "daytona": 8}
 NO_SCRIPT = "task {task} has no 'script:', so the model name 'scripted' has nothing to replay; give it one."
+JUDGE_FAILED = "with the patch, `{command}` {how} (report.json has its output)"
 NO_PATCH = "the run changed no file (it ended {status}{error})"
 INTERNAL_ERROR = "internal error ({error}); see the log"
 INVALID_TASK = "the judge's commands already pass on the base commit, so they cannot tell a fix apart"
@@ -295,6 +296,12 @@ class Evaluation:
             result.message = f"judging failed: {verdict.error}"
         elif verdict.applied is False:
             result.message = f"the patch does not apply to the base commit: {verdict.error}"
+        elif verdict.verdict is Verdict.FAIL:
+            failed = next(c for c in verdict.commands if c.exit_code != 0)
+            how = "timed out" if failed.exit_code is None else f"exited {failed.exit_code}"
+            result.message = JUDGE_FAILED.format(command=failed.command, how=how)
+        else:
+            result.message = ""
         self.say(f"{label}: {result.status}")
         return result
 
