@@ -15,7 +15,7 @@ from bot.cli import app
 from bot.evaluate import TasksError, load_tasks, parse_variant
 from bot.evaluate.command import EXIT_NOT_JUDGED
 from bot.evaluate.report import RESOLVED_MARK
-from bot.evaluate.runner import INVALID_TASK, Status
+from bot.evaluate.runner import INVALID_TASK, JUDGE_FAILED, Status
 
 TASKS = Path(__file__).resolve().parent.parent / "bench" / "tasks"
 TASK = "more-itertools-1001"
@@ -73,6 +73,10 @@ def test_the_real_fix_resolves_and_a_wrong_patch_does_not(tmp_path: Path, config
     assert "test_reversed_is_none" in fixed["before"]["commands"][0]["output"]
     assert fixed["judge"]["commands"][0]["exit_code"] == 0 and fixed["judge"]["applied"] is True
     assert wrong_result["judge"]["applied"] is True and wrong_result["judge"]["commands"][0]["exit_code"] == 1
+    assert wrong_result["message"] == JUDGE_FAILED.format(
+        command="python3 -m unittest tests.test_more.LastTests", how="exited 1"
+    )
+    assert f"{TASK} [wrong]: not resolved: {wrong_result['message']}" in stderr
     # Each run went through the pipeline: its trace and its patch are beside the report.
     for result in (fixed, wrong_result):
         assert Path(result["results"]).is_file() and Path(result["patch"]).is_file()
