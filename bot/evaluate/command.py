@@ -10,7 +10,6 @@ Exit codes (as `rlm run`'s, read for a task set):
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,7 +18,9 @@ from typing import Any
 
 from rich.console import Console
 
+from bot.pipeline.keys import MissingKey, missing_keys
 from bot.rlm import ConfigError, load_config
+from bot.rlm.sandbox import DAYTONA_MISSING_KEY
 
 from .report import notes, text_table, write_reports
 from .runner import EvalSettings, Evaluation, Status, check_configs, variants_of
@@ -28,6 +29,9 @@ from .tasks import TasksError, load_tasks, parse_variant
 EXIT_OK, EXIT_NOT_JUDGED, EXIT_INTERRUPTED = 0, 1, 130
 UNKNOWN_TASK = "--task {name}: the tasks file has no such task (it has: {names})."
 REPORTS_WRITTEN = "reports: {json} and {md}"
+LLM_KEY_MISSING = (
+    "warning: LLM_API_KEY is not set; the model's provider may refuse the calls (set it, or pass --env-file)."
+)
 
 
 class EvalUsageError(ValueError):
@@ -44,6 +48,8 @@ class EvalOptions:
     jobs: int | None = None
     out: Path | None = None
     quiet: bool = False
+    llm_api_key: str | None = None
+    daytona_api_key: str | None = None
 
 
 def run_eval(options: EvalOptions, err: Console, cancel: threading.Event) -> int:
@@ -74,12 +80,21 @@ def run_eval(options: EvalOptions, err: Console, cancel: threading.Event) -> int
         base_overrides=overrides,
         results_dir=out / "runs",
         jobs=options.jobs,
-        daytona_api_key=os.environ.get("DAYTONA_API_KEY") or None,
+        daytona_api_key=options.daytona_api_key or None,
     )
     try:
-        check_configs(settings, task_set, variants)
+        configs = check_configs(settings, task_set, variants)
     except ConfigError as e:
         raise EvalUsageError(str(e)) from None
+    missing = {
+        key
+        for config in configs
+        for key in missing_keys(config, options.llm_api_key, options.daytona_api_key)
+    }
+    if MissingKey.DAYTONA in missing:
+        raise EvalUsageError(DAYTONA_MISSING_KEY)
+    if MissingKey.LLM in missing:
+        err.print(LLM_KEY_MISSING, markup=False)
     say = (lambda line: None) if options.quiet else (lambda line: err.print(line, markup=False))
     say(
         f"rlm eval: {len(task_set.tasks)} task(s) × {len(variants)} variant(s) "

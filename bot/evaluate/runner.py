@@ -133,14 +133,16 @@ def task_config(settings: EvalSettings, task: Task, variant: Variant) -> Config:
     return config
 
 
-def check_configs(settings: EvalSettings, task_set: TaskSet, variants: list[Variant]) -> None:
-    """Every (task, variant) config is valid before anything runs; raises ConfigError naming it."""
+def check_configs(settings: EvalSettings, task_set: TaskSet, variants: list[Variant]) -> list[Config]:
+    """Every (task, variant) config, checked before anything runs; raises ConfigError naming it."""
+    configs = []
     for variant in variants:
         for task in task_set.tasks:
             try:
-                task_config(settings, task, variant)
+                configs.append(task_config(settings, task, variant))
             except ConfigError as e:
                 raise ConfigError(f"task {task.name}, variant {variant.name}: {e}") from None
+    return configs
 
 
 class _PatchKept:
