@@ -24,7 +24,7 @@ from .common.envfile import EnvFileError, load_env_file
 from .common.logging import CLI_FORMAT, setup_logging
 from .common.secrets import REDACTOR
 from .common.signals import Interrupts
-from .rlm import Config, ConfigError, RLMError, load_config
+from .rlm import Config, ConfigError, RLMError, Status, load_config
 
 LLM_KEY_MISSING = (
     "[yellow]warning:[/yellow] LLM_API_KEY is not set; the provider may refuse the calls "
@@ -114,7 +114,7 @@ def execute(
     err.print()
     err.print(summary_markdown(result.results), markup=False)
     err.print()
-    status_style = "green" if result.status == "completed" else "red"
+    status_style = "green" if result.status == Status.COMPLETED else "red"
     err.print(
         f"status: [{status_style}]{result.status}[/{status_style}]"
         + (f" — {result.error}" if result.error else "")

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from .pipeline import NullReporter, OutcomeKind, Phase, RunOutcome, RunRequest, RunSettings, RunState, Target
 from .progress import Progress
+from .rlm import Status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # documented in bot/cli.py
 
@@ -164,5 +165,7 @@ def exit_code(outcome: RunOutcome, interrupted: bool) -> int:
     if interrupted:
         return EXIT_INTERRUPTED
     result = outcome.result
-    completed = result is not None and result.status == "completed" and outcome.kind is not OutcomeKind.ERROR
+    completed = (
+        result is not None and result.status == Status.COMPLETED and outcome.kind is not OutcomeKind.ERROR
+    )
     return EXIT_OK if completed else EXIT_FAILED

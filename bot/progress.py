@@ -16,15 +16,15 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .rlm import STATUS_ICONS, EventKind, agent_of, fmt_cost, fmt_duration, fold, new_results
+from .rlm import STATUS_ICONS, EventKind, Status, agent_of, fmt_cost, fmt_duration, fold, new_results
 
 STATUS_STYLES = {
-    "running": "yellow",
-    "completed": "green",
-    "budget": "magenta",
-    "timeout": "magenta",
-    "cancelled": "dim",
-    "error": "red",
+    Status.RUNNING: "yellow",
+    Status.COMPLETED: "green",
+    Status.BUDGET: "magenta",
+    Status.TIMEOUT: "magenta",
+    Status.CANCELLED: "dim",
+    Status.ERROR: "red",
 }
 MAX_ROWS = 40
 
@@ -109,7 +109,7 @@ class Progress:
         with self._lock:
             agents = sorted((_row(a) for a in self.results["agents"]), key=_tree_order)
             cost = self.results["totals"]["cost_usd"]
-        running = sum(1 for a in agents if a["status"] == "running")
+        running = sum(1 for a in agents if a["status"] == Status.RUNNING)
         elapsed = fmt_duration(time.monotonic() - self._started)
         table = Table(
             title=f"{self.title} — {len(agents)} agents, {running} running, {elapsed}, {fmt_cost(cost)}",
@@ -123,7 +123,9 @@ class Progress:
                 column, no_wrap=True, overflow="ellipsis", max_width=60 if column == "task" else None
             )
         shown = (
-            agents if len(agents) <= MAX_ROWS else [a for a in agents if a["status"] == "running"][:MAX_ROWS]
+            agents
+            if len(agents) <= MAX_ROWS
+            else [a for a in agents if a["status"] == Status.RUNNING][:MAX_ROWS]
         )
         for a in shown:
             style = STATUS_STYLES.get(a["status"], "")
@@ -150,7 +152,7 @@ def _row(agent: dict) -> dict[str, Any]:
         "id": agent["id"],
         "depth": agent.get("depth", 0),
         "task": agent.get("task") or "",
-        "status": agent.get("status") or "running",
+        "status": agent.get("status") or Status.RUNNING,
         "iterations": len(agent.get("iterations", [])),
         "elapsed": elapsed,
         "cost": (agent.get("usage") or {}).get("cost_usd", 0.0),

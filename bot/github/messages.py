@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from bot.pipeline.outcome import OutcomeWords
-from bot.rlm import fmt_cost, fmt_duration, summary_markdown, totals_line
+from bot.rlm import SetupStatus, Status, fmt_cost, fmt_duration, summary_markdown, totals_line
 
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to word a reply
     from bot.rlm import RolloutResult
@@ -207,9 +207,9 @@ def pr_body(
 def setup_status(results: dict) -> str | None:
     """The environment setup's line of the status comment (docs/environment.md), if it had one."""
     setup = results.get("setup") or {}
-    if setup.get("status") == "running":
+    if setup.get("status") == SetupStatus.RUNNING:
         return STATUS_SETUP.format(how=SETUP_RUNNING)
-    if setup.get("status") == "ok":
+    if setup.get("status") == SetupStatus.OK:
         if setup.get("cached"):
             return STATUS_SETUP.format(how=SETUP_CACHED)
         return STATUS_SETUP.format(how=SETUP_BUILT.format(duration=fmt_duration(setup.get("duration"))))
@@ -224,7 +224,7 @@ def progress_line(results: dict, started: float, now: float | None = None) -> st
 
 def _running_line(results: dict, started: float, now: float | None) -> str:
     agents = results.get("agents", [])
-    running = sum(1 for a in agents if a.get("status") == "running")
+    running = sum(1 for a in agents if a.get("status") == Status.RUNNING)
     totals = results["totals"]
     return STATUS_RUNNING.format(
         running=running,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import bot.rlm as engine
 from bot.common.secrets import REDACTOR
-from bot.rlm import ConfigError, PatchError, RLMError, new_run_id
+from bot.rlm import ConfigError, PatchError, RLMError, Status, new_run_id
 
 from .deliverer import Deliverer
 from .errors import DeliveryError
@@ -68,10 +68,10 @@ def rollout_outcome(state: RunState) -> RunOutcome:
     words = settings.words
     assert result is not None
     kinds = {
-        "timeout": (OutcomeKind.TIMEOUT, words.timeout),
-        "budget": (OutcomeKind.BUDGET, words.budget),
-        "cancelled": (OutcomeKind.CANCELLED, words.cancelled.format(prefix=settings.prefix)),
-        "completed": (OutcomeKind.NO_CHANGES, words.no_changes),
+        Status.TIMEOUT: (OutcomeKind.TIMEOUT, words.timeout),
+        Status.BUDGET: (OutcomeKind.BUDGET, words.budget),
+        Status.CANCELLED: (OutcomeKind.CANCELLED, words.cancelled.format(prefix=settings.prefix)),
+        Status.COMPLETED: (OutcomeKind.NO_CHANGES, words.no_changes),
     }
     kind, message = kinds.get(
         result.status, (OutcomeKind.ERROR, words.error.format(error=result.error or "unknown error"))

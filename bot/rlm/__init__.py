@@ -32,7 +32,7 @@ from .fold import EventKind, agent_of, fold, fold_events, new_results, public, r
 from .patch import FileChange, PatchError, changed_files
 from .repo import PreparedRepo, git
 from .run_id import new_run_id
-from .status import Status
+from .status import SetupStatus, Status
 from .trace import (
     STATUS_ICONS,
     Trace,
@@ -68,6 +68,7 @@ __all__ = [
     "Rollout",
     "RolloutResult",
     "SandboxError",
+    "SetupStatus",
     "Status",
     "Trace",
     "agent_of",

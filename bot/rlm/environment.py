@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
-from bot.common.enums import StrEnum
-
 from .errors import RLMError
 from .fold import EventKind
 from .repo import PreparedRepo, git
+from .status import SetupStatus
 
 if TYPE_CHECKING:
     from .config import Config
@@ -81,13 +80,6 @@ SETUP_TIMED_OUT = (
 )
 SETUP_CANCELLED = "The run was cancelled during the environment setup."
 AUTO_NOTHING = "setup: auto found no pyproject.toml, setup.py, requirements file or package-lock.json"
-
-
-class SetupStatus(StrEnum):
-    OK = "ok"
-    FAILED = "failed"
-    TIMEOUT = "timeout"
-    CANCELLED = "cancelled"
 
 
 class SetupFailed(RLMError):

@@ -29,13 +29,13 @@ from ...environment import (
     Environment,
     SetupFailed,
     SetupSpec,
-    SetupStatus,
     failed_command,
     layout,
     python_ok,
     tail,
 )
 from ...repo import PreparedRepo
+from ...status import SetupStatus
 from ..environments import envs_root
 from . import client as dc
 from .sandbox import DaytonaSandbox

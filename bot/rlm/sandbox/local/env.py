@@ -43,13 +43,13 @@ from ...environment import (
     Environment,
     SetupFailed,
     SetupSpec,
-    SetupStatus,
     failed_command,
     layout,
     python_ok,
     tail,
 )
 from ...repo import PreparedRepo
+from ...status import SetupStatus
 from ..environments import envs_root, lock_entry, prune
 from .checkout.copies import checkout
 from .inherit import inherited
