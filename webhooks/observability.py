@@ -22,6 +22,8 @@ from prometheus_client.registry import Collector
 
 from bot.jobs import FINAL_STATES, RUN_LANE, Job, JobState, JobStore
 
+from .kinds import JobKind
+
 log = logging.getLogger(__name__)
 
 DB_UNREACHABLE = "the job database cannot be reached; see the server log"
@@ -106,7 +108,7 @@ class Metrics:
         if job.state not in FINAL_STATES:
             return  # an accepted run handed on to the run lane
         self.jobs_finished.labels(job.kind, str(job.state)).inc()
-        if job.kind != "run" or job.lane != RUN_LANE:
+        if job.kind != JobKind.RUN or job.lane != RUN_LANE:
             return
         self.run_seconds.labels(job.outcome or str(job.state)).observe(seconds)
         totals = self._totals(job)
