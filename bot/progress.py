@@ -16,7 +16,17 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .rlm import STATUS_ICONS, EventKind, Status, agent_of, fmt_cost, fmt_duration, fold, new_results
+from .rlm import (
+    STATUS_ICONS,
+    EventKind,
+    SetupStatus,
+    Status,
+    agent_of,
+    fmt_cost,
+    fmt_duration,
+    fold,
+    new_results,
+)
 
 STATUS_STYLES = {
     Status.RUNNING: "yellow",
@@ -76,7 +86,7 @@ class Progress:
         if kind is EventKind.SETUP_STARTED:
             n = len(event.get("commands") or [])
             line = f"🧰 setting up the environment ({n} command{'s' if n != 1 else ''}) …"
-        elif event.get("status") == "ok":
+        elif event.get("status") == SetupStatus.OK:
             how = "cached" if event.get("cached") else "built"
             line = f"🧰 environment ready ({how}) in {fmt_duration(event.get('duration'))}"
         else:
