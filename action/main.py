@@ -19,7 +19,7 @@ from bot.common.secrets import REDACTOR
 from bot.common.signals import Interrupts
 from bot.github.api import GitHubAPI, GitHubError
 from bot.github.auth import basic_auth_header
-from bot.pipeline.keys import MissingKey, missing_keys
+from bot.pipeline import MissingKey, missing_keys
 from bot.rlm import Config, ConfigError, load_config
 
 from . import messages as m

@@ -78,8 +78,7 @@ def execute(
     """Run the pipeline with live progress, write the patch and print the summary. Returns the exit code.
     With `-o`, stdout carries the root's answer; with `as_json`, a JSON summary instead."""
     from .cli_run import PATCH_KEPT, PATCH_NONE, CliReporter, exit_code, json_summary, run_cli, write_report
-    from .pipeline import OutcomeKind, Phase, RunRequest, RunSettings
-    from .pipeline.keys import MissingKey, missing_keys
+    from .pipeline import MissingKey, OutcomeKind, Phase, RunRequest, RunSettings, missing_keys
     from .rlm import summary_markdown
 
     missing = missing_keys(config, os.environ.get("LLM_API_KEY"), os.environ.get("DAYTONA_API_KEY"))

@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bot.pipeline.keys import MissingKey, missing_keys
+from bot.pipeline import MissingKey, missing_keys
 from bot.rlm import ConfigError, load_config
 from bot.rlm.sandbox import DAYTONA_MISSING_KEY
 

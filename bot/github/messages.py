@@ -9,7 +9,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from bot.pipeline.outcome import OutcomeWords
+from bot.pipeline import OutcomeWords
 from bot.rlm import SetupStatus, Status, fmt_cost, fmt_duration, summary_markdown, totals_line
 
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to word a reply
