@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from bot.rlm import Backend
+
 
 class InputError(Exception):
     """An input has a value the action cannot use; the message says which and what is allowed."""
@@ -63,7 +65,7 @@ class InputReader:
         return self._number(name, float, "a number of seconds", "more than 0 seconds", lambda n: n > 0)
 
 
-SANDBOXES = ("local", "daytona")
+SANDBOXES = tuple(Backend)
 NO_PREPARED_PYTHON = (
     "input 'environment' is inherit, but this job prepared no Python: add actions/setup-python "
     "(and `pip install -e '.[test]'`) before this step, set VIRTUAL_ENV, or pass the environment's path."
@@ -129,7 +131,7 @@ class Inputs:
         if any(c.isspace() for c in trigger):
             raise InputError(f"input 'trigger' must be one word such as /rlm (got {trigger!r}).")
         inherit = prepared_python(reader.get("environment"), reader.environ)
-        if inherit and sandbox == "daytona":
+        if inherit and sandbox == Backend.DAYTONA:
             raise InputError(INHERIT_NOT_ON_DAYTONA)
         return cls(
             prompt=reader.get("prompt"),

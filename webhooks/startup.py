@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from bot.github.auth import AppSettingsError
-from bot.rlm import Config
+from bot.rlm import Backend, Config
 
 from .settings import ServerConfig
 
@@ -31,7 +31,7 @@ def check_isolation(engine: Config) -> None:
     unisolated sandboxes unless the operator says so (sandbox.isolation: none)."""
     from bot.rlm.sandbox import bwrap_works
 
-    if engine.sandbox.backend == "local" and engine.sandbox.isolation == "auto" and not bwrap_works():
+    if engine.sandbox.backend == Backend.LOCAL and engine.sandbox.isolation == "auto" and not bwrap_works():
         raise AppSettingsError(UNISOLATED)
 
 
@@ -48,7 +48,7 @@ def reap_at_start(config: ServerConfig) -> None:
 
     try:
         reaped = reap_all(config.engine)
-        if reaped["local"] or reaped["daytona"]:
+        if reaped[Backend.LOCAL] or reaped[Backend.DAYTONA]:
             log.warning("reaped sandboxes left by a previous server: %s", reaped)
     except Exception as e:  # reaping is housekeeping; the server starts regardless
         log.warning("could not reap old sandboxes: %s", e)

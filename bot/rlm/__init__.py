@@ -23,7 +23,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .check import CommandResult, PatchCheck, check_patch
-from .config import Config, ConfigError, ModelConfig, load_config, validate_partial
+from .config import (
+    SCRIPTED_PROVIDER,
+    Backend,
+    Config,
+    ConfigError,
+    ModelConfig,
+    load_config,
+    validate_partial,
+)
 from .demo import PROMPT as DEMO_PROMPT
 from .demo import materialize as materialize_demo
 from .engine import default_api_key, prepare, run
@@ -50,7 +58,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEMO_PROMPT",
+    "SCRIPTED_PROVIDER",
     "STATUS_ICONS",
+    "Backend",
     "CommandResult",
     "Config",
     "ConfigError",

@@ -13,7 +13,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot.common.enums import StrEnum
+
 ENV_PREFIX = "RLM_"
+SCRIPTED_PROVIDER = "scripted"  # the deterministic scripted model: `scripted/<script>` (scripted.py)
 
 
 class ConfigError(Exception):
@@ -76,8 +79,15 @@ class DaytonaSettings(_Section):
     )
 
 
+class Backend(StrEnum):
+    """Where sandboxes run: on this host, or in Daytona's cloud."""
+
+    LOCAL = "local"
+    DAYTONA = "daytona"
+
+
 class SandboxConfig(_Section):
-    backend: Literal["local", "daytona"] = "local"
+    backend: Backend = Backend.LOCAL
     isolation: Literal["auto", "bwrap", "none"] = Field(
         "auto", description="local: bwrap when present (auto), required (bwrap), or off (none)"
     )

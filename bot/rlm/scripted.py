@@ -25,7 +25,9 @@ import yaml
 from litellm import CustomLLM
 from litellm.llms.custom_llm import CustomLLMError
 
-PROVIDER = "scripted"
+from .config import SCRIPTED_PROVIDER
+
+PROVIDER = SCRIPTED_PROVIDER
 _register_lock = threading.Lock()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..config import Config
+from ..config import Backend, Config
 from .environments import envs_root, prune
 from .local.checkout.shared import evict
 from .local.roots import reap_leftovers
@@ -18,13 +18,13 @@ def reap_all(config: Config, environ: dict[str, str] | None = None) -> dict[str,
     environ = os.environ if environ is None else environ
     work_dir = Path(config.sandbox.work_dir).expanduser() if config.sandbox.work_dir else None
     result = {
-        "local": len(reap_leftovers(config.cache_root(), work_dir)),
-        "daytona": 0,
+        Backend.LOCAL: len(reap_leftovers(config.cache_root(), work_dir)),
+        Backend.DAYTONA: 0,
         "environments": len(prune(envs_root(config.cache_root()), config.sandbox.setup_cache_keep)),
     }
     result["checkouts"] = len(evict(config.cache_root(), keep=0))  # idle shared checkouts
     if environ.get("DAYTONA_API_KEY"):
         from .daytona.client import reap_orphans
 
-        result["daytona"] = reap_orphans(config)
+        result[Backend.DAYTONA] = reap_orphans(config)
     return result
