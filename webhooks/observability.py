@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from bot.jobs import FINAL_STATES, RUN_LANE, Job, JobState, JobStore
 
-from .kinds import JobKind
+from .kinds import JobKind, request_of
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Metrics:
         self.cost.inc(totals.get("cost_usd") or 0.0)
 
     def _totals(self, job: Job) -> dict:
-        run_id = job.request.get("run_id")
+        run_id = request_of(job).run_id
         if not (self.results_dir and run_id):
             return {}
         try:
