@@ -106,10 +106,10 @@ class Inputs:
     prompt: str
     trigger: str
     model: str
-    llm_api_key: str
+    llm_api_key: str  # the input, else LLM_API_KEY (merged once, here)
     github_token: str
     sandbox: str
-    daytona_api_key: str
+    daytona_api_key: str  # the input, else DAYTONA_API_KEY
     max_sandboxes: int | None
     max_iterations: int | None
     max_depth: int | None
@@ -137,10 +137,11 @@ class Inputs:
             prompt=reader.get("prompt"),
             trigger=trigger,
             model=reader.get("model"),
-            llm_api_key=reader.get("llm-api-key"),
+            llm_api_key=reader.get("llm-api-key") or reader.environ.get("LLM_API_KEY", "").strip(),
             github_token=reader.get("github-token"),
             sandbox=sandbox,
-            daytona_api_key=reader.get("daytona-api-key"),
+            daytona_api_key=reader.get("daytona-api-key")
+            or reader.environ.get("DAYTONA_API_KEY", "").strip(),
             max_sandboxes=reader.integer("max-sandboxes", 1),
             max_iterations=reader.integer("max-iterations", 1),
             max_depth=reader.integer("max-depth", 0),

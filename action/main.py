@@ -107,9 +107,7 @@ class Step:
             config = self.config(inputs, ctx)
         except ConfigError as e:
             return self.stopped(m.INVALID_INPUT, m.CONFIG_PROBLEM.format(reason=e))
-        api_key = inputs.llm_api_key or self.environ.get("LLM_API_KEY", "")
-        daytona_key = inputs.daytona_api_key or self.environ.get("DAYTONA_API_KEY", "")
-        missing = missing_keys(config, api_key, daytona_key)
+        missing = missing_keys(config, inputs.llm_api_key, inputs.daytona_api_key)
         if missing:
             problem = (
                 m.MISSING_LLM_KEY.format(model=config.model.name)
@@ -118,7 +116,7 @@ class Step:
             )
             self.reply(api, ctx, m.REPLY_NOT_CONFIGURED.format(reason=problem, url=ctx.run_url))
             return self.stopped(m.MISSING_KEY, problem)
-        return self.execute(ctx, inputs, api, config, trigger, api_key)
+        return self.execute(ctx, inputs, api, config, trigger)
 
     def config(self, inputs: Inputs, ctx: ActionContext) -> Config:
         path = None
@@ -137,7 +135,6 @@ class Step:
         api: GitHubAPI,
         config: Config,
         trigger: Trigger,
-        api_key: str,
     ) -> int:
         # The engine (and litellm, seconds to import) loads only now: a step that runs nothing
         # (no command, not allowed, missing key) never loads it.
@@ -158,9 +155,9 @@ class Step:
             results_dir=directory,
             prefix=inputs.trigger,
             auth_header=basic_auth_header(inputs.github_token),
-            api_key=api_key or None,
+            api_key=inputs.llm_api_key or None,
             before_fetch=[RequestContextStage(api)],
-            daytona_api_key=inputs.daytona_api_key or self.environ.get("DAYTONA_API_KEY") or None,
+            daytona_api_key=inputs.daytona_api_key or None,
             patch_link=flow.patch_link(ctx.run_url),
         )
         try:

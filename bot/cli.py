@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -53,11 +55,31 @@ def _config(config_path: Path | None, overrides: dict) -> Config:
         raise fail(str(e)) from None
 
 
-def _load_env_file(path: Path | None) -> None:
+@dataclass(frozen=True)
+class CliEnv:
+    """Everything the `rlm` command reads from its environment (after --env-file), read once."""
+
+    llm_api_key: str | None
+    daytona_api_key: str | None
+    github_api_url: str | None  # GitHub Enterprise behind a proxy (`rlm app register`)
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None) -> CliEnv:
+        env = os.environ if environ is None else environ
+        return cls(
+            llm_api_key=env.get("LLM_API_KEY", "").strip() or None,
+            daytona_api_key=env.get("DAYTONA_API_KEY", "").strip() or None,
+            github_api_url=env.get("GITHUB_API_URL") or None,
+        )
+
+
+def _load_env_file(path: Path | None) -> CliEnv:
+    """Load the --env-file (THE .env reader), then read the command's environment once."""
     try:
         load_env_file(path)
     except EnvFileError as e:
         raise fail(str(e)) from None
+    return CliEnv.read()
 
 
 def execute(
@@ -81,7 +103,8 @@ def execute(
     from .pipeline import MissingKey, OutcomeKind, Phase, RunRequest, RunSettings, missing_keys
     from .rlm import summary_markdown
 
-    missing = missing_keys(config, os.environ.get("LLM_API_KEY"), os.environ.get("DAYTONA_API_KEY"))
+    env = CliEnv.read()
+    missing = missing_keys(config, env.llm_api_key, env.daytona_api_key)
     if MissingKey.LLM in missing:
         err.print(LLM_KEY_MISSING)
     if MissingKey.DAYTONA in missing:
@@ -90,7 +113,9 @@ def execute(
         raise fail(DAYTONA_MISSING_KEY)
     cancel = threading.Event()
     request = RunRequest(task=prompt, clone_url=repo, branch=branch, commit=commit, context=context)
-    settings = RunSettings(config=config, results_dir=results_dir)
+    settings = RunSettings(
+        config=config, results_dir=results_dir, api_key=env.llm_api_key, daytona_api_key=env.daytona_api_key
+    )
     reporter = CliReporter(
         err,
         title,
@@ -262,7 +287,7 @@ def eval_(
     print resolved, agents, iterations, wall time, tokens and cost; report.json and report.md too."""
     from .evaluate.command import EvalOptions, run_eval
 
-    _load_env_file(env_file)
+    env = _load_env_file(env_file)
     options = EvalOptions(
         tasks_file=tasks_file,
         variants=variant or [],
@@ -272,8 +297,8 @@ def eval_(
         jobs=jobs,
         out=out,
         quiet=quiet,
-        llm_api_key=os.environ.get("LLM_API_KEY"),
-        daytona_api_key=os.environ.get("DAYTONA_API_KEY"),
+        llm_api_key=env.llm_api_key,
+        daytona_api_key=env.daytona_api_key,
     )
     cancel = threading.Event()
     with Interrupts(cancel, on_first=lambda: err.print(STOPPING), force_after_first=True):
@@ -328,13 +353,13 @@ def sandboxes_reap(
     """Delete local sandbox directories and Daytona sandboxes of rollouts that are no longer running."""
     from .rlm.sandbox import reap_all
 
-    _load_env_file(env_file)
+    env = _load_env_file(env_file)
     config = _config(config_path, {})
     try:
-        counts = reap_all(config)
+        counts = reap_all(config, daytona_api_key=env.daytona_api_key)
     except RLMError as e:
         raise fail(str(e), EXIT_FAILED) from None
-    daytona = counts["daytona"] if os.environ.get("DAYTONA_API_KEY") else "skipped (no DAYTONA_API_KEY)"
+    daytona = counts["daytona"] if env.daytona_api_key else "skipped (no DAYTONA_API_KEY)"
     typer.echo(
         f"reaped local sandboxes: {counts['local']}; Daytona sandboxes: {daytona}; "
         f"old environments: {counts['environments']}; idle shared checkouts: {counts['checkouts']}"
@@ -454,7 +479,7 @@ def app_register(
             port=port,
             open_browser=not no_browser,
             public=public,
-            api_url=os.environ.get("GITHUB_API_URL") or None,  # GitHub Enterprise behind a proxy
+            api_url=CliEnv.read().github_api_url,
         )
     except RegisterError as e:
         raise fail(str(e), EXIT_FAILED) from None

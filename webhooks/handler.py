@@ -218,6 +218,7 @@ class AppJobHandler:
             words=messages.GITHUB_WORDS,
             auth_header=basic_auth_header(token),
             api_key=s.api_key,
+            daytona_api_key=s.daytona_api_key,
             before_fetch=stages,
             patch_link=lambda path: _patch_link(path, trace_url),
         )

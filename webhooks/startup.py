@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from bot.github.auth import AppSettingsError
+from bot.pipeline import MissingKey, missing_keys
 from bot.rlm import Backend, Config
 
 from .settings import ServerConfig
@@ -20,6 +21,11 @@ UNISOLATED = (
     "seccomp=unconfined), or use sandbox.backend: daytona, or set sandbox.isolation: none to accept "
     "that risk."
 )
+
+KEY_MISSING = {
+    MissingKey.LLM: "LLM_API_KEY is not set; the model's provider may refuse the runs' calls.",
+    MissingKey.DAYTONA: "sandbox.backend is daytona but DAYTONA_API_KEY is not set; every run will fail until it is.",
+}
 
 
 class ServeError(Exception):
@@ -39,7 +45,15 @@ def build_config(engine: Config, *, workers: int | None = None, db: str | Path |
     config = ServerConfig.from_env(engine, workers=workers, db_path=db)
     if config.workers > 0:  # an intake-only server runs no sandbox
         check_isolation(engine)
+        warn_missing_keys(config)
     return config
+
+
+def warn_missing_keys(config: ServerConfig) -> None:
+    """THE key preflight (bot.pipeline.missing_keys) on the keys the App read: a server that runs jobs
+    says at start which key its runs will lack (each run then ends saying so)."""
+    for key in missing_keys(config.engine, config.worker.api_key, config.worker.daytona_api_key):
+        log.warning(KEY_MISSING[key])
 
 
 def reap_at_start(config: ServerConfig) -> None:
@@ -47,7 +61,7 @@ def reap_at_start(config: ServerConfig) -> None:
     from bot.rlm.sandbox import reap_all
 
     try:
-        reaped = reap_all(config.engine)
+        reaped = reap_all(config.engine, daytona_api_key=config.worker.daytona_api_key)
         if reaped[Backend.LOCAL] or reaped[Backend.DAYTONA]:
             log.warning("reaped sandboxes left by a previous server: %s", reaped)
     except Exception as e:  # reaping is housekeeping; the server starts regardless

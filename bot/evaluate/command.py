@@ -80,6 +80,7 @@ def run_eval(options: EvalOptions, err: Console, cancel: threading.Event) -> int
         base_overrides=overrides,
         results_dir=out / "runs",
         jobs=options.jobs,
+        api_key=options.llm_api_key or None,
         daytona_api_key=options.daytona_api_key or None,
     )
     try:

@@ -33,8 +33,8 @@ class RunSettings:
     prefix: str = "/rlm"  # the command prefix, for messages ("Cancelled by `/rlm cancel`")
     words: OutcomeWords = OutcomeWords()  # how this front end words the pipeline's own outcomes
     auth_header: str | None = None  # for git only (clone); never in a sandbox
-    api_key: str | None = None  # the LLM key; None = LLM_API_KEY from the environment
-    daytona_api_key: str | None = None  # None = DAYTONA_API_KEY from the environment
+    api_key: str | None = None  # the LLM key, read by the front end; None = no key (a local model)
+    daytona_api_key: str | None = None  # the Daytona key, read by the front end
     before_fetch: Sequence[Stage] = ()  # after the target is known: .github/rlm.yml, the request's context
     model: ModelClient | None = None  # a model client instead of litellm's (tests)
     # Where a saved patch can be had, for people: a URL (the App's trace page), the artifact, a path.

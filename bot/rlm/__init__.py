@@ -34,7 +34,7 @@ from .config import (
 )
 from .demo import PROMPT as DEMO_PROMPT
 from .demo import materialize as materialize_demo
-from .engine import default_api_key, prepare, run
+from .engine import prepare, run
 from .errors import LLMError, RepoError, RLMError, SandboxError
 from .fold import EventKind, agent_of, fold, fold_events, new_results, public, read_head
 from .patch import FileChange, PatchError, changed_files
@@ -84,7 +84,6 @@ __all__ = [
     "agent_of",
     "changed_files",
     "check_patch",
-    "default_api_key",
     "fmt_cost",
     "fmt_duration",
     "fold",
