@@ -30,8 +30,10 @@ def requester_identity(request: RunRequest) -> str:
 
 def resolve_target(api: GitHubAPI, request: RunRequest) -> Target:
     """The commit (the PR head for a PR, else the default branch head), the base branch, fork?.
-    A request that already knows its commit and base costs no API call."""
-    if request.commit and request.base_branch:
+    For a fork's pull request, `request.trusted_commit` becomes the base commit it targets (the
+    base branch's head when GitHub does not say). A request that already knows them costs no API
+    call."""
+    if request.commit and request.base_branch and (not request.fork or request.trusted_commit):
         return Target(request.commit, request.base_branch, request.fork, request.default_branch)
     info = api.get_repo(request.repo)
     default_branch = info.get("default_branch") or "main"
@@ -41,6 +43,11 @@ def resolve_target(api: GitHubAPI, request: RunRequest) -> Target:
         head_repo = (head.get("repo") or {}).get("full_name")
         fork = head_repo is None or head_repo.lower() != request.repo.lower()
         request.follow_up = not fork and created_by_bot(pull, request.repo)
+        if fork:
+            base = pull.get("base") or {}
+            request.trusted_commit = base.get("sha") or api.get_branch_sha(
+                request.repo, base.get("ref") or default_branch
+            )
         return Target(head["sha"], head.get("ref") or default_branch, fork, default_branch)
     return Target(api.get_branch_sha(request.repo, default_branch), default_branch, False, default_branch)
 

@@ -112,7 +112,13 @@ def _execute(
         branch=None if target.commit else request.branch,
         commit=target.commit,
         auth_header=settings.auth_header,
+        scope=f"github:{request.repo_id}" if request.repo_id else None,
+        trusted=not request.fork,
+        trusted_commit=request.trusted_commit if request.fork else None,
     )
+    if not state.prepared.trusted:  # a fork: say what runs with trust and what does not
+        base = state.prepared.trusted_commit
+        reporter.note(report.FORK_UNTRUSTED.format(base=base[:12]) if base else report.FORK_NO_BASE)
     if request.commit != state.prepared.commit:
         request.commit = state.prepared.commit
         reporter.request_changed(request)
