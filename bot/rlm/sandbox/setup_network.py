@@ -110,9 +110,9 @@ class SetupNetwork:
                 "--",
                 "sh",
                 "-c",
-                "echo ready; exec sleep 86400",
+                "echo ready; read _",  # lives until its stdin closes: close(), or this process dies
             ],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -174,12 +174,14 @@ class SetupNetwork:
         if self._exit_w is not None:
             os.close(self._exit_w)  # slirp4netns ends when its exit fd closes
             self._exit_w = None
+        if self._helper is not None and self._helper.stdin is not None:
+            self._helper.stdin.close()  # the helper's `read` ends
         for proc in (self._slirp, self._helper):
             if proc is None:
                 continue
             if proc.poll() is None:
                 try:
-                    proc.wait(timeout=2 if proc is self._slirp else 0)
+                    proc.wait(timeout=2)
                 except subprocess.TimeoutExpired:
                     try:
                         os.killpg(proc.pid, signal.SIGKILL)
