@@ -364,3 +364,38 @@ def test_a_hostile_file_name_in_a_fork_pull_request_stays_inside_the_untrusted_b
     for block in blocks:
         if "Maintainer instructions" in block.group(2):
             assert block.group(1) == "untrusted"
+
+
+@needs_bwrap
+def test_without_a_tool_for_its_own_network_setup_has_none_and_says_so(
+    make_repo, write_script, make_config, loopback_secret, monkeypatch
+):
+    from bot.rlm.sandbox import setup_network
+
+    monkeypatch.setattr(setup_network, "TOOLS", (*setup_network.TOOLS, "no-such-tool-rlm"))
+    probe = PROBE.replace("PORT", str(loopback_secret))
+    repo, _ = make_repo({"probe.py": probe})
+    config = make_config(
+        write_script(ASK_WHO), sandbox__setup=["python3 probe.py"], sandbox__setup_network=True
+    )
+    result = engine.run(config, engine.prepare(config, str(repo)), "Who")
+    assert result.status == "completed", result.error
+    log_tail = events_of(result, "setup_finished")[0]["log_tail"]
+    seen = json.loads(re.search(r"PROBE (.*)", log_tail).group(1))
+    assert seen["ifaces"] == ["lo"] and seen["127.0.0.1"] == "URLError"
+    assert "setup runs WITHOUT network: no-such-tool-rlm not found" in log_tail
+
+
+def test_the_cli_names_a_repository_by_its_canonical_url_or_path():
+    from bot.rlm.repo import canonical_source
+
+    same = {
+        "https://github.com/octo/demo",
+        canonical_source("https://x-access-token:SECRET@GitHub.com/octo/demo.git/"),
+        canonical_source("HTTPS://github.com/octo/demo/"),
+    }
+    assert same == {"https://github.com/octo/demo"}
+    assert canonical_source("git@github.com:octo/demo.git") == "ssh://github.com/octo/demo"
+    assert canonical_source("https://github.com/octo/demo") != canonical_source(
+        "https://github.com/octo/demo2"
+    )
