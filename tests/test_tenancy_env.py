@@ -19,11 +19,10 @@ import threading
 
 import pytest
 
-from bot.rlm import engine
+from bot.rlm import engine, read_events
 from bot.rlm.environment import setup_spec
-from bot.rlm.sandbox import cgroups
-from bot.rlm.sandbox.bwrap import bwrap_works
-from bot.rlm.trace import read_events
+from bot.rlm.sandbox import bwrap_works
+from bot.rlm.sandbox.local.isolation import cgroups
 from tests.conftest import commit_files, git, py
 
 needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here")
@@ -370,7 +369,7 @@ def test_a_hostile_file_name_in_a_fork_pull_request_stays_inside_the_untrusted_b
 def test_without_a_tool_for_its_own_network_setup_has_none_and_says_so(
     make_repo, write_script, make_config, loopback_secret, monkeypatch
 ):
-    from bot.rlm.sandbox import setup_network
+    from bot.rlm.sandbox.local.isolation import setup_network
 
     monkeypatch.setattr(setup_network, "TOOLS", (*setup_network.TOOLS, "no-such-tool-rlm"))
     probe = PROBE.replace("PORT", str(loopback_secret))

@@ -1,4 +1,4 @@
-"""The local backend's ready environment (see environment.py): built once in a setup sandbox,
+"""The local backend's ready environment (see bot/rlm/environment.py): built once in a setup sandbox,
 cached under `<cache>/envs/<key>/`, bound read-only into every agent's sandbox.
 
 Under bubblewrap the setup sandbox is the agents' sandbox with three differences: the network
@@ -43,8 +43,8 @@ import time
 import uuid
 from pathlib import Path
 
-from ..config import Config
-from ..environment import (
+from ...config import Config
+from ...environment import (
     CHECKOUT_IN_SANDBOX,
     ENV_IN_SANDBOX,
     LOG_KEPT,
@@ -62,38 +62,18 @@ from ..environment import (
     python_ok,
     tail,
 )
-from ..inherit import inherited
-from ..repo import PreparedRepo
-from . import cgroups
-from .bwrap import SANDBOX_PATH, BwrapOptions, bwrap_argv, python_exe, write_etc
-from .checkouts import checkout
-from .setup_network import NAMESERVER, NO_NETWORK, NetworkUnavailable, SetupNetwork
+from ...repo import PreparedRepo
+from ..environments import PRIVATE, envs_root, lock_entry, prune
+from .checkout.copies import checkout
+from .inherit import inherited
+from .isolation import cgroups
+from .isolation.bwrap import SANDBOX_PATH, BwrapOptions, bwrap_argv, python_exe, write_etc
+from .isolation.setup_network import NAMESERVER, NO_NETWORK, NetworkUnavailable, SetupNetwork
 
 log = logging.getLogger(__name__)
 POLL = 0.1
 DISK_POLL = 0.5  # seconds between two measures of what setup wrote (longer when measuring is slow)
-PRIVATE = "run-"  # entries of one rollout only
 DISK_FULL = -1  # _run's code when setup was stopped at its disk cap
-
-
-def envs_root(cache_root: Path) -> Path:
-    return cache_root / "envs"
-
-
-def _lock(path: Path, mode: int) -> int:
-    """An flock on `path` that is still the file at `path` (pruning may unlink it meanwhile)."""
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, mode)
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                return fd
-        except FileNotFoundError:
-            pass
-        except BlockingIOError:
-            os.close(fd)
-            raise
-        os.close(fd)
 
 
 class LocalEnvironments:
@@ -128,7 +108,7 @@ class LocalEnvironments:
             return self._build_private(spec, key, repo, options, path, cancel)
         entry = self.root / key[:32]
         lock = entry.with_name(entry.name + ".lock")
-        fd = _lock(lock, fcntl.LOCK_SH)
+        fd = lock_entry(lock, fcntl.LOCK_SH)
         if not (entry / "ready.json").is_file():
             fcntl.flock(fd, fcntl.LOCK_UN)
             while True:  # another rollout may be building it: wait, honouring cancellation
@@ -171,7 +151,7 @@ class LocalEnvironments:
         """An environment for this rollout alone: built in an entry no key names, never reused,
         removed on release (and by pruning if this process dies first)."""
         entry = self.root / f"{PRIVATE}{uuid.uuid4().hex}"
-        fd = _lock(entry.with_name(entry.name + ".lock"), fcntl.LOCK_EX)
+        fd = lock_entry(entry.with_name(entry.name + ".lock"), fcntl.LOCK_EX)
         self._fd, self._private = fd, entry
         self._build(spec, key, entry, repo, options, path, cancel)
         self.host_dir = entry / "env"
@@ -373,32 +353,6 @@ class LocalEnvironments:
         """Remove environments beyond the `keep` most recently used, and unfinished ones, unless
         a rollout holds them. Returns the removed keys."""
         return prune(self.root, self.keep)
-
-
-def prune(root: Path, keep: int) -> list[str]:
-    if not root.is_dir():
-        return []
-    entries = [p for p in root.iterdir() if p.is_dir()]
-    ready = sorted(
-        (p for p in entries if (p / "ready.json").is_file() and not p.name.startswith(PRIVATE)),
-        key=lambda p: (p / "ready.json").stat().st_mtime,
-        reverse=True,
-    )
-    doomed = [p for p in entries if p not in ready] + ready[keep:]
-    removed = []
-    for entry in doomed:
-        lock = entry.with_name(entry.name + ".lock")
-        try:
-            fd = _lock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # being built or in use
-        try:
-            shutil.rmtree(entry, ignore_errors=True)
-            lock.unlink(missing_ok=True)
-            removed.append(entry.name)
-        finally:
-            os.close(fd)
-    return removed
 
 
 _UNLIMITED = 2**62
