@@ -151,9 +151,8 @@ class Step:
         self.runner.set_outputs({"run-id": run_id, "artifact-dir": str(directory)})
         settings = RunSettings(
             config=config,
-            words=GITHUB_WORDS,
+            words=GITHUB_WORDS.with_prefix(inputs.trigger),
             results_dir=directory,
-            prefix=inputs.trigger,
             auth_header=basic_auth_header(inputs.github_token),
             api_key=inputs.llm_api_key or None,
             before_fetch=[RequestContextStage(api)],

@@ -99,7 +99,16 @@ def execute(
 ) -> int:
     """Run the pipeline with live progress, write the patch and print the summary. Returns the exit code.
     With `-o`, stdout carries the root's answer; with `as_json`, a JSON summary instead."""
-    from .cli_run import PATCH_KEPT, PATCH_NONE, CliReporter, exit_code, json_summary, run_cli, write_report
+    from .cli_run import (
+        CLI_WORDS,
+        PATCH_KEPT,
+        PATCH_NONE,
+        CliReporter,
+        exit_code,
+        json_summary,
+        run_cli,
+        write_report,
+    )
     from .pipeline import MissingKey, OutcomeKind, Phase, RunRequest, RunSettings, missing_keys
     from .rlm import summary_markdown
 
@@ -114,7 +123,11 @@ def execute(
     cancel = threading.Event()
     request = RunRequest(task=prompt, clone_url=repo, branch=branch, commit=commit, context=context)
     settings = RunSettings(
-        config=config, results_dir=results_dir, api_key=env.llm_api_key, daytona_api_key=env.daytona_api_key
+        config=config,
+        words=CLI_WORDS,
+        results_dir=results_dir,
+        api_key=env.llm_api_key,
+        daytona_api_key=env.daytona_api_key,
     )
     reporter = CliReporter(
         err,

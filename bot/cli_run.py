@@ -10,12 +10,33 @@ from typing import Any
 
 from rich.console import Console
 
-from .pipeline import NullReporter, OutcomeKind, Phase, RunOutcome, RunRequest, RunSettings, RunState, Target
+from .pipeline import (
+    NullReporter,
+    OutcomeKind,
+    OutcomeWords,
+    Phase,
+    RunOutcome,
+    RunRequest,
+    RunSettings,
+    RunState,
+    Target,
+)
 from .progress import Progress
 from .rlm import Status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # documented in bot/cli.py
 
+# How the CLI (and `rlm eval`) words the outcomes the pipeline decides itself: plain terminal text.
+CLI_WORDS = OutcomeWords(
+    timeout="⏱️ The run hit its time limit before finishing.",
+    budget="⛔ The run used up its budget (sandboxes, iterations or cost).",
+    cancelled="🚫 The run was cancelled.",
+    no_changes="✅ Done, but the agents changed no files.",
+    error="❌ The run failed: {error}",
+    internal_error="an internal error in rlm-bot (the log has the details)",
+    delivery_error="❌ Delivering the change failed: {error}",
+    patch_saved="The patch is saved: {where}.",
+)
 PATCH_WRITTEN = "patch: {files} file(s), +{additions} -{deletions} → {where}"
 PATCH_NONE = "patch: no changes"
 PATCH_KEPT = "patch: saved as {path} (the run did not finish, so it went nowhere else)"

@@ -213,9 +213,8 @@ class AppJobHandler:
         ]
         settings = RunSettings(
             config=self.config,
+            words=messages.GITHUB_WORDS.with_prefix(s.prefix),
             results_dir=s.results_dir,
-            prefix=s.prefix,
-            words=messages.GITHUB_WORDS,
             auth_header=basic_auth_header(token),
             api_key=s.api_key,
             daytona_api_key=s.daytona_api_key,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.cli_run import CLI_WORDS
 from bot.common.enums import StrEnum
 from bot.pipeline import NullReporter, OutcomeKind, RunOutcome, RunRequest, RunSettings, RunState, Target
 from bot.pipeline import run as run_pipeline
@@ -253,6 +254,7 @@ class Evaluation:
         )
         run_settings = RunSettings(
             config=config,
+            words=CLI_WORDS,
             results_dir=self.settings.results_dir,
             api_key=self.settings.api_key,
             daytona_api_key=self.settings.daytona_api_key,

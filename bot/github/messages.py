@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from bot.pipeline import OutcomeWords
 from bot.rlm import SetupStatus, Status, fmt_cost, fmt_duration, summary_markdown, totals_line
 
+from .commands import DEFAULT_PREFIX
+
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to word a reply
     from bot.rlm import RolloutResult
 
@@ -90,6 +92,7 @@ GITHUB_WORDS = OutcomeWords(
     internal_error=INTERNAL_ERROR,
     delivery_error=OUTCOME_GITHUB_ERROR,
     patch_saved=PATCH_SAVED,
+    prefix=DEFAULT_PREFIX,
 )
 
 # ---------------------------------------------------------------- replies

@@ -70,7 +70,7 @@ def rollout_outcome(state: RunState) -> RunOutcome:
     kinds = {
         Status.TIMEOUT: (OutcomeKind.TIMEOUT, words.timeout),
         Status.BUDGET: (OutcomeKind.BUDGET, words.budget),
-        Status.CANCELLED: (OutcomeKind.CANCELLED, words.cancelled.format(prefix=settings.prefix)),
+        Status.CANCELLED: (OutcomeKind.CANCELLED, words.cancelled.format(prefix=words.prefix)),
         Status.COMPLETED: (OutcomeKind.NO_CHANGES, words.no_changes),
     }
     kind, message = kinds.get(
@@ -187,7 +187,7 @@ def run(
     try:
         outcome = _execute(state, reporter, deliverer, cancel)
     except _Cancelled:
-        outcome = RunOutcome(run_id, OutcomeKind.CANCELLED, words.cancelled.format(prefix=settings.prefix))
+        outcome = RunOutcome(run_id, OutcomeKind.CANCELLED, words.cancelled.format(prefix=words.prefix))
     except DeliveryError as e:
         log.warning("run %s: %s", run_id, REDACTOR.redact(str(e)))
         message = words.delivery_error.format(error=e)

@@ -29,9 +29,8 @@ class RunSettings:
     """How to run (the same for every request an adapter handles)."""
 
     config: Config
+    words: OutcomeWords  # how this front end words the pipeline's own outcomes (and its prefix)
     results_dir: Path = Path("results")
-    prefix: str = "/rlm"  # the command prefix, for messages ("Cancelled by `/rlm cancel`")
-    words: OutcomeWords = OutcomeWords()  # how this front end words the pipeline's own outcomes
     auth_header: str | None = None  # for git only (clone); never in a sandbox
     api_key: str | None = None  # the LLM key, read by the front end; None = no key (a local model)
     daytona_api_key: str | None = None  # the Daytona key, read by the front end
@@ -41,7 +40,8 @@ class RunSettings:
     patch_link: Callable[[Path], str] | None = None
 
     def patch_location(self, path: Path) -> str:
-        return self.patch_link(path) if self.patch_link else f"`{path}`"
+        """Where the saved patch is, as the front end words it (a link, a path); else the bare path."""
+        return self.patch_link(path) if self.patch_link else str(path)
 
 
 @dataclass
