@@ -94,8 +94,8 @@ def accept(request: RunRequest, reporter: Reporter) -> None:
 
 def resolve(request: RunRequest, reporter: Reporter, deliverer: Deliverer) -> Target:
     """The commit to run on and where the change goes, decided once: a request that already knows
-    its commit and base (resolved at acceptance, or given) is not asked about again. The only place
-    the request's target fields are set."""
+    its commit and base (resolved at acceptance, or given) is not asked about again. With
+    `record_fetched`, the only place the request's target fields are set."""
     if request.commit and request.base_branch and (not request.fork or request.trusted_commit):
         return Target(
             request.commit,
@@ -113,6 +113,13 @@ def resolve(request: RunRequest, reporter: Reporter, deliverer: Deliverer) -> Ta
         request.trusted_commit = target.trusted_commit
         reporter.request_changed(request)
     return target
+
+
+def record_fetched(request: RunRequest, reporter: Reporter, commit: str) -> None:
+    """The commit the fetch found (a branch's head when no commit was resolved) becomes the request's."""
+    if request.commit != commit:
+        request.commit = commit
+        reporter.request_changed(request)
 
 
 def _check(cancel: threading.Event) -> None:
@@ -140,9 +147,7 @@ def _execute(
         trusted=not request.fork,
         trusted_commit=request.trusted_commit if request.fork else None,
     )
-    if request.commit != state.prepared.commit:
-        request.commit = state.prepared.commit
-        reporter.request_changed(request)
+    record_fetched(request, reporter, state.prepared.commit)
     _check(cancel)
     reporter.phase(Phase.RUNNING)
     state.result = engine.run(
