@@ -6,10 +6,12 @@
 #   docker run ... rlm-bot serve --host 0.0.0.0 --port 8080 --workers 0         # intake only (no sandboxes)
 #   docker run ... $SANDBOX_OPTIONS rlm-bot worker --metrics-host 0.0.0.0 --metrics-port 8080   # jobs only
 #
-# Sandboxes (bubblewrap) need two options beyond a container's defaults; without them the server
-# refuses to start. Docker:  --security-opt seccomp=unconfined --security-opt systempaths=unconfined
-#                   Podman:  --security-opt seccomp=unconfined --security-opt unmask=/proc/*
-# What each opens, and Kubernetes' securityContext: docs/github-app.md ("Sandboxes in a container").
+# Sandboxes (bubblewrap) need an unmasked /proc and the namespace system calls; without them the
+# server refuses to start. Least privilege measured (docs/github-app.md, "Sandboxes in a container"):
+#   Podman: --security-opt unmask=/proc/* --security-opt no-new-privileges --cap-drop ALL
+#   Docker: --security-opt seccomp=rlm-seccomp.json (deploy/seccomp.py) --security-opt systempaths=unconfined
+#           --security-opt no-new-privileges --cap-drop ALL
+# Kubernetes' securityContext: deploy/kubernetes.yaml.
 #
 # Builds anywhere Debian's mirror is reachable (no Docker Hub image but debian:bookworm-slim).
 # A private index or a TLS-intercepting proxy, without baking anything into the image:

@@ -34,7 +34,7 @@ for opts in "${sets[@]}"; do
   rc=$?
   secs=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$start" "$(date +%s.%N)")
   if [ $rc = 0 ]; then verdict=ok; else
-    verdict="FAIL ($rc): $(printf '%s\n' "$out" | grep -v -E '^\s*$|SCRIPTED DEMO' | grep -m1 -i -E "error|can't|cannot|not permitted|denied|exited|failed|refuse" | cut -c1-160)"
+    verdict="FAIL ($rc): $(printf '%s\n' "$out" | grep -v -E '^\s*$|SCRIPTED DEMO|systemd connection' | grep -m1 -i -E "can't|cannot|not permitted|denied|failed|refuse|error" | cut -c1-160)"
   fi
   printf '%-90s %6ss  %s\n' "${opts:-(no option)}" "$secs" "$verdict"
 done
