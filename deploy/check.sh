@@ -142,18 +142,27 @@ done
 done_step "intake-a /readyz $code: $(head -c 300 "$tmp/body")"
 code_b=$(http "http://127.0.0.1:$pb/healthz")
 printf '   intake-b /healthz %s\n' "$code_b"
-for w in worker-1 worker-2; do
-  c=$("$ENGINE" ps -a --filter "label=com.docker.compose.project=$tag" --filter "label=com.docker.compose.service=$w" --format '{{.Names}}' | head -1)
-  [ -n "$c" ] || { fail "no container for $w"; continue; }
-  h=$(timeout 30 "$ENGINE" exec "$c" python3 -c "import urllib.request as u; r = u.urlopen('http://127.0.0.1:8080/healthz', timeout=3); print(r.status)" 2>&1 | quiet | tail -1)
-  r=$(timeout 30 "$ENGINE" exec "$c" python3 -c "
-import urllib.error, urllib.request as u
+in_container() {  # GET $2 inside container $1: "<status> <body>"
+  timeout 30 "$ENGINE" exec "$1" python3 -c "
+import sys, urllib.error, urllib.request as u
 try:
-    r = u.urlopen('http://127.0.0.1:8080/readyz', timeout=3); print(r.status, r.read()[:300].decode())
+    r = u.urlopen(sys.argv[1], timeout=3); print(r.status, r.read()[:300].decode().strip())
 except urllib.error.HTTPError as e:
-    print(e.code, e.read()[:300].decode())" 2>&1 | quiet | tail -1)
-  printf '   %s: /healthz %s, /readyz %s\n' "$w" "$h" "$r"
-  [ "$h" = 200 ] || { "$ENGINE" logs "$c" 2>&1 | tail -5; fail "$w is not healthy"; }
+    print(e.code, e.read()[:300].decode().strip())
+except OSError as e:
+    print('000', e)" "http://127.0.0.1:8080$2" 2>&1 | quiet | tail -1 || true
+}
+for w in worker-1 worker-2; do
+  c=$("$ENGINE" ps -a --filter "label=com.docker.compose.project=$tag" --filter "label=com.docker.compose.service=$w" --format '{{.Names}}' | head -1 || true)
+  [ -n "$c" ] || { fail "no container for $w"; continue; }
+  h=000
+  for _ in $(seq 1 60); do
+    h=$(in_container "$c" /healthz)
+    [ "${h%% *}" = 200 ] && break
+    sleep 1
+  done
+  printf '   %s: /healthz %s; /readyz %s\n' "$w" "$h" "$(in_container "$c" /readyz)"
+  [ "${h%% *}" = 200 ] || { "$ENGINE" logs "$c" 2>&1 | quiet | tail -3; fail "$w is not healthy"; }
 done
 s_down=$(date +%s.%N)
 (set -a; . "$tmp/compose.env"; timeout 180 "$COMPOSE" -p "$tag" down -v -t 15 >/dev/null 2>&1) || fail "compose down"
