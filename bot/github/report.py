@@ -9,10 +9,10 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from bot.rlm.trace import fmt_cost, fmt_duration, summary_markdown, totals_line
+from bot.rlm import fmt_cost, fmt_duration, summary_markdown, totals_line
 
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to word a reply
-    from bot.rlm.rollout import RolloutResult
+    from bot.rlm import RolloutResult
 
 # ---------------------------------------------------------------- reactions
 REACTION_SEEN = "eyes"
