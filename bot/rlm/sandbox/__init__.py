@@ -17,9 +17,18 @@ from ..repo import PreparedRepo
 from .base import Sandbox, SandboxProvider
 from .daytona import MISSING_KEY as DAYTONA_MISSING_KEY
 from .local.isolation.bwrap import bwrap_works
+from .local.isolation.probe import probe_sandbox
 from .reap import reap_all
 
-__all__ = ["DAYTONA_MISSING_KEY", "Sandbox", "SandboxProvider", "bwrap_works", "make_provider", "reap_all"]
+__all__ = [
+    "DAYTONA_MISSING_KEY",
+    "Sandbox",
+    "SandboxProvider",
+    "bwrap_works",
+    "make_provider",
+    "probe_sandbox",
+    "reap_all",
+]
 
 
 def make_provider(
