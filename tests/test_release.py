@@ -35,6 +35,7 @@ def test_image_and_action_install_from_the_lock():
     assert 'ENTRYPOINT ["/usr/bin/tini", "--", "rlm"]' in dockerfile and "USER rlm" in dockerfile
     action = (ROOT / "action.yml").read_text(encoding="utf-8")
     assert '--constraint "$GITHUB_ACTION_PATH/constraints.txt"' in action
+    assert "ARG RLM_EXTRAS=app,postgres,daytona" in dockerfile  # the image is the App's set
 
 
 def test_release_files_and_the_action_pinned_by_its_major_tag():

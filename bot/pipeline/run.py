@@ -16,7 +16,7 @@ from pathlib import Path
 import bot.rlm as engine
 from bot.common.secrets import REDACTOR
 from bot.github import report
-from bot.github.api import GitHubError
+from bot.github.failure import GitHubError
 from bot.rlm import ConfigError, PatchError, RLMError, new_run_id
 
 from .outcome import OutcomeKind, RunOutcome
