@@ -19,6 +19,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .common.secrets import REDACTOR, load_env_file
 from .rlm import Config, ConfigError, RLMError, load_config
@@ -35,8 +36,32 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    err.print(f"[red]error:[/red] {REDACTOR.redact(message)}", markup=True)
+    err.print(f"[red]error:[/red] {escape(REDACTOR.redact(message))}", markup=True)
     return typer.Exit(code)
+
+
+APP_EXTRA_MISSING = (
+    "rlm {command} needs the GitHub App's libraries ({module} is not installed); "
+    "install them with: pip install 'rlm-bot[app]'"
+)
+APP_MODULES = (
+    "flask",
+    "werkzeug",
+    "waitress",
+    "github",
+    "gidgethub",
+    "prometheus_client",
+    "cryptography",
+    "jwt",
+)
+
+
+def _needs_app(command: str, error: ModuleNotFoundError) -> typer.Exit:
+    """`pip install rlm-bot` is the CLI alone: an App command without the [app] extra says so."""
+    module = (error.name or "").split(".")[0]
+    if module not in APP_MODULES:
+        raise error
+    return fail(APP_EXTRA_MISSING.format(command=command, module=module))
 
 
 def _config(config_path: Path | None, overrides: dict) -> Config:
@@ -344,8 +369,11 @@ def serve(
     log_json: bool = typer.Option(False, "--log-json", help="JSON log lines (or RLM_LOG_FORMAT=json)"),
 ) -> None:
     """Serve the GitHub App: verify webhooks, queue `/rlm` commands, run them, open pull requests."""
-    from webhooks.serve import AppSettingsError, ServeError, build_config
-    from webhooks.serve import serve as serve_app
+    try:
+        from webhooks.serve import AppSettingsError, ServeError, build_config
+        from webhooks.serve import serve as serve_app
+    except ModuleNotFoundError as e:
+        raise _needs_app("serve", e) from None
 
     _load_env_file(env_file)
     try:
@@ -374,8 +402,11 @@ def worker(
     log_json: bool = typer.Option(False, "--log-json", help="JSON log lines (or RLM_LOG_FORMAT=json)"),
 ) -> None:
     """Run App jobs from the job database; scale with more workers beside `rlm serve --workers 0`."""
-    from webhooks.serve import AppSettingsError, ServeError, build_config, install_log_redaction
-    from webhooks.worker import run_worker
+    try:
+        from webhooks.serve import AppSettingsError, ServeError, build_config, install_log_redaction
+        from webhooks.worker import run_worker
+    except ModuleNotFoundError as e:
+        raise _needs_app("worker", e) from None
 
     _load_env_file(env_file)
     install_log_redaction(json_lines=log_json)
@@ -424,7 +455,10 @@ def app_register(
     public: bool = typer.Option(False, "--public", help="let other accounts install the App"),
 ) -> None:
     """Create the GitHub App from a manifest in one step; writes its id, key and webhook secret."""
-    from .github.register import RegisterError, register
+    try:
+        from .github.register import RegisterError, register
+    except ModuleNotFoundError as e:
+        raise _needs_app("app register", e) from None
 
     try:
         path = register(

@@ -66,3 +66,15 @@ def test_the_base_install_is_the_cli_and_extras_add_the_rest():
     assert app <= _requirements("app")
     assert _requirements("postgres") == {"psycopg"} and _requirements("daytona") == {"daytona"}
     assert "rlm-bot" in _requirements("test")  # [test] pulls every extra: the README's install
+
+
+def test_an_app_command_without_the_app_extra_says_what_to_install(tmp_path: Path):
+    for command in ("serve", "worker"):
+        code = f"import sys; sys.modules['flask'] = None; sys.argv = ['rlm', '{command}']; import bot.cli; bot.cli.main()"
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        out = " ".join(done.stderr.split())
+        assert done.returncode == 2, out
+        assert f"rlm {command} needs the GitHub App's libraries (flask is not installed)" in out
+        assert "pip install 'rlm-bot[app]'" in out and "Traceback" not in out
