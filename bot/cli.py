@@ -35,6 +35,23 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from .common.version import VERSION
+
+        print(f"rlm-bot {VERSION}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """Run deep recursive language-model agents on a git repository."""
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     err.print(f"[red]error:[/red] {escape(REDACTOR.redact(message))}", markup=True)
     return typer.Exit(code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+
 import pytest
 
 from bot.github import report
@@ -57,6 +59,8 @@ def test_status_body_footer_only_while_running():
     done = report.status_body("run-1", "do it", ["line"], prefix="/rlm", final=True)
     assert report.STATUS_FOOTER.format(prefix="/rlm") in running
     assert report.STATUS_FOOTER.format(prefix="/rlm") not in done
+    version = report.STATUS_VERSION.format(version=metadata.version("rlm-bot"))
+    assert running.endswith(version) and done.endswith(version)  # which release wrote it
     assert report.STATUS_HEADER.format(run_id="run-1") in done and "> do it" in done
 
 

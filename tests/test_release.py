@@ -51,3 +51,13 @@ def test_release_files_and_the_action_pinned_by_its_major_tag():
         assert "rlm-bot@main" not in path.read_text(encoding="utf-8"), path
     assert "your-org/rlm-bot@v1" in (ROOT / "docs" / "action.md").read_text(encoding="utf-8")
     assert "## Versions" in (ROOT / "docs" / "action.md").read_text(encoding="utf-8")
+
+
+def test_rlm_version_is_the_package_metadata():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == f"rlm-bot {metadata.version('rlm-bot')}"
