@@ -21,7 +21,7 @@ from tests.fakes.github_app import (
     serve,
 )
 from webhooks import ServerConfig, context, create_app
-from webhooks import app as entry
+from webhooks import intake as entry
 from webhooks import payload as parsing
 
 
@@ -324,7 +324,7 @@ def test_server_refuses_unisolated_sandboxes_unless_told(monkeypatch):
     import bot.rlm.sandbox as sandboxes
     from bot.github.auth import AppSettingsError
     from bot.rlm import load_config
-    from webhooks.serve import check_isolation
+    from webhooks.startup import check_isolation
 
     refused = "a sandbox cannot start here (bwrap: nope): do something."
     monkeypatch.setattr(sandboxes, "probe_sandbox", lambda: refused)  # a container without user namespaces
