@@ -352,6 +352,9 @@ def serve(
         help="job database: a SQLite path or a postgresql:// URL (default: RLM_DB or rlm-jobs.sqlite3)",
     ),
     env_file: Path | None = typer.Option(None, "--env-file", help="a .env file with the GITHUB_* settings"),
+    drain: float = typer.Option(
+        5.0, "--drain", help="on SIGTERM, seconds running jobs may finish before they are handed back"
+    ),
     log_json: bool = typer.Option(False, "--log-json", help="JSON log lines (or RLM_LOG_FORMAT=json)"),
 ) -> None:
     """Serve the GitHub App: verify webhooks, queue `/rlm` commands, run them, open pull requests."""
@@ -366,7 +369,7 @@ def serve(
     try:
         server_config = build_config(_config(config_path, {}), workers=workers, db=db)
         setup_logging(logging.INFO, json_lines=log_json)
-        serve_app(server_config, host, port, threads)
+        serve_app(server_config, host, port, threads, drain=drain)
     except (AppSettingsError, ServeError) as e:
         raise fail(str(e)) from None
 
@@ -386,7 +389,9 @@ def worker(
     metrics_port: int | None = typer.Option(
         None, "--metrics-port", help="serve /metrics, /healthz, /readyz here"
     ),
-    drain: float = typer.Option(30.0, "--drain", help="seconds to let running jobs finish on SIGTERM"),
+    drain: float = typer.Option(
+        5.0, "--drain", help="on SIGTERM, seconds running jobs may finish before they are handed back"
+    ),
     log_json: bool = typer.Option(False, "--log-json", help="JSON log lines (or RLM_LOG_FORMAT=json)"),
 ) -> None:
     """Run App jobs from the job database; scale with more workers beside `rlm serve --workers 0`."""
@@ -415,6 +420,9 @@ def worker(
         )
     except ServeError as e:
         raise fail(str(e)) from None
+    # The unfinished jobs were handed back; their threads (and sandboxes) end with the process now.
+    logging.shutdown()
+    os._exit(0)
 
 
 WORKER_NEEDS_APP = (
