@@ -119,7 +119,10 @@ def test_readyz_follows_the_database(postgres_url, tmp_path, monkeypatch):
 
         monkeypatch.setattr(store, "_rows", unreachable)
         resp = requests.get(f"{url}/readyz", timeout=5)
-        assert (resp.status_code, resp.json()) == (503, {"status": "unavailable", "reason": DB_UNREACHABLE})
+        assert (resp.status_code, resp.json()) == (
+            503,
+            {"status": "unavailable", "reason": DB_UNREACHABLE, "reasons": {"database": DB_UNREACHABLE}},
+        )
         health = requests.get(f"{url}/healthz", timeout=5)
         assert health.status_code == 200 and health.json()["jobs"] is None  # alive, just not ready
         assert metric(requests.get(f"{url}/metrics", timeout=5).text, "rlm_database_up") == 0

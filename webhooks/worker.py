@@ -23,6 +23,7 @@ from bot.jobs import JobHandler, JobObserver, JobStore, StoreUnavailable, Worker
 from .handler import AppJobHandler
 from .kinds import requeue_policy
 from .observability import Metrics, probe_app
+from .readiness import Readiness
 from .settings import ServerConfig
 from .startup import CANNOT_LISTEN, ServeError, reap_at_start
 
@@ -99,7 +100,8 @@ def run_worker(
     metrics = Metrics(store, Path(config.worker.results_dir))
     if metrics_port is not None:  # bound before any job is taken, so a busy port costs nothing
         try:
-            serve_probes(probe_app(store, metrics), metrics_host, metrics_port)
+            readiness = Readiness(config, store, runs_jobs=True, takes_deliveries=False)
+            serve_probes(probe_app(store, metrics, readiness.start()), metrics_host, metrics_port)
         except OSError as e:
             store.close()
             raise ServeError(
