@@ -157,9 +157,13 @@ def execute(
     err.print(summary_markdown(result.results), markup=False)
     err.print()
     status_style = "green" if result.status == "completed" else "red"
+    # A failed run's error is in the outcome's message below: said once, with its log tail.
+    said_below = (
+        outcome.kind is OutcomeKind.ERROR and result.error and result.error in (outcome.message or "")
+    )
     err.print(
         f"status: [{status_style}]{result.status}[/{status_style}]"
-        + (f" — {result.error}" if result.error else "")
+        + (f" — {escape(result.error)}" if result.error and not said_below else "")
     )
     if result.answer:
         err.print("answer:", markup=False)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ...config import Config
 from ...environment import (
+    CA_IN_SANDBOX,
     CHECKOUT_IN_SANDBOX,
     ENV_IN_SANDBOX,
     LOG_KEPT,
@@ -45,6 +46,7 @@ from ...environment import (
     SetupSpec,
     SetupStatus,
     failed_command,
+    failure_cause,
     layout,
     python_ok,
     tail,
@@ -161,7 +163,10 @@ class LocalEnvironments:
             if status is not SetupStatus.OK:
                 message = {
                     SetupStatus.FAILED: lambda: SETUP_FAILED.format(
-                        code=code, command=failed_command(log), tail=tail(log) or "(empty)"
+                        code=code,
+                        command=failed_command(log),
+                        cause=failure_cause(log, spec.network),
+                        tail=tail(log) or "(empty)",
                     ),
                     SetupStatus.TIMEOUT: lambda: SETUP_TIMED_OUT.format(
                         timeout=spec.timeout, tail=tail(log) or "(empty)"
@@ -203,6 +208,9 @@ class LocalEnvironments:
             options.rw_binds += [(str(co), CHECKOUT_IN_SANDBOX), (str(env_dir), ENV_IN_SANDBOX)]
             options.rw_binds += [(str(co), alias) for alias in self.aliases]  # inherited editable installs
             options.env.update(RLM_ENV=ENV_IN_SANDBOX, PATH=env_path)
+            if spec.ca_bundle:
+                options.ro_binds.append((spec.ca_bundle, CA_IN_SANDBOX))
+            options.env.update(spec.variables(CA_IN_SANDBOX if spec.ca_bundle else None))
             options.network = spec.network
             argv = bwrap_argv(options, ["sh", "-c", spec.script()])
             cwd, env = str(co), {"PATH": path, "LANG": "C.UTF-8"}
@@ -216,6 +224,7 @@ class LocalEnvironments:
                 "LANG": "C.UTF-8",
                 "RLM_ENV": str(env_dir),
                 "TMPDIR": str(home),
+                **spec.variables(spec.ca_bundle),
             }
         deadline = time.monotonic() + spec.timeout
         with open(log_path, "wb") as log:
