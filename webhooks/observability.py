@@ -1,5 +1,6 @@
-"""What an operator watches: `/metrics` (Prometheus text format), `/healthz` (the process is alive)
-and `/readyz` (its database answers).
+"""What an operator watches: `/metrics` (Prometheus text format), `/healthz` (the process is alive:
+it never touches the database, so a stalled database never makes a liveness probe restart the App)
+and `/readyz` (its database answers, or 503 within the store's call timeout).
 
 Counts that several processes share — jobs by state, queue depth, deliveries stored — are read from
 the database at scrape time, so every replica reports the same truth. Counts of what one process
@@ -13,7 +14,6 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from flask import Flask, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -22,12 +22,10 @@ from prometheus_client.registry import Collector
 
 from bot.jobs import FINAL_STATES, RUN_LANE, Job, JobState, JobStore
 
-if TYPE_CHECKING:
-    from .readiness import Readiness
+from .readiness import DB_UNREACHABLE, Readiness
 
 log = logging.getLogger(__name__)
 
-DB_UNREACHABLE = "the job database is not answering; check RLM_DB and that the database is up."
 
 RUN_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
@@ -140,12 +138,7 @@ def mount_probes(
 
     @app.get("/healthz")
     def healthz():
-        body: dict = {"status": "ok", "workers": workers}
-        try:
-            body["jobs"] = store.counts()
-        except store.errors:
-            body["jobs"] = None  # alive, though the database is not answering: see /readyz
-        return jsonify(body)
+        return jsonify(status="ok", workers=workers)  # liveness only: the database is /readyz's
 
     @app.get("/readyz")
     def readyz():

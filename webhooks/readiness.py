@@ -22,10 +22,11 @@ from bot.github.auth import AppAuth, AppSettings, AppSettingsError
 from bot.jobs import JobStore
 from bot.pipeline.keys import MissingKey, missing_keys
 
-from .observability import DB_UNREACHABLE
 from .settings import ServerConfig
 
 log = logging.getLogger("webhooks.readiness")
+
+DB_UNREACHABLE = "the job database is not answering; check RLM_DB and that the database is up."
 
 NO_APP = (
     "the App's settings are missing; set GITHUB_APP_ID and GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)."
