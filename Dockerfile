@@ -24,7 +24,7 @@
 FROM debian:bookworm-slim AS base
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      python3 git bubblewrap tini ca-certificates \
+      python3 git bubblewrap slirp4netns iproute2 tini ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 FROM base AS build

@@ -109,6 +109,13 @@ class SandboxConfig(_Section):
         None,
         description="a CA bundle file made available to setup only, with SSL_CERT_FILE, PIP_CERT and REQUESTS_CA_BUNDLE on it",
     )
+    setup_key_files: list[str] = Field(
+        default_factory=list,
+        description="globs of more files whose content counts in the environment's cache key",
+    )
+    setup_disk_mb: int = Field(
+        4096, ge=16, description="disk the setup may fill: its environment, checkout and log"
+    )
     inherit: str | None = Field(
         None, description="a Python prefix or venv prepared on the host, read-only to agents"
     )
