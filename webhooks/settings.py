@@ -93,7 +93,8 @@ class ServerConfig:
     def from_env(cls, engine: Config, environ: dict[str, str] | None = None, **overrides) -> ServerConfig:
         """GITHUB_* for the App; RLM_DB, RLM_LEASE_SECONDS, RLM_PUBLIC_URL, RLM_COMMAND_PREFIX, RLM_DRAFT_PRS,
         RLM_PUSH_WORKFLOWS, RLM_ALLOWED_MODELS, RLM_REPO_SETUP, RLM_STATUS_INTERVAL for the server,
-        RLM_HTTP_* for the HTTP server; LLM_API_KEY and DAYTONA_API_KEY for the runs."""
+        LLM_API_KEY and DAYTONA_API_KEY for the runs (the readiness check too),
+        RLM_HTTP_* for the HTTP server."""
         env = os.environ if environ is None else environ
         try:
             http = HttpSettings.from_env(env)  # a bad value is a one-line error before anything starts

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 from bot.github.auth import AppSettingsError
-from bot.pipeline import MissingKey, missing_keys
 from bot.rlm import Backend, Config
 
 from .settings import ServerConfig
@@ -15,17 +14,6 @@ from .settings import ServerConfig
 log = logging.getLogger("webhooks")
 
 CANNOT_LISTEN = "cannot listen on {host}:{port}: {reason}; pick another port or stop what uses this one."
-UNISOLATED = (
-    "bubblewrap cannot create namespaces here, so model-written code would run unisolated next to "
-    "the app's private key and tokens. Allow user namespaces (in Docker: --security-opt "
-    "seccomp=unconfined), or use sandbox.backend: daytona, or set sandbox.isolation: none to accept "
-    "that risk."
-)
-
-KEY_MISSING = {
-    MissingKey.LLM: "LLM_API_KEY is not set; the model's provider may refuse the runs' calls.",
-    MissingKey.DAYTONA: "sandbox.backend is daytona but DAYTONA_API_KEY is not set; every run will fail until it is.",
-}
 
 
 class ServeError(Exception):
@@ -33,27 +21,22 @@ class ServeError(Exception):
 
 
 def check_isolation(engine: Config) -> None:
-    """A server holds other people's secrets: with the local backend it will not fall back to
-    unisolated sandboxes unless the operator says so (sandbox.isolation: none)."""
-    from bot.rlm.sandbox import bwrap_works
+    """A server holds other people's secrets: with the local backend it launches one real sandbox
+    at start and refuses to start, naming the container option that is missing, when that fails;
+    unisolated sandboxes only when the operator says so (sandbox.isolation: none)."""
+    from bot.rlm.sandbox import probe_sandbox
 
-    if engine.sandbox.backend == Backend.LOCAL and engine.sandbox.isolation == "auto" and not bwrap_works():
-        raise AppSettingsError(UNISOLATED)
+    if engine.sandbox.backend == Backend.LOCAL and engine.sandbox.isolation != "none":
+        refused = probe_sandbox()
+        if refused:
+            raise AppSettingsError(refused)
 
 
 def build_config(engine: Config, *, workers: int | None = None, db: str | Path | None = None) -> ServerConfig:
     config = ServerConfig.from_env(engine, workers=workers, db_path=db)
     if config.workers > 0:  # an intake-only server runs no sandbox
         check_isolation(engine)
-        warn_missing_keys(config)
     return config
-
-
-def warn_missing_keys(config: ServerConfig) -> None:
-    """THE key preflight (bot.pipeline.missing_keys) on the keys the App read: a server that runs jobs
-    says at start which key its runs will lack (each run then ends saying so)."""
-    for key in missing_keys(config.engine, config.worker.api_key, config.worker.daytona_api_key):
-        log.warning(KEY_MISSING[key])
 
 
 def reap_at_start(config: ServerConfig) -> None:
