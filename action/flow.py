@@ -45,6 +45,7 @@ class Plan:
     draft: bool = False
     run_url: str | None = None  # this workflow run: the trace, the artifact with the patch
     status_interval: float = 15.0
+    deliverer: GitHubDeliverer | ArtifactDeliverer | None = None  # None: made from the fields above
 
 
 def make_request(
@@ -93,16 +94,18 @@ def _by_person(request: RunRequest) -> bool:
     return bool(request.requester and not request.requester.endswith("[bot]"))
 
 
-def deliverer(plan: Plan, api: GitHubAPI) -> GitHubDeliverer | ArtifactDeliverer:
-    if not plan.create_pr:
-        return ArtifactDeliverer(api, plan.run_url)
+def deliverer(
+    create_pr: bool, draft: bool, run_url: str | None, api: GitHubAPI
+) -> GitHubDeliverer | ArtifactDeliverer:
+    if not create_pr:
+        return ArtifactDeliverer(api, run_url)
     options = DeliveryOptions(
-        draft=plan.draft,
-        trace_url=plan.run_url,
-        patch_url=plan.run_url,
+        draft=draft,
+        trace_url=run_url,
+        patch_url=run_url,
         author=lambda r: requester_identity(r) if _by_person(r) else ACTIONS_BOT,
         name_requester=_by_person,
-        source=lambda r: r.source or plan.run_url,
+        source=lambda r: r.source or run_url,
         keep_branch_without_pr=False,
     )
     return GitHubDeliverer(api, options)
@@ -123,9 +126,8 @@ def reporter(plan: Plan, api: GitHubAPI) -> Reporter:
 
 
 def run(plan: Plan, api: GitHubAPI, cancel: threading.Event) -> RunOutcome:
-    return pipeline.run(
-        plan.request, reporter(plan, api), deliverer(plan, api), cancel, settings=plan.settings
-    )
+    delivery = plan.deliverer or deliverer(plan.create_pr, plan.draft, plan.run_url, api)
+    return pipeline.run(plan.request, reporter(plan, api), delivery, cancel, settings=plan.settings)
 
 
 def patch_link(run_url: str | None) -> Callable[[Path], str]:

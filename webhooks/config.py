@@ -9,12 +9,13 @@ from pathlib import Path
 
 from bot.github.app_worker import WorkerSettings
 from bot.github.auth import AppSettings, AppSettingsError
-from bot.github.repo_config import RepoSetup, repo_setup_policy
+from bot.github.repo_config import CostCap, RepoSetup, repo_setup_policy
 from bot.jobs import DEFAULT_LEASE, is_postgres_url
 from bot.rlm.config import Config
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
 NOT_SECONDS = "{name} must be a positive number of seconds, not {value!r}"
+NOT_DOLLARS = "{name} must be a positive number of US dollars, such as 5, not {value!r}"
 
 
 @dataclass
@@ -36,7 +37,8 @@ class ServerConfig:
     @classmethod
     def from_env(cls, engine: Config, environ: dict[str, str] | None = None, **overrides) -> ServerConfig:
         """GITHUB_* for the App; RLM_DB, RLM_LEASE_SECONDS, RLM_PUBLIC_URL, RLM_COMMAND_PREFIX, RLM_DRAFT_PRS,
-        RLM_PUSH_WORKFLOWS, RLM_ALLOWED_MODELS, RLM_REPO_SETUP, RLM_STATUS_INTERVAL for the server."""
+        RLM_PUSH_WORKFLOWS, RLM_ALLOWED_MODELS, RLM_REPO_SETUP, RLM_STATUS_INTERVAL, RLM_COST_CAP_USD,
+        RLM_COST_CAP_MAX_USD for the server."""
         env = os.environ if environ is None else environ
         app = AppSettings.from_env(env)
         truthy = ("1", "true", "yes", "on")
@@ -49,6 +51,7 @@ class ServerConfig:
             status_interval=_seconds(env, "RLM_STATUS_INTERVAL", 15.0),
             allowed_models={m.strip() for m in (env.get("RLM_ALLOWED_MODELS") or "").split(",") if m.strip()},
             repo_setup=_repo_setup(env.get("RLM_REPO_SETUP")),
+            cost_cap=cost_cap(engine, env),
         )
         config = cls(
             webhook_secret=app.webhook_secret,
@@ -75,6 +78,29 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 < value < float("inf"):
         raise AppSettingsError(NOT_SECONDS.format(name=name, value=raw))
     return value
+
+
+def _dollars(env: Mapping[str, str], name: str) -> float | None:
+    raw = (env.get(name) or "").strip().lstrip("$")
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise AppSettingsError(NOT_DOLLARS.format(name=name, value=env.get(name)))
+    return value
+
+
+def cost_cap(engine: Config, env: Mapping[str, str]) -> CostCap:
+    """A run's cost cap: RLM_COST_CAP_USD (else the engine's rlm.max_cost_usd, else $5) when the
+    repository sets none; a repository's `rlm.max_cost_usd` may ask up to RLM_COST_CAP_MAX_USD
+    (default: the default cap)."""
+    try:
+        return CostCap.of(engine, _dollars(env, "RLM_COST_CAP_USD"), _dollars(env, "RLM_COST_CAP_MAX_USD"))
+    except ValueError as e:
+        raise AppSettingsError(str(e)) from None
 
 
 def db_target(value: str | Path) -> str | Path:

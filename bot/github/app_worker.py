@@ -22,7 +22,7 @@ from .auth import AppAuth, basic_auth_header
 from .commands import help_text
 from .deliver import DeliveryOptions, GitHubDeliverer
 from .permissions import may_run, not_allowed
-from .repo_config import RepoConfigStage, RepoSetup
+from .repo_config import CostCap, RepoConfigStage, RepoPolicy, RepoSetup
 from .reporter import StatusReporter
 from .request_context import RequestContextStage
 
@@ -39,6 +39,7 @@ class WorkerSettings:
     status_interval: float = 15.0
     allowed_models: set[str] = field(default_factory=set)
     repo_setup: RepoSetup = RepoSetup.ALLOW  # what a repository's `setup:` may do (RLM_REPO_SETUP)
+    cost_cap: CostCap = field(default_factory=CostCap)  # RLM_COST_CAP_USD, RLM_COST_CAP_MAX_USD
     api_key: str | None = None
     api_options: dict = field(default_factory=dict)  # e.g. {"sleep": ..., "max_tries": ...} for tests
 
@@ -220,7 +221,7 @@ class AppJobHandler:
         trace_url = self._trace_url(job)
         deliverer = self._deliverer(api, job)
         stages = [
-            RepoConfigStage(api, s.allowed_models, s.repo_setup, on_prefs=deliverer.use_prefs),
+            RepoConfigStage(api, self.repo_policy(), on_prefs=deliverer.use_prefs),
             RequestContextStage(api),
         ]
         settings = RunSettings(
@@ -234,6 +235,10 @@ class AppJobHandler:
         )
         outcome = pipeline.run(request, reporter, deliverer, cancel, settings=settings)
         self._finish(job, job_state(outcome.kind), outcome.kind.value, outcome.message)
+
+    def repo_policy(self) -> RepoPolicy:
+        s = self.settings
+        return RepoPolicy(frozenset(s.allowed_models), s.repo_setup, s.cost_cap)
 
     def _report_interrupted(self, api: GitHubAPI, job: Job) -> None:
         """A run that could not be resumed: its status ends with the reason, 😕 replaces 👀, and a
