@@ -99,6 +99,7 @@ class GitHubDeliverer:
         if request.is_pull and (request.follow_up or self.prefs.pull_requests is PullRequestMode.PUSH):
             return self._push(state)
         o = self.options
+        partial = report.partial_note(result.results) if state.partial else None
         by_person = o.name_requester(request)
         source = o.source(request)
         closes = (
@@ -118,10 +119,11 @@ class GitHubDeliverer:
                 source=source,
                 notes=_workflow_note(skipped),
                 closes=closes,
+                partial_note=partial,
             ),
             requester=o.author(request),
             branch_name=request.pushed_branch or branch_name(request),
-            draft=o.draft,
+            draft=o.draft or partial is not None,  # a partial change is a draft, whatever the setting
             can_push_workflows=o.can_push_workflows,
             on_pushed=lambda branch: self._pushed(request, branch),
             keep_branch=o.keep_branch_without_pr,
@@ -198,7 +200,8 @@ class GitHubDeliverer:
         pull = self.api.get_pull(request.repo, request.number)
         url = pull.get("html_url") or f"#{request.number}"
         if request.follow_up:
-            body = report.pr_body(result, o.trace_url, notes=notes)
+            partial = report.partial_note(result.results) if state.partial else None
+            body = report.pr_body(result, o.trace_url, notes=notes, partial_note=partial)
             try:
                 self.api.update_pull(
                     request.repo,

@@ -28,6 +28,7 @@ STATUS_RUNNING = (
     "⏳ Running: {running} agents running, {finished} finished · max depth {depth} · "
     "{iterations} iterations · {elapsed} elapsed · {cost}"
 )
+SPEND_OF_CAP = "{spent} of {cap}"
 STATUS_OPENING_PR = "📝 Opening a pull request…"
 STATUS_SETUP = "🧰 Setting up the environment{how}"
 SETUP_RUNNING, SETUP_CACHED, SETUP_BUILT = "…", " (cached)", " (built in {duration})"
@@ -61,6 +62,14 @@ OUTCOME_ONLY_WORKFLOWS = (
 )
 OUTCOME_TIMEOUT = "⏱️ The run hit its time limit before finishing; no pull request was opened."
 OUTCOME_BUDGET = "⛔ The run used up its budget (sandboxes, iterations or cost); no pull request was opened."
+OUTCOME_COST_CAP = "⛔ The run reached its cost cap of {cap} before it finished, and had changed no files."
+# The cost cap stopped the tree after it changed files: they are delivered all the same, marked partial.
+PARTIAL_NOTE = (
+    "the run reached its cost cap of {cap} ({spent} spent) before it finished, so this is the work "
+    "done until then"
+)
+OUTCOME_PARTIAL = "⚠️ Partial: {note}. {outcome}"
+PR_PARTIAL = "> [!WARNING]\n> **Partial change:** {note}. Check it with care before merging."
 OUTCOME_CANCELLED = "🚫 Cancelled by `{prefix} cancel`; no pull request was opened."
 OUTCOME_ERROR = "❌ The run failed: {error}"
 INTERNAL_ERROR = "an internal error in rlm-bot (the server log has the details)"
@@ -166,11 +175,13 @@ def pr_body(
     source: str | None = None,
     notes: list[str] | None = None,
     closes: int | None = None,
+    partial_note: str | None = None,
 ) -> str:
-    """Root answer + `Closes #N` + the report (collapsed) + agent-tree summary (with totals) + notes +
+    """(A partial change's warning +) root answer + `Closes #N` + the report (collapsed) + agent-tree summary (with totals) + notes +
     how to see the trace, cut to GitHub's limit (the answer is what gives way; the trace link stays)."""
     answer = (result.answer or "").strip()
-    parts = [PR_ANSWER_HEADER, "", answer or PR_NO_ANSWER, ""]
+    parts = [PR_PARTIAL.format(note=partial_note), ""] if partial_note else []
+    parts += [PR_ANSWER_HEADER, "", answer or PR_NO_ANSWER, ""]
     if closes:
         parts += [PR_CLOSES.format(number=closes), ""]
     report = report_section(getattr(result, "report", None))
@@ -219,7 +230,31 @@ def _running_line(results: dict, started: float, now: float | None) -> str:
         depth=totals["max_depth"],
         iterations=totals["iterations"],
         elapsed=fmt_duration((now or time.time()) - started),
-        cost=fmt_cost(totals["cost_usd"]),
+        cost=spend(results),
+    )
+
+
+def cost_cap_of(results: dict) -> float | None:
+    """The run's cost cap, as its trace recorded its config."""
+    return ((results.get("config") or {}).get("rlm") or {}).get("max_cost_usd")
+
+
+def spend(results: dict) -> str:
+    """What the run spent, against its cap when it has one: `$0.4100 of $5.00`."""
+    spent = fmt_cost(results["totals"]["cost_usd"])
+    cap = cost_cap_of(results)
+    return spent if cap is None else SPEND_OF_CAP.format(spent=spent, cap=fmt_dollars(cap))
+
+
+def fmt_dollars(usd: float) -> str:
+    return f"${usd:.2f}"
+
+
+def partial_note(results: dict) -> str:
+    """Why a delivered change is partial (the cost cap stopped the tree)."""
+    cap = cost_cap_of(results)
+    return PARTIAL_NOTE.format(
+        cap=fmt_dollars(cap or 0.0), spent=fmt_cost(results.get("totals", {}).get("cost_usd", 0.0))
     )
 
 

@@ -68,6 +68,7 @@ class RunOutcome:
     result: RolloutResult | None = None
     notes: list[str] = field(default_factory=list)  # said on the way (skipped workflow files, ...)
     error: str | None = None  # the failure's own sentence (ERROR, GITHUB_ERROR), without decoration
+    partial: bool = False  # the cost cap stopped the tree; the change delivered is what it made so far
 
     @property
     def ok(self) -> bool:

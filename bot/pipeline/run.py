@@ -77,6 +77,8 @@ def rollout_outcome(state: RunState) -> RunOutcome:
     kind, message = kinds.get(
         result.status, (OutcomeKind.ERROR, report.OUTCOME_ERROR.format(error=result.error or "unknown error"))
     )
+    if state.partial:
+        message = report.OUTCOME_COST_CAP.format(cap=report.fmt_dollars(state.config.rlm.max_cost_usd or 0))
     return RunOutcome(state.run_id, kind, message, result=result)
 
 
@@ -135,9 +137,14 @@ def _execute(
     )
     state.patch_path = write_patch(settings.results_dir, state.run_id, state.result.patch)
     outcome = rollout_outcome(state)
-    if outcome.kind is OutcomeKind.NO_CHANGES and state.result.has_changes:
+    partial = state.partial  # the cost cap stopped the tree: its changes so far are still delivered
+    if (outcome.kind is OutcomeKind.NO_CHANGES or partial) and state.result.has_changes:
         reporter.phase(Phase.DELIVERING)
         outcome = deliverer.deliver(state)
+        if partial:
+            outcome.partial = True
+            note = report.partial_note(state.result.results)
+            outcome.message = report.OUTCOME_PARTIAL.format(note=note, outcome=outcome.message)
         for note in outcome.notes:
             reporter.note(note)
     return outcome
