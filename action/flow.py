@@ -15,7 +15,13 @@ from pathlib import Path
 
 from bot import pipeline
 from bot.github.api import GitHubAPI
-from bot.github.deliver import DeliveryOptions, GitHubDeliverer, requester_identity, resolve_target
+from bot.github.deliver import (
+    DeliveryOptions,
+    GitHubDeliverer,
+    partial_outcome,
+    requester_identity,
+    resolve_target,
+)
 from bot.github.reporter import StatusReporter
 from bot.pipeline import (
     NullReporter,
@@ -84,9 +90,12 @@ class ArtifactDeliverer:
         return resolve_target(self.api, request)
 
     def deliver(self, state: RunState) -> RunOutcome:
-        return RunOutcome(
+        outcome = RunOutcome(
             state.run_id, OutcomeKind.PATCH, m.OUTCOME_PATCH_ARTIFACT.format(url=self.run_url or "").strip()
         )
+        if state.partial and state.result is not None:
+            return partial_outcome(outcome, state.result.results)
+        return outcome
 
 
 def _by_person(request: RunRequest) -> bool:

@@ -169,6 +169,7 @@ def check_model(config: Config, api_key: str | None = None) -> None:
 
 
 def _check_script(path: str) -> None:
+    from .rlm import llm  # noqa: F401  (first: it keeps litellm from fetching its price table at import)
     from .rlm.scripted import ScriptError, parse_script
 
     script = Path(path).expanduser()

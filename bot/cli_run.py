@@ -13,6 +13,7 @@ from rich.console import Console
 from .cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from .pipeline import NullReporter, OutcomeKind, Phase, RunOutcome, RunRequest, RunSettings, RunState, Target
 from .progress import Progress
+from .rlm.config import Config
 
 PATCH_WRITTEN = "patch: {files} file(s), +{additions} -{deletions} → {where}"
 PATCH_NONE = "patch: no changes"
@@ -25,6 +26,22 @@ CONTEXT_FILE_TOO_LARGE = (
     "the context file {path} has {size:,} characters, more than the {limit:,} allowed; pass a shorter one."
 )
 PATCH_NOT_WRITTEN = "patch: could not be written to {path} ({reason}); choose a writable file with -o."
+# How a run ended, in the CLI's own words (the App's and the Action's are theirs).
+OUTCOME_WORDS = {
+    OutcomeKind.NO_CHANGES: "done: the agents changed no files.",
+    OutcomeKind.TIMEOUT: "stopped: the run hit its time limit (rlm.global_timeout, --timeout) before it finished.",
+    OutcomeKind.BUDGET: "stopped: the run used up its budget (sandboxes, iterations or cost) before it finished.",
+    OutcomeKind.CANCELLED: "interrupted: every agent was stopped and its sandbox removed.",
+}
+OUTCOME_FAILED = "failed: {error}"
+COST_CAP_STOPPED = (
+    "stopped: the run reached its cost cap of ${cap:.2f} before it finished, and changed no files."
+)
+PARTIAL = (
+    "partial: the cost cap of ${cap:.2f} stopped the run (${spent:.4f} spent); the patch holds the "
+    "changes made until then."
+)
+JSON_STATUS = {2: "usage_error", 130: "interrupted"}
 
 
 class CliReporter(NullReporter):
@@ -81,9 +98,8 @@ class PatchOutput:
                 self.output.write_text(patch, encoding="utf-8", errors="surrogateescape")
             except OSError as e:  # the pipeline adds where the saved copy is
                 reason = e.strerror or type(e).__name__
-                return RunOutcome(
-                    state.run_id, OutcomeKind.ERROR, PATCH_NOT_WRITTEN.format(path=self.output, reason=reason)
-                )
+                message = PATCH_NOT_WRITTEN.format(path=self.output, reason=reason)
+                return RunOutcome(state.run_id, OutcomeKind.ERROR, message, error=message)
         elif self.to_stdout:
             sys.stdout.write(patch)
             sys.stdout.flush()
@@ -135,7 +151,51 @@ def write_report(path: Path, report: str | None) -> str:
     return REPORT_WRITTEN.format(path=path) if report else REPORT_NONE.format(path=path)
 
 
-def json_summary(outcome: RunOutcome, code: int, patch_file: Path | None) -> dict[str, Any]:
+def outcome_lines(outcome: RunOutcome, config: Config) -> list[str]:
+    """How the run ended and where the change is, in the CLI's words (stderr, and `message` in JSON)."""
+    result = outcome.result
+    spent = ((result.results if result else {}).get("totals") or {}).get("cost_usd", 0.0)
+    cap = config.rlm.max_cost_usd or 0.0
+    lines = [PARTIAL.format(cap=cap, spent=spent)] if outcome.partial else []
+    if outcome.kind is OutcomeKind.PATCH:
+        lines.append(outcome.message)  # PatchOutput's: where it was written
+    elif outcome.kind is OutcomeKind.ERROR:
+        lines.append(OUTCOME_FAILED.format(error=outcome.error or outcome.message))
+    elif (
+        outcome.kind is OutcomeKind.BUDGET
+        and result is not None
+        and result.status == "budget"
+        and (config.rlm.max_cost_usd is not None and spent >= cap - 1e-6)
+    ):
+        lines.append(COST_CAP_STOPPED.format(cap=cap))
+    elif outcome.kind in OUTCOME_WORDS:
+        lines.append(OUTCOME_WORDS[outcome.kind])
+    if outcome.kind is not OutcomeKind.PATCH:
+        lines.append(PATCH_KEPT.format(path=outcome.patch_path) if outcome.patch_path else PATCH_NONE)
+    return lines
+
+
+def json_failure(code: int, error: str | None) -> dict[str, Any]:
+    """`--json` for a command that ended before (or without) a run's outcome: a usage error, an
+    interruption, a failed fetch. Same keys as `json_summary`."""
+    status = JSON_STATUS.get(code, "failed")
+    message = error or (OUTCOME_WORDS[OutcomeKind.CANCELLED] if code == EXIT_INTERRUPTED else None)
+    return {
+        "run_id": None,
+        "status": status,
+        "exit_code": code,
+        "outcome": None,
+        "message": message,
+        "error": error,
+        "answer": None,
+        "report": None,
+        "partial": False,
+        "patch": {"files": 0, "additions": 0, "deletions": 0, "paths": [], "file": None},
+        "results": None,
+    }
+
+
+def json_summary(outcome: RunOutcome, code: int, patch_file: Path | None, message: str) -> dict[str, Any]:
     """`--json`: what a script needs from the run, on stdout."""
     result = outcome.result
     stats = (result.results.get("patch") if result else None) or {}
@@ -144,10 +204,11 @@ def json_summary(outcome: RunOutcome, code: int, patch_file: Path | None) -> dic
         "status": result.status if result else str(outcome.kind),
         "exit_code": code,
         "outcome": str(outcome.kind),
-        "message": outcome.message,
+        "message": message,
         "error": (result.error if result else None) or outcome.error,
         "answer": result.answer if result else None,
         "report": result.report if result else None,
+        "partial": outcome.partial,
         "patch": {
             "files": stats.get("files", 0),
             "additions": stats.get("additions", 0),

@@ -4,6 +4,12 @@ real server over HTTP against the fake GitHub) and by the CLI (a subprocess)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from bot.github import report
 from bot.github.repo_config import COST_ABOVE_MAXIMUM, CostCap
 from tests.conftest import py
@@ -70,3 +76,27 @@ def test_a_run_within_its_cap_is_not_partial(world):
     (pull,) = env.fake.created_pulls
     assert pull["draft"] is False and "Partial" not in pull["body"]
     assert env.results(job)["config"]["rlm"]["max_cost_usd"] == 1.0  # the operator's default cap
+
+
+def test_the_cli_caps_a_run_and_the_patch_so_far_is_written_and_marked_partial(
+    make_repo, write_script, tmp_path
+):
+    repo, _ = make_repo({"calc.py": "def add(a, b):\n    # TODO: implement\n    return 0\n"})
+    script = write_script(ENDLESS)
+    config = tmp_path / "config.yaml"
+    config.write_text("model:\n  input_cost_per_token: 1.0e-5\n  output_cost_per_token: 1.0e-5\n")
+    out = tmp_path / "fix.patch"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "run", str(repo), "-p", "fix add", "--model", f"scripted/{script}",
+         "-c", str(config), "--max-cost", "0.03", "-o", str(out), "-q", "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr  # the run did not finish ...
+    assert "+    return a + b" in out.read_text()  # ... but its change is delivered
+    data = json.loads(proc.stdout)
+    assert data["partial"] is True and data["status"] == "budget" and data["patch"]["files"] == 1
+    assert data["message"].startswith("partial: the cost cap of $0.03 stopped the run")
+    assert "partial: the cost cap of $0.03" in proc.stderr
+    results = json.loads(Path(data["results"]).read_text())
+    assert results["config"]["rlm"]["max_cost_usd"] == 0.03 and results["totals"]["cost_usd"] >= 0.03

@@ -86,6 +86,12 @@ class GitHubDeliverer:
         return f"`{run_id}.patch`"
 
     def deliver(self, state: RunState) -> RunOutcome:
+        outcome = self._deliver(state)
+        if state.partial and state.result is not None:
+            return partial_outcome(outcome, state.result.results)
+        return outcome
+
+    def _deliver(self, state: RunState) -> RunOutcome:
         request, result = state.request, state.result
         assert result is not None and state.prepared is not None
         if request.fork:
@@ -223,6 +229,13 @@ class GitHubDeliverer:
     def _pushed(self, request: RunRequest, branch: str) -> None:
         request.pushed_branch = branch
         self.on_pushed(request)
+
+
+def partial_outcome(outcome: RunOutcome, results: dict) -> RunOutcome:
+    """The outcome of a change the cost cap cut short, saying so first."""
+    note = report.partial_note(results)
+    outcome.message = report.OUTCOME_PARTIAL.format(note=note, outcome=outcome.message)
+    return outcome
 
 
 def branch_name(request: RunRequest) -> str:

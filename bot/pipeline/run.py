@@ -140,11 +140,8 @@ def _execute(
     partial = state.partial  # the cost cap stopped the tree: its changes so far are still delivered
     if (outcome.kind is OutcomeKind.NO_CHANGES or partial) and state.result.has_changes:
         reporter.phase(Phase.DELIVERING)
-        outcome = deliverer.deliver(state)
-        if partial:
-            outcome.partial = True
-            note = report.partial_note(state.result.results)
-            outcome.message = report.OUTCOME_PARTIAL.format(note=note, outcome=outcome.message)
+        outcome = deliverer.deliver(state)  # it words a partial change for its front end
+        outcome.partial = partial
         for note in outcome.notes:
             reporter.note(note)
     return outcome
