@@ -9,7 +9,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from bot.rlm.trace import fmt_cost, fmt_duration, summary_markdown, totals_line
+from bot.rlm.trace import cost_cap_of, fmt_cost, fmt_duration, fmt_spend, summary_markdown, totals_line
 
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to word a reply
     from bot.rlm.rollout import RolloutResult
@@ -28,7 +28,6 @@ STATUS_RUNNING = (
     "⏳ Running: {running} agents running, {finished} finished · max depth {depth} · "
     "{iterations} iterations · {elapsed} elapsed · {cost}"
 )
-SPEND_OF_CAP = "{spent} of {cap}"
 STATUS_OPENING_PR = "📝 Opening a pull request…"
 STATUS_SETUP = "🧰 Setting up the environment{how}"
 SETUP_RUNNING, SETUP_CACHED, SETUP_BUILT = "…", " (cached)", " (built in {duration})"
@@ -230,20 +229,8 @@ def _running_line(results: dict, started: float, now: float | None) -> str:
         depth=totals["max_depth"],
         iterations=totals["iterations"],
         elapsed=fmt_duration((now or time.time()) - started),
-        cost=spend(results),
+        cost=fmt_spend(results),
     )
-
-
-def cost_cap_of(results: dict) -> float | None:
-    """The run's cost cap, as its trace recorded its config."""
-    return ((results.get("config") or {}).get("rlm") or {}).get("max_cost_usd")
-
-
-def spend(results: dict) -> str:
-    """What the run spent, against its cap when it has one: `$0.4100 of $5.00`."""
-    spent = fmt_cost(results["totals"]["cost_usd"])
-    cap = cost_cap_of(results)
-    return spent if cap is None else SPEND_OF_CAP.format(spent=spent, cap=fmt_dollars(cap))
 
 
 def fmt_dollars(usd: float) -> str:
