@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .rlm.config import Config
 from .rlm.errors import RLMError
-from .rlm.repo import SAFE_GIT, git_env, normalize_source
+from .rlm.repo import git, normalize_source
 
 SCRIPTED_PREFIX = "scripted/"
 NOT_IN_A_REPOSITORY = (
@@ -27,10 +27,6 @@ UNCOMMITTED = (
     "commit ({names}); commit or stash them to include them."
 )
 MAX_NAMED = 5
-SCRIPT_MISSING = (
-    "the scripted model's file {path} does not exist; pass --model scripted/PATH.yaml with an existing file."
-)
-SCRIPT_INVALID = "the scripted model's file is not usable: {reason}"
 UNKNOWN_MODEL = (
     "{model!r} is not a model litellm knows; name it as provider/model, e.g. "
     "anthropic/claude-sonnet-4-5 or openrouter/google/gemini-3-flash-preview."
@@ -55,17 +51,13 @@ class LocalRepo:
 
 
 def _git(path: Path, *args: str) -> subprocess.CompletedProcess:
+    """The engine's host git (no hooks, fsmonitor or operator config), run in `path`, as text."""
     try:
-        return subprocess.run(
-            ["git", *SAFE_GIT, "-C", str(path), *args],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            env=git_env(),
-            timeout=60,
-        )
+        proc = git("-C", str(path), *args, timeout=60, check=False)
     except FileNotFoundError:
         raise UsageError(NO_GIT) from None
+    out, err = (b.decode("utf-8", "replace") for b in (proc.stdout, proc.stderr))
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _reason(proc: subprocess.CompletedProcess) -> str:
@@ -146,42 +138,25 @@ def results_dir(option: Path | None, config: Config) -> Path:
 def check_model(config: Config, api_key: str | None = None) -> None:
     """The model can be called: a scripted file exists and parses; litellm knows the name; a key is
     there (LLM_API_KEY, the provider's own variable, or none needed). Raises UsageError."""
+    from .rlm import llm  # first: it keeps litellm from fetching its price table at import
+
     name = config.model.name
     if name.startswith(SCRIPTED_PREFIX):
-        return _check_script(name.removeprefix(SCRIPTED_PREFIX))
-    from .rlm.llm import litellm  # with litellm's remote price fetch and console hints off
+        from .rlm.scripted import ScriptError, read_script
 
-    try:
-        _, provider, _, _ = litellm.get_llm_provider(name, api_base=config.model.api_base)
-    except Exception:  # litellm's BadRequestError and friends: the name names no provider
-        raise UsageError(UNKNOWN_MODEL.format(model=name)) from None
+        try:
+            read_script(name.removeprefix(SCRIPTED_PREFIX))
+        except ScriptError as e:
+            raise UsageError(str(e)) from None
+        return
+    provider = llm.model_provider(name, config.model.api_base)
+    if provider is None:
+        raise UsageError(UNKNOWN_MODEL.format(model=name))
     if config.model.api_base or api_key or os.environ.get(LLM_KEY_VARIABLE, "").strip():
         return
-    try:
-        found = litellm.validate_environment(model=name)
-    except Exception:
-        found = {"keys_in_environment": False, "missing_keys": []}
-    if found.get("keys_in_environment"):
+    unset = llm.missing_provider_keys(name)
+    if not unset:  # litellm finds the provider's own variable (or the provider needs no key)
         return
-    missing = [k for k in found.get("missing_keys") or [] if k != LLM_KEY_VARIABLE]
+    missing = [k for k in unset if k != LLM_KEY_VARIABLE]
     alt = f" or {' / '.join(missing)} (which litellm reads itself)" if missing else ""
     raise UsageError(MISSING_KEY.format(model=name, provider=provider, alt=alt))
-
-
-def _check_script(path: str) -> None:
-    from .rlm import llm  # noqa: F401  (first: it keeps litellm from fetching its price table at import)
-    from .rlm.scripted import ScriptError, parse_script
-
-    script = Path(path).expanduser()
-    try:
-        text = script.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(SCRIPT_MISSING.format(path=path)) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(
-            SCRIPT_INVALID.format(reason=f"{path}: {getattr(e, 'strerror', None) or e}.")
-        ) from None
-    try:
-        parse_script(text, source=path)
-    except ScriptError as e:
-        raise UsageError(SCRIPT_INVALID.format(reason=e)) from None

@@ -98,6 +98,16 @@ class _ScriptCache:
 _SCRIPTS = _ScriptCache()
 
 
+def read_script(path: str) -> list[Rule]:
+    """A script file's rules; ScriptError with a sentence when it is missing or malformed."""
+    try:
+        return _SCRIPTS.get(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScriptError(
+            f"scripted model: script file {path} cannot be read: {getattr(e, 'strerror', None) or e}."
+        ) from None
+
+
 def estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
