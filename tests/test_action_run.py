@@ -133,6 +133,7 @@ def _scheduled(s: Scenario) -> None:
 
 def _no_pr(s: Scenario) -> None:
     s.job.inputs["create-pr"] = "false"
+    s.job.inputs["max-cost"] = "$0.75"
 
 
 REPO_CONFIG = (
@@ -327,6 +328,8 @@ def test_the_repositorys_rlm_yml_applies_and_inputs_override_it(runs):
 def test_without_a_cap_anywhere_the_action_caps_a_run_at_the_default(runs):
     config = json.loads(Path(runs["manual"].job.outputs()["results-file"]).read_text())["config"]
     assert config["rlm"]["max_cost_usd"] == DEFAULT_COST_CAP_USD
+    config = json.loads(Path(runs["no-pr"].job.outputs()["results-file"]).read_text())["config"]
+    assert config["rlm"]["max_cost_usd"] == 0.75  # the max-cost input
 
 
 def test_cancelling_the_workflow_stops_the_tree(tmp_path_factory):
