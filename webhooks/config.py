@@ -9,13 +9,17 @@ from pathlib import Path
 
 from bot.github.app_worker import WorkerSettings
 from bot.github.auth import AppSettings, AppSettingsError
-from bot.github.repo_config import CostCap, RepoSetup, repo_setup_policy
+from bot.github.repo_config import DEFAULT_COST_CAP_USD, CostCap, RepoSetup, repo_setup_policy
 from bot.jobs import DEFAULT_LEASE, is_postgres_url
 from bot.rlm.config import Config
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
 NOT_SECONDS = "{name} must be a positive number of seconds, not {value!r}"
 NOT_DOLLARS = "{name} must be a positive number of US dollars, such as 5, not {value!r}"
+COST_CAP_BELOW_DEFAULT = (
+    "RLM_COST_CAP_MAX_USD (${maximum:.2f}) is below the default cap RLM_COST_CAP_USD (${default:.2f}); "
+    "raise it or lower the default."
+)
 
 
 @dataclass
@@ -97,10 +101,11 @@ def cost_cap(engine: Config, env: Mapping[str, str]) -> CostCap:
     """A run's cost cap: RLM_COST_CAP_USD (else the engine's rlm.max_cost_usd, else $5) when the
     repository sets none; a repository's `rlm.max_cost_usd` may ask up to RLM_COST_CAP_MAX_USD
     (default: the default cap)."""
-    try:
-        return CostCap.of(engine, _dollars(env, "RLM_COST_CAP_USD"), _dollars(env, "RLM_COST_CAP_MAX_USD"))
-    except ValueError as e:
-        raise AppSettingsError(str(e)) from None
+    default = _dollars(env, "RLM_COST_CAP_USD") or engine.rlm.max_cost_usd or DEFAULT_COST_CAP_USD
+    maximum = _dollars(env, "RLM_COST_CAP_MAX_USD") or default
+    if maximum < default:
+        raise AppSettingsError(COST_CAP_BELOW_DEFAULT.format(maximum=maximum, default=default))
+    return CostCap(default, maximum)
 
 
 def db_target(value: str | Path) -> str | Path:

@@ -69,23 +69,6 @@ class CostCap:
     default_usd: float | None = DEFAULT_COST_CAP_USD
     max_usd: float | None = DEFAULT_COST_CAP_USD
 
-    @classmethod
-    def of(cls, config: Config, default: float | None = None, maximum: float | None = None) -> CostCap:
-        """The operator's cap: `default` if given, else the engine config's `rlm.max_cost_usd`, else
-        DEFAULT_COST_CAP_USD; the maximum is `maximum`, else the default. Raises ValueError with a
-        sentence when the maximum is below the default."""
-        default = default if default is not None else config.rlm.max_cost_usd or DEFAULT_COST_CAP_USD
-        maximum = default if maximum is None else maximum
-        if maximum < default:
-            raise ValueError(COST_CAP_BELOW_DEFAULT.format(maximum=maximum, default=default))
-        return cls(default, maximum)
-
-
-COST_CAP_BELOW_DEFAULT = (
-    "RLM_COST_CAP_MAX_USD (${maximum:.2f}) is below the default cap RLM_COST_CAP_USD (${default:.2f}); "
-    "raise it or lower the default."
-)
-
 
 class RepoSetup(str, Enum):
     """What a server lets a repository's `setup:` do (RLM_REPO_SETUP)."""
