@@ -12,9 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .rlm.config import Config
-from .rlm.errors import RLMError
-from .rlm.repo import git, normalize_source
+from . import rlm
+from .rlm import Config, RLMError, git, normalize_source
 
 SCRIPTED_PREFIX = "scripted/"
 NOT_IN_A_REPOSITORY = (
@@ -138,23 +137,19 @@ def results_dir(option: Path | None, config: Config) -> Path:
 def check_model(config: Config, api_key: str | None = None) -> None:
     """The model can be called: a scripted file exists and parses; litellm knows the name; a key is
     there (LLM_API_KEY, the provider's own variable, or none needed). Raises UsageError."""
-    from .rlm import llm  # first: it keeps litellm from fetching its price table at import
-
     name = config.model.name
     if name.startswith(SCRIPTED_PREFIX):
-        from .rlm.scripted import ScriptError, read_script
-
         try:
-            read_script(name.removeprefix(SCRIPTED_PREFIX))
-        except ScriptError as e:
+            rlm.read_script(name.removeprefix(SCRIPTED_PREFIX))
+        except rlm.ScriptError as e:
             raise UsageError(str(e)) from None
         return
-    provider = llm.model_provider(name, config.model.api_base)
+    provider = rlm.model_provider(name, config.model.api_base)
     if provider is None:
         raise UsageError(UNKNOWN_MODEL.format(model=name))
     if config.model.api_base or api_key or os.environ.get(LLM_KEY_VARIABLE, "").strip():
         return
-    unset = llm.missing_provider_keys(name)
+    unset = rlm.missing_provider_keys(name)
     if not unset:  # litellm finds the provider's own variable (or the provider needs no key)
         return
     missing = [k for k in unset if k != LLM_KEY_VARIABLE]

@@ -13,7 +13,7 @@ from rich.console import Console
 from .cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from .pipeline import NullReporter, OutcomeKind, Phase, RunOutcome, RunRequest, RunSettings, RunState, Target
 from .progress import Progress
-from .rlm.config import Config
+from .rlm import Config
 
 PATCH_WRITTEN = "patch: {files} file(s), +{additions} -{deletions} → {where}"
 PATCH_NONE = "patch: no changes"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot import cli_checks as c
-from bot.rlm.config import load_config
+from bot.rlm import load_config
 from tests.conftest import git
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.rlm import engine
+from bot.rlm import engine, read_events
 from bot.rlm.environment import (
     AUTO_NOTHING,
     ENV_IN_SANDBOX,
@@ -30,8 +30,7 @@ from bot.rlm.environment import (
 )
 from bot.rlm.prompts import system_prompt
 from bot.rlm.repo import prepare_repo
-from bot.rlm.sandbox.local import bwrap_works
-from bot.rlm.trace import read_events
+from bot.rlm.sandbox import bwrap_works
 from tests.conftest import commit_files, leftovers, py
 
 needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here")
@@ -366,7 +365,7 @@ def test_the_prompt_says_what_setup_produced():
     facts = prompt.split("## How to act")[0]  # the sandbox facts section
     assert "python3 -m venv" in facts and "python -m pytest" in facts and ENV_IN_SANDBOX in facts
     assert "resolves to YOUR checkout" in facts
-    from bot.rlm.inherit import Inherited, inherit_note
+    from bot.rlm.sandbox.local.inherit import Inherited, inherit_note
 
     job = Inherited(
         prefix="/opt/py", binds=("/opt/py",), checkout="/home/runner/work/r/r", python="/opt/py/bin/python3"
@@ -419,7 +418,8 @@ def test_old_environments_are_pruned_unless_in_use(make_repo, tmp_path):
     import time
 
     from bot.rlm.environment import SetupSpec
-    from bot.rlm.sandbox.local_env import LocalEnvironments, envs_root, prune
+    from bot.rlm.sandbox.environments import envs_root, prune
+    from bot.rlm.sandbox.local.env import LocalEnvironments
 
     repo, _ = make_repo({"a.py": "x = 1\n"})
     prepared = prepare_repo(str(repo), tmp_path / "cache")
@@ -455,12 +455,10 @@ def test_old_environments_are_pruned_unless_in_use(make_repo, tmp_path):
 def test_daytona_setup_once_then_every_agent_starts_from_its_snapshot(
     make_repo, write_script, make_config, tmp_path
 ):
-    from bot.rlm.llm import LiteLLMClient
-    from bot.rlm.rollout import Rollout, new_run_id
-    from bot.rlm.sandbox import daytona_client as dc
-    from bot.rlm.sandbox.daytona import DaytonaSandboxProvider
-    from bot.rlm.sandbox.daytona_env import SNAPSHOT_PREFIX
-    from bot.rlm.trace import Trace
+    from bot.rlm import LiteLLMClient, Rollout, Trace, new_run_id
+    from bot.rlm.sandbox.daytona import client as dc
+    from bot.rlm.sandbox.daytona.env import SNAPSHOT_PREFIX
+    from bot.rlm.sandbox.daytona.provider import DaytonaSandboxProvider
     from tests.fakes.daytona_fake import FakeDaytona
 
     repo, _ = make_repo({"app.py": "x = 1\n"})
@@ -608,7 +606,7 @@ def test_a_repository_sets_its_setup_within_the_servers_policy():
         RepoSetup,
         apply_repo_config,
     )
-    from bot.rlm.config import load_config
+    from bot.rlm import load_config
 
     server = load_config(None, {"sandbox.setup_timeout": 300}, environ={})
     text = "setup:\n  - pip install -e .\n  - make deps\nrlm:\n  max_depth: 1\n"
@@ -695,7 +693,7 @@ def test_an_inherited_host_environment_is_read_only_and_editable_installs_resolv
 
 def test_the_status_comment_shows_the_setup():
     from bot.github import report
-    from bot.rlm.trace import fold, new_results
+    from bot.rlm import fold, new_results
 
     results = new_results("r")
     fold(results, {"type": "setup_started", "t": 1.0, "commands": ["make deps"]})
@@ -828,7 +826,7 @@ def test_concurrent_rollouts_build_one_environment(make_repo, tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     from bot.rlm.environment import SetupSpec
-    from bot.rlm.sandbox.local_env import LocalEnvironments
+    from bot.rlm.sandbox.local.env import LocalEnvironments
 
     repo, _ = make_repo({"a.py": "x = 1\n"})
     prepared = prepare_repo(str(repo), tmp_path / "cache")

@@ -18,7 +18,7 @@ from bot.github.repo_config import (
     apply_repo_config,
     repo_settings,
 )
-from bot.rlm.config import load_config
+from bot.rlm import load_config
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import logging
 import time
 from pathlib import Path
 
+from bot.common.secrets import REDACTOR
 from bot.github import report
-from bot.rlm.secrets import REDACTOR
 from tests.conftest import leftovers, py
 from tests.fakes.app_env import REPO, collapse, finished, run_one
 from tests.fakes.github_app import comment_payload, post_event, review_comment_payload, serve, wait_for

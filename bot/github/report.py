@@ -9,10 +9,10 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from bot.rlm.trace import cost_cap_of, fmt_cost, fmt_duration, fmt_spend, summary_markdown, totals_line
+from bot.rlm import cost_cap_of, fmt_cost, fmt_duration, fmt_spend, summary_markdown, totals_line
 
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to word a reply
-    from bot.rlm.rollout import RolloutResult
+    from bot.rlm import RolloutResult
 
 # ---------------------------------------------------------------- reactions
 REACTION_SEEN = "eyes"

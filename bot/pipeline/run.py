@@ -13,14 +13,11 @@ import logging
 import threading
 from pathlib import Path
 
+import bot.rlm as engine
+from bot.common.secrets import REDACTOR
 from bot.github import report
 from bot.github.api import GitHubError
-from bot.rlm import engine
-from bot.rlm.config import ConfigError
-from bot.rlm.errors import RLMError
-from bot.rlm.patch import PatchError
-from bot.rlm.run_id import new_run_id
-from bot.rlm.secrets import REDACTOR
+from bot.rlm import ConfigError, PatchError, RLMError, new_run_id
 
 from .outcome import OutcomeKind, RunOutcome
 from .protocols import Deliverer, NullReporter, Phase, Reporter
