@@ -27,6 +27,7 @@ from bot.pipeline import (
     NullReporter,
     OutcomeKind,
     Reporter,
+    Reporters,
     RunOutcome,
     RunRequest,
     RunSettings,
@@ -134,9 +135,11 @@ def reporter(plan: Plan, api: GitHubAPI) -> Reporter:
     )
 
 
-def run(plan: Plan, api: GitHubAPI, cancel: threading.Event) -> RunOutcome:
+def run(plan: Plan, api: GitHubAPI, cancel: threading.Event, logs: Reporter | None = None) -> RunOutcome:
+    """The run, heard by the status comment and (`logs`) the job log, through the one channel."""
+    heard = reporter(plan, api) if logs is None else Reporters(reporter(plan, api), logs)
     delivery = plan.deliverer or deliverer(plan.create_pr, plan.draft, plan.run_url, api)
-    return pipeline.run(plan.request, reporter(plan, api), delivery, cancel, settings=plan.settings)
+    return pipeline.run(plan.request, heard, delivery, cancel, settings=plan.settings)
 
 
 def patch_link(run_url: str | None) -> Callable[[Path], str]:

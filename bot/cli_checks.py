@@ -134,9 +134,10 @@ def results_dir(option: Path | None, config: Config) -> Path:
     return user_results_dir()
 
 
-def check_model(config: Config, api_key: str | None = None) -> None:
-    """The model can be called: a scripted file exists and parses; litellm knows the name; a key is
-    there (LLM_API_KEY, the provider's own variable, or none needed). Raises UsageError."""
+def check_model(config: Config, llm_key_missing: bool) -> None:
+    """The model can be called: a scripted file exists and parses; litellm knows the name; when the
+    key preflight (bot.pipeline.keys) finds no LLM_API_KEY the model needs, the provider's own
+    variable, which litellm reads, is there. Raises UsageError."""
     name = config.model.name
     if name.startswith(SCRIPTED_PREFIX):
         try:
@@ -147,7 +148,7 @@ def check_model(config: Config, api_key: str | None = None) -> None:
     provider = rlm.model_provider(name, config.model.api_base)
     if provider is None:
         raise UsageError(UNKNOWN_MODEL.format(model=name))
-    if config.model.api_base or api_key or os.environ.get(LLM_KEY_VARIABLE, "").strip():
+    if not llm_key_missing:
         return
     unset = rlm.missing_provider_keys(name)
     if not unset:  # litellm finds the provider's own variable (or the provider needs no key)

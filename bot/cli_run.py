@@ -10,14 +10,24 @@ from typing import Any
 
 from rich.console import Console
 
-from .cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from .pipeline import NullReporter, OutcomeKind, Phase, RunOutcome, RunRequest, RunSettings, RunState, Target
+from .pipeline import (
+    NullReporter,
+    OutcomeKind,
+    OutcomeWords,
+    Phase,
+    RunOutcome,
+    RunRequest,
+    RunSettings,
+    RunState,
+    Target,
+)
 from .progress import Progress
 from .rlm import Config
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # documented in bot/cli.py
+
 PATCH_WRITTEN = "patch: {files} file(s), +{additions} -{deletions} → {where}"
 PATCH_NONE = "patch: no changes"
-PATCH_KEPT = "patch: saved as {path} (the run did not finish, so it went nowhere else)"
 REPORT_WRITTEN = "report: {path}"
 REPORT_NONE = "report: the root agent wrote no report ({path} is empty)"
 CONTEXT_FILE_LIMIT = 2_000_000  # characters
@@ -26,17 +36,7 @@ CONTEXT_FILE_TOO_LARGE = (
     "the context file {path} has {size:,} characters, more than the {limit:,} allowed; pass a shorter one."
 )
 PATCH_NOT_WRITTEN = "patch: could not be written to {path} ({reason}); choose a writable file with -o."
-# How a run ended, in the CLI's own words (the App's and the Action's are theirs).
-OUTCOME_WORDS = {
-    OutcomeKind.NO_CHANGES: "done: the agents changed no files.",
-    OutcomeKind.TIMEOUT: "stopped: the run hit its time limit (rlm.global_timeout, --timeout) before it finished.",
-    OutcomeKind.BUDGET: "stopped: the run used up its budget (sandboxes, iterations or cost) before it finished.",
-    OutcomeKind.CANCELLED: "interrupted: every agent was stopped and its sandbox removed.",
-}
-OUTCOME_FAILED = "failed: {error}"
-COST_CAP_STOPPED = (
-    "stopped: the run reached its cost cap of ${cap:.2f} before it finished, and changed no files."
-)
+# A change the cost cap cut short (the CLI's words; the other outcomes are the pipeline's OutcomeWords).
 PARTIAL = (
     "partial: the cost cap of ${cap:.2f} stopped the run (${spent:.4f} spent); the patch holds the "
     "changes made until then."
@@ -152,26 +152,13 @@ def write_report(path: Path, report: str | None) -> str:
 
 
 def outcome_lines(outcome: RunOutcome, config: Config) -> list[str]:
-    """How the run ended and where the change is, in the CLI's words (stderr, and `message` in JSON)."""
-    result = outcome.result
-    spent = ((result.results if result else {}).get("totals") or {}).get("cost_usd", 0.0)
-    cap = config.rlm.max_cost_usd or 0.0
-    lines = [PARTIAL.format(cap=cap, spent=spent)] if outcome.partial else []
-    if outcome.kind is OutcomeKind.PATCH:
-        lines.append(outcome.message)  # PatchOutput's: where it was written
-    elif outcome.kind is OutcomeKind.ERROR:
-        lines.append(OUTCOME_FAILED.format(error=outcome.error or outcome.message))
-    elif (
-        outcome.kind is OutcomeKind.BUDGET
-        and result is not None
-        and result.status == "budget"
-        and (config.rlm.max_cost_usd is not None and spent >= cap - 1e-6)
-    ):
-        lines.append(COST_CAP_STOPPED.format(cap=cap))
-    elif outcome.kind in OUTCOME_WORDS:
-        lines.append(OUTCOME_WORDS[outcome.kind])
-    if outcome.kind is not OutcomeKind.PATCH:
-        lines.append(PATCH_KEPT.format(path=outcome.patch_path) if outcome.patch_path else PATCH_NONE)
+    """How the run ended and where the change is, in the CLI's words (stderr; joined, `message` in
+    JSON): a partial change says so first."""
+    lines = []
+    if outcome.partial:
+        spent = ((outcome.result.results if outcome.result else {}).get("totals") or {}).get("cost_usd", 0.0)
+        lines.append(PARTIAL.format(cap=config.rlm.max_cost_usd or 0.0, spent=spent))
+    lines.append(outcome.message)
     return lines
 
 
@@ -179,7 +166,7 @@ def json_failure(code: int, error: str | None) -> dict[str, Any]:
     """`--json` for a command that ended before (or without) a run's outcome: a usage error, an
     interruption, a failed fetch. Same keys as `json_summary`."""
     status = JSON_STATUS.get(code, "failed")
-    message = error or (OUTCOME_WORDS[OutcomeKind.CANCELLED] if code == EXIT_INTERRUPTED else None)
+    message = error or (OutcomeWords().cancelled if code == EXIT_INTERRUPTED else None)
     return {
         "run_id": None,
         "status": status,

@@ -33,7 +33,7 @@ from fakes.action_env import (
 from fakes.github_fake import FakeGitHub
 
 from action import messages as m
-from bot.github import report
+from bot.github import messages
 from bot.github.repo_config import DEFAULT_COST_CAP_USD
 
 CALC = "def add(a, b):\n    # TODO: implement\n    return 0\n"
@@ -207,7 +207,7 @@ def test_comment_opens_pull_request_with_tree_summary(runs):
     assert pull["base"] == "main" and pull["head"].startswith("rlm/1-")
     assert s.branch_file(pull["head"], "calc.py") == FIXED
     assert pull["title"] == "Implemented add"  # the first line of the root's answer
-    assert report.PR_CLOSES.format(number=1) in pull["body"]
+    assert messages.PR_CLOSES.format(number=1) in pull["body"]
     # the request's context reached the root (its first message points at it)
     assert "`context` (" in results["agents"][0]["iterations"][0]["prompt"]
     assert "**Agent tree**" in pull["body"] and "`root.1`" in pull["body"] and RUN_URL in pull["body"]
@@ -216,9 +216,9 @@ def test_comment_opens_pull_request_with_tree_summary(runs):
     assert "Co-authored-by: Codertocat" in commit.body["message"]
     # acknowledgement, status comment with the run's link, final reaction
     reactions = [c.body["content"] for c in s.calls("POST", r"/issues/comments/\d+/reactions$")]
-    assert reactions == [report.REACTION_SEEN, report.REACTION_DONE]
+    assert reactions == [messages.REACTION_SEEN, messages.REACTION_DONE]
     (status,) = s.fake.issue_comments(REPO, 1)
-    assert RUN_URL in status["body"] and report.OUTCOME_PR.format(url=pull["html_url"]) in status["body"]
+    assert RUN_URL in status["body"] and messages.OUTCOME_PR.format(url=pull["html_url"]) in status["body"]
     # the job log: one group per agent; the step summary with the tree
     assert s.proc.stdout.count("::group::") == 2
     assert "::group::✅ agent root.1" in s.proc.stdout
@@ -249,7 +249,7 @@ def test_fork_pull_request_gets_the_patch_in_a_comment(runs):
     assert not s.fake.created_pulls and not s.calls("POST", r"/git/")
     comments = s.fake.issue_comments(REPO, 1)
     patch = next(c for c in comments if "+    return a + b" in c["body"] and "```diff" in c["body"])
-    said = report.OUTCOME_PATCH_COMMENT.format(url=patch["html_url"])  # defect 5: was a literal {url}
+    said = messages.OUTCOME_PATCH_COMMENT.format(url=patch["html_url"])  # defect 5: was a literal {url}
     assert f"::notice title=rlm-bot::{said}" in s.proc.stdout
     assert said in s.job.summary() and "{url}" not in s.job.summary()
     assert_masked(s)
@@ -288,7 +288,7 @@ def test_create_pr_false_leaves_the_patch_and_replies_once(runs):
     assert m.OUTCOME_PATCH_ARTIFACT.format(url=RUN_URL) in reply["body"]
     assert "2 agents · max depth 1" in reply["body"]
     reactions = [c.body["content"] for c in s.calls("POST", r"/issues/comments/\d+/reactions$")]
-    assert reactions == [report.REACTION_SEEN, report.REACTION_DONE]
+    assert reactions == [messages.REACTION_SEEN, messages.REACTION_DONE]
     assert_masked(s)
 
 
@@ -317,7 +317,7 @@ def test_the_repositorys_rlm_yml_applies_and_inputs_override_it(runs):
     assert config["rlm"]["max_iterations"] == 9  # the input's, over the file's 7
     assert out["agents"] == "1"  # max_depth 0: the root's rlm_query was refused
     (pull,) = s.fake.created_pulls
-    assert report.PR_CLOSES.format(number=1) not in pull["body"]  # closes_issue: false
+    assert messages.PR_CLOSES.format(number=1) not in pull["body"]  # closes_issue: false
     assert s.branch_file(pull["head"], "calc.py") == FIXED
     (status,) = s.fake.issue_comments(REPO, 1)  # what the file got wrong is said, as under the App
     assert "`model.api_base` cannot be set by a repository" in status["body"]

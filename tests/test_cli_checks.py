@@ -12,6 +12,16 @@ from bot.rlm import load_config
 from tests.conftest import git
 
 
+def check(config) -> None:
+    """As `rlm run` calls it: after the one key preflight."""
+    import os
+
+    from bot.pipeline.keys import MissingKey, missing_keys
+
+    missing = missing_keys(config, os.environ.get("LLM_API_KEY"), None)
+    c.check_model(config, llm_key_missing=MissingKey.LLM in missing)
+
+
 def test_the_root_is_found_from_a_subdirectory(make_repo):
     repo, _ = make_repo({"README.md": "x\n", "sub/deeper/a.py": "a = 1\n"})
     found = c.local_repo(str(repo / "sub" / "deeper"))
@@ -74,38 +84,38 @@ def test_results_go_to_the_user_cache_unless_told(tmp_path, monkeypatch):
 def test_a_scripted_model_needs_an_existing_valid_file(tmp_path):
     missing = load_config(None, {"model.name": f"scripted/{tmp_path / 'nope.yaml'}"}, environ={})
     with pytest.raises(c.UsageError, match="does not exist"):
-        c.check_model(missing)
+        check(missing)
     bad = tmp_path / "bad.yaml"
     bad.write_text("just: a mapping\n")
     with pytest.raises(c.UsageError, match="must be a non-empty list of rules"):
-        c.check_model(load_config(None, {"model.name": f"scripted/{bad}"}, environ={}))
+        check(load_config(None, {"model.name": f"scripted/{bad}"}, environ={}))
     good = tmp_path / "good.yaml"
     good.write_text("- task: ''\n  responses: ['x']\n")
-    c.check_model(load_config(None, {"model.name": f"scripted/{good}"}, environ={}))
+    check(load_config(None, {"model.name": f"scripted/{good}"}, environ={}))
 
 
 def test_model_names_and_keys_are_checked_with_litellm(monkeypatch):
     for name in ("LLM_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(c.UsageError) as e:
-        c.check_model(load_config(None, {"model.name": "not-a-model"}, environ={}))
+        check(load_config(None, {"model.name": "not-a-model"}, environ={}))
     assert "'not-a-model' is not a model litellm knows" in str(e.value)
     claude = load_config(None, {"model.name": "anthropic/claude-sonnet-4-5"}, environ={})
     with pytest.raises(c.UsageError) as e:
-        c.check_model(claude)
+        check(claude)
     text = str(e.value)
     assert "LLM_API_KEY" in text and "ANTHROPIC_API_KEY" in text and "--env-file" in text
     assert text.count(". ") == 0 and text.endswith(".")  # one sentence
     monkeypatch.setenv("ANTHROPIC_API_KEY", "k")  # litellm reads the provider's own variable
-    c.check_model(claude)
+    check(claude)
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     monkeypatch.setenv("LLM_API_KEY", "k")
-    c.check_model(claude)
+    check(claude)
     monkeypatch.delenv("LLM_API_KEY")
     local = load_config(
         None, {"model.name": "openai/local", "model.api_base": "http://127.0.0.1:9"}, environ={}
     )
-    c.check_model(local)  # a self-hosted server needs no key
+    check(local)  # a self-hosted server needs no key
 
 
 def test_results_are_never_written_into_the_repository_by_default(make_repo, monkeypatch, tmp_path):

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 from bot.cli_checks import UNKNOWN_MODEL
-from bot.cli_run import OUTCOME_WORDS
-from bot.pipeline import OutcomeKind
+from bot.pipeline import OutcomeWords
 from tests.conftest import py
 from tests.test_cli import RLM, rlm
 
@@ -142,7 +141,7 @@ def test_after_ctrl_c_the_json_is_in_the_clis_own_words(make_repo, write_script,
     assert proc.returncode == 130, stderr
     data = json.loads(stdout)
     assert data["exit_code"] == 130 and data["status"] == "cancelled"
-    assert data["message"].startswith(OUTCOME_WORDS[OutcomeKind.CANCELLED])
+    assert data["message"].startswith(OutcomeWords().cancelled)
     assert "/rlm cancel" not in stdout and "pull request" not in stdout
     assert "/rlm cancel" not in stderr and "Traceback" not in stderr
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.github import report
+from bot.github import messages
 from bot.github.repo_config import COST_ABOVE_MAXIMUM, CostCap
 from tests.conftest import py
 from tests.fakes.app_env import REPO, run_one
@@ -48,15 +48,15 @@ def test_the_app_caps_a_run_delivers_its_partial_change_as_a_draft_and_says_so(w
 
     (pull,) = env.fake.created_pulls
     assert pull["draft"] is True  # a partial change is a draft although drafts are off
-    note = report.partial_note(results)
-    assert pull["body"].startswith(report.PR_PARTIAL.format(note=note))
+    note = messages.partial_note(results)
+    assert pull["body"].startswith(messages.PR_PARTIAL.format(note=note))
     assert "$0.04" in note
     assert env.git("show", f"refs/heads/{pull['head']}:calc.py") == "def add(a, b):\n    return a + b\n"
 
     (status,) = [c for c in env.fake.issue_comments(REPO, 7) if c["body"].startswith("### 🤖")]
     body = status["body"]
     assert (
-        report.OUTCOME_PARTIAL.format(note=note, outcome=report.OUTCOME_PR.format(url=pull["html_url"]))
+        messages.OUTCOME_PARTIAL.format(note=note, outcome=messages.OUTCOME_PR.format(url=pull["html_url"]))
         in body
     )
     assert COST_ABOVE_MAXIMUM.format(asked=100, cap=0.04) in body  # the repository hears its cap

@@ -9,6 +9,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from bot.pipeline.outcome import OutcomeWords
 from bot.rlm import cost_cap_of, fmt_cost, fmt_duration, fmt_spend, summary_markdown, totals_line
 
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to word a reply
@@ -61,7 +62,10 @@ OUTCOME_ONLY_WORKFLOWS = (
 )
 OUTCOME_TIMEOUT = "⏱️ The run hit its time limit before finishing; no pull request was opened."
 OUTCOME_BUDGET = "⛔ The run used up its budget (sandboxes, iterations or cost); no pull request was opened."
-OUTCOME_COST_CAP = "⛔ The run reached its cost cap of {cap} before it finished, and had changed no files."
+OUTCOME_COST_CAP = (
+    "⛔ The run reached its cost cap of ${cap:.2f} before it finished, and had changed no files; "
+    "no pull request was opened."
+)
 # The cost cap stopped the tree after it changed files: they are delivered all the same, marked partial.
 PARTIAL_NOTE = (
     "the run reached its cost cap of {cap} ({spent} spent) before it finished, so this is the work "
@@ -81,6 +85,19 @@ WORKFLOW_FILES_SKIPPED = (
     "⚠️ Changes to these workflow files were left out because the app has no `workflows` permission: {files}"
 )
 REPO_CONFIG_PROBLEM = "⚠️ `.github/rlm.yml` was ignored: {reason}"
+
+# How the App and the Action word the outcomes the pipeline decides itself.
+GITHUB_WORDS = OutcomeWords(
+    timeout=OUTCOME_TIMEOUT,
+    budget=OUTCOME_BUDGET,
+    cost_cap=OUTCOME_COST_CAP,
+    cancelled=OUTCOME_CANCELLED,
+    no_changes=OUTCOME_NO_CHANGES,
+    error=OUTCOME_ERROR,
+    internal_error=INTERNAL_ERROR,
+    delivery_error=OUTCOME_GITHUB_ERROR,
+    patch_saved=PATCH_SAVED,
+)
 
 # ---------------------------------------------------------------- replies
 BUSY = (
