@@ -225,7 +225,7 @@ def run(
         except ValueError as e:
             raise fail(str(e)) from None
     if warning:
-        err.print(f"[yellow]{warning}[/yellow]", markup=True)
+        err.print(warning, style="yellow", markup=False)  # file names may hold [brackets]
     code = execute(
         config,
         repo,
