@@ -19,7 +19,7 @@ from bot.common.enums import StrEnum
 from bot.rlm import Config, ConfigError, apply_overrides, validate_partial
 
 from .api import GitHubAPI
-from .messages import REPO_CONFIG_PROBLEM
+from .messages import FORK_UNTRUSTED, REPO_CONFIG_PROBLEM
 
 if TYPE_CHECKING:
     from bot.pipeline import Reporter, RunState
@@ -274,7 +274,8 @@ def read_repo_config(api: GitHubAPI, repo: str, default_branch: str) -> str | No
 class RepoConfigStage:
     """The pipeline's `before_fetch` stage for the App and the Action: `.github/rlm.yml` from the
     default branch, within the deployment's `RepoPolicy`; what was ignored becomes a note in the
-    status comment. `overrides` (dotted keys: the Action's inputs) win over the file."""
+    status comment, and so does, for a fork's pull request, that setup and AGENTS.md come from the
+    base commit. `overrides` (dotted keys: the Action's inputs) win over the file."""
 
     def __init__(
         self,
@@ -301,3 +302,5 @@ class RepoConfigStage:
         self.on_prefs(settings.prefs)
         for problem in settings.problems:
             reporter.note(REPO_CONFIG_PROBLEM.format(reason=problem))
+        if request.fork and request.trusted_commit:  # the pipeline runs setup there (PreparedRepo)
+            reporter.note(FORK_UNTRUSTED.format(base=request.trusted_commit[:12]))
