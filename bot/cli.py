@@ -21,6 +21,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .cli_run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from .common.envfile import EnvFileError, load_env_file
@@ -38,6 +39,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from .common.version import VERSION
+
+        print(f"rlm-bot {VERSION}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """Run deep recursive language-model agents on a git repository."""
 
 
 class JsonOut:
@@ -59,12 +77,36 @@ JSON_OUT = JsonOut()
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     message = REDACTOR.redact(message)
     JSON_OUT.error = message
-    err.print(f"[red]error:[/red] {message}", markup=True)
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True)
     return typer.Exit(code)
 
 
 def _wants_json(args: list[str]) -> bool:
     return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+APP_EXTRA_MISSING = (
+    "rlm {command} needs the GitHub App's libraries ({module} is not installed); "
+    "install them with: pip install 'rlm-bot[app]'"
+)
+APP_MODULES = (
+    "flask",
+    "werkzeug",
+    "waitress",
+    "github",
+    "gidgethub",
+    "prometheus_client",
+    "cryptography",
+    "jwt",
+)
+
+
+def _needs_app(command: str, error: ModuleNotFoundError) -> typer.Exit:
+    """`pip install rlm-bot` is the CLI alone: an App command without the [app] extra says so."""
+    module = (error.name or "").split(".")[0]
+    if module not in APP_MODULES:
+        raise error
+    return fail(APP_EXTRA_MISSING.format(command=command, module=module))
 
 
 def _config(config_path: Path | None, overrides: dict) -> Config:
@@ -136,9 +178,13 @@ def execute(
     err.print(summary_markdown(result.results), markup=False)
     err.print()
     status_style = "green" if result.status == "completed" else "red"
+    # A failed run's error is in the outcome's message below: said once, with its log tail.
+    said_below = (
+        outcome.kind is OutcomeKind.ERROR and result.error and result.error in (outcome.message or "")
+    )
     err.print(
         f"status: [{status_style}]{result.status}[/{status_style}]"
-        + (f" — {result.error}" if result.error else "")
+        + (f" — {escape(result.error)}" if result.error and not said_below else "")
     )
     if result.answer:
         err.print("answer:", markup=False)
@@ -454,18 +500,24 @@ def serve(
         help="job database: a SQLite path or a postgresql:// URL (default: RLM_DB or rlm-jobs.sqlite3)",
     ),
     env_file: Path | None = typer.Option(None, "--env-file", help="a .env file with the GITHUB_* settings"),
+    drain: float = typer.Option(
+        5.0, "--drain", help="on SIGTERM, seconds running jobs may finish before they are handed back"
+    ),
     log_json: bool = typer.Option(False, "--log-json", help="JSON log lines (or RLM_LOG_FORMAT=json)"),
 ) -> None:
     """Serve the GitHub App: verify webhooks, queue `/rlm` commands, run them, open pull requests."""
-    from bot.github.auth import AppSettingsError
-    from webhooks.serve import serve as serve_app
-    from webhooks.startup import ServeError, build_config
+    try:
+        from bot.github.auth import AppSettingsError
+        from webhooks.serve import serve as serve_app
+        from webhooks.startup import ServeError, build_config
+    except ModuleNotFoundError as e:
+        raise _needs_app("serve", e) from None
 
     _load_env_file(env_file)
     try:
         server_config = build_config(_config(config_path, {}), workers=workers, db=db)
         setup_logging(logging.INFO, json_lines=log_json)
-        serve_app(server_config, host, port, threads)
+        serve_app(server_config, host, port, threads, drain=drain)
     except (AppSettingsError, ServeError) as e:
         raise fail(str(e)) from None
 
@@ -485,13 +537,18 @@ def worker(
     metrics_port: int | None = typer.Option(
         None, "--metrics-port", help="serve /metrics, /healthz, /readyz here"
     ),
-    drain: float = typer.Option(30.0, "--drain", help="seconds to let running jobs finish on SIGTERM"),
+    drain: float = typer.Option(
+        5.0, "--drain", help="on SIGTERM, seconds running jobs may finish before they are handed back"
+    ),
     log_json: bool = typer.Option(False, "--log-json", help="JSON log lines (or RLM_LOG_FORMAT=json)"),
 ) -> None:
     """Run App jobs from the job database; scale with more workers beside `rlm serve --workers 0`."""
-    from bot.github.auth import AppSettingsError
-    from webhooks.startup import ServeError, build_config
-    from webhooks.worker import run_worker
+    try:
+        from bot.github.auth import AppSettingsError
+        from webhooks.startup import ServeError, build_config
+        from webhooks.worker import run_worker
+    except ModuleNotFoundError as e:
+        raise _needs_app("worker", e) from None
 
     _load_env_file(env_file)
     setup_logging(logging.INFO, json_lines=log_json)
@@ -511,6 +568,9 @@ def worker(
         )
     except ServeError as e:
         raise fail(str(e)) from None
+    # The unfinished jobs were handed back; their threads (and sandboxes) end with the process now.
+    logging.shutdown()
+    os._exit(0)
 
 
 WORKER_NEEDS_APP = (
@@ -540,7 +600,10 @@ def app_register(
     public: bool = typer.Option(False, "--public", help="let other accounts install the App"),
 ) -> None:
     """Create the GitHub App from a manifest in one step; writes its id, key and webhook secret."""
-    from .github.register import RegisterError, register
+    try:
+        from .github.register import RegisterError, register
+    except ModuleNotFoundError as e:
+        raise _needs_app("app register", e) from None
 
     try:
         path = register(

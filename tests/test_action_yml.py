@@ -67,7 +67,8 @@ def test_composite_install_run_and_artifacts():
     runs = ACTION["runs"]
     assert runs["using"] == "composite"
     scripts = "\n".join(s.get("run", "") for s in runs["steps"])
-    assert 'pip install --quiet --disable-pip-version-check "$GITHUB_ACTION_PATH"' in scripts
+    assert "pip install --quiet --disable-pip-version-check" in scripts
+    assert '--constraint "$GITHUB_ACTION_PATH/constraints.txt" "$GITHUB_ACTION_PATH[$extras]"' in scripts
     assert "bubblewrap" in scripts
     assert "-P -m action" in run_step()["run"]
     (upload,) = [s for s in runs["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@")]

@@ -953,3 +953,59 @@ def test_action_inputs_for_the_environment():
         with pytest.raises(InputError) as e:
             read(**bad)
         assert str(e.value).startswith(message)
+
+
+@needs_bwrap
+def test_setup_gets_the_named_host_variables_and_the_ca_bundle_only(
+    make_repo, write_script, make_config, monkeypatch, tmp_path
+):
+    """Behind a proxy or a private index: sandbox.setup_env passes the named host variables to setup
+    (and to no agent), sandbox.setup_ca_bundle is readable there with every CA variable on it; the
+    values never reach a log or an event."""
+    repo, _ = make_repo({"a.py": "x = 1\n"})
+    monkeypatch.setenv("PIP_INDEX_URL", "https://user:idx-s3cret-77@pypi.internal/simple")
+    monkeypatch.setenv("NOT_NAMED", "must-not-pass")
+    bundle = tmp_path / "corp-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nCORP\n-----END CERTIFICATE-----\n")
+    script = write_script(
+        [{"task": ".", "responses": [py("import os; FINAL(str(os.environ.get('PIP_INDEX_URL')))")]}]
+    )
+    config = make_config(
+        script,
+        sandbox__setup=[
+            'case "$PIP_INDEX_URL" in https://user:*@pypi.internal/simple) ;; *) exit 9 ;; esac',
+            'test -z "$NOT_NAMED"',
+            'for v in SSL_CERT_FILE PIP_CERT REQUESTS_CA_BUNDLE; do eval f=\\$$v; grep -q CORP "$f"; done',
+            'echo "index is $PIP_INDEX_URL"',
+        ],
+        sandbox__setup_env=["PIP_INDEX_URL", "UNSET_ONE"],
+        sandbox__setup_ca_bundle=str(bundle),
+    )
+    result = engine.run(config, engine.prepare(config, str(repo)), "Do it")
+    assert result.status == "completed", result.error
+    assert result.answer == "None"  # an agent never sees what setup was given
+    events = Path(result.events_path).read_text()
+    leaked = [line[:300] for line in events.splitlines() if "idx-s3cret-77" in line]
+    assert not leaked and "index is" in events, leaked  # the log tail, masked
+
+
+@needs_bwrap
+def test_a_setup_failure_says_once_whether_the_network_or_the_command_failed(
+    make_repo, write_script, tmp_path
+):
+    from bot.rlm.environment import CAUSE_COMMAND, CAUSE_NETWORK
+    from tests.test_cli import rlm
+
+    repo, _ = make_repo({"a.py": "x = 1\n"})
+    agent = write_script([{"task": ".", "responses": [py("FINAL('no')")]}])
+    args = ["run", str(repo), "-p", "x", "--model", f"scripted/{agent}", "--results-dir", str(tmp_path / "r")]
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    tls = "echo 'SSL: CERTIFICATE_VERIFY_FAILED certificate verify failed: unable to get local issuer' >&2; exit 1"
+    proc = rlm(*args, "--setup", tls, cwd=tmp_path, env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert CAUSE_NETWORK.format(evidence="certificate verify failed") in proc.stderr
+    tail_line = "SSL: CERTIFICATE_VERIFY_FAILED certificate verify failed: unable to get local issuer"
+    assert proc.stderr.splitlines().count(tail_line) == 1, proc.stderr  # the log tail, once
+    proc = rlm(*args, "--setup", "echo 'tests failed: 3' >&2; exit 2", cwd=tmp_path, env=env)
+    assert proc.returncode == 1 and CAUSE_COMMAND in proc.stderr
+    assert proc.stderr.splitlines().count("tests failed: 3") == 1, proc.stderr

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import time
+from importlib import metadata
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from bot.common.secrets import REDACTOR
+from bot.common.version import USER_AGENT
 from bot.github.api import GitHubAPI, GitHubError
 from bot.github.auth import JWT_BACKDATE, AppAuth, AppSettings, AppSettingsError, basic_auth_header
 from bot.github.permissions import WRITE_PERMISSIONS, may_run
@@ -48,6 +50,7 @@ def test_reads(fake):
     assert api.get_file(REPO, ".github/rlm.yml", "main") == "rlm:\n  max_depth: 1\n"
     assert api.get_file(REPO, "missing.txt", "main") is None
     assert fake.calls[0].auth == "token test-token-abcdefgh"
+    assert fake.calls[0].agent == USER_AGENT == f"rlm-bot/{metadata.version('rlm-bot')}"
 
 
 def test_may_run(fake):

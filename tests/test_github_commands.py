@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+
 import pytest
 
 from bot.github import messages
@@ -68,6 +70,8 @@ def test_status_body_footer_only_while_running():
     done = messages.status_body("run-1", "do it", ["line"], prefix="/rlm", final=True)
     assert messages.STATUS_FOOTER.format(prefix="/rlm") in running
     assert messages.STATUS_FOOTER.format(prefix="/rlm") not in done
+    version = messages.STATUS_VERSION.format(version=metadata.version("rlm-bot"))
+    assert running.endswith(version) and done.endswith(version)  # which release wrote it
     assert messages.STATUS_HEADER.format(run_id="run-1") in done and "> do it" in done
 
 

@@ -405,6 +405,22 @@ def test_a_database_from_before_versions_is_migrated(tmp_path):
         store.close()
 
 
+def test_a_stopping_worker_hands_its_jobs_back_and_no_one_elses(store):
+    mine = store.record_delivery("d1", "issue_comment", run_job(1))
+    theirs = store.record_delivery("d2", "issue_comment", run_job(2))
+    for job, owner in ((mine, "leaving"), (theirs, "staying")):
+        accept(store, job.id)
+        assert store.claim(RUN_LANE, owner).id == job.id
+        store.activate(job.id)
+    (back,) = store.release("leaving", APP_REQUEUE)
+    assert (back.id, back.state, back.kind, back.lease_owner) == (mine.id, "queued", "run", None)
+    assert back.request.get("restarted") is True  # the status comment says it was started again
+    assert store.get(theirs.id).state == "running" and store.get(theirs.id).lease_owner == "staying"
+    assert not store.finish(mine.id, "done", "pr", owner="leaving")  # it can no longer end the job
+    assert store.claim(RUN_LANE, "next").id == mine.id  # another worker takes it at once
+    assert store.release("leaving") == []
+
+
 def test_leases_given_up_at_shutdown_are_taken_over_at_once(store):
     job = store.record_delivery("d1", "issue_comment", run_job(1))
     accept(store, job.id)

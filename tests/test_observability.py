@@ -52,7 +52,7 @@ def test_a_postgres_url_is_not_a_sqlite_path_and_its_password_is_never_shown(tmp
 def test_intake_only_runs_no_worker_and_needs_no_sandbox(tmp_path, monkeypatch):
     import bot.rlm.sandbox as sandboxes
 
-    monkeypatch.setattr(sandboxes, "bwrap_works", lambda: False)  # an intake machine without user namespaces
+    monkeypatch.setattr(sandboxes, "probe_sandbox", lambda: "no sandbox here.")  # an intake machine
     monkeypatch.setenv("GITHUB_APP_ID", "9")
     monkeypatch.setenv("GITHUB_PRIVATE_KEY", private_key_pem())
     monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", SECRET)
@@ -119,7 +119,10 @@ def test_readyz_follows_the_database(postgres_url, tmp_path, monkeypatch):
 
         monkeypatch.setattr(store, "_rows", unreachable)
         resp = requests.get(f"{url}/readyz", timeout=5)
-        assert (resp.status_code, resp.json()) == (503, {"status": "unavailable", "reason": DB_UNREACHABLE})
+        assert (resp.status_code, resp.json()) == (
+            503,
+            {"status": "unavailable", "reason": DB_UNREACHABLE, "reasons": {"database": DB_UNREACHABLE}},
+        )
         health = requests.get(f"{url}/healthz", timeout=5)
         assert health.status_code == 200 and health.json() == {"status": "ok", "workers": False}
         assert metric(requests.get(f"{url}/metrics", timeout=5).text, "rlm_database_up") == 0

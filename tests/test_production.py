@@ -2,6 +2,8 @@
 (`rlm worker`) as separate processes on one database, against the fake GitHub.
 
 - a worker SIGKILLed mid-run: another worker takes the job over once the lease expires → one PR;
+- a worker SIGTERMed mid-run hands the job back and exits within its drain; another worker resumes
+  it at once (long before the lease would expire) → one PR;
 - two intake replicas receiving the same deliveries and redeliveries → one job per delivery;
 - `/rlm cancel` through one replica stops the run another process holds;
 - /metrics values move as jobs run."""
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import threading
+import time
 import uuid
 
 import pytest
@@ -110,6 +114,49 @@ def test_killed_worker_is_taken_over_after_its_lease_and_one_pr_results(world, p
         assert taken and taken[0]["job_id"] == job_id and taken[0]["repo"] == REPO and taken[0]["issue"] == 7
     finally:
         store.close()
+
+
+def test_sigterm_hands_a_running_job_back_and_another_worker_resumes_it_at_once(
+    world, tmp_path, postgres_url
+):
+    env = world(SLOW_FIX, engine={"rlm.global_timeout": 60})
+    procs = Processes(env, postgres_url, tmp_path, lease=120.0)  # a lease that would never run out here
+    store = open_store(postgres_url)
+    try:
+        intake = procs.intake("intake")
+        workers = {name: procs.worker(name) for name in ("w1", "w2")}
+        procs.ready()
+        resp = post_event(
+            intake, "issue_comment", comment_payload("/rlm fix the TODO", clone_url=str(env.bare))
+        )
+        assert resp.status_code == 202, resp.text
+        job_id = resp.json()["job"]
+        wait_for(
+            lambda: any("1 iterations" in b for c in env.fake.comments.values() for b in c["history"]),
+            timeout=60,
+            what="the run to be under way",
+        )
+        held = store.get(job_id)
+        (holder,) = [name for name, (p, _) in workers.items() if f":{p.pid}:" in held.lease_owner]
+        first = workers.pop(holder)[0]
+        sent = time.monotonic()
+        first.send_signal(signal.SIGTERM)  # what `docker stop` / Kubernetes sends, through tini
+        assert first.wait(timeout=15) == 0
+        stopped = time.monotonic() - sent
+        assert stopped < 1 + 5, f"took {stopped:.1f}s to stop (drain 1 s)"
+        log = procs.log(holder)
+        assert "handed 1 unfinished job(s) back" in log and "Traceback" not in log
+        # Taken at once by the other worker: its poll, not the 120 s lease.
+        wait_for(lambda: store.get(job_id).attempts == 2, timeout=10, what="another worker to take the job")
+        job = wait_for(lambda: finished(store, job_id), timeout=90, what="the other worker to finish the run")
+        assert job.state == "done" and job.outcome == "pr" and job.attempts == 2, job.message
+        assert len(env.fake.created_pulls) == 1
+        (status,) = env.fake.issue_comments(REPO, 7)
+        assert messages.STATUS_RESTARTED in status["body"]
+    finally:
+        store.close()
+        procs.close()
+        reap_all(env.server.engine)
 
 
 def test_two_intake_replicas_make_one_job_per_delivery(world, procs_for, postgres_url):

@@ -320,15 +320,18 @@ def test_server_config_from_env(tmp_path):
 
 
 def test_server_refuses_unisolated_sandboxes_unless_told(monkeypatch):
-    """A server holds others' secrets: no bubblewrap means no start, unless isolation is 'none'."""
+    """A server holds others' secrets: no working sandbox means no start, unless isolation is 'none'."""
     import bot.rlm.sandbox as sandboxes
     from bot.github.auth import AppSettingsError
     from bot.rlm import load_config
-    from webhooks.startup import UNISOLATED, check_isolation
+    from webhooks.startup import check_isolation
 
-    monkeypatch.setattr(sandboxes, "bwrap_works", lambda: False)  # a container without user namespaces
-    with pytest.raises(AppSettingsError) as refused:
+    refused = "a sandbox cannot start here (bwrap: nope): do something."
+    monkeypatch.setattr(sandboxes, "probe_sandbox", lambda: refused)  # a container without user namespaces
+    with pytest.raises(AppSettingsError) as error:
         check_isolation(load_config(None, environ={}))
-    assert str(refused.value) == UNISOLATED
+    assert str(error.value) == refused
+    with pytest.raises(AppSettingsError):
+        check_isolation(load_config(None, {"sandbox.isolation": "bwrap"}, environ={}))
     check_isolation(load_config(None, {"sandbox.isolation": "none"}, environ={}))
     check_isolation(load_config(None, {"sandbox.backend": "daytona"}, environ={}))

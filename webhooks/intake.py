@@ -28,6 +28,7 @@ from .context import IGNORED_NO_HANDLER, Delivery
 from .kinds import busy_instead
 from .observability import Metrics, mount_probes
 from .payload import PayloadError, parse_payload
+from .readiness import Readiness
 from .routing import KNOWN_EVENTS, router
 from .settings import ServerConfig
 from .worker import start_pool
@@ -102,7 +103,8 @@ def create_app(
         log.exception("unexpected error while handling %s %s", request.method, request.path)
         return refuse(500, INTERNAL)
 
-    mount_probes(app, store, metrics, workers=server.pool is not None)
+    readiness = Readiness(config, store, runs_jobs=server.pool is not None, takes_deliveries=True).start()
+    mount_probes(app, store, metrics, workers=server.pool is not None, readiness=readiness)
 
     @app.post("/webhook")
     def webhook():

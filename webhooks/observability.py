@@ -22,9 +22,10 @@ from prometheus_client.registry import Collector
 
 from bot.jobs import FINAL_STATES, RUN_LANE, Job, JobState, JobStore
 
+from .readiness import DB_UNREACHABLE, Readiness
+
 log = logging.getLogger(__name__)
 
-DB_UNREACHABLE = "the job database cannot be reached; see the server log"
 
 RUN_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
@@ -126,8 +127,10 @@ class Metrics:
         return Response(generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def mount_probes(app: Flask, store: JobStore, metrics: Metrics, *, workers: bool) -> None:
-    """GET /metrics, /healthz and /readyz on `app`."""
+def mount_probes(
+    app: Flask, store: JobStore, metrics: Metrics, *, workers: bool, readiness: Readiness
+) -> None:
+    """GET /metrics, /healthz (alive) and /readyz (every check of `readiness` passes) on `app`."""
 
     @app.get("/metrics")
     def metrics_endpoint():
@@ -139,16 +142,15 @@ def mount_probes(app: Flask, store: JobStore, metrics: Metrics, *, workers: bool
 
     @app.get("/readyz")
     def readyz():
-        try:
-            store.ping()
-        except store.errors as e:
-            log.warning("readyz: %s (%s)", DB_UNREACHABLE, type(e).__name__)
-            return jsonify(status="unavailable", reason=DB_UNREACHABLE), 503
+        reasons = readiness.reasons()
+        if reasons:
+            first = next(iter(reasons.values()))
+            return jsonify(status="unavailable", reason=first, reasons=reasons), 503
         return jsonify(status="ready")
 
 
-def probe_app(store: JobStore, metrics: Metrics) -> Flask:
+def probe_app(store: JobStore, metrics: Metrics, readiness: Readiness) -> Flask:
     """The probes alone, for `rlm worker` (which serves no webhooks)."""
     app = Flask("rlm-worker")
-    mount_probes(app, store, metrics, workers=True)
+    mount_probes(app, store, metrics, workers=True, readiness=readiness)
     return app

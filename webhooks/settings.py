@@ -73,7 +73,8 @@ class WorkerSettings:
     allowed_models: set[str] = field(default_factory=set)
     repo_setup: RepoSetup = RepoSetup.ALLOW  # what a repository's `setup:` may do (RLM_REPO_SETUP)
     cost_cap: CostCap = field(default_factory=CostCap)  # RLM_COST_CAP_USD, RLM_COST_CAP_MAX_USD
-    api_key: str | None = None
+    api_key: str | None = None  # LLM_API_KEY
+    daytona_api_key: str | None = None  # DAYTONA_API_KEY
     api_options: dict = field(default_factory=dict)  # e.g. {"sleep": ..., "max_tries": ...} for tests
 
 
@@ -98,7 +99,8 @@ class ServerConfig:
     def from_env(cls, engine: Config, environ: dict[str, str] | None = None, **overrides) -> ServerConfig:
         """GITHUB_* for the App; RLM_DB, RLM_LEASE_SECONDS, RLM_PUBLIC_URL, RLM_COMMAND_PREFIX, RLM_DRAFT_PRS,
         RLM_PUSH_WORKFLOWS, RLM_ALLOWED_MODELS, RLM_REPO_SETUP, RLM_STATUS_INTERVAL, RLM_COST_CAP_USD,
-        RLM_COST_CAP_MAX_USD for the server, RLM_HTTP_* for the HTTP server."""
+        RLM_COST_CAP_MAX_USD for the server, LLM_API_KEY and DAYTONA_API_KEY for the runs (the
+        readiness check too), RLM_HTTP_* for the HTTP server."""
         env = os.environ if environ is None else environ
         try:
             http = HttpSettings.from_env(env)  # a bad value is a one-line error before anything starts
@@ -116,6 +118,8 @@ class ServerConfig:
             allowed_models={m.strip() for m in (env.get("RLM_ALLOWED_MODELS") or "").split(",") if m.strip()},
             repo_setup=_repo_setup(env.get("RLM_REPO_SETUP")),
             cost_cap=cost_cap(engine, env),
+            api_key=env.get("LLM_API_KEY") or None,
+            daytona_api_key=env.get("DAYTONA_API_KEY") or None,
         )
         config = cls(
             webhook_secret=app.webhook_secret,

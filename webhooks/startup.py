@@ -14,12 +14,6 @@ from .settings import ServerConfig
 log = logging.getLogger("webhooks")
 
 CANNOT_LISTEN = "cannot listen on {host}:{port}: {reason}; pick another port or stop what uses this one."
-UNISOLATED = (
-    "bubblewrap cannot create namespaces here, so model-written code would run unisolated next to "
-    "the app's private key and tokens. Allow user namespaces (in Docker: --security-opt "
-    "seccomp=unconfined), or use sandbox.backend: daytona, or set sandbox.isolation: none to accept "
-    "that risk."
-)
 
 
 class ServeError(Exception):
@@ -27,12 +21,15 @@ class ServeError(Exception):
 
 
 def check_isolation(engine: Config) -> None:
-    """A server holds other people's secrets: with the local backend it will not fall back to
-    unisolated sandboxes unless the operator says so (sandbox.isolation: none)."""
-    from bot.rlm.sandbox import bwrap_works
+    """A server holds other people's secrets: with the local backend it launches one real sandbox
+    at start and refuses to start, naming the container option that is missing, when that fails;
+    unisolated sandboxes only when the operator says so (sandbox.isolation: none)."""
+    from bot.rlm.sandbox import probe_sandbox
 
-    if engine.sandbox.backend == "local" and engine.sandbox.isolation == "auto" and not bwrap_works():
-        raise AppSettingsError(UNISOLATED)
+    if engine.sandbox.backend == "local" and engine.sandbox.isolation != "none":
+        refused = probe_sandbox()
+        if refused:
+            raise AppSettingsError(refused)
 
 
 def build_config(engine: Config, *, workers: int | None = None, db: str | Path | None = None) -> ServerConfig:

@@ -3,24 +3,27 @@ process that runs App jobs from the job database and serves no webhooks.
 
 Any number of workers (and of `rlm serve --workers 0` intake replicas) share one database. Each holds
 leases on the jobs it runs and renews them with heartbeats; on SIGTERM or Ctrl-C it stops taking
-jobs, lets the running ones finish for up to `drain` seconds, then gives up the leases of the rest so
-another worker resumes them at once. `--metrics-port` serves /metrics, /healthz and /readyz.
+jobs, lets the running ones finish for up to `drain` seconds (default 5; a second signal ends the
+wait), then hands the rest back: queued again at once, so another worker resumes them without
+waiting for a lease to run out. `--metrics-port` serves /metrics, /healthz and /readyz.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.common.signals import stop_event
+from bot.common.signals import Interrupts
 from bot.github.auth import AppAuth
 from bot.jobs import JobHandler, JobObserver, JobStore, StoreUnavailable, WorkerPool, open_store, safe_target
 
 from .handler import AppJobHandler
 from .kinds import requeue_policy
 from .observability import Metrics, probe_app
+from .readiness import Readiness
 from .settings import ServerConfig
 from .startup import CANNOT_LISTEN, ServeError, reap_at_start
 
@@ -28,7 +31,8 @@ log = logging.getLogger("webhooks.worker")
 
 STARTED = "rlm worker: %s run workers and %s control workers on %s"
 DRAINING = "stopping: no new jobs; waiting up to %ss for %s running job(s)"
-HANDED_OVER = "handed %s unfinished job(s) over to other workers"
+HANDED_OVER = "handed %s unfinished job(s) back: other workers resume them now"
+DEFAULT_DRAIN = 5.0
 NO_APP = "workers need the App's settings (GITHUB_APP_ID and its private key)"
 
 
@@ -81,13 +85,14 @@ def run_worker(
     config: ServerConfig,
     *,
     control_workers: int = 1,
-    drain: float = 30.0,
+    drain: float = DEFAULT_DRAIN,
     metrics_host: str = "127.0.0.1",
     metrics_port: int | None = None,
     stop: threading.Event | None = None,
 ) -> None:
-    """Run jobs until `stop` is set (by default: until SIGTERM or SIGINT). Blocks. Raises ServeError
-    when the database cannot be opened or the metrics port cannot be bound."""
+    """Run jobs until `stop` is set (by default: until SIGTERM or SIGINT), then stop gracefully
+    (`stop_gracefully`). Blocks. Raises ServeError when the database cannot be opened or the
+    metrics port cannot be bound."""
     try:
         store = open_store(config.db_path, lease_seconds=config.lease_seconds)
     except StoreUnavailable as e:
@@ -95,7 +100,8 @@ def run_worker(
     metrics = Metrics(store, Path(config.worker.results_dir))
     if metrics_port is not None:  # bound before any job is taken, so a busy port costs nothing
         try:
-            serve_probes(probe_app(store, metrics), metrics_host, metrics_port)
+            readiness = Readiness(config, store, runs_jobs=True, takes_deliveries=False)
+            serve_probes(probe_app(store, metrics, readiness.start()), metrics_host, metrics_port)
         except OSError as e:
             store.close()
             raise ServeError(
@@ -103,14 +109,24 @@ def run_worker(
             ) from None
         log.info("probes and metrics on http://%s:%s/metrics", metrics_host, metrics_port)
     reap_at_start(config)
-    stop = stop or stop_event()
+    interrupts = Interrupts().install() if stop is None else None
+    stop = stop if stop is not None else interrupts.event
     pool = start_pool(config, store, control_workers=control_workers, on_done=metrics.job_done)
     log.info(STARTED, config.workers, control_workers, safe_target(config.db_path))
     stop.wait()
-    log.info(DRAINING, drain, len(pool.running()))
-    pool.stop(timeout=drain)
-    left = pool.running()
-    if left:
-        store.heartbeat(pool.owner, lease=-1)  # an expired lease: the next worker's heartbeat resumes them
-        log.warning(HANDED_OVER, len(left))
+    stop_gracefully(pool, drain, forced=lambda: interrupts is not None and interrupts.count > 1)
     store.close()
+
+
+def stop_gracefully(pool: WorkerPool, drain: float, forced: Callable[[], bool] = lambda: False) -> list[int]:
+    """Stop taking jobs, let the running ones finish for up to `drain` seconds (until `forced()`,
+    e.g. a second SIGTERM), then hand the rest back to the other workers. Returns their ids."""
+    pool.stop_taking()
+    log.info(DRAINING, drain, len(pool.running()))
+    deadline = time.monotonic() + max(0.0, drain)
+    while pool.running() and time.monotonic() < deadline and not forced():
+        time.sleep(0.05)
+    left = pool.hand_back() if pool.running() else []
+    if left:
+        log.warning(HANDED_OVER, len(left))
+    return left

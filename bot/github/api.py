@@ -21,6 +21,7 @@ from github.Auth import AppAuthToken, Auth, Token
 
 from bot.common.retry import call_with_retries
 from bot.common.secrets import REDACTOR
+from bot.common.version import USER_AGENT
 
 from .failure import MISSING, Failure, GitHubError
 
@@ -73,7 +74,7 @@ class GitHubAPI:
             retry=None,
             seconds_between_requests=None,
             seconds_between_writes=None,
-            user_agent="rlm-bot",
+            user_agent=USER_AGENT,
         )
 
     # ------------------------------------------------------------------ transport

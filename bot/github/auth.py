@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from github import Auth, Github, GithubException
 
 from bot.common.secrets import REDACTOR
+from bot.common.version import USER_AGENT
 
 from .api import DEFAULT_API_URL, GitHubAPI, GitHubError
 
@@ -119,7 +120,7 @@ class AppAuth:
                 # The Github object binds the auth to a requester for our API URL (token fetches).
                 self._installations[installation_id] = (
                     auth,
-                    Github(auth=auth, base_url=self.settings.api_url, retry=None, user_agent="rlm-bot"),
+                    Github(auth=auth, base_url=self.settings.api_url, retry=None, user_agent=USER_AGENT),
                 )
             return self._installations[installation_id][0]
 

@@ -9,6 +9,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from bot.common.version import VERSION
 from bot.pipeline.outcome import OutcomeWords
 from bot.rlm import cost_cap_of, fmt_cost, fmt_duration, fmt_spend, summary_markdown, totals_line
 
@@ -36,6 +37,7 @@ STATUS_STARTING = "⏳ Starting the agents…"
 STATUS_SETTING_UP = STATUS_SETUP.format(how=SETUP_RUNNING)
 STATUS_RESTARTED = "🔁 The server restarted while this run was in progress; it was started again."
 STATUS_FOOTER = "Stop it with `{prefix} cancel`; see progress with `{prefix} status`."
+STATUS_VERSION = "<sub>rlm-bot {version}</sub>"
 STATUS_TRACE = "[Trace]({url})"
 
 # ---------------------------------------------------------------- outcomes (end of the status comment)
@@ -283,6 +285,7 @@ def status_body(
         parts += ["", STATUS_TRACE.format(url=trace_url)]
     if not final:
         parts += ["", STATUS_FOOTER.format(prefix=prefix)]
+    parts += ["", STATUS_VERSION.format(version=VERSION)]
     return "\n".join(parts)
 
 

@@ -14,7 +14,7 @@ CANNOT_OPEN = (
 )
 POSTGRES_MISSING = (
     "RLM_DB is a PostgreSQL URL but the PostgreSQL driver is not installed; "
-    "install it with: pip install 'psycopg[binary]'"
+    "install it with: pip install 'rlm-bot[postgres]'"
 )
 
 

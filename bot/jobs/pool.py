@@ -101,6 +101,24 @@ class WorkerPool:
         for t in self._threads:
             t.join(timeout=timeout)
 
+    def stop_taking(self) -> None:
+        """Claim no more jobs; the running ones go on."""
+        self._stopping.set()
+        self.notify()
+
+    def hand_back(self) -> list[int]:
+        """Stop taking jobs and give the running ones back: queued again at once for another
+        worker (which resumes them), so this process can exit without waiting for them. The job
+        threads are left running; the process is expected to exit now (its sandboxes die with it
+        and are reaped at the next start)."""
+        self._stopping.set()
+        self.notify()
+        try:
+            return [job.id for job in self.store.release(self.owner, self.requeue)]
+        except self.store.errors:  # their leases run out instead; another worker resumes them then
+            log.exception("could not hand the running jobs back")
+            return []
+
     # Leases --------------------------------------------------------------------------------
 
     def requeue_expired(self) -> None:

@@ -247,13 +247,20 @@ class SqlJobStore:
         """Jobs whose worker died (lease expired, or no lease at all) are queued again, marked
         `restarted`. `requeue(job)` chooses each one's (kind, lane) — resume it, report it, do it
         again; without it a job keeps both."""
+        return self._requeue("(lease_until IS NULL OR lease_until < ?)", (self.clock(),), requeue)
+
+    def release(self, owner: str, requeue: Requeue | None = None) -> list[Job]:
+        """A stopping worker hands its jobs back: each is queued again at once, marked `restarted`,
+        as `requeue_expired` would after its lease (another worker resumes it without waiting)."""
+        return self._requeue("lease_owner = ?", (owner,), requeue)
+
+    def _requeue(self, where: str, params: tuple, requeue: Requeue | None) -> list[Job]:
         now = self.clock()
         touched = []
         with self._tx() as tx:
             rows = tx.execute(
-                f"SELECT * FROM jobs WHERE state IN {_IN_FLIGHT} AND (lease_until IS NULL OR "
-                f"lease_until < ?) ORDER BY id{self.skip_locked}",
-                (now,),
+                f"SELECT * FROM jobs WHERE state IN {_IN_FLIGHT} AND {where} ORDER BY id{self.skip_locked}",
+                params,
             ).fetchall()
             for row in rows:
                 job = Job.from_row(row)

@@ -101,6 +101,14 @@ class SandboxConfig(_Section):
     setup_network: bool | None = Field(None, description="network during setup; default on when setup is set")
     setup_timeout: float = Field(900, gt=0, description="seconds the setup commands may take")
     setup_cache_keep: int = Field(5, ge=1, description="built environments kept in the cache")
+    setup_env: list[str] = Field(
+        default_factory=list,
+        description="names of host variables passed to setup only (PIP_INDEX_URL, HTTPS_PROXY, ...); values never logged",
+    )
+    setup_ca_bundle: str | None = Field(
+        None,
+        description="a CA bundle file made available to setup only, with SSL_CERT_FILE, PIP_CERT and REQUESTS_CA_BUNDLE on it",
+    )
     setup_key_files: list[str] = Field(
         default_factory=list,
         description="globs of more files whose content counts in the environment's cache key",

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
 from bot.common.enums import StrEnum
+from bot.common.secrets import REDACTOR
 
 from .errors import RLMError
 from .fold import EventKind
@@ -71,15 +73,58 @@ _REQUIREMENTS = re.compile(r"^(.*[-_])?(requirements|constraints)([-_.].*)?\.(tx
 _SKIPPED_DIRS = frozenset({"node_modules", ".venv", "venv", ".tox", "site-packages", "__pycache__"})
 
 SETUP_FAILED = (
-    "The environment setup failed (exit code {code}) in `{command}`. Fix the setup commands "
-    "(sandbox.setup, --setup, or setup: in .github/rlm.yml) or the repository's dependency files; "
-    "no model was called. Last lines of the setup log:\n{tail}"
+    "The environment setup failed (exit code {code}) in `{command}`: {cause}; no model was called. "
+    "Last lines of the setup log:\n{tail}"
+)
+CAUSE_COMMAND = (
+    "the command failed; fix the setup commands (sandbox.setup, --setup, or setup: in .github/rlm.yml) "
+    "or the repository's dependency files"
+)
+CAUSE_NETWORK = (
+    "the network failed ({evidence}), not the command; behind a proxy or a private index, pass what "
+    "setup needs with sandbox.setup_env and sandbox.setup_ca_bundle (docs/environment.md)"
+)
+CAUSE_OFFLINE = (
+    "it needed the network ({evidence}), which setup does not have here (sandbox.setup_network, "
+    "RLM_REPO_SETUP=offline)"
+)
+# What a failed download says, in the words of pip, curl, git, npm and Python's ssl and socket.
+NETWORK_SIGNS = (
+    "certificate verify failed",
+    "certificate_verify_failed",
+    "ssl certificate problem",
+    "self signed certificate",
+    "self-signed certificate",
+    "could not resolve host",
+    "temporary failure in name resolution",
+    "name or service not known",
+    "failed to establish a new connection",
+    "network is unreachable",
+    "connection refused",
+    "connection timed out",
+    "proxyerror",
+    "could not fetch url",
+    "no matching distribution found",
+    "enotfound",
+    "eai_again",
+    "unable to get local issuer certificate",
 )
 SETUP_TIMED_OUT = (
     "The environment setup took longer than {timeout:g}s and was stopped; raise sandbox.setup_timeout "
     "or make the setup faster. No model was called. Last lines of the setup log:\n{tail}"
 )
 SETUP_CANCELLED = "The run was cancelled during the environment setup."
+CA_BUNDLE_MISSING = "sandbox.setup_ca_bundle is {path}, which is not a file; point it at a PEM CA bundle."
+# Pointed at sandbox.setup_ca_bundle inside setup: OpenSSL/Python, pip, requests, curl, git, node.
+CA_VARIABLES = (
+    "SSL_CERT_FILE",
+    "PIP_CERT",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "NODE_EXTRA_CA_CERTS",
+)
+CA_IN_SANDBOX = "/run/rlm/ca-bundle.pem"
 SETUP_MEMORY_CAP = "The setup reached its memory cap of {mb} MB (sandbox.memory_mb)."
 SETUP_DISK_FULL = (
     "The environment setup wrote more than {mb} MB (its environment, checkout and log) and was "
@@ -118,6 +163,18 @@ class SetupSpec:
     commit: str = ""  # the commit setup runs on ("" = the run's); never an untrusted author's...
     shared: bool = True  # ...unless False: then the environment is this run's alone, never cached
     disk_bytes: int | None = None  # what setup may write (sandbox.setup_disk_mb)
+    # sandbox.setup_env: (name, value) of host variables passed to setup alone; never in a repr,
+    # a log line or the cache key (every value is registered with the redactor).
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    ca_bundle: str | None = None  # sandbox.setup_ca_bundle: a host file, read-only in setup
+
+    def variables(self, ca_path: str | None) -> dict[str, str]:
+        """What setup's environment gets on top of its own: the passed variables, and every
+        common CA-bundle variable on `ca_path` (where the bundle is, as setup sees it)."""
+        passed = dict(self.env)
+        if ca_path:
+            passed.update({name: ca_path for name in CA_VARIABLES})
+        return passed
 
     def key(self, base: str) -> str:
         """The cache key: whose repository, what was run, with or without network, on which
@@ -201,6 +258,15 @@ def tail(text: str, lines: int = TAIL_LINES) -> str:
 
 def python_ok(log: str) -> bool:
     return bool(log.strip()) and log.rstrip().splitlines()[-1] == PYTHON_OK
+
+
+def failure_cause(log: str, network: bool) -> str:
+    """Whether the network or the command failed, from the log's own words."""
+    lowered = log.lower()
+    evidence = next((sign for sign in NETWORK_SIGNS if sign in lowered), None)
+    if evidence is None:
+        return CAUSE_COMMAND
+    return (CAUSE_NETWORK if network else CAUSE_OFFLINE).format(evidence=evidence)
 
 
 def failed_command(log: str) -> str:
@@ -332,6 +398,15 @@ def setup_spec(config: Config, repo: PreparedRepo) -> SetupSpec | None:
     commands = auto_commands(at, found) if auto else list(sandbox.setup)
     if not commands:
         return None
+    passed = []
+    for name in sandbox.setup_env:
+        value = os.environ.get(name)
+        if value:
+            REDACTOR.add(value)
+            passed.append((name, value))
+    ca = os.path.realpath(sandbox.setup_ca_bundle) if sandbox.setup_ca_bundle else None
+    if ca and not os.path.isfile(ca):
+        raise SetupFailed(CA_BUNDLE_MISSING.format(path=sandbox.setup_ca_bundle), SetupStatus.FAILED)
     return SetupSpec(
         tuple(commands),
         sandbox.network_during_setup(),
@@ -343,6 +418,8 @@ def setup_spec(config: Config, repo: PreparedRepo) -> SetupSpec | None:
         commit=at.commit,
         shared=repo.setup_trusted,
         disk_bytes=sandbox.setup_disk_mb * 1024 * 1024,
+        env=tuple(passed),
+        ca_bundle=ca,
     )
 
 

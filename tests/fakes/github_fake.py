@@ -36,6 +36,7 @@ class Call:
     query: dict
     body: Any
     auth: str
+    agent: str = ""  # the User-Agent header
 
 
 @dataclass
@@ -185,6 +186,7 @@ class FakeGitHub:
             request.args.to_dict(),
             body,
             request.headers.get("Authorization", ""),
+            request.headers.get("User-Agent", ""),
         )
         with self._lock:
             self.calls.append(call)

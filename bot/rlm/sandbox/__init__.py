@@ -12,14 +12,28 @@ deeper. Importing it loads no backend SDK; `make_provider` loads the backend it 
 
 from __future__ import annotations
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..repo import PreparedRepo
 from .base import Sandbox, SandboxProvider
 from .daytona import MISSING_KEY as DAYTONA_MISSING_KEY
 from .local.isolation.bwrap import bwrap_works
+from .local.isolation.probe import probe_sandbox
 from .reap import reap_all
 
-__all__ = ["DAYTONA_MISSING_KEY", "Sandbox", "SandboxProvider", "bwrap_works", "make_provider", "reap_all"]
+DAYTONA_NOT_INSTALLED = (
+    "sandbox.backend is 'daytona' but the Daytona SDK is not installed; install it with "
+    "pip install 'rlm-bot[daytona]'."
+)
+
+__all__ = [
+    "DAYTONA_MISSING_KEY",
+    "Sandbox",
+    "SandboxProvider",
+    "bwrap_works",
+    "make_provider",
+    "probe_sandbox",
+    "reap_all",
+]
 
 
 def make_provider(
@@ -31,7 +45,12 @@ def make_provider(
 
         return LocalSandboxProvider(config, repo, rollout_id)
     if backend == "daytona":
-        from .daytona.provider import DaytonaSandboxProvider
+        try:
+            from .daytona.provider import DaytonaSandboxProvider
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] != "daytona":
+                raise
+            raise ConfigError(DAYTONA_NOT_INSTALLED) from None
 
         return DaytonaSandboxProvider(config, repo, rollout_id, api_key=daytona_api_key)
     raise ValueError(f"unknown sandbox backend {backend!r}")

@@ -34,6 +34,7 @@ from ...environment import (
     SetupSpec,
     SetupStatus,
     failed_command,
+    failure_cause,
     layout,
     python_ok,
     tail,
@@ -179,7 +180,12 @@ class DaytonaEnvironment:
             duration = time.monotonic() - started
             if code != 0:
                 raise SetupFailed(
-                    SETUP_FAILED.format(code=code, command=failed_command(log), tail=tail(log) or "(empty)"),
+                    SETUP_FAILED.format(
+                        code=code,
+                        command=failed_command(log),
+                        cause=failure_cause(log, spec.network),
+                        tail=tail(log) or "(empty)",
+                    ),
                     SetupStatus.FAILED,
                     tail(log),
                     duration,

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from ...config import Config
 from ...environment import (
+    CA_IN_SANDBOX,
     CHECKOUT_IN_SANDBOX,
     ENV_IN_SANDBOX,
     LOG_KEPT,
@@ -58,6 +59,7 @@ from ...environment import (
     SetupSpec,
     SetupStatus,
     failed_command,
+    failure_cause,
     layout,
     python_ok,
     tail,
@@ -211,7 +213,10 @@ class LocalEnvironments:
                         )
                         if code == DISK_FULL
                         else SETUP_FAILED.format(
-                            code=code, command=failed_command(log), tail=tail(log) or "(empty)"
+                            code=code,
+                            command=failed_command(log),
+                            cause=failure_cause(log, spec.network),
+                            tail=tail(log) or "(empty)",
                         )
                         + self._failure_note
                     ),
@@ -257,6 +262,9 @@ class LocalEnvironments:
             options.rw_binds += [(str(co), CHECKOUT_IN_SANDBOX), (str(env_dir), ENV_IN_SANDBOX)]
             options.rw_binds += [(str(co), alias) for alias in self.aliases]  # inherited editable installs
             options.env.update(RLM_ENV=ENV_IN_SANDBOX, PATH=env_path)
+            if spec.ca_bundle:
+                options.ro_binds.append((spec.ca_bundle, CA_IN_SANDBOX))
+            options.env.update(spec.variables(CA_IN_SANDBOX if spec.ca_bundle else None))
             options.network = False
             if spec.network:  # its own network namespace, never the host's (setup_network.py)
                 try:
@@ -280,6 +288,7 @@ class LocalEnvironments:
                 "LANG": "C.UTF-8",
                 "RLM_ENV": str(env_dir),
                 "TMPDIR": str(home),
+                **spec.variables(spec.ca_bundle),
             }
         group = None
         if self.limits is not None:  # processes and memory capped as in an agent's sandbox

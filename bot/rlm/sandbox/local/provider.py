@@ -35,6 +35,7 @@ from .checkout.overlay import OverlayCheckouts, probe
 from .env import SharedEnvironment
 from .inherit import inherit_note
 from .isolation.bwrap import BwrapOptions, bwrap_argv, bwrap_works, python_exe, write_etc
+from .isolation.probe import probe_sandbox
 from .roots import SHM, choose_root, reap_leftovers
 from .sandbox import LocalSandbox
 
@@ -84,8 +85,7 @@ class LocalSandboxProvider:
         mode = config.sandbox.isolation
         if mode == "bwrap" and not bwrap_works():
             raise SandboxError(
-                "sandbox.isolation is 'bwrap' but bubblewrap cannot run here; install it "
-                "(apt-get install bubblewrap) or set sandbox.isolation to auto."
+                f"sandbox.isolation is 'bwrap' but {probe_sandbox() or 'bubblewrap cannot run here.'}"
             )
         self.use_bwrap = mode != "none" and bwrap_works()
         if not self.use_bwrap:

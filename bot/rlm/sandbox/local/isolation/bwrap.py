@@ -78,7 +78,20 @@ def user_namespaces() -> bool | None:
     exe = shutil.which("bwrap")
     if not exe:
         return None
-    base = [exe, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
+    # A fresh /proc too: containers that mask parts of theirs let bwrap create namespaces but not
+    # mount it, and then every sandbox fails (see probe.py).
+    base = [
+        exe,
+        "--ro-bind",
+        "/",
+        "/",
+        "--unshare-all",
+        "--die-with-parent",
+        "--cap-drop",
+        "ALL",
+        "--proc",
+        "/proc",
+    ]
     if _try([*base, "--unshare-user", "--disable-userns", "true"]):
         return True
     if os.getuid() != 0 and _try([*base, "true"]):
