@@ -62,6 +62,15 @@ class InputReader:
     def seconds(self, name: str) -> float | None:
         return self._number(name, float, "a number of seconds", "more than 0 seconds", lambda n: n > 0)
 
+    def dollars(self, name: str) -> float | None:
+        return self._number(
+            name,
+            lambda v: float(v.lstrip("$")),
+            "an amount of US dollars such as 2.50",
+            "more than 0",
+            lambda n: n > 0,
+        )
+
 
 SANDBOXES = ("local", "daytona")
 NO_PREPARED_PYTHON = (
@@ -112,6 +121,7 @@ class Inputs:
     max_iterations: int | None
     max_depth: int | None
     timeout: float | None
+    max_cost: float | None  # rlm.max_cost_usd: US dollars one run may spend
     create_pr: bool
     draft: bool
     base_branch: str
@@ -143,6 +153,7 @@ class Inputs:
             max_iterations=reader.integer("max-iterations", 1),
             max_depth=reader.integer("max-depth", 0),
             timeout=reader.seconds("timeout"),
+            max_cost=reader.dollars("max-cost"),
             create_pr=reader.boolean("create-pr", True),
             draft=reader.boolean("draft", False),
             base_branch=reader.get("base-branch"),
@@ -164,6 +175,7 @@ class Inputs:
             "rlm.max_iterations": self.max_iterations,
             "rlm.max_depth": self.max_depth,
             "rlm.global_timeout": self.timeout,
+            "rlm.max_cost_usd": self.max_cost,
             "sandbox.setup": self.setup,
             "sandbox.inherit": self.inherit,
             "sandbox.inherit_checkout": self.workspace if self.inherit else None,

@@ -18,7 +18,7 @@ from bot.github.auth import AppAuth, basic_auth_header
 from bot.github.commands import help_text
 from bot.github.deliver import DeliveryOptions, GitHubDeliverer
 from bot.github.permissions import may_run, not_allowed
-from bot.github.repo_config import RepoConfigStage
+from bot.github.repo_config import RepoConfigStage, RepoPolicy
 from bot.github.reporter import StatusReporter
 from bot.github.request_context import RequestContextStage
 from bot.jobs import RUN_LANE, Job, JobState, JobStore, WorkerPool
@@ -208,7 +208,7 @@ class AppJobHandler:
         trace_url = self._trace_url(job)
         deliverer = self._deliverer(api, job)
         stages = [
-            RepoConfigStage(api, s.allowed_models, s.repo_setup, on_prefs=deliverer.use_prefs),
+            RepoConfigStage(api, self.repo_policy(), on_prefs=deliverer.use_prefs),
             RequestContextStage(api),
         ]
         settings = RunSettings(
@@ -223,6 +223,10 @@ class AppJobHandler:
         )
         outcome = pipeline.run(request, reporter, deliverer, cancel, settings=settings)
         self._finish(job, job_state(outcome.kind), outcome.kind.value, outcome.message)
+
+    def repo_policy(self) -> RepoPolicy:
+        s = self.settings
+        return RepoPolicy(frozenset(s.allowed_models), s.repo_setup, s.cost_cap)
 
     def _report_interrupted(self, api: GitHubAPI, job: Job) -> None:
         """A run that could not be resumed: its status ends with the reason, 😕 replaces 👀, and a

@@ -91,6 +91,12 @@ class GitHubDeliverer:
         return f"`{run_id}.patch`"
 
     def deliver(self, state: RunState) -> RunOutcome:
+        outcome = self._deliver(state)
+        if state.partial and state.result is not None:
+            return partial_outcome(outcome, state.result.results)
+        return outcome
+
+    def _deliver(self, state: RunState) -> RunOutcome:
         request, result = state.request, state.result
         assert result is not None and state.prepared is not None
         if request.fork:
@@ -104,6 +110,7 @@ class GitHubDeliverer:
         if request.is_pull and (request.follow_up or self.prefs.pull_requests is PullRequestMode.PUSH):
             return self._push(state)
         o = self.options
+        partial = messages.partial_note(result.results) if state.partial else None
         by_person = o.name_requester(request)
         source = o.source(request)
         closes = (
@@ -123,10 +130,11 @@ class GitHubDeliverer:
                 source=source,
                 notes=_workflow_note(skipped),
                 closes=closes,
+                partial_note=partial,
             ),
             requester=o.author(request),
             branch_name=request.pushed_branch or branch_name(request),
-            draft=o.draft,
+            draft=o.draft or partial is not None,  # a partial change is a draft, whatever the setting
             can_push_workflows=o.can_push_workflows,
             on_pushed=lambda branch: self._pushed(request, branch),
             keep_branch=o.keep_branch_without_pr,
@@ -203,7 +211,8 @@ class GitHubDeliverer:
         pull = self.api.get_pull(request.repo, request.number)
         url = pull.get("html_url") or f"#{request.number}"
         if request.follow_up:
-            body = messages.pr_body(result, o.trace_url, notes=notes)
+            partial = messages.partial_note(result.results) if state.partial else None
+            body = messages.pr_body(result, o.trace_url, notes=notes, partial_note=partial)
             try:
                 self.api.update_pull(
                     request.repo,
@@ -225,6 +234,13 @@ class GitHubDeliverer:
     def _pushed(self, request: RunRequest, branch: str) -> None:
         request.pushed_branch = branch
         self.on_pushed(request)
+
+
+def partial_outcome(outcome: RunOutcome, results: dict) -> RunOutcome:
+    """The outcome of a change the cost cap cut short, saying so first."""
+    note = messages.partial_note(results)
+    outcome.message = messages.OUTCOME_PARTIAL.format(note=note, outcome=outcome.message)
+    return outcome
 
 
 def branch_name(request: RunRequest) -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from bot.common.version import VERSION
 from bot.pipeline.outcome import OutcomeWords
-from bot.rlm import fmt_cost, fmt_duration, summary_markdown, totals_line
+from bot.rlm import cost_cap_of, fmt_cost, fmt_duration, fmt_spend, summary_markdown, totals_line
 
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to word a reply
     from bot.rlm import RolloutResult
@@ -69,6 +69,17 @@ OUTCOME_ONLY_WORKFLOWS = (
 )
 OUTCOME_TIMEOUT = "⏱️ The run hit its time limit before finishing; no pull request was opened."
 OUTCOME_BUDGET = "⛔ The run used up its budget (sandboxes, iterations or cost); no pull request was opened."
+OUTCOME_COST_CAP = (
+    "⛔ The run reached its cost cap of ${cap:.2f} before it finished, and had changed no files; "
+    "no pull request was opened."
+)
+# The cost cap stopped the tree after it changed files: they are delivered all the same, marked partial.
+PARTIAL_NOTE = (
+    "the run reached its cost cap of {cap} ({spent} spent) before it finished, so this is the work "
+    "done until then"
+)
+OUTCOME_PARTIAL = "⚠️ Partial: {note}. {outcome}"
+PR_PARTIAL = "> [!WARNING]\n> **Partial change:** {note}. Check it with care before merging."
 OUTCOME_CANCELLED = "🚫 Cancelled by `{prefix} cancel`; no pull request was opened."
 OUTCOME_ERROR = "❌ The run failed: {error}"
 INTERNAL_ERROR = "an internal error in rlm-bot (the server log has the details)"
@@ -86,6 +97,7 @@ REPO_CONFIG_PROBLEM = "⚠️ `.github/rlm.yml` was ignored: {reason}"
 GITHUB_WORDS = OutcomeWords(
     timeout=OUTCOME_TIMEOUT,
     budget=OUTCOME_BUDGET,
+    cost_cap=OUTCOME_COST_CAP,
     cancelled=OUTCOME_CANCELLED,
     no_changes=OUTCOME_NO_CHANGES,
     error=OUTCOME_ERROR,
@@ -186,11 +198,13 @@ def pr_body(
     source: str | None = None,
     notes: list[str] | None = None,
     closes: int | None = None,
+    partial_note: str | None = None,
 ) -> str:
-    """Root answer + `Closes #N` + the report (collapsed) + agent-tree summary (with totals) + notes +
+    """(A partial change's warning +) root answer + `Closes #N` + the report (collapsed) + agent-tree summary (with totals) + notes +
     how to see the trace, cut to GitHub's limit (the answer is what gives way; the trace link stays)."""
     answer = (result.answer or "").strip()
-    parts = [PR_ANSWER_HEADER, "", answer or PR_NO_ANSWER, ""]
+    parts = [PR_PARTIAL.format(note=partial_note), ""] if partial_note else []
+    parts += [PR_ANSWER_HEADER, "", answer or PR_NO_ANSWER, ""]
     if closes:
         parts += [PR_CLOSES.format(number=closes), ""]
     report = report_section(getattr(result, "report", None))
@@ -239,7 +253,19 @@ def _running_line(results: dict, started: float, now: float | None) -> str:
         depth=totals["max_depth"],
         iterations=totals["iterations"],
         elapsed=fmt_duration((now or time.time()) - started),
-        cost=fmt_cost(totals["cost_usd"]),
+        cost=fmt_spend(results),
+    )
+
+
+def fmt_dollars(usd: float) -> str:
+    return f"${usd:.2f}"
+
+
+def partial_note(results: dict) -> str:
+    """Why a delivered change is partial (the cost cap stopped the tree)."""
+    cap = cost_cap_of(results)
+    return PARTIAL_NOTE.format(
+        cap=fmt_dollars(cap or 0.0), spent=fmt_cost(results.get("totals", {}).get("cost_usd", 0.0))
     )
 
 

@@ -49,10 +49,11 @@ class OutcomeWords:
     """How a front end words the outcomes the pipeline decides itself (the rest are worded by the
     front end's Deliverer). Each front end passes its own in `RunSettings.words`; these defaults are
     the neutral ones (the CLI's). `{prefix}` is the command prefix, `{error}` the failure's sentence,
-    `{where}` where the saved patch can be had."""
+    `{where}` where the saved patch can be had, `{cap}` the run's cost cap in US dollars."""
 
     timeout: str = "⏱️ The run hit its time limit before finishing."
     budget: str = "⛔ The run used up its budget (sandboxes, iterations or cost)."
+    cost_cap: str = "⛔ The run reached its cost cap of ${cap:.2f} before it finished, and changed no files."
     cancelled: str = "🚫 The run was cancelled."
     no_changes: str = "✅ Done, but the agents changed no files."
     error: str = "❌ The run failed: {error}"
@@ -85,6 +86,7 @@ class RunOutcome:
     result: RolloutResult | None = None
     notes: list[str] = field(default_factory=list)  # said on the way (skipped workflow files, ...)
     error: str | None = None  # the failure's own sentence (ERROR, DELIVERY_ERROR), without decoration
+    partial: bool = False  # the cost cap stopped the tree; the change delivered is what it made so far
 
     @property
     def ok(self) -> bool:

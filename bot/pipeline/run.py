@@ -76,6 +76,8 @@ def rollout_outcome(state: RunState) -> RunOutcome:
     kind, message = kinds.get(
         result.status, (OutcomeKind.ERROR, words.error.format(error=result.error or "unknown error"))
     )
+    if state.partial:
+        message = words.cost_cap.format(cap=state.config.rlm.max_cost_usd or 0.0)
     return RunOutcome(state.run_id, kind, message, result=result)
 
 
@@ -160,9 +162,11 @@ def _execute(
     )
     state.patch_path = write_patch(settings.results_dir, state.run_id, state.result.patch)
     outcome = rollout_outcome(state)
-    if outcome.kind is OutcomeKind.NO_CHANGES and state.result.has_changes:
+    partial = state.partial  # the cost cap stopped the tree: its changes so far are still delivered
+    if (outcome.kind is OutcomeKind.NO_CHANGES or partial) and state.result.has_changes:
         reporter.phase(Phase.DELIVERING)
-        outcome = deliverer.deliver(state)
+        outcome = deliverer.deliver(state)  # it words a partial change for its front end
+        outcome.partial = partial
         for note in outcome.notes:
             reporter.note(note)
     return outcome

@@ -23,21 +23,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .check import CommandResult, PatchCheck, check_patch
-from .config import Config, ConfigError, ModelConfig, load_config, validate_partial
+from .config import Config, ConfigError, ModelConfig, apply_overrides, load_config, validate_partial
 from .demo import PROMPT as DEMO_PROMPT
 from .demo import materialize as materialize_demo
 from .engine import default_api_key, prepare, run
 from .errors import LLMError, RepoError, RLMError, SandboxError
 from .fold import EventKind, agent_of, fold, fold_events, new_results, public, read_head
 from .patch import FileChange, PatchError, changed_files
-from .repo import PreparedRepo, git
+from .repo import PreparedRepo, git, normalize_source
 from .run_id import new_run_id
+from .script import ScriptError, read_script
 from .status import Status
 from .trace import (
     STATUS_ICONS,
     Trace,
+    cost_cap_of,
     fmt_cost,
     fmt_duration,
+    fmt_spend,
     read_events,
     summary_markdown,
     totals_line,
@@ -45,7 +48,7 @@ from .trace import (
 )
 
 if TYPE_CHECKING:
-    from .llm import LiteLLMClient, ModelClient
+    from .llm import LiteLLMClient, ModelClient, missing_provider_keys, model_provider
     from .rollout import Rollout, RolloutResult
 
 __all__ = [
@@ -68,25 +71,33 @@ __all__ = [
     "Rollout",
     "RolloutResult",
     "SandboxError",
+    "ScriptError",
     "Status",
     "Trace",
     "agent_of",
+    "apply_overrides",
     "changed_files",
     "check_patch",
+    "cost_cap_of",
     "default_api_key",
     "fmt_cost",
     "fmt_duration",
+    "fmt_spend",
     "fold",
     "fold_events",
     "git",
     "load_config",
     "materialize_demo",
+    "missing_provider_keys",
+    "model_provider",
     "new_results",
     "new_run_id",
+    "normalize_source",
     "prepare",
     "public",
     "read_events",
     "read_head",
+    "read_script",
     "run",
     "summary_markdown",
     "totals_line",
@@ -99,6 +110,8 @@ _LAZY = {  # name -> module: these import litellm
     "ModelClient": "llm",
     "Rollout": "rollout",
     "RolloutResult": "rollout",
+    "model_provider": "llm",
+    "missing_provider_keys": "llm",
 }
 
 

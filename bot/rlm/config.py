@@ -267,6 +267,20 @@ def load_config(
         raise _explain(e, "command line") from None
 
 
+def apply_overrides(config: Config, overrides: dict[str, Any], source: str = "command line") -> Config:
+    """`config` with dotted keys set ('rlm.max_cost_usd': 2.0); a None value leaves the key as it is."""
+    if not any(value is not None for value in overrides.values()):
+        return config
+    data = config.model_dump()
+    for key, value in overrides.items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise _explain(e, source) from None
+
+
 def validate_partial(data: dict, source: str) -> dict:
     """Check a partial config mapping (e.g. a repo's .github/rlm.yml) against the schema."""
     if not isinstance(data, dict):

@@ -280,3 +280,21 @@ class UsageMeter:
             self.total.add(usage)
             self.calls += 1
             return Usage(self.total.prompt_tokens, self.total.completion_tokens, self.total.cost_usd)
+
+
+def model_provider(name: str, api_base: str | None = None) -> str | None:
+    """The provider litellm routes a model name to, or None when it knows none for that name."""
+    try:
+        return litellm.get_llm_provider(name, api_base=api_base)[1]
+    except Exception:  # litellm's BadRequestError and friends: the name names no provider
+        return None
+
+
+def missing_provider_keys(name: str) -> list[str]:
+    """The provider's own key variables (ANTHROPIC_API_KEY, ...) litellm would read for this model
+    and finds unset; [] when it has what it needs (or needs none)."""
+    try:
+        found = litellm.validate_environment(model=name)
+    except Exception:
+        return []
+    return [] if found.get("keys_in_environment") else list(found.get("missing_keys") or [])

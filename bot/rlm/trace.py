@@ -133,6 +133,18 @@ def fmt_cost(usd: float) -> str:
     return f"${usd:.4f}" if usd < 1 else f"${usd:.2f}"
 
 
+def cost_cap_of(results: dict) -> float | None:
+    """The run's cost cap (rlm.max_cost_usd), as its trace recorded its config."""
+    return ((results.get("config") or {}).get("rlm") or {}).get("max_cost_usd")
+
+
+def fmt_spend(results: dict) -> str:
+    """What the run spent, against its cap when it has one: `$0.4100 of $5.00`."""
+    spent = fmt_cost((results.get("totals") or {}).get("cost_usd", 0.0))
+    cap = cost_cap_of(results)
+    return spent if cap is None else f"{spent} of ${cap:.2f}"
+
+
 def _one_line(text: str, limit: int = 90) -> str:
     line = " ".join((text or "").split()).replace("`", "'").replace("|", "/")
     line = line.replace("<", "&lt;").replace(">", "&gt;")
