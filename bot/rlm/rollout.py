@@ -346,6 +346,7 @@ class Rollout:
             usage=completion.usage.as_dict(),
             duration=round(completion.duration, 4),
             attempts=completion.attempts,
+            timeouts=completion.timeouts,
         )
         return completion.text
 
