@@ -146,9 +146,13 @@ def execute(
     err.print(summary_markdown(result.results), markup=False)
     err.print()
     status_style = "green" if result.status == "completed" else "red"
+    # The error once: the outcome's message below quotes it when the run failed.
+    said_below = (
+        outcome.kind is OutcomeKind.ERROR and bool(result.error) and result.error in (outcome.message or "")
+    )
     err.print(
         f"status: [{status_style}]{result.status}[/{status_style}]"
-        + (f" — {result.error}" if result.error else "")
+        + (f" — {result.error}" if result.error and not said_below else "")
     )
     if result.answer:
         err.print("answer:", markup=False)

@@ -76,8 +76,10 @@ messages: each task must be self-contained — say exactly what to look at (path
 whether it may change files, and what to return (format and length: answers over {result_limit} characters are cut
 and marked `[output truncated …]`, and then `answer.truncated` is True). A
 sub-agent's file changes stay in ITS sandbox, but when it finishes they come back to you as
-`answer.patch`: bring them here with `apply_patch(answer.patch)` (never ask for diffs in the
-answer text). When it finishes, its sandbox is gone: you cannot ask it a follow-up question, only
+`answer.patch` (never ask for diffs in the answer text). When you asked it to change files, bring
+them here with `apply_patch(answer.patch)`; do not apply the patch of a sub-agent that was only
+asked to read, review or test (any change it made was scratch), nor one your checkout already
+holds. When it finishes, its sandbox is gone: you cannot ask it a follow-up question, only
 start a new sub-agent. Prefer `rlm_query_batched` for independent tasks. Delegation costs time
 and budget: do small things yourself.
 """
@@ -314,7 +316,7 @@ def first_message(task: str, budget: Budget, context: str | None = None) -> str:
 def results_message(blocks: list[dict], budget: Budget) -> str:
     parts = []
     for i, block in enumerate(blocks, 1):
-        lines = [f"[block {i}]"]
+        lines = [f"[block {block.get('number', i)}]"]
         if block.get("stdout"):
             lines.append("stdout:\n" + block["stdout"].rstrip("\n"))
         if block.get("stderr"):
@@ -327,6 +329,11 @@ def results_message(blocks: list[dict], budget: Budget) -> str:
     return "\n\n".join(parts) + "\n\n" + budget_text(budget)
 
 
+UNCLOSED_FENCE_MESSAGE = (
+    "Your reply opened a ```python block but never closed it (no line starting with ``` after "
+    "the code), so nothing ran. Send the code again and end it with a line holding only ```; "
+    "to finish, call FINAL(answer) inside a closed block."
+)
 NO_CODE_MESSAGE = (
     "Your reply had no ```python code block, so nothing ran. Write code in a ```python block; "
     "to finish, call FINAL(answer) inside one."

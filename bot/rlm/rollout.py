@@ -354,7 +354,11 @@ class Rollout:
         node = agent.node
         timeout = min(self.config.rlm.exec_timeout, max(1.0, self.limits.seconds_left()))
         result = agent.repl().execute(
-            code, timeout, lambda fn, args: self._on_call(node, iteration, fn, args), self.limits.check_alive
+            code,
+            timeout,
+            lambda fn, args: self._on_call(node, iteration, fn, args),
+            self.limits.check_alive,
+            label=agent.blocks_run,
         )
         self.trace.emit(
             EventKind.CODE_EXECUTED,

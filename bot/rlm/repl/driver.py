@@ -11,7 +11,7 @@ The driver's stdout/stderr are only ever the agent's output, never the protocol.
 
 host -> driver: {"type": "init", "task", "root", "context", "output_limit", "limits"}
 driver -> host: {"type": "ready", "pid", "python", "facts"}
-host -> driver: {"type": "exec", "id", "code", "timeout"}
+host -> driver: {"type": "exec", "id", "code", "timeout", "label"}
 driver -> host: {"type": "call", "id", "fn", "args"}  host -> driver: {"type": "reply", "id", "ok", ...}
 driver -> host: {"type": "result", "id", "stdout", "stderr", "error", "final", "duration"}
 host -> driver: {"type": "shutdown"}
@@ -211,13 +211,38 @@ def _closest_lines(body, old, shown=3):
         return " No line of the file resembles its first line: " + repr(first[:120]) + "."
     width = max(1, len(old.split("\n")))
     parts = []
+    hidden = False
     for _, i in sorted(scored, key=lambda s: s[1]):
-        excerpt = "\n".join(f"{n + 1:>6}| {lines[n]}" for n in range(i, min(len(lines), i + width)))
-        parts.append(excerpt)
+        rows = []
+        for n in range(i, min(len(lines), i + width)):
+            shown = lines[n]
+            if _invisible(shown):  # e.g. a non-breaking space: printed, it looks like a space
+                shown, hidden = "repr: " + repr(shown), True
+            rows.append(f"{n + 1:>6}| {shown}")
+        parts.append("\n".join(rows))
     hint = ""
     if any(ln.strip() == first for ln in lines) or _same_but_indent(body, old):
         hint = " (the text exists with different indentation or surrounding lines)"
+    if hidden:
+        hint += INVISIBLE_HINT
     return " The closest lines" + hint + ":\n" + "\n  ...\n".join(parts)
+
+
+INVISIBLE_HINT = (
+    " (lines marked `repr:` hold characters that print like spaces or not at all, shown as Python "
+    "escapes such as \\xa0: put the same escapes in `old`)"
+)
+
+
+def _invisible(line):
+    """Whether `line` holds a character that prints as a space or as nothing (NBSP, zero-width
+    space, BOM, a control character other than tab)."""
+    import unicodedata
+
+    return any(
+        (ch != "\t" and not ch.isprintable()) or (ch != " " and unicodedata.category(ch) in ("Zs", "Cf"))
+        for ch in line
+    )
 
 
 def _same_but_indent(body, old):
@@ -236,9 +261,11 @@ def _unfence(diff):
     return diff
 
 
-def _git_apply(diff, *args):
+def _git_apply(diff, *args, recount=True):
+    """`git apply`; with `recount` the hunk headers' line counts are recomputed (hand-written
+    diffs often get them wrong), but then a blank line after the last hunk counts as context."""
     return subprocess.run(
-        ["git", "apply", "--whitespace=nowarn", "--recount", *args, "-"],
+        ["git", "apply", "--whitespace=nowarn", *(["--recount"] if recount else []), *args, "-"],
         input=diff.encode("utf-8", "surrogateescape"),
         capture_output=True,
     )
@@ -318,9 +345,14 @@ def apply_patch(diff):
     diff = _unfence(diff)
     if not diff.endswith("\n"):
         diff += "\n"
-    check = _git_apply(diff, "--check")
-    if check.returncode == 0 and _git_apply(diff).returncode == 0:
-        stat = _git_apply(diff, "--numstat")
+    # As written first (git's own diffs, a trailing blank line included), then with recounted hunks.
+    recount = False
+    check = _git_apply(diff, "--check", recount=False)
+    if check.returncode != 0:
+        recount = True
+        check = _git_apply(diff, "--check")
+    if check.returncode == 0 and _git_apply(diff, recount=recount).returncode == 0:
+        stat = _git_apply(diff, "--numstat", recount=recount)
         files = [line.split("\t")[-1] for line in stat.stdout.decode("utf-8", "replace").splitlines() if line]
         return f"applied patch to {len(files)} file(s): {', '.join(files)}"
     reason = check.stderr.decode("utf-8", "replace").strip().splitlines()
@@ -483,7 +515,7 @@ class Repl:
 
     def execute(self, msg):
         code, timeout = msg.get("code", ""), float(msg.get("timeout") or 300)
-        label = f"<block {msg.get('id')}>"
+        label = f"<block {msg.get('label') or msg.get('id')}>"  # the number the model sees in results
         self.final = None
         error = None
         out_fd, out_path = tempfile.mkstemp(prefix="rlm-out-")
