@@ -153,15 +153,14 @@ class SandboxFacts:
     executable: str | None = None
     tools: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
-    path_python: str | None = None  # what `python3` on PATH resolves to
-    layout: str | None = None
+    path_python: str | None = None  # `python3` on PATH, when it is another interpreter or venv
+    checkout: str | None = None  # the working directory as the agent's code sees it
+    packages: tuple[dict, ...] = ()  # the project's packages as the driver found them (find_spec)
     extra: tuple[str, ...] = field(default=())  # more lines, e.g. from the environment setup
 
 
 def sandbox_facts_section(f: SandboxFacts) -> str:
     lines = ["", "## The sandbox", *_runtime_lines(f)]
-    if f.layout:
-        lines.append("- " + f.layout)
     lines += [
         f"- A code block may run {f.exec_timeout:.0f}s (time waiting for sub-agents or llm_query not "
         "counted). At the limit it is stopped with a TimeoutError and every process it started is "
@@ -181,20 +180,69 @@ def sandbox_facts_section(f: SandboxFacts) -> str:
 
 
 def _runtime_lines(f: SandboxFacts) -> list[str]:
-    """What only a running driver can tell: the Python, the commands, the modules."""
+    """What only a running driver can tell: the Python, the checkout's path, the commands, the
+    modules and how the project's own packages import."""
     lines = []
     if f.python:
         lines.append(f"- Python {f.python} at `{f.executable}` (= `sys.executable`) runs the REPL.")
-        if f.path_python and f.path_python != f.executable:
+        if f.path_python:
             lines.append(
                 f"- `python3` on PATH is `{f.path_python}`, another interpreter: run Python with `sys.executable`."
             )
+    if f.checkout:
+        lines.append(
+            f"- Your checkout (the working directory) is `{f.checkout}`: tracebacks, `os.getcwd()` and "
+            "the tools you run show this path."
+        )
     if f.tools:
         lines.append("- Commands found on PATH: " + ", ".join(f"`{t}`" for t in f.tools) + ".")
     if f.python:
         mods = ", ".join(f"`{m}`" for m in f.modules) if f.modules else "none of pytest, yaml, numpy"
         lines.append(f"- Importable third-party modules: {mods}; nothing can be pip-installed (no network).")
+    lines += _package_lines(f.packages)
     return lines
+
+
+def _package_lines(packages: tuple[dict, ...]) -> list[str]:
+    """How the project's packages import in the REPL, as measured there (never a layout guess)."""
+    here = [p for p in packages if p.get("imports_from") == "checkout"]
+    other = [p for p in packages if p.get("imports_from") == "elsewhere"]
+    missing = [p for p in packages if not p.get("imports_from")]
+    lines = []
+    if here:
+        names = ", ".join(f"`{p['name']}` (`{p['dir']}`)" for p in here)
+        lines.append(
+            f"- The project's package(s) {names} import from YOUR checkout, as they are: `import` "
+            "them directly and run tests with `sys.executable -m pytest`; your edits take effect "
+            "without installing anything (no `sys.path` or `PYTHONPATH` changes needed)."
+        )
+    for p in other:
+        top = _parent(p["dir"])
+        fix = (
+            f"`sys.path.insert(0, '{top}')` in the REPL and `PYTHONPATH={top}` for subprocesses"
+            if top
+            else "nothing extra (the checkout's root comes first in a subprocess run from it)"
+        )
+        lines.append(
+            f"- `{p['name']}` imports from `{p['path']}`, an installed copy, NOT your checkout's "
+            f"`{p['dir']}`: to run your edited code use {fix}."
+        )
+    if missing:
+        names = ", ".join(f"`{p['name']}` (`{p['dir']}`)" for p in missing)
+        tops = sorted({_parent(p["dir"]) for p in missing if _parent(p["dir"])})
+        how = (
+            f": import with `sys.path.insert(0, '{tops[0]}')` in the REPL and run tests with "
+            f"`PYTHONPATH={tops[0]}` (e.g. `subprocess.run([sys.executable, '-m', 'pytest', ...], "
+            f"env={{**os.environ, 'PYTHONPATH': '{tops[0]}'}})`)"
+            if len(tops) == 1
+            else ""
+        )
+        lines.append(f"- The project's package(s) {names} are not installed here{how}.")
+    return lines
+
+
+def _parent(directory: str) -> str:
+    return directory.rsplit("/", 1)[0] if "/" in directory else ""
 
 
 def runtime_facts_note(f: SandboxFacts) -> str:

@@ -178,6 +178,7 @@ class Rollout:
                 "context": self.context if node.depth == 0 else "",
                 "output_limit": self.config.rlm.output_truncation_limit,
                 "limits": sandbox.init_limits(),
+                "packages": [list(p) for p in self.repo_facts.packages],
             },
             check_alive=self.limits.check_alive,
             on_created=lambda sandbox, seconds: self.trace.emit(
@@ -290,7 +291,8 @@ class Rollout:
             tools=tuple(runtime.get("tools") or ()),
             modules=tuple(runtime.get("modules") or ()),
             path_python=runtime.get("path_python"),
-            layout=self.repo_facts.layout,
+            checkout=runtime.get("checkout"),
+            packages=tuple(p for p in runtime.get("packages") or () if isinstance(p, dict)),
         )
 
     def _root_goal(self) -> str:

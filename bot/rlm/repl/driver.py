@@ -9,7 +9,7 @@ the driver makes itself non-dumpable, so such a process (same user) cannot open 
 through /proc/<driver pid>/fd either.
 The driver's stdout/stderr are only ever the agent's output, never the protocol.
 
-host -> driver: {"type": "init", "task", "root", "context", "output_limit", "limits"}
+host -> driver: {"type": "init", "task", "root", "context", "output_limit", "limits", "packages"}
 driver -> host: {"type": "ready", "pid", "python", "facts"}
 host -> driver: {"type": "exec", "id", "code", "timeout", "label"}
 driver -> host: {"type": "call", "id", "fn", "args"}  host -> driver: {"type": "reply", "id", "ok", ...}
@@ -409,18 +409,57 @@ TOOLS = (
 MODULES = ("pytest", "yaml", "numpy")
 
 
-def sandbox_facts():
-    """What the agent's code can use here: reported to the host once, for the prompt."""
-    import importlib.util
+def sandbox_facts(packages=()):
+    """What the agent's code can use here, measured here: reported to the host once, for the
+    prompt. `packages`: the project's (import name, directory) pairs; each is looked up with
+    `find_spec` as the REPL would import it."""
     import shutil
 
+    here = os.getcwd()
+    python3 = shutil.which("python3")
     return {
         "python": sys.version.split()[0],
-        "executable": os.path.realpath(sys.executable),
+        "executable": sys.executable,  # as the agent's code sees it: a venv's path, not its target
+        "checkout": here,
         "tools": [t for t in TOOLS if shutil.which(t)],
-        "path_python": os.path.realpath(shutil.which("python3") or "") if shutil.which("python3") else None,
-        "modules": [m for m in MODULES if importlib.util.find_spec(m) is not None],
+        "path_python": python3 if python3 and not _same_python(python3) else None,
+        "modules": [m for m in MODULES if _find(m) is not None],
+        "packages": [_package_fact(name, where, here) for name, where in packages],
     }
+
+
+def _same_python(path):
+    """`path` runs this interpreter with this environment (the same venv, or no venv at all)."""
+    if os.path.dirname(os.path.abspath(path)) == os.path.dirname(sys.executable):
+        return True
+    same = os.path.realpath(path) == os.path.realpath(sys.executable)
+    return same and sys.prefix == sys.base_prefix
+
+
+def _find(name):
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # a broken package, a module with a None __spec__
+        return None
+
+
+def _package_fact(name, where, here):
+    """How `name` (whose source is `where` in the checkout) imports in this REPL: from the
+    checkout, from elsewhere (an installed copy), or not at all."""
+    spec = _find(name)
+    fact = {"name": name, "dir": where, "imports_from": None, "path": None}
+    if spec is None:
+        return fact
+    locations = list(spec.submodule_search_locations or [])
+    found = locations[0] if locations else (os.path.dirname(spec.origin) if spec.origin else None)
+    if not found:
+        return fact
+    fact["path"] = found
+    inside = os.path.realpath(found) == os.path.realpath(os.path.join(here, where))
+    fact["imports_from"] = "checkout" if inside else "elsewhere"
+    return fact
 
 
 # ---------------------------------------------------------------- the REPL
@@ -584,12 +623,15 @@ class Repl:
                 self.output_limit = int(msg.get("output_limit", self.output_limit))
                 _apply_limits(msg.get("limits") or {})
                 self.install()
+                # As `python` run in the checkout would: the checkout's root is importable.
+                if os.getcwd() not in sys.path:
+                    sys.path.insert(0, os.getcwd())
                 self.ch.send(
                     {
                         "type": "ready",
                         "pid": os.getpid(),
                         "python": sys.version.split()[0],
-                        "facts": sandbox_facts(),
+                        "facts": sandbox_facts(msg.get("packages") or ()),
                     }
                 )
             elif kind == "exec":

@@ -116,6 +116,7 @@ class OverlayCheckout:
     path: Path
     lower: Path
     python: str
+    layers: tuple[Path, ...] = ()  # read-only layers above `lower` (what setup generated)
 
     @property
     def upper(self) -> Path:
@@ -126,7 +127,13 @@ class OverlayCheckout:
         return []
 
     def launch(self, command: list[str]) -> list[str]:
-        return launch_argv(self.python, self.lower, self.upper, self.path / "work", self.path, command)
+        lower = ":".join(str(p) for p in (*self.layers, self.lower))  # the first is the top one
+        return launch_argv(self.python, Path(lower), self.upper, self.path / "work", self.path, command)
+
+    def add_layer(self, layer: Path) -> None:
+        """`layer`'s files appear in the checkout, under the agent's own changes (not in its patch)."""
+        if _unsafe_path(layer) is None:
+            self.layers = (layer, *self.layers)
 
     def diff(self, cache: Path, base: str, max_bytes: int | None) -> str:
         return diff_upper(self.upper, cache, base, max_bytes)
