@@ -350,8 +350,10 @@ def prune_pins(cache: Path, keep: int = MAX_PINNED) -> list[str]:
 
 
 def bundle_commit(prepared: PreparedRepo, dest: Path) -> Path:
-    """A git bundle holding exactly the pinned commit's history (for remote sandboxes)."""
+    """A git bundle holding exactly the pinned commit's history and the tags on it (for remote
+    sandboxes)."""
     ref = f"refs/rlm/bundle/{prepared.commit}"
     git("update-ref", ref, prepared.commit, git_dir=prepared.cache)
-    git("bundle", "create", "--quiet", str(dest), ref, git_dir=prepared.cache, timeout=FETCH_TIMEOUT)
+    tags = [tag for _, tag in _tags_on(prepared.cache, prepared.commit)]  # only those on its history
+    git("bundle", "create", "--quiet", str(dest), ref, *tags, git_dir=prepared.cache, timeout=FETCH_TIMEOUT)
     return dest

@@ -73,7 +73,8 @@ class DaytonaSandbox:
         q = shlex.quote
         self._exec(
             f"set -e; mkdir -p {q(base + '/home')} {q(base + '/tmp')}; git init --quiet {q(self.workdir)}; "
-            f"cd {q(self.workdir)}; git fetch --quiet --no-tags {q(base + '/repo.bundle')} '+refs/*:refs/rlm-base/*'; "
+            f"cd {q(self.workdir)}; git fetch --quiet --no-tags {q(base + '/repo.bundle')} '+refs/rlm/*:refs/rlm-base/*' "
+            "'+refs/tags/*:refs/tags/*'; "
             f"git -c advice.detachedHead=false checkout --quiet --detach {commit}; "
             "git for-each-ref --format='delete %(refname)' refs/rlm-base | git update-ref --stdin; "
             f"rm -f {q(base + '/repo.bundle')}",
