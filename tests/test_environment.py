@@ -363,9 +363,9 @@ def test_the_prompt_says_what_setup_produced():
     )
     prompt = system_prompt(1, 2, "a" * 40, "goal", environment=prompt_note(env))
     facts = prompt.split("## How to act")[0]  # the sandbox facts section
-    assert "python3 -m venv" in facts and "sys.executable -m pytest" in facts and ENV_IN_SANDBOX in facts
-    # how the project's own packages import is measured in the sandbox, not assumed here
-    assert "resolves to YOUR checkout" not in facts and "import is measured" in facts
+    assert "python3 -m venv" in facts and "`sys.executable` subprocesses" in facts and ENV_IN_SANDBOX in facts
+    # which test tools it holds and how the project's own packages import are measured, not assumed
+    assert "resolves to YOUR checkout" not in facts and "import, are measured" in facts
     from bot.rlm.sandbox.local.inherit import Inherited, inherit_note
 
     job = Inherited(

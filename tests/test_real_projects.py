@@ -170,13 +170,18 @@ def test_a_src_layout_project_with_a_generated_version_and_later_history(
             who,
             f["status"],
         )
-    # item 2: the generated file is not in the patch; the agent's edit is
+    # item 2: the generated file is not in the patch; the agent's edit is; importing the project
+    # in the REPL left no bytecode in the checkout (a reviewing child's patch is empty)
     assert "_version.py" not in result.patch and "return 'shiny'" in result.patch
+    assert "__pycache__" not in result.patch
+    child = next(a for a in result.results["agents"] if a["id"] == "root.1")
+    assert not child.get("patch"), child.get("patch", "")[:300]
     # item 1: the prompt's facts are measured in the sandbox, not guessed from the layout
     told = result.results["agents"][0]["iterations"][1]["prompt"]
     assert "`/rlm/env/venv/bin/python` (= `sys.executable`)" in told, told
     assert "`app` (`src/app`) import from YOUR checkout" in told
     assert "sys.path.insert" not in told and "PYTHONPATH=src" not in told
+    assert "pytest is not installed; e.g. `sys.executable -m unittest`" in told  # measured, not assumed
     assert "`/rlm/checkout`" in told
     # item 4: the setup log says what auto chose
     started = next(e for e in read_events(result.events_path) if e["type"] == "setup_started")
@@ -194,6 +199,14 @@ def test_a_src_layout_without_an_install_is_told_how_to_import(make_repo, write_
     result = engine.run(config, engine.prepare(config, str(repo)), "Look")
     told = result.results["agents"][0]["iterations"][1]["prompt"]
     assert "`lib1` (`src/lib1`) are not installed here" in told and "sys.path.insert(0, 'src')" in told
+
+
+def test_a_prompt_written_before_any_repl_started_says_when_the_facts_come():
+    from bot.rlm.prompts import UNMEASURED, SandboxFacts, system_prompt
+
+    assert UNMEASURED in system_prompt(0, 1, "a" * 40, "goal")
+    measured = system_prompt(0, 1, "a" * 40, "goal", facts=SandboxFacts(python="3.11", executable="/x"))
+    assert UNMEASURED not in measured and "`/x` (= `sys.executable`)" in measured
 
 
 def test_auto_reads_dependency_groups_extras_and_test_requirements(make_repo, tmp_path):

@@ -396,9 +396,9 @@ def prompt_note(env: Environment | None) -> str:
     ]
     if env.python:
         lines.append(
-            "Its virtualenv is first on PATH and runs this REPL, so its packages import here and "
-            "`sys.executable -m pytest` runs the tests with them (how the project's own packages "
-            "import is measured and said with the sandbox's facts)."
+            "Its virtualenv is first on PATH and runs this REPL, so what setup installed imports "
+            "here and in `sys.executable` subprocesses (which test tools it holds, and how the "
+            "project's own packages import, are measured and said with the sandbox's facts)."
         )
     elif env.path_dirs:
         lines.append(f"Its tools are first on PATH ({', '.join(env.path_dirs)}).")

@@ -159,8 +159,14 @@ class SandboxFacts:
     extra: tuple[str, ...] = field(default=())  # more lines, e.g. from the environment setup
 
 
+UNMEASURED = (
+    "- Your REPL's Python, your checkout's path, the commands on PATH and how the project's own "
+    "packages import are measured when your REPL starts: they come with your first results."
+)
+
+
 def sandbox_facts_section(f: SandboxFacts) -> str:
-    lines = ["", "## The sandbox", *_runtime_lines(f)]
+    lines = ["", "## The sandbox", *(_runtime_lines(f) if f.python else [UNMEASURED])]
     lines += [
         f"- A code block may run {f.exec_timeout:.0f}s (time waiting for sub-agents or llm_query not "
         "counted). At the limit it is stopped with a TimeoutError and every process it started is "
@@ -199,12 +205,17 @@ def _runtime_lines(f: SandboxFacts) -> list[str]:
     if f.python:
         mods = ", ".join(f"`{m}`" for m in f.modules) if f.modules else "none of pytest, yaml, numpy"
         lines.append(f"- Importable third-party modules: {mods}; nothing can be pip-installed (no network).")
-    lines += _package_lines(f.packages)
+    lines += _package_lines(f.packages, "pytest" in f.modules)
     return lines
 
 
-def _package_lines(packages: tuple[dict, ...]) -> list[str]:
+def _package_lines(packages: tuple[dict, ...], pytest: bool = True) -> list[str]:
     """How the project's packages import in the REPL, as measured there (never a layout guess)."""
+    runner = (
+        "`sys.executable -m pytest`"
+        if pytest
+        else "the project's own runner (pytest is not installed; e.g. `sys.executable -m unittest`)"
+    )
     here = [p for p in packages if p.get("imports_from") == "checkout"]
     other = [p for p in packages if p.get("imports_from") == "elsewhere"]
     missing = [p for p in packages if not p.get("imports_from")]
@@ -213,8 +224,8 @@ def _package_lines(packages: tuple[dict, ...]) -> list[str]:
         names = ", ".join(f"`{p['name']}` (`{p['dir']}`)" for p in here)
         lines.append(
             f"- The project's package(s) {names} import from YOUR checkout, as they are: `import` "
-            "them directly and run tests with `sys.executable -m pytest`; your edits take effect "
-            "without installing anything (no `sys.path` or `PYTHONPATH` changes needed)."
+            f"them directly and run tests with {runner}; your edits take effect without installing "
+            "anything (no `sys.path` or `PYTHONPATH` changes needed)."
         )
     for p in other:
         top = _parent(p["dir"])
@@ -232,7 +243,8 @@ def _package_lines(packages: tuple[dict, ...]) -> list[str]:
         tops = sorted({_parent(p["dir"]) for p in missing if _parent(p["dir"])})
         how = (
             f": import with `sys.path.insert(0, '{tops[0]}')` in the REPL and run tests with "
-            f"`PYTHONPATH={tops[0]}` (e.g. `subprocess.run([sys.executable, '-m', 'pytest', ...], "
+            f"`PYTHONPATH={tops[0]}` (e.g. `subprocess.run([sys.executable, '-m', "
+            f"'{'pytest' if pytest else 'unittest'}', ...], "
             f"env={{**os.environ, 'PYTHONPATH': '{tops[0]}'}})`)"
             if len(tops) == 1
             else ""

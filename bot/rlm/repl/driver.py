@@ -684,6 +684,9 @@ def main(argv):
     except AttributeError:
         pass
     sys.stdin = io.StringIO("")
+    # `-I` ignores PYTHONDONTWRITEBYTECODE: without this, importing the project from the REPL
+    # leaves __pycache__ in the checkout, and a reviewing sub-agent's patch is all bytecode.
+    sys.dont_write_bytecode = True
     Repl(channel).serve()
     return 0
 
