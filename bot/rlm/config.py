@@ -35,6 +35,11 @@ class ModelConfig(_Section):
         description="seconds for one LLM call (also bounded by the deadline); reasoning models are slow",
     )
     max_retries: int = Field(4, ge=0, le=20, description="retries on rate limits, 5xx and timeouts")
+    stream: bool = Field(
+        False,
+        description="stream responses: model.timeout then bounds each wait for the next chunk, so a slow "
+        "model that keeps producing tokens is not cut off (OpenAI-compatible providers)",
+    )
     timeout_retries: int = Field(
         1, ge=0, le=20, description="of those retries, how many may follow a timed-out call (each pays again)"
     )

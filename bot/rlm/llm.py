@@ -168,7 +168,10 @@ class LiteLLMClient:
                 if remaining <= 0:
                     raise TimeExceeded("the rollout's time ran out while waiting for the model")
                 timeout = min(timeout, remaining)
-            return litellm.completion(**self._kwargs(clean_obj(messages), ctx, timeout))
+            kwargs = self._kwargs(clean_obj(messages), ctx, timeout)
+            if self.cfg.stream and not self.scripted:
+                return _streamed(kwargs, deadline)
+            return litellm.completion(**kwargs)
 
         def overruns(wait: float) -> bool:
             return deadline is not None and time.monotonic() + wait >= deadline
@@ -202,6 +205,26 @@ class LiteLLMClient:
             attempts=attempts,
             timeouts=timeouts,
         )
+
+
+def _streamed(kwargs: dict[str, Any], deadline: float | None):
+    """One streamed completion, assembled into an ordinary response (usage included where the
+    provider reports it). `timeout` bounds each wait for the next chunk, not the whole answer."""
+    stream = litellm.completion(**kwargs, stream=True, stream_options={"include_usage": True})
+    chunks = []
+    try:
+        for chunk in stream:
+            chunks.append(chunk)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeExceeded("the rollout's time ran out while the model was answering")
+    finally:
+        close = getattr(stream, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # closing an already finished stream
+                pass
+    return litellm.stream_chunk_builder(chunks, messages=kwargs["messages"])
 
 
 CONTEXT_HINT = (
