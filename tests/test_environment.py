@@ -504,7 +504,8 @@ def test_daytona_setup_once_then_every_agent_starts_from_its_snapshot(
 
     result = rollout()
     assert result.status == "completed", result.error
-    assert result.answer == ";".join(["hi from setup|False|True"] * 3)  # every agent, its own checkout
+    # every agent, its own checkout, with what setup generated in its checkout (not in the patch)
+    assert result.answer == ";".join(["hi from setup|True|True"] * 3)
     (name,) = fake.snapshot.captures
     assert name.startswith(SNAPSHOT_PREFIX)
     setup_params, *agent_params = fake.created
