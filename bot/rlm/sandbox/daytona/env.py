@@ -37,6 +37,8 @@ from ...environment import (
 )
 from ...repo import PreparedRepo
 from ..environments import envs_root
+from . import client as dc
+from .sandbox import DaytonaSandbox
 
 # The files setup created in its checkout (untracked at the commit, ignored ones included: a
 # generated version file, in-place builds) move to ~/.rlm/layer, into the snapshot; every agent's
@@ -45,9 +47,6 @@ KEEP_LAYER = (
     "(cd repo && git ls-files --others -z | tar --null --no-recursion -T - -cf -) > layer.tar && "
     "mkdir -p layer && tar -C layer -xf layer.tar && rm -f layer.tar"
 )
-from . import client as dc
-from .sandbox import DaytonaSandbox
-
 SNAPSHOT_PREFIX = "rlm-env-"
 ACTIVE_WAIT = 600  # seconds for a new snapshot to become usable
 NO_SNAPSHOTS = (
