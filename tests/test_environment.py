@@ -694,21 +694,21 @@ def test_an_inherited_host_environment_is_read_only_and_editable_installs_resolv
 
 
 def test_the_status_comment_shows_the_setup():
-    from bot.github import report
+    from bot.github import messages
     from bot.rlm import fold, new_results
 
     results = new_results("r")
     fold(results, {"type": "setup_started", "t": 1.0, "commands": ["make deps"]})
-    assert report.progress_line(results, 0.0, 5.0).splitlines()[0] == "🧰 Setting up the environment…"
+    assert messages.progress_line(results, 0.0, 5.0).splitlines()[0] == "🧰 Setting up the environment…"
     fold(results, {"type": "setup_finished", "t": 1.2, "status": "ok", "cached": True, "duration": 0.2})
-    first, second = report.progress_line(results, 0.0, 5.0).splitlines()
+    first, second = messages.progress_line(results, 0.0, 5.0).splitlines()
     assert first == "🧰 Setting up the environment (cached)" and second.startswith("⏳ Running: 0 agents")
     fold(results, {"type": "setup_finished", "t": 1.2, "status": "ok", "cached": False, "duration": 83})
     assert (
-        report.progress_line(results, 0.0, 5.0).splitlines()[0]
+        messages.progress_line(results, 0.0, 5.0).splitlines()[0]
         == "🧰 Setting up the environment (built in 1m 23s)"
     )
-    assert report.progress_line(new_results("r"), 0.0, 5.0).count("\n") == 0
+    assert messages.progress_line(new_results("r"), 0.0, 5.0).count("\n") == 0
 
 
 # ---------------------------------------------------------------------------- the Action
@@ -854,7 +854,7 @@ def test_concurrent_rollouts_build_one_environment(make_repo, tmp_path):
 def test_the_app_runs_the_repositorys_setup_and_shows_it_in_the_status_comment(
     tmp_path, make_repo, write_script, make_config
 ):
-    from bot.github import report
+    from bot.github import messages
     from bot.github.repo_config import SETUP_OFFLINE, RepoSetup
     from tests.fakes.app_env import REPO, Worlds, run_one
     from tests.fakes.github_app import comment_payload
@@ -893,7 +893,7 @@ def test_the_app_runs_the_repositorys_setup_and_shows_it_in_the_status_comment(
             and isinstance(c.body, dict)
             and "body" in c.body
         ]
-        assert any(report.STATUS_SETTING_UP in body for body in edits)
+        assert any(messages.STATUS_SETTING_UP in body for body in edits)
 
         again = run_one(
             env, "issue_comment", comment_payload("/rlm say hi again", number=3, clone_url=str(env.bare))
@@ -916,7 +916,7 @@ def test_the_app_runs_the_repositorys_setup_and_shows_it_in_the_status_comment(
 def test_the_server_setting_for_repositories_setup_is_checked():
     from bot.github.auth import AppSettingsError
     from bot.github.repo_config import BAD_REPO_SETUP, RepoSetup
-    from webhooks.config import _repo_setup
+    from webhooks.settings import _repo_setup
 
     assert _repo_setup(None) is RepoSetup.ALLOW and _repo_setup("") is RepoSetup.ALLOW
     assert _repo_setup(" Deny ") is RepoSetup.DENY and _repo_setup("offline") is RepoSetup.OFFLINE

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from bot.rlm import fold, new_results
 
-from . import report
+from . import messages
 from .api import GitHubAPI, GitHubError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class StatusComment:
         self._lock = threading.Lock()
 
     def render(self, lines: list[str], final: bool = False) -> str:
-        body = report.status_body(
+        body = messages.status_body(
             self.run_id,
             self.task,
             [*self.notes, *lines],
@@ -53,7 +53,7 @@ class StatusComment:
             trace_url=self.trace_url,
             final=final,
         )
-        return report.cut(body, self.trace_url)
+        return messages.cut(body, self.trace_url)
 
     def show(self, *lines: str, final: bool = False) -> None:
         body = self.render(list(lines), final=final)
@@ -93,8 +93,8 @@ class LiveStatus:
         (None when the run has none: nothing worth an edit)."""
         with self._lock:
             if not self.results.get("agents"):
-                return report.setup_status(self.results)
-            return report.progress_line(self.results, self.started, self.clock())
+                return messages.setup_status(self.results)
+            return messages.progress_line(self.results, self.started, self.clock())
 
     def start(self) -> LiveStatus:
         self._thread.start()

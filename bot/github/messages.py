@@ -9,6 +9,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from bot.pipeline.outcome import OutcomeWords
 from bot.rlm import fmt_cost, fmt_duration, summary_markdown, totals_line
 
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to word a reply
@@ -73,6 +74,18 @@ WORKFLOW_FILES_SKIPPED = (
     "⚠️ Changes to these workflow files were left out because the app has no `workflows` permission: {files}"
 )
 REPO_CONFIG_PROBLEM = "⚠️ `.github/rlm.yml` was ignored: {reason}"
+
+# How the App and the Action word the outcomes the pipeline decides itself.
+GITHUB_WORDS = OutcomeWords(
+    timeout=OUTCOME_TIMEOUT,
+    budget=OUTCOME_BUDGET,
+    cancelled=OUTCOME_CANCELLED,
+    no_changes=OUTCOME_NO_CHANGES,
+    error=OUTCOME_ERROR,
+    internal_error=INTERNAL_ERROR,
+    delivery_error=OUTCOME_GITHUB_ERROR,
+    patch_saved=PATCH_SAVED,
+)
 
 # ---------------------------------------------------------------- replies
 BUSY = (
