@@ -412,6 +412,7 @@ def test_cli_setup_is_repeatable_and_a_failure_is_one_clear_sentence(make_repo, 
     proc = rlm(*args, cwd=tmp_path, env=env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "The environment setup failed (exit code 1) in `echo nope; false`" in proc.stderr
+    assert proc.stderr.count("$ echo nope; false") == 1  # the setup log's tail is printed once
 
 
 def test_old_environments_are_pruned_unless_in_use(make_repo, tmp_path):
