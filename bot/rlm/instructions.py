@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .repo import git
+from .repo import PreparedRepo, git
 
 AGENTS_FILE = "AGENTS.md"
 INSTRUCTIONS_LIMIT = 8000  # characters of one AGENTS.md given to an agent
@@ -109,3 +109,13 @@ def python_packages(paths: list[str], limit: int = 8) -> tuple[tuple[str, str], 
     found = sorted({p.split("/")[0] for p in paths if p.count("/") == 1 and p.endswith("/__init__.py")})
     named = [name for name in found if name.isidentifier() and name not in ("tests", "test")]
     return tuple((name, name) for name in named[:limit])
+
+
+def read_trusted_facts(repo: PreparedRepo) -> RepoFacts:
+    """The packages of the run's commit, and AGENTS.md only from a commit the host trusts: for an
+    untrusted author's commit (a fork's head) the base it targets, or none at all."""
+    facts = read_repo_facts(repo.cache, repo.commit)
+    if repo.trusted:
+        return facts
+    base = read_repo_facts(repo.cache, repo.trusted_commit) if repo.trusted_commit else RepoFacts()
+    return RepoFacts(agents_files=base.agents_files, packages=facts.packages, cache=repo.cache)
