@@ -76,8 +76,10 @@ messages: each task must be self-contained — say exactly what to look at (path
 whether it may change files, and what to return (format and length: answers over {result_limit} characters are cut
 and marked `[output truncated …]`, and then `answer.truncated` is True). A
 sub-agent's file changes stay in ITS sandbox, but when it finishes they come back to you as
-`answer.patch`: bring them here with `apply_patch(answer.patch)` (never ask for diffs in the
-answer text). When it finishes, its sandbox is gone: you cannot ask it a follow-up question, only
+`answer.patch` (never ask for diffs in the answer text). When you asked it to change files, bring
+them here with `apply_patch(answer.patch)`; do not apply the patch of a sub-agent that was only
+asked to read, review or test (any change it made was scratch), nor one your checkout already
+holds. When it finishes, its sandbox is gone: you cannot ask it a follow-up question, only
 start a new sub-agent. Prefer `rlm_query_batched` for independent tasks. Delegation costs time
 and budget: do small things yourself.
 """
@@ -151,15 +153,20 @@ class SandboxFacts:
     executable: str | None = None
     tools: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
-    path_python: str | None = None  # what `python3` on PATH resolves to
-    layout: str | None = None
+    path_python: str | None = None  # `python3` on PATH, when it is another interpreter or venv
+    checkout: str | None = None  # the working directory as the agent's code sees it
+    packages: tuple[dict, ...] = ()  # the project's packages as the driver found them (find_spec)
     extra: tuple[str, ...] = field(default=())  # more lines, e.g. from the environment setup
 
 
+UNMEASURED = (
+    "- Your REPL's Python, your checkout's path, the commands on PATH and how the project's own "
+    "packages import are measured when your REPL starts: they come with your first results."
+)
+
+
 def sandbox_facts_section(f: SandboxFacts) -> str:
-    lines = ["", "## The sandbox", *_runtime_lines(f)]
-    if f.layout:
-        lines.append("- " + f.layout)
+    lines = ["", "## The sandbox", *(_runtime_lines(f) if f.python else [UNMEASURED])]
     lines += [
         f"- A code block may run {f.exec_timeout:.0f}s (time waiting for sub-agents or llm_query not "
         "counted). At the limit it is stopped with a TimeoutError and every process it started is "
@@ -179,20 +186,75 @@ def sandbox_facts_section(f: SandboxFacts) -> str:
 
 
 def _runtime_lines(f: SandboxFacts) -> list[str]:
-    """What only a running driver can tell: the Python, the commands, the modules."""
+    """What only a running driver can tell: the Python, the checkout's path, the commands, the
+    modules and how the project's own packages import."""
     lines = []
     if f.python:
         lines.append(f"- Python {f.python} at `{f.executable}` (= `sys.executable`) runs the REPL.")
-        if f.path_python and f.path_python != f.executable:
+        if f.path_python:
             lines.append(
                 f"- `python3` on PATH is `{f.path_python}`, another interpreter: run Python with `sys.executable`."
             )
+    if f.checkout:
+        lines.append(
+            f"- Your checkout (the working directory) is `{f.checkout}`: tracebacks, `os.getcwd()` and "
+            "the tools you run show this path."
+        )
     if f.tools:
         lines.append("- Commands found on PATH: " + ", ".join(f"`{t}`" for t in f.tools) + ".")
     if f.python:
         mods = ", ".join(f"`{m}`" for m in f.modules) if f.modules else "none of pytest, yaml, numpy"
         lines.append(f"- Importable third-party modules: {mods}; nothing can be pip-installed (no network).")
+    lines += _package_lines(f.packages, "pytest" in f.modules)
     return lines
+
+
+def _package_lines(packages: tuple[dict, ...], pytest: bool = True) -> list[str]:
+    """How the project's packages import in the REPL, as measured there (never a layout guess)."""
+    runner = (
+        "`sys.executable -m pytest`"
+        if pytest
+        else "the project's own runner (pytest is not installed; e.g. `sys.executable -m unittest`)"
+    )
+    here = [p for p in packages if p.get("imports_from") == "checkout"]
+    other = [p for p in packages if p.get("imports_from") == "elsewhere"]
+    missing = [p for p in packages if not p.get("imports_from")]
+    lines = []
+    if here:
+        names = ", ".join(f"`{p['name']}` (`{p['dir']}`)" for p in here)
+        lines.append(
+            f"- The project's package(s) {names} import from YOUR checkout, as they are: `import` "
+            f"them directly and run tests with {runner}; your edits take effect without installing "
+            "anything (no `sys.path` or `PYTHONPATH` changes needed)."
+        )
+    for p in other:
+        top = _parent(p["dir"])
+        fix = (
+            f"`sys.path.insert(0, '{top}')` in the REPL and `PYTHONPATH={top}` for subprocesses"
+            if top
+            else "nothing extra (the checkout's root comes first in a subprocess run from it)"
+        )
+        lines.append(
+            f"- `{p['name']}` imports from `{p['path']}`, an installed copy, NOT your checkout's "
+            f"`{p['dir']}`: to run your edited code use {fix}."
+        )
+    if missing:
+        names = ", ".join(f"`{p['name']}` (`{p['dir']}`)" for p in missing)
+        tops = sorted({_parent(p["dir"]) for p in missing if _parent(p["dir"])})
+        how = (
+            f": import with `sys.path.insert(0, '{tops[0]}')` in the REPL and run tests with "
+            f"`PYTHONPATH={tops[0]}` (e.g. `subprocess.run([sys.executable, '-m', "
+            f"'{'pytest' if pytest else 'unittest'}', ...], "
+            f"env={{**os.environ, 'PYTHONPATH': '{tops[0]}'}})`)"
+            if len(tops) == 1
+            else ""
+        )
+        lines.append(f"- The project's package(s) {names} are not installed here{how}.")
+    return lines
+
+
+def _parent(directory: str) -> str:
+    return directory.rsplit("/", 1)[0] if "/" in directory else ""
 
 
 def runtime_facts_note(f: SandboxFacts) -> str:
@@ -314,7 +376,7 @@ def first_message(task: str, budget: Budget, context: str | None = None) -> str:
 def results_message(blocks: list[dict], budget: Budget) -> str:
     parts = []
     for i, block in enumerate(blocks, 1):
-        lines = [f"[block {i}]"]
+        lines = [f"[block {block.get('number', i)}]"]
         if block.get("stdout"):
             lines.append("stdout:\n" + block["stdout"].rstrip("\n"))
         if block.get("stderr"):
@@ -327,6 +389,11 @@ def results_message(blocks: list[dict], budget: Budget) -> str:
     return "\n\n".join(parts) + "\n\n" + budget_text(budget)
 
 
+UNCLOSED_FENCE_MESSAGE = (
+    "Your reply opened a ```python block but never closed it (no line starting with ``` after "
+    "the code), so nothing ran. Send the code again and end it with a line holding only ```; "
+    "to finish, call FINAL(answer) inside a closed block."
+)
 NO_CODE_MESSAGE = (
     "Your reply had no ```python code block, so nothing ran. Write code in a ```python block; "
     "to finish, call FINAL(answer) inside one."

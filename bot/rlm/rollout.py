@@ -178,6 +178,7 @@ class Rollout:
                 "context": self.context if node.depth == 0 else "",
                 "output_limit": self.config.rlm.output_truncation_limit,
                 "limits": sandbox.init_limits(),
+                "packages": [list(p) for p in self.repo_facts.packages],
             },
             check_alive=self.limits.check_alive,
             on_created=lambda sandbox, seconds: self.trace.emit(
@@ -290,7 +291,8 @@ class Rollout:
             tools=tuple(runtime.get("tools") or ()),
             modules=tuple(runtime.get("modules") or ()),
             path_python=runtime.get("path_python"),
-            layout=self.repo_facts.layout,
+            checkout=runtime.get("checkout"),
+            packages=tuple(p for p in runtime.get("packages") or () if isinstance(p, dict)),
         )
 
     def _root_goal(self) -> str:
@@ -346,6 +348,7 @@ class Rollout:
             usage=completion.usage.as_dict(),
             duration=round(completion.duration, 4),
             attempts=completion.attempts,
+            timeouts=completion.timeouts,
         )
         return completion.text
 
@@ -353,7 +356,11 @@ class Rollout:
         node = agent.node
         timeout = min(self.config.rlm.exec_timeout, max(1.0, self.limits.seconds_left()))
         result = agent.repl().execute(
-            code, timeout, lambda fn, args: self._on_call(node, iteration, fn, args), self.limits.check_alive
+            code,
+            timeout,
+            lambda fn, args: self._on_call(node, iteration, fn, args),
+            self.limits.check_alive,
+            label=agent.blocks_run,
         )
         self.trace.emit(
             EventKind.CODE_EXECUTED,

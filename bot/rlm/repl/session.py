@@ -150,13 +150,19 @@ class ReplSession:
             how = self.transport.describe_exit()
         return how
 
-    def execute(self, code: str, timeout: float, on_call: CallHandler, check: StopCheck) -> ExecResult:
-        """Run one block. `timeout` counts only the block's own time, not its calls' time."""
+    def execute(
+        self, code: str, timeout: float, on_call: CallHandler, check: StopCheck, label: int | None = None
+    ) -> ExecResult:
+        """Run one block. `timeout` counts only the block's own time, not its calls' time. `label`:
+        the block's number as the model sees it (tracebacks name `<block N>`)."""
         if not self.alive:
             raise SandboxError("the REPL is no longer running")
         self._next_id += 1
         exec_id = self._next_id
-        self.transport.send({"type": "exec", "id": exec_id, "code": code, "timeout": timeout})
+        msg = {"type": "exec", "id": exec_id, "code": code, "timeout": timeout}
+        if label is not None:
+            msg["label"] = label
+        self.transport.send(msg)
         budget = timeout + GRACE
         started = time.monotonic()
         try:
