@@ -21,6 +21,8 @@ class OutcomeKind(str, enum.Enum):
     PATCH_COMMENT = "patch_comment"  # the patch is in a comment (fork pull requests)
     PATCH = "patch"  # the patch went to a file, stdout or an artifact (CLI, Action without a PR)
     NO_CHANGES = "no_changes"
+    ANSWER = "answer"  # the run answered (a question) and changed no files: the answer is the result
+    REVIEW = "review"  # a review run posted its findings as a pull request review
     ONLY_WORKFLOWS = "only_workflows"  # every change is under .github/workflows/: patch file only
     TIMEOUT = "timeout"
     BUDGET = "budget"
@@ -43,6 +45,8 @@ _OK = {
     OutcomeKind.PATCH_COMMENT,
     OutcomeKind.PATCH,
     OutcomeKind.NO_CHANGES,
+    OutcomeKind.ANSWER,
+    OutcomeKind.REVIEW,
 }
 
 
@@ -68,6 +72,7 @@ class RunOutcome:
     result: RolloutResult | None = None
     notes: list[str] = field(default_factory=list)  # said on the way (skipped workflow files, ...)
     error: str | None = None  # the failure's own sentence (ERROR, GITHUB_ERROR), without decoration
+    review_url: str | None = None  # the posted review (REVIEW)
 
     @property
     def ok(self) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config
+from .findings import RunMode
 from .repo import PreparedRepo, prepare_repo
 from .secrets import REDACTOR
 from .text import clean_text
@@ -116,10 +117,12 @@ def run(
     api_key: str | None = None,
     daytona_api_key: str | None = None,
     context: str | None = None,
+    mode: RunMode | str = "change",
 ) -> RolloutResult:
     """Run one rollout to its end. Never leaves a sandbox behind; always writes the trace.
     `daytona_api_key`: for the daytona backend, when the caller holds the key (else the environment).
-    `context` is the request's context (markdown), the root agent's REPL variable `context`."""
+    `context` is the request's context (markdown), the root agent's REPL variable `context`.
+    `mode`: `review` makes a read-only run whose agents record findings with COMMENT (no patch)."""
     # Imported here: litellm takes seconds to import, and prepare() (which fails fast on a bad
     # repository) does not need it.
     from .llm import LiteLLMClient
@@ -145,5 +148,6 @@ def run(
         trace=trace,
         cancel=cancel,
         context=context,
+        mode=RunMode(mode),
     )
     return rollout.run()

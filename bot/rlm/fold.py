@@ -38,6 +38,7 @@ class EventKind(str, Enum):
     SETUP_STARTED = "setup_started"
     SETUP_FINISHED = "setup_finished"
     SETUP_SKIPPED = "setup_skipped"
+    FINDING = "finding"  # a review finding an agent recorded with COMMENT
 
 
 def iso(t: float | None) -> str | None:
@@ -58,6 +59,7 @@ def new_results(run_id: str) -> dict[str, Any]:
         "commit": None,
         "branch": None,
         "prompt": None,
+        "mode": "change",
         "model": None,
         "sandbox": None,
         "config": {},
@@ -66,6 +68,7 @@ def new_results(run_id: str) -> dict[str, Any]:
         "duration": None,
         "patch": None,
         "setup": None,
+        "findings": [],
         "totals": {
             "agents": 0,
             "max_depth": 0,
@@ -121,6 +124,7 @@ def _add_usage(target: dict, usage: dict | None) -> None:
 def _rollout_started(results: dict, event: dict, t: float | None) -> None:
     for key in ("repo", "commit", "branch", "prompt", "model", "sandbox", "config"):
         results[key] = event.get(key)
+    results["mode"] = event.get("mode") or "change"
     results["started_at"] = iso(t)
     results["_t0"] = t
 
@@ -253,6 +257,13 @@ def _setup_skipped(results: dict, event: dict, t: float | None) -> None:
     results["setup"] = {"status": "skipped", "reason": event.get("reason")}
 
 
+FINDING_FIELDS = ("agent", "path", "line", "body", "suggestion")
+
+
+def _finding(results: dict, event: dict, t: float | None) -> None:
+    results.setdefault("findings", []).append({k: event.get(k) for k in FINDING_FIELDS})
+
+
 FOLDS: dict[EventKind, Callable[[dict, dict, float | None], None]] = {
     EventKind.ROLLOUT_STARTED: _rollout_started,
     EventKind.AGENT_STARTED: _agent_started,
@@ -266,6 +277,7 @@ FOLDS: dict[EventKind, Callable[[dict, dict, float | None], None]] = {
     EventKind.SETUP_STARTED: _setup_started,
     EventKind.SETUP_FINISHED: _setup_finished,
     EventKind.SETUP_SKIPPED: _setup_skipped,
+    EventKind.FINDING: _finding,
 }
 _BY_NAME = {kind.value: step for kind, step in FOLDS.items()}
 

@@ -1,0 +1,167 @@
+"""`/rlm review`: the agents' findings as ONE pull request review (`event: COMMENT`).
+
+GitHub accepts an inline comment only on a line of the pull request's diff (RIGHT side: an added
+line or a context line of a hunk), and refuses the whole review (422) for one line outside it.
+So the findings are checked against the diff's hunks first: duplicates are dropped, a finding on
+a line outside the diff goes into the review's body, and a `suggestion` becomes a
+```` ```suggestion ```` block GitHub offers as a one-click change. Should GitHub still refuse the
+comments (the pull request moved meanwhile), the review is posted with every finding in its body.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from bot.rlm.findings import Finding
+
+from .api import GitHubAPI, GitHubError
+
+log = logging.getLogger(__name__)
+
+REVIEW_NO_SUMMARY = "_The root agent gave no summary._"
+REVIEW_OUTSIDE_HEADER = "### Findings outside the diff"
+REVIEW_OUTSIDE_NOTE = (
+    "GitHub allows inline comments only on lines this pull request changed, so these are here:"
+)
+REVIEW_OUTSIDE_ITEM = "- `{path}` line {line}: {body}"
+REVIEW_NO_FINDINGS = "No findings were recorded on the changed lines."
+REVIEW_COUNT = "{inline} inline comment(s), {outside} finding(s) outside the diff."
+REVIEW_MORE = "_… and {n} more finding(s); see the trace._"
+REVIEW_FALLBACK = "_GitHub refused the inline comments ({error}), so every finding is listed here instead._"
+COMMENT_LIMIT = 65536  # characters of one review comment, and of the review's body
+MAX_INLINE = 60  # inline comments in one review; the rest go into the body
+MAX_LISTED = 100  # findings listed in the body
+
+_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
+
+
+def hunk_lines(patch: str) -> set[int]:
+    """The RIGHT-side line numbers a file's `patch` (its diff hunks) shows: added and context lines."""
+    lines: set[int] = set()
+    new = None
+    for row in patch.rstrip("\n").split("\n"):
+        m = _HUNK.match(row)
+        if m:
+            new = int(m.group(1))
+            continue
+        if new is None or row.startswith("\\"):  # "\ No newline at end of file"
+            continue
+        if row.startswith("-"):
+            continue
+        if row.startswith(("+", " ")) or row == "":
+            lines.add(new)
+            new += 1
+    return lines
+
+
+def diff_lines(files: Iterable[dict]) -> dict[str, set[int]]:
+    """path → commentable lines, from the pull request's files (GitHub's `GET …/pulls/N/files`).
+    A file without a `patch` (binary, too large) has none."""
+    return {f["filename"]: hunk_lines(f.get("patch") or "") for f in files if f.get("filename")}
+
+
+def fence_for(text: str) -> str:
+    longest = max((len(m) for m in re.findall(r"`{3,}", text)), default=2)
+    return "`" * max(3, longest + 1)
+
+
+def comment_body(finding: Finding) -> str:
+    body = finding.body.strip()
+    if finding.suggestion is not None:
+        fence = fence_for(finding.suggestion)
+        body += f"\n\n{fence}suggestion\n{finding.suggestion.rstrip(chr(10))}\n{fence}"
+    return body[:COMMENT_LIMIT]
+
+
+def _key(finding: Finding) -> tuple:
+    return (finding.path, finding.line, " ".join(finding.body.split()).lower(), finding.suggestion)
+
+
+@dataclass
+class ReviewPlan:
+    body: str
+    comments: list[dict] = field(default_factory=list)  # GitHub's review comment objects
+    inline: list[Finding] = field(default_factory=list)
+    outside: list[Finding] = field(default_factory=list)
+
+
+def plan_review(
+    findings: Iterable[Finding], files: Iterable[dict], summary: str | None, footer: str = ""
+) -> ReviewPlan:
+    """The review to post: unique findings on diff lines inline, the rest listed in the body."""
+    lines = diff_lines(files)
+    seen: set[tuple] = set()
+    inline: list[Finding] = []
+    outside: list[Finding] = []
+    for finding in findings:
+        if _key(finding) in seen:
+            continue
+        seen.add(_key(finding))
+        on_diff = finding.line in lines.get(finding.path, ())
+        (inline if on_diff and len(inline) < MAX_INLINE else outside).append(finding)
+    comments = [{"path": f.path, "line": f.line, "side": "RIGHT", "body": comment_body(f)} for f in inline]
+    return ReviewPlan(review_body(summary, outside, len(inline), footer), comments, inline, outside)
+
+
+def review_body(
+    summary: str | None, outside: list[Finding], inline: int, footer: str = "", note: str = ""
+) -> str:
+    parts = [(summary or "").strip() or REVIEW_NO_SUMMARY]
+    if note:
+        parts.append(note)
+    if outside:
+        listed = [
+            REVIEW_OUTSIDE_ITEM.format(path=f.path, line=f.line, body=_indent(comment_body(f)))
+            for f in outside[:MAX_LISTED]
+        ]
+        if len(outside) > MAX_LISTED:
+            listed.append(REVIEW_MORE.format(n=len(outside) - MAX_LISTED))
+        parts.append("\n".join([REVIEW_OUTSIDE_HEADER, "", REVIEW_OUTSIDE_NOTE, "", *listed]))
+    parts.append(
+        REVIEW_COUNT.format(inline=inline, outside=len(outside)) if inline or outside else REVIEW_NO_FINDINGS
+    )
+    tail = f"\n\n{footer.strip()}" if footer.strip() else ""
+    body = "\n\n".join(parts)
+    if len(body) + len(tail) > COMMENT_LIMIT:
+        body = body[: COMMENT_LIMIT - len(tail) - 2] + "…"
+    return body + tail
+
+
+def _indent(text: str) -> str:
+    """A multi-line comment inside a list item."""
+    return text.replace("\n", "\n  ")
+
+
+@dataclass
+class PostedReview:
+    url: str | None
+    inline: int
+    outside: int
+    fell_back: bool = False  # GitHub refused the inline comments; every finding is in the body
+
+
+def post_review(
+    api: GitHubAPI,
+    repo: str,
+    number: int,
+    commit: str,
+    plan: ReviewPlan,
+    summary: str | None,
+    footer: str = "",
+) -> PostedReview:
+    """Post the review; on a 422 for its comments, post it again with them in the body."""
+    try:
+        data = api.create_review(repo, number, commit_id=commit, body=plan.body, comments=plan.comments)
+        return PostedReview(data.get("html_url"), len(plan.comments), len(plan.outside))
+    except GitHubError as e:
+        if e.status != 422 or not plan.comments:
+            raise
+        log.warning("review on %s#%s: GitHub refused the inline comments: %s", repo, number, e)
+        every = [*plan.inline, *plan.outside]
+        note = REVIEW_FALLBACK.format(error=str(e).rstrip("."))
+        body = review_body(summary, every, 0, footer, note=note)
+        data = api.create_review(repo, number, commit_id=commit, body=body, comments=[])
+        return PostedReview(data.get("html_url"), 0, len(every), fell_back=True)
