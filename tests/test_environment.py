@@ -693,22 +693,36 @@ def test_an_inherited_host_environment_is_read_only_and_editable_installs_resolv
     assert result.status == "error" and "not a Python prefix or virtualenv" in result.error
 
 
-def test_the_status_comment_shows_the_setup():
+def test_the_status_comment_shows_the_setup_then_starts_the_agents():
+    """Setting up…, then "Starting the agents…" only once setup is done, and the setup line no
+    longer says "Setting up" after it (issue 20, item 8)."""
     from bot.github import report
     from bot.rlm.trace import fold, new_results
 
     results = new_results("r")
+    assert report.progress_line(results, 0.0, 5.0) is None  # nothing has happened yet
+    fold(results, {"type": "rollout_started", "t": 1.0, "config": {"sandbox": {"setup": ["make deps"]}}})
+    assert report.progress_line(results, 0.0, 5.0) is None  # setup comes: no "Starting" before it
     fold(results, {"type": "setup_started", "t": 1.0, "commands": ["make deps"]})
-    assert report.progress_line(results, 0.0, 5.0).splitlines()[0] == "🧰 Setting up the environment…"
-    fold(results, {"type": "setup_finished", "t": 1.2, "status": "ok", "cached": True, "duration": 0.2})
-    first, second = report.progress_line(results, 0.0, 5.0).splitlines()
-    assert first == "🧰 Setting up the environment (cached)" and second.startswith("⏳ Running: 0 agents")
-    fold(results, {"type": "setup_finished", "t": 1.2, "status": "ok", "cached": False, "duration": 83})
     assert (
-        report.progress_line(results, 0.0, 5.0).splitlines()[0]
-        == "🧰 Setting up the environment (built in 1m 23s)"
+        report.progress_line(results, 0.0, 5.0)
+        == report.STATUS_SETTING_UP
+        == "🧰 Setting up the environment…"
     )
-    assert report.progress_line(new_results("r"), 0.0, 5.0).count("\n") == 0
+    fold(results, {"type": "setup_finished", "t": 1.2, "status": "ok", "cached": True, "duration": 0.2})
+    assert (
+        report.progress_line(results, 0.0, 5.0) == "🧰 Environment ready (cached)\n" + report.STATUS_STARTING
+    )
+    fold(results, {"type": "agent_started", "t": 1.3, "agent": "root", "depth": 0, "task": "x"})
+    first, second = report.progress_line(results, 0.0, 5.0).splitlines()
+    assert first == "🧰 Environment ready (cached)"
+    assert second.startswith("⏳ Running: 1 agent running, 0 finished · max depth 0 · 0 iterations")
+    fold(results, {"type": "setup_finished", "t": 1.2, "status": "ok", "cached": False, "duration": 83})
+    assert report.progress_line(results, 0.0, 5.0).splitlines()[0] == "🧰 Environment ready (built in 1m 23s)"
+
+    plain = new_results("r")
+    fold(plain, {"type": "rollout_started", "t": 1.0, "config": {"sandbox": {"setup": []}}})
+    assert report.progress_line(plain, 0.0, 5.0) == report.STATUS_STARTING
 
 
 # ---------------------------------------------------------------------------- the Action
@@ -900,7 +914,7 @@ def test_the_app_runs_the_repositorys_setup_and_shows_it_in_the_status_comment(
         )
         assert env.results(again)["setup"]["cached"] is True
         edits = [c.body["body"] for c in env.fake.calls if c.method == "PATCH" and isinstance(c.body, dict)]
-        assert any("🧰 Setting up the environment (cached)" in body for body in edits)
+        assert any("🧰 Environment ready (cached)" in body for body in edits)
 
         # A server that runs repositories' setup offline says so in the status comment.
         env.server.worker.repo_setup = RepoSetup.OFFLINE

@@ -9,7 +9,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from bot.rlm.trace import fmt_cost, fmt_duration, summary_markdown, totals_line
+from bot.rlm.trace import count, fmt_duration, fmt_spend, summary_markdown, totals_line
 
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to word a reply
     from bot.rlm.rollout import RolloutResult
@@ -25,14 +25,14 @@ STATUS_TASK = "> {task}"
 STATUS_QUEUED = "⏳ Queued: waiting for a free worker."
 STATUS_PREPARING = "📥 Fetching the repository at `{commit}`…"
 STATUS_RUNNING = (
-    "⏳ Running: {running} agents running, {finished} finished · max depth {depth} · "
-    "{iterations} iterations · {elapsed} elapsed · {cost}"
+    "⏳ Running: {running} running, {finished} finished · max depth {depth} · "
+    "{iterations} · {elapsed} elapsed · {cost}"
 )
 STATUS_OPENING_PR = "📝 Opening a pull request…"
-STATUS_SETUP = "🧰 Setting up the environment{how}"
-SETUP_RUNNING, SETUP_CACHED, SETUP_BUILT = "…", " (cached)", " (built in {duration})"
+STATUS_SETTING_UP = "🧰 Setting up the environment…"
+STATUS_SETUP_DONE = "🧰 Environment ready{how}"
+SETUP_CACHED, SETUP_BUILT = " (cached)", " (built in {duration})"
 STATUS_STARTING = "⏳ Starting the agents…"
-STATUS_SETTING_UP = STATUS_SETUP.format(how=SETUP_RUNNING)
 STATUS_RESTARTED = "🔁 The server restarted while this run was in progress; it was started again."
 STATUS_FOOTER = "Stop it with `{prefix} cancel`; see progress with `{prefix} status`."
 STATUS_TRACE = "[Trace]({url})"
@@ -123,17 +123,36 @@ def pr_title(task: str) -> str:
     return title if len(title) <= PR_TITLE_LIMIT else title[: PR_TITLE_LIMIT - 1] + "…"
 
 
-def pr_title_from(answer: str | None, task: str) -> str:
-    """The title a person would write: the first line of the root's answer (the prompt asks for a
-    commit-subject line), without markdown; the task's first line when the answer has none."""
-    for line in (answer or "").strip().splitlines():
+def _answer_title(answer: str | None) -> tuple[str, int] | None:
+    """The title line of the root's answer (the prompt asks for a commit-subject first line), as
+    (title without markdown, its line index), or None when the answer has none."""
+    for i, line in enumerate((answer or "").strip().splitlines()):
         text = " ".join(re.sub(r"^[#>*\-\s]+", "", line).replace("**", "").split()).rstrip(".")
         if text.lower().rstrip(":") in ("summary", "changes", "what changed"):
             continue
-        if len(text) >= 8:
-            return text if len(text) <= PR_TITLE_LIMIT else text[: PR_TITLE_LIMIT - 1] + "…"
-        break
-    return pr_title(task)
+        return (text, i) if len(text) >= 8 else None
+    return None
+
+
+def pr_title_from(answer: str | None, task: str) -> str:
+    """The title a person would write: the first line of the root's answer, without markdown;
+    the task's first line when the answer has none."""
+    found = _answer_title(answer)
+    if found is None:
+        return pr_title(task)
+    text = found[0]
+    return text if len(text) <= PR_TITLE_LIMIT else text[: PR_TITLE_LIMIT - 1] + "…"
+
+
+def summary_text(answer: str | None) -> str:
+    """The answer for the PR body's summary: without the line that became the title (and the
+    headings before it), so the description does not open by repeating the title."""
+    answer = (answer or "").strip()
+    found = _answer_title(answer)
+    if found is None or len(found[0]) > PR_TITLE_LIMIT:
+        return answer
+    rest = "\n".join(answer.splitlines()[found[1] + 1 :]).strip()
+    return rest or answer
 
 
 def report_section(report: str | None) -> str:
@@ -169,7 +188,7 @@ def pr_body(
 ) -> str:
     """Root answer + `Closes #N` + the report (collapsed) + agent-tree summary (with totals) + notes +
     how to see the trace, cut to GitHub's limit (the answer is what gives way; the trace link stays)."""
-    answer = (result.answer or "").strip()
+    answer = summary_text(result.answer)
     parts = [PR_ANSWER_HEADER, "", answer or PR_NO_ANSWER, ""]
     if closes:
         parts += [PR_CLOSES.format(number=closes), ""]
@@ -192,20 +211,36 @@ def pr_body(
 
 
 def setup_status(results: dict) -> str | None:
-    """The environment setup's line of the status comment (docs/environment.md), if it had one."""
+    """The environment setup's line of the status comment (docs/environment.md), if it had one:
+    "Setting up…" while it runs, "Environment ready (built in 7.8s)" once it is done."""
     setup = results.get("setup") or {}
     if setup.get("status") == "running":
-        return STATUS_SETUP.format(how=SETUP_RUNNING)
+        return STATUS_SETTING_UP
     if setup.get("status") == "ok":
         if setup.get("cached"):
-            return STATUS_SETUP.format(how=SETUP_CACHED)
-        return STATUS_SETUP.format(how=SETUP_BUILT.format(duration=fmt_duration(setup.get("duration"))))
+            return STATUS_SETUP_DONE.format(how=SETUP_CACHED)
+        return STATUS_SETUP_DONE.format(how=SETUP_BUILT.format(duration=fmt_duration(setup.get("duration"))))
     return None
 
 
-def progress_line(results: dict, started: float, now: float | None = None) -> str:
+def setup_pending(results: dict) -> bool:
+    """The run has a setup whose first event has not arrived yet (the rollout's config says so)."""
+    sandbox = (results.get("config") or {}).get("sandbox") or {}
+    return bool(sandbox.get("setup")) and results.get("setup") is None
+
+
+def progress_line(results: dict, started: float, now: float | None = None) -> str | None:
+    """The status comment's live lines: the setup's, then "Starting the agents…" once setup is
+    done, then the running tree's counts. None while nothing is worth an edit yet."""
+    if results.get("started_at") is None or setup_pending(results):
+        return None
     setup = setup_status(results)
-    line = _running_line(results, started, now)
+    if setup == STATUS_SETTING_UP:
+        return setup
+    if results.get("agents"):
+        line = _running_line(results, started, now)
+    else:
+        line = STATUS_STARTING
     return f"{setup}\n{line}" if setup else line
 
 
@@ -214,12 +249,12 @@ def _running_line(results: dict, started: float, now: float | None) -> str:
     running = sum(1 for a in agents if a.get("status") == "running")
     totals = results["totals"]
     return STATUS_RUNNING.format(
-        running=running,
+        running=count(running, "agent"),
         finished=len(agents) - running,
         depth=totals["max_depth"],
-        iterations=totals["iterations"],
+        iterations=count(totals["iterations"], "iteration"),
         elapsed=fmt_duration((now or time.time()) - started),
-        cost=fmt_cost(totals["cost_usd"]),
+        cost=fmt_spend(totals),
     )
 
 

@@ -20,10 +20,11 @@ from .status import LiveStatus, StatusComment
 
 log = logging.getLogger(__name__)
 
+# Phase.RUNNING has no line of its own: the live status says "Setting up the environment…" or
+# "Starting the agents…" from the rollout's first events (so never "Starting" before setup).
 _PHASE_LINES = {
     Phase.QUEUED: report.STATUS_QUEUED,
     Phase.SETTING_UP: report.STATUS_SETTING_UP,
-    Phase.RUNNING: report.STATUS_STARTING,
     Phase.DELIVERING: report.STATUS_OPENING_PR,
 }
 

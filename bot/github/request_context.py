@@ -145,6 +145,13 @@ def _is_status_comment(comment: dict) -> bool:
     return (comment.get("body") or "").startswith(STATUS_PREFIX)
 
 
+def _is_the_command(comment: dict, request: ContextRequest) -> bool:
+    """The comment that holds only the command: the header already quotes it."""
+    if request.review_comment or comment.get("id") != request.comment_id:
+        return False
+    return " ".join((comment.get("body") or "").split()) == " ".join(request.task.split())
+
+
 def _labels(issue: dict) -> str:
     names = [lbl.get("name", "") if isinstance(lbl, dict) else str(lbl) for lbl in issue.get("labels") or []]
     return ", ".join(n for n in names if n) or "none"
@@ -207,7 +214,7 @@ def build_context(
     comments = [
         c
         for c in api.list_issue_comments(request.repo, request.number, MAX_COMMENT_PAGES)
-        if not _is_status_comment(c)
+        if not _is_status_comment(c) and not _is_the_command(c, request)
     ]
     lines += r.thread(comments, "Discussion")
     return "\n".join(lines).rstrip() + "\n"

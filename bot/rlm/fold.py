@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_VERSION = 1
-USAGE_KEYS = ("prompt_tokens", "completion_tokens", "cost_usd")
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "cost_usd", "unpriced_calls")
 
 
 class EventKind(str, Enum):
@@ -78,6 +78,7 @@ def new_results(run_id: str) -> dict[str, Any]:
             "prompt_tokens": 0,
             "completion_tokens": 0,
             "cost_usd": 0.0,
+            "unpriced_calls": 0,  # model calls with no known price (their cost is not in cost_usd)
             "sandboxes": 0,
         },
         "agents": [],
@@ -114,7 +115,7 @@ def _since(t0: float | None, t: float | None) -> float | None:
 
 def _add_usage(target: dict, usage: dict | None) -> None:
     for key in USAGE_KEYS:
-        target[key] += (usage or {}).get(key, 0) or 0
+        target[key] = target.get(key, 0) + ((usage or {}).get(key, 0) or 0)
 
 
 # ---------------------------------------------------------------------- one function per kind
@@ -145,7 +146,7 @@ def _agent_started(results: dict, event: dict, t: float | None) -> None:
         "patch": None,
         "patch_stats": None,
         "iterations": [],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0},
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "unpriced_calls": 0},
         "started_at": iso(t),
         "finished_at": None,
         "duration": None,
