@@ -129,8 +129,15 @@ does it correctly, and the most important findings; do not repeat every comment.
 {answer_limit} characters."""
 
 _REVIEW_CHILD_NOTE = """
-This run is a code review: record each problem you find with COMMENT on the line it concerns, and
-change no files."""
+This run is a code review: your checkout is the pull request's head (the code under review), as
+is every agent's. Record each problem you find with COMMENT on the line it concerns, and change no
+files."""
+
+_REVIEW_ROOT_FUNCTIONS = """\
+- `context` — the request that started this run, as a markdown str (see "The request" below).
+- `REPORT(markdown)` — optional longer material (tables, what you checked); people see it in the
+  review's summary under a collapsed section. A later call replaces it.
+"""
 
 _CHILD_ROLE = """\
 You are a sub-agent at depth {depth}. Do only your task. Your FINAL answer is returned to the
@@ -302,7 +309,7 @@ def system_prompt(
         role=role,
         commit=commit[:12],
         facts_section=sandbox_facts_section(facts),
-        root_functions=_ROOT_FUNCTIONS if depth == 0 else "",
+        root_functions=(_REVIEW_ROOT_FUNCTIONS if review else _ROOT_FUNCTIONS) if depth == 0 else "",
         delegation_functions=_DELEGATION_FUNCTIONS if can_delegate else _NO_DELEGATION,
         review_functions=_REVIEW_FUNCTIONS if review else "",
         delegation_section=_DELEGATION_SECTION.format(result_limit=f"{result_limit:,}")
