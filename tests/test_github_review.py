@@ -169,3 +169,37 @@ def test_conclusions_follow_the_outcome():
     assert checks.conclusion(OutcomeKind.CANCELLED) == "cancelled"
     assert checks.conclusion(OutcomeKind.ERROR) == "failure"
     assert checks.conclusion(OutcomeKind.BUDGET) == "failure"
+
+
+def test_triggers_from_rlm_yml():
+    from bot.github.repo_config import repo_settings
+    from bot.github.triggers import (
+        BAD_ASSIGN,
+        UNKNOWN_TRIGGER,
+        TriggerKind,
+        Triggers,
+        parse_triggers,
+        trigger_task,
+    )
+    from bot.rlm.config import load_config
+
+    text = "triggers:\n  label: RLM\n  assign: true\nrlm:\n  max_depth: 1\n"
+    triggers, problems = parse_triggers(text)
+    assert triggers == Triggers("RLM", True) and problems == []
+    assert triggers.starts(TriggerKind.LABEL, "rlm", None) and not triggers.starts(
+        TriggerKind.LABEL, "bug", None
+    )
+    assert triggers.starts(TriggerKind.ASSIGN, "rlm-bot[bot]", "rlm-bot[bot]")
+    assert not triggers.starts(TriggerKind.ASSIGN, "octocat", "rlm-bot[bot]")
+    assert not Triggers().starts(TriggerKind.LABEL, "rlm", None)
+    assert parse_triggers("triggers:\n  assign: yes please\n  comment: push\n")[1] == [
+        UNKNOWN_TRIGGER.format(key="comment"),
+        BAD_ASSIGN,
+    ]
+    # The config stage leaves `triggers` to this module: no "unknown section" note.
+    config = load_config(None, {}, environ={})
+    assert (
+        repo_settings(config, text).problems == [] and repo_settings(config, text).config.rlm.max_depth == 1
+    )
+    assert trigger_task("Fix the total", "It is off by one.") == "Fix the total\n\nIt is off by one."
+    assert trigger_task("Title only", None) == "Title only"
