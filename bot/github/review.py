@@ -14,10 +14,16 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from bot.pipeline import OutcomeKind, RunOutcome
 from bot.rlm.findings import Finding
+from bot.rlm.trace import summary_markdown
 
 from .api import GitHubAPI, GitHubError
+
+if TYPE_CHECKING:
+    from bot.rlm.rollout import RolloutResult
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,12 @@ REVIEW_NO_FINDINGS = "No findings were recorded on the changed lines."
 REVIEW_COUNT = "{inline} inline comment(s), {outside} finding(s) outside the diff."
 REVIEW_MORE = "_… and {n} more finding(s); see the trace._"
 REVIEW_FALLBACK = "_GitHub refused the inline comments ({error}), so every finding is listed here instead._"
+REVIEW_TREE = "<details><summary>🌳 How the agents split the review</summary>\n\n{tree}\n\n</details>"
+OUTCOME_REVIEW = "✅ Posted a review: {url} ({inline} inline comment(s), {outside} in its summary)."
+OUTCOME_REVIEW_FALLBACK = (
+    "⚠️ Posted a review: {url}. GitHub refused its inline comments, so all {outside} finding(s) are "
+    "in its summary."
+)
 COMMENT_LIMIT = 65536  # characters of one review comment, and of the review's body
 MAX_INLINE = 60  # inline comments in one review; the rest go into the body
 MAX_LISTED = 100  # findings listed in the body
@@ -165,3 +177,31 @@ def post_review(
         body = review_body(summary, every, 0, footer, note=note)
         data = api.create_review(repo, number, commit_id=commit, body=body, comments=[])
         return PostedReview(data.get("html_url"), 0, len(every), fell_back=True)
+
+
+def review_footer(result: RolloutResult, trace_line: str) -> str:
+    """The agent tree (collapsed) and where the full trace is, at the end of the review's body."""
+    return f"{REVIEW_TREE.format(tree=summary_markdown(result.results))}\n\n{trace_line}"
+
+
+def deliver_review(
+    api: GitHubAPI,
+    repo: str,
+    number: int,
+    commit: str,
+    result: RolloutResult,
+    *,
+    summary: str | None,
+    footer: str = "",
+) -> RunOutcome:
+    """The review run's findings as one review on the pull request (read-only: nothing is pushed,
+    so a fork's pull request gets its review too)."""
+    files = api.list_pull_files(repo, number)
+    plan = plan_review(result.findings, files, summary, footer)
+    posted = post_review(api, repo, number, commit, plan, summary, footer)
+    url = posted.url or f"#{number}"
+    if posted.fell_back:
+        message = OUTCOME_REVIEW_FALLBACK.format(url=url, outside=posted.outside)
+    else:
+        message = OUTCOME_REVIEW.format(url=url, inline=posted.inline, outside=posted.outside)
+    return RunOutcome(result.run_id, OutcomeKind.REVIEW, message, result=result, review_url=posted.url)
