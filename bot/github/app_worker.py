@@ -12,19 +12,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot import pipeline
-from bot.jobs import RUN_LANE, Job, JobStore, WorkerPool
+from bot.jobs import CONTROL_LANE, RUN_LANE, DuplicateDelivery, Job, JobStore, NewJob, WorkerPool
 from bot.pipeline import NullReporter, OutcomeKind, Reporters, RunOutcome, RunRequest, RunSettings
 from bot.rlm.config import Config
 
 from . import report
 from .api import GitHubAPI, GitHubError
 from .auth import AppAuth, basic_auth_header
+from .checks import CheckRunReporter
 from .commands import help_text
 from .deliver import DeliveryOptions, GitHubDeliverer
 from .permissions import may_run, not_allowed
-from .repo_config import RepoConfigStage, RepoSetup
+from .repo_config import REPO_CONFIG_PATH, RepoConfigStage, RepoSetup
 from .reporter import StatusReporter
 from .request_context import RequestContextStage
+from .triggers import STARTED_BY_ASSIGN, STARTED_BY_LABEL, TriggerKind, bot_login, parse_triggers
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class AppJobHandler:
         self.settings = settings
         self.pool = pool
         self._local = threading.local()
+        self._slug: str | None = None
 
     def __call__(self, job: Job, cancel: threading.Event) -> None:
         try:
@@ -108,6 +111,8 @@ class AppJobHandler:
             return self._report_interrupted(api, job)
         if job.kind == "run" and job.lane == RUN_LANE:
             return self._run(api, job, cancel)  # accepted earlier in the control lane
+        if job.kind == "trigger":
+            return self._trigger(api, job)
         if not may_run(api, job.repo, req["requester"]):
             return self._reply(api, job, not_allowed(req["requester"], prefix), "not_allowed")
         if job.kind in ("help", "invalid"):
@@ -122,6 +127,43 @@ class AppJobHandler:
         if job.kind == "run":
             return self._accept(api, job)
         raise ValueError(f"unknown job kind {job.kind!r}")
+
+    def _bot_login(self) -> str:
+        """The App's bot user (what an issue is assigned to), asked of GitHub once."""
+        if self._slug is None:
+            self._slug = str(self.auth.app_api().request("GET", "/app")["slug"])
+        return bot_login(self._slug)
+
+    def _trigger(self, api: GitHubAPI, job: Job) -> None:
+        """A label or an assignment: a run when `.github/rlm.yml` `triggers:` says so and the
+        sender has write access; else nothing (a person without access is told)."""
+        req = job.request
+        kind = TriggerKind(req["trigger"])
+        default_branch = api.get_repo(job.repo).get("default_branch") or "main"
+        triggers, _ = parse_triggers(api.get_file(job.repo, REPO_CONFIG_PATH, default_branch))
+        bot = self._bot_login() if kind is TriggerKind.ASSIGN and triggers.assign else None
+        if not triggers.starts(kind, req["trigger_value"], bot):
+            return self._finish(job, "done", "ignored", report.TRIGGER_NOT_CONFIGURED)
+        if not may_run(api, job.repo, req["requester"]):
+            return self._reply(api, job, not_allowed(req["requester"], self.settings.prefix), "not_allowed")
+        how = STARTED_BY_LABEL if kind is TriggerKind.LABEL else STARTED_BY_ASSIGN
+        started_by = how.format(sender=req["requester"], label=req["trigger_value"], bot=req["trigger_value"])
+        request = {k: v for k, v in req.items() if k not in ("trigger", "trigger_value")}
+        run = NewJob(
+            kind="run",
+            repo=job.repo,
+            number=job.number,
+            request={**request, "default_branch": default_branch, "started_by": started_by},
+            installation_id=job.installation_id,
+        )
+        try:  # keyed by the trigger's delivery: a trigger job done twice starts one run
+            self.store.record_delivery(f"{job.delivery_id}/run", "trigger", run, decision="queued")
+        except DuplicateDelivery:
+            pass
+        pool = self.pool()
+        if pool is not None:
+            pool.notify(CONTROL_LANE)
+        self._finish(job, "done", "triggered", started_by)
 
     def _status(self, api: GitHubAPI, job: Job) -> None:
         active = self.store.active_run(job.repo, job.number)
@@ -211,6 +253,11 @@ class AppJobHandler:
         s = self.settings
         request = RunRequest.from_payload(job.request)
         status, reporter = self._reporter(api, job, request)
+        # The check run before the status comment: a 403 it meets is a note the status then shows.
+        check = CheckRunReporter(
+            api, request, details_url=self._trace_url(job), interval=s.status_interval, on_off=status.note
+        )
+        reporter = Reporters(reporter.reporters[0], check, *reporter.reporters[1:])
         try:
             token = api.auth_token()  # renewed here if the run waited long in the queue
         except GitHubError as e:  # the status comment says so; it must not stay at "queued"

@@ -18,6 +18,7 @@ from bot.rlm.secrets import REDACTOR
 from bot.rlm.trace import summary_markdown
 
 from .api import GitHubAPI, GitHubError
+from .review import unique
 from .status import LiveStatus
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,9 @@ class CheckRunReporter(NullReporter):
         parts = [outcome.message, "", CHECK_SUMMARY_TASK.format(task=_task_line(self.request.task))]
         if result is not None:
             parts += ["", summary_markdown(result.results)]
-        findings = list(getattr(result, "findings", None) or []) if outcome.kind is OutcomeKind.REVIEW else []
+        findings = (
+            unique(getattr(result, "findings", None) or []) if outcome.kind is OutcomeKind.REVIEW else []
+        )
         check.complete(
             conclusion(outcome.kind),
             outcome.message.splitlines()[0] if outcome.message else outcome.kind.value,

@@ -56,6 +56,8 @@ ACK_REACTION_FAILED = "⚠️ Could not add the 👀 reaction to the command ({e
 CUT_MARKER = "\n\n… cut here: GitHub allows {limit} characters. The rest is at {url}"
 CUT_MARKER_LOCAL = "\n\n… cut here: GitHub allows {limit} characters. The rest is in the server's results."
 OUTCOME_NO_CHANGES = "✅ Done, but the agents changed no files, so there is no pull request."
+OUTCOME_ANSWER = "💬 Answered (no files were changed):"
+ANSWER_REPORT = "<details><summary>📋 Report from the agents</summary>\n\n{report}\n\n</details>"
 OUTCOME_ONLY_WORKFLOWS = (
     "⚠️ Done, but every change was under `.github/workflows/`, which this app may not push. The patch: {patch}"
 )
@@ -72,6 +74,7 @@ OUTCOME_INTERRUPTED = (
 WORKFLOW_FILES_SKIPPED = (
     "⚠️ Changes to these workflow files were left out because the app has no `workflows` permission: {files}"
 )
+TRIGGER_NOT_CONFIGURED = "This label or assignment is not a trigger in `.github/rlm.yml`."
 REPO_CONFIG_PROBLEM = "⚠️ `.github/rlm.yml` was ignored: {reason}"
 
 # ---------------------------------------------------------------- replies
@@ -275,6 +278,16 @@ def status_body(
     if not final:
         parts += ["", STATUS_FOOTER.format(prefix=prefix)]
     return "\n".join(parts)
+
+
+def answer_lines(result: RolloutResult) -> list[str]:
+    """The answer, then the report collapsed, for the status comment of a run that answered (the
+    status comment is cut to GitHub's limit with a link to the rest: `cut`)."""
+    lines = ["", (result.answer or "").strip()]
+    report = (getattr(result, "report", None) or "").strip()
+    if report:
+        lines += ["", ANSWER_REPORT.format(report=report)]
+    return [*lines, ""]
 
 
 def final_totals(results: dict) -> str:

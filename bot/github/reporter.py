@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from bot.pipeline import NullReporter, Phase, RunOutcome, RunRequest
+from bot.pipeline import NullReporter, OutcomeKind, Phase, RunOutcome, RunRequest
 from bot.rlm.secrets import REDACTOR
 
 from . import report
@@ -118,6 +118,8 @@ class StatusReporter(NullReporter):
         self._stop_live()
         self.status.run_id = outcome.run_id
         lines = [outcome.message]
+        if outcome.kind is OutcomeKind.ANSWER and outcome.result is not None:
+            lines += report.answer_lines(outcome.result)
         if outcome.result is not None:
             lines.append(report.final_totals(outcome.result.results))
         self._show(*lines, final=True)

@@ -48,6 +48,7 @@ class ContextRequest:
     requester: str
     comment_id: int | None = None
     review_comment: bool = False
+    started_by: str | None = None  # a run no command started: how it began (a label, an assignment)
 
 
 PREAMBLE = (
@@ -189,7 +190,9 @@ def build_context(
     author = (issue.get("user") or {}).get("login") or "ghost"
     lines = [
         f"# {kind} #{request.number}: {issue.get('title') or '(no title)'}",
-        f"Command by @{request.requester}: {request.task.strip()}",
+        f"{request.started_by}."
+        if request.started_by
+        else f"Command by @{request.requester}: {request.task.strip()}",
         "",
         f"Repository: {request.repo} · state: {issue.get('state', 'open')} · author: @{author} · "
         f"labels: {_labels(issue)}",
@@ -294,6 +297,7 @@ class RequestContextStage:
             request.requester,
             request.comment_id,
             request.review_comment,
+            request.started_by,
         )
         try:
             request.context = build_context(self.api, ask, self.budget)

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+REVIEW_TASK = "Review this pull request."
+REVIEW_TASK_FOCUS = "Review this pull request. Focus on: {focus}"
 REVIEW_NO_SUMMARY = "_The root agent gave no summary._"
 REVIEW_OUTSIDE_HEADER = "### Findings outside the diff"
 REVIEW_OUTSIDE_NOTE = (
@@ -48,6 +50,11 @@ MAX_INLINE = 60  # inline comments in one review; the rest go into the body
 MAX_LISTED = 100  # findings listed in the body
 
 _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
+
+
+def review_task(focus: str) -> str:
+    """The task of a `/rlm review [focus]` run."""
+    return REVIEW_TASK_FOCUS.format(focus=focus.strip()) if focus.strip() else REVIEW_TASK
 
 
 def hunk_lines(patch: str) -> set[int]:
@@ -92,6 +99,17 @@ def _key(finding: Finding) -> tuple:
     return (finding.path, finding.line, " ".join(finding.body.split()).lower(), finding.suggestion)
 
 
+def unique(findings: Iterable[Finding]) -> list[Finding]:
+    """The findings without repeats (the same text, suggestion and line from two agents), in order."""
+    seen: set[tuple] = set()
+    kept = []
+    for finding in findings:
+        if _key(finding) not in seen:
+            seen.add(_key(finding))
+            kept.append(finding)
+    return kept
+
+
 @dataclass
 class ReviewPlan:
     body: str
@@ -105,13 +123,9 @@ def plan_review(
 ) -> ReviewPlan:
     """The review to post: unique findings on diff lines inline, the rest listed in the body."""
     lines = diff_lines(files)
-    seen: set[tuple] = set()
     inline: list[Finding] = []
     outside: list[Finding] = []
-    for finding in findings:
-        if _key(finding) in seen:
-            continue
-        seen.add(_key(finding))
+    for finding in unique(findings):
         on_diff = finding.line in lines.get(finding.path, ())
         (inline if on_diff and len(inline) < MAX_INLINE else outside).append(finding)
     comments = [{"path": f.path, "line": f.line, "side": "RIGHT", "body": comment_body(f)} for f in inline]

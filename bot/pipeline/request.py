@@ -35,6 +35,8 @@ class RunRequest:
     follow_up: bool = False  # the PR's head branch is one this bot made: the change is pushed onto it
     # Request context for the root agent (issue/PR text, thread, diff) as markdown; None = none.
     context: str | None = None
+    mode: str = "change"  # bot.rlm.RunMode: `review` is a read-only run that posts one PR review
+    started_by: str | None = None  # how a run no command started began (a label, an assignment)
     # ---- progress: set by the pipeline, stored as it goes
     run_id: str | None = None
     status_comment_id: int | None = None

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.github import report
 from bot.github.api import GitHubError
 from bot.rlm import engine
 from bot.rlm.config import ConfigError
 from bot.rlm.errors import RLMError
+from bot.rlm.findings import RunMode
 from bot.rlm.patch import PatchError
 from bot.rlm.run_id import new_run_id
 from bot.rlm.secrets import REDACTOR
@@ -26,6 +28,9 @@ from .outcome import OutcomeKind, RunOutcome
 from .protocols import Deliverer, NullReporter, Phase, Reporter
 from .request import RunRequest
 from .state import RunSettings, RunState
+
+if TYPE_CHECKING:
+    from bot.rlm.rollout import RolloutResult
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +82,21 @@ def rollout_outcome(state: RunState) -> RunOutcome:
     kind, message = kinds.get(
         result.status, (OutcomeKind.ERROR, report.OUTCOME_ERROR.format(error=result.error or "unknown error"))
     )
+    if kind is OutcomeKind.NO_CHANGES and answered(result):
+        kind, message = OutcomeKind.ANSWER, report.OUTCOME_ANSWER
     return RunOutcome(state.run_id, kind, message, result=result)
+
+
+def answered(result: RolloutResult) -> bool:
+    """A change run that ended with an answer and no change: the answer is the result."""
+    return result.mode is RunMode.CHANGE and not result.has_changes and bool((result.answer or "").strip())
+
+
+def to_deliver(result: RolloutResult) -> bool:
+    """What the Deliverer is asked for: a completed change run's patch, or a review's findings."""
+    if result.status != "completed":
+        return False
+    return result.mode is RunMode.REVIEW or result.has_changes
 
 
 def acknowledge(request: RunRequest, reporter: Reporter) -> None:
@@ -132,10 +151,11 @@ def _execute(
         api_key=settings.api_key,
         daytona_api_key=settings.daytona_api_key,
         context=request.context,
+        mode=request.mode,
     )
     state.patch_path = write_patch(settings.results_dir, state.run_id, state.result.patch)
     outcome = rollout_outcome(state)
-    if outcome.kind is OutcomeKind.NO_CHANGES and state.result.has_changes:
+    if to_deliver(state.result):
         reporter.phase(Phase.DELIVERING)
         outcome = deliverer.deliver(state)
         for note in outcome.notes:
