@@ -96,7 +96,7 @@ def test_killed_server_resumes_the_run(world, tmp_path):
         resp = post_event(url, "issue_comment", comment_payload("/rlm fix the TODO", clone_url=str(env.bare)))
         assert resp.status_code == 202
         wait_for(
-            lambda: any("1 iterations" in b for c in env.fake.comments.values() for b in c["history"]),
+            lambda: any("1 iteration " in b for c in env.fake.comments.values() for b in c["history"]),
             timeout=60,
             what="the run to be under way",
         )

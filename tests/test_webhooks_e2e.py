@@ -67,7 +67,12 @@ def test_comment_to_pull_request(world):
 
     fake = env.fake
     status_id = next(iter(c for c in fake.comments))
-    writes = collapse(fake.write_paths())
+    writes = collapse([w for w in fake.write_paths() if "/check-runs" not in w[1]])
+    check_writes = [w for w in fake.write_paths() if "/check-runs" in w[1]]  # their pace is the live tree's
+    (check_id,) = fake.check_runs
+    assert check_writes[0] == ("POST", f"/repos/{REPO}/check-runs")
+    assert set(check_writes[1:]) == {("PATCH", f"/repos/{REPO}/check-runs/{check_id}")}
+    assert fake.check_runs[check_id]["conclusion"] == "success"
     reaction = [r for r in fake.reactions if fake.reactions[r]["content"] == "eyes"][0]
     assert writes == [
         ("POST", f"/repos/{REPO}/issues/comments/555/reactions"),
