@@ -63,7 +63,11 @@ def make_request(
         is_pull=ctx.on_pull_request,
         requester_id=trigger.requester_id,
         run_id=run_id,
+        mode=trigger.mode,
     )
+    if trigger.mode == "review" and ctx.pull_number is not None:  # a `pull_request` event
+        request.number, request.is_pull = ctx.pull_number, True
+        request.html_url = (ctx.event.get("pull_request") or {}).get("html_url")
     if request.is_pull:
         return request
     if base_branch:
@@ -94,7 +98,7 @@ def _by_person(request: RunRequest) -> bool:
 
 
 def deliverer(plan: Plan, api: GitHubAPI) -> GitHubDeliverer | ArtifactDeliverer:
-    if not plan.create_pr:
+    if not plan.create_pr and plan.request.mode != "review":  # a review is posted whatever create-pr
         return ArtifactDeliverer(api, plan.run_url)
     options = DeliveryOptions(
         draft=plan.draft,
@@ -118,7 +122,7 @@ def reporter(plan: Plan, api: GitHubAPI) -> Reporter:
         prefix=plan.settings.prefix,
         trace_url=plan.run_url,
         interval=plan.status_interval,
-        live=plan.create_pr,
+        live=plan.create_pr or plan.request.mode == "review",
     )
 
 
