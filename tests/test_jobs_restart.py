@@ -148,6 +148,16 @@ def test_run_that_cannot_resume_is_reported(world, tmp_path):
     status_id = 4242
     env.fake.comments[status_id] = {"repo": REPO, "issue": 7, "body": "running", "history": ["running"]}
     request["status_comment_id"] = status_id
+    # The check run its first worker created ends with the run, not left in progress.
+    check_id = 5151
+    env.fake.check_runs[check_id] = {
+        "id": check_id,
+        "repo": REPO,
+        "status": "in_progress",
+        "annotations": [],
+        "history": [{}],
+    }
+    request["check_run_id"] = check_id
     job = store.record_delivery("d1", "issue_comment", NewJob("run", REPO, 7, request, installation_id=42))
     store.claim(CONTROL_LANE, "first")  # accepted, then the first worker started the run and died,
     store.promote(job.id)
@@ -168,3 +178,6 @@ def test_run_that_cannot_resume_is_reported(world, tmp_path):
     assert report.OUTCOME_INTERRUPTED.format(prefix="/rlm") in body and "run-xyz" in body
     assert [r["content"] for r in env.fake.reactions.values()] == [report.REACTION_FAILED]
     assert env.fake.created_pulls == []
+    check = env.fake.check_runs[check_id]
+    assert (check["status"], check["conclusion"]) == ("completed", "failure")
+    assert check["output"]["title"] == report.OUTCOME_INTERRUPTED.format(prefix="/rlm").splitlines()[0]

@@ -218,6 +218,20 @@ class AppJobHandler:
         )
         return status, Reporters(store, status)
 
+    def _check(
+        self, api: GitHubAPI, job: Job, request: RunRequest, status: StatusReporter
+    ) -> CheckRunReporter:
+        """The run's check run. It goes before the status comment among the reporters: a 403 it
+        meets is a note the status comment then shows."""
+        return CheckRunReporter(
+            api,
+            request,
+            details_url=self._trace_url(job),
+            interval=self.settings.status_interval,
+            on_off=status.note,
+            on_change=StoreReporter(self.store, job.id).request_changed,
+        )
+
     def _deliverer(self, api: GitHubAPI, job: Job) -> GitHubDeliverer:
         s, trace_url = self.settings, self._trace_url(job)
         options = DeliveryOptions(
@@ -253,11 +267,9 @@ class AppJobHandler:
         s = self.settings
         request = RunRequest.from_payload(job.request)
         status, reporter = self._reporter(api, job, request)
-        # The check run before the status comment: a 403 it meets is a note the status then shows.
-        check = CheckRunReporter(
-            api, request, details_url=self._trace_url(job), interval=s.status_interval, on_off=status.note
+        reporter = Reporters(
+            reporter.reporters[0], self._check(api, job, request, status), *reporter.reporters[1:]
         )
-        reporter = Reporters(reporter.reporters[0], check, *reporter.reporters[1:])
         try:
             token = api.auth_token()  # renewed here if the run waited long in the queue
         except GitHubError as e:  # the status comment says so; it must not stay at "queued"
@@ -293,7 +305,10 @@ class AppJobHandler:
         saved = pipeline.patch_path(self.settings.results_dir, request.run_id) if request.run_id else None
         if saved is not None and saved.is_file():
             message += " " + report.PATCH_SAVED.format(where=_patch_link(saved, self._trace_url(job)))
-        status.finished(RunOutcome(status.status.run_id, OutcomeKind.ERROR, message))
+        outcome = RunOutcome(status.status.run_id, OutcomeKind.ERROR, message)
+        if request.check_run_id is not None:  # its check run ends too, not left in progress
+            self._check(api, job, request, status).finished(outcome)
+        status.finished(outcome)
         self._finish(job, "failed", "interrupted", message)
 
 

@@ -89,11 +89,14 @@ class CheckRun:
         details_url: str | None = None,
         external_id: str | None = None,
         on_off: Callable[[str], None] | None = None,
+        check_id: int | None = None,
+        on_created: Callable[[int], None] | None = None,
     ):
         self.api, self.repo, self.head_sha = api, repo, head_sha
         self.details_url, self.external_id = details_url, external_id
         self.on_off = on_off or (lambda _text: None)
-        self.id: int | None = None
+        self.on_created = on_created or (lambda _id: None)
+        self.id: int | None = check_id  # a resumed run's, to carry on with
         self.off = False
 
     def _call(self, fn: Callable[[], Any]) -> Any:
@@ -127,6 +130,7 @@ class CheckRun:
         data = self._call(lambda: self.api.create_check_run(self.repo, body))
         if isinstance(data, dict) and data.get("id") is not None:
             self.id = int(data["id"])
+            self.on_created(self.id)
 
     def complete(
         self, conclusion: str, title: str, summary: str, annotations: list[dict] | None = None
@@ -184,23 +188,33 @@ class CheckRunReporter(NullReporter):
         details_url: str | None = None,
         interval: float = 15.0,
         on_off: Callable[[str], None] | None = None,
+        on_change: Callable[[RunRequest], None] | None = None,
     ):
+        """`on_change` is told when the request's `check_run_id` is set (the App stores it)."""
         self.api, self.request, self.interval = api, request, interval
         self.details_url, self.on_off = details_url, on_off
+        self.on_change = on_change or (lambda _request: None)
         self.check: CheckRun | None = None
         self.live: LiveStatus | None = None
 
     def _ensure(self) -> CheckRun | None:
-        if self.check is None and self.request.commit and self.request.repo:
+        known = self.request.commit or self.request.check_run_id  # a check run exists, or can be made
+        if self.check is None and known and self.request.repo:
             self.check = CheckRun(
                 self.api,
                 self.request.repo,
-                self.request.commit,
+                self.request.commit or "",
                 details_url=self.details_url,
                 external_id=self.request.run_id,
                 on_off=self.on_off,
+                check_id=self.request.check_run_id,
+                on_created=self._created,
             )
         return self.check
+
+    def _created(self, check_id: int) -> None:
+        self.request.check_run_id = check_id
+        self.on_change(self.request)
 
     def phase(self, phase: Phase, detail: str = "") -> None:
         check = self._ensure()

@@ -42,6 +42,7 @@ class RunRequest:
     status_comment_id: int | None = None
     reaction_id: int | None = None
     pushed_branch: str | None = None  # the branch holding the change, once pushed
+    check_run_id: int | None = None  # the run's check run, once created (a resumed run reuses it)
     restarted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # payload keys this version does not know
 
@@ -65,6 +66,7 @@ class RunRequest:
             "status_comment_id",
             "reaction_id",
             "pushed_branch",
+            "check_run_id",
             "commit",
             "base_branch",
             "fork",
