@@ -98,3 +98,16 @@ def test_review_prompts_name_comment_and_change_prompts_do_not():
     assert "This run is a code review" in review_child
     assert "COMMENT(" not in change_root
     assert "A question" in change_root and "change NO files" in change_root
+
+
+def test_the_repositorys_own_modules_import_in_the_repl(make_repo, write_script, make_config):
+    """Found playing the model through the bridge: `from calc import add` failed in the REPL while
+    the prompt calls the checkout root importable."""
+    repo, _ = make_repo(
+        {"calc.py": "def add(a, b):\n    return a + b\n", "json.py": "raise SystemExit('shadow')\n"}
+    )
+    config = make_config(
+        write_script([{"task": "", "responses": [py("from calc import add\nFINAL(str(add(2, 3)))")]}])
+    )
+    result = engine.run(config, engine.prepare(config, str(repo)), "Add")
+    assert result.status == "completed" and result.answer == "5", result.error

@@ -595,6 +595,11 @@ class Repl:
                         "facts": sandbox_facts(),
                     }
                 )
+                # Like `python` started in the checkout: its own modules import (`import calc`).
+                # After the driver's own imports, so a file of the repository cannot replace them.
+                import difflib  # noqa: F401  (edit_file's error hints use it later)
+
+                sys.path.insert(0, self.checkout)
             elif kind == "exec":
                 self.execute(msg)
             elif kind == "shutdown":
