@@ -266,3 +266,20 @@ def test_without_the_checks_permission_the_run_goes_on_and_says_so_once(world):
     body = status_of(env, 7)["body"]
     assert body.count(checks.CHECK_OFF) == 1
     assert len([c for c in env.fake.calls if "check-runs" in c.path]) == 1
+
+
+def test_a_secret_in_a_finding_never_reaches_github(world):
+    secret = "sk-or-v1-planted-0123456789abcdef"
+    leaky = py(f'COMMENT("calc.py", 2, "the key is {secret}", suggestion="{secret}")\nFINAL("key {secret}")')
+    env, _ = pull_request_world(world, [{"task": "", "responses": [leaky]}])
+    env.server.worker.api_key = secret
+    payload = comment_payload("/rlm review", clone_url=str(env.bare), number=9, pull=True)
+    _, (job,) = run_to_end(env, "issue_comment", payload)
+    assert job.outcome == "review", job.message
+    (posted,) = env.fake.reviews
+    assert (
+        posted["comments"][0]["body"].startswith("the key is ")
+        and "```suggestion" in posted["comments"][0]["body"]
+    )
+    sent = repr([c.body for c in env.fake.calls])
+    assert secret not in sent and secret not in repr(env.fake.check_runs)
