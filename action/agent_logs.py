@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from bot.rlm.trace import STATUS_ICONS, fmt_cost
+from bot.rlm import STATUS_ICONS, fmt_cost
 
 from .workflow import Runner
 

@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.common.secrets import REDACTOR
 from bot.github.api import GitHubAPI, GitHubError
 from bot.github.auth import basic_auth_header
-from bot.rlm.config import Config, ConfigError, load_config
-from bot.rlm.secrets import REDACTOR
+from bot.rlm import Config, ConfigError, load_config
 
 from . import messages as m
 from .agent_logs import AgentLogs

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.rlm.trace import summary_markdown
+from bot.rlm import summary_markdown
 
 from . import messages as m
 

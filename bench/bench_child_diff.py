@@ -19,8 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.genrepo import generate  # noqa: E402
-from bot.rlm import engine  # noqa: E402
-from bot.rlm.config import load_config  # noqa: E402
+from bot.rlm import (
+    engine,  # noqa: E402
+    load_config,  # noqa: E402
+)
 from bot.rlm.sandbox import make_provider  # noqa: E402
 
 

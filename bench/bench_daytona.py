@@ -21,12 +21,15 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.rlm.config import load_config  # noqa: E402
-from bot.rlm.llm import LiteLLMClient  # noqa: E402
+from bot.rlm import (  # noqa: E402
+    LiteLLMClient,  # noqa: E402
+    Rollout,
+    Trace,  # noqa: E402
+    load_config,  # noqa: E402
+    new_run_id,
+)
 from bot.rlm.repo import prepare_repo  # noqa: E402
-from bot.rlm.rollout import Rollout, new_run_id  # noqa: E402
-from bot.rlm.sandbox.daytona import DaytonaSandboxProvider  # noqa: E402
-from bot.rlm.trace import Trace  # noqa: E402
+from bot.rlm.sandbox.daytona.provider import DaytonaSandboxProvider  # noqa: E402
 from tests.fakes.daytona_fake import FakeDaytona  # noqa: E402
 
 

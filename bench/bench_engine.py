@@ -37,9 +37,12 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.genrepo import generate  # noqa: E402
-from bot.rlm import engine, llm  # noqa: E402,F401  (litellm imported before any timing)
-from bot.rlm.config import load_config  # noqa: E402
-from bot.rlm.sandbox.local import shm_root  # noqa: E402
+from bot.rlm import (  # noqa: E402,F401  (litellm imported before any timing)
+    engine,
+    llm,
+    load_config,  # noqa: E402
+)
+from bot.rlm.sandbox.local.roots import shm_root  # noqa: E402
 
 MODULES = 25
 DEEP = 5  # children that delegate
@@ -133,7 +136,7 @@ def sequential_creation(
 
     from bot.rlm.environment import setup_spec
     from bot.rlm.repl.session import ReplSession
-    from bot.rlm.sandbox.local import LocalSandboxProvider
+    from bot.rlm.sandbox.local.provider import LocalSandboxProvider
 
     config = config_for(
         work, mode, isolation, **{"sandbox.cache_dir": str(work / cache), "sandbox.setup": setup or None}

@@ -27,9 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_engine import DEEP, GRANDCHILDREN, MODULES, script, sequential_creation  # noqa: E402
 from bench.genrepo import generate  # noqa: E402
-from bot.rlm import engine, llm  # noqa: E402,F401  (litellm imported before any timing)
-from bot.rlm.config import load_config  # noqa: E402
-from bot.rlm.trace import read_events  # noqa: E402
+from bot.rlm import (  # noqa: E402,F401  (litellm imported before any timing)
+    engine,
+    llm,
+    load_config,  # noqa: E402
+    read_events,  # noqa: E402
+)
 
 SETUP = ['python3 -m venv "$RLM_ENV/venv"', '"$RLM_ENV/venv/bin/python" -m pip --version']
 TREE = 1 + MODULES + DEEP * GRANDCHILDREN

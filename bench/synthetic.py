@@ -11,7 +11,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from bot.rlm.trace import fold_events, public, write_json_atomic
+from bot.rlm import fold_events, public, write_json_atomic
 
 T0 = 1_790_000_000.0
 FAILURES = (

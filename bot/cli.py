@@ -20,9 +20,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from .rlm.config import Config, ConfigError, load_config
-from .rlm.errors import RLMError
-from .rlm.secrets import REDACTOR, load_env_file
+from .common.secrets import REDACTOR, load_env_file
+from .rlm import Config, ConfigError, RLMError, load_config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 app = typer.Typer(
@@ -103,10 +102,10 @@ def execute(
 ) -> int:
     """Run the pipeline with live progress, write the patch and print the summary. Returns the exit code.
     With `-o`, stdout carries the root's answer; with `as_json`, a JSON summary instead."""
+    from . import rlm as engine
     from .cli_run import PATCH_KEPT, PATCH_NONE, CliReporter, exit_code, json_summary, run_cli, write_report
     from .pipeline import OutcomeKind, Phase, RunRequest, RunSettings
-    from .rlm import engine
-    from .rlm.trace import summary_markdown
+    from .rlm import summary_markdown
 
     if (
         not config.model.name.startswith("scripted/")
@@ -118,9 +117,9 @@ def execute(
             "(set it, or pass --env-file).",
         )
     if config.sandbox.backend == "daytona" and not os.environ.get("DAYTONA_API_KEY", "").strip():
-        from .rlm.sandbox.daytona_client import MISSING_KEY
+        from .rlm.sandbox import DAYTONA_MISSING_KEY
 
-        raise fail(MISSING_KEY)
+        raise fail(DAYTONA_MISSING_KEY)
     cancel = threading.Event()
     request = RunRequest(task=prompt, clone_url=repo, branch=branch, commit=commit, context=context)
     settings = RunSettings(config=config, results_dir=results_dir)
@@ -252,18 +251,18 @@ def demo(
     output: Path | None = typer.Option(None, "--output", "-o", help="write the patch here instead of stdout"),
 ) -> None:
     """The whole pipeline on a small bundled repository with a SCRIPTED model (no API key, no cost)."""
-    from .rlm import demo as demo_mod
+    from .rlm import DEMO_PROMPT, materialize_demo
 
     err.print(
         "[bold cyan]SCRIPTED DEMO[/bold cyan]: the model's replies are replayed from a bundled script; "
         "no model is called. The sandboxes, REPLs, sub-agents, patch and trace are real."
     )
-    repo_dir, script = demo_mod.materialize()
+    repo_dir, script = materialize_demo()
     config = _config(None, {"model.name": f"scripted/{script}"})
     code = execute(
         config,
         str(repo_dir),
-        demo_mod.PROMPT,
+        DEMO_PROMPT,
         branch=None,
         commit=None,
         output=output,
@@ -312,7 +311,7 @@ def sandboxes_reap(
     env_file: Path | None = typer.Option(None, "--env-file", help="a .env file with DAYTONA_API_KEY"),
 ) -> None:
     """Delete local sandbox directories and Daytona sandboxes of rollouts that are no longer running."""
-    from .rlm.sandbox.reap import reap_all
+    from .rlm.sandbox import reap_all
 
     _load_env_file(env_file)
     config = _config(config_path, {})

@@ -16,8 +16,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .rlm.fold import agent_of, fold, new_results
-from .rlm.trace import STATUS_ICONS, fmt_cost, fmt_duration
+from .rlm import STATUS_ICONS, agent_of, fmt_cost, fmt_duration, fold, new_results
 
 STATUS_STYLES = {
     "running": "yellow",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.rlm.config import Config, load_config
+from bot.rlm import Config, load_config
 
 pytest_plugins = ["tests.postgres"]  # the postgres_server / postgres_url fixtures
 
@@ -109,7 +109,7 @@ def py(code: str) -> str:
 def leftovers(cache_root: Path) -> list[str]:
     """What a finished rollout must not leave: sandbox directories (on disk or in /dev/shm) and
     processes whose command line or working directory mentions them or the cache."""
-    from bot.rlm.sandbox.local import sandbox_roots
+    from bot.rlm.sandbox.local.roots import sandbox_roots
 
     found: list[str] = []
     for root in sandbox_roots(cache_root):
@@ -121,7 +121,7 @@ def leftovers(cache_root: Path) -> list[str]:
 
 def run_dirs(cache_root: Path) -> list[Path]:
     """The rollout directories currently holding sandboxes for this cache."""
-    from bot.rlm.sandbox.local import sandbox_roots
+    from bot.rlm.sandbox.local.roots import sandbox_roots
 
     return [p for root in sandbox_roots(cache_root) if root.is_dir() for p in root.iterdir()]
 

@@ -8,9 +8,8 @@ import subprocess
 
 import pytest
 
-from bot.rlm import engine
+from bot.rlm import LiteLLMClient, engine
 from bot.rlm.instructions import INSTRUCTIONS_LIMIT
-from bot.rlm.llm import LiteLLMClient
 from bot.rlm.prompts import Budget, budget_text
 from bot.rlm.repl import driver
 from bot.rlm.rollout import REPORT_ROOT_ONLY

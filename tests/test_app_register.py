@@ -13,9 +13,9 @@ from html import unescape
 import pytest
 import requests
 
+from bot.common.secrets import load_env_file
 from bot.github import register as reg
 from bot.github.auth import AppSettings
-from bot.rlm.secrets import load_env_file
 from tests.fakes.github_fake import FakeGitHub
 
 

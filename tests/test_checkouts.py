@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from bot.rlm.repo import prepare_repo
-from bot.rlm.sandbox.checkouts import Checkouts, PrioritySlots
+from bot.rlm.sandbox.local.checkout.copies import CopiedCheckouts, PrioritySlots
 
 
 def test_priority_slots_serve_the_deepest_waiter_first():
@@ -45,7 +45,7 @@ def test_pool_hands_out_ready_copies_within_the_budget(make_repo, tmp_path):
     prepared = prepare_repo(str(repo), tmp_path / "cache")
     root = tmp_path / "sandboxes"
     root.mkdir()
-    checkouts = Checkouts(prepared, root, limit=5, pool_size=3)
+    checkouts = CopiedCheckouts(prepared, root, limit=5, pool_size=3)
     checkouts.template()
 
     def pooled() -> list[Path]:
@@ -54,7 +54,7 @@ def test_pool_hands_out_ready_copies_within_the_budget(make_repo, tmp_path):
     assert _wait_for(lambda: len(pooled()) == 3)
     ready = set(pooled())
     taken = [checkouts.take(f"root.{i}-x", priority=1) for i in range(2)]
-    for workdir, admin in taken:
+    for workdir, admin in ((c.path, c.admin) for c in taken):
         assert (workdir / "a.py").read_text() == "x = 1\n" and (workdir / "dir" / "b.txt").exists()
         assert (workdir / ".git").read_text() == f"gitdir: {admin}\n"
         head = subprocess.run(
@@ -68,7 +68,7 @@ def test_pool_hands_out_ready_copies_within_the_budget(make_repo, tmp_path):
     assert len(pooled()) == 3
     checkouts.close()
     assert pooled() == []
-    assert all(w.exists() for w, _ in taken)  # handed-out checkouts belong to their sandboxes
+    assert all(c.path.exists() for c in taken)  # handed-out checkouts belong to their sandboxes
 
 
 def test_pinned_commits_in_the_cache_are_bounded(make_repo, tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli_run import PATCH_NOT_WRITTEN
-from bot.rlm.config import ConfigError, load_config
+from bot.rlm import ConfigError, load_config
 from tests.conftest import leftovers, py, run_dirs
 
 RLM = [sys.executable, "-m", "bot"]

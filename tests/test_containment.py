@@ -18,13 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from bot.rlm.config import load_config
+from bot.rlm import load_config
 from bot.rlm.patch import PATCH_TOO_LARGE, PatchTooLarge
 from bot.rlm.repl.session import MESSAGE_TOO_LARGE, ReplSession
 from bot.rlm.repo import prepare_repo
-from bot.rlm.sandbox import cgroups, local, roots
-from bot.rlm.sandbox.bwrap import SANDBOX_UID, SANDBOX_USER, bwrap_works
-from bot.rlm.sandbox.local import MEMORY_CAP_HIT, LocalSandboxProvider
+from bot.rlm.sandbox.local import provider as local
+from bot.rlm.sandbox.local import roots
+from bot.rlm.sandbox.local.isolation import cgroups
+from bot.rlm.sandbox.local.isolation.bwrap import SANDBOX_UID, SANDBOX_USER, bwrap_works
+from bot.rlm.sandbox.local.provider import LocalSandboxProvider
+from bot.rlm.sandbox.local.sandbox import MEMORY_CAP_HIT
 
 needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here")
 needs_caps = pytest.mark.skipif(
@@ -388,7 +391,7 @@ def test_tmp_and_each_file_are_capped_on_disk(box):
 @pytest.mark.skipif(not cgroups.available(), reason="no writable cgroup: memory is capped per process only")
 def test_checkout_writes_in_memory_count_against_the_memory_cap(box):
     b = box()
-    if not b.sandbox.path.is_relative_to(local.SHM):
+    if not b.sandbox.path.is_relative_to(roots.SHM):
         pytest.skip("the checkout is on disk here, not in memory-backed /dev/shm")
     result = b.run(
         """
@@ -437,7 +440,7 @@ def test_a_squatted_shm_directory_is_neither_followed_nor_deleted(make_repo, tmp
     config = load_config(None, {"sandbox.cache_dir": str(tmp_path / "cache"), **LIMITS}, environ={})
     prepared = prepare_repo(str(repo_dir), config.cache_root())
     victim = subprocess.Popen(["sleep", "60"], user=65534, group=65534, start_new_session=True)
-    squat = local.shm_root(config.cache_root())  # the real /dev/shm/rlm-bot-<uid>/<digest>
+    squat = roots.shm_root(config.cache_root())  # the real /dev/shm/rlm-bot-<uid>/<digest>
     try:
         squat.parent.mkdir(parents=True, exist_ok=True)
         rollout = _victim_tree(squat, victim)
@@ -456,9 +459,9 @@ def test_a_squatted_shm_directory_is_neither_followed_nor_deleted(make_repo, tmp
         monkeypatch.setattr(roots, "SHM", tmp_path / "shm")
         monkeypatch.setattr(local, "SHM", tmp_path / "shm")
         (tmp_path / "shm").mkdir()
-        os.symlink(elsewhere, local.shm_root(config.cache_root()).parent)
-        link_rollout = _victim_tree(elsewhere / local.shm_root(config.cache_root()).name, victim)
-        local.reap_leftovers(config.cache_root())
+        os.symlink(elsewhere, roots.shm_root(config.cache_root()).parent)
+        link_rollout = _victim_tree(elsewhere / roots.shm_root(config.cache_root()).name, victim)
+        roots.reap_leftovers(config.cache_root())
         provider = LocalSandboxProvider(config, prepared, "mine2")
         provider.close()
         assert (link_rollout / "precious.txt").exists()
@@ -481,7 +484,7 @@ def test_reaping_signals_only_processes_it_can_prove_it_started(tmp_path):
         (dead / "owner.json").write_text(
             json.dumps({"owner": [2**22 + 5, "1"], "drivers": [[bystander.pid, "1"]]})
         )
-        assert local.reap_leftovers(cache) == ["dead-rollout"]
+        assert roots.reap_leftovers(cache) == ["dead-rollout"]
         assert not dead.exists()
         assert bystander.poll() is None
     finally:

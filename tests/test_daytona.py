@@ -22,18 +22,15 @@ from daytona.common.errors import (
     DaytonaTimeoutError,
 )
 
-from bot.rlm.config import load_config
-from bot.rlm.errors import SandboxError
-from bot.rlm.llm import LiteLLMClient
+from bot.common.secrets import REDACTOR
+from bot.rlm import LiteLLMClient, Rollout, SandboxError, Trace, load_config, new_run_id
 from bot.rlm.repl.session import ReplSession
 from bot.rlm.repo import prepare_repo
-from bot.rlm.rollout import Rollout, new_run_id
-from bot.rlm.sandbox import daytona_client as dc
 from bot.rlm.sandbox import make_provider
-from bot.rlm.sandbox.daytona import DaytonaSandboxProvider, canonical_patch
-from bot.rlm.sandbox.daytona_transport import REQUEST_TIMEOUT
-from bot.rlm.secrets import REDACTOR
-from bot.rlm.trace import Trace
+from bot.rlm.sandbox.daytona import client as dc
+from bot.rlm.sandbox.daytona.provider import DaytonaSandboxProvider
+from bot.rlm.sandbox.daytona.sandbox import canonical_patch
+from bot.rlm.sandbox.daytona.transport import REQUEST_TIMEOUT
 from tests.conftest import commit_files, git, py
 from tests.fakes.daytona_fake import FakeDaytona
 
@@ -119,7 +116,7 @@ def test_bundle_holds_only_the_pinned_commit(tmp_path, make_repo):
     git(prepared.cache, "fetch", "-q", str(repo_dir), "secret-branch")  # the cache holds more than the commit
     provider = DaytonaSandboxProvider(config, prepared, "run-b", client=FakeDaytona(root=tmp_path / "d"))
     try:
-        bundle = provider._bundle_path()
+        bundle = provider.bundle_path()
         heads = git(tmp_path, "bundle", "list-heads", str(bundle)).splitlines()
         assert [h.split()[0] for h in heads] == [base]
         clone = tmp_path / "clone"

@@ -7,12 +7,12 @@ import os
 
 import pytest
 
-from bot.rlm.config import load_config
+from bot.rlm import load_config
 from bot.rlm.patch import check_applies
 from bot.rlm.repl.session import ReplSession
 from bot.rlm.repo import prepare_repo
-from bot.rlm.sandbox.daytona import DaytonaSandboxProvider
-from bot.rlm.sandbox.daytona_client import LABEL_ROLLOUT, list_labelled
+from bot.rlm.sandbox.daytona.client import LABEL_ROLLOUT, list_labelled
+from bot.rlm.sandbox.daytona.provider import DaytonaSandboxProvider
 
 pytestmark = [
     pytest.mark.live,

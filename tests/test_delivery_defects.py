@@ -327,7 +327,7 @@ def test_the_action_hands_the_daytona_key_on_without_the_process_environment(
     tmp_path, make_repo, write_script, monkeypatch
 ):
     """main put the key into os.environ, where every later child process (git, sandboxes) saw it."""
-    from bot.rlm.errors import SandboxError
+    from bot.rlm import SandboxError
     from tests.fakes.action_env import REPO as ACTION_REPO
     from tests.fakes.action_env import bare_remote, make_job
 
@@ -338,7 +338,7 @@ def test_the_action_hands_the_daytona_key_on_without_the_process_environment(
         seen.update(key=api_key, environ=os.environ.get("DAYTONA_API_KEY"))
         raise SandboxError("no Daytona in this test")
 
-    monkeypatch.setattr("bot.rlm.sandbox.daytona_client.make_client", make_client)
+    monkeypatch.setattr("bot.rlm.sandbox.daytona.client.make_client", make_client)
     monkeypatch.delenv("DAYTONA_API_KEY", raising=False)
     src, _ = make_repo({"calc.py": "x = 1\n"}, name="src")
     remote = bare_remote(src, tmp_path)

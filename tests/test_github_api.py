@@ -10,10 +10,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from bot.common.secrets import REDACTOR
 from bot.github.api import GitHubAPI, GitHubError
 from bot.github.auth import JWT_BACKDATE, AppAuth, AppSettings, AppSettingsError, basic_auth_header
 from bot.github.permissions import WRITE_PERMISSIONS, may_run
-from bot.rlm.secrets import REDACTOR
 from tests.fakes.github_app import private_key_pem
 from tests.fakes.github_fake import FakeGitHub
 

@@ -7,7 +7,7 @@ import pytest
 from bot.github import report
 from bot.github.commands import HELP_TEXT, Command, help_text, parse_command
 from bot.github.repo_config import KEY_NOT_ALLOWED, MODEL_NOT_ALLOWED, SECTION_NOT_ALLOWED, apply_repo_config
-from bot.rlm.config import load_config
+from bot.rlm import load_config
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from bot.github import report
 from bot.github.api import GitHubAPI, GitHubError
 from bot.github.pull_request import created_by_bot, push_commit
 from bot.github.repo_config import BAD_DELIVERY_VALUE, DeliveryPrefs, PullRequestMode, repo_settings
-from bot.rlm.config import load_config
+from bot.rlm import load_config
 from bot.rlm.patch import diff_worktree
 from bot.rlm.repo import prepare_repo
 from tests.conftest import commit_files

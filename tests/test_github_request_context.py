@@ -192,7 +192,7 @@ def test_stage_fills_the_request_once_and_a_github_failure_is_a_note(fake, tmp_p
     from bot.github.report import CONTEXT_UNAVAILABLE
     from bot.github.request_context import RequestContextStage
     from bot.pipeline import NullReporter, RunRequest, RunSettings, RunState
-    from bot.rlm.config import load_config
+    from bot.rlm import load_config
 
     class Notes(NullReporter):
         def __init__(self):

@@ -10,7 +10,7 @@ import pytest
 from litellm import CustomLLM
 from litellm.llms.custom_llm import CustomLLMError
 
-from bot.rlm.config import ModelConfig
+from bot.rlm import ModelConfig
 from bot.rlm.errors import LLMError, TimeExceeded
 from bot.rlm.llm import CallContext, LiteLLMClient, UsageMeter
 from bot.rlm.scripted import ScriptError, parse_script, pick_response

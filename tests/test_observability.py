@@ -16,7 +16,7 @@ import requests
 from bot import logcontext
 from bot.jobs import StoreUnavailable, open_store, safe_target
 from bot.jobs.postgres import PostgresJobStore
-from bot.rlm.config import Config
+from bot.rlm import Config
 from tests.fakes.github_app import SECRET, comment_payload, post_event, private_key_pem, serve, wait_for
 from webhooks import ServerConfig, create_app
 from webhooks.observability import DB_UNREACHABLE
@@ -50,9 +50,9 @@ def test_a_postgres_url_is_not_a_sqlite_path_and_its_password_is_never_shown(tmp
 
 
 def test_intake_only_runs_no_worker_and_needs_no_sandbox(tmp_path, monkeypatch):
-    from bot.rlm.sandbox import local
+    import bot.rlm.sandbox as sandboxes
 
-    monkeypatch.setattr(local, "bwrap_works", lambda: False)  # an intake machine without user namespaces
+    monkeypatch.setattr(sandboxes, "bwrap_works", lambda: False)  # an intake machine without user namespaces
     monkeypatch.setenv("GITHUB_APP_ID", "9")
     monkeypatch.setenv("GITHUB_PRIVATE_KEY", private_key_pem())
     monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", SECRET)

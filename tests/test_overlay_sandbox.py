@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.rlm.config import load_config
-from bot.rlm.errors import SandboxError
+from bot.rlm import SandboxError, load_config
 from bot.rlm.patch import apply_to_dir, check_applies
 from bot.rlm.repl.session import ReplSession
 from bot.rlm.repo import prepare_repo
-from bot.rlm.sandbox import local, overlay, shared_checkouts
-from bot.rlm.sandbox.local import LocalSandboxProvider
+from bot.rlm.sandbox.local import provider as local
+from bot.rlm.sandbox.local.checkout import overlay
+from bot.rlm.sandbox.local.checkout import shared as shared_checkouts
+from bot.rlm.sandbox.local.provider import LocalSandboxProvider
 from tests.conftest import git
 
 FILES = {
@@ -249,7 +250,7 @@ from pathlib import Path
 from bot.rlm.config import load_config
 from bot.rlm.repl.session import ReplSession
 from bot.rlm.repo import prepare_repo
-from bot.rlm.sandbox.local import LocalSandboxProvider
+from bot.rlm.sandbox.local.provider import LocalSandboxProvider
 
 home = Path(sys.argv[1])
 env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
@@ -295,7 +296,7 @@ def _readable_packages(dest: Path) -> Path:
     import sysconfig
 
     probe = (
-        "import sys, bot.rlm.config, bot.rlm.repl.session, bot.rlm.repo, bot.rlm.sandbox.local\n"
+        "import sys, bot.rlm.config, bot.rlm.repl.session, bot.rlm.repo, bot.rlm.sandbox.local.provider\n"
         "print('\\n'.join(m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None)))"
     )
     files = subprocess.run(

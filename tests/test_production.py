@@ -18,7 +18,7 @@ import requests
 
 from bot.github import report
 from bot.jobs import open_store
-from bot.rlm.sandbox.daytona import reap_all
+from bot.rlm.sandbox import reap_all
 from tests.conftest import py
 from tests.fakes.app_env import REPO, finished
 from tests.fakes.github_app import comment_payload, examples, post_event, wait_for

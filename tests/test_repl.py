@@ -8,7 +8,7 @@ import pytest
 
 from bot.rlm import engine
 from bot.rlm.repl import driver
-from bot.rlm.sandbox.local import bwrap_works
+from bot.rlm.sandbox import bwrap_works
 from tests.conftest import leftovers, py
 
 

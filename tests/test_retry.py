@@ -1,10 +1,10 @@
-"""bot.retry: the one backoff policy the model client, GitHub and Daytona share."""
+"""bot.common.retry: the one backoff policy the model client, GitHub and Daytona share."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.retry import backoff, call_with_retries
+from bot.common.retry import backoff, call_with_retries
 
 
 class Flaky(Exception):

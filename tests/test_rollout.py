@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from bot.rlm import engine
+from bot.rlm import engine, fold_events, public, read_events, summary_markdown
 from bot.rlm.patch import apply_to_dir
-from bot.rlm.trace import fold_events, public, read_events, summary_markdown
 from tests.conftest import commit_files, git, leftovers, py
 
 TREE_SCRIPT = [
@@ -168,17 +167,17 @@ def test_binary_and_deleted_files_survive_the_patch(make_repo, write_script, mak
 
 
 def test_checkouts_go_to_work_dir_or_memory_backed_shm(make_repo, write_script, make_config, tmp_path):
-    from bot.rlm.sandbox import local
+    from bot.rlm.sandbox.local import roots
 
     repo, _ = make_repo({"big.txt": "x" * 10_000, "small.txt": "y"})
     script = write_script([{"task": "", "responses": [py("import os\nFINAL(os.getcwd())")]}])
     config = make_config(script, sandbox__work_dir=str(tmp_path / "work"))
     prepared = engine.prepare(config, str(repo))
-    assert local.checkout_bytes(prepared) == 10_001
+    assert roots.checkout_bytes(prepared) == 10_001
     result = engine.run(config, prepared, "Where am I")
     assert result.answer.startswith(str(tmp_path / "work" / "sandboxes"))
     # Default: /dev/shm when it has room for max_sandboxes checkouts, else the cache directory.
     auto = make_config(script)
-    assert local.choose_root(auto, prepared) == local.shm_root(auto.cache_root())
+    assert roots.choose_root(auto, prepared) == roots.shm_root(auto.cache_root())
     huge = make_config(script, rlm__max_sandboxes=10**9)
-    assert local.choose_root(huge, prepared) == huge.cache_root()
+    assert roots.choose_root(huge, prepared) == huge.cache_root()

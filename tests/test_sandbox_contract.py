@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.rlm.config import load_config
+from bot.rlm import load_config
 from bot.rlm.errors import Cancelled
 from bot.rlm.patch import PATCH_TOO_LARGE, PatchTooLarge, apply_to_dir, check_applies
 from bot.rlm.repl.session import MESSAGE_TOO_LARGE, ReplSession
 from bot.rlm.repo import prepare_repo
 from bot.rlm.sandbox import make_provider
-from bot.rlm.sandbox.daytona import DaytonaSandboxProvider
+from bot.rlm.sandbox.daytona.provider import DaytonaSandboxProvider
 from tests.conftest import git, leftovers
 from tests.fakes.daytona_fake import FakeDaytona
 
@@ -270,7 +270,7 @@ def test_close_destroys_every_sandbox(backend):
     backend.provider.close()
     backend.provider.close()
     assert not any(backend.area(s).exists() for s in sandboxes)
-    from bot.rlm.errors import SandboxError
+    from bot.rlm import SandboxError
 
     with pytest.raises(SandboxError):
         backend.provider.create("late")

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.rlm import engine
-from bot.rlm.text import REPLACEMENT, clean_obj, clean_text
-from bot.rlm.trace import fold_events, read_events, summary_markdown
+from bot.common.text import REPLACEMENT, clean_obj, clean_text
+from bot.rlm import engine, fold_events, read_events, summary_markdown
 from tests.conftest import py
 
 PRINTS = py(

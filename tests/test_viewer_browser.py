@@ -20,8 +20,7 @@ import pytest
 import yaml
 
 from bench.synthetic import synthetic_events, write_synthetic
-from bot.rlm import engine
-from bot.rlm.config import load_config
+from bot.rlm import engine, load_config
 from bot.viewer import make_server
 from bot.viewer.server import in_background
 from tests.conftest import commit_files, git, py

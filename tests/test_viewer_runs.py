@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.synthetic import synthetic_events, write_synthetic
-from bot.rlm.fold import read_head
-from bot.rlm.trace import fold_events, public
+from bot.rlm import fold_events, public, read_head
 from bot.viewer.runs import (
     NotARun,
     RunFiles,

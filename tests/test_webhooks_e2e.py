@@ -13,7 +13,7 @@ import requests
 from bot.github import report
 from bot.github.commands import help_text
 from bot.github.permissions import not_allowed
-from bot.rlm.trace import summary_markdown
+from bot.rlm import summary_markdown
 from tests.conftest import py
 from tests.fakes.app_env import REPO, Worlds, collapse, finished
 from tests.fakes.github_app import comment_payload, post_event, serve, wait_for

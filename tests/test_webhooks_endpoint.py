@@ -292,7 +292,7 @@ def test_parse_command_contract():
 
 
 def test_server_config_from_env(tmp_path):
-    from bot.rlm.config import Config
+    from bot.rlm import Config
     from tests.fakes.github_app import private_key_pem
 
     env = {
@@ -321,12 +321,12 @@ def test_server_config_from_env(tmp_path):
 
 def test_server_refuses_unisolated_sandboxes_unless_told(monkeypatch):
     """A server holds others' secrets: no bubblewrap means no start, unless isolation is 'none'."""
+    import bot.rlm.sandbox as sandboxes
     from bot.github.auth import AppSettingsError
-    from bot.rlm.config import load_config
-    from bot.rlm.sandbox import local
+    from bot.rlm import load_config
     from webhooks.serve import UNISOLATED, check_isolation
 
-    monkeypatch.setattr(local, "bwrap_works", lambda: False)  # a container without user namespaces
+    monkeypatch.setattr(sandboxes, "bwrap_works", lambda: False)  # a container without user namespaces
     with pytest.raises(AppSettingsError) as refused:
         check_isolation(load_config(None, environ={}))
     assert str(refused.value) == UNISOLATED

@@ -322,7 +322,7 @@ def test_http_settings_from_the_environment():
 
 
 def test_rlm_serve_refuses_a_bad_http_setting_in_one_sentence(monkeypatch):
-    from bot.rlm.config import Config
+    from bot.rlm import Config
     from webhooks.serve import AppSettingsError, build_config
 
     engine = Config()

@@ -9,8 +9,8 @@ import logging
 import pytest
 from gidgethub import sansio
 
+from bot.common.secrets import REDACTOR
 from bot.jobs import NewJob
-from bot.rlm.secrets import REDACTOR
 from tests.fakes.github_app import comment_payload, review_comment_payload
 from webhooks import context
 from webhooks.context import Delivery

@@ -11,7 +11,7 @@ from bot.github.app_worker import WorkerSettings
 from bot.github.auth import AppSettings, AppSettingsError
 from bot.github.repo_config import RepoSetup, repo_setup_policy
 from bot.jobs import DEFAULT_LEASE, is_postgres_url
-from bot.rlm.config import Config
+from bot.rlm import Config
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
 NOT_SECONDS = "{name} must be a positive number of seconds, not {value!r}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.rlm.text import clean_text
+from bot.common.text import clean_text
 
 MAX_DEPTH = 64  # GitHub's payloads nest about 6 deep
 MAX_INT = 2**63 - 1

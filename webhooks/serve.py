@@ -12,9 +12,9 @@ import argparse
 import logging
 from pathlib import Path
 
+from bot.common.secrets import REDACTOR
 from bot.github.auth import AppSettingsError
-from bot.rlm.config import Config, load_config
-from bot.rlm.secrets import REDACTOR
+from bot.rlm import Config, load_config
 
 from .app import create_app
 from .config import ServerConfig
@@ -66,7 +66,7 @@ UNISOLATED = (
 def check_isolation(engine: Config) -> None:
     """A server holds other people's secrets: with the local backend it will not fall back to
     unisolated sandboxes unless the operator says so (sandbox.isolation: none)."""
-    from bot.rlm.sandbox.local import bwrap_works
+    from bot.rlm.sandbox import bwrap_works
 
     if engine.sandbox.backend == "local" and engine.sandbox.isolation == "auto" and not bwrap_works():
         raise AppSettingsError(UNISOLATED)
@@ -85,7 +85,7 @@ def build_config(engine: Config, *, workers: int | None = None, db: str | Path |
 
 def reap_at_start(config: ServerConfig) -> None:
     """Remove sandboxes that killed processes left behind (housekeeping: never stops a start)."""
-    from bot.rlm.sandbox.daytona import reap_all
+    from bot.rlm.sandbox import reap_all
 
     try:
         reaped = reap_all(config.engine)

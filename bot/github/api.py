@@ -1,7 +1,7 @@
 """GitHub's REST API, as the bot uses it: PyGithub's transport with our own bounded retries.
 
 Every write that carries user-visible text (comments, PR bodies, commit messages) is redacted here,
-so no caller can leak a secret by forgetting to. Retries (bot.retry, tenacity) cover
+so no caller can leak a secret by forgetting to. Retries (bot.common.retry, tenacity) cover
 rate limits (429, a secondary-limit 403; `retry-after` honoured) always, and 5xx or a dropped
 connection for reads and for writes that are idempotent or whose effect is checked first.
 """
@@ -19,8 +19,8 @@ import requests
 from github import Github, GithubException
 from github.Auth import AppAuthToken, Auth, Token
 
-from bot.retry import call_with_retries
-from bot.rlm.secrets import REDACTOR
+from bot.common.retry import call_with_retries
+from bot.common.secrets import REDACTOR
 
 from .failure import MISSING, Failure, GitHubError
 
@@ -64,7 +64,7 @@ class GitHubAPI:
         else:
             auth = token
         self._auth = auth
-        # PyGithub's own retry and throttling are off: bot.retry is the one place that waits, and
+        # PyGithub's own retry and throttling are off: bot.common.retry is the one place that waits, and
         # it knows which writes may be repeated.
         self._gh = Github(
             auth=auth,

@@ -14,7 +14,7 @@ from pathlib import Path
 from bot import pipeline
 from bot.jobs import CONTROL_LANE, RUN_LANE, DuplicateDelivery, Job, JobStore, NewJob, WorkerPool
 from bot.pipeline import NullReporter, OutcomeKind, Reporters, RunOutcome, RunRequest, RunSettings
-from bot.rlm.config import Config
+from bot.rlm import Config
 
 from . import report
 from .api import GitHubAPI, GitHubError

@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from github import Auth, Github, GithubException
 
-from bot.rlm.secrets import REDACTOR
+from bot.common.secrets import REDACTOR
 
 from .api import DEFAULT_API_URL, GitHubAPI, GitHubError
 

@@ -12,10 +12,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from bot.common.secrets import REDACTOR
 from bot.pipeline import NullReporter, OutcomeKind, Phase, RunOutcome, RunRequest
-from bot.rlm.findings import Finding
-from bot.rlm.secrets import REDACTOR
-from bot.rlm.trace import summary_markdown
+from bot.rlm import Finding, summary_markdown
 
 from .api import GitHubAPI, GitHubError
 from .review import unique

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.pipeline import OutcomeKind, RunOutcome, RunRequest, RunState, Target
-from bot.rlm.findings import RunMode
+from bot.rlm import RunMode
 
 from . import report, review
 from .api import GitHubAPI, GitHubError

@@ -11,8 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.rlm.patch import FileChange, changed_files
-from bot.rlm.repo import PreparedRepo, git
+from bot.rlm import FileChange, PreparedRepo, changed_files, git
 
 from .api import GitHubAPI, GitHubError
 

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 
-from bot.rlm.secrets import REDACTOR
+from bot.common.secrets import REDACTOR
 
 log = logging.getLogger(__name__)
 

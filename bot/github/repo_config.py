@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from bot.rlm.config import Config, ConfigError, validate_partial
+from bot.rlm import Config, ConfigError, validate_partial
 
 from .api import GitHubAPI
 from .report import REPO_CONFIG_PROBLEM

@@ -9,10 +9,10 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from bot.rlm.trace import count, fmt_duration, fmt_spend, summary_markdown, totals_line
+from bot.rlm import count, fmt_duration, fmt_spend, summary_markdown, totals_line
 
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to word a reply
-    from bot.rlm.rollout import RolloutResult
+    from bot.rlm import RolloutResult
 
 # ---------------------------------------------------------------- reactions
 REACTION_SEEN = "eyes"
@@ -56,7 +56,7 @@ ACK_REACTION_FAILED = "⚠️ Could not add the 👀 reaction to the command ({e
 CUT_MARKER = "\n\n… cut here: GitHub allows {limit} characters. The rest is at {url}"
 CUT_MARKER_LOCAL = "\n\n… cut here: GitHub allows {limit} characters. The rest is in the server's results."
 OUTCOME_NO_CHANGES = "✅ Done, but the agents changed no files, so there is no pull request."
-OUTCOME_ANSWER = "💬 Answered (no files were changed):"
+OUTCOME_ANSWER = "💬 Answered; no files were changed."
 ANSWER_REPORT = "<details><summary>📋 Report from the agents</summary>\n\n{report}\n\n</details>"
 OUTCOME_ONLY_WORKFLOWS = (
     "⚠️ Done, but every change was under `.github/workflows/`, which this app may not push. The patch: {patch}"

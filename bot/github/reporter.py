@@ -11,8 +11,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from bot.common.secrets import REDACTOR
 from bot.pipeline import NullReporter, OutcomeKind, Phase, RunOutcome, RunRequest
-from bot.rlm.secrets import REDACTOR
 
 from . import report
 from .api import GitHubAPI, GitHubError

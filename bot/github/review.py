@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bot.pipeline import OutcomeKind, RunOutcome
-from bot.rlm.findings import Finding
-from bot.rlm.trace import summary_markdown
+from bot.rlm import Finding, summary_markdown
 
 from .api import GitHubAPI, GitHubError
 
 if TYPE_CHECKING:
-    from bot.rlm.rollout import RolloutResult
+    from bot.rlm import RolloutResult
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from bot.rlm.trace import fold, new_results
+from bot.rlm import fold, new_results
 
 from . import report
 from .api import GitHubAPI, GitHubError

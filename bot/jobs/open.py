@@ -58,7 +58,7 @@ def open_store(target: str | Path, *, lease_seconds: float = DEFAULT_LEASE) -> J
 
 
 def _cannot_open(target: str | Path, e: Exception) -> str:
-    from bot.rlm.secrets import REDACTOR
+    from bot.common.secrets import REDACTOR
 
     reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
     return CANNOT_OPEN.format(target=safe_target(target), reason=REDACTOR.redact(reason).rstrip("."))

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg.rows import dict_row
 
-from bot.rlm.secrets import REDACTOR
+from bot.common.secrets import REDACTOR
 
 from .sql import DEFAULT_LEASE, SqlJobStore, Tx, migrate
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to describe an outcome
-    from bot.rlm.rollout import RolloutResult
+    from bot.rlm import RolloutResult
 
 
 class OutcomeKind(str, enum.Enum):

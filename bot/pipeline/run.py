@@ -14,15 +14,11 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import bot.rlm as engine
+from bot.common.secrets import REDACTOR
 from bot.github import report
 from bot.github.api import GitHubError
-from bot.rlm import engine
-from bot.rlm.config import ConfigError
-from bot.rlm.errors import RLMError
-from bot.rlm.findings import RunMode
-from bot.rlm.patch import PatchError
-from bot.rlm.run_id import new_run_id
-from bot.rlm.secrets import REDACTOR
+from bot.rlm import ConfigError, PatchError, RLMError, RunMode, new_run_id
 
 from .outcome import OutcomeKind, RunOutcome
 from .protocols import Deliverer, NullReporter, Phase, Reporter
@@ -30,7 +26,7 @@ from .request import RunRequest
 from .state import RunSettings, RunState
 
 if TYPE_CHECKING:
-    from bot.rlm.rollout import RolloutResult
+    from bot.rlm import RolloutResult
 
 log = logging.getLogger(__name__)
 

@@ -7,15 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.rlm.config import Config
+from bot.rlm import Config
 
 from .outcome import Target
 from .request import RunRequest
 
 if TYPE_CHECKING:
-    from bot.rlm.llm import ModelClient
-    from bot.rlm.repo import PreparedRepo
-    from bot.rlm.rollout import RolloutResult
+    from bot.rlm import ModelClient, PreparedRepo, RolloutResult
 
     from .protocols import Stage
 

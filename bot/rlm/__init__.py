@@ -1,0 +1,114 @@
+"""The engine: a deep recursive language-model agent tree on one commit of a repository.
+
+This module is its public surface: code outside `bot/rlm` imports from here (and sandbox
+backends from `bot.rlm.sandbox`), never deeper. Where to look inside:
+
+- engine.py      the front door: `prepare` the repository, then `run` one rollout
+- rollout.py     the tree: budgets, deadline, cancellation, sub-agents, the patch
+- agent.py       one agent's loop (LLM call -> code blocks -> REPL -> FINAL), limits in limits.py
+- repl/          the driver inside each sandbox and the host's session with it
+- sandbox/       where agents run: local (bubblewrap, copy-on-write checkouts) or daytona
+- llm.py, scripted.py   the model client (litellm) and the deterministic scripted model
+- trace.py, fold.py     events while it runs, the results JSON, the markdown summary
+- config.py      the typed configuration (config.yaml, RLM_* overrides)
+
+Importing this package is cheap: the model client (litellm) loads when a run starts, or when one
+of the lazily loaded names below (`RolloutResult`, `Rollout`, `ModelClient`, `LiteLLMClient`) is
+first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .config import Config, ConfigError, ModelConfig, load_config, validate_partial
+from .demo import PROMPT as DEMO_PROMPT
+from .demo import materialize as materialize_demo
+from .engine import default_api_key, prepare, run
+from .errors import LLMError, RepoError, RLMError, SandboxError
+from .findings import Finding, RunMode
+from .fold import EventKind, agent_of, fold, fold_events, new_results, public, read_head
+from .patch import FileChange, PatchError, changed_files
+from .repo import PreparedRepo, git
+from .run_id import new_run_id
+from .status import Status
+from .trace import (
+    COST_UNKNOWN,
+    STATUS_ICONS,
+    Trace,
+    count,
+    fmt_cost,
+    fmt_duration,
+    fmt_spend,
+    read_events,
+    summary_markdown,
+    totals_line,
+    write_json_atomic,
+)
+
+if TYPE_CHECKING:
+    from .llm import LiteLLMClient, ModelClient
+    from .rollout import Rollout, RolloutResult
+
+__all__ = [
+    "COST_UNKNOWN",
+    "DEMO_PROMPT",
+    "STATUS_ICONS",
+    "Config",
+    "ConfigError",
+    "EventKind",
+    "FileChange",
+    "Finding",
+    "LLMError",
+    "LiteLLMClient",
+    "ModelClient",
+    "ModelConfig",
+    "PatchError",
+    "PreparedRepo",
+    "RLMError",
+    "RepoError",
+    "RunMode",
+    "Rollout",
+    "RolloutResult",
+    "SandboxError",
+    "Status",
+    "Trace",
+    "agent_of",
+    "changed_files",
+    "count",
+    "default_api_key",
+    "fmt_cost",
+    "fmt_duration",
+    "fmt_spend",
+    "fold",
+    "fold_events",
+    "git",
+    "load_config",
+    "materialize_demo",
+    "new_results",
+    "new_run_id",
+    "prepare",
+    "public",
+    "read_events",
+    "read_head",
+    "run",
+    "summary_markdown",
+    "totals_line",
+    "validate_partial",
+    "write_json_atomic",
+]
+
+_LAZY = {  # name -> module: these import litellm
+    "LiteLLMClient": "llm",
+    "ModelClient": "llm",
+    "Rollout": "rollout",
+    "RolloutResult": "rollout",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

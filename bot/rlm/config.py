@@ -1,7 +1,7 @@
 """Typed configuration: defaults < config.yaml < environment < CLI overrides.
 
 Every problem with a value becomes one `ConfigError` sentence naming the key and what is allowed.
-Secrets are never part of this config: they come from the environment when needed (see secrets.py).
+Secrets are never part of this config: they come from the environment when needed (see bot/common/secrets.py).
 """
 
 from __future__ import annotations

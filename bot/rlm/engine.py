@@ -1,6 +1,6 @@
 """The engine's front door: fetch the repo, wire model, sandboxes and trace, run one rollout.
 
-Callers (CLI, GitHub App worker, Action) use `run` and nothing deeper.
+Callers (CLI, GitHub App worker, Action) use `prepare` and `run` through `bot.rlm`, nothing deeper.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.common.secrets import REDACTOR
+from bot.common.text import clean_text
+
 from .config import Config
 from .findings import RunMode
 from .repo import PreparedRepo, prepare_repo
-from .secrets import REDACTOR
-from .text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,8 @@ def run(
     # Imported here: litellm takes seconds to import, and prepare() (which fails fast on a bad
     # repository) does not need it.
     from .llm import LiteLLMClient
-    from .rollout import Rollout, new_run_id
+    from .rollout import Rollout
+    from .run_id import new_run_id
     from .sandbox import make_provider
     from .trace import Trace
 

@@ -6,8 +6,8 @@ sees `$RLM_ENV` read-only at the same path (`ENV_IN_SANDBOX`), its `venv/bin` an
 PATH. The result is cached by `SetupSpec.key`: the commands, the network choice, the dependency
 manifests at the commit (`is_manifest`) and the backend's base (interpreter or image).
 
-Backends build it (`EnvironmentBuilder`): local (sandbox/local_env.py), daytona
-(sandbox/daytona_env.py). This module decides what to run, keys it, reports it as events and
+Backends build it (`EnvironmentBuilder`): local (sandbox/local/env.py), daytona
+(sandbox/daytona/env.py). This module decides what to run, keys it, reports it as events and
 turns a failure into an ending that costs no model call.
 """
 
@@ -21,11 +21,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
+from bot.common.enums import StrEnum
+
 from .errors import RLMError
+from .fold import EventKind
 from .repo import PreparedRepo, git
 
 if TYPE_CHECKING:
@@ -81,7 +83,7 @@ SETUP_CANCELLED = "The run was cancelled during the environment setup."
 AUTO_NOTHING = "setup: auto found no pyproject.toml, setup.py, requirements file or package-lock.json"
 
 
-class SetupStatus(str, Enum):
+class SetupStatus(StrEnum):
     OK = "ok"
     FAILED = "failed"
     TIMEOUT = "timeout"
@@ -283,10 +285,10 @@ def prepare_environment(
     spec = setup_spec(config, repo)
     if spec is None:
         if config.sandbox.setup == "auto":
-            trace.emit("setup_skipped", reason=AUTO_NOTHING)
+            trace.emit(EventKind.SETUP_SKIPPED, reason=AUTO_NOTHING)
         return None
     trace.emit(
-        "setup_started",
+        EventKind.SETUP_STARTED,
         commands=list(spec.commands),
         network=spec.network,
         auto=spec.auto,
@@ -298,7 +300,7 @@ def prepare_environment(
         env = builder.setup_environment(spec, cancel)
     except SetupFailed as e:
         trace.emit(
-            "setup_finished",
+            EventKind.SETUP_FINISHED,
             status=e.status.value,
             cached=False,
             error=str(e),
@@ -307,7 +309,7 @@ def prepare_environment(
         )
         raise
     trace.emit(
-        "setup_finished",
+        EventKind.SETUP_FINISHED,
         status=SetupStatus.OK.value,
         cached=env.cached,
         key=env.key[:16],

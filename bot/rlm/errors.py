@@ -6,6 +6,8 @@ root's ending onto the run's status.
 
 from __future__ import annotations
 
+from .status import Status
+
 
 class RLMError(Exception):
     """An error the user can act on; str() is a sentence that says what to do."""
@@ -26,11 +28,11 @@ class LLMError(RLMError):
 class AgentEnded(Exception):
     """Base of every way an agent's loop ends. `status` names the outcome in the trace."""
 
-    status = "failed"
+    status = Status.ERROR
 
 
 class Submitted(AgentEnded):
-    status = "completed"
+    status = Status.COMPLETED
 
     def __init__(self, answer: str):
         super().__init__("submitted")
@@ -40,7 +42,7 @@ class Submitted(AgentEnded):
 class LimitsExceeded(AgentEnded):
     """A budget ran out: `kind` is iterations, depth, sandboxes, cost."""
 
-    status = "budget"
+    status = Status.BUDGET
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -48,14 +50,14 @@ class LimitsExceeded(AgentEnded):
 
 
 class TimeExceeded(AgentEnded):
-    status = "timeout"
+    status = Status.TIMEOUT
 
 
 class Cancelled(AgentEnded):
-    status = "cancelled"
+    status = Status.CANCELLED
 
 
 class AgentFailed(AgentEnded):
     """The model or the sandbox failed in a way the agent cannot recover from."""
 
-    status = "error"
+    status = Status.ERROR

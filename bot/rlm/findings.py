@@ -8,9 +8,10 @@ are in the run's results (`results["findings"]`) in the order they were made.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from bot.common.enums import StrEnum
 
 MAX_FINDINGS_PER_BLOCK = 100  # what one code block may record (the driver stops at this too)
 MAX_FINDINGS = 500  # what a whole run keeps; more are dropped (the model is told)
@@ -19,14 +20,11 @@ MAX_SUGGESTION = 8_000  # characters of a suggested replacement
 MAX_PATH = 1_000
 
 
-class RunMode(str, enum.Enum):
+class RunMode(StrEnum):
     """What a run is for: a change (the patch is delivered) or a review (findings, no patch)."""
 
     CHANGE = "change"
     REVIEW = "review"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
-from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from bot.common.enums import StrEnum
+
+from .status import Status
 
 RESULTS_VERSION = 1
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "cost_usd", "unpriced_calls")
 
 
-class EventKind(str, Enum):
+class EventKind(StrEnum):
     ROLLOUT_STARTED = "rollout_started"
     AGENT_STARTED = "agent_started"
     SANDBOX_CREATED = "sandbox_created"
@@ -38,6 +41,7 @@ class EventKind(str, Enum):
     SETUP_STARTED = "setup_started"
     SETUP_FINISHED = "setup_finished"
     SETUP_SKIPPED = "setup_skipped"
+    REPORT = "report"  # the root handed back a report (its text is in rollout_finished)
     FINDING = "finding"  # a review finding an agent recorded with COMMENT
 
 
@@ -51,7 +55,7 @@ def new_results(run_id: str) -> dict[str, Any]:
     return {
         "version": RESULTS_VERSION,
         "run_id": run_id,
-        "status": "running",
+        "status": Status.RUNNING,
         "error": None,
         "answer": None,
         "report": None,
@@ -140,7 +144,7 @@ def _agent_started(results: dict, event: dict, t: float | None) -> None:
         "task": event.get("task", ""),
         "sandbox": None,
         "sandbox_seconds": None,
-        "status": "running",
+        "status": Status.RUNNING,
         "result": None,
         "error": None,
         "patch": None,

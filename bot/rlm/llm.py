@@ -19,11 +19,11 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm  # noqa: E402
 import openai  # noqa: E402
 
-from bot.retry import call_with_retries  # noqa: E402
+from bot.common.retry import call_with_retries  # noqa: E402
+from bot.common.text import clean_obj  # noqa: E402
 
 from .config import ModelConfig  # noqa: E402
 from .errors import LLMError, TimeExceeded  # noqa: E402
-from .text import clean_obj  # noqa: E402
 
 litellm.suppress_debug_info = True
 litellm.telemetry = False
@@ -144,7 +144,7 @@ class LiteLLMClient:
         return kw
 
     def complete(self, messages, ctx: CallContext, deadline: float | None) -> Completion:
-        """One completion, retried (bot.retry) on rate limits, timeouts and server errors within
+        """One completion, retried (bot.common.retry) on rate limits, timeouts and server errors within
         `max_retries` and the rollout's deadline."""
         start = time.monotonic()
         attempts = 0

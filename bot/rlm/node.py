@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .status import Status
+
 
 @dataclass
 class AgentNode:
@@ -15,7 +17,7 @@ class AgentNode:
     index: int | None = None
     iterations: int = 0
     children: list[AgentNode] = field(default_factory=list)
-    status: str = "running"
+    status: Status = Status.RUNNING
     answer: str | None = None
     error: str | None = None
     patch: str = ""  # a sub-agent's changes, taken by the host when it finished

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.common.text import clean_text
+
 from . import prompts
 from .agent import Agent
 from .call_pool import CallPool
@@ -21,7 +23,7 @@ from .config import Config
 from .environment import Environment, SetupFailed, SetupStatus, prepare_environment, prompt_note
 from .errors import AgentEnded, AgentFailed, LLMError, SandboxError, Submitted
 from .findings import MAX_FINDINGS, Finding, RunMode, parse_findings
-from .inherit import Inherited, inherit_note, inherited
+from .fold import EventKind
 from .instructions import RepoFacts, read_repo_facts
 from .limits import Limits
 from .llm import CallContext, ModelClient, UsageMeter
@@ -31,10 +33,9 @@ from .prep import SandboxPrep
 from .repl.driver import truncate
 from .repl.session import POLL, CallRefused, ExecResult
 from .repo import PreparedRepo
-from .run_id import new_run_id  # noqa: F401  (re-exported: callers import it from here)
 from .sandbox.base import Sandbox, SandboxProvider
-from .text import clean_text
-from .trace import EventKind, Trace
+from .status import Status
+from .trace import Trace
 
 REPORT_LIMIT = 60000  # characters of the root's REPORT kept (a PR body holds 65,536)
 CHILD_PATCH_TRACE_LIMIT = 200_000  # characters of a sub-agent's diff recorded in the trace
@@ -47,7 +48,7 @@ REPORT_ROOT_ONLY = "REPORT is for the root agent only; put your findings in your
 @dataclass
 class RolloutResult:
     run_id: str
-    status: str  # completed, timeout, budget, cancelled, error
+    status: Status
     answer: str | None
     error: str | None
     patch: str
@@ -103,7 +104,6 @@ class Rollout:
         self._calls = CallPool(config.rlm.max_concurrency, name="rlm-llm")
         self.root: AgentNode | None = None
         self.environment: Environment | None = None  # what setup produced, if anything
-        self.inherited: Inherited | None = None  # the host's prepared environment (sandbox.inherit)
 
     # ------------------------------------------------------------------ the run
 
@@ -111,7 +111,7 @@ class Rollout:
         self.limits.start()
         cfg = self.config
         self.trace.emit(
-            "rollout_started",
+            EventKind.ROLLOUT_STARTED,
             run_id=self.run_id,
             repo=self.repo.source,
             commit=self.repo.commit,
@@ -123,13 +123,12 @@ class Rollout:
             mode=self.mode.value,
         )
         self.root = AgentNode(id="root", task=self.prompt, depth=0)
-        status, error, patch, stats = "error", None, "", None
+        status, error, patch, stats = Status.ERROR, None, "", None
         self.repo_facts = read_repo_facts(self.repo.cache, self.repo.commit)
         try:
             self.provider = self._provider_factory(self.run_id)
             # Before any model call; the tree's time limit starts once the environment is ready.
             self.environment = prepare_environment(cfg, self.repo, self.provider, self.trace, self.cancel)
-            self.inherited = inherited(cfg) if cfg.sandbox.backend == "local" else None
             self.limits.start()
             if not self.limits.reserve_sandbox():
                 raise AgentFailed("max_sandboxes leaves no sandbox for the root agent")
@@ -142,18 +141,18 @@ class Rollout:
                 check_applies(self.repo.cache, self.repo.commit, patch)
                 stats = patch_stats(patch).as_dict()
         except SetupFailed as e:
-            status, error = ("cancelled" if e.status is SetupStatus.CANCELLED else "error"), str(e)
+            status, error = (Status.CANCELLED if e.status is SetupStatus.CANCELLED else Status.ERROR), str(e)
         except (SandboxError, PatchError, AgentEnded) as e:
-            status, error = getattr(e, "status", "error"), str(e)
+            status, error = getattr(e, "status", Status.ERROR), str(e)
         finally:
             self._calls.close()
             self._destroyer.shutdown(wait=True)
             if self.provider is not None:
                 self.provider.close()
-            if status == "completed" and stats is None:
+            if status == Status.COMPLETED and stats is None:
                 stats = patch_stats("").as_dict()
             self.trace.emit(
-                "rollout_finished",
+                EventKind.ROLLOUT_FINISHED,
                 status=status,
                 error=error,
                 answer=self.root.answer,
@@ -196,7 +195,7 @@ class Rollout:
             },
             check_alive=self.limits.check_alive,
             on_created=lambda sandbox, seconds: self.trace.emit(
-                "sandbox_created", agent=node.id, sandbox=sandbox.id, duration=round(seconds, 4)
+                EventKind.SANDBOX_CREATED, agent=node.id, sandbox=sandbox.id, duration=round(seconds, 4)
             ),
         )
         agent = Agent(self, node, prep, self._system_prompt(node), self.context if node.depth == 0 else None)
@@ -207,11 +206,11 @@ class Rollout:
         except AgentEnded as e:
             node.status, node.error = e.status, str(e)
         except (SandboxError, LLMError) as e:
-            node.status, node.error = "error", str(e)
+            node.status, node.error = Status.ERROR, str(e)
         finally:
             agent.close()
-            if node.status == "running":  # an unexpected exception is on its way up
-                node.status, node.error = "error", "internal error"
+            if node.status == Status.RUNNING:  # an unexpected exception is on its way up
+                node.status, node.error = Status.ERROR, "internal error"
             sandbox = prep.settle()
             if prep.failed:
                 self.limits.release_sandbox()  # a failed creation does not consume budget
@@ -228,7 +227,7 @@ class Rollout:
         if facts.python is None:  # no driver has reported yet: the agent hears it with its first results
             with self._lock:
                 self._facts_untold.add(node.id)
-        environment = " ".join(filter(None, [prompt_note(self.environment), inherit_note(self.inherited)]))
+        environment = " ".join(filter(None, [prompt_note(self.environment), self.provider.prompt_note]))
         return prompts.system_prompt(
             node.depth,
             rlm.max_depth,
@@ -254,7 +253,7 @@ class Rollout:
 
     def _started(self, node: AgentNode) -> None:
         self.trace.emit(
-            "agent_started",
+            EventKind.AGENT_STARTED,
             agent=node.id,
             parent=node.parent.id if node.parent else None,
             depth=node.depth,
@@ -273,7 +272,12 @@ class Rollout:
             )
             extra = {"patch": shown, "patch_stats": patch_stats(node.patch).as_dict() if node.patch else None}
         self.trace.emit(
-            "agent_finished", agent=node.id, status=node.status, result=node.answer, error=node.error, **extra
+            EventKind.AGENT_FINISHED,
+            agent=node.id,
+            status=node.status,
+            result=node.answer,
+            error=node.error,
+            **extra,
         )
 
     def _child_patch(self, node: AgentNode, sandbox: Sandbox) -> str:
@@ -349,7 +353,7 @@ class Rollout:
         except LLMError as e:
             raise AgentFailed(str(e)) from None
         self.trace.emit(
-            "llm_call",
+            EventKind.LLM_CALL,
             agent=node.id,
             iteration=iteration,
             prompt=messages[-1]["content"],
@@ -367,7 +371,12 @@ class Rollout:
             code, timeout, lambda fn, args: self._on_call(node, iteration, fn, args), self.limits.check_alive
         )
         self.trace.emit(
-            "code_executed", agent=node.id, iteration=iteration, block=index, code=code, **result.as_dict()
+            EventKind.CODE_EXECUTED,
+            agent=node.id,
+            iteration=iteration,
+            block=index,
+            code=code,
+            **result.as_dict(),
         )
         self._record_findings(node, iteration, result)
         return result
@@ -412,7 +421,7 @@ class Rollout:
         except LLMError as e:
             return f"Error: llm_query failed: {e}"
         self.trace.emit(
-            "llm_query",
+            EventKind.LLM_QUERY,
             agent=node.id,
             prompt=prompt,
             response=completion.text,
@@ -425,7 +434,7 @@ class Rollout:
         if node.depth != 0:
             raise CallRefused(REPORT_ROOT_ONLY)
         self.report = markdown[:REPORT_LIMIT]
-        self.trace.emit("report", agent=node.id, size=len(markdown))
+        self.trace.emit(EventKind.REPORT, agent=node.id, size=len(markdown))
         if len(markdown) > REPORT_LIMIT:
             return REPORT_CUT.format(limit=REPORT_LIMIT, size=len(markdown))
         return REPORT_SAVED.format(size=len(markdown))
@@ -452,7 +461,12 @@ class Rollout:
             )
             parent.children.append(node)
             self.trace.emit(
-                "child_spawned", agent=parent.id, child=node.id, iteration=iteration, index=i, task=task
+                EventKind.CHILD_SPAWNED,
+                agent=parent.id,
+                child=node.id,
+                iteration=iteration,
+                index=i,
+                task=task,
             )
             nodes.append((i, node))
         if len(nodes) == 1:
@@ -468,7 +482,7 @@ class Rollout:
         """The answer (truncated, with its mark), the sub-agent's diff and its id; the driver
         turns this into a str that carries `.patch`."""
         limit = self.config.rlm.result_truncation_limit
-        if node.status == "completed" and node.answer is not None:
+        if node.status == Status.COMPLETED and node.answer is not None:
             answer, truncated = truncate(node.answer, limit), len(node.answer) > limit
         else:
             answer, truncated = (

@@ -16,32 +16,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .fold import RESULTS_VERSION, EventKind, fold, fold_events, iso, new_results, public
-from .secrets import REDACTOR, Redactor
-from .text import clean_obj
+from bot.common.secrets import REDACTOR, Redactor
+from bot.common.text import clean_obj
 
-__all__ = [
-    "RESULTS_VERSION",
-    "EventKind",
-    "Trace",
-    "fold",
-    "fold_events",
-    "iso",
-    "new_results",
-    "public",
-    "read_events",
-    "summary_markdown",
-    "write_json_atomic",
-]
+from .fold import EventKind, fold, new_results, public
+from .status import Status
 
-STATUS_ICONS = {
-    "running": "⏳",
-    "completed": "✅",
-    "budget": "⛔",
-    "timeout": "⏱️",
-    "cancelled": "🚫",
-    "error": "❌",
-    "failed": "❌",
+STATUS_ICONS: dict[str, str] = {
+    Status.RUNNING: "⏳",
+    Status.COMPLETED: "✅",
+    Status.BUDGET: "⛔",
+    Status.TIMEOUT: "⏱️",
+    Status.CANCELLED: "🚫",
+    Status.ERROR: "❌",
+    "failed": "❌",  # results written before Status: the same meaning as "error"
 }
 
 
@@ -87,10 +75,11 @@ class Trace:
     def subscribe(self, listener: Callable[[dict], None]) -> None:
         self._listeners.append(listener)
 
-    def emit(self, kind: str, **fields: Any) -> dict:
+    def emit(self, kind: EventKind, **fields: Any) -> dict:
+        """Record one event; `kind` must be an EventKind (a new kind is taught to fold.py first)."""
         with self._lock:
             self._seq += 1
-            event = {"seq": self._seq, "t": time.time(), "type": kind, **fields}
+            event = {"seq": self._seq, "t": time.time(), "type": EventKind(kind).value, **fields}
             event = clean_obj(self.redactor.redact_obj(event))
             if self._file is not None:
                 self._file.write(json.dumps(event, ensure_ascii=False) + "\n")

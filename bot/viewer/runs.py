@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.rlm.fold import fold, new_results, public, read_head
+from bot.rlm import fold, new_results, public, read_head
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 RESULTS_SUFFIX = ".json"

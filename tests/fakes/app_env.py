@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bot.github.app_worker import WorkerSettings
 from bot.github.auth import AppSettings
-from bot.rlm.config import Config
+from bot.rlm import Config
 from tests.conftest import commit_files
 from webhooks.config import ServerConfig
 

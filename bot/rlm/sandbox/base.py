@@ -43,6 +43,12 @@ class Sandbox(Protocol):
 class SandboxProvider(Protocol):
     name: str
 
+    @property
+    def prompt_note(self) -> str:
+        """What every agent's system prompt says about this backend's environment beyond what
+        setup built (e.g. the host's prepared Python, read-only); empty when nothing."""
+        ...
+
     def create(self, agent_id: str) -> Sandbox:
         """A new sandbox at the rollout's commit; raises SandboxError with a readable reason."""
         ...

@@ -6,15 +6,15 @@ import os
 from pathlib import Path
 
 from ..config import Config
-from .local import reap_leftovers
-from .local_env import envs_root, prune
-from .shared_checkouts import evict
+from .environments import envs_root, prune
+from .local.checkout.shared import evict
+from .local.roots import reap_leftovers
 
 
 def reap_all(config: Config, environ: dict[str, str] | None = None) -> dict[str, int]:
     """Everything a killed run can leave: local sandbox directories and cgroups, and Daytona
     sandboxes when a DAYTONA_API_KEY is available; ready environments beyond
-    sandbox.setup_cache_keep (local_env.py); and idle shared checkouts."""
+    sandbox.setup_cache_keep (environments.py); and idle shared checkouts."""
     environ = os.environ if environ is None else environ
     work_dir = Path(config.sandbox.work_dir).expanduser() if config.sandbox.work_dir else None
     result = {
@@ -24,7 +24,7 @@ def reap_all(config: Config, environ: dict[str, str] | None = None) -> dict[str,
     }
     result["checkouts"] = len(evict(config.cache_root(), keep=0))  # idle shared checkouts
     if environ.get("DAYTONA_API_KEY"):
-        from .daytona_client import reap_orphans
+        from .daytona.client import reap_orphans
 
         result["daytona"] = reap_orphans(config)
     return result

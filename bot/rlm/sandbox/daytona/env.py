@@ -1,4 +1,4 @@
-"""The daytona backend's ready environment (see environment.py): one setup sandbox, one snapshot.
+"""The daytona backend's ready environment (see bot/rlm/environment.py): one setup sandbox, one snapshot.
 
 The setup runs once in a Daytona sandbox made like an agent's (same base, same checkout path
 `~/.rlm/repo`, no environment variables), with the network open only when `setup_network` is on.
@@ -17,11 +17,12 @@ import shlex
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from daytona import DaytonaError, DaytonaNotFoundError
 
-from ..environment import (
+from ...config import Config, DaytonaSettings
+from ...environment import (
     SETUP_CANCELLED,
     SETUP_FAILED,
     SETUP_TIMED_OUT,
@@ -34,11 +35,10 @@ from ..environment import (
     python_ok,
     tail,
 )
-from . import daytona_client as dc
-from .local_env import envs_root
-
-if TYPE_CHECKING:
-    from .daytona import DaytonaSandboxProvider
+from ...repo import PreparedRepo
+from ..environments import envs_root
+from . import client as dc
+from .sandbox import DaytonaSandbox
 
 SNAPSHOT_PREFIX = "rlm-env-"
 ACTIVE_WAIT = 600  # seconds for a new snapshot to become usable
@@ -53,7 +53,26 @@ def snapshot_name(key: str) -> str:
     return SNAPSHOT_PREFIX + key[:24]
 
 
-def base_of(provider: DaytonaSandboxProvider) -> str:
+class SetupHost(Protocol):
+    """What the environment setup needs from the Daytona provider (provider.py implements it)."""
+
+    config: Config
+    repo: PreparedRepo
+    settings: DaytonaSettings
+    client: Any
+
+    def create_remote(self, agent_id: str, network: bool = False) -> Any:
+        """A new Daytona sandbox for `agent_id`, network open only when asked."""
+        ...
+
+    def bundle_path(self) -> Path:
+        """The git bundle of the pinned commit, made once per rollout."""
+        ...
+
+    def forget(self, sandbox: DaytonaSandbox) -> None: ...
+
+
+def base_of(provider: SetupHost) -> str:
     s = provider.settings
     return f"daytona:{s.api_url or dc.API_URL}:{s.image or ''}:{s.snapshot or 'default'}"
 
@@ -64,7 +83,7 @@ def _state(snapshot: Any) -> str:
 
 
 class DaytonaEnvironment:
-    def __init__(self, provider: DaytonaSandboxProvider):
+    def __init__(self, provider: SetupHost):
         self.provider = provider
         self.client = provider.client
 
@@ -134,14 +153,12 @@ class DaytonaEnvironment:
         )
 
     def _build(self, spec: SetupSpec, name: str, cancel: threading.Event) -> dict:
-        from .daytona import DaytonaSandbox
-
         provider = self.provider
         started = time.monotonic()
-        remote = provider._create_remote("setup", network=spec.network)
+        remote = provider.create_remote("setup", network=spec.network)
         sandbox = DaytonaSandbox(provider, "setup", remote)
         try:
-            sandbox.provision(provider._bundle_path())
+            sandbox.provision(provider.bundle_path())
             env = f"{sandbox._base}/env"
             q = shlex.quote
             prefix = (

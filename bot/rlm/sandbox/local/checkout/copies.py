@@ -1,4 +1,4 @@
-"""Checkouts of the pinned commit for local sandboxes, made cheaply and ahead of need.
+"""Full-copy checkouts of the pinned commit for local sandboxes, made cheaply and ahead of need.
 
 Each checkout is a private git dir (borrowing the cache's objects through `alternates`) plus a
 working tree. The first one of a rollout (the template) is made by git; every other one is a file
@@ -20,37 +20,15 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from ..patch import diff_worktree
-from ..repo import PreparedRepo, git
-
-
-class Checkout(Protocol):
-    """One agent's checkout: a full copy (below) or a copy-on-write view (overlay.py)."""
-
-    path: Path  # the checkout's root, at the same path inside the sandbox
-
-    @property
-    def ro_binds(self) -> list[Path]:
-        """Host paths the sandbox also sees, read-only, at the same path."""
-        ...
-
-    def launch(self, command: list[str]) -> list[str]:
-        """The command line that runs `command` (bwrap or the driver) with this checkout in place."""
-        ...
-
-    def diff(self, cache: Path, base: str, max_bytes: int | None) -> str:
-        """The host-computed patch of the agent's changes against `base` (PatchTooLarge past
-        `max_bytes`)."""
-        ...
-
-    def remove(self) -> None: ...
+from ....patch import diff_worktree
+from ....repo import PreparedRepo, git
 
 
 @dataclass
 class CopiedCheckout:
-    """A full copy of the checkout (`path`) with its private git dir (`admin`, read-only inside)."""
+    """One agent's full copy of the checkout (`path`) with its private git dir (`admin`, read-only
+    inside)."""
 
     path: Path
     admin: Path
@@ -133,7 +111,7 @@ class PrioritySlots:
                 self._cond.notify_all()
 
 
-class Checkouts:
+class CopiedCheckouts:
     """Hands out checkouts under `root`; at most `limit` in all (the rollout's sandbox budget)."""
 
     POOL_PRIORITY = -1  # below every agent's request (an agent's priority is its depth >= 0)
@@ -166,7 +144,7 @@ class Checkouts:
                     self._filler.start()
             return workdir, admin
 
-    def take(self, name: str, priority: int) -> tuple[Path, Path]:
+    def take(self, name: str, priority: int) -> CopiedCheckout:
         """A checkout at `root/name` (git dir `root/name.git`); raises CalledProcessError."""
         workdir, admin = self.root / name, self.root / f"{name}.git"
         template, template_admin = self.template()
@@ -175,7 +153,7 @@ class Checkouts:
             os.rename(pooled[0], workdir)
             os.rename(pooled[1], admin)
             (workdir / ".git").write_text(f"gitdir: {admin}\n")
-            return workdir, admin
+            return CopiedCheckout(workdir, admin)
         with self._lock:
             self._made += 1
         try:
@@ -184,7 +162,7 @@ class Checkouts:
         except BaseException:
             remove(workdir, admin)
             raise
-        return workdir, admin
+        return CopiedCheckout(workdir, admin)
 
     def _take_pooled(self) -> tuple[Path, Path] | None:
         with self._lock:

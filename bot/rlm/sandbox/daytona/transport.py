@@ -28,8 +28,8 @@ from typing import Any
 
 from daytona import DaytonaError
 
-from ..errors import SandboxError
-from ..repl.session import MAX_MESSAGE_BYTES, LineReader
+from ...errors import SandboxError
+from ...repl.session import MAX_MESSAGE_BYTES, LineReader
 
 log = logging.getLogger(__name__)
 RECONNECTS = 5  # log-stream reopenings tolerated per driver before it counts as gone

@@ -1,4 +1,4 @@
-"""The local backend's ready environment (see environment.py): built once in a setup sandbox,
+"""The local backend's ready environment (see bot/rlm/environment.py): built once in a setup sandbox,
 cached under `<cache>/envs/<key>/`, bound read-only into every agent's sandbox.
 
 Under bubblewrap the setup sandbox is the agents' sandbox with three differences: the network
@@ -32,8 +32,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..config import Config
-from ..environment import (
+from ...config import Config
+from ...environment import (
     CHECKOUT_IN_SANDBOX,
     ENV_IN_SANDBOX,
     LOG_KEPT,
@@ -49,32 +49,13 @@ from ..environment import (
     python_ok,
     tail,
 )
-from ..inherit import inherited
-from ..repo import PreparedRepo
-from .bwrap import SANDBOX_PATH, BwrapOptions, bwrap_argv, python_exe, write_etc
-from .checkouts import checkout
+from ...repo import PreparedRepo
+from ..environments import envs_root, lock_entry, prune
+from .checkout.copies import checkout
+from .inherit import inherited
+from .isolation.bwrap import SANDBOX_PATH, BwrapOptions, bwrap_argv, python_exe, write_etc
 
 POLL = 0.1
-
-
-def envs_root(cache_root: Path) -> Path:
-    return cache_root / "envs"
-
-
-def _lock(path: Path, mode: int) -> int:
-    """An flock on `path` that is still the file at `path` (pruning may unlink it meanwhile)."""
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, mode)
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                return fd
-        except FileNotFoundError:
-            pass
-        except BlockingIOError:
-            os.close(fd)
-            raise
-        os.close(fd)
 
 
 class LocalEnvironments:
@@ -103,7 +84,7 @@ class LocalEnvironments:
         entry = self.root / key[:32]
         self.root.mkdir(parents=True, exist_ok=True)
         lock = entry.with_name(entry.name + ".lock")
-        fd = _lock(lock, fcntl.LOCK_SH)
+        fd = lock_entry(lock, fcntl.LOCK_SH)
         if not (entry / "ready.json").is_file():
             fcntl.flock(fd, fcntl.LOCK_UN)
             while True:  # another rollout may be building it: wait, honouring cancellation
@@ -275,32 +256,6 @@ class LocalEnvironments:
         """Remove environments beyond the `keep` most recently used, and unfinished ones, unless
         a rollout holds them. Returns the removed keys."""
         return prune(self.root, self.keep)
-
-
-def prune(root: Path, keep: int) -> list[str]:
-    if not root.is_dir():
-        return []
-    entries = [p for p in root.iterdir() if p.is_dir()]
-    ready = sorted(
-        (p for p in entries if (p / "ready.json").is_file()),
-        key=lambda p: (p / "ready.json").stat().st_mtime,
-        reverse=True,
-    )
-    doomed = [p for p in entries if p not in ready] + ready[keep:]
-    removed = []
-    for entry in doomed:
-        lock = entry.with_name(entry.name + ".lock")
-        try:
-            fd = _lock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # being built or in use
-        try:
-            shutil.rmtree(entry, ignore_errors=True)
-            lock.unlink(missing_ok=True)
-            removed.append(entry.name)
-        finally:
-            os.close(fd)
-    return removed
 
 
 def _read_tail(path: Path) -> str:

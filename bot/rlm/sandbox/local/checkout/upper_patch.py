@@ -20,8 +20,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..patch import DIFF_FLAGS, read_bounded
-from ..repo import SAFE_GIT, git, git_env
+from ....patch import DIFF_FLAGS, read_bounded
+from ....repo import SAFE_GIT, git, git_env
 
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -15,9 +15,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..owned import private_dir, remove_tree, why_not_owned
-from ..repo import PreparedRepo, git
-from .checkouts import checkout
+from ....owned import private_dir, remove_tree, why_not_owned
+from ....repo import PreparedRepo, git
+from .copies import checkout
 
 READY = ".rlm-ready"
 

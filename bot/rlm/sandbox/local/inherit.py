@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config
-from .errors import SandboxError
+from ...config import Config
+from ...errors import SandboxError
 
 INHERIT_MISSING = (
     "sandbox.inherit is {path}, which is not a Python prefix or virtualenv (no bin/python3 there); "

@@ -17,7 +17,7 @@ from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 
-from ..owned import process_start, same_process
+from ....owned import process_start, same_process
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "rlm-bot"

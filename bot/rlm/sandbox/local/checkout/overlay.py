@@ -1,6 +1,6 @@
 """Copy-on-write checkouts for local sandboxes: an overlay per agent over one shared checkout.
 
-The rollout's commit is checked out once (shared_checkouts.py) and is every agent's read-only lower
+The rollout's commit is checked out once (shared.py) and is every agent's read-only lower
 layer; each agent owns a directory holding its upper layer (only what it changed) and work dir, and
 the overlay is mounted on that directory inside the sandbox's own mount namespace by
 overlay_launch.py, which then execs bwrap (or the driver). Creating one costs three `mkdir`s,
@@ -19,8 +19,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..owned import remove_tree
-from .shared_checkouts import SharedCheckout
+from ....owned import remove_tree
+from .shared import SharedCheckout
 from .upper_patch import diff_upper
 
 LAUNCHER = Path(__file__).with_name("overlay_launch.py")

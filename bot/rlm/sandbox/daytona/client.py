@@ -21,12 +21,13 @@ from typing import Any, TypeVar
 
 from daytona import DaytonaConfig, DaytonaError, DaytonaNotFoundError
 
-from bot.retry import call_with_retries
+from bot.common.retry import call_with_retries
+from bot.common.secrets import REDACTOR
 
-from ..config import Config, DaytonaSettings
-from ..errors import SandboxError
-from ..owned import process_start
-from ..secrets import REDACTOR
+from ...config import Config, DaytonaSettings
+from ...errors import SandboxError
+from ...owned import process_start
+from . import MISSING_KEY
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,6 @@ LABEL_ATTEMPT = "rlm-bot.attempt"
 APP_VALUE = "sandbox"
 MAX_DELAY = 30.0  # seconds: the longest wait between two creation attempts
 T = TypeVar("T")
-MISSING_KEY = (
-    "sandbox.backend is 'daytona' but DAYTONA_API_KEY is not set; export it (or put it in the "
-    "--env-file you pass), or use --sandbox local."
-)
 
 
 _live_lock = threading.Lock()
@@ -108,7 +105,7 @@ def retry_after(e: BaseException) -> float | None:
 
 
 def with_retries(fn: Callable[[], T], *, tries: int, base: float, describe: str, **kwargs: Any) -> T:
-    """`fn()` retried (bot.retry) on what `retryable` accepts; the last DaytonaError is raised."""
+    """`fn()` retried (bot.common.retry) on what `retryable` accepts; the last DaytonaError is raised."""
     return call_with_retries(
         fn,
         retry_if=lambda e: isinstance(e, DaytonaError) and retryable(e),

@@ -4,7 +4,7 @@ Checkouts go to memory-backed /dev/shm (`/dev/shm/rlm-bot-<uid>/<digest of the c
 has room, else the cache directory (or `sandbox.work_dir`). Every rollout owns a private directory
 `<root>/sandboxes/<rollout id>` with an owner file naming this process and its drivers by pid and
 start time. Reaping enters only directories this user owns, checked component by component
-without following symlinks, and signals only processes it can prove it started (../owned.py).
+without following symlinks, and signals only processes it can prove it started (bot/rlm/owned.py).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import shutil
 import time
 from pathlib import Path
 
-from ..config import Config
-from ..owned import kill_group, read_private, remove_owned, same_process, why_not_owned, why_not_owned_below
-from ..repo import PreparedRepo, git
-from . import cgroups
+from ...config import Config
+from ...owned import kill_group, read_private, remove_owned, same_process, why_not_owned, why_not_owned_below
+from ...repo import PreparedRepo, git
+from .isolation import cgroups
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""What confines a local sandbox's driver: bubblewrap namespaces (bwrap.py) and cgroup caps (cgroups.py)."""
