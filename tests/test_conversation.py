@@ -283,3 +283,17 @@ def test_a_secret_in_a_finding_never_reaches_github(world):
     )
     sent = repr([c.body for c in env.fake.calls])
     assert secret not in sent and secret not in repr(env.fake.check_runs)
+
+
+def test_a_review_that_runs_out_of_iterations_still_posts_its_findings(world):
+    found = py('COMMENT("calc.py", 2, "Subtracts instead of adding.")\nprint("more to check")')
+    env, _ = pull_request_world(
+        world, [{"task": "", "responses": [found, py("print(1)")]}], engine={"rlm.max_iterations": 2}
+    )
+    payload = comment_payload("/rlm review", clone_url=str(env.bare), number=9, pull=True)
+    _, (job,) = run_to_end(env, "issue_comment", payload)
+    assert job.outcome == "review", job.message
+    (posted,) = env.fake.reviews
+    assert posted["body"].startswith(review.REVIEW_PARTIAL_NOTE.format(status="budget"))
+    assert [c["line"] for c in posted["comments"]] == [2]
+    assert review.OUTCOME_REVIEW_PARTIAL.split("(")[0] in status_of(env, 9)["body"]

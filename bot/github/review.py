@@ -40,6 +40,11 @@ REVIEW_MORE = "_… and {n} more finding(s); see the trace._"
 REVIEW_FALLBACK = "_GitHub refused the inline comments ({error}), so every finding is listed here instead._"
 REVIEW_TREE = "<details><summary>🌳 How the agents split the review</summary>\n\n{tree}\n\n</details>"
 OUTCOME_REVIEW = "✅ Posted a review: {url} ({inline} inline comment(s), {outside} in its summary)."
+OUTCOME_REVIEW_PARTIAL = (
+    "⚠️ The review stopped early ({status}); the findings made until then are in {url} "
+    "({inline} inline comment(s), {outside} in its summary)."
+)
+REVIEW_PARTIAL_NOTE = "⚠️ _This review stopped early ({status}): these are the findings made until then._"
 OUTCOME_REVIEW_FALLBACK = (
     "⚠️ Posted a review: {url}. GitHub refused its inline comments, so all {outside} finding(s) are "
     "in its summary."
@@ -210,10 +215,17 @@ def deliver_review(
     """The review run's findings as one review on the pull request (read-only: nothing is pushed,
     so a fork's pull request gets its review too)."""
     files = api.list_pull_files(repo, number)
+    partial = result.status != "completed"
+    if partial:
+        summary = "\n\n".join(p for p in (REVIEW_PARTIAL_NOTE.format(status=result.status), summary) if p)
     plan = plan_review(result.findings, files, summary, footer)
     posted = post_review(api, repo, number, commit, plan, summary, footer)
     url = posted.url or f"#{number}"
-    if posted.fell_back:
+    if partial:
+        message = OUTCOME_REVIEW_PARTIAL.format(
+            status=result.status, url=url, inline=posted.inline, outside=posted.outside
+        )
+    elif posted.fell_back:
         message = OUTCOME_REVIEW_FALLBACK.format(url=url, outside=posted.outside)
     else:
         message = OUTCOME_REVIEW.format(url=url, inline=posted.inline, outside=posted.outside)

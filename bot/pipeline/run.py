@@ -89,10 +89,11 @@ def answered(result: RolloutResult) -> bool:
 
 
 def to_deliver(result: RolloutResult) -> bool:
-    """What the Deliverer is asked for: a completed change run's patch, or a review's findings."""
-    if result.status != "completed":
-        return False
-    return result.mode is RunMode.REVIEW or result.has_changes
+    """What the Deliverer is asked for: a completed change run's patch, or a review's findings
+    (those of a review stopped early too: they are worth posting)."""
+    if result.mode is RunMode.REVIEW:
+        return result.status == "completed" or bool(result.findings)
+    return result.status == "completed" and result.has_changes
 
 
 def acknowledge(request: RunRequest, reporter: Reporter) -> None:
