@@ -1,14 +1,18 @@
 """The job log while a rollout runs: a progress line per agent, then one collapsible group per agent.
 
 Agents run concurrently and the runner cannot nest or interleave groups, so each agent's log is
-collected from its events and written as one `::group::` when the agent finishes.
+collected from its events and written as one `::group::` when the agent finishes. It is one of the
+Action's reporters: it hears the run's events through the pipeline (`Reporter.event`) and switches
+on the fold's `EventKind`, like every other reader of events.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
-from bot.rlm import STATUS_ICONS, fmt_cost
+from bot.pipeline import NullReporter
+from bot.rlm import STATUS_ICONS, EventKind, fmt_cost
 
 from .workflow import Runner
 
@@ -27,8 +31,8 @@ def _first_line(text: str | None, limit: int = 100) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-class AgentLogs:
-    """An `on_event` listener for engine.run that writes the job log."""
+class AgentLogs(NullReporter):
+    """The Action's reporter that writes the job log from the run's events."""
 
     def __init__(self, runner: Runner):
         self.runner = runner
@@ -42,20 +46,23 @@ class AgentLogs:
         with self._lock:
             self._lines.setdefault(agent, []).extend(lines)
 
-    def __call__(self, event: dict) -> None:
-        kind = event.get("type")
+    def event(self, event: dict[str, Any]) -> None:
+        try:
+            kind = EventKind(event.get("type"))
+        except ValueError:  # a kind this version does not know: nothing to log
+            return
         agent = event.get("agent") or ""
-        if kind == "rollout_started":
+        if kind is EventKind.ROLLOUT_STARTED:
             self.runner.log(
                 f"rollout {event.get('run_id')} · {event.get('model')} · commit {str(event.get('commit'))[:12]}"
             )
-        elif kind == "agent_started":
+        elif kind is EventKind.AGENT_STARTED:
             self._depth[agent] = event.get("depth", 0)
             self._add(agent, f"task: {event.get('task', '')}")
             self.runner.log(
                 f"▶ {agent} started (depth {event.get('depth', 0)}): {_first_line(event.get('task'))}"
             )
-        elif kind == "llm_call":
+        elif kind is EventKind.LLM_CALL:
             usage = event.get("usage") or {}
             self._iterations[agent] = event.get("iteration", 0)
             self._cost[agent] = self._cost.get(agent, 0.0) + (usage.get("cost_usd") or 0.0)
@@ -65,20 +72,20 @@ class AgentLogs:
                 f"── iteration {event.get('iteration')} · {tokens} tokens · {event.get('duration')}s",
                 _clip(event.get("response")),
             )
-        elif kind == "code_executed":
+        elif kind is EventKind.CODE_EXECUTED:
             # the code itself is in the response above; show what running it printed
             parts = [f"── ran block {event.get('block')} ({event.get('duration')}s)"]
             for name in ("stdout", "stderr", "error"):
                 if event.get(name):
                     parts += [f"[{name}]", _clip(event.get(name))]
             self._add(agent, *parts)
-        elif kind == "child_spawned":
+        elif kind is EventKind.CHILD_SPAWNED:
             self._add(agent, f"── spawned {event.get('child')}: {_first_line(event.get('task'))}")
-        elif kind == "llm_query":
+        elif kind is EventKind.LLM_QUERY:
             self._add(agent, f"── llm_query: {_first_line(event.get('prompt'))}")
-        elif kind == "agent_finished":
+        elif kind is EventKind.AGENT_FINISHED:
             self._finished(agent, event)
-        elif kind == "rollout_finished":
+        elif kind is EventKind.ROLLOUT_FINISHED:
             self.runner.log(
                 f"rollout finished: {event.get('status')}"
                 + (f" ({_first_line(event['error'], 300)})" if event.get("error") else "")

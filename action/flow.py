@@ -21,6 +21,7 @@ from bot.pipeline import (
     NullReporter,
     OutcomeKind,
     Reporter,
+    Reporters,
     RunOutcome,
     RunRequest,
     RunSettings,
@@ -126,10 +127,10 @@ def reporter(plan: Plan, api: GitHubAPI) -> Reporter:
     )
 
 
-def run(plan: Plan, api: GitHubAPI, cancel: threading.Event) -> RunOutcome:
-    return pipeline.run(
-        plan.request, reporter(plan, api), deliverer(plan, api), cancel, settings=plan.settings
-    )
+def run(plan: Plan, api: GitHubAPI, cancel: threading.Event, logs: Reporter | None = None) -> RunOutcome:
+    """The run, heard by the status comment and (`logs`) the job log, through the one channel."""
+    heard = reporter(plan, api) if logs is None else Reporters(reporter(plan, api), logs)
+    return pipeline.run(plan.request, heard, deliverer(plan, api), cancel, settings=plan.settings)
 
 
 def patch_link(run_url: str | None) -> Callable[[Path], str]:

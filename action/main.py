@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.common.logging import setup_logging
 from bot.common.secrets import REDACTOR
+from bot.common.signals import Interrupts
 from bot.github.api import GitHubAPI, GitHubError
 from bot.github.auth import basic_auth_header
+from bot.pipeline.keys import MissingKey, missing_keys
 from bot.rlm import Config, ConfigError, load_config
 
 from . import messages as m
 from .agent_logs import AgentLogs
 from .context import ActionContext, ContextError
-from .events_follower import EventsFollower
 from .inputs import InputError, InputReader, Inputs
 from .outputs import RunFiles, conclusion_for, outputs
 from .summary import run_summary, stopped_summary
@@ -38,17 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("rlm-bot.action")
 SECRET_INPUTS = ("llm-api-key", "github-token", "daytona-api-key")
 SECRET_ENV = ("LLM_API_KEY", "DAYTONA_API_KEY")
-SCRIPTED_PROVIDER = "scripted"  # bot.rlm.scripted.PROVIDER, not imported: it loads litellm
-
-
-def needs_key(config: Config) -> bool:
-    """A provider's model needs a key; a self-hosted server (api_base) or the scripted model may not."""
-    return not config.model.api_base and config.model.name.split("/")[0] != SCRIPTED_PROVIDER
-
-
-class _RedactingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return REDACTOR.redact(super().format(record))
 
 
 def _mask_secrets(runner: Runner, reader: InputReader, environ: Mapping[str, str]) -> None:
@@ -119,14 +108,14 @@ class Step:
         except ConfigError as e:
             return self.stopped(m.INVALID_INPUT, m.CONFIG_PROBLEM.format(reason=e))
         api_key = inputs.llm_api_key or self.environ.get("LLM_API_KEY", "")
-        problem = None
-        if not api_key and needs_key(config):
-            problem = m.MISSING_LLM_KEY.format(model=config.model.name)
-        elif config.sandbox.backend == "daytona" and not (
-            inputs.daytona_api_key or self.environ.get("DAYTONA_API_KEY")
-        ):
-            problem = m.MISSING_DAYTONA_KEY
-        if problem:
+        daytona_key = inputs.daytona_api_key or self.environ.get("DAYTONA_API_KEY", "")
+        missing = missing_keys(config, api_key, daytona_key)
+        if missing:
+            problem = (
+                m.MISSING_LLM_KEY.format(model=config.model.name)
+                if missing[0] is MissingKey.LLM
+                else m.MISSING_DAYTONA_KEY
+            )
             self.reply(api, ctx, m.REPLY_NOT_CONFIGURED.format(reason=problem, url=ctx.run_url))
             return self.stopped(m.MISSING_KEY, problem)
         return self.execute(ctx, inputs, api, config, trigger, api_key)
@@ -152,6 +141,7 @@ class Step:
     ) -> int:
         # The engine (and litellm, seconds to import) loads only now: a step that runs nothing
         # (no command, not allowed, missing key) never loads it.
+        from bot.github.messages import GITHUB_WORDS
         from bot.github.request_context import RequestContextStage
         from bot.pipeline import RunSettings, new_run_id
 
@@ -164,6 +154,7 @@ class Step:
         self.runner.set_outputs({"run-id": run_id, "artifact-dir": str(directory)})
         settings = RunSettings(
             config=config,
+            words=GITHUB_WORDS,
             results_dir=directory,
             prefix=inputs.trigger,
             auth_header=basic_auth_header(inputs.github_token),
@@ -177,9 +168,7 @@ class Step:
         except GitHubError as e:
             refused = missing_permission(str(e))
             return self.stopped(m.MISSING_PERMISSIONS if refused else m.FAILED, refused or str(e))
-        cancel = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):  # the runner's "cancel workflow"
-            signal.signal(sig, lambda *_: cancel.set())
+        cancel = Interrupts().install().event  # the runner's "cancel workflow"
         self.runner.log(f"rlm-bot run {run_id}: {config.model.name}, sandbox {config.sandbox.backend}")
         plan = flow.Plan(
             request=request,
@@ -188,8 +177,7 @@ class Step:
             draft=inputs.draft,
             run_url=ctx.run_url or None,
         )
-        with EventsFollower(directory / f"{run_id}.events.jsonl", AgentLogs(self.runner)):
-            outcome = flow.run(plan, api, cancel)
+        outcome = flow.run(plan, api, cancel, logs=AgentLogs(self.runner))
         return self.finished(trigger, outcome, inputs.create_pr, directory)
 
     def finished(self, trigger: Trigger, outcome: RunOutcome, create_pr: bool, directory: Path) -> int:
@@ -207,11 +195,12 @@ class Step:
 def main(environ: Mapping[str, str] | None = None) -> int:
     environ = dict(os.environ if environ is None else environ)
     runner = Runner(environ.get("GITHUB_OUTPUT"), environ.get("GITHUB_STEP_SUMMARY"))
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    for name in ("bot", "action", log.name):
-        logging.getLogger(name).setLevel(logging.INFO)
+    setup_logging(
+        logging.WARNING,
+        fmt="%(levelname)s %(name)s: %(message)s",
+        handler=logging.StreamHandler(sys.stderr),
+        loud=("bot", "action", log.name),
+    )
     # Child processes (git, sandboxes) need none of these; the values stay in `environ`.
     for name in [*(f"INPUT_{n.upper()}" for n in SECRET_INPUTS), *SECRET_ENV]:
         os.environ.pop(name, None)

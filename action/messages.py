@@ -1,6 +1,6 @@
 """Everything the Action says to people (log annotations, step summary, replies), and its conclusions.
 
-Text shared with the App (status comment, PR body, outcomes) lives in bot.github.report; these
+Text shared with the App (status comment, PR body, outcomes) lives in bot.github.messages; these
 are the sentences only the Action needs. Tests assert against these constants.
 """
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from bot.github.api import GitHubAPI
 from bot.github.commands import help_text, parse_command
+from bot.github.messages import INVALID_COMMAND
 from bot.github.permissions import WRITE_PERMISSIONS, not_allowed
-from bot.github.report import INVALID_COMMAND
 from bot.github.review import review_task
 
 from . import messages as m

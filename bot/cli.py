@@ -13,17 +13,24 @@ import gc
 import json
 import logging
 import os
-import signal
 import threading
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from .common.secrets import REDACTOR, load_env_file
+from .cli_run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
+from .common.envfile import EnvFileError, load_env_file
+from .common.logging import CLI_FORMAT, setup_logging
+from .common.secrets import REDACTOR
+from .common.signals import Interrupts
 from .rlm import Config, ConfigError, RLMError, load_config
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+LLM_KEY_MISSING = (
+    "[yellow]warning:[/yellow] LLM_API_KEY is not set; the provider may refuse the calls "
+    "(set it, or pass --env-file)."
+)
+STOPPING = "[yellow]stopping: cancelling every agent and removing sandboxes…[/yellow]"
 app = typer.Typer(
     name="rlm",
     help="Run deep recursive language-model agents on a git repository.",
@@ -47,42 +54,10 @@ def _config(config_path: Path | None, overrides: dict) -> Config:
 
 
 def _load_env_file(path: Path | None) -> None:
-    if path is None:
-        return
     try:
-        values = load_env_file(path)
-    except OSError as e:
-        raise fail(f"cannot read the env file {path}: {e.strerror}.") from None
-    for key, value in values.items():
-        os.environ.setdefault(key, value)
-    REDACTOR.add_from_environ(values)
-
-
-class _Interrupts:
-    """First Ctrl-C/SIGTERM cancels the rollout gracefully; a second one stops waiting for it."""
-
-    def __init__(self, cancel: threading.Event):
-        self.cancel = cancel
-        self.count = 0
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> _Interrupts:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.count += 1
-        self.cancel.set()
-        if self.count == 1:
-            err.print("[yellow]stopping: cancelling every agent and removing sandboxes…[/yellow]")
-        else:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        load_env_file(path)
+    except EnvFileError as e:
+        raise fail(str(e)) from None
 
 
 def execute(
@@ -102,21 +77,15 @@ def execute(
 ) -> int:
     """Run the pipeline with live progress, write the patch and print the summary. Returns the exit code.
     With `-o`, stdout carries the root's answer; with `as_json`, a JSON summary instead."""
-    from . import rlm as engine
     from .cli_run import PATCH_KEPT, PATCH_NONE, CliReporter, exit_code, json_summary, run_cli, write_report
     from .pipeline import OutcomeKind, Phase, RunRequest, RunSettings
+    from .pipeline.keys import MissingKey, missing_keys
     from .rlm import summary_markdown
 
-    if (
-        not config.model.name.startswith("scripted/")
-        and not engine.default_api_key()
-        and not config.model.api_base
-    ):
-        err.print(
-            "[yellow]warning:[/yellow] LLM_API_KEY is not set; the provider may refuse the calls "
-            "(set it, or pass --env-file).",
-        )
-    if config.sandbox.backend == "daytona" and not os.environ.get("DAYTONA_API_KEY", "").strip():
+    missing = missing_keys(config, os.environ.get("LLM_API_KEY"), os.environ.get("DAYTONA_API_KEY"))
+    if MissingKey.LLM in missing:
+        err.print(LLM_KEY_MISSING)
+    if MissingKey.DAYTONA in missing:
         from .rlm.sandbox import DAYTONA_MISSING_KEY
 
         raise fail(DAYTONA_MISSING_KEY)
@@ -130,7 +99,7 @@ def execute(
         quiet=quiet,
     )
     err.print(f"fetching {repo} …", markup=False)
-    with _Interrupts(cancel) as interrupts:
+    with Interrupts(cancel, on_first=lambda: err.print(STOPPING), force_after_first=True) as interrupts:
         try:
             outcome = run_cli(settings, request, reporter, output, cancel, patch_to_stdout=not as_json)
         except KeyboardInterrupt:
@@ -273,7 +242,7 @@ def demo(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    setup_logging(logging.WARNING, fmt=CLI_FORMAT)
     try:
         app()
     finally:
@@ -344,13 +313,15 @@ def serve(
     log_json: bool = typer.Option(False, "--log-json", help="JSON log lines (or RLM_LOG_FORMAT=json)"),
 ) -> None:
     """Serve the GitHub App: verify webhooks, queue `/rlm` commands, run them, open pull requests."""
-    from webhooks.serve import AppSettingsError, ServeError, build_config
+    from bot.github.auth import AppSettingsError
     from webhooks.serve import serve as serve_app
+    from webhooks.startup import ServeError, build_config
 
     _load_env_file(env_file)
     try:
         server_config = build_config(_config(config_path, {}), workers=workers, db=db)
-        serve_app(server_config, host, port, threads, json_logs=log_json)
+        setup_logging(logging.INFO, json_lines=log_json)
+        serve_app(server_config, host, port, threads)
     except (AppSettingsError, ServeError) as e:
         raise fail(str(e)) from None
 
@@ -374,11 +345,12 @@ def worker(
     log_json: bool = typer.Option(False, "--log-json", help="JSON log lines (or RLM_LOG_FORMAT=json)"),
 ) -> None:
     """Run App jobs from the job database; scale with more workers beside `rlm serve --workers 0`."""
-    from webhooks.serve import AppSettingsError, ServeError, build_config, install_log_redaction
+    from bot.github.auth import AppSettingsError
+    from webhooks.startup import ServeError, build_config
     from webhooks.worker import run_worker
 
     _load_env_file(env_file)
-    install_log_redaction(json_lines=log_json)
+    setup_logging(logging.INFO, json_lines=log_json)
     try:
         server_config = build_config(_config(config_path, {}), workers=workers, db=db)
     except AppSettingsError as e:
@@ -436,6 +408,7 @@ def app_register(
             port=port,
             open_browser=not no_browser,
             public=public,
+            api_url=os.environ.get("GITHUB_API_URL") or None,  # GitHub Enterprise behind a proxy
         )
     except RegisterError as e:
         raise fail(str(e), EXIT_FAILED) from None

@@ -10,9 +10,10 @@ from typing import Any
 
 from rich.console import Console
 
-from .cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from .pipeline import NullReporter, OutcomeKind, Phase, RunOutcome, RunRequest, RunSettings, RunState, Target
 from .progress import Progress
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # documented in bot/cli.py
 
 PATCH_WRITTEN = "patch: {files} file(s), +{additions} -{deletions} → {where}"
 PATCH_NONE = "patch: no changes"

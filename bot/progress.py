@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .rlm import STATUS_ICONS, agent_of, fmt_cost, fmt_duration, fold, new_results
+from .rlm import STATUS_ICONS, EventKind, agent_of, fmt_cost, fmt_duration, fold, new_results
 
 STATUS_STYLES = {
     "running": "yellow",
@@ -27,6 +27,14 @@ STATUS_STYLES = {
     "error": "red",
 }
 MAX_ROWS = 40
+
+
+def _kind(event: dict) -> EventKind | None:
+    """The event's kind; None for a kind this version does not know (the fold ignores it too)."""
+    try:
+        return EventKind(event.get("type"))
+    except ValueError:
+        return None
 
 
 class Progress:
@@ -56,15 +64,16 @@ class Progress:
             self._live.__exit__(*exc)
 
     def on_event(self, event: dict) -> None:
-        if event.get("type") in ("setup_started", "setup_finished"):
-            self._on_setup(event)
+        kind = _kind(event)
+        if kind in (EventKind.SETUP_STARTED, EventKind.SETUP_FINISHED):
+            self._on_setup(kind, event)
         with self._lock:
             fold(self.results, event)
         if not self.live_mode:
-            self._plain(event)
+            self._plain(kind, event)
 
-    def _on_setup(self, event: dict) -> None:
-        if event["type"] == "setup_started":
+    def _on_setup(self, kind: EventKind, event: dict) -> None:
+        if kind is EventKind.SETUP_STARTED:
             n = len(event.get("commands") or [])
             line = f"🧰 setting up the environment ({n} command{'s' if n != 1 else ''}) …"
         elif event.get("status") == "ok":
@@ -74,14 +83,13 @@ class Progress:
             line = f"🧰 environment setup {event.get('status')} after {fmt_duration(event.get('duration'))}"
         self.console.print(line, highlight=False, markup=False)
 
-    def _plain(self, event: dict) -> None:
-        kind = event.get("type")
-        if kind not in ("agent_started", "agent_finished"):
+    def _plain(self, kind: EventKind | None, event: dict) -> None:
+        if kind not in (EventKind.AGENT_STARTED, EventKind.AGENT_FINISHED):
             return
         with self._lock:
             agent = dict(agent_of(self.results, event.get("agent")) or {})
         indent = "  " * agent.get("depth", 0)
-        if kind == "agent_started":
+        if kind is EventKind.AGENT_STARTED:
             self.console.print(
                 f"{indent}▶ {event['agent']} started: {_short(agent.get('task', ''))}",
                 highlight=False,

@@ -33,7 +33,7 @@ from fakes.action_env import (
 from fakes.github_fake import FakeGitHub
 
 from action import messages as m
-from bot.github import report
+from bot.github import messages
 
 CALC = "def add(a, b):\n    # TODO: implement\n    return 0\n"
 FIXED = "def add(a, b):\n    return a + b\n"
@@ -190,7 +190,7 @@ def test_comment_opens_pull_request_with_tree_summary(runs):
     assert pull["base"] == "main" and pull["head"].startswith("rlm/1-")
     assert s.branch_file(pull["head"], "calc.py") == FIXED
     assert pull["title"] == "Implemented add"  # the first line of the root's answer
-    assert report.PR_CLOSES.format(number=1) in pull["body"]
+    assert messages.PR_CLOSES.format(number=1) in pull["body"]
     # the request's context reached the root (its first message points at it)
     assert "`context` (" in results["agents"][0]["iterations"][0]["prompt"]
     assert "**Agent tree**" in pull["body"] and "`root.1`" in pull["body"] and RUN_URL in pull["body"]
@@ -199,9 +199,9 @@ def test_comment_opens_pull_request_with_tree_summary(runs):
     assert "Co-authored-by: Codertocat" in commit.body["message"]
     # acknowledgement, status comment with the run's link, final reaction
     reactions = [c.body["content"] for c in s.calls("POST", r"/issues/comments/\d+/reactions$")]
-    assert reactions == [report.REACTION_SEEN, report.REACTION_DONE]
+    assert reactions == [messages.REACTION_SEEN, messages.REACTION_DONE]
     (status,) = s.fake.issue_comments(REPO, 1)
-    assert RUN_URL in status["body"] and report.OUTCOME_PR.format(url=pull["html_url"]) in status["body"]
+    assert RUN_URL in status["body"] and messages.OUTCOME_PR.format(url=pull["html_url"]) in status["body"]
     # the job log: one group per agent; the step summary with the tree
     assert s.proc.stdout.count("::group::") == 2
     assert "::group::✅ agent root.1" in s.proc.stdout
@@ -232,7 +232,7 @@ def test_fork_pull_request_gets_the_patch_in_a_comment(runs):
     assert not s.fake.created_pulls and not s.calls("POST", r"/git/")
     comments = s.fake.issue_comments(REPO, 1)
     patch = next(c for c in comments if "+    return a + b" in c["body"] and "```diff" in c["body"])
-    said = report.OUTCOME_PATCH_COMMENT.format(url=patch["html_url"])  # defect 5: was a literal {url}
+    said = messages.OUTCOME_PATCH_COMMENT.format(url=patch["html_url"])  # defect 5: was a literal {url}
     assert f"::notice title=rlm-bot::{said}" in s.proc.stdout
     assert said in s.job.summary() and "{url}" not in s.job.summary()
     assert_masked(s)
@@ -271,7 +271,7 @@ def test_create_pr_false_leaves_the_patch_and_replies_once(runs):
     assert m.OUTCOME_PATCH_ARTIFACT.format(url=RUN_URL) in reply["body"]
     assert "2 agents · max depth 1" in reply["body"]
     reactions = [c.body["content"] for c in s.calls("POST", r"/issues/comments/\d+/reactions$")]
-    assert reactions == [report.REACTION_SEEN, report.REACTION_DONE]
+    assert reactions == [messages.REACTION_SEEN, messages.REACTION_DONE]
     assert_masked(s)
 
 

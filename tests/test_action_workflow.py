@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 
 from fakes.action_env import parse_outputs
 
 from action import messages as m
 from action.agent_logs import AgentLogs
 from action.context import ActionContext
-from action.events_follower import EventsFollower
 from action.token_permissions import missing_permission
 from action.workflow import Runner
 
@@ -50,19 +48,6 @@ def test_agent_log_group_pauses_command_processing():
     assert lines[2:5] == ["model says", "::set-output name=x::y", "::endgroup::"]
     assert lines[5] == f"::{token}::" and lines[6] == "::endgroup::"
     assert len(token) > 20
-
-
-def test_follower_delivers_complete_lines_in_order(tmp_path):
-    path = tmp_path / "run.events.jsonl"
-    seen: list[int] = []
-    done = threading.Event()
-    with EventsFollower(path, lambda e: seen.append(e["seq"]), poll=0.01):
-        with open(path, "w") as f:
-            f.write(json.dumps({"seq": 1, "t": 0}) + "\n" + json.dumps({"seq": 2})[:5])
-            f.flush()
-            done.wait(0.05)
-            f.write(json.dumps({"seq": 2})[5:] + "\n" + json.dumps({"seq": 3}) + "\n")
-    assert seen == [1, 2, 3]
 
 
 def test_missing_permission_names_the_entry():
@@ -112,7 +97,7 @@ def test_agent_logs_keep_untrusted_text_out_of_command_position():
         {"type": "agent_finished", "agent": "root", "status": "error", "error": evil},
         {"type": "rollout_finished", "status": "error", "error": evil},
     ):
-        logs(event)
+        logs.event(event)
     lines = out.getvalue().splitlines()
     resume = None
     for line in lines:

@@ -13,7 +13,7 @@ from html import unescape
 import pytest
 import requests
 
-from bot.common.secrets import load_env_file
+from bot.common.envfile import read_env_file
 from bot.github import register as reg
 from bot.github.auth import AppSettings
 from tests.fakes.github_fake import FakeGitHub
@@ -95,7 +95,7 @@ def test_register_writes_a_private_env_file_the_server_can_load(fake, tmp_path):
         "pull_request",
     ]
     assert manifest["redirect_url"].startswith("http://127.0.0.1:")
-    settings = AppSettings.from_env(load_env_file(path))
+    settings = AppSettings.from_env(read_env_file(path))
     assert (settings.app_id, settings.webhook_secret) == ("4242", "whsec-from-fake-github-0123456789")
     assert settings.api_url == fake.url
     assert settings.private_key.startswith("-----BEGIN")

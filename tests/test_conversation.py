@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 
-from bot.github import checks, report, review
+from bot.github import checks, messages, review
 from bot.github.permissions import not_allowed
 from bot.github.triggers import trigger_task
 from tests.conftest import py
@@ -55,14 +55,14 @@ def test_a_question_gets_its_answer_in_the_status_comment_and_a_neutral_check(wo
     _, (job,) = run_to_end(env, "issue_comment", comment_payload(QUESTION, clone_url=str(env.bare)))
     assert job.outcome == "answer", job.message
     body = status_of(env, 7)["body"]
-    assert report.OUTCOME_ANSWER in body and ANSWER in body
+    assert messages.OUTCOME_ANSWER in body and ANSWER in body
     assert "<details><summary>📋 Report from the agents</summary>\n\n| file | line |" in body
-    assert body.index(report.OUTCOME_ANSWER) < body.index(ANSWER) < body.index("Report from the agents")
+    assert body.index(messages.OUTCOME_ANSWER) < body.index(ANSWER) < body.index("Report from the agents")
     assert env.fake.created_pulls == [] and not [p for m, p in env.fake.write_paths() if "/git/" in p]
     (check,) = check_runs(env)
     assert check["head_sha"] == env.sha and check["status"] == "completed"
     assert check["conclusion"] == "neutral"
-    assert check["output"]["title"] == report.OUTCOME_ANSWER
+    assert check["output"]["title"] == messages.OUTCOME_ANSWER
     assert "**Agent tree** — 1 agent · " in check["output"]["summary"]
     assert [h.get("status") for h in check["history"]][0] == "in_progress"
 
@@ -73,8 +73,8 @@ def test_a_long_answer_is_cut_to_githubs_limit_with_a_link_to_the_rest(world):
     _, (job,) = run_to_end(env, "issue_comment", comment_payload(QUESTION, clone_url=str(env.bare)))
     assert job.outcome == "answer"
     body = status_of(env, 7)["body"]
-    assert len(body) <= report.BODY_LIMIT
-    marker = report.CUT_MARKER.format(limit=report.BODY_LIMIT, url="http://bot.example/runs/")
+    assert len(body) <= messages.BODY_LIMIT
+    marker = messages.CUT_MARKER.format(limit=messages.BODY_LIMIT, url="http://bot.example/runs/")
     assert marker.strip() in body.replace(body.rsplit("/runs/", 1)[1], "")
 
 
@@ -210,7 +210,7 @@ def test_a_label_starts_a_run_with_the_issue_as_its_task(world):
     assert run.request["task"] == trigger_task("Implement add", "add() returns 0.")
     assert run.request["requester"] == "octocat" and run.request["mode"] == "change"
     assert run.request["context"].splitlines()[1] == "Started by @octocat, who labelled it `rlm`."
-    assert report.OUTCOME_PR.split("{")[0] in status_of(env, 7)["body"]
+    assert messages.OUTCOME_PR.split("{")[0] in status_of(env, 7)["body"]
 
 
 def test_assigning_the_bot_starts_a_run(world):
@@ -250,7 +250,7 @@ def test_the_check_run_goes_from_in_progress_to_completed_with_the_summary(world
     assert check["name"] == checks.CHECK_NAME and check["conclusion"] == "success"
     assert check["details_url"].startswith("http://bot.example/runs/")
     summary = check["output"]["summary"]
-    assert summary.startswith(report.OUTCOME_PR.format(url=env.fake.created_pulls[0]["html_url"]))
+    assert summary.startswith(messages.OUTCOME_PR.format(url=env.fake.created_pulls[0]["html_url"]))
     assert "**Agent tree** — 1 agent · " in summary and "$" in summary  # the tree and its cost
 
 

@@ -8,7 +8,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm
 
-from bot.github import report
+from bot.github import messages
 from bot.rlm.fold import fold, new_results
 from bot.rlm.llm import usage_of
 from bot.rlm.trace import COST_AT_LEAST, COST_UNKNOWN, count, fmt_spend, totals_line
@@ -21,7 +21,7 @@ def test_counts_agree_with_their_number():
     results = new_results("r")
     fold(results, {"type": "agent_started", "t": 1, "agent": "root", "depth": 0, "task": "x"})
     assert totals_line(results).startswith("1 agent · max depth 0 · 0 iterations · ")
-    line = report.progress_line({**results, "started_at": "now"}, 0.0, 1.0)
+    line = messages.progress_line({**results, "started_at": "now"}, 0.0, 1.0)
     assert line.startswith("⏳ Running: 1 agent running, 0 finished")
 
 
@@ -44,8 +44,8 @@ def test_a_model_with_no_known_price_has_an_unknown_cost_not_zero():
 
 def test_the_pr_summary_does_not_open_with_the_title():
     answer = "Handle None in parse\n\nparse() returned early when the input was None."
-    assert report.pr_title_from(answer, "t") == "Handle None in parse"
-    assert report.summary_text(answer) == "parse() returned early when the input was None."
-    assert report.summary_text("## Summary\n**Handle None in parse**\nBody.") == "Body."
-    assert report.summary_text("Only a title line here") == "Only a title line here"
-    assert report.summary_text("x" * 100 + "\nrest").startswith("x" * 100)  # a cut title keeps its line
+    assert messages.pr_title_from(answer, "t") == "Handle None in parse"
+    assert messages.summary_text(answer) == "parse() returned early when the input was None."
+    assert messages.summary_text("## Summary\n**Handle None in parse**\nBody.") == "Body."
+    assert messages.summary_text("Only a title line here") == "Only a title line here"
+    assert messages.summary_text("x" * 100 + "\nrest").startswith("x" * 100)  # a cut title keeps its line

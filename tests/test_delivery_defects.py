@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import requests
 
-from bot.github import report
+from bot.github import messages
 from bot.github.api import GitHubAPI
 from tests.conftest import py
 from tests.fakes.app_env import REPO, finished, run_one
@@ -51,7 +51,7 @@ def test_a_transient_500_on_the_eyes_reaction_is_retried(world):
     env.fake.fail("POST", rf"/repos/{REPO}/issues/comments/555/reactions", 500, times=1)
     job = run_one(env, "issue_comment", comment(env))
     assert (job.state, job.outcome) == ("done", "pr"), job.message  # main: failed, nothing posted
-    assert reactions(env) == {report.REACTION_SEEN: True, report.REACTION_DONE: False}
+    assert reactions(env) == {messages.REACTION_SEEN: True, messages.REACTION_DONE: False}
 
 
 def test_a_reaction_github_keeps_refusing_is_reported_on_the_issue(world):
@@ -62,14 +62,14 @@ def test_a_reaction_github_keeps_refusing_is_reported_on_the_issue(world):
     job = run_one(env, "issue_comment", comment(env))
     assert job.outcome == "pr", job.message  # the run went on
     body = status_of(env)
-    assert report.ACK_REACTION_FAILED.split("(")[0] in body and "Server Error" in body
+    assert messages.ACK_REACTION_FAILED.split("(")[0] in body and "Server Error" in body
 
 
 def _accepted_then_run(env, faults) -> tuple:
     """The command accepted (👀, status comment, commit) by a control-lane worker; then, GitHub
     failing as `faults(fake)` says, a run worker of a fresh process (no token cached) takes it."""
     from bot.jobs import RUN_LANE
-    from webhooks.workers import start_pool
+    from webhooks.worker import start_pool
 
     env.server.workers = 0  # intake, and no pool: the lanes are driven by hand below
     app = create_app(env.server)
@@ -103,13 +103,13 @@ def test_a_token_github_keeps_refusing_at_run_start_ends_the_status(world):
     )
     assert (job.state, job.outcome) == ("failed", "github_error"), job.message
     body = status_of(env)
-    assert report.STATUS_QUEUED not in body and "access_tokens" in body  # main: "queued" forever
-    assert reactions(env) == {report.REACTION_SEEN: True, report.REACTION_FAILED: False}
+    assert messages.STATUS_QUEUED not in body and "access_tokens" in body  # main: "queued" forever
+    assert reactions(env) == {messages.REACTION_SEEN: True, messages.REACTION_FAILED: False}
 
 
 def test_a_run_cancelled_while_queued_ends_its_status_comment(world):
     """No run worker ever takes a run cancelled in the queue: the cancel ends its status comment."""
-    from webhooks.workers import start_pool
+    from webhooks.worker import start_pool
 
     env = world(QUICK)
     env.server.workers = 0
@@ -128,8 +128,11 @@ def test_a_run_cancelled_while_queued_ends_its_status_comment(world):
         control.stop()
     assert store.get(run).state == "cancelled"
     body = status_of(env)
-    assert report.OUTCOME_CANCELLED.format(prefix="/rlm") in body and report.STATUS_QUEUED not in body
-    assert reactions(env) == {report.REACTION_SEEN: True, report.REACTION_FAILED: False}  # main: 👀, "Queued"
+    assert messages.OUTCOME_CANCELLED.format(prefix="/rlm") in body and messages.STATUS_QUEUED not in body
+    assert reactions(env) == {
+        messages.REACTION_SEEN: True,
+        messages.REACTION_FAILED: False,
+    }  # main: 👀, "Queued"
 
 
 # ---------------------------------------------------------------- 2. resumed after kill -9
@@ -179,7 +182,7 @@ def test_a_run_killed_after_pushing_resumes_onto_its_branch(world, monkeypatch, 
     assert (job.state, job.outcome) == ("done", "pr"), job.message  # main: 422 "Reference already exists"
     (pull,) = env.fake.created_pulls  # the open PR from our branch is linked, not opened twice
     assert pull["head"] == first.request["pushed_branch"] and branches(env) == [pull["head"]]
-    assert report.OUTCOME_PR.format(url=pull["html_url"]) in status_of(env)
+    assert messages.OUTCOME_PR.format(url=pull["html_url"]) in status_of(env)
     assert "return a + b" in env.git("show", f"{pull['head']}:calc.py")
 
 
@@ -187,9 +190,12 @@ def test_an_interrupted_run_takes_its_eyes_away(world, monkeypatch):
     env = world(QUICK)
     _, job = _kill_then_resume(env, monkeypatch, "after-push", attempts=2)  # no attempt left
     assert job.outcome == "interrupted"
-    assert reactions(env) == {report.REACTION_SEEN: True, report.REACTION_FAILED: False}  # main: 👀 stayed
+    assert reactions(env) == {
+        messages.REACTION_SEEN: True,
+        messages.REACTION_FAILED: False,
+    }  # main: 👀 stayed
     body = status_of(env)
-    assert report.OUTCOME_INTERRUPTED.format(prefix="/rlm") in body
+    assert messages.OUTCOME_INTERRUPTED.format(prefix="/rlm") in body
     assert f"{job.request['run_id']}.patch" in body  # the change it had made is named
 
 
@@ -230,7 +236,7 @@ def test_a_root_answer_over_githubs_limit_is_cut_with_a_link(world):
     (pull,) = env.fake.created_pulls
     assert len(pull["body"]) <= BODY_LIMIT
     trace = f"http://bot.example/runs/{job.trace_token}/"
-    assert f"The rest is at {trace}" in pull["body"] and report.PR_TRACE.format(url=trace) in pull["body"]
+    assert f"The rest is at {trace}" in pull["body"] and messages.PR_TRACE.format(url=trace) in pull["body"]
 
 
 # ---------------------------------------------------------------- 4. the patch file
@@ -268,7 +274,7 @@ def test_a_fork_patch_over_the_comment_limit_links_the_full_patch(world):
     patch_url = f"http://bot.example/runs/{job.trace_token}/patch"
     (posted,) = [c for c in env.fake.issue_comments(REPO, 9) if "```diff" in c["body"]]
     assert (
-        report.PATCH_TOO_LONG.format(url=patch_url) in posted["body"]
+        messages.PATCH_TOO_LONG.format(url=patch_url) in posted["body"]
     )  # main: "in the trace", which it was not
     served = _serve_patch(env, job)
     assert served.status_code == 200 and served.text.count("+" + "y" * 99) == 800
@@ -293,8 +299,8 @@ def test_status_and_pr_body_details(world):
     assert not [b for b in status["history"] if "0 agents running, 0 finished" in b]
     assert not [b for b in status["history"] if "0 running, 0 finished" in b]
     (pull,) = env.fake.created_pulls
-    assert report.WORKFLOW_FILES_SKIPPED.format(files=".github/workflows/ci.yml") in pull["body"]
-    assert report.WORKFLOW_FILES_SKIPPED.format(files=".github/workflows/ci.yml") in status["body"]
+    assert messages.WORKFLOW_FILES_SKIPPED.format(files=".github/workflows/ci.yml") in pull["body"]
+    assert messages.WORKFLOW_FILES_SKIPPED.format(files=".github/workflows/ci.yml") in status["body"]
     assert len([c for c in env.fake.calls if c.method == "GET" and c.path == f"/repos/{REPO}"]) == 1
 
 

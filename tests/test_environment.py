@@ -694,33 +694,36 @@ def test_an_inherited_host_environment_is_read_only_and_editable_installs_resolv
 def test_the_status_comment_shows_the_setup_then_starts_the_agents():
     """Setting up…, then "Starting the agents…" only once setup is done, and the setup line no
     longer says "Setting up" after it (issue 20, item 8)."""
-    from bot.github import report
+    from bot.github import messages
     from bot.rlm import fold, new_results
 
     results = new_results("r")
-    assert report.progress_line(results, 0.0, 5.0) is None  # nothing has happened yet
+    assert messages.progress_line(results, 0.0, 5.0) is None  # nothing has happened yet
     fold(results, {"type": "rollout_started", "t": 1.0, "config": {"sandbox": {"setup": ["make deps"]}}})
-    assert report.progress_line(results, 0.0, 5.0) is None  # setup comes: no "Starting" before it
+    assert messages.progress_line(results, 0.0, 5.0) is None  # setup comes: no "Starting" before it
     fold(results, {"type": "setup_started", "t": 1.0, "commands": ["make deps"]})
     assert (
-        report.progress_line(results, 0.0, 5.0)
-        == report.STATUS_SETTING_UP
+        messages.progress_line(results, 0.0, 5.0)
+        == messages.STATUS_SETTING_UP
         == "🧰 Setting up the environment…"
     )
     fold(results, {"type": "setup_finished", "t": 1.2, "status": "ok", "cached": True, "duration": 0.2})
     assert (
-        report.progress_line(results, 0.0, 5.0) == "🧰 Environment ready (cached)\n" + report.STATUS_STARTING
+        messages.progress_line(results, 0.0, 5.0)
+        == "🧰 Environment ready (cached)\n" + messages.STATUS_STARTING
     )
     fold(results, {"type": "agent_started", "t": 1.3, "agent": "root", "depth": 0, "task": "x"})
-    first, second = report.progress_line(results, 0.0, 5.0).splitlines()
+    first, second = messages.progress_line(results, 0.0, 5.0).splitlines()
     assert first == "🧰 Environment ready (cached)"
     assert second.startswith("⏳ Running: 1 agent running, 0 finished · max depth 0 · 0 iterations")
     fold(results, {"type": "setup_finished", "t": 1.2, "status": "ok", "cached": False, "duration": 83})
-    assert report.progress_line(results, 0.0, 5.0).splitlines()[0] == "🧰 Environment ready (built in 1m 23s)"
+    assert (
+        messages.progress_line(results, 0.0, 5.0).splitlines()[0] == "🧰 Environment ready (built in 1m 23s)"
+    )
 
     plain = new_results("r")
     fold(plain, {"type": "rollout_started", "t": 1.0, "config": {"sandbox": {"setup": []}}})
-    assert report.progress_line(plain, 0.0, 5.0) == report.STATUS_STARTING
+    assert messages.progress_line(plain, 0.0, 5.0) == messages.STATUS_STARTING
 
 
 # ---------------------------------------------------------------------------- the Action
@@ -866,7 +869,7 @@ def test_concurrent_rollouts_build_one_environment(make_repo, tmp_path):
 def test_the_app_runs_the_repositorys_setup_and_shows_it_in_the_status_comment(
     tmp_path, make_repo, write_script, make_config
 ):
-    from bot.github import report
+    from bot.github import messages
     from bot.github.repo_config import SETUP_OFFLINE, RepoSetup
     from tests.fakes.app_env import REPO, Worlds, run_one
     from tests.fakes.github_app import comment_payload
@@ -905,7 +908,7 @@ def test_the_app_runs_the_repositorys_setup_and_shows_it_in_the_status_comment(
             and isinstance(c.body, dict)
             and "body" in c.body
         ]
-        assert any(report.STATUS_SETTING_UP in body for body in edits)
+        assert any(messages.STATUS_SETTING_UP in body for body in edits)
 
         again = run_one(
             env, "issue_comment", comment_payload("/rlm say hi again", number=3, clone_url=str(env.bare))
@@ -932,7 +935,7 @@ def test_the_app_runs_the_repositorys_setup_and_shows_it_in_the_status_comment(
 def test_the_server_setting_for_repositories_setup_is_checked():
     from bot.github.auth import AppSettingsError
     from bot.github.repo_config import BAD_REPO_SETUP, RepoSetup
-    from webhooks.config import _repo_setup
+    from webhooks.settings import _repo_setup
 
     assert _repo_setup(None) is RepoSetup.ALLOW and _repo_setup("") is RepoSetup.ALLOW
     assert _repo_setup(" Deny ") is RepoSetup.DENY and _repo_setup("offline") is RepoSetup.OFFLINE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.github import report
+from bot.github import messages
 from bot.github.commands import HELP_TEXT, Command, help_text, parse_command
 from bot.github.repo_config import KEY_NOT_ALLOWED, MODEL_NOT_ALLOWED, SECTION_NOT_ALLOWED, apply_repo_config
 from bot.rlm import load_config
@@ -50,25 +50,25 @@ def test_custom_prefix():
 
 
 def test_pr_title():
-    assert report.pr_title("fix the TODO\nmore details") == "rlm: fix the TODO"
-    long = report.pr_title("x" * 200)
-    assert len(long) == report.PR_TITLE_LIMIT and long.endswith("…")
+    assert messages.pr_title("fix the TODO\nmore details") == "rlm: fix the TODO"
+    long = messages.pr_title("x" * 200)
+    assert len(long) == messages.PR_TITLE_LIMIT and long.endswith("…")
 
 
 def test_status_body_footer_only_while_running():
-    running = report.status_body("run-1", "do it", ["line"], prefix="/rlm")
-    done = report.status_body("run-1", "do it", ["line"], prefix="/rlm", final=True)
-    assert report.STATUS_FOOTER.format(prefix="/rlm") in running
-    assert report.STATUS_FOOTER.format(prefix="/rlm") not in done
-    assert report.STATUS_HEADER.format(run_id="run-1") in done and "> do it" in done
+    running = messages.status_body("run-1", "do it", ["line"], prefix="/rlm")
+    done = messages.status_body("run-1", "do it", ["line"], prefix="/rlm", final=True)
+    assert messages.STATUS_FOOTER.format(prefix="/rlm") in running
+    assert messages.STATUS_FOOTER.format(prefix="/rlm") not in done
+    assert messages.STATUS_HEADER.format(run_id="run-1") in done and "> do it" in done
 
 
 def test_patch_comment_is_bounded():
-    body = report.patch_comment("r1", "+" * (report.PATCH_LIMIT + 10), "https://bot.example/runs/t/patch")
-    assert report.PATCH_TOO_LONG.format(url="https://bot.example/runs/t/patch") in body
-    assert len(body) < report.PATCH_LIMIT + 500
-    local = report.patch_comment("r1", "+" * (report.PATCH_LIMIT + 10))
-    assert report.PATCH_TOO_LONG_LOCAL.format(name="r1.patch") in local
+    body = messages.patch_comment("r1", "+" * (messages.PATCH_LIMIT + 10), "https://bot.example/runs/t/patch")
+    assert messages.PATCH_TOO_LONG.format(url="https://bot.example/runs/t/patch") in body
+    assert len(body) < messages.PATCH_LIMIT + 500
+    local = messages.patch_comment("r1", "+" * (messages.PATCH_LIMIT + 10))
+    assert messages.PATCH_TOO_LONG_LOCAL.format(name="r1.patch") in local
 
 
 def test_status_comment_is_cut_to_githubs_limit_with_a_link():
@@ -78,8 +78,8 @@ def test_status_comment_is_cut_to_githubs_limit_with_a_link():
     status = StatusComment(None, "o/r", 1, "r1", "task", trace_url=trace)  # type: ignore[arg-type]
     status.notes.append("n" * 70000)  # e.g. a very long error from GitHub
     body = status.render(["done"], final=True)
-    assert len(body) == report.BODY_LIMIT
-    assert body.endswith(report.CUT_MARKER.format(limit=report.BODY_LIMIT, url=trace))
+    assert len(body) == messages.BODY_LIMIT
+    assert body.endswith(messages.CUT_MARKER.format(limit=messages.BODY_LIMIT, url=trace))
 
 
 # ---------------------------------------------------------------- repo config

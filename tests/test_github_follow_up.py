@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot.github import report
+from bot.github import messages
 from bot.github.api import GitHubAPI, GitHubError
 from bot.github.pull_request import created_by_bot, push_commit
 from bot.github.repo_config import BAD_DELIVERY_VALUE, DeliveryPrefs, PullRequestMode, repo_settings
@@ -83,13 +83,13 @@ def test_created_by_bot():
 
 
 def test_title_from_the_outcome():
-    assert report.pr_title_from("Fix off-by-one in calc.total\n\nIt subtracted.", "fix this") == (
+    assert messages.pr_title_from("Fix off-by-one in calc.total\n\nIt subtracted.", "fix this") == (
         "Fix off-by-one in calc.total"
     )
-    assert report.pr_title_from("## Summary\n**Handle None in `parse`**", "x") == "Handle None in `parse`"
-    assert report.pr_title_from("", "fix this") == "rlm: fix this"
-    assert report.pr_title_from("ok", "fix this") == "rlm: fix this"  # too short to be a title
-    assert len(report.pr_title_from("A" * 200, "t")) == report.PR_TITLE_LIMIT
+    assert messages.pr_title_from("## Summary\n**Handle None in `parse`**", "x") == "Handle None in `parse`"
+    assert messages.pr_title_from("", "fix this") == "rlm: fix this"
+    assert messages.pr_title_from("ok", "fix this") == "rlm: fix this"  # too short to be a title
+    assert len(messages.pr_title_from("A" * 200, "t")) == messages.PR_TITLE_LIMIT
 
 
 def test_body_closes_the_issue_and_collapses_the_report():
@@ -110,15 +110,15 @@ def test_body_closes_the_issue_and_collapses_the_report():
             "duration": 1,
         },
     )
-    body = report.pr_body(result, None, closes=12)
+    body = messages.pr_body(result, None, closes=12)
     assert body.startswith("## Summary\n\nDetails.\n")  # "Fix total" is the title, not said twice
     assert "Closes #12" in body
     assert "<details><summary>📋 Report from the agents</summary>\n\n| file | ok |" in body
-    assert "Closes #" not in report.pr_body(result, None)
-    follow = report.follow_up_body("new summary", body, run_id="r2", requester="bob", task="also None")
+    assert "Closes #" not in messages.pr_body(result, None)
+    follow = messages.follow_up_body("new summary", body, run_id="r2", requester="bob", task="also None")
     assert follow.startswith("🔁 Updated by follow-up run `r2`, requested by @bob: also None\n\nnew summary")
     assert "<details><summary>Earlier description</summary>" in follow and "Details." in follow
-    assert len(report.follow_up_body("x", "y" * 100_000, run_id="r", requester="b", task="t")) <= 65536
+    assert len(messages.follow_up_body("x", "y" * 100_000, run_id="r", requester="b", task="t")) <= 65536
 
 
 def test_rlm_yml_delivery_keys(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.github.api import GitHubAPI
-from bot.github.report import STATUS_HEADER
+from bot.github.messages import STATUS_HEADER
 from bot.github.request_context import ContextBudget, ContextRequest, build_context
 from tests.fakes.github_app import examples
 from tests.fakes.github_fake import FakeGitHub
@@ -189,7 +189,7 @@ def test_review_comment_path_line_hunk_and_thread(fake):
 
 
 def test_stage_fills_the_request_once_and_a_github_failure_is_a_note(fake, tmp_path):
-    from bot.github.report import CONTEXT_UNAVAILABLE
+    from bot.github.messages import CONTEXT_UNAVAILABLE
     from bot.github.request_context import RequestContextStage
     from bot.pipeline import NullReporter, RunRequest, RunSettings, RunState
     from bot.rlm import load_config

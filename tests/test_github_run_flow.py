@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from bot.common.secrets import REDACTOR
-from bot.github import report
+from bot.github import messages
 from tests.conftest import leftovers, py
 from tests.fakes.app_env import REPO, collapse, finished, run_one
 from tests.fakes.github_app import comment_payload, post_event, review_comment_payload, serve, wait_for
@@ -58,12 +58,14 @@ def test_fork_pull_request_gets_the_patch_in_a_comment(world):
     assert not [p for p in paths if "/git/" in p[1] or p[1].endswith("/pulls")]
     comments = env.fake.issue_comments(REPO, 9)
     patch_comment = next(
-        c for c in comments if c["body"].startswith(report.PATCH_COMMENT.format(run_id=job.request["run_id"]))
+        c
+        for c in comments
+        if c["body"].startswith(messages.PATCH_COMMENT.format(run_id=job.request["run_id"]))
     )
     assert "+    return a + b" in patch_comment["body"]
     status = next(c for c in comments if c is not patch_comment)
     # Defect 5: the status named the patch comment with a literal `{url}`.
-    assert report.OUTCOME_PATCH_COMMENT.format(url=patch_comment["html_url"]) in status["body"]
+    assert messages.OUTCOME_PATCH_COMMENT.format(url=patch_comment["html_url"]) in status["body"]
     assert "{url}" not in status["body"]
 
 
@@ -101,7 +103,7 @@ def test_repo_config_is_read_from_the_default_branch(world):
     assert results["config"]["rlm"]["max_depth"] == 0
     status = env.fake.issue_comments(REPO, 9)[0]["body"]
     assert "`.github/rlm.yml` was ignored" in status and "sandbox" in status
-    assert report.OUTCOME_NO_CHANGES in status
+    assert messages.OUTCOME_ANSWER in status
 
 
 def test_persistent_github_failure_ends_in_a_clear_status(world):
@@ -120,7 +122,7 @@ def test_persistent_github_failure_ends_in_a_clear_status(world):
         f"[{job.request['run_id']}.patch](http://bot.example/runs/{job.trace_token}/patch)" in status["body"]
     )
     assert "return a + b" in env.git("show", f"{branch}:calc.py")
-    assert any(r["content"] == report.REACTION_FAILED for r in env.fake.reactions.values())
+    assert any(r["content"] == messages.REACTION_FAILED for r in env.fake.reactions.values())
 
 
 def test_transient_faults_are_retried_and_the_run_succeeds(world):
@@ -176,7 +178,7 @@ def test_cancel_stops_the_running_tree(world, tmp_path):
             comment_payload("/rlm other", number=9, comment_id=600, clone_url=str(env.bare)),
         )
         wait_for(
-            lambda: any(report.STATUS_QUEUED in c["body"] for c in env.fake.issue_comments(REPO, 9)),
+            lambda: any(messages.STATUS_QUEUED in c["body"] for c in env.fake.issue_comments(REPO, 9)),
             timeout=10,
         )
         assert any(r["comment"] == 600 and r["content"] == "eyes" for r in env.fake.reactions.values())
@@ -191,13 +193,14 @@ def test_cancel_stops_the_running_tree(world, tmp_path):
     assert job.state == "cancelled" and job.outcome == "cancelled"
     run_id = job.request["run_id"]
     bodies = [c["body"] for c in env.fake.issue_comments(REPO, 7)]
-    assert report.BUSY.format(run_id=run_id, prefix="/rlm") in bodies
+    assert messages.BUSY.format(run_id=run_id, prefix="/rlm") in bodies
     assert any(
-        b.startswith(report.STATUS_REPLY.format(run_id=run_id, state="running", progress="")) for b in bodies
+        b.startswith(messages.STATUS_REPLY.format(run_id=run_id, state="running", progress=""))
+        for b in bodies
     )
-    assert report.CANCEL_REQUESTED.format(run_id=run_id) in bodies
+    assert messages.CANCEL_REQUESTED.format(run_id=run_id) in bodies
     status_comment = next(c for c in env.fake.issue_comments(REPO, 7) if len(c["history"]) > 1)
-    assert report.OUTCOME_CANCELLED.format(prefix="/rlm") in status_comment["body"]
+    assert messages.OUTCOME_CANCELLED.format(prefix="/rlm") in status_comment["body"]
     results = env.results(job)
     assert results["status"] == "cancelled"
     assert all(a["status"] != "running" for a in results["agents"])
@@ -258,6 +261,6 @@ def test_a_bug_still_ends_the_status_comment(world, monkeypatch, caplog):
     job = run_one(env, "issue_comment", comment_payload("/rlm fix add", clone_url=str(env.bare)))
     assert (job.state, job.outcome) == ("failed", "error")
     (status,) = env.fake.issue_comments(REPO, 7)
-    assert report.OUTCOME_ERROR.format(error=report.INTERNAL_ERROR) in status["body"]
+    assert messages.OUTCOME_ERROR.format(error=messages.INTERNAL_ERROR) in status["body"]
     assert "a bug" in caplog.text  # the traceback is in the log
-    assert any(r["content"] == report.REACTION_FAILED for r in env.fake.reactions.values())
+    assert any(r["content"] == messages.REACTION_FAILED for r in env.fake.reactions.values())

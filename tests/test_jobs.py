@@ -12,12 +12,16 @@ from bot.jobs import (
     CONTROL_LANE,
     RUN_LANE,
     DuplicateDelivery,
+    JobLane,
     JobState,
     NewJob,
     WorkerPool,
     open_store,
 )
 from tests.fakes.github_app import wait_for
+from webhooks.kinds import busy_instead, requeue_policy
+
+APP_REQUEUE = requeue_policy(max_attempts=2)  # the App's decision for a dead worker's job
 
 
 class Clock:
@@ -86,11 +90,25 @@ def test_delivery_ids_are_unique(store):
 
 
 def test_second_run_on_an_issue_is_busy(store):
-    first = store.record_delivery("d1", "issue_comment", run_job(1))
-    second = store.record_delivery("d2", "issue_comment", run_job(1))
-    other_issue = store.record_delivery("d3", "issue_comment", run_job(2))
-    assert (first.kind, second.kind, other_issue.kind) == ("run", "busy", "run")
-    assert second.lane == CONTROL_LANE
+    """The store says a run is active (facts); the App's `busy_instead` decides what is stored."""
+    first = store.record_delivery("d1", "issue_comment", run_job(1), if_run_active=busy_instead)
+    second = store.record_delivery("d2", "issue_comment", run_job(1), if_run_active=busy_instead)
+    other_issue = store.record_delivery("d3", "issue_comment", run_job(2), if_run_active=busy_instead)
+    help_ = store.record_delivery("d4", "issue_comment", run_job(1, kind="help"), if_run_active=busy_instead)
+    assert (first.kind, second.kind, other_issue.kind, help_.kind) == ("run", "busy", "run", "help")
+    assert second.lane == CONTROL_LANE and second.lane is JobLane.CONTROL
+    # Without the App's decision the store keeps what it was given: storage decides nothing.
+    assert store.record_delivery("d5", "issue_comment", run_job(1)).kind == "run"
+
+
+def test_a_dead_workers_job_keeps_its_kind_unless_the_app_decides(store, clock):
+    job = store.record_delivery("d1", "issue_comment", run_job(1))
+    accept(store, job.id)
+    store.claim(RUN_LANE, "dead")
+    store.request_cancel(job.id)
+    clock.now += 11
+    (again,) = store.requeue_expired()
+    assert (again.kind, again.lane, again.request["restarted"]) == ("run", RUN_LANE, True)
 
 
 def test_one_active_run_per_issue_is_enforced_by_the_database(store):
@@ -166,7 +184,7 @@ def test_a_live_workers_job_is_never_taken(store, clock):
     for _ in range(5):  # 25 s of heartbeats every 5 s, with a 10 s lease
         clock.now += 5
         assert store.heartbeat("alive").held == {job.id}
-        assert store.requeue_expired() == [] and store.recover() == []
+        assert store.requeue_expired(APP_REQUEUE) == [] and store.recover(APP_REQUEUE) == []
     assert store.get(job.id).state is JobState.RUNNING
 
 
@@ -183,10 +201,10 @@ def test_expired_leases_resume_then_report(store, clock):
     store.finish(done.id, "done", "help")
     store.update_request(run.id, run_id="r-1", status_comment_id=77)
     clock.now += 9
-    assert store.requeue_expired() == []  # not expired yet
+    assert store.requeue_expired(APP_REQUEUE) == []  # not expired yet
     clock.now += 2
 
-    recovered = {j.id: j for j in store.requeue_expired(max_attempts=2)}
+    recovered = {j.id: j for j in store.requeue_expired(APP_REQUEUE)}
     assert set(recovered) == {run.id, reply.id, accepting.id}
     resumed = recovered[run.id]
     assert (resumed.kind, resumed.lane, resumed.state, resumed.attempts) == ("run", RUN_LANE, "queued", 1)
@@ -200,7 +218,7 @@ def test_expired_leases_resume_then_report(store, clock):
     assert store.claim(RUN_LANE, "second").id == run.id
     store.activate(run.id)
     clock.now += 11
-    (again,) = [j for j in store.recover(max_attempts=2) if j.id == run.id]
+    (again,) = [j for j in store.recover(APP_REQUEUE) if j.id == run.id]
     assert (again.kind, again.lane, again.state) == ("interrupted", CONTROL_LANE, "queued")
 
 
@@ -210,7 +228,7 @@ def test_cancelled_run_of_a_dead_worker_is_reported_not_resumed(store, clock):
     store.claim(RUN_LANE, "dead")
     store.request_cancel(job.id)
     clock.now += 11
-    (again,) = store.requeue_expired()
+    (again,) = store.requeue_expired(APP_REQUEUE)
     assert again.kind == "interrupted"
 
 
@@ -338,7 +356,7 @@ def test_a_worker_that_lost_its_lease_stops_and_leaves_the_job_to_its_new_owner(
         job = store.record_delivery("d1", "issue_comment", run_job(1, kind="status"))
         assert started.wait(10)
         clock.now += 11  # this worker stalled past its lease: another took the job over
-        (again,) = store.requeue_expired()
+        (again,) = store.requeue_expired(APP_REQUEUE)
         assert store.claim(CONTROL_LANE, "other").id == again.id == job.id
         pool.beat()
         assert stopped.wait(10)
@@ -354,7 +372,7 @@ def test_a_worker_that_lost_its_lease_cannot_end_the_job_its_new_owner_runs(stor
     job = store.record_delivery("d1", "issue_comment", run_job(1))
     assert store.claim(CONTROL_LANE, "stale").lease_owner == "stale"
     clock.now += 11  # "stale" stalled past its lease; "fresh" took the job over
-    store.requeue_expired()
+    store.requeue_expired(APP_REQUEUE)
     assert store.claim(CONTROL_LANE, "fresh").id == job.id
     assert store.finish(job.id, "cancelled", "cancelled", "the stale worker's ending", owner="stale") is False
     current = store.get(job.id)
@@ -381,7 +399,7 @@ def test_a_database_from_before_versions_is_migrated(tmp_path):
     store = SqliteJobStore(path)
     try:
         assert store.schema_version == 2
-        (resumed,) = store.requeue_expired()  # left running by a server of that release: no lease
+        (resumed,) = store.requeue_expired(APP_REQUEUE)  # left running by a server of that release: no lease
         assert (resumed.delivery_id, resumed.state, resumed.kind) == ("d1", "queued", "run")
     finally:
         store.close()
@@ -392,7 +410,7 @@ def test_leases_given_up_at_shutdown_are_taken_over_at_once(store):
     accept(store, job.id)
     store.claim(RUN_LANE, "leaving")
     store.activate(job.id)
-    assert store.requeue_expired() == []
+    assert store.requeue_expired(APP_REQUEUE) == []
     assert store.heartbeat("leaving", lease=-1).held == {job.id}  # what `rlm worker` does after its drain
-    (resumed,) = store.requeue_expired()
+    (resumed,) = store.requeue_expired(APP_REQUEUE)
     assert (resumed.id, resumed.state, resumed.kind) == (job.id, "queued", "run")

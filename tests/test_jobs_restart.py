@@ -16,12 +16,13 @@ import pytest
 import requests
 import yaml
 
-from bot.github import report
+from bot.github import messages
 from bot.jobs import CONTROL_LANE, RUN_LANE, NewJob, open_store
 from tests.conftest import leftovers, py
 from tests.fakes.app_env import REPO, finished
 from tests.fakes.github_app import SECRET, comment_payload, post_event, private_key_pem, wait_for
 from webhooks import create_app
+from webhooks.kinds import requeue_policy
 
 SLOW = [
     {
@@ -64,7 +65,8 @@ def start_server(env, tmp_path: Path, port: int, log_name: str) -> subprocess.Po
     cmd = [
         sys.executable,
         "-m",
-        "webhooks",
+        "bot",
+        "serve",
         "--port",
         str(port),
         "--workers",
@@ -117,8 +119,8 @@ def test_killed_server_resumes_the_run(world, tmp_path):
     assert job.state == "done" and job.outcome == "pr" and job.attempts == 2, job.message
     assert health["jobs"] == {"done": 1}
     (status,) = env.fake.issue_comments(REPO, 7)  # the same status comment, edited by both servers
-    assert report.STATUS_RESTARTED in status["body"]
-    assert report.OUTCOME_PR.format(url=env.fake.created_pulls[0]["html_url"]) in status["body"]
+    assert messages.STATUS_RESTARTED in status["body"]
+    assert messages.OUTCOME_PR.format(url=env.fake.created_pulls[0]["html_url"]) in status["body"]
     assert len(env.fake.created_pulls) == 1
     eyes = [
         c
@@ -164,7 +166,9 @@ def test_run_that_cannot_resume_is_reported(world, tmp_path):
     store.claim(RUN_LANE, "first")
     store.activate(job.id)
     time.sleep(0.4)  # its lease expires
-    assert store.recover(max_attempts=2)[0].kind == "run"  # the second resumed it and died too:
+    assert (
+        store.recover(requeue_policy(max_attempts=2))[0].kind == "run"
+    )  # the second resumed it and died too:
     store.claim(RUN_LANE, "second")
     store.activate(job.id)
     time.sleep(0.4)
@@ -175,9 +179,9 @@ def test_run_that_cannot_resume_is_reported(world, tmp_path):
         app.extensions["rlm"].pool.stop()
     assert (done.state, done.outcome) == ("failed", "interrupted")
     body = env.fake.comments[status_id]["body"]
-    assert report.OUTCOME_INTERRUPTED.format(prefix="/rlm") in body and "run-xyz" in body
-    assert [r["content"] for r in env.fake.reactions.values()] == [report.REACTION_FAILED]
+    assert messages.OUTCOME_INTERRUPTED.format(prefix="/rlm") in body and "run-xyz" in body
+    assert [r["content"] for r in env.fake.reactions.values()] == [messages.REACTION_FAILED]
     assert env.fake.created_pulls == []
     check = env.fake.check_runs[check_id]
     assert (check["status"], check["conclusion"]) == ("completed", "failure")
-    assert check["output"]["title"] == report.OUTCOME_INTERRUPTED.format(prefix="/rlm").splitlines()[0]
+    assert check["output"]["title"] == messages.OUTCOME_INTERRUPTED.format(prefix="/rlm").splitlines()[0]

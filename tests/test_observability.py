@@ -13,14 +13,14 @@ import psycopg
 import pytest
 import requests
 
-from bot import logcontext
+from bot.common import logcontext
 from bot.jobs import StoreUnavailable, open_store, safe_target
 from bot.jobs.postgres import PostgresJobStore
 from bot.rlm import Config
 from tests.fakes.github_app import SECRET, comment_payload, post_event, private_key_pem, serve, wait_for
 from webhooks import ServerConfig, create_app
 from webhooks.observability import DB_UNREACHABLE
-from webhooks.serve import build_config
+from webhooks.startup import build_config
 
 PG_URL = "postgresql://rlm:s3cret-db-password@127.0.0.1:1/rlm"
 

@@ -16,7 +16,7 @@ import uuid
 import pytest
 import requests
 
-from bot.github import report
+from bot.github import messages
 from bot.jobs import open_store
 from bot.rlm.sandbox import reap_all
 from tests.conftest import py
@@ -95,7 +95,7 @@ def test_killed_worker_is_taken_over_after_its_lease_and_one_pr_results(world, p
         assert job.state == "done" and job.outcome == "pr" and job.attempts == 2, job.message
         assert len(env.fake.created_pulls) == 1
         (status,) = env.fake.issue_comments(REPO, 7)
-        assert report.STATUS_RESTARTED in status["body"]
+        assert messages.STATUS_RESTARTED in status["body"]
         assert "return a + b" in env.git("show", f"{env.fake.created_pulls[0]['head']}:calc.py")
         # The survivor's metrics count the run; the database-wide gauges agree on every process.
         assert metric(second_probes, "rlm_jobs_finished_total", kind="run", state="done") == 1
@@ -193,7 +193,7 @@ def test_cancel_through_one_replica_stops_the_run_another_process_holds(world, p
         assert metric(runner_probes, "rlm_jobs_finished_total", kind="run", state="cancelled") == 1
         assert metric(a, "rlm_jobs", state="running") == 0
         replies = [c["body"] for c in env.fake.issue_comments(REPO, 7)]
-        assert any(report.CANCEL_REQUESTED.format(run_id=job.request["run_id"]) in r for r in replies)
+        assert any(messages.CANCEL_REQUESTED.format(run_id=job.request["run_id"]) in r for r in replies)
         assert env.fake.created_pulls == []
     finally:
         store.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.github import report
+from bot.github import messages
 from tests.conftest import py
 from tests.fakes.app_env import REPO, Worlds, finished
 from tests.fakes.github_app import comment_payload, post_event, review_comment_payload, serve, wait_for
@@ -131,7 +131,7 @@ def test_issue_clue_pr_then_follow_ups_on_the_same_branch(env):
         assert update["number"] == pull["number"] and "Return None when an argument is None" in update["body"]
         assert "Earlier description" in update["body"]
         status = fake.issue_comments(REPO, pull["number"])[-1]["body"]
-        assert report.OUTCOME_PUSHED.split("{")[0] in status
+        assert messages.OUTCOME_PUSHED.split("{")[0] in status
 
         # 3. A review comment on the bot's PR: its file, line and hunk are in `context`.
         hunk = "@@ -1,2 +1,4 @@\n def add(a, b):\n+    if a is None or b is None:"

@@ -10,7 +10,7 @@ import re
 import pytest
 import requests
 
-from bot.github import report
+from bot.github import messages
 from bot.github.commands import help_text
 from bot.github.permissions import not_allowed
 from bot.rlm import summary_markdown
@@ -89,21 +89,21 @@ def test_comment_to_pull_request(world):
         ("DELETE", f"/repos/{REPO}/issues/comments/555/reactions/{reaction}"),
     ]
     bodies = [c.body for c in fake.writes() if "/access_tokens" not in c.path]
-    assert bodies[0] == {"content": report.REACTION_SEEN}
-    assert bodies[-2] == {"content": report.REACTION_DONE}
+    assert bodies[0] == {"content": messages.REACTION_SEEN}
+    assert bodies[-2] == {"content": messages.REACTION_DONE}
     assert fake.reactions[reaction]["deleted"]
 
     # The status comment: created queued, edited through preparing and running, ends with the PR link.
     history = fake.comments[status_id]["history"]
-    assert report.STATUS_QUEUED in history[0]
-    assert any(report.STATUS_PREPARING.format(commit=env.sha[:12]) in h for h in history)
+    assert messages.STATUS_QUEUED in history[0]
+    assert any(messages.STATUS_PREPARING.format(commit=env.sha[:12]) in h for h in history)
     assert any(re.search(r"\d+ agents? running", h) for h in history)
-    assert any(report.STATUS_OPENING_PR in h for h in history)
+    assert any(messages.STATUS_OPENING_PR in h for h in history)
     pull = fake.created_pulls[0]
     final = history[-1]
-    assert report.OUTCOME_PR.format(url=pull["html_url"]) in final
+    assert messages.OUTCOME_PR.format(url=pull["html_url"]) in final
     assert "3 iterations" in final or "iterations" in final
-    assert f"{report.STATUS_HEADER.format(run_id=job.request['run_id'])}" in final
+    assert f"{messages.STATUS_HEADER.format(run_id=job.request['run_id'])}" in final
     assert "cancel" not in final  # the footer is gone once the run is over
 
     # Git Data: blob content, tree on the base, commit with the co-author, ref name.
@@ -123,7 +123,7 @@ def test_comment_to_pull_request(world):
 
     # The PR: title from the answer's first line, body = answer + Closes + tree summary + totals + trace link.
     assert pull["title"] == "Implemented add(); a child agent checked the file"
-    assert report.PR_CLOSES.format(number=7) in pull["body"]
+    assert messages.PR_CLOSES.format(number=7) in pull["body"]
     assert (pull["head"], pull["base"], pull["draft"]) == (branch, "main", False)
     assert ANSWER in pull["body"]
     results = env.results(job)
@@ -192,9 +192,9 @@ def test_replies_without_a_run(world):
     bodies = [c["body"] for c in env.fake.issue_comments(REPO, 7)]
     assert bodies == [
         help_text("/rlm"),
-        report.NOTHING_TO_CANCEL,
-        report.NOTHING_RUNNING.format(prefix="/rlm"),
-        f"{report.INVALID_COMMAND}\n\n{help_text('/rlm')}",
+        messages.NOTHING_TO_CANCEL,
+        messages.NOTHING_RUNNING.format(prefix="/rlm"),
+        f"{messages.INVALID_COMMAND}\n\n{help_text('/rlm')}",
         not_allowed("mallory"),
     ]
     assert env.fake.reactions == {}  # replies carry no reactions; nothing ran

@@ -21,7 +21,7 @@ from tests.fakes.github_app import (
     serve,
 )
 from webhooks import ServerConfig, context, create_app
-from webhooks import app as entry
+from webhooks import intake as entry
 from webhooks import payload as parsing
 
 
@@ -324,7 +324,7 @@ def test_server_refuses_unisolated_sandboxes_unless_told(monkeypatch):
     import bot.rlm.sandbox as sandboxes
     from bot.github.auth import AppSettingsError
     from bot.rlm import load_config
-    from webhooks.serve import UNISOLATED, check_isolation
+    from webhooks.startup import UNISOLATED, check_isolation
 
     monkeypatch.setattr(sandboxes, "bwrap_works", lambda: False)  # a container without user namespaces
     with pytest.raises(AppSettingsError) as refused:

@@ -21,8 +21,9 @@ from waitress import wasyncore
 from tests.fakes.github_app import SECRET, comment_payload, headers_for, serve
 from webhooks import ServerConfig, create_app
 from webhooks import payload as parsing
-from webhooks.app import DB_DOWN
-from webhooks.http_server import HttpSettings, create_http_server
+from webhooks.http_server import create_http_server
+from webhooks.intake import DB_DOWN
+from webhooks.settings import HttpSettings
 
 
 @pytest.fixture
@@ -322,8 +323,9 @@ def test_http_settings_from_the_environment():
 
 
 def test_rlm_serve_refuses_a_bad_http_setting_in_one_sentence(monkeypatch):
+    from bot.github.auth import AppSettingsError
     from bot.rlm import Config
-    from webhooks.serve import AppSettingsError, build_config
+    from webhooks.startup import build_config
 
     engine = Config()
     engine.sandbox.isolation = "none"

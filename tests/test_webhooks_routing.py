@@ -9,13 +9,13 @@ import logging
 import pytest
 from gidgethub import sansio
 
+from bot.common.logging import RedactingFilter
 from bot.common.secrets import REDACTOR
 from bot.jobs import NewJob
 from tests.fakes.github_app import comment_payload, review_comment_payload
 from webhooks import context
 from webhooks.context import Delivery
 from webhooks.routing import router
-from webhooks.serve import RedactingFilter
 
 
 def dispatch(event: str, payload: dict, app_id: str | None = "1") -> Delivery:
@@ -76,7 +76,7 @@ def test_log_lines_are_redacted(caplog):
 
 def test_tracebacks_in_log_lines_are_redacted(caplog):
     """An exception's text reaches the log with its traceback (plain and JSON lines alike)."""
-    from bot.logcontext import JsonFormatter
+    from bot.common.logcontext import JsonFormatter
 
     REDACTOR.add("planted-traceback-secret-91bb")
     logger = logging.getLogger("test.redaction")

@@ -9,8 +9,10 @@ from __future__ import annotations
 from bot.github.commands import parse_command
 from bot.github.review import review_task
 from bot.jobs import NewJob
+from bot.pipeline import RunRequest
 
 from .context import IGNORED_BOT, IGNORED_NO_COMMAND, IGNORED_OWN, Delivery
+from .kinds import JobKind
 from .payload import typed
 
 
@@ -45,25 +47,25 @@ def enqueue_command(
     repo = payload["repository"]
     user = comment.get("user") or payload.get("sender") or {}
     full_name = typed(repo["full_name"], str, "repository.full_name")
-    request = {
-        "repo": full_name,
-        "number": typed(number, int, "issue or pull request number"),
-        "requester": typed(user.get("login"), str, "comment.user.login", optional=True),
-        "requester_id": typed(user.get("id"), int, "comment.user.id", optional=True),
-        "task": task,
-        "mode": mode,
-        "clone_url": typed(repo.get("clone_url"), str, "repository.clone_url", optional=True),
-        "comment_id": typed(comment["id"], int, "comment.id"),
-        "review_comment": review,
-        "is_pull": is_pull,
-        "html_url": typed(html_url, str, "html_url", optional=True),
-    }
+    request = RunRequest(
+        repo=full_name,
+        number=typed(number, int, "issue or pull request number"),
+        requester=typed(user.get("login"), str, "comment.user.login", optional=True),
+        requester_id=typed(user.get("id"), int, "comment.user.id", optional=True),
+        task=task,
+        mode=mode,
+        clone_url=typed(repo.get("clone_url"), str, "repository.clone_url", optional=True),
+        comment_id=typed(comment["id"], int, "comment.id"),
+        review_comment=review,
+        is_pull=is_pull,
+        html_url=typed(html_url, str, "html_url", optional=True),
+    )
     delivery.enqueue(
         NewJob(
-            kind=kind,
+            kind=JobKind(kind),
             repo=full_name,
             number=number,
-            request=request,
+            request=request.to_payload(),
             installation_id=delivery.installation_id,
         )
     )

@@ -13,54 +13,16 @@ Behind a reverse proxy (see docs/github-app.md) the proxy absorbs slow clients f
 from __future__ import annotations
 
 import logging
-import os
 import resource
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from typing import Any
 
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
-from .config import MAX_BODY
+from .settings import HttpSettings
 
 log = logging.getLogger(__name__)
-
-ENV_PREFIX = "RLM_HTTP_"
-BAD_SETTING = "{name} must be a positive number, not {value!r}"
-
-
-@dataclass(frozen=True)
-class HttpSettings:
-    """Limits of the webhook server; each can be set as RLM_HTTP_<NAME> in the environment."""
-
-    threads: int = 8  # requests handled at once (a delivery takes milliseconds)
-    connection_limit: int = 1000  # open connections before waitress stops accepting
-    channel_timeout: int = 30  # seconds an idle (keep-alive) connection stays open
-    request_timeout: float = 15.0  # seconds a client may take to send one whole request
-    max_request_header_size: int = 64 * 1024
-    max_request_body_size: int = MAX_BODY
-    backlog: int = 1024  # connections the kernel queues before waitress accepts them
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> HttpSettings:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw is None or raw == "":
-                continue
-            kind = float if f.type == "float" else int
-            try:
-                value = kind(raw)
-            except ValueError:
-                value = 0
-            if value <= 0:
-                raise ValueError(BAD_SETTING.format(name=ENV_PREFIX + f.name.upper(), value=raw))
-            values[f.name] = value
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
 
 
 class DeadlineChannel(HTTPChannel):

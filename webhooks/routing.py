@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from gidgethub import routing
 
-from . import issue_comment, review_comment, triggers
+from .issue_comment import router as issue_comment_router
+from .review_comment import router as review_comment_router
+from .triggers import router as triggers_router
 
-router = routing.Router(issue_comment.router, review_comment.router, triggers.router)
+router = routing.Router(issue_comment_router, review_comment_router, triggers_router)
 
 # Events the app is subscribed to (or gets anyway, like installation changes). Anything else is 400.
 KNOWN_EVENTS = {

@@ -11,13 +11,14 @@ from gidgethub import routing, sansio
 
 from bot.github.triggers import TriggerKind, trigger_task
 from bot.jobs import NewJob
+from bot.pipeline import RunRequest
 
 from .context import Delivery
+from .kinds import JobKind
 from .payload import typed
 
 router = routing.Router()
 
-TRIGGER_KIND = "trigger"
 IGNORED_BOT_SENDER = "the label or assignment was made by a bot"
 IGNORED_NOT_A_BOT = "the issue was assigned to a person, not to the app"
 IGNORED_CLOSED = "the issue or pull request is closed"
@@ -46,27 +47,26 @@ async def labelled_or_assigned(event: sansio.Event, delivery: Delivery) -> None:
     repo = data["repository"]
     full_name = typed(repo["full_name"], str, "repository.full_name")
     number = typed(item["number"], int, "issue or pull request number")
-    request = {
-        "repo": full_name,
-        "number": number,
-        "requester": typed(sender.get("login"), str, "sender.login"),
-        "requester_id": typed(sender.get("id"), int, "sender.id", optional=True),
-        "task": trigger_task(
+    request = RunRequest(
+        repo=full_name,
+        number=number,
+        requester=typed(sender.get("login"), str, "sender.login"),
+        requester_id=typed(sender.get("id"), int, "sender.id", optional=True),
+        task=trigger_task(
             typed(item.get("title"), str, "title", optional=True),
             typed(item.get("body"), str, "body", optional=True),
         ),
-        "clone_url": typed(repo.get("clone_url"), str, "repository.clone_url", optional=True),
-        "is_pull": is_pull or "pull_request" in item,
-        "html_url": typed(item.get("html_url"), str, "html_url", optional=True),
-        "trigger": kind.value,
-        "trigger_value": value,
-    }
+        clone_url=typed(repo.get("clone_url"), str, "repository.clone_url", optional=True),
+        is_pull=is_pull or "pull_request" in item,
+        html_url=typed(item.get("html_url"), str, "html_url", optional=True),
+        extra={"trigger": kind.value, "trigger_value": value},  # read by the worker's trigger check
+    )
     delivery.enqueue(
         NewJob(
-            kind=TRIGGER_KIND,
+            kind=JobKind.TRIGGER,
             repo=full_name,
             number=number,
-            request=request,
+            request=request.to_payload(),
             installation_id=delivery.installation_id,
         )
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-from pathlib import Path
 
 # Environment variables that hold secrets. Anything ending in one of SECRET_SUFFIXES counts too.
 SECRET_ENV_NAMES = (
@@ -36,23 +35,6 @@ _TOKEN_PATTERNS = re.compile(
 def is_secret_name(name: str) -> bool:
     upper = name.upper()
     return upper in SECRET_ENV_NAMES or upper.endswith(SECRET_SUFFIXES)
-
-
-def load_env_file(path: str | Path) -> dict[str, str]:
-    """Parse a KEY=VALUE .env file (comments, `export`, quotes). Does not touch os.environ."""
-    values: dict[str, str] = {}
-    for raw in Path(path).read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :]
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
 
 
 class Redactor:

@@ -9,9 +9,8 @@ with the redactor the moment we hold it.
 from __future__ import annotations
 
 import base64
-import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +37,8 @@ class AppSettings:
     api_url: str = DEFAULT_API_URL
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> AppSettings:
-        env = os.environ if environ is None else environ
+    def from_env(cls, env: Mapping[str, str]) -> AppSettings:
+        """From the App's settings as read by webhooks/settings.py (the App's one environment reader)."""
         app_id = (env.get("GITHUB_APP_ID") or "").strip()
         if not app_id:
             raise AppSettingsError("GITHUB_APP_ID is not set; it is the App ID on the app's settings page.")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from bot.pipeline import OutcomeKind, RunOutcome, RunRequest, RunState, Target
 from bot.rlm import RunMode
 
-from . import report, review
+from . import messages, review
 from .api import GitHubAPI, GitHubError
 from .pull_request import REASON_ONLY_WORKFLOWS, created_by_bot, open_pull_request, push_commit
 from .repo_config import DeliveryPrefs, PullRequestMode
@@ -30,10 +30,9 @@ def requester_identity(request: RunRequest) -> str:
 
 
 def resolve_target(api: GitHubAPI, request: RunRequest) -> Target:
-    """The commit (the PR head for a PR, else the default branch head), the base branch, fork?.
-    A request that already knows its commit and base costs no API call."""
-    if request.commit and request.base_branch:
-        return Target(request.commit, request.base_branch, request.fork, request.default_branch)
+    """The commit (the PR head for a PR, else the default branch head), the base branch, fork?, and
+    whether the PR's branch is one this bot made (a follow-up). Reads GitHub; changes nothing (the
+    pipeline's `resolve` asks once and records the answer on the request)."""
     info = api.get_repo(request.repo)
     default_branch = info.get("default_branch") or "main"
     if request.is_pull:
@@ -41,8 +40,8 @@ def resolve_target(api: GitHubAPI, request: RunRequest) -> Target:
         head = pull.get("head") or {}
         head_repo = (head.get("repo") or {}).get("full_name")
         fork = head_repo is None or head_repo.lower() != request.repo.lower()
-        request.follow_up = not fork and created_by_bot(pull, request.repo)
-        return Target(head["sha"], head.get("ref") or default_branch, fork, default_branch)
+        follow_up = not fork and created_by_bot(pull, request.repo)
+        return Target(head["sha"], head.get("ref") or default_branch, fork, default_branch, follow_up)
     return Target(api.get_branch_sha(request.repo, default_branch), default_branch, False, default_branch)
 
 
@@ -77,13 +76,11 @@ class GitHubDeliverer:
         self.prefs = prefs
 
     def target(self, request: RunRequest) -> Target:
-        target = resolve_target(self.api, request)
-        request.default_branch = target.default_branch
-        return target
+        return resolve_target(self.api, request)
 
     def patch_link(self, run_id: str) -> str:
         if self.options.patch_url:
-            return report.PATCH_LINK.format(name=f"{run_id}.patch", url=self.options.patch_url)
+            return messages.PATCH_LINK.format(name=f"{run_id}.patch", url=self.options.patch_url)
         return f"`{run_id}.patch`"
 
     def deliver(self, state: RunState) -> RunOutcome:
@@ -92,12 +89,12 @@ class GitHubDeliverer:
         if result.mode is RunMode.REVIEW:
             return self._review(state)
         if request.fork:
-            body = report.patch_comment(result.run_id, result.patch, self.options.patch_url)
+            body = messages.patch_comment(result.run_id, result.patch, self.options.patch_url)
             url = self.api.post_comment(request.repo, request.number, body).get(
                 "html_url"
             ) or self.patch_link(result.run_id)
             return RunOutcome(
-                result.run_id, OutcomeKind.PATCH_COMMENT, report.OUTCOME_PATCH_COMMENT.format(url=url)
+                result.run_id, OutcomeKind.PATCH_COMMENT, messages.OUTCOME_PATCH_COMMENT.format(url=url)
             )
         if request.is_pull and (request.follow_up or self.prefs.pull_requests is PullRequestMode.PUSH):
             return self._push(state)
@@ -113,8 +110,8 @@ class GitHubDeliverer:
             prepared=state.prepared,
             patch=result.patch,
             base_branch=request.base_branch or request.default_branch or "main",
-            title=report.pr_title_from(result.answer, request.task),
-            body=lambda skipped: report.pr_body(
+            title=messages.pr_title_from(result.answer, request.task),
+            body=lambda skipped: messages.pr_body(
                 result,
                 o.trace_url,
                 requester=request.requester if by_person and source else None,
@@ -133,20 +130,20 @@ class GitHubDeliverer:
         if pr.url is not None:
             if self.prefs.request_review and by_person and pr.number:
                 notes += self._ask_review(request, pr.number)
-            message = report.OUTCOME_PR.format(url=pr.url)
+            message = messages.OUTCOME_PR.format(url=pr.url)
             return RunOutcome(
                 result.run_id, OutcomeKind.PR, message, pr_url=pr.url, branch=pr.branch, notes=notes
             )
         if pr.reason == REASON_ONLY_WORKFLOWS:
-            message = report.OUTCOME_ONLY_WORKFLOWS.format(patch=self.patch_link(result.run_id))
+            message = messages.OUTCOME_ONLY_WORKFLOWS.format(patch=self.patch_link(result.run_id))
             return RunOutcome(result.run_id, OutcomeKind.ONLY_WORKFLOWS, message, notes=notes)
         if pr.error is None:
-            return RunOutcome(result.run_id, OutcomeKind.NO_CHANGES, report.OUTCOME_NO_CHANGES, notes=notes)
+            return RunOutcome(result.run_id, OutcomeKind.NO_CHANGES, messages.OUTCOME_NO_CHANGES, notes=notes)
         if pr.branch is None:  # refused, and our branch was taken away again: the patch is the change
-            message = report.OUTCOME_PR_REFUSED.format(error=pr.error, patch=self.patch_link(result.run_id))
-            return RunOutcome(result.run_id, OutcomeKind.GITHUB_ERROR, message, notes=notes)
+            message = messages.OUTCOME_PR_REFUSED.format(error=pr.error, patch=self.patch_link(result.run_id))
+            return RunOutcome(result.run_id, OutcomeKind.DELIVERY_ERROR, message, notes=notes)
         compare = self.api.compare_url(request.repo, request.base_branch or "main", pr.branch)
-        message = report.OUTCOME_BRANCH.format(
+        message = messages.OUTCOME_BRANCH.format(
             branch=pr.branch, compare=compare, error=pr.error, patch=self.patch_link(result.run_id)
         )
         return RunOutcome(
@@ -159,9 +156,9 @@ class GitHubDeliverer:
         request, result = state.request, state.result
         assert result is not None
         summary = "\n\n".join(
-            p for p in ((result.answer or "").strip(), report.report_section(result.report)) if p
+            p for p in ((result.answer or "").strip(), messages.report_section(result.report)) if p
         )
-        footer = review.review_footer(result, report.trace_line(self.options.trace_url, result.run_id))
+        footer = review.review_footer(result, messages.trace_line(self.options.trace_url, result.run_id))
         return review.deliver_review(
             self.api,
             request.repo,
@@ -180,7 +177,7 @@ class GitHubDeliverer:
             self.api.request_reviewers(request.repo, number, [request.requester])
         except GitHubError as e:
             log.info("could not request a review from %s: %s", request.requester, e)
-            return [report.REVIEW_REQUEST_FAILED.format(requester=request.requester, error=e)]
+            return [messages.REVIEW_REQUEST_FAILED.format(requester=request.requester, error=e)]
         return []
 
     def _push(self, state: RunState) -> RunOutcome:
@@ -196,7 +193,7 @@ class GitHubDeliverer:
                 prepared=state.prepared,
                 patch=result.patch,
                 branch=branch,
-                title=report.pr_title_from(result.answer, request.task),
+                title=messages.pr_title_from(result.answer, request.task),
                 requester=o.author(request),
                 can_push_workflows=o.can_push_workflows,
             )
@@ -205,27 +202,27 @@ class GitHubDeliverer:
                 raise
             return RunOutcome(
                 result.run_id,
-                OutcomeKind.GITHUB_ERROR,
-                report.OUTCOME_PUSH_MOVED.format(branch=branch),
+                OutcomeKind.DELIVERY_ERROR,
+                messages.OUTCOME_PUSH_MOVED.format(branch=branch),
                 error=str(e),
             )
         notes = _workflow_note(pushed.skipped_workflow_files)
         if pushed.sha is None:
             if pushed.reason == REASON_ONLY_WORKFLOWS:
-                message = f"{report.OUTCOME_ONLY_WORKFLOWS} {self.patch_link(result.run_id)}"
+                message = f"{messages.OUTCOME_ONLY_WORKFLOWS} {self.patch_link(result.run_id)}"
                 return RunOutcome(result.run_id, OutcomeKind.ONLY_WORKFLOWS, message, notes=notes)
-            return RunOutcome(result.run_id, OutcomeKind.NO_CHANGES, report.OUTCOME_NO_CHANGES, notes=notes)
+            return RunOutcome(result.run_id, OutcomeKind.NO_CHANGES, messages.OUTCOME_NO_CHANGES, notes=notes)
         request.pushed_branch = branch
         self.on_pushed(request)
         pull = self.api.get_pull(request.repo, request.number)
         url = pull.get("html_url") or f"#{request.number}"
         if request.follow_up:
-            body = report.pr_body(result, o.trace_url, notes=notes)
+            body = messages.pr_body(result, o.trace_url, notes=notes)
             try:
                 self.api.update_pull(
                     request.repo,
                     request.number,
-                    body=report.follow_up_body(
+                    body=messages.follow_up_body(
                         body,
                         pull.get("body"),
                         run_id=result.run_id,
@@ -235,8 +232,8 @@ class GitHubDeliverer:
                 )
             except GitHubError as e:
                 log.warning("could not update the description of %s: %s", url, e)
-                notes.append(report.PR_UPDATE_FAILED.format(url=url, error=e))
-        message = report.OUTCOME_PUSHED.format(sha=pushed.sha[:12], branch=branch, url=url)
+                notes.append(messages.PR_UPDATE_FAILED.format(url=url, error=e))
+        message = messages.OUTCOME_PUSHED.format(sha=pushed.sha[:12], branch=branch, url=url)
         return RunOutcome(result.run_id, OutcomeKind.PUSHED, message, pr_url=url, branch=branch, notes=notes)
 
     def _pushed(self, request: RunRequest, branch: str) -> None:
@@ -249,4 +246,4 @@ def branch_name(request: RunRequest) -> str:
 
 
 def _workflow_note(skipped: list[str]) -> list[str]:
-    return [report.WORKFLOW_FILES_SKIPPED.format(files=", ".join(skipped))] if skipped else []
+    return [messages.WORKFLOW_FILES_SKIPPED.format(files=", ".join(skipped))] if skipped else []

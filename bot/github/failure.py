@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.pipeline.errors import DeliveryError
 
-class GitHubError(Exception):
-    """A GitHub API call failed for good. The message is one sentence a user can read."""
+
+class GitHubError(DeliveryError):
+    """A GitHub API call failed for good. The message is one sentence a user can read (a run that
+    meets it ends as the pipeline's DELIVERY_ERROR)."""
 
     def __init__(self, message: str, status: int | None = None, data: Any = None):
         super().__init__(message)

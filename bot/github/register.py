@@ -251,7 +251,7 @@ def register(
     if not output.absolute().parent.is_dir():  # found out after GitHub made the App, its key would be lost
         raise RegisterError(OUTPUT_DIR_MISSING.format(path=output.absolute().parent))
     github_url = github_url.rstrip("/")
-    api_url = (api_url or os.environ.get("GITHUB_API_URL") or api_url_for(github_url)).rstrip("/")
+    api_url = (api_url or api_url_for(github_url)).rstrip("/")
     state = secrets.token_urlsafe(24)
     try:
         server = ThreadingHTTPServer(("127.0.0.1", port), BaseHTTPRequestHandler)

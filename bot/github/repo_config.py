@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import TYPE_CHECKING
 
 import yaml
 
+from bot.common.enums import StrEnum
 from bot.rlm import Config, ConfigError, validate_partial
 
 from .api import GitHubAPI
-from .report import REPO_CONFIG_PROBLEM
+from .messages import REPO_CONFIG_PROBLEM
 from .triggers import TRIGGERS_KEY
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ KEY_NOT_ALLOWED = "`{key}` cannot be set by a repository"
 MODEL_NOT_ALLOWED = "model `{name}` is not one this server allows ({allowed})"
 
 
-class RepoSetup(str, Enum):
+class RepoSetup(StrEnum):
     """What a server lets a repository's `setup:` do (RLM_REPO_SETUP)."""
 
     ALLOW = "allow"  # run it, with the network when the server's sandbox.setup_network allows
@@ -102,7 +102,7 @@ def _apply_setup(merged: dict, value: object, policy: RepoSetup, notes: list[str
         notes.append(SETUP_OFFLINE)
 
 
-class PullRequestMode(str, Enum):
+class PullRequestMode(StrEnum):
     PR = "pr"  # a command on someone's same-repo PR opens a PR into its head branch
     PUSH = "push"  # ... or pushes a commit onto its head branch
 

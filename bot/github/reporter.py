@@ -14,7 +14,7 @@ from typing import Any
 from bot.common.secrets import REDACTOR
 from bot.pipeline import NullReporter, OutcomeKind, Phase, RunOutcome, RunRequest
 
-from . import report
+from . import messages
 from .api import GitHubAPI, GitHubError
 from .status import LiveStatus, StatusComment
 
@@ -23,9 +23,7 @@ log = logging.getLogger(__name__)
 # Phase.RUNNING has no line of its own: the live status says "Setting up the environment…" or
 # "Starting the agents…" from the rollout's first events (so never "Starting" before setup).
 _PHASE_LINES = {
-    Phase.QUEUED: report.STATUS_QUEUED,
-    Phase.SETTING_UP: report.STATUS_SETTING_UP,
-    Phase.DELIVERING: report.STATUS_OPENING_PR,
+    Phase.DELIVERING: messages.STATUS_OPENING_PR,
 }
 
 
@@ -59,8 +57,9 @@ class StatusReporter(NullReporter):
             on_created=self._created,
         )
         self.live: LiveStatus | None = None
+        self.status.notes.extend(request.ack_notes)  # said at acceptance, kept until the end
         if request.restarted:
-            self.status.notes.append(report.STATUS_RESTARTED)
+            self.status.notes.append(messages.STATUS_RESTARTED)
 
     def _created(self, comment_id: int) -> None:
         self.request.status_comment_id = comment_id
@@ -83,20 +82,24 @@ class StatusReporter(NullReporter):
         if request.comment_id and request.reaction_id is None:
             try:
                 request.reaction_id = self.api.add_reaction(
-                    request.repo, request.comment_id, report.REACTION_SEEN, review=request.review_comment
+                    request.repo, request.comment_id, messages.REACTION_SEEN, review=request.review_comment
                 )
                 self.on_change(request)
             except GitHubError as e:
                 log.error("run %s: could not add the 👀 reaction: %s", request.run_id, e)
-                self.note(report.ACK_REACTION_FAILED.format(error=e))
+                note = messages.ACK_REACTION_FAILED.format(error=e)
+                self.note(note)
+                if note not in request.ack_notes:  # the run worker's status comment says it too
+                    request.ack_notes.append(note)
+                    self.on_change(request)
         if self.live_status and (self.status.comment_id is None or request.restarted):
-            self._show(report.STATUS_QUEUED)
+            self._show(messages.STATUS_QUEUED)
 
     def phase(self, phase: Phase, detail: str = "") -> None:
         if not self.live_status:
             return
         if phase is Phase.PREPARING:
-            self._show(report.STATUS_PREPARING.format(commit=detail))
+            self._show(messages.STATUS_PREPARING.format(commit=detail))
             return
         if phase is not Phase.RUNNING:
             self._stop_live()
@@ -119,9 +122,9 @@ class StatusReporter(NullReporter):
         self.status.run_id = outcome.run_id
         lines = [outcome.message]
         if outcome.kind is OutcomeKind.ANSWER and outcome.result is not None:
-            lines += report.answer_lines(outcome.result)
+            lines += messages.answer_lines(outcome.result)
         if outcome.result is not None:
-            lines.append(report.final_totals(outcome.result.results))
+            lines.append(messages.final_totals(outcome.result.results))
         self._show(*lines, final=True)
         self.react(outcome.ok)
 
@@ -134,7 +137,7 @@ class StatusReporter(NullReporter):
             self.api.add_reaction(
                 request.repo,
                 request.comment_id,
-                report.REACTION_DONE if ok else report.REACTION_FAILED,
+                messages.REACTION_DONE if ok else messages.REACTION_FAILED,
                 review=request.review_comment,
             )
         except GitHubError as e:

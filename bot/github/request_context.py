@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .api import GitHubAPI, GitHubError
-from .report import CONTEXT_UNAVAILABLE, STATUS_HEADER
+from .messages import CONTEXT_UNAVAILABLE, STATUS_HEADER
 
 if TYPE_CHECKING:
     from bot.pipeline import Reporter, RunState

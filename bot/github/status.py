@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from bot.rlm import fold, new_results
 
-from . import report
+from . import messages
 from .api import GitHubAPI, GitHubError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class StatusComment:
         self._lock = threading.Lock()
 
     def render(self, lines: list[str], final: bool = False) -> str:
-        body = report.status_body(
+        body = messages.status_body(
             self.run_id,
             self.task,
             [*self.notes, *lines],
@@ -53,7 +53,7 @@ class StatusComment:
             trace_url=self.trace_url,
             final=final,
         )
-        return report.cut(body, self.trace_url)
+        return messages.cut(body, self.trace_url)
 
     def show(self, *lines: str, final: bool = False) -> None:
         body = self.render(list(lines), final=final)
@@ -89,9 +89,9 @@ class LiveStatus:
         self._changed.set()
 
     def line(self) -> str | None:
-        """The progress lines (report.progress_line); None while nothing is worth an edit."""
+        """The progress lines (messages.progress_line); None while nothing is worth an edit."""
         with self._lock:
-            return report.progress_line(self.results, self.started, self.clock())
+            return messages.progress_line(self.results, self.started, self.clock())
 
     def start(self) -> LiveStatus:
         self._thread.start()

@@ -10,29 +10,41 @@
   ran out (its worker died) is queued again by any worker — resumed while it has attempts left, else
   turned into a report on its issue. A job whose worker is alive is never taken.
 - The request is an opaque JSON object, stored verbatim.
+- Facts, not policy: the store knows only that jobs of kind `RUN_KIND` hold an issue's run slot.
+  What a kind means, when a command is answered "busy" and when a dead worker's run is reported
+  instead of resumed are the App's decisions (webhooks/handler.py), handed in as small callables.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Protocol
 
-RUN_LANE = "run"
-CONTROL_LANE = "control"
+from bot.common.enums import StrEnum
+
+RUN_KIND = "run"  # the kind of job that holds its issue's one active-run slot
 
 
-class JobState(str, Enum):
+class JobLane(StrEnum):
+    """The worker pool's two lanes; every job starts in CONTROL."""
+
+    CONTROL = "control"
+    RUN = "run"
+
+
+RUN_LANE = JobLane.RUN
+CONTROL_LANE = JobLane.CONTROL
+
+
+class JobState(StrEnum):
     QUEUED = "queued"
     WORKING = "working"
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
-
-    def __str__(self) -> str:  # f-strings and logs show the value, as the plain strings did
-        return self.value
 
 
 FINAL_STATES = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
@@ -47,8 +59,8 @@ class DuplicateDelivery(Exception):
 class Job:
     id: int
     delivery_id: str
-    kind: str
-    lane: str
+    kind: str  # what the App asked for (webhooks' JobKind); opaque to the store but RUN_KIND
+    lane: JobLane
     repo: str
     number: int
     installation_id: int | None
@@ -68,7 +80,7 @@ class Job:
             id=row["id"],
             delivery_id=row["delivery_id"],
             kind=row["kind"],
-            lane=row["lane"],
+            lane=JobLane(row["lane"]),
             repo=row["repo"],
             number=row["number"],
             installation_id=row["installation_id"],
@@ -92,8 +104,14 @@ class NewJob:
     installation_id: int | None = None
 
     @property
-    def lane(self) -> str:
+    def lane(self) -> JobLane:
         return CONTROL_LANE  # every job starts there; an accepted run is then `promote`d
+
+
+# The App's answer for a new job when a run is already active on its issue (e.g. a "busy" reply).
+IfRunActive = Callable[[NewJob], NewJob]
+# The App's choice of (kind, lane) for a job whose worker died (resume it, report it, redo it).
+Requeue = Callable[["Job"], tuple[str, JobLane]]
 
 
 @dataclass
@@ -112,16 +130,22 @@ class JobStore(Protocol):
     lease_seconds: float
 
     def record_delivery(
-        self, delivery_id: str, event: str, job: NewJob | None = None, decision: str = "ignored"
+        self,
+        delivery_id: str,
+        event: str,
+        job: NewJob | None = None,
+        decision: str = "ignored",
+        *,
+        if_run_active: IfRunActive | None = None,
     ) -> Job | None: ...
     def add_job(self, job: NewJob, delivery_id: str | None = None) -> Job: ...
-    def claim(self, lane: str, owner: str = "", lease: float | None = None) -> Job | None: ...
+    def claim(self, lane: JobLane, owner: str = "", lease: float | None = None) -> Job | None: ...
     def promote(self, job_id: int) -> bool: ...
     def activate(self, job_id: int) -> bool: ...
     def finish(
         self,
         job_id: int,
-        state: str,
+        state: JobState,
         outcome: str | None = None,
         message: str | None = None,
         owner: str | None = None,
@@ -130,12 +154,12 @@ class JobStore(Protocol):
     def request_cancel(self, job_id: int) -> None: ...
     def cancel_queued(self, job_id: int, message: str) -> bool: ...
     def heartbeat(self, owner: str, lease: float | None = None) -> Heartbeat: ...
-    def requeue_expired(self, max_attempts: int = 2) -> list[Job]: ...
-    def recover(self, max_attempts: int = 2) -> list[Job]: ...
+    def requeue_expired(self, requeue: Requeue | None = None) -> list[Job]: ...
+    def recover(self, requeue: Requeue | None = None) -> list[Job]: ...
     def get(self, job_id: int | None) -> Job | None: ...
     def by_trace_token(self, token: str) -> Job | None: ...
     def active_run(self, repo: str, number: int) -> Job | None: ...
-    def jobs(self, state: str | None = None) -> list[Job]: ...
+    def jobs(self, state: JobState | None = None) -> list[Job]: ...
     def counts(self) -> dict[str, int]: ...
     def queue_depth(self) -> dict[str, int]: ...
     def delivery_count(self) -> int: ...

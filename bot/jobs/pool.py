@@ -17,9 +17,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from bot.logcontext import job_context
+from bot.common.logcontext import job_context
 
-from .model import CONTROL_LANE, IN_FLIGHT, RUN_LANE, Job, JobStore
+from .model import CONTROL_LANE, IN_FLIGHT, RUN_LANE, Job, JobLane, JobStore, Requeue
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,14 @@ class WorkerPool:
         control_workers: int = 1,
         poll: float = 1.0,
         heartbeat: float | None = None,
-        max_attempts: int = 2,
+        requeue: Requeue | None = None,
         on_done: JobObserver | None = None,
     ):
         self.store = store
         self.handler = handler
         self.poll = poll
         self.owner = new_owner()
-        self.max_attempts = max_attempts
+        self.requeue = requeue  # the App's choice for a dead worker's job (see JobStore.requeue_expired)
         self.heartbeat_every = heartbeat if heartbeat is not None else max(0.1, store.lease_seconds / 6)
         self.on_done = on_done
         self._wake = {RUN_LANE: threading.Condition(), CONTROL_LANE: threading.Condition()}
@@ -70,7 +70,7 @@ class WorkerPool:
             t.start()
         return self
 
-    def notify(self, lane: str | None = None) -> None:
+    def notify(self, lane: JobLane | None = None) -> None:
         for name, cond in self._wake.items():
             if lane in (None, name):
                 with cond:
@@ -105,19 +105,16 @@ class WorkerPool:
 
     def requeue_expired(self) -> None:
         try:
-            for job in self.store.requeue_expired(self.max_attempts):
+            for job in self.store.requeue_expired(self.requeue):
                 with job_context(job):
                     log.warning(
-                        "job %s (%s on %s#%s) lost its worker; %s",
+                        "job %s (%s on %s#%s) lost its worker; queued again as %s in the %s lane",
                         job.id,
                         job.kind,
                         job.repo,
                         job.number,
-                        "resuming it"
-                        if job.kind == "run"
-                        else "reporting it"
-                        if job.kind == "interrupted"
-                        else "doing it again",
+                        job.kind,
+                        job.lane,
                     )
         except self.store.errors:
             log.exception("could not look for jobs of workers that died")
@@ -152,7 +149,7 @@ class WorkerPool:
 
     # Work ----------------------------------------------------------------------------------
 
-    def _settle(self, job_id: int, lane: str) -> Job | None:
+    def _settle(self, job_id: int, lane: JobLane) -> Job | None:
         """A handler that returned (or raised) without finishing its job leaves it failed, not stuck."""
         try:
             current = self.store.get(job_id)
@@ -165,7 +162,7 @@ class WorkerPool:
             log.exception("could not settle job %s", job_id)
             return None
 
-    def _loop(self, lane: str) -> None:
+    def _loop(self, lane: JobLane) -> None:
         cond = self._wake[lane]
         while not self._stopping.is_set():
             try:
@@ -179,7 +176,7 @@ class WorkerPool:
                 continue
             self._run(job, lane)
 
-    def _run(self, job: Job, lane: str) -> None:
+    def _run(self, job: Job, lane: JobLane) -> None:
         cancel = threading.Event()
         if job.cancel_requested:
             cancel.set()

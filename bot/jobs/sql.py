@@ -10,7 +10,19 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from .model import CONTROL_LANE, FINAL_STATES, RUN_LANE, DuplicateDelivery, Heartbeat, Job, JobState, NewJob
+from .model import (
+    FINAL_STATES,
+    RUN_KIND,
+    RUN_LANE,
+    DuplicateDelivery,
+    Heartbeat,
+    IfRunActive,
+    Job,
+    JobLane,
+    JobState,
+    NewJob,
+    Requeue,
+)
 
 DEFAULT_LEASE = 30.0  # seconds a claimed job stays its worker's without a heartbeat
 
@@ -76,9 +88,17 @@ class SqlJobStore:
     # Intake ------------------------------------------------------------------------------
 
     def record_delivery(
-        self, delivery_id: str, event: str, job: NewJob | None = None, decision: str = "ignored"
+        self,
+        delivery_id: str,
+        event: str,
+        job: NewJob | None = None,
+        decision: str = "ignored",
+        *,
+        if_run_active: IfRunActive | None = None,
     ) -> Job | None:
-        """Store the delivery (and its job) atomically. Raises DuplicateDelivery on a replay."""
+        """Store the delivery (and its job) atomically. Raises DuplicateDelivery on a replay. When a
+        run is already active on the job's issue, `if_run_active(job)` says what to store instead
+        (in the same transaction, so two deliveries cannot both miss each other)."""
         now = self.clock()
         try:
             with self._tx() as tx:
@@ -88,23 +108,22 @@ class SqlJobStore:
                 )
                 if job is None:
                     return None
-                kind = job.kind
                 if (
-                    kind == "run"
+                    if_run_active is not None
                     and tx.execute(
-                        f"SELECT 1 FROM jobs WHERE repo = ? AND number = ? AND kind = 'run' AND state IN {_ACTIVE} "
+                        f"SELECT 1 FROM jobs WHERE repo = ? AND number = ? AND kind = ? AND state IN {_ACTIVE} "
                         "LIMIT 1",
-                        (job.repo, job.number),
+                        (job.repo, job.number, RUN_KIND),
                     ).fetchone()
                 ):
-                    kind = "busy"  # one active run per issue: answer at once instead of queueing
+                    job = if_run_active(job)
                 row = tx.execute(
                     "INSERT INTO jobs (delivery_id, kind, lane, repo, number, installation_id, request, "
                     "trace_token, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                     (
                         delivery_id,
-                        kind,
-                        job.lane,
+                        str(job.kind),
+                        str(job.lane),
                         job.repo,
                         job.number,
                         job.installation_id,
@@ -126,7 +145,7 @@ class SqlJobStore:
 
     # Lifecycle ---------------------------------------------------------------------------
 
-    def claim(self, lane: str, owner: str = "", lease: float | None = None) -> Job | None:
+    def claim(self, lane: JobLane, owner: str = "", lease: float | None = None) -> Job | None:
         """The oldest queued job of `lane`, now `working` and leased to `owner`."""
         now = self.clock()
         until = now + (self.lease_seconds if lease is None else lease)
@@ -135,7 +154,7 @@ class SqlJobStore:
                 "UPDATE jobs SET state = 'working', attempts = attempts + 1, lease_owner = ?, lease_until = ?, "
                 "updated = ? WHERE id = (SELECT id FROM jobs WHERE lane = ? AND state = 'queued' ORDER BY id "
                 f"LIMIT 1{self.skip_locked}) RETURNING *",
-                (owner, until, now, lane),
+                (owner, until, now, str(lane)),
             ).fetchone()
         return Job.from_row(row) if row else None
 
@@ -145,7 +164,7 @@ class SqlJobStore:
             cur = tx.execute(
                 "UPDATE jobs SET lane = ?, state = 'queued', attempts = 0, lease_owner = NULL, "
                 "lease_until = NULL, updated = ? WHERE id = ? AND state = 'working'",
-                (RUN_LANE, self.clock(), job_id),
+                (str(RUN_LANE), self.clock(), job_id),
             )
             return cur.rowcount == 1
 
@@ -163,7 +182,7 @@ class SqlJobStore:
     def finish(
         self,
         job_id: int,
-        state: str,
+        state: JobState,
         outcome: str | None = None,
         message: str | None = None,
         owner: str | None = None,
@@ -224,10 +243,10 @@ class SqlJobStore:
             held={r["id"] for r in rows}, cancel={r["id"] for r in rows if r["cancel_requested"]}
         )
 
-    def requeue_expired(self, max_attempts: int = 2) -> list[Job]:
-        """Jobs whose worker died (lease expired, or no lease at all): a run is queued again to resume
-        while it has attempts left (and was not cancelled), else becomes a report on its issue; a quick
-        reply is simply done again."""
+    def requeue_expired(self, requeue: Requeue | None = None) -> list[Job]:
+        """Jobs whose worker died (lease expired, or no lease at all) are queued again, marked
+        `restarted`. `requeue(job)` chooses each one's (kind, lane) — resume it, report it, do it
+        again; without it a job keeps both."""
         now = self.clock()
         touched = []
         with self._tx() as tx:
@@ -239,23 +258,18 @@ class SqlJobStore:
             for row in rows:
                 job = Job.from_row(row)
                 request = dict(job.request, restarted=True)
-                if job.kind == "run" and job.attempts < max_attempts and not job.cancel_requested:
-                    kind, lane = "run", job.lane
-                elif job.kind == "run":
-                    kind, lane = "interrupted", CONTROL_LANE
-                else:
-                    kind, lane = job.kind, job.lane
+                kind, lane = requeue(job) if requeue is not None else (job.kind, job.lane)
                 tx.execute(
                     "UPDATE jobs SET state = 'queued', kind = ?, lane = ?, request = ?, lease_owner = NULL, "
                     "lease_until = NULL, updated = ? WHERE id = ?",
-                    (kind, lane, json.dumps(request), now, job.id),
+                    (str(kind), str(lane), json.dumps(request), now, job.id),
                 )
                 touched.append(job.id)
         return [j for j in (self.get(i) for i in touched) if j is not None]
 
-    def recover(self, max_attempts: int = 2) -> list[Job]:
+    def recover(self, requeue: Requeue | None = None) -> list[Job]:
         """Lease-based recovery: the same as `requeue_expired` (a live worker's job is never taken)."""
-        return self.requeue_expired(max_attempts)
+        return self.requeue_expired(requeue)
 
     # Queries -----------------------------------------------------------------------------
 
@@ -272,12 +286,12 @@ class SqlJobStore:
     def active_run(self, repo: str, number: int) -> Job | None:
         """The run in progress (or waiting) on this issue, the running one first, then the oldest."""
         return self._one(
-            f"SELECT * FROM jobs WHERE repo = ? AND number = ? AND kind = 'run' AND state IN {_ACTIVE} "
+            f"SELECT * FROM jobs WHERE repo = ? AND number = ? AND kind = ? AND state IN {_ACTIVE} "
             "ORDER BY CASE WHEN state = 'running' THEN 0 ELSE 1 END, id LIMIT 1",
-            (repo, number),
+            (repo, number, RUN_KIND),
         )
 
-    def jobs(self, state: str | None = None) -> list[Job]:
+    def jobs(self, state: JobState | None = None) -> list[Job]:
         if state is None:
             return [Job.from_row(r) for r in self._rows("SELECT * FROM jobs ORDER BY id")]
         return [
@@ -292,7 +306,7 @@ class SqlJobStore:
 
     def queue_depth(self) -> dict[str, int]:
         """Queued jobs per lane (every lane present, zero included)."""
-        depth = {CONTROL_LANE: 0, RUN_LANE: 0}
+        depth = {str(lane): 0 for lane in JobLane}
         for r in self._rows("SELECT lane, COUNT(*) AS n FROM jobs WHERE state = 'queued' GROUP BY lane"):
             depth[r["lane"]] = r["n"]
         return depth

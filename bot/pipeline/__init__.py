@@ -1,4 +1,5 @@
 """One run, whatever started it: the CLI, the GitHub App worker and the Action are adapters of this.
+It imports no front end (nothing of GitHub, Flask, the job store, webhooks/ or action/).
 
     from bot.pipeline import RunRequest, RunSettings, run
     outcome = run(request, reporter, deliverer, cancel, settings=settings)
@@ -6,33 +7,36 @@
 - `RunRequest` (request.py) is the job payload itself: `to_payload()` / `from_payload()` give the
   JSON object a job store keeps verbatim. `request.context` carries the request's context
   (issue/PR text, thread, diff; the CLI's `--context-file`) for the root agent.
-- `Reporter` hears the run (acknowledge, request_changed, phase, note, event, finished); `Deliverer`
-  says where it starts (`target`) and delivers a completed change (`deliver`). Both are
-  Protocols (protocols.py); `Reporters(a, b)` fans out to several reporters.
-- `RunOutcome` / `OutcomeKind` (outcome.py) say how it ended and where the change is.
+- `Reporter` (reporter.py) hears the run (acknowledge, request_changed, phase, note, event,
+  finished); `Reporters(a, b)` fans out to several. Events are engine trace events: interpret them
+  through the one fold (`bot.rlm.fold`). `Deliverer` (deliverer.py) says where a run starts
+  (`target`) and delivers a completed change (`deliver`); a failure of its side is a
+  `DeliveryError` (errors.py), which ends the run as `OutcomeKind.DELIVERY_ERROR`.
+- `RunOutcome` / `OutcomeKind` (outcome.py) say how it ended and where the change is; each front
+  end words the outcomes the pipeline decides itself through `RunSettings.words` (`OutcomeWords`).
   The patch is always written beside the results as `<run_id>.patch` before delivery.
+- `accept` (run id + acknowledgement) and `resolve` (the target commit) each happen once per run:
+  the App calls them when it accepts a command; `run` skips what the request says is done.
 
-Where new steps plug in (state.py, `RunSettings`):
-- `before_fetch` stages run once the target commit is known, before the fetch (the App's
-  `.github/rlm.yml` stage: it may replace `state.config`).
-- `before_rollout` stages run after the fetch, before the rollout: environment setup goes here.
-  A stage gets `(state, reporter)`, may call `reporter.phase(Phase.SETTING_UP, ...)` and
-  `reporter.note(...)`, may replace `state.config`, and raises RLMError to end the run.
-- Request context: fill `request.context` in the adapter (or in a `before_fetch` stage that
-  reads the issue). It is stored with the payload; the engine does not take it yet (issue 11
-  passes it from `_execute` in run.py to `engine.run`, next to `request.task`).
+Where new steps plug in (state.py): `RunSettings.before_fetch` stages run once the target commit is
+known, before the fetch (`.github/rlm.yml`, the request's context). A stage gets `(state, reporter)`,
+may call `reporter.note(...)`, may replace `state.config`, and raises RLMError to end the run.
 """
 
-from .outcome import OutcomeKind, RunOutcome, Target
-from .protocols import Deliverer, NullReporter, Phase, Reporter, Reporters, Stage
+from .deliverer import Deliverer
+from .errors import DeliveryError
+from .outcome import OutcomeKind, OutcomeWords, RunOutcome, Target
+from .reporter import NullReporter, Phase, Reporter, Reporters
 from .request import RunRequest
-from .run import acknowledge, new_run_id, patch_path, rollout_outcome, run, write_patch
-from .state import RunSettings, RunState
+from .run import accept, new_run_id, patch_path, resolve, rollout_outcome, run, write_patch
+from .state import RunSettings, RunState, Stage
 
 __all__ = [
     "Deliverer",
+    "DeliveryError",
     "NullReporter",
     "OutcomeKind",
+    "OutcomeWords",
     "Phase",
     "Reporter",
     "Reporters",
@@ -42,9 +46,10 @@ __all__ = [
     "RunState",
     "Stage",
     "Target",
-    "acknowledge",
+    "accept",
     "new_run_id",
     "patch_path",
+    "resolve",
     "rollout_outcome",
     "run",
     "write_patch",

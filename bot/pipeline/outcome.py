@@ -5,16 +5,17 @@ Kinds are str-valued so the job store keeps storing the same strings it always d
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from bot.common.enums import StrEnum
 
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to describe an outcome
     from bot.rlm import RolloutResult
 
 
-class OutcomeKind(str, enum.Enum):
+class OutcomeKind(StrEnum):
     PR = "pr"  # a pull request was opened (or an open one from our branch was found)
     PUSHED = "pushed"  # the change was pushed onto an existing branch (follow-ups)
     BRANCH = "branch"  # the change is on a pushed branch, but no pull request could be opened
@@ -28,10 +29,7 @@ class OutcomeKind(str, enum.Enum):
     BUDGET = "budget"
     CANCELLED = "cancelled"
     ERROR = "error"
-    GITHUB_ERROR = "github_error"
-
-    def __str__(self) -> str:
-        return self.value
+    DELIVERY_ERROR = "github_error"  # a DeliveryError (the stored string predates the name)
 
     @property
     def ok(self) -> bool:
@@ -50,6 +48,24 @@ _OK = {
 }
 
 
+@dataclass(frozen=True)
+class OutcomeWords:
+    """How a front end words the outcomes the pipeline decides itself (the rest are worded by the
+    front end's Deliverer). Each front end passes its own in `RunSettings.words`; these defaults are
+    the neutral ones (the CLI's). `{prefix}` is the command prefix, `{error}` the failure's sentence,
+    `{where}` where the saved patch can be had."""
+
+    timeout: str = "⏱️ The run hit its time limit before finishing."
+    budget: str = "⛔ The run used up its budget (sandboxes, iterations or cost)."
+    cancelled: str = "🚫 The run was cancelled."
+    no_changes: str = "✅ Done, but the agents changed no files."
+    answered: str = "✅ Answered; no files were changed."  # the answer is the result (ANSWER)
+    error: str = "❌ The run failed: {error}"
+    internal_error: str = "an internal error in rlm-bot (the log has the details)"
+    delivery_error: str = "❌ Delivering the change failed: {error}"
+    patch_saved: str = "The patch is saved: {where}."
+
+
 @dataclass
 class Target:
     """Where the run starts and where its change goes."""
@@ -58,6 +74,7 @@ class Target:
     base_branch: str | None = None
     fork: bool = False
     default_branch: str | None = None
+    follow_up: bool = False  # the PR's head branch is one this bot made: the change is pushed onto it
 
 
 @dataclass
@@ -71,7 +88,7 @@ class RunOutcome:
     patch_path: Path | None = None  # `<run_id>.patch` beside the results, when there is a change
     result: RolloutResult | None = None
     notes: list[str] = field(default_factory=list)  # said on the way (skipped workflow files, ...)
-    error: str | None = None  # the failure's own sentence (ERROR, GITHUB_ERROR), without decoration
+    error: str | None = None  # the failure's own sentence (ERROR, DELIVERY_ERROR), without decoration
     review_url: str | None = None  # the posted review (REVIEW)
 
     @property

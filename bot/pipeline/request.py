@@ -39,6 +39,8 @@ class RunRequest:
     started_by: str | None = None  # how a run no command started began (a label, an assignment)
     # ---- progress: set by the pipeline, stored as it goes
     run_id: str | None = None
+    acknowledged: bool = False  # the requester was told the run is accepted (👀, status comment)
+    ack_notes: list[str] = field(default_factory=list)  # what acknowledging could not do (a 👀 refused)
     status_comment_id: int | None = None
     reaction_id: int | None = None
     pushed_branch: str | None = None  # the branch holding the change, once pushed
@@ -63,6 +65,8 @@ class RunRequest:
         """The fields the pipeline sets while running (what a store update needs)."""
         names = (
             "run_id",
+            "acknowledged",
+            "ack_notes",
             "status_comment_id",
             "reaction_id",
             "pushed_branch",
@@ -71,6 +75,7 @@ class RunRequest:
             "base_branch",
             "fork",
             "default_branch",
+            "follow_up",
         )
         return {name: getattr(self, name) for name in names}
 

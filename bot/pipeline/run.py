@@ -1,7 +1,8 @@
 """`run`: one request from acknowledgement to delivered change, for every front end.
 
-    acknowledge → target (commit, base) → before_fetch stages → fetch → before_rollout stages
-    → rollout (events to the reporter) → `<run_id>.patch` beside the results → deliver → finished
+    accept (run id, acknowledge once) → resolve the target once (commit, base) → before_fetch stages
+    → fetch → rollout (events to the reporter) → `<run_id>.patch` beside the results → deliver
+    → finished
 
 Every exit path ends in exactly one `reporter.finished(outcome)`; a bug is logged with its
 traceback and still reported.
@@ -16,12 +17,12 @@ from typing import TYPE_CHECKING
 
 import bot.rlm as engine
 from bot.common.secrets import REDACTOR
-from bot.github import report
-from bot.github.api import GitHubError
 from bot.rlm import ConfigError, PatchError, RLMError, RunMode, new_run_id
 
-from .outcome import OutcomeKind, RunOutcome
-from .protocols import Deliverer, NullReporter, Phase, Reporter
+from .deliverer import Deliverer
+from .errors import DeliveryError
+from .outcome import OutcomeKind, RunOutcome, Target
+from .reporter import NullReporter, Phase, Reporter
 from .request import RunRequest
 from .state import RunSettings, RunState
 
@@ -67,19 +68,20 @@ def write_patch(results_dir: Path, run_id: str, patch: str) -> Path | None:
 
 def rollout_outcome(state: RunState) -> RunOutcome:
     """How the rollout ended, before any change is delivered (NO_CHANGES when it completed)."""
-    result, prefix = state.result, state.settings.prefix
+    result, settings = state.result, state.settings
+    words = settings.words
     assert result is not None
     kinds = {
-        "timeout": (OutcomeKind.TIMEOUT, report.OUTCOME_TIMEOUT),
-        "budget": (OutcomeKind.BUDGET, report.OUTCOME_BUDGET),
-        "cancelled": (OutcomeKind.CANCELLED, report.OUTCOME_CANCELLED.format(prefix=prefix)),
-        "completed": (OutcomeKind.NO_CHANGES, report.OUTCOME_NO_CHANGES),
+        "timeout": (OutcomeKind.TIMEOUT, words.timeout),
+        "budget": (OutcomeKind.BUDGET, words.budget),
+        "cancelled": (OutcomeKind.CANCELLED, words.cancelled.format(prefix=settings.prefix)),
+        "completed": (OutcomeKind.NO_CHANGES, words.no_changes),
     }
     kind, message = kinds.get(
-        result.status, (OutcomeKind.ERROR, report.OUTCOME_ERROR.format(error=result.error or "unknown error"))
+        result.status, (OutcomeKind.ERROR, words.error.format(error=result.error or "unknown error"))
     )
     if kind is OutcomeKind.NO_CHANGES and answered(result):
-        kind, message = OutcomeKind.ANSWER, report.OUTCOME_ANSWER
+        kind, message = OutcomeKind.ANSWER, words.answered
     return RunOutcome(state.run_id, kind, message, result=result)
 
 
@@ -96,12 +98,34 @@ def to_deliver(result: RolloutResult) -> bool:
     return result.status == "completed" and result.has_changes
 
 
-def acknowledge(request: RunRequest, reporter: Reporter) -> None:
-    """Give the request its run id and acknowledge it, before a run worker is free (the App)."""
+def accept(request: RunRequest, reporter: Reporter) -> None:
+    """Give the request its run id and acknowledge it, once (again only after a restart). The App
+    calls it before a run worker is free; `run` calls it for a request not accepted yet."""
     if request.run_id is None:
         request.run_id = new_run_id()
         reporter.request_changed(request)
-    reporter.acknowledge(request)
+    if not request.acknowledged or request.restarted:
+        reporter.acknowledge(request)
+        if not request.acknowledged:
+            request.acknowledged = True
+            reporter.request_changed(request)
+
+
+def resolve(request: RunRequest, reporter: Reporter, deliverer: Deliverer) -> Target:
+    """The commit to run on and where the change goes, decided once: a request that already knows
+    its commit and base (resolved at acceptance, or given) is not asked about again. The only place
+    the request's target fields are set."""
+    if request.commit and request.base_branch:
+        return Target(
+            request.commit, request.base_branch, request.fork, request.default_branch, request.follow_up
+        )
+    target = deliverer.target(request)
+    if target.commit:
+        request.commit, request.base_branch, request.fork = target.commit, target.base_branch, target.fork
+        request.default_branch = target.default_branch or request.default_branch
+        request.follow_up = target.follow_up
+        reporter.request_changed(request)
+    return target
 
 
 def _check(cancel: threading.Event) -> None:
@@ -113,12 +137,9 @@ def _execute(
     state: RunState, reporter: Reporter, deliverer: Deliverer, cancel: threading.Event
 ) -> RunOutcome:
     request, settings = state.request, state.settings
-    reporter.acknowledge(request)
+    accept(request, reporter)
     _check(cancel)
-    state.target = target = deliverer.target(request)
-    if target.commit:
-        request.commit, request.base_branch, request.fork = target.commit, target.base_branch, target.fork
-        reporter.request_changed(request)
+    state.target = target = resolve(request, reporter, deliverer)
     for stage in settings.before_fetch:
         stage(state, reporter)
     reporter.phase(Phase.PREPARING, (target.commit or "")[:12] or request.branch or "")
@@ -132,8 +153,6 @@ def _execute(
     if request.commit != state.prepared.commit:
         request.commit = state.prepared.commit
         reporter.request_changed(request)
-    for stage in settings.before_rollout:
-        stage(state, reporter)
     _check(cancel)
     reporter.phase(Phase.RUNNING)
     state.result = engine.run(
@@ -175,29 +194,25 @@ def run(
     if request.run_id is None:
         request.run_id = new_run_id()
         reporter.request_changed(request)
-    run_id = request.run_id
+    run_id, words = request.run_id, settings.words
     try:
         outcome = _execute(state, reporter, deliverer, cancel)
     except _Cancelled:
-        outcome = RunOutcome(
-            run_id, OutcomeKind.CANCELLED, report.OUTCOME_CANCELLED.format(prefix=settings.prefix)
-        )
-    except GitHubError as e:
+        outcome = RunOutcome(run_id, OutcomeKind.CANCELLED, words.cancelled.format(prefix=settings.prefix))
+    except DeliveryError as e:
         log.warning("run %s: %s", run_id, REDACTOR.redact(str(e)))
-        message = report.OUTCOME_GITHUB_ERROR.format(error=e)
-        outcome = RunOutcome(run_id, OutcomeKind.GITHUB_ERROR, message, error=str(e))
+        message = words.delivery_error.format(error=e)
+        outcome = RunOutcome(run_id, OutcomeKind.DELIVERY_ERROR, message, error=str(e))
     except (RLMError, ConfigError, PatchError) as e:
-        outcome = RunOutcome(run_id, OutcomeKind.ERROR, report.OUTCOME_ERROR.format(error=e), error=str(e))
+        outcome = RunOutcome(run_id, OutcomeKind.ERROR, words.error.format(error=e), error=str(e))
     except Exception:  # a bug: logged with its traceback, and the requester is still told
         log.exception("run %s failed unexpectedly", run_id)
-        outcome = RunOutcome(
-            run_id, OutcomeKind.ERROR, report.OUTCOME_ERROR.format(error=report.INTERNAL_ERROR)
-        )
+        outcome = RunOutcome(run_id, OutcomeKind.ERROR, words.error.format(error=words.internal_error))
     outcome.result = outcome.result or state.result
     outcome.patch_path = outcome.patch_path or state.patch_path
     outcome.notes = [*state.notes, *(n for n in outcome.notes if n not in state.notes)]
     if outcome.patch_path is not None and outcome.kind not in _DELIVERED:
-        where = report.PATCH_SAVED.format(where=settings.patch_location(outcome.patch_path))
+        where = words.patch_saved.format(where=settings.patch_location(outcome.patch_path))
         if where not in outcome.message:
             outcome.message = f"{outcome.message} {where}"
     reporter.finished(outcome)

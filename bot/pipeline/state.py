@@ -5,17 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from bot.rlm import Config
 
-from .outcome import Target
+from .outcome import OutcomeWords, Target
+from .reporter import Reporter
 from .request import RunRequest
 
 if TYPE_CHECKING:
     from bot.rlm import ModelClient, PreparedRepo, RolloutResult
 
-    from .protocols import Stage
+
+class Stage(Protocol):
+    """A step before the fetch (reads .github/rlm.yml, the request's context, ...). It may replace
+    `state.config`, add notes through the reporter, or raise RLMError to end the run."""
+
+    def __call__(self, state: RunState, reporter: Reporter) -> None: ...
 
 
 @dataclass
@@ -25,11 +31,11 @@ class RunSettings:
     config: Config
     results_dir: Path = Path("results")
     prefix: str = "/rlm"  # the command prefix, for messages ("Cancelled by `/rlm cancel`")
+    words: OutcomeWords = OutcomeWords()  # how this front end words the pipeline's own outcomes
     auth_header: str | None = None  # for git only (clone); never in a sandbox
     api_key: str | None = None  # the LLM key; None = LLM_API_KEY from the environment
     daytona_api_key: str | None = None  # None = DAYTONA_API_KEY from the environment
-    before_fetch: Sequence[Stage] = ()  # after the target is known: e.g. .github/rlm.yml
-    before_rollout: Sequence[Stage] = ()  # after the fetch: e.g. environment setup (issue 12)
+    before_fetch: Sequence[Stage] = ()  # after the target is known: .github/rlm.yml, the request's context
     model: ModelClient | None = None  # a model client instead of litellm's (tests)
     # Where a saved patch can be had, for people: a URL (the App's trace page), the artifact, a path.
     patch_link: Callable[[Path], str] | None = None

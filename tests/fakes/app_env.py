@@ -8,11 +8,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.github.app_worker import WorkerSettings
 from bot.github.auth import AppSettings
 from bot.rlm import Config
 from tests.conftest import commit_files
-from webhooks.config import ServerConfig
+from webhooks.settings import ServerConfig, WorkerSettings
 
 from .github_app import SECRET, private_key_pem
 from .github_fake import FakeGitHub

@@ -1,13 +1,15 @@
-"""The webhook server's settings: the App's environment plus where jobs and traces live."""
+"""The App's settings, read from the environment in one place (`ServerConfig.from_env`): the GitHub
+App's (GITHUB_*), the workers' (RLM_*), the HTTP server's limits (RLM_HTTP_*), where jobs and
+traces live. Everything else in webhooks/ gets them handed down."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-from bot.github.app_worker import WorkerSettings
 from bot.github.auth import AppSettings, AppSettingsError
 from bot.github.repo_config import RepoSetup, repo_setup_policy
 from bot.jobs import DEFAULT_LEASE, is_postgres_url
@@ -15,6 +17,58 @@ from bot.rlm import Config
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
 NOT_SECONDS = "{name} must be a positive number of seconds, not {value!r}"
+
+
+ENV_PREFIX = "RLM_HTTP_"
+BAD_SETTING = "{name} must be a positive number, not {value!r}"
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """Limits of the webhook server; each can be set as RLM_HTTP_<NAME> in the environment."""
+
+    threads: int = 8  # requests handled at once (a delivery takes milliseconds)
+    connection_limit: int = 1000  # open connections before waitress stops accepting
+    channel_timeout: int = 30  # seconds an idle (keep-alive) connection stays open
+    request_timeout: float = 15.0  # seconds a client may take to send one whole request
+    max_request_header_size: int = 64 * 1024
+    max_request_body_size: int = MAX_BODY
+    backlog: int = 1024  # connections the kernel queues before waitress accepts them
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> HttpSettings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            kind = float if f.type == "float" else int
+            try:
+                value = kind(raw)
+            except ValueError:
+                value = 0
+            if value <= 0:
+                raise ValueError(BAD_SETTING.format(name=ENV_PREFIX + f.name.upper(), value=raw))
+            values[f.name] = value
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass
+class WorkerSettings:
+    """How the App's workers run jobs (the same for every job)."""
+
+    results_dir: Path = Path("results")
+    prefix: str = "/rlm"
+    public_url: str | None = None  # where /runs/<token> is reachable; None = trace stays on the server
+    draft: bool = False
+    can_push_workflows: bool = False
+    status_interval: float = 15.0
+    allowed_models: set[str] = field(default_factory=set)
+    repo_setup: RepoSetup = RepoSetup.ALLOW  # what a repository's `setup:` may do (RLM_REPO_SETUP)
+    api_key: str | None = None
+    api_options: dict = field(default_factory=dict)  # e.g. {"sleep": ..., "max_tries": ...} for tests
 
 
 @dataclass
@@ -28,6 +82,7 @@ class ServerConfig:
     max_body: int = MAX_BODY
     max_attempts: int = 2  # a run interrupted by a restart is started again while attempts remain
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
 
     @property
     def prefix(self) -> str:
@@ -36,8 +91,13 @@ class ServerConfig:
     @classmethod
     def from_env(cls, engine: Config, environ: dict[str, str] | None = None, **overrides) -> ServerConfig:
         """GITHUB_* for the App; RLM_DB, RLM_LEASE_SECONDS, RLM_PUBLIC_URL, RLM_COMMAND_PREFIX, RLM_DRAFT_PRS,
-        RLM_PUSH_WORKFLOWS, RLM_ALLOWED_MODELS, RLM_REPO_SETUP, RLM_STATUS_INTERVAL for the server."""
+        RLM_PUSH_WORKFLOWS, RLM_ALLOWED_MODELS, RLM_REPO_SETUP, RLM_STATUS_INTERVAL for the server,
+        RLM_HTTP_* for the HTTP server."""
         env = os.environ if environ is None else environ
+        try:
+            http = HttpSettings.from_env(env)  # a bad value is a one-line error before anything starts
+        except ValueError as e:
+            raise AppSettingsError(str(e)) from None
         app = AppSettings.from_env(env)
         truthy = ("1", "true", "yes", "on")
         worker = WorkerSettings(
@@ -57,6 +117,7 @@ class ServerConfig:
             db_path=db_target(env.get("RLM_DB") or "rlm-jobs.sqlite3"),
             worker=worker,
             lease_seconds=_seconds(env, "RLM_LEASE_SECONDS", DEFAULT_LEASE),
+            http=http,
         )
         for key, value in overrides.items():
             if value is not None:

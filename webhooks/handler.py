@@ -1,6 +1,7 @@
-"""What a worker does with one App job: authenticate as the installation, check who asked, then
-reply (help, status, cancel, not allowed, busy) or run the request through the pipeline, with the
-status comment and the job store as its reporters and a pull request as its delivery.
+"""The App's job handler: what a worker does with one job. Authenticate as the installation, check
+who asked, then reply (help, status, cancel, not allowed, busy), accept a run (👀, the status comment,
+the commit: once), or run an accepted request through the pipeline with the status comment and the
+job store as its reporters and a pull request as its delivery. Dispatch is on `JobKind`.
 """
 
 from __future__ import annotations
@@ -8,48 +9,35 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot import pipeline
-from bot.jobs import CONTROL_LANE, RUN_LANE, DuplicateDelivery, Job, JobStore, NewJob, WorkerPool
+from bot.github import messages
+from bot.github.api import GitHubAPI, GitHubError
+from bot.github.auth import AppAuth, basic_auth_header
+from bot.github.checks import CheckRunReporter
+from bot.github.commands import help_text
+from bot.github.deliver import DeliveryOptions, GitHubDeliverer
+from bot.github.permissions import may_run, not_allowed
+from bot.github.repo_config import REPO_CONFIG_PATH, RepoConfigStage
+from bot.github.reporter import StatusReporter
+from bot.github.request_context import RequestContextStage
+from bot.github.triggers import STARTED_BY_ASSIGN, STARTED_BY_LABEL, TriggerKind, bot_login, parse_triggers
+from bot.jobs import CONTROL_LANE, RUN_LANE, DuplicateDelivery, Job, JobState, JobStore, NewJob, WorkerPool
 from bot.pipeline import NullReporter, OutcomeKind, Reporters, RunOutcome, RunRequest, RunSettings
 from bot.rlm import Config
 
-from . import report
-from .api import GitHubAPI, GitHubError
-from .auth import AppAuth, basic_auth_header
-from .checks import CheckRunReporter
-from .commands import help_text
-from .deliver import DeliveryOptions, GitHubDeliverer
-from .permissions import may_run, not_allowed
-from .repo_config import REPO_CONFIG_PATH, RepoConfigStage, RepoSetup
-from .reporter import StatusReporter
-from .request_context import RequestContextStage
-from .triggers import STARTED_BY_ASSIGN, STARTED_BY_LABEL, TriggerKind, bot_login, parse_triggers
+from .kinds import JobKind, busy_instead
+from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class WorkerSettings:
-    results_dir: Path = Path("results")
-    prefix: str = "/rlm"
-    public_url: str | None = None  # where /runs/<token> is reachable; None = trace stays on the server
-    draft: bool = False
-    can_push_workflows: bool = False
-    status_interval: float = 15.0
-    allowed_models: set[str] = field(default_factory=set)
-    repo_setup: RepoSetup = RepoSetup.ALLOW  # what a repository's `setup:` may do (RLM_REPO_SETUP)
-    api_key: str | None = None
-    api_options: dict = field(default_factory=dict)  # e.g. {"sleep": ..., "max_tries": ...} for tests
-
-
-def job_state(kind: OutcomeKind) -> str:
+def job_state(kind: OutcomeKind) -> JobState:
     """The job's final state for a run's outcome."""
     if kind is OutcomeKind.CANCELLED:
-        return "cancelled"
-    return "done" if kind.ok else "failed"
+        return JobState.CANCELLED
+    return JobState.DONE if kind.ok else JobState.FAILED
 
 
 class StoreReporter(NullReporter):
@@ -86,7 +74,7 @@ class AppJobHandler:
             self._handle(self._api(job.installation_id), job, cancel)
         except GitHubError as e:
             log.warning("job %s (%s) on %s#%s: %s", job.id, job.kind, job.repo, job.number, e)
-            self._finish(job, "failed", "github_error", str(e))
+            self._finish(job, JobState.FAILED, OutcomeKind.DELIVERY_ERROR.value, str(e))
 
     def _api(self, installation_id: int) -> GitHubAPI:
         """One client per worker thread and installation, so its HTTP connection is reused (its
@@ -96,37 +84,35 @@ class AppJobHandler:
             apis[installation_id] = self.auth.installation_api(installation_id, **self.settings.api_options)
         return apis[installation_id]
 
-    def _finish(self, job: Job, state: str, outcome: str, message: str) -> None:
+    def _finish(self, job: Job, state: JobState, outcome: str, message: str) -> None:
         """End the job, unless its lease passed to another worker while this one ran it."""
         if not self.store.finish(job.id, state, outcome, message, owner=job.lease_owner):
             log.warning("job %s: not ended as %s here; another worker holds it now", job.id, outcome)
 
     def _reply(self, api: GitHubAPI, job: Job, body: str, outcome: str) -> None:
         api.create_comment(job.repo, job.number, body)
-        self._finish(job, "done", outcome, body)
+        self._finish(job, JobState.DONE, outcome, body)
 
     def _handle(self, api: GitHubAPI, job: Job, cancel: threading.Event) -> None:
-        req, prefix = job.request, self.settings.prefix
-        if job.kind == "interrupted":
+        req, prefix, kind = job.request, self.settings.prefix, JobKind(job.kind)
+        if kind is JobKind.INTERRUPTED:
             return self._report_interrupted(api, job)
-        if job.kind == "run" and job.lane == RUN_LANE:
+        if kind is JobKind.RUN and job.lane is RUN_LANE:
             return self._run(api, job, cancel)  # accepted earlier in the control lane
-        if job.kind == "trigger":
+        if kind is JobKind.TRIGGER:
             return self._trigger(api, job)
         if not may_run(api, job.repo, req["requester"]):
             return self._reply(api, job, not_allowed(req["requester"], prefix), "not_allowed")
-        if job.kind in ("help", "invalid"):
-            lead = f"{report.INVALID_COMMAND}\n\n" if job.kind == "invalid" else ""
-            return self._reply(api, job, lead + help_text(prefix), job.kind)
-        if job.kind == "status":
-            return self._status(api, job)
-        if job.kind == "cancel":
-            return self._cancel(api, job)
-        if job.kind == "busy":
-            return self._busy(api, job)
-        if job.kind == "run":
-            return self._accept(api, job)
-        raise ValueError(f"unknown job kind {job.kind!r}")
+        if kind in (JobKind.HELP, JobKind.INVALID):
+            lead = f"{messages.INVALID_COMMAND}\n\n" if kind is JobKind.INVALID else ""
+            return self._reply(api, job, lead + help_text(prefix), kind.value)
+        replies = {
+            JobKind.STATUS: self._status,
+            JobKind.CANCEL: self._cancel,
+            JobKind.BUSY: self._busy,
+            JobKind.RUN: self._accept,
+        }
+        return replies[kind](api, job)
 
     def _bot_login(self) -> str:
         """The App's bot user (what an issue is assigned to), asked of GitHub once."""
@@ -143,37 +129,41 @@ class AppJobHandler:
         triggers, _ = parse_triggers(api.get_file(job.repo, REPO_CONFIG_PATH, default_branch))
         bot = self._bot_login() if kind is TriggerKind.ASSIGN and triggers.assign else None
         if not triggers.starts(kind, req["trigger_value"], bot):
-            return self._finish(job, "done", "ignored", report.TRIGGER_NOT_CONFIGURED)
+            return self._finish(job, JobState.DONE, "ignored", messages.TRIGGER_NOT_CONFIGURED)
         if not may_run(api, job.repo, req["requester"]):
             return self._reply(api, job, not_allowed(req["requester"], self.settings.prefix), "not_allowed")
         how = STARTED_BY_LABEL if kind is TriggerKind.LABEL else STARTED_BY_ASSIGN
         started_by = how.format(sender=req["requester"], label=req["trigger_value"], bot=req["trigger_value"])
         request = {k: v for k, v in req.items() if k not in ("trigger", "trigger_value")}
         run = NewJob(
-            kind="run",
+            kind=JobKind.RUN,
             repo=job.repo,
             number=job.number,
             request={**request, "default_branch": default_branch, "started_by": started_by},
             installation_id=job.installation_id,
         )
         try:  # keyed by the trigger's delivery: a trigger job done twice starts one run
-            self.store.record_delivery(f"{job.delivery_id}/run", "trigger", run, decision="queued")
+            self.store.record_delivery(
+                f"{job.delivery_id}/run", "trigger", run, decision="queued", if_run_active=busy_instead
+            )
         except DuplicateDelivery:
             pass
         pool = self.pool()
         if pool is not None:
             pool.notify(CONTROL_LANE)
-        self._finish(job, "done", "triggered", started_by)
+        self._finish(job, JobState.DONE, "triggered", started_by)
 
     def _status(self, api: GitHubAPI, job: Job) -> None:
         active = self.store.active_run(job.repo, job.number)
         if active is None:
-            return self._reply(api, job, report.NOTHING_RUNNING.format(prefix=self.settings.prefix), "status")
+            return self._reply(
+                api, job, messages.NOTHING_RUNNING.format(prefix=self.settings.prefix), "status"
+            )
         progress = ""
         comment = active.request.get("status_comment_id")
         if comment and active.request.get("html_url"):
             progress = f"Live progress: {active.request['html_url']}#issuecomment-{comment}"
-        body = report.STATUS_REPLY.format(
+        body = messages.STATUS_REPLY.format(
             run_id=active.request.get("run_id") or f"job {active.id}", state=active.state, progress=progress
         ).strip()
         self._reply(api, job, body, "status")
@@ -181,10 +171,10 @@ class AppJobHandler:
     def _cancel(self, api: GitHubAPI, job: Job) -> None:
         active = self.store.active_run(job.repo, job.number)
         if active is None:
-            return self._reply(api, job, report.NOTHING_TO_CANCEL, "cancel")
+            return self._reply(api, job, messages.NOTHING_TO_CANCEL, "cancel")
         label = active.request.get("run_id") or f"job {active.id}"
-        body = report.CANCEL_REQUESTED.format(run_id=label)
-        message = report.OUTCOME_CANCELLED.format(prefix=self.settings.prefix)
+        body = messages.CANCEL_REQUESTED.format(run_id=label)
+        message = messages.OUTCOME_CANCELLED.format(prefix=self.settings.prefix)
         if self.store.cancel_queued(active.id, message):  # no worker will end its status comment: do it here
             request = RunRequest.from_payload(active.request)
             status, _ = self._reporter(api, active, request)
@@ -199,7 +189,7 @@ class AppJobHandler:
     def _busy(self, api: GitHubAPI, job: Job) -> None:
         active = self.store.active_run(job.repo, job.number)
         label = (active.request.get("run_id") if active else None) or "another run"
-        self._reply(api, job, report.BUSY.format(run_id=label, prefix=self.settings.prefix), "busy")
+        self._reply(api, job, messages.BUSY.format(run_id=label, prefix=self.settings.prefix), "busy")
 
     def _trace_url(self, job: Job) -> str | None:
         if self.settings.public_url and job.trace_token:
@@ -244,14 +234,12 @@ class AppJobHandler:
 
     def _accept(self, api: GitHubAPI, job: Job) -> None:
         """👀, the status comment and the commit (the default branch's head at command time, or
-        the PR's head) now; the run itself waits for a free run worker."""
+        the PR's head) now, once; the run itself waits for a free run worker."""
         request = RunRequest.from_payload(job.request)
         _, reporter = self._reporter(api, job, request)
-        pipeline.acknowledge(request, reporter)
+        pipeline.accept(request, reporter)
         try:
-            target = self._deliverer(api, job).target(request)
-            request.commit, request.base_branch, request.fork = target.commit, target.base_branch, target.fork
-            reporter.request_changed(request)
+            pipeline.resolve(request, reporter, self._deliverer(api, job))
         except GitHubError as e:  # the run worker resolves it (and reports a failure) instead
             log.warning("job %s: could not resolve the commit yet: %s", job.id, e)
         if self.store.promote(job.id):
@@ -273,9 +261,11 @@ class AppJobHandler:
         try:
             token = api.auth_token()  # renewed here if the run waited long in the queue
         except GitHubError as e:  # the status comment says so; it must not stay at "queued"
-            message = report.OUTCOME_GITHUB_ERROR.format(error=e)
-            status.finished(RunOutcome(request.run_id or f"job {job.id}", OutcomeKind.GITHUB_ERROR, message))
-            return self._finish(job, "failed", OutcomeKind.GITHUB_ERROR.value, message)
+            message = messages.OUTCOME_GITHUB_ERROR.format(error=e)
+            status.finished(
+                RunOutcome(request.run_id or f"job {job.id}", OutcomeKind.DELIVERY_ERROR, message)
+            )
+            return self._finish(job, JobState.FAILED, OutcomeKind.DELIVERY_ERROR.value, message)
         trace_url = self._trace_url(job)
         deliverer = self._deliverer(api, job)
         stages = [
@@ -286,6 +276,7 @@ class AppJobHandler:
             config=self.config,
             results_dir=s.results_dir,
             prefix=s.prefix,
+            words=messages.GITHUB_WORDS,
             auth_header=basic_auth_header(token),
             api_key=s.api_key,
             before_fetch=stages,
@@ -301,19 +292,19 @@ class AppJobHandler:
         status, _ = self._reporter(api, job, request)
         status.status.run_id = request.run_id or f"job {job.id}"
         status.status.notes.clear()
-        message = report.OUTCOME_INTERRUPTED.format(prefix=self.settings.prefix)
+        message = messages.OUTCOME_INTERRUPTED.format(prefix=self.settings.prefix)
         saved = pipeline.patch_path(self.settings.results_dir, request.run_id) if request.run_id else None
         if saved is not None and saved.is_file():
-            message += " " + report.PATCH_SAVED.format(where=_patch_link(saved, self._trace_url(job)))
+            message += " " + messages.PATCH_SAVED.format(where=_patch_link(saved, self._trace_url(job)))
         outcome = RunOutcome(status.status.run_id, OutcomeKind.ERROR, message)
         if request.check_run_id is not None:  # its check run ends too, not left in progress
             self._check(api, job, request, status).finished(outcome)
         status.finished(outcome)
-        self._finish(job, "failed", "interrupted", message)
+        self._finish(job, JobState.FAILED, JobKind.INTERRUPTED.value, message)
 
 
 def _patch_link(path: Path, trace_url: str | None) -> str:
     """Where people can get a saved patch: the trace page's link, or its name on the server."""
     if trace_url:
-        return report.PATCH_LINK.format(name=path.name, url=f"{trace_url}patch")
-    return report.PATCH_ON_SERVER.format(name=path.name)
+        return messages.PATCH_LINK.format(name=path.name, url=f"{trace_url}patch")
+    return messages.PATCH_ON_SERVER.format(name=path.name)

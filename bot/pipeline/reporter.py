@@ -1,29 +1,24 @@
-"""The two seams of a run: who hears how it goes (Reporter) and who delivers the change (Deliverer),
-plus the pre-rollout Stage hook. Adapters implement these; the pipeline knows nothing else of them.
-"""
+"""Who hears how a run goes: the `Reporter` seam, the phases it hears, and two helpers
+(`NullReporter` to subclass, `Reporters` to fan out). Each front end implements one and words what
+it shows for itself; the pipeline knows nothing else of them."""
 
 from __future__ import annotations
 
-import enum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot.common.enums import StrEnum
+
 if TYPE_CHECKING:
-    from .outcome import RunOutcome, Target
+    from .outcome import RunOutcome
     from .request import RunRequest
-    from .state import RunState
 
 
-class Phase(str, enum.Enum):
+class Phase(StrEnum):
     """Where a run is. Additive: new phases may appear; reporters ignore the ones they do not know."""
 
-    QUEUED = "queued"
     PREPARING = "preparing"  # fetching the repository at the commit
-    SETTING_UP = "setting_up"  # a pre-rollout stage (environment setup) is working
     RUNNING = "running"
     DELIVERING = "delivering"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Reporter(Protocol):
@@ -44,29 +39,11 @@ class Reporter(Protocol):
         """A sentence for the requester that stays until the end (a warning, a skipped file)."""
 
     def event(self, event: dict[str, Any]) -> None:
-        """One engine trace event (agent started, LLM call, ...), as written to the events file."""
+        """One engine trace event (agent started, LLM call, ...), as written to the events file.
+        Interpret it through the one fold (`bot.rlm.fold`, `EventKind`), never by its raw name."""
 
     def finished(self, outcome: RunOutcome) -> None:
         """The run's final word. Called exactly once, whatever happened."""
-
-
-class Deliverer(Protocol):
-    """Knows where a run starts and where its change goes."""
-
-    def target(self, request: RunRequest) -> Target:
-        """The commit to run on and the branch a change goes to (raises GitHubError)."""
-
-    def deliver(self, state: RunState) -> RunOutcome:
-        """Deliver a completed rollout's change (state.result.has_changes is true; the patch is
-        already at state.patch_path), or a review run's findings (state.result.mode is `review`).
-        Returns the outcome, which names where the change (or the review) is."""
-
-
-class Stage(Protocol):
-    """A step before the rollout (reads .github/rlm.yml, sets up an environment, ...). It may
-    replace `state.config`, add notes through the reporter, or raise RLMError to end the run."""
-
-    def __call__(self, state: RunState, reporter: Reporter) -> None: ...
 
 
 class NullReporter:

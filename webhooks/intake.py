@@ -1,4 +1,6 @@
-"""The Flask entry: verify, parse, route, record, answer — in milliseconds, whatever a run costs.
+"""The App's intake (the Flask entry): verify, parse, route, record, answer — in milliseconds,
+whatever a run costs. Routes live one module per event (issue_comment.py, review_comment.py);
+jobs are run by the worker pool (worker.py) through the job handler (handler.py).
 
 POST /webhook: the signature (X-Hub-Signature-256) is checked first, in constant time, through
 gidgethub's sans-I/O layer; without a configured secret every delivery is refused. Every bad input
@@ -19,15 +21,16 @@ from flask import Flask, Response, jsonify, request
 from gidgethub import ValidationFailure, sansio
 from werkzeug.exceptions import HTTPException
 
+from bot.common.logcontext import bind
 from bot.jobs import DuplicateDelivery, JobHandler, JobStore, WorkerPool, open_store
-from bot.logcontext import bind
 
-from .config import ServerConfig
 from .context import IGNORED_NO_HANDLER, Delivery
+from .kinds import busy_instead
 from .observability import Metrics, mount_probes
 from .payload import PayloadError, parse_payload
 from .routing import KNOWN_EVENTS, router
-from .workers import start_pool
+from .settings import ServerConfig
+from .worker import start_pool
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +173,9 @@ def handle_delivery(server: Server) -> tuple[Response, int]:
         return refuse(400, MISSING_FIELD.format(field=e))
     reason = delivery.ignored or IGNORED_NO_HANDLER.format(event=event_name, action=data.get("action"))
     try:
-        job = server.store.record_delivery(delivery_id, event_name, delivery.job, decision=reason)
+        job = server.store.record_delivery(
+            delivery_id, event_name, delivery.job, decision=reason, if_run_active=busy_instead
+        )
     except DuplicateDelivery:
         return refuse(409, REPLAYED.format(delivery=delivery_id))
     except server.store.errors as e:  # the server is fine, its database is not: 503, not a bug's 500

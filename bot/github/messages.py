@@ -9,6 +9,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from bot.pipeline.outcome import OutcomeWords
 from bot.rlm import count, fmt_duration, fmt_spend, summary_markdown, totals_line
 
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to word a reply
@@ -76,6 +77,19 @@ WORKFLOW_FILES_SKIPPED = (
 )
 TRIGGER_NOT_CONFIGURED = "This label or assignment is not a trigger in `.github/rlm.yml`."
 REPO_CONFIG_PROBLEM = "⚠️ `.github/rlm.yml` was ignored: {reason}"
+
+# How the App and the Action word the outcomes the pipeline decides itself.
+GITHUB_WORDS = OutcomeWords(
+    timeout=OUTCOME_TIMEOUT,
+    budget=OUTCOME_BUDGET,
+    cancelled=OUTCOME_CANCELLED,
+    no_changes=OUTCOME_NO_CHANGES,
+    answered=OUTCOME_ANSWER,
+    error=OUTCOME_ERROR,
+    internal_error=INTERNAL_ERROR,
+    delivery_error=OUTCOME_GITHUB_ERROR,
+    patch_saved=PATCH_SAVED,
+)
 
 # ---------------------------------------------------------------- replies
 BUSY = (
