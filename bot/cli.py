@@ -241,6 +241,53 @@ def demo(
     raise typer.Exit(code)
 
 
+@app.command("eval")
+def eval_(
+    tasks_file: Path = typer.Argument(..., help="the tasks file (docs/eval.md), e.g. bench/tasks/tasks.yaml"),
+    variant: list[str] | None = typer.Option(
+        None, "--variant", help="NAME=KEY=VALUE,... settings to compare (repeatable; replaces the file's)"
+    ),
+    only: list[str] | None = typer.Option(None, "--task", help="run only this task (repeatable)"),
+    config_path: Path | None = typer.Option(None, "--config", "-c", help="config.yaml"),
+    model: str | None = typer.Option(
+        None, "--model", help="litellm model name, or 'scripted' for each task's own script"
+    ),
+    sandbox: str | None = typer.Option(None, "--sandbox", help="local or daytona"),
+    timeout: float | None = typer.Option(None, "--timeout", help="override rlm.global_timeout per run"),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", help="runs at once (default: 2 local, 8 daytona)"),
+    out: Path | None = typer.Option(None, "--out", help="report directory (default: results/eval-<time>)"),
+    env_file: Path | None = typer.Option(None, "--env-file", help="a .env file with LLM_API_KEY etc."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+) -> None:
+    """Run every task of TASKS_FILE (under each variant), judge each patch in a fresh sandbox, and
+    print resolved, agents, iterations, wall time, tokens and cost; report.json and report.md too."""
+    from .evaluate.command import EvalOptions, run_eval
+
+    _load_env_file(env_file)
+    options = EvalOptions(
+        tasks_file=tasks_file,
+        variants=variant or [],
+        only=only or [],
+        config_path=config_path,
+        overrides={"model.name": model, "sandbox.backend": sandbox, "rlm.global_timeout": timeout},
+        jobs=jobs,
+        out=out,
+        quiet=quiet,
+        llm_api_key=os.environ.get("LLM_API_KEY"),
+        daytona_api_key=os.environ.get("DAYTONA_API_KEY"),
+    )
+    cancel = threading.Event()
+    with Interrupts(cancel, on_first=lambda: err.print(STOPPING), force_after_first=True):
+        try:
+            code = run_eval(options, err, cancel)
+        except ValueError as e:  # a bad tasks file, variant or config: one sentence
+            raise fail(str(e)) from None
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/red]")
+            code = EXIT_INTERRUPTED
+    raise typer.Exit(code)
+
+
 def main() -> None:
     setup_logging(logging.WARNING, fmt=CLI_FORMAT)
     try:

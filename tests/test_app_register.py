@@ -50,16 +50,17 @@ def drive(fake: FakeGitHub, tmp_path, *, tamper_state: bool = False, **kwargs):
     thread = threading.Thread(target=run)
     thread.start()
     assert got.wait(10)
-    page = requests.get(ready[0], timeout=5)
+    browser = requests.Session()  # the page binds the flow to this browser's cookie
+    page = browser.get(ready[0], timeout=5)
     action = unescape(re.search(r'action="([^"]+)"', page.text).group(1))
     manifest = unescape(re.search(r'name="manifest" value="([^"]+)"', page.text).group(1))
     if tamper_state:
         action = re.sub(r"state=[^&]+", "state=forged", action)
     # The browser posts the form to GitHub, which redirects back to the local page.
-    final = requests.post(action, data={"manifest": manifest}, timeout=10)
+    final = browser.post(action, data={"manifest": manifest}, timeout=10)
     if tamper_state:  # the forged answer is refused; the real one still works afterwards
         assert final.status_code == 400 and reg.STATE_MISMATCH in unescape(final.text)
-        final = requests.post(
+        final = browser.post(
             re.sub(r"state=forged", f"state={action_state(page.text)}", action),
             data={"manifest": manifest},
             timeout=10,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bot.rlm import load_config
-from bot.rlm.patch import PATCH_TOO_LARGE, PatchTooLarge
+from bot.rlm.patch import FILE_TOO_LARGE, PATCH_TOO_LARGE, PatchTooLarge
 from bot.rlm.repl.session import MESSAGE_TOO_LARGE, ReplSession
 from bot.rlm.repo import prepare_repo
 from bot.rlm.sandbox.local import provider as local
@@ -412,7 +412,10 @@ def test_an_oversized_patch_is_refused_with_a_clear_reason(box, checkouts):
     b.run("import os\nopen('blob.bin', 'wb').write(os.urandom(512 * 1024))")
     with pytest.raises(PatchTooLarge) as refused:
         b.sandbox.diff()
-    assert str(refused.value) == PATCH_TOO_LARGE.format(limit=64 * 1024)
+    if checkouts == "overlay":  # refused from the file's size, before it is read
+        assert str(refused.value) == FILE_TOO_LARGE.format(path="blob.bin", size=512 * 1024, limit=64 * 1024)
+    else:
+        assert str(refused.value) == PATCH_TOO_LARGE.format(limit=64 * 1024)
 
 
 # ---------------------------------------------------------------------------- owned directories
@@ -509,6 +512,10 @@ def test_an_oversized_root_patch_is_a_clear_outcome_of_the_run(make_repo, write_
     )
     result = engine.run(config, engine.prepare(config, str(repo)), "Make a big file")
     assert result.status == "error"
-    assert result.error == PATCH_TOO_LARGE.format(limit=65536)
+    too_large = (
+        PATCH_TOO_LARGE.format(limit=65536),
+        FILE_TOO_LARGE.format(path="blob.bin", size=512 * 1024, limit=65536),
+    )
+    assert result.error in too_large
     assert result.patch == ""
     assert json.loads(Path(result.results_path).read_text())["status"] == "error"

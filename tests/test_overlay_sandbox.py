@@ -170,7 +170,7 @@ def test_the_agent_cannot_reach_the_shared_checkout(both):
     )
     assert out == "False\nFileNotFoundError\n"
     assert (lower / "calc.py").read_text() == FILES["calc.py"]
-    assert (Path(sandbox.workdir) / "upper" / "calc.py").read_text() == "mine\n"
+    assert (sandbox.checkout.upper / "calc.py").read_text() == "mine\n"
 
 
 def test_the_host_does_not_follow_links_the_agent_made(both, tmp_path):
@@ -189,7 +189,7 @@ def test_the_host_does_not_follow_links_the_agent_made(both, tmp_path):
     assert HOST_SECRET not in patch
     assert "new file mode 120000" in patch and str(secret_dir / "key.txt") in patch
     # The agent swaps a directory of its upper layer for a link to a host directory: still nothing.
-    upper = Path(sandbox.workdir) / "upper"
+    upper = sandbox.checkout.upper  # the upper layer as the host reads it (through the layer holder)
     (upper / "pkg").mkdir()
     (upper / "pkg" / "mod.py").write_text("X = 2\n")
     os.rename(upper / "pkg", upper / "pkg.real")

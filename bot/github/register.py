@@ -6,6 +6,14 @@ the user to confirm, creates the App and redirects back to the page with a one-t
 `state` the page sent, checked here); the code is exchanged (`POST /app-manifests/{code}/conversions`)
 for the App's id, private key and webhook secret, which are written to an env file readable by its
 owner only (0600).
+
+The page answers only requests addressed to the loopback name and port it bound (a foreign `Host`
+is a DNS-rebinding page or a proxy), opens only with the one-time `start` token of the URL printed
+on the terminal, and binds the flow to the browser that opened it: a random cookie set then is
+required (compared in constant time) before the form, which carries `state`, is shown again or the
+callback is accepted. Every value written to the env file is checked against what GitHub sends
+(a number, a PEM key, a plain secret) and written in a form any .env loader reads back unchanged,
+so an answer holding a newline or a quote can never add a variable.
 """
 
 from __future__ import annotations
@@ -15,10 +23,12 @@ import html
 import json
 import logging
 import os
+import re
 import secrets
 import threading
 import webbrowser
 from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
@@ -61,6 +71,13 @@ STATE_MISMATCH = (
 CONVERSION_FAILED = "GitHub could not turn the code into an App ({detail}); codes expire after an hour, so run `rlm app register` again."
 DONE_PAGE = "The GitHub App {name} was created. Its settings are in {path}; you can close this tab."
 FAILED_PAGE = "Creating the App failed: {reason}"
+WRONG_HOST = "this page answers only at {page}; open that address."
+NOT_YOUR_FLOW = (
+    "this registration belongs to the browser that opened the page first (or the link printed on "
+    "the terminal); open that link, or run `rlm app register` again."
+)
+BAD_VALUE = "GitHub's answer holds a {field} that is not one (it was not written)"
+COOKIE = "rlm_register"
 
 
 class RegisterError(Exception):
@@ -121,21 +138,51 @@ and webhook secret come back to this machine only.</p>
 </form></body></html>"""
 
 
+_APP_ID = re.compile(r"[1-9][0-9]{0,19}")
+_PEM = re.compile(r"-----BEGIN [A-Z ]{1,40}-----\n[A-Za-z0-9+/=\n]{1,20000}\n-----END [A-Z ]{1,40}-----")
+_SECRET = re.compile(r"[A-Za-z0-9_.~+/=-]{1,512}")
+_URL = re.compile(r"https?://[A-Za-z0-9._~:/?&=%+@\[\]-]{1,2000}")
+
+
+def _checked(conversion: dict, api_url: str) -> dict[str, str]:
+    """The env file's variables from GitHub's answer, each checked to be what it claims: nothing in
+    them can end a line or a quote (RegisterError naming the field otherwise)."""
+    app_id = str(conversion["id"])
+    pem = str(conversion["pem"]).replace("\r\n", "\n").strip()
+    secret = str(conversion["webhook_secret"])
+    for field, value, shape in (
+        ("App id", app_id, _APP_ID),
+        ("private key", pem, _PEM),
+        ("webhook secret", secret, _SECRET),
+        ("API URL", api_url, _URL),
+    ):
+        if not shape.fullmatch(value):
+            raise RegisterError(BAD_VALUE.format(field=field))
+    values = {
+        "GITHUB_APP_ID": app_id,
+        "GITHUB_PRIVATE_KEY": pem.replace("\n", "\\n") + "\\n",  # one line; auth.py turns \n back
+        "GITHUB_WEBHOOK_SECRET": secret,
+    }
+    if api_url != "https://api.github.com":
+        values["GITHUB_API_URL"] = api_url
+    return values
+
+
+def env_text(values: dict[str, str]) -> str:
+    """KEY="value" lines the project's .env reader (python-dotenv) reads back to exactly `values` (the
+    values hold no quote, `$`, `#`, whitespace or line break: _checked made sure)."""
+    lines = ["# Written by `rlm app register`. Keep it secret: it holds the App's private key."]
+    lines += [f'{key}="{value}"' for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
 def write_env(path: Path, conversion: dict, api_url: str) -> None:
     """The App's settings as an env file, created with mode 0600 (never overwriting a file)."""
-    key = str(conversion["pem"]).strip().replace("\n", "\\n")
-    lines = [
-        "# Written by `rlm app register`. Keep it secret: it holds the App's private key.",
-        f"GITHUB_APP_ID={conversion['id']}",
-        f'GITHUB_PRIVATE_KEY="{key}\\n"',
-        f"GITHUB_WEBHOOK_SECRET={conversion['webhook_secret']}",
-    ]
-    if api_url != "https://api.github.com":
-        lines.append(f"GITHUB_API_URL={api_url}")
+    text = env_text(_checked(conversion, api_url))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         os.fchmod(f.fileno(), 0o600)
-        f.write("\n".join(lines) + "\n")
+        f.write(text)
 
 
 def convert(api_url: str, code: str, timeout: float = 30) -> dict:
@@ -161,7 +208,17 @@ def convert(api_url: str, code: str, timeout: float = 30) -> dict:
 
 
 class _Flow:
-    def __init__(self, *, action: str, manifest_json: str, state: str, api_url: str, output: Path):
+    def __init__(
+        self,
+        *,
+        action: str,
+        manifest_json: str,
+        state: str,
+        api_url: str,
+        output: Path,
+        host: str,
+        start: str,
+    ):
         self.action, self.manifest_json, self.state, self.api_url, self.output = (
             action,
             manifest_json,
@@ -169,11 +226,31 @@ class _Flow:
             api_url,
             output,
         )
+        self.host = host  # the only Host header answered: 127.0.0.1:<port>
+        self.start = start  # the one-time token of the printed link
+        self.browser: str | None = None  # the cookie of the browser that opened the page
+        self._lock = threading.Lock()
         self.done = threading.Event()
         self.result: Registration | None = None
         self.error: RegisterError | None = None
 
-    def callback(self, query: dict[str, list[str]]) -> tuple[int, str]:
+    def open_page(self, query: dict[str, list[str]], cookie: str | None) -> str | None:
+        """The cookie to set when this request may see the form (None: it may not). The first
+        request bearing the start token binds the flow to its browser; later ones need its cookie."""
+        with self._lock:
+            if self.browser is None:
+                if not hmac.compare_digest((query.get("start") or [""])[0], self.start):
+                    return None
+                self.browser = secrets.token_urlsafe(32)
+                return self.browser
+            return self.browser if self.owns(cookie) else None
+
+    def owns(self, cookie: str | None) -> bool:
+        return self.browser is not None and hmac.compare_digest(cookie or "", self.browser)
+
+    def callback(self, query: dict[str, list[str]], cookie: str | None) -> tuple[int, str]:
+        if not self.owns(cookie):
+            return 403, NOT_YOUR_FLOW
         if not hmac.compare_digest((query.get("state") or [""])[0], self.state):
             return 400, STATE_MISMATCH
         if self.done.is_set():
@@ -182,8 +259,12 @@ class _Flow:
             data = convert(self.api_url, (query.get("code") or [""])[0])
             try:
                 write_env(self.output, data, self.api_url)
-            except (OSError, KeyError) as e:  # the code is spent: say so rather than leave the page hanging
-                reason = getattr(e, "strerror", None) or f"GitHub's answer lacks {e}"
+            except (OSError, KeyError, RegisterError) as e:  # the code is spent: say so, do not hang
+                reason = (
+                    str(e)
+                    if isinstance(e, RegisterError)
+                    else getattr(e, "strerror", None) or f"GitHub's answer lacks {e}"
+                )
                 raise RegisterError(
                     NOT_WRITTEN.format(
                         name=data.get("slug") or data.get("name") or "", path=self.output, reason=reason
@@ -205,22 +286,47 @@ def _handler(flow: _Flow) -> type[BaseHTTPRequestHandler]:
         def log_message(self, fmt: str, *args) -> None:  # the callback's URL holds the one-time code
             log.debug("register page: %s", self.command)
 
-        def _send(self, status: int, body: str, content_type: str = "text/html; charset=utf-8") -> None:
+        def _send(
+            self,
+            status: int,
+            body: str,
+            content_type: str = "text/html; charset=utf-8",
+            cookie: str | None = None,
+        ) -> None:
             data = body.encode()
             self.send_response(status)
+            if cookie is not None:
+                self.send_header("Set-Cookie", f"{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax")
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
             self.wfile.write(data)
 
+        def _cookie(self) -> str | None:
+            try:
+                jar = SimpleCookie(self.headers.get("Cookie") or "")
+            except CookieError:
+                return None
+            return jar[COOKIE].value if COOKIE in jar else None
+
+        def _page(self, status: int, text: str, cookie: str | None = None) -> None:
+            data = f"<!doctype html><p>{html.escape(text)}</p>"
+            return self._send(status, data, cookie=cookie)
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if not hmac.compare_digest(self.headers.get("Host") or "", flow.host):
+                return self._send(421, WRONG_HOST.format(page=f"http://{flow.host}/"), "text/plain")
             parts = urlsplit(self.path)
+            query = parse_qs(parts.query)
             if parts.path == "/":
-                return self._send(200, form_page(flow.action, flow.manifest_json))
+                cookie = flow.open_page(query, self._cookie())
+                if cookie is None:
+                    return self._page(403, NOT_YOUR_FLOW)
+                return self._send(200, form_page(flow.action, flow.manifest_json), cookie=cookie)
             if parts.path == "/callback":
-                status, text = flow.callback(parse_qs(parts.query))
-                return self._send(status, f"<!doctype html><p>{html.escape(text)}</p>")
+                status, text = flow.callback(query, self._cookie())
+                return self._page(status, text)
             return self._send(404, "not found", "text/plain")
 
     return Handler
@@ -252,12 +358,13 @@ def register(
         raise RegisterError(OUTPUT_DIR_MISSING.format(path=output.absolute().parent))
     github_url = github_url.rstrip("/")
     api_url = (api_url or api_url_for(github_url)).rstrip("/")
-    state = secrets.token_urlsafe(24)
+    state, start = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     try:
         server = ThreadingHTTPServer(("127.0.0.1", port), BaseHTTPRequestHandler)
     except OSError as e:
         raise RegisterError(PORT_BUSY.format(port=port, reason=e.strerror or e)) from None
-    page = f"http://127.0.0.1:{server.server_port}"
+    host = f"127.0.0.1:{server.server_port}"
+    page = f"http://{host}"
     target = (
         f"{github_url}/organizations/{quote(org)}/settings/apps/new"
         if org
@@ -269,16 +376,19 @@ def register(
         api_url=api_url,
         output=output,
         manifest_json=json.dumps(manifest(name, webhook_url, f"{page}/callback", public=public)),
+        host=host,
+        start=start,
     )
+    link = f"{page}/?start={start}"
     server.RequestHandlerClass = _handler(flow)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:
-        print(OPEN_PAGE.format(url=page, minutes=round(timeout / 60)), flush=True)
+        print(OPEN_PAGE.format(url=link, minutes=round(timeout / 60)), flush=True)
         if on_ready is not None:
-            on_ready(page)
+            on_ready(link)
         elif open_browser:
-            webbrowser.open(page)
+            webbrowser.open(link)
         if not flow.done.wait(timeout):
             raise RegisterError(TIMED_OUT.format(minutes=round(timeout / 60)))
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .dsn import mask_password_params, redact_reason, safe_dsn
 from .model import JobStore
 from .sql import DEFAULT_LEASE
 
@@ -26,12 +27,11 @@ def is_postgres_url(target: str | Path) -> bool:
 
 
 def safe_target(target: str | Path) -> str:
-    """The target as it may appear in a log line: a URL's password masked."""
+    """The target as it may appear in a log line: a URL's password masked, whatever its form
+    (a malformed URL is not shown), and a `password=` in anything else."""
     if not is_postgres_url(target):
-        return str(target)
-    from .postgres import safe_url
-
-    return safe_url(str(target))
+        return mask_password_params(str(target))
+    return safe_dsn(str(target))
 
 
 def open_store(target: str | Path, *, lease_seconds: float = DEFAULT_LEASE) -> JobStore:
@@ -61,4 +61,5 @@ def _cannot_open(target: str | Path, e: Exception) -> str:
     from bot.common.secrets import REDACTOR
 
     reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    return CANNOT_OPEN.format(target=safe_target(target), reason=REDACTOR.redact(reason).rstrip("."))
+    reason = redact_reason(str(target), REDACTOR.redact(reason))
+    return CANNOT_OPEN.format(target=safe_target(target), reason=reason.rstrip("."))

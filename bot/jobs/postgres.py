@@ -1,22 +1,31 @@
 """The server backend: PostgreSQL through psycopg 3, for any number of intake replicas and workers
 on one database. Claims use `FOR UPDATE SKIP LOCKED`, so workers never wait on each other's rows;
 the schema is created and migrated under an advisory lock, so replicas starting together migrate once.
+
+No call waits on the database for long, whatever state it is in: connecting is bounded
+(`connect_timeout`), every statement is bounded by the server (`statement_timeout`, `lock_timeout`),
+a dead peer is noticed by the kernel (TCP keepalives, `tcp_user_timeout`), and a server that accepts
+but never answers is cut off by a watchdog that shuts the connection's socket once a call has taken
+`call_timeout` seconds. The call then raises psycopg.OperationalError like any lost connection.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from bot.common.secrets import REDACTOR
 
+from .dsn import dsn_secrets, safe_dsn
 from .sql import DEFAULT_LEASE, SqlJobStore, Tx, migrate
 
 log = logging.getLogger(__name__)
@@ -45,14 +54,88 @@ MIGRATIONS: list[list[str]] = [
 ]
 
 
-def safe_url(dsn: str) -> str:
-    """The DSN with its password masked, for logs and messages."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+CONNECT_TIMEOUT = 5  # seconds to connect (libpq's minimum is 2)
+STATEMENT_TIMEOUT = 5.0  # seconds a statement may run on the server
+CALL_TIMEOUT = 6.0  # seconds a call may wait for an answer before its connection is cut
+MIGRATION_TIMEOUT = 60.0  # the first transaction waits for another replica's migration
+CALL_CUT = "a database call took more than %.0f s; its connection was cut (the server is not answering)"
+
+
+def connection_options(dsn: str, statement_timeout: float) -> dict:
+    """psycopg.connect keyword arguments that bound every wait (the DSN's own `options` kept)."""
+    ms = int(statement_timeout * 1000)
+    own = conninfo_to_dict(dsn).get("options") or ""
+    return {
+        "options": f"{own} -c statement_timeout={ms} -c lock_timeout={ms}".strip(),
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 3,
+        "keepalives_count": 3,
+        "tcp_user_timeout": ms + 5000,
+    }
+
+
+class Watchdog:
+    """Cuts the socket of a call that has waited past its deadline (one thread per store, started
+    on first use). A call registers itself for its duration; nothing is done for calls that end."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._calls: dict[int, tuple[float, float, int]] = {}  # call id -> (deadline, timeout, fd)
+        self._next = 0
+        self._thread: threading.Thread | None = None  # the running one; it ends once replaced
+
+    @contextmanager
+    def bound(self, db: psycopg.Connection, timeout: float) -> Iterator[None]:
+        with self._cond:
+            self._next += 1
+            key = self._next
+            self._calls[key] = (time.monotonic() + timeout, timeout, db.pgconn.socket)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="rlm-db-watchdog", daemon=True)
+                self._thread.start()
+            elif len(self._calls) == 1:
+                self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._calls.pop(key, None)
+
+    def close(self) -> None:
+        with self._cond:
+            self._thread = None
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        with self._cond:
+            while self._thread is me:
+                if not self._calls:
+                    self._cond.wait()
+                    continue
+                now = time.monotonic()
+                key, (deadline, timeout, fd) = min(self._calls.items(), key=lambda kv: kv[1][0])
+                if deadline > now:
+                    self._cond.wait(deadline - now)
+                    continue
+                del self._calls[key]
+                log.warning(CALL_CUT, timeout)
+                _shutdown(fd)
+
+
+def _shutdown(fd: int) -> None:
+    """Wake whoever waits on this socket: it reads end-of-file and psycopg raises."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.detach()  # the descriptor stays psycopg's
 
 
 def _placeholders(sql: str) -> str:
@@ -70,29 +153,40 @@ class PostgresJobStore(SqlJobStore):
         dsn: str,
         *,
         lease_seconds: float = DEFAULT_LEASE,
-        connect_timeout: int = 10,
+        connect_timeout: int = CONNECT_TIMEOUT,
+        statement_timeout: float = STATEMENT_TIMEOUT,
+        call_timeout: float = CALL_TIMEOUT,
         clock: Callable[[], float] | None = None,
     ):
         super().__init__(lease_seconds, **({"clock": clock} if clock else {}))
         self.dsn = dsn
-        REDACTOR.add(urlsplit(dsn).password)
+        REDACTOR.add(*dsn_secrets(dsn))
         self.connect_timeout = connect_timeout
+        self.call_timeout = call_timeout
+        self._options = connection_options(dsn, statement_timeout)
+        self._watchdog = Watchdog()
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[psycopg.Connection] = []
-        with self._tx() as tx:
+        with self._tx(MIGRATION_TIMEOUT) as tx:
+            tx.execute(f"SET LOCAL statement_timeout = {int(MIGRATION_TIMEOUT * 1000)}", ())
+            tx.execute(f"SET LOCAL lock_timeout = {int(MIGRATION_TIMEOUT * 1000)}", ())
             tx.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
             self.schema_version = migrate(tx, MIGRATIONS)
 
     def describe(self) -> str:
-        return f"PostgreSQL {safe_url(self.dsn)}"
+        return f"PostgreSQL {safe_dsn(self.dsn)}"
 
     def _db(self) -> psycopg.Connection:
         """This thread's connection, opened again if the server dropped it."""
         db = getattr(self._local, "db", None)
         if db is None or db.closed or db.broken:
             db = psycopg.connect(
-                self.dsn, autocommit=True, row_factory=dict_row, connect_timeout=self.connect_timeout
+                self.dsn,
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=self.connect_timeout,
+                **self._options,
             )
             self._local.db = db
             with self._lock:
@@ -100,13 +194,15 @@ class PostgresJobStore(SqlJobStore):
         return db
 
     @contextmanager
-    def _tx(self) -> Iterator[Tx]:
+    def _tx(self, timeout: float | None = None) -> Iterator[Tx]:
         db = self._db()
-        with db.transaction():
+        with self._watchdog.bound(db, timeout or self.call_timeout), db.transaction():
             yield Tx(lambda sql, params: db.execute(_placeholders(sql), params))
 
     def _rows(self, sql: str, params: tuple = ()) -> list[Any]:
-        return self._db().execute(_placeholders(sql), params).fetchall()
+        db = self._db()
+        with self._watchdog.bound(db, self.call_timeout):
+            return db.execute(_placeholders(sql), params).fetchall()
 
     def close(self) -> None:
         with self._lock:
@@ -114,3 +210,4 @@ class PostgresJobStore(SqlJobStore):
                 db.close()
             self._connections.clear()
         self._local = threading.local()
+        self._watchdog.close()

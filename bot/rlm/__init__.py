@@ -10,6 +10,7 @@ backends from `bot.rlm.sandbox`), never deeper. Where to look inside:
 - sandbox/       where agents run: local (bubblewrap, copy-on-write checkouts) or daytona
 - llm.py, scripted.py   the model client (litellm) and the deterministic scripted model
 - trace.py, fold.py     events while it runs, the results JSON, the markdown summary
+- check.py       commands on a commit + patch + files in a fresh sandbox (`rlm eval`'s judge)
 - config.py      the typed configuration (config.yaml, RLM_* overrides)
 
 Importing this package is cheap: the model client (litellm) loads when a run starts, or when one
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .check import CommandResult, PatchCheck, check_patch
 from .config import Config, ConfigError, ModelConfig, load_config, validate_partial
 from .demo import PROMPT as DEMO_PROMPT
 from .demo import materialize as materialize_demo
@@ -54,6 +56,7 @@ __all__ = [
     "COST_UNKNOWN",
     "DEMO_PROMPT",
     "STATUS_ICONS",
+    "CommandResult",
     "Config",
     "ConfigError",
     "EventKind",
@@ -63,6 +66,7 @@ __all__ = [
     "LiteLLMClient",
     "ModelClient",
     "ModelConfig",
+    "PatchCheck",
     "PatchError",
     "PreparedRepo",
     "RLMError",
@@ -75,6 +79,7 @@ __all__ = [
     "Trace",
     "agent_of",
     "changed_files",
+    "check_patch",
     "count",
     "default_api_key",
     "fmt_cost",

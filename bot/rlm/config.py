@@ -90,6 +90,9 @@ class SandboxConfig(_Section):
     )
     max_processes: int = Field(512, ge=8, description="processes and threads in one sandbox at once")
     disk_mb: int = Field(2048, ge=16, description="size of a sandbox's /tmp, and of any one file it writes")
+    checkout_mb: int = Field(
+        2048, ge=16, description="most an agent may write into its copy-on-write checkout (kept in memory)"
+    )
     max_message_mb: int = Field(16, ge=1, description="largest REPL protocol message the host reads")
     setup: list[str] | Literal["auto"] = Field(
         default_factory=list,

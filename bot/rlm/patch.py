@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,11 @@ PATCH_TOO_LARGE = (
     "rlm.max_patch_bytes."
 )
 
+FILE_TOO_LARGE = (
+    "{path} is {size} bytes, more than rlm.max_patch_bytes ({limit}), so no patch was kept; keep "
+    "large generated or binary files out of the checkout (or in a directory .gitignore names), or "
+    "raise rlm.max_patch_bytes."
+)
 
 PATCH_FAILED = "git could not compute the patch of the checkout: {reason}"
 
@@ -65,17 +71,20 @@ def diff_worktree(git_dir: Path, workdir: Path, base: str, max_bytes: int | None
 
 def read_bounded(
     cmd: list[str], env: dict, max_bytes: int | None, stderr_path: Path, timeout: float = 300
-) -> bytearray:
-    """stdout of `cmd`, refused (PatchTooLarge) as soon as it passes `max_bytes`."""
-    buf = bytearray()
+) -> bytes:
+    """stdout of `cmd`, refused (PatchTooLarge) as soon as it passes `max_bytes`. Kept as chunks
+    and joined once: a growing buffer would hold up to twice the output while it is copied."""
+    chunks: list[bytes] = []
+    size = 0
     with (
         open(stderr_path, "w+b") as err,
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env) as proc,
     ):
         try:
             while chunk := proc.stdout.read(CHUNK):
-                buf += chunk
-                if max_bytes is not None and len(buf) > max_bytes:
+                chunks.append(chunk)
+                size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
                     proc.kill()
                     raise PatchTooLarge(PATCH_TOO_LARGE.format(limit=max_bytes))
             code = proc.wait(timeout=timeout)
@@ -84,8 +93,18 @@ def read_bounded(
             raise
         if code != 0:
             err.seek(0)
-            raise subprocess.CalledProcessError(code, cmd, bytes(buf[:1000]), err.read(10_000))
-    return buf
+            raise subprocess.CalledProcessError(code, cmd, b"".join(chunks)[:1000], err.read(10_000))
+    data = b"".join(chunks)
+    chunks.clear()
+    return data
+
+
+def write_text(path: Path, text: str) -> None:
+    """`text` (a patch, surrogate-escaped bytes included) into `path` a chunk at a time: a large
+    patch is never held twice."""
+    with open(path, "wb") as f:
+        for i in range(0, len(text), CHUNK):
+            f.write(text[i : i + CHUNK].encode("utf-8", "surrogateescape"))
 
 
 def check_applies(cache: Path, base: str, patch: str) -> None:
@@ -96,16 +115,9 @@ def check_applies(cache: Path, base: str, patch: str) -> None:
         env = git_env()
         env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
         git("read-tree", base, git_dir=cache, env=env)
-        proc = git(
-            "apply",
-            "--cached",
-            "--check",
-            "-",
-            git_dir=cache,
-            env=env,
-            input=patch.encode("utf-8", "surrogateescape"),
-            check=False,
-        )
+        patch_file = Path(tmp) / "patch.diff"
+        write_text(patch_file, patch)
+        proc = git("apply", "--cached", "--check", str(patch_file), git_dir=cache, env=env, check=False)
     if proc.returncode != 0:
         reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise PatchError(
@@ -134,10 +146,20 @@ class PatchStats:
 _HEADER = re.compile(r"^diff --git a/(.*?) b/(.*)$")
 
 
+def _lines(text: str) -> Iterator[str]:
+    """The lines of `text` one at a time (splitlines would hold a second copy of a large patch)."""
+    pos, end = 0, len(text)
+    while pos < end:
+        nl = text.find("\n", pos)
+        nl = end if nl < 0 else nl
+        yield text[pos:nl].rstrip("\r")
+        pos = nl + 1
+
+
 def patch_stats(patch: str) -> PatchStats:
     stats = PatchStats()
     current = None
-    for line in patch.splitlines():
+    for line in _lines(patch):
         m = _HEADER.match(line)
         if m:
             current = m.group(2)

@@ -114,7 +114,8 @@ class LocalSandboxProvider:
             except (OSError, subprocess.CalledProcessError) as e:
                 remove_owned(self.root)
                 raise SandboxError(f"could not check out {repo.commit[:12]}: {_reason(e)}") from None
-            self.checkouts = OverlayCheckouts(shared, self.root, python_exe())
+            cap = config.sandbox.checkout_mb * 1024 * 1024
+            self.checkouts = OverlayCheckouts(shared, self.root, python_exe(), cap)
         else:
             in_memory = self.root.is_relative_to(SHM)
             pool = min(config.rlm.max_concurrency, config.rlm.max_sandboxes - 1) if in_memory else 2

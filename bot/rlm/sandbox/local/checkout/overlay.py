@@ -3,8 +3,13 @@
 The rollout's commit is checked out once (shared.py) and is every agent's read-only lower
 layer; each agent owns a directory holding its upper layer (only what it changed) and work dir, and
 the overlay is mounted on that directory inside the sandbox's own mount namespace by
-overlay_launch.py, which then execs bwrap (or the driver). Creating one costs three `mkdir`s,
-whatever the repository's size. The host never mounts anything and reads the upper layer directly
+overlay_launch.py, which then execs bwrap (or the driver). Creating one costs a `mkdir`, whatever
+the repository's size. What an agent writes is capped (`sandbox.checkout_mb`): its upper layer is
+a tmpfs of that size in the namespace of the rollout's layer holder (one small process, started
+with the first checkout, see overlay_launch.py), mounted by the agent's first launch, so a write
+past the cap fails inside the sandbox with "No space left on device" and never fills the host's
+memory-backed /dev/shm. The host itself never mounts anything; it reads the upper layer through
+the holder's /proc/PID/root
 (upper_patch.py). Where the kernel refuses (no user namespaces, an old kernel, a filesystem that
 cannot be a layer) a probe says so once and the local backend copies checkouts instead.
 """
@@ -20,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ....owned import remove_tree
+from .layers import LAUNCHER, HolderError, LayerHolder
 from .shared import SharedCheckout
 from .upper_patch import diff_upper
 
-LAUNCHER = Path(__file__).with_name("overlay_launch.py")
 # No metadata-only copy-up and no redirects: every change is a whole file in the upper layer, and a
 # directory that came from the checkout cannot be renamed in place (rename(2) says EXDEV; `mv` and
 # shutil.move copy it instead), so the host reads the upper layer without interpreting redirects.
@@ -35,11 +40,20 @@ _probe_results: dict[tuple, str | None] = {}
 
 
 def launch_argv(
-    python: str, lower: Path, upper: Path, work: Path, target: Path, command: list[str]
+    python: str,
+    lower: Path,
+    upper: Path,
+    work: Path,
+    target: Path,
+    command: list[str],
+    holder: LayerHolder | None = None,
 ) -> list[str]:
-    """`command` run with the overlay of `lower` + `upper` mounted on `target` (its cwd)."""
+    """`command` run with the overlay of `lower` + `upper` mounted on `target` (its cwd), inside
+    `holder`'s namespaces when given (its layers are there)."""
     layers = [str(lower), str(upper), str(work), str(target)]
-    return [python, "-I", "-S", str(LAUNCHER), *layers, MOUNT_OPTIONS, "--", *command]  # stdlib only: no site
+    join = ["--join", str(holder.pid), str(holder.size)] if holder else []
+    # stdlib only: no site
+    return [python, "-I", "-S", str(LAUNCHER), *join, *layers, MOUNT_OPTIONS, "--", *command]
 
 
 def _unsafe_path(*paths: Path) -> str | None:
@@ -67,16 +81,21 @@ def forget_probes() -> None:
 def _probe(python: str, lower_parent: Path, upper_parent: Path, wrap: list[str]) -> str | None:
     tag = f".probe-{uuid.uuid4().hex[:8]}"
     lower, area = lower_parent / tag, upper_parent / tag
+    holder = None
     try:
         lower.mkdir(parents=True)
         (lower / "kept").write_text("k")
         (lower / "gone").write_text("g")
-        upper, work, target = area / "upper", area / "work", area / "merged"
-        for d in (upper, work, target):
-            d.mkdir(parents=True)
+        target = area / "merged"
+        target.mkdir(parents=True)
         reason = _unsafe_path(lower, area)
         if reason:
             return reason
+        try:
+            holder = LayerHolder(python, 1 << 20)
+        except HolderError as e:
+            return str(e)
+        upper, work = target / "upper", target / "work"
         command = [
             *wrap,
             *(["--bind", str(target), str(target), "--chdir", str(target)] if wrap else []),
@@ -87,7 +106,7 @@ def _probe(python: str, lower_parent: Path, upper_parent: Path, wrap: list[str])
         ]
         try:
             proc = subprocess.run(
-                launch_argv(python, lower, upper, work, target, command),
+                launch_argv(python, lower, upper, work, target, command, holder),
                 capture_output=True,
                 timeout=30,
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
@@ -97,58 +116,84 @@ def _probe(python: str, lower_parent: Path, upper_parent: Path, wrap: list[str])
         if proc.returncode != 0:
             lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
             return lines[-1] if lines else f"the overlay probe failed with status {proc.returncode}"
-        whiteout = os.lstat(upper / "gone")
-        if not ((upper / "new").is_file() and stat.S_ISCHR(whiteout.st_mode) and whiteout.st_rdev == 0):
+        seen = holder.view(upper)
+        whiteout = os.lstat(seen / "gone")
+        if not ((seen / "new").is_file() and stat.S_ISCHR(whiteout.st_mode) and whiteout.st_rdev == 0):
             return "the overlay did not record changes in its upper layer as expected"
         return None
     except OSError as e:
         return f"the overlay probe could not prepare its directories ({e.strerror})"
     finally:
+        if holder is not None:
+            holder.close()
         remove_tree(lower)
         remove_tree(area)
 
 
 @dataclass
 class OverlayCheckout:
-    """One agent's copy-on-write checkout: `path` (the mount point; on the host it holds the
-    agent's `upper` and `work` directories) over the shared `lower` tree."""
+    """One agent's copy-on-write checkout: `path` (the mount point; in the holder's namespace a
+    tmpfs holding the agent's `upper` and `work` directories) over the shared `lower` tree."""
 
     path: Path
     lower: Path
     python: str
+    holder: LayerHolder
 
     @property
     def upper(self) -> Path:
-        return self.path / "upper"
+        """The upper layer as the host reads it (through the holder)."""
+        return self.holder.view(self.path) / "upper"
 
     @property
     def ro_binds(self) -> list[Path]:
         return []
 
     def launch(self, command: list[str]) -> list[str]:
-        return launch_argv(self.python, self.lower, self.upper, self.path / "work", self.path, command)
+        upper, work = self.path / "upper", self.path / "work"
+        return launch_argv(self.python, self.lower, upper, work, self.path, command, self.holder)
 
     def diff(self, cache: Path, base: str, max_bytes: int | None) -> str:
-        return diff_upper(self.upper, cache, base, max_bytes)
+        upper = self.upper
+        if not upper.is_dir():
+            return ""  # never launched: nothing written
+        return diff_upper(upper, cache, base, max_bytes)
 
     def remove(self) -> None:
+        try:
+            self.holder.request("umount", self.path)  # its memory is free once no sandbox uses it
+        except HolderError:
+            pass  # the holder is gone, and the layer with it
         remove_tree(self.path)
 
 
 class OverlayCheckouts:
-    """Hands out overlay checkouts under `root` over one shared checkout (released on close)."""
+    """Hands out overlay checkouts under `root` over one shared checkout, each capped at
+    `cap_bytes` written (the holder is started with the first; released on close)."""
 
-    def __init__(self, shared: SharedCheckout, root: Path, python: str):
+    def __init__(self, shared: SharedCheckout, root: Path, python: str, cap_bytes: int):
         self.shared = shared
         self.root = root
         self.python = python
+        self.cap_bytes = cap_bytes
+        self._holder: LayerHolder | None = None
+        self._lock = threading.Lock()
+
+    def holder(self) -> LayerHolder:
+        with self._lock:
+            if self._holder is None:
+                self._holder = LayerHolder(self.python, self.cap_bytes)
+            return self._holder
 
     def take(self, name: str, priority: int = 0) -> OverlayCheckout:
+        holder = self.holder()
         path = self.root / name
-        path.mkdir(mode=0o700)
-        for sub in ("upper", "work"):
-            (path / sub).mkdir(mode=0o755)
-        return OverlayCheckout(path, self.shared.tree, self.python)
+        path.mkdir(mode=0o700)  # its capped layer is mounted by the first launch (overlay_launch.py)
+        return OverlayCheckout(path, self.shared.tree, self.python, holder)
 
     def close(self) -> None:
+        with self._lock:
+            holder, self._holder = self._holder, None
+        if holder is not None:
+            holder.close()
         self.shared.release()
