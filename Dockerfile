@@ -13,7 +13,7 @@
 FROM python:3.11-slim
 
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends git bubblewrap ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends git bubblewrap slirp4netns iproute2 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

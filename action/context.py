@@ -85,6 +85,13 @@ class ActionContext:
         return f"{self.server_url}/{self.repository}.git"
 
     @property
+    def repository_id(self) -> int | None:
+        """GitHub's id of this repository (the environment cache's scope)."""
+        repo = self.event.get("repository") or {}
+        value = repo.get("id") if isinstance(repo, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
     def branch(self) -> str:
         """The branch the workflow runs on (GITHUB_REF refs/heads/<name>), else empty."""
         prefix = "refs/heads/"

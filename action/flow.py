@@ -55,6 +55,7 @@ def make_request(
     head, else the workflow's own commit on its branch, else the default branch."""
     request = RunRequest(
         repo=ctx.repository,
+        repo_id=ctx.repository_id,
         number=ctx.issue_number or 0,
         requester=trigger.requester,
         task=trigger.task,

@@ -98,7 +98,7 @@ def test_issue_clue_pr_then_follow_ups_on_the_same_branch(env):
         job = run("issue_comment", comment_payload("/rlm fix this", clone_url=str(env.bare), comment_id=555))
         assert job.outcome == "pr", job.message
         seen = root_stdout(env, job)
-        assert CLUE in seen and "# Issue #7: add() is wrong" in seen
+        assert CLUE in seen and "# Issue #7\n" in seen and "add() is wrong" in seen
         assert '<text from="@mallory"' in seen and 'trust="untrusted"' in seen.split("@mallory", 1)[1][:80]
         (pull,) = fake.created_pulls
         assert pull["title"] == TITLE

@@ -49,6 +49,7 @@ def enqueue_command(
     full_name = typed(repo["full_name"], str, "repository.full_name")
     request = RunRequest(
         repo=full_name,
+        repo_id=typed(repo.get("id"), int, "repository.id", optional=True),
         number=typed(number, int, "issue or pull request number"),
         requester=typed(user.get("login"), str, "comment.user.login", optional=True),
         requester_id=typed(user.get("id"), int, "comment.user.id", optional=True),

@@ -30,9 +30,11 @@ def requester_identity(request: RunRequest) -> str:
 
 
 def resolve_target(api: GitHubAPI, request: RunRequest) -> Target:
-    """The commit (the PR head for a PR, else the default branch head), the base branch, fork?, and
-    whether the PR's branch is one this bot made (a follow-up). Reads GitHub; changes nothing (the
-    pipeline's `resolve` asks once and records the answer on the request)."""
+    """The commit (the PR head for a PR, else the default branch head), the base branch, fork?,
+    whether the PR's branch is one this bot made (a follow-up), and for a fork's pull request the
+    base commit it targets (the base branch's head when GitHub does not say): setup and AGENTS.md
+    come from it. Reads GitHub; changes nothing (the pipeline's `resolve` asks once and records the
+    answer on the request)."""
     info = api.get_repo(request.repo)
     default_branch = info.get("default_branch") or "main"
     if request.is_pull:
@@ -41,7 +43,13 @@ def resolve_target(api: GitHubAPI, request: RunRequest) -> Target:
         head_repo = (head.get("repo") or {}).get("full_name")
         fork = head_repo is None or head_repo.lower() != request.repo.lower()
         follow_up = not fork and created_by_bot(pull, request.repo)
-        return Target(head["sha"], head.get("ref") or default_branch, fork, default_branch, follow_up)
+        trusted = None
+        if fork:
+            base = pull.get("base") or {}
+            trusted = base.get("sha") or api.get_branch_sha(request.repo, base.get("ref") or default_branch)
+        return Target(
+            head["sha"], head.get("ref") or default_branch, fork, default_branch, follow_up, trusted
+        )
     return Target(api.get_branch_sha(request.repo, default_branch), default_branch, False, default_branch)
 
 

@@ -50,6 +50,11 @@ OUTCOME_BRANCH = (
 )
 OUTCOME_PR_REFUSED = "❌ GitHub refused to open the pull request: {error} The change is in the patch: {patch}"
 OUTCOME_PR_EXISTING = "✅ The change is in {url} (it was already open from `{branch}`)."
+FORK_UNTRUSTED = (
+    "This pull request comes from a fork, so its code is not trusted: the environment setup ran on "
+    "the base commit `{base}` and the agents follow that commit's `AGENTS.md`, not the fork's; the "
+    "fork's code runs only inside the agents' sandboxes."
+)
 PATCH_SAVED = "The patch is saved: {where}."
 PATCH_LINK = "[{name}]({url})"
 PATCH_ON_SERVER = "`{name}` in the server's results directory"

@@ -19,7 +19,7 @@ from bot.common.enums import StrEnum
 from bot.rlm import Config, ConfigError, validate_partial
 
 from .api import GitHubAPI
-from .messages import REPO_CONFIG_PROBLEM
+from .messages import FORK_UNTRUSTED, REPO_CONFIG_PROBLEM
 from .triggers import TRIGGERS_KEY
 
 if TYPE_CHECKING:
@@ -245,7 +245,8 @@ def load_repo_settings(
 
 class RepoConfigStage:
     """The pipeline's `before_fetch` stage for the App: `.github/rlm.yml` from the default branch,
-    within what the server allows; what was ignored becomes a note in the status comment."""
+    within what the server allows; what was ignored becomes a note in the status comment, and so
+    does, for a fork's pull request, that setup and AGENTS.md come from the base commit."""
 
     def __init__(
         self,
@@ -272,3 +273,5 @@ class RepoConfigStage:
         self.on_prefs(settings.prefs)
         for problem in settings.problems:
             reporter.note(REPO_CONFIG_PROBLEM.format(reason=problem))
+        if request.fork and request.trusted_commit:  # the pipeline runs setup there (PreparedRepo)
+            reporter.note(FORK_UNTRUSTED.format(base=request.trusted_commit[:12]))

@@ -3,9 +3,11 @@
 From GitHub's API: the issue or pull request (number, title, author, labels, body), its discussion
 oldest first within a character budget that keeps the newest comments (the bot's own status
 comments left out), for a pull request its base, head, changed files and diff (bounded), and for a
-review comment its file, line, diff hunk and thread. Every piece of text a person wrote sits
-between `<text … key="K">` and `</text key="K">` tags whose key is random per render, so no text can
-close its own delimiter; text by people without write access is marked untrusted.
+review comment its file, line, diff hunk and thread. Every piece of text a person wrote (titles,
+bodies, comments, branch names, file names, diffs) sits between `<text … key="K">` and
+`</text key="K">` tags whose key is random per render, so no text can close its own delimiter; text
+by people without write access, and everything of a fork's pull request, is marked untrusted.
+Outside the tags are only numbers, logins, repository names and what the server itself says.
 """
 
 from __future__ import annotations
@@ -108,9 +110,11 @@ class Renderer:
         association: str | None,
         limit: int,
         when: str | None = None,
+        untrusted: bool = False,
     ) -> str:
+        """One quoted block; `untrusted` marks it so whoever its author is (a fork's code)."""
         login = (user or {}).get("login") or "ghost"
-        trust = TRUSTED if self.trust.trusted(user, association) else UNTRUSTED
+        trust = TRUSTED if not untrusted and self.trust.trusted(user, association) else UNTRUSTED
         at = f' at="{when}"' if when else ""
         body = _cut((body or "").strip() or "(empty)", limit)
         return (
@@ -188,8 +192,11 @@ def build_context(
     issue = api.get_issue(request.repo, request.number)
     kind = "Pull request" if request.is_pull else "Issue"
     author = (issue.get("user") or {}).get("login") or "ghost"
+    pull = api.get_pull(request.repo, request.number) if request.is_pull else None
+    if pull is not None:  # its author is the issue's (the pull object may leave them out)
+        pull = {"user": issue.get("user"), "author_association": issue.get("author_association"), **pull}
     lines = [
-        f"# {kind} #{request.number}: {issue.get('title') or '(no title)'}",
+        f"# {kind} #{request.number}",
         f"{request.started_by}."
         if request.started_by
         else f"Command by @{request.requester}: {request.task.strip()}",
@@ -198,6 +205,10 @@ def build_context(
         f"labels: {_labels(issue)}",
         "",
         PREAMBLE.format(key=r.key),
+        "",
+        "## Title",
+        "",
+        r.text(issue.get("title") or "(no title)", issue.get("user"), issue.get("author_association"), 1000),
         "",
         "## Description",
         "",
@@ -210,10 +221,10 @@ def build_context(
         ),
         "",
     ]
-    if request.is_pull:
-        lines += _pull_sections(api, request, r)
+    if pull is not None:
+        lines += _pull_sections(api, request, r, pull)
     if request.review_comment and request.comment_id:
-        lines += _review_sections(api, request, r)
+        lines += _review_sections(api, request, r, pull or {})
     comments = [
         c
         for c in api.list_issue_comments(request.repo, request.number, MAX_COMMENT_PAGES)
@@ -223,29 +234,46 @@ def build_context(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _pull_sections(api: GitHubAPI, request: ContextRequest, r: Renderer) -> list[str]:
-    pull = api.get_pull(request.repo, request.number)
+def is_fork(pull: dict, repo: str) -> bool:
+    head_repo = ((pull.get("head") or {}).get("repo") or {}).get("full_name")
+    return head_repo is None or head_repo.lower() != repo.lower()
+
+
+def _code(r: Renderer, pull: dict, repo: str, text: str, limit: int) -> str:
+    """The pull request's own content (branch and file names, diffs) as a quoted block of its
+    author: untrusted for a fork whoever opened it, since anyone may push to a fork's branch."""
+    user = pull.get("user")
+    return r.text(text, user, pull.get("author_association"), limit, untrusted=is_fork(pull, repo))
+
+
+def _pull_sections(api: GitHubAPI, request: ContextRequest, r: Renderer, pull: dict) -> list[str]:
     base, head = pull.get("base") or {}, pull.get("head") or {}
     head_repo = (head.get("repo") or {}).get("full_name") or "a deleted fork"
     files = api.list_pull_files(request.repo, request.number, MAX_FILES)
     adds = sum(int(f.get("additions") or 0) for f in files)
     dels = sum(int(f.get("deletions") or 0) for f in files)
-    lines = [
-        f"## Branches\n\nBase `{base.get('ref')}` ← head `{head.get('ref')}` ({head_repo}) at "
-        f"`{(head.get('sha') or '')[:12]}`.",
+    listing = "\n".join(
+        f"- `{f.get('filename')}` ({f.get('status')}, +{f.get('additions', 0)} −{f.get('deletions', 0)})"
+        for f in files
+    )
+    return [
+        f"## Branches\n\nBase `{base.get('ref')}` ← head from {head_repo} at `{(head.get('sha') or '')[:12]}`, "
+        "branch:",
+        "",
+        _code(r, pull, request.repo, str(head.get("ref") or "?"), 1000),
         "",
         f"## Changed files ({len(files)}, +{adds} −{dels})",
         "",
+        _code(r, pull, request.repo, listing or "(none)", r.budget.diff),
+        "",
+        "## Diff",
+        "",
+        _code(r, pull, request.repo, _fence(_diff(files, r.budget.diff), "diff"), 2 * r.budget.diff),
+        "",
     ]
-    lines += [
-        f"- `{f.get('filename')}` ({f.get('status')}, +{f.get('additions', 0)} −{f.get('deletions', 0)})"
-        for f in files
-    ]
-    lines += ["", "## Diff", "", _fence(_diff(files, r.budget.diff), "diff"), ""]
-    return lines
 
 
-def _review_sections(api: GitHubAPI, request: ContextRequest, r: Renderer) -> list[str]:
+def _review_sections(api: GitHubAPI, request: ContextRequest, r: Renderer, pull: dict) -> list[str]:
     comment = api.get_review_comment(request.repo, request.comment_id or 0)
     if not comment:
         return []
@@ -257,14 +285,11 @@ def _review_sections(api: GitHubAPI, request: ContextRequest, r: Renderer) -> li
     )
     if comment.get("start_line") and comment.get("start_line") != line:
         where = f"lines {comment['start_line']}–{line}"
-    lines = [
-        "## Review comment",
-        "",
-        f"On `{comment.get('path')}` {where} ({comment.get('side') or 'RIGHT'} side). The diff hunk it points at:",
-        "",
-        _fence(comment.get("diff_hunk") or "", "diff"),
-        "",
-    ]
+    location = (
+        f"On `{comment.get('path')}` {where} ({comment.get('side') or 'RIGHT'} side). The diff hunk it "
+        f"points at:\n\n{_fence(comment.get('diff_hunk') or '', 'diff')}"
+    )
+    lines = ["## Review comment", "", _code(r, pull, request.repo, location, r.budget.diff), ""]
     root_id = comment.get("in_reply_to_id") or comment.get("id")
     thread = [
         c

@@ -75,6 +75,7 @@ class Target:
     fork: bool = False
     default_branch: str | None = None
     follow_up: bool = False  # the PR's head branch is one this bot made: the change is pushed onto it
+    trusted_commit: str | None = None  # a fork's pull request: the base commit setup runs on
 
 
 @dataclass

@@ -19,6 +19,7 @@ class RunRequest:
     task: str
     clone_url: str  # a git URL or local path (CLI); from the signed payload (App); the runner's (Action)
     repo: str = ""  # owner/name on GitHub; "" for a local run
+    repo_id: int | None = None  # GitHub's repository id: whose caches (environments) the run uses
     number: int = 0  # issue or pull request number; 0 = no issue to talk on
     requester: str = ""  # login of the person who asked
     requester_id: int | None = None
@@ -32,6 +33,9 @@ class RunRequest:
     base_branch: str | None = None  # where the bot's PR goes; set together with `commit`
     default_branch: str | None = None  # the repository's, once known (saves asking GitHub again)
     fork: bool = False  # the PR's head lives in another repository: no push, patch in a comment
+    # A fork's pull request: the base commit it targets. Setup runs on it and AGENTS.md comes from
+    # it; the fork's own code only ever runs inside the agents' sandboxes.
+    trusted_commit: str | None = None
     follow_up: bool = False  # the PR's head branch is one this bot made: the change is pushed onto it
     # Request context for the root agent (issue/PR text, thread, diff) as markdown; None = none.
     context: str | None = None
@@ -74,6 +78,7 @@ class RunRequest:
             "commit",
             "base_branch",
             "fork",
+            "trusted_commit",
             "default_branch",
             "follow_up",
         )

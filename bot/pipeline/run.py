@@ -115,15 +115,21 @@ def resolve(request: RunRequest, reporter: Reporter, deliverer: Deliverer) -> Ta
     """The commit to run on and where the change goes, decided once: a request that already knows
     its commit and base (resolved at acceptance, or given) is not asked about again. The only place
     the request's target fields are set."""
-    if request.commit and request.base_branch:
+    if request.commit and request.base_branch and (not request.fork or request.trusted_commit):
         return Target(
-            request.commit, request.base_branch, request.fork, request.default_branch, request.follow_up
+            request.commit,
+            request.base_branch,
+            request.fork,
+            request.default_branch,
+            request.follow_up,
+            request.trusted_commit,
         )
     target = deliverer.target(request)
     if target.commit:
         request.commit, request.base_branch, request.fork = target.commit, target.base_branch, target.fork
         request.default_branch = target.default_branch or request.default_branch
         request.follow_up = target.follow_up
+        request.trusted_commit = target.trusted_commit
         reporter.request_changed(request)
     return target
 
@@ -149,6 +155,9 @@ def _execute(
         branch=None if target.commit else request.branch,
         commit=target.commit,
         auth_header=settings.auth_header,
+        scope=f"github:{request.repo_id}" if request.repo_id else None,
+        trusted=not request.fork,
+        trusted_commit=request.trusted_commit if request.fork else None,
     )
     if request.commit != state.prepared.commit:
         request.commit = state.prepared.commit

@@ -101,6 +101,13 @@ class SandboxConfig(_Section):
     setup_network: bool | None = Field(None, description="network during setup; default on when setup is set")
     setup_timeout: float = Field(900, gt=0, description="seconds the setup commands may take")
     setup_cache_keep: int = Field(5, ge=1, description="built environments kept in the cache")
+    setup_key_files: list[str] = Field(
+        default_factory=list,
+        description="globs of more files whose content counts in the environment's cache key",
+    )
+    setup_disk_mb: int = Field(
+        4096, ge=16, description="disk the setup may fill: its environment, checkout and log"
+    )
     inherit: str | None = Field(
         None, description="a Python prefix or venv prepared on the host, read-only to agents"
     )

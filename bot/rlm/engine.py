@@ -38,13 +38,28 @@ def prepare(
     branch: str | None = None,
     commit: str | None = None,
     auth_header: str | None = None,
+    *,
+    scope: str | None = None,
+    trusted: bool = True,
+    trusted_commit: str | None = None,
 ) -> PreparedRepo:
-    """Fetch the repository into the cache and pin the commit (raises RepoError)."""
+    """Fetch the repository into the cache and pin the commit (raises RepoError). `scope` names
+    the repository for shared caches; `trusted=False` marks the commit as an untrusted author's,
+    whose setup and AGENTS.md then come from `trusted_commit` (see PreparedRepo)."""
     if auth_header:
         REDACTOR.add(auth_header, auth_header.split()[-1])
     start_warm_up(config)
     try:
-        return prepare_repo(repo, config.cache_root(), branch=branch, commit=commit, auth_header=auth_header)
+        return prepare_repo(
+            repo,
+            config.cache_root(),
+            branch=branch,
+            commit=commit,
+            auth_header=auth_header,
+            scope=scope,
+            trusted=trusted,
+            trusted_commit=trusted_commit,
+        )
     except BaseException:
         abandon_warm_up(config)  # no run follows: let the process exit soon
         raise

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 ENV_IN_SANDBOX = "/rlm/env"  # $RLM_ENV, the same path in the setup sandbox and every agent's
 CHECKOUT_IN_SANDBOX = "/rlm/checkout"  # where setup ran; in an agent, its own checkout
-KEY_VERSION = 1
+KEY_VERSION = 2
 TAIL_LINES = 20
 LOG_KEPT = 64 * 1024  # characters of the setup log kept in the trace
 PYTHON_OK = "rlm-setup: the venv interpreter runs"
@@ -80,6 +80,12 @@ SETUP_TIMED_OUT = (
     "or make the setup faster. No model was called. Last lines of the setup log:\n{tail}"
 )
 SETUP_CANCELLED = "The run was cancelled during the environment setup."
+SETUP_MEMORY_CAP = "The setup reached its memory cap of {mb} MB (sandbox.memory_mb)."
+SETUP_DISK_FULL = (
+    "The environment setup wrote more than {mb} MB (its environment, checkout and log) and was "
+    "stopped; raise sandbox.setup_disk_mb or install less. No model was called. Last lines of the "
+    "setup log:\n{tail}"
+)
 AUTO_NOTHING = "setup: auto found no pyproject.toml, setup.py, requirements file or package-lock.json"
 
 
@@ -107,15 +113,23 @@ class SetupSpec:
     timeout: float
     manifests: tuple[tuple[str, str], ...]  # (path, blob sha) at the commit
     auto: bool = False
+    scope: str = ""  # whose repository (PreparedRepo.scope): no entry is ever shared across scopes
+    key_files: tuple[tuple[str, str], ...] = ()  # sandbox.setup_key_files matches: (path, blob sha)
+    commit: str = ""  # the commit setup runs on ("" = the run's); never an untrusted author's...
+    shared: bool = True  # ...unless False: then the environment is this run's alone, never cached
+    disk_bytes: int | None = None  # what setup may write (sandbox.setup_disk_mb)
 
     def key(self, base: str) -> str:
-        """The cache key: what was run, with or without network, on which dependency files, on
-        which interpreter or image (`base`, from the backend)."""
+        """The cache key: whose repository, what was run, with or without network, on which
+        dependency files and named key files, on which interpreter or image (`base`, from the
+        backend)."""
         data = {
             "v": KEY_VERSION,
+            "scope": self.scope,
             "commands": self.commands,
             "network": self.network,
             "manifests": self.manifests,
+            "key_files": self.key_files,
             "base": base,
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
@@ -209,14 +223,57 @@ def is_manifest(path: str) -> bool:
     return p.suffix in (".txt", ".in") and "requirements" in p.parts[:-1]
 
 
-def manifests(repo: PreparedRepo) -> tuple[tuple[str, str], ...]:
-    out = git("ls-tree", "-r", "-z", "--full-tree", repo.commit, git_dir=repo.cache).stdout.decode()
+def _tree(repo: PreparedRepo) -> list[tuple[str, str]]:
+    """(path, blob sha) of every file at the commit."""
+    out = git("ls-tree", "-r", "-z", "--full-tree", repo.commit, git_dir=repo.cache).stdout
     found = []
-    for entry in out.split("\0"):
-        meta, _, path = entry.partition("\t")
-        if path and is_manifest(path):
-            found.append((path, meta.split()[2]))
-    return tuple(sorted(found))
+    for entry in out.split(b"\0"):
+        meta, _, path = entry.partition(b"\t")
+        if path:
+            found.append((path.decode("utf-8", "surrogateescape"), meta.split()[2].decode()))
+    return found
+
+
+def manifests(repo: PreparedRepo) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((path, sha) for path, sha in _tree(repo) if is_manifest(path)))
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob as Actions' `hashFiles` reads it: `*` and `?` within one path segment, `**` across
+    segments, `[...]` a character class; matched against the whole path from the tree's root."""
+    out, i = [], 0
+    pattern = pattern.lstrip("/").removeprefix("./")
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[" and "]" in pattern[i + 1 :]:
+            end = pattern.index("]", i + 1)
+            body = pattern[i + 1 : end].replace("\\", "\\\\")
+            out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z", re.S)
+
+
+def key_files(repo: PreparedRepo, globs: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The files at the commit that `sandbox.setup_key_files` names, with their blob shas."""
+    if not globs:
+        return ()
+    patterns = [glob_regex(g) for g in globs]
+    return tuple(sorted((p, sha) for p, sha in _tree(repo) if any(r.match(p) for r in patterns)))
 
 
 def _read(repo: PreparedRepo, path: str) -> str:
@@ -263,16 +320,30 @@ def auto_commands(repo: PreparedRepo, found: tuple[tuple[str, str], ...]) -> lis
 
 
 def setup_spec(config: Config, repo: PreparedRepo) -> SetupSpec | None:
-    """What this rollout's setup runs, or None when there is nothing to run."""
+    """What this rollout's setup runs, or None when there is nothing to run. It runs on the
+    repository's trusted commit (PreparedRepo.setup_commit: a fork's pull request runs setup on
+    the base it targets) and is keyed by that commit's files."""
     sandbox = config.sandbox
     if not sandbox.setup:
         return None
-    found = manifests(repo)
+    at = repo.at(repo.setup_commit)
+    found = manifests(at)
     auto = sandbox.setup == "auto"
-    commands = auto_commands(repo, found) if auto else list(sandbox.setup)
+    commands = auto_commands(at, found) if auto else list(sandbox.setup)
     if not commands:
         return None
-    return SetupSpec(tuple(commands), sandbox.network_during_setup(), sandbox.setup_timeout, found, auto)
+    return SetupSpec(
+        tuple(commands),
+        sandbox.network_during_setup(),
+        sandbox.setup_timeout,
+        found,
+        auto,
+        scope=repo.scope or repo.source,
+        key_files=key_files(at, sandbox.setup_key_files),
+        commit=at.commit,
+        shared=repo.setup_trusted,
+        disk_bytes=sandbox.setup_disk_mb * 1024 * 1024,
+    )
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -294,6 +365,9 @@ def prepare_environment(
         auto=spec.auto,
         timeout=spec.timeout,
         manifests=[path for path, _ in spec.manifests],
+        key_files=[path for path, _ in spec.key_files],
+        commit=spec.commit,
+        shared=spec.shared,
     )
     started = time.monotonic()
     try:

@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .repo import git
+from .repo import PreparedRepo, git
 
 AGENTS_FILE = "AGENTS.md"
 INSTRUCTIONS_LIMIT = 8000  # characters of one AGENTS.md given to an agent
@@ -117,3 +117,13 @@ def layout_hint(paths: list[str]) -> str | None:
         names = ", ".join(f"`{p}`" for p in top_packages[:5])
         return f"The Python package(s) {names} are importable from the checkout root (the working directory)."
     return None
+
+
+def read_trusted_facts(repo: PreparedRepo) -> RepoFacts:
+    """The layout of the run's commit, and AGENTS.md only from a commit the host trusts: for an
+    untrusted author's commit (a fork's head) the base it targets, or none at all."""
+    facts = read_repo_facts(repo.cache, repo.commit)
+    if repo.trusted:
+        return facts
+    base = read_repo_facts(repo.cache, repo.trusted_commit) if repo.trusted_commit else RepoFacts()
+    return RepoFacts(agents_files=base.agents_files, layout=facts.layout, cache=repo.cache)

@@ -13,6 +13,7 @@ that of git dirs the host made and the sandbox sees read-only, so a filter drive
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import os
@@ -53,6 +54,29 @@ class PreparedRepo:
     cache: Path  # bare git dir holding the commit
     commit: str  # full 40-hex SHA every sandbox checks out
     branch: str | None = None
+    # Whose repository this is, for every cache shared between runs (environments): the GitHub
+    # repository id for the App and the Action, else the canonical URL or resolved path.
+    scope: str = ""
+    # False: `commit` was written by someone the host does not trust (a fork pull request's head).
+    # Then nothing of it runs with trust: setup and AGENTS.md come from `trusted_commit` (the
+    # base the pull request targets) or, without one, setup builds a private environment and
+    # the agents get no AGENTS.md.
+    trusted: bool = True
+    trusted_commit: str | None = None
+
+    @property
+    def setup_commit(self) -> str:
+        """The commit setup runs on and AGENTS.md comes from."""
+        return self.commit if self.trusted else self.trusted_commit or self.commit
+
+    @property
+    def setup_trusted(self) -> bool:
+        """Whether what setup runs is trusted content (and its environment may be shared)."""
+        return self.trusted or self.trusted_commit is not None
+
+    def at(self, commit: str) -> PreparedRepo:
+        """The same repository at another commit already in the cache."""
+        return dataclasses.replace(self, commit=commit)
 
 
 @lru_cache(maxsize=1)
@@ -104,6 +128,23 @@ def normalize_source(repo: str) -> str:
     if not path.exists():
         raise RepoError(f"{repo} is neither a URL nor an existing directory; pass a git URL or a local path.")
     return str(path)
+
+
+def canonical_source(source: str) -> str:
+    """One name per repository whatever its spelling: a resolved path, or a URL without
+    credentials, `.git` or a trailing slash, its scheme and host in lower case."""
+    if "://" not in source:
+        return source if re.match(r"^[\w.-]+@[\w.-]+:", source) is None else _scp_url(source)
+    scheme, _, rest = source.partition("://")
+    host, _, path = rest.partition("/")
+    host = host.rsplit("@", 1)[-1].lower()
+    path = re.sub(r"(\.git)?/*$", "", path)
+    return f"{scheme.lower()}://{host}/{path}"
+
+
+def _scp_url(source: str) -> str:
+    host, _, path = source.split("@", 1)[1].partition(":")
+    return canonical_source(f"ssh://{host}/{path.lstrip('/')}")
 
 
 def _cache_dir(cache_root: Path, source: str) -> Path:
@@ -160,9 +201,15 @@ def prepare_repo(
     branch: str | None = None,
     commit: str | None = None,
     auth_header: str | None = None,
+    *,
+    scope: str | None = None,
+    trusted: bool = True,
+    trusted_commit: str | None = None,
 ) -> PreparedRepo:
     """Fetch `repo` into the cache and pin the commit: `commit` if given, else `branch`'s head,
-    else the remote's default branch head."""
+    else the remote's default branch head. `scope`: the repository's identity for shared caches
+    (default: its canonical source); `trusted`/`trusted_commit`: see PreparedRepo (the trusted
+    commit is fetched and pinned too)."""
     source = normalize_source(repo)
     try:
         private_dir(cache_root)
@@ -179,19 +226,7 @@ def prepare_repo(
             git("init", "--bare", "--quiet", str(cache))
         sha = None
         if commit:
-            sha = _resolve(cache, commit) if len(commit) == 40 else None
-            if sha is None and len(commit) == 40:
-                _fetch(cache, source, commit, env)  # servers that allow fetching a SHA
-                sha = _resolve(cache, commit)
-            if sha is None:
-                proc = _fetch(cache, source, "+refs/heads/*:refs/remotes/source/*", env)
-                if proc.returncode != 0:
-                    raise RepoError(
-                        f"could not fetch {shown}: {_last_line(proc.stderr)}. Check the URL or path and your access."
-                    )
-                sha = _resolve(cache, commit)
-            if sha is None:
-                raise RepoError(f"commit {commit} was not found in {shown}.")
+            sha = _fetch_commit(cache, source, commit, env, shown)
         else:
             ref = f"refs/heads/{branch}" if branch else "HEAD"
             proc = _fetch(cache, source, ref, env)
@@ -203,14 +238,46 @@ def prepare_repo(
             sha = _resolve(cache, "FETCH_HEAD")
             if sha is None:
                 raise RepoError(f"{shown} has no commits to check out.")
-        # Keep the commit reachable so no maintenance ever drops it while sandboxes use it.
-        git("update-ref", f"refs/rlm/pinned/{sha}", sha, git_dir=cache)
-        try:
-            os.utime(cache / "refs" / "rlm" / "pinned" / sha)  # when it was last pinned
-        except OSError:
-            pass
+        base = None
+        if not trusted and trusted_commit:
+            if not _SHA.match(trusted_commit.lower()):
+                raise RepoError(f"the trusted commit {trusted_commit!r} is not a commit SHA.")
+            base = _fetch_commit(cache, source, trusted_commit, env, shown)
+        # Keep the commits reachable so no maintenance ever drops them while sandboxes use them.
+        for pin in {sha, base} - {None}:
+            git("update-ref", f"refs/rlm/pinned/{pin}", pin, git_dir=cache)
+            try:
+                os.utime(cache / "refs" / "rlm" / "pinned" / pin)  # when it was last pinned
+            except OSError:
+                pass
         prune_pins(cache)
-    return PreparedRepo(source=source, cache=cache, commit=sha, branch=branch)
+    return PreparedRepo(
+        source=source,
+        cache=cache,
+        commit=sha,
+        branch=branch,
+        scope=scope or canonical_source(source),
+        trusted=trusted,
+        trusted_commit=base,
+    )
+
+
+def _fetch_commit(cache: Path, source: str, commit: str, env: dict, shown: str) -> str:
+    """The full SHA of `commit`, fetched into the cache when it is not there yet."""
+    sha = _resolve(cache, commit) if len(commit) == 40 else None
+    if sha is None and len(commit) == 40:
+        _fetch(cache, source, commit, env)  # servers that allow fetching a SHA
+        sha = _resolve(cache, commit)
+    if sha is None:
+        proc = _fetch(cache, source, "+refs/heads/*:refs/remotes/source/*", env)
+        if proc.returncode != 0:
+            raise RepoError(
+                f"could not fetch {shown}: {_last_line(proc.stderr)}. Check the URL or path and your access."
+            )
+        sha = _resolve(cache, commit)
+    if sha is None:
+        raise RepoError(f"commit {commit} was not found in {shown}.")
+    return sha
 
 
 def prune_pins(cache: Path, keep: int = MAX_PINNED) -> list[str]:

@@ -24,7 +24,7 @@ from .environment import Environment, SetupFailed, SetupStatus, prepare_environm
 from .errors import AgentEnded, AgentFailed, LLMError, SandboxError, Submitted
 from .findings import MAX_FINDINGS, Finding, RunMode, parse_findings
 from .fold import EventKind
-from .instructions import RepoFacts, read_repo_facts
+from .instructions import RepoFacts, read_trusted_facts
 from .limits import Limits
 from .llm import CallContext, ModelClient, UsageMeter
 from .node import AgentNode
@@ -124,7 +124,7 @@ class Rollout:
         )
         self.root = AgentNode(id="root", task=self.prompt, depth=0)
         status, error, patch, stats = Status.ERROR, None, "", None
-        self.repo_facts = read_repo_facts(self.repo.cache, self.repo.commit)
+        self.repo_facts = read_trusted_facts(self.repo)
         try:
             self.provider = self._provider_factory(self.run_id)
             # Before any model call; the tree's time limit starts once the environment is ready.

@@ -3,7 +3,8 @@
 The local backend keeps each built environment in `envs/<key>/` with a lock file beside it that a
 rollout holds shared while it uses the environment; the Daytona backend keeps a small record of
 its snapshot there. `prune` (after a setup, and `rlm sandboxes reap`) removes what is neither
-among the newest nor in use.
+among the newest nor in use. A `run-*` entry (`PRIVATE`) is one rollout's own environment, never
+shared: it is never among the kept ones, and goes as soon as no rollout holds it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import fcntl
 import os
 import shutil
 from pathlib import Path
+
+PRIVATE = "run-"  # entries of one rollout only (an environment built from an untrusted commit)
 
 
 def envs_root(cache_root: Path) -> Path:
@@ -41,7 +44,7 @@ def prune(root: Path, keep: int) -> list[str]:
         return []
     entries = [p for p in root.iterdir() if p.is_dir()]
     ready = sorted(
-        (p for p in entries if (p / "ready.json").is_file()),
+        (p for p in entries if (p / "ready.json").is_file() and not p.name.startswith(PRIVATE)),
         key=lambda p: (p / "ready.json").stat().st_mtime,
         reverse=True,
     )

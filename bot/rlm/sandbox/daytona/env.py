@@ -12,10 +12,13 @@ an existing active snapshot is a cache hit; a small local record keeps its log t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
+import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,7 +38,7 @@ from ...environment import (
     python_ok,
     tail,
 )
-from ...repo import PreparedRepo
+from ...repo import PreparedRepo, bundle_commit
 from ..environments import envs_root
 from . import client as dc
 from .sandbox import DaytonaSandbox
@@ -93,8 +96,10 @@ class DaytonaEnvironment:
     def setup(self, spec: SetupSpec, cancel: threading.Event) -> tuple[Environment, str]:
         """(the environment, the snapshot every agent starts from)."""
         key = spec.key(base_of(self.provider))
+        if not spec.shared:  # this run's alone: a name no other run can compute
+            key = hashlib.sha256(f"{key}:{uuid.uuid4().hex}".encode()).hexdigest()
         name = snapshot_name(key)
-        if self._usable(name, spec.timeout, cancel):
+        if spec.shared and self._usable(name, spec.timeout, cancel):
             record = self._read_record(key)
             return self._environment(key, record, spec, cached=True), name
         record = self._build(spec, name, cancel)
@@ -158,7 +163,12 @@ class DaytonaEnvironment:
         remote = provider.create_remote("setup", network=spec.network)
         sandbox = DaytonaSandbox(provider, "setup", remote)
         try:
-            sandbox.provision(provider.bundle_path())
+            if spec.commit and spec.commit != provider.repo.commit:  # a fork's base, not its head
+                with tempfile.TemporaryDirectory(prefix="rlm-setup-bundle-") as tmp:
+                    bundle = bundle_commit(provider.repo.at(spec.commit), Path(tmp) / "setup.bundle")
+                    sandbox.provision(bundle, spec.commit)
+            else:
+                sandbox.provision(provider.bundle_path())
             env = f"{sandbox._base}/env"
             q = shlex.quote
             prefix = (

@@ -61,12 +61,13 @@ class DaytonaSandbox:
             raise SandboxError(f"{what} failed in the sandbox: {lines[-1][:300] if lines else 'no output'}")
         return resp.result or ""
 
-    def provision(self, bundle: Path) -> None:
-        """Upload the bundle and the driver, check the commit out in a fresh repository."""
+    def provision(self, bundle: Path, commit: str | None = None) -> None:
+        """Upload the bundle and the driver, check the commit (default the run's) out in a fresh
+        repository."""
         home = self.remote.get_user_home_dir().rstrip("/")
         self._base = f"{home}/.rlm"
         self.workdir = f"{self._base}/repo"
-        base, commit = self._base, self.provider.repo.commit
+        base, commit = self._base, commit or self.provider.repo.commit
         self.remote.fs.create_folder(base, "755")
         self.remote.fs.upload_file(str(bundle), f"{base}/repo.bundle")
         self.remote.fs.upload_file(DRIVER_PATH.read_bytes(), f"{base}/driver.py")

@@ -15,12 +15,22 @@ one (inherit.py), turned into every agent sandbox's binds, PATH and interpreter.
 
 Each entry has a lock file: a builder holds it exclusively, every rollout using the entry holds
 it shared until it ends, and pruning removes only entries whose lock it can take exclusively.
+
+Entries are keyed by the repository's identity too (SetupSpec.scope), so no repository ever gets
+another's environment. An environment that must not be shared (setup on an untrusted commit, or an
+untrusted run without bubblewrap, whose agents could write into it) is built in a `run-*` entry of
+its own, found by no key, and removed when the rollout releases it.
+
+The setup runs in a cgroup like an agent's sandbox (processes, memory), its network is its own
+(setup_network.py), and what it writes (environment, checkout, log) is measured while it runs:
+past `sandbox.setup_disk_mb` it is stopped and the entry removed.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import platform
 import shutil
@@ -30,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from ...config import Config
@@ -38,7 +49,9 @@ from ...environment import (
     ENV_IN_SANDBOX,
     LOG_KEPT,
     SETUP_CANCELLED,
+    SETUP_DISK_FULL,
     SETUP_FAILED,
+    SETUP_MEMORY_CAP,
     SETUP_TIMED_OUT,
     Environment,
     SetupFailed,
@@ -50,12 +63,17 @@ from ...environment import (
     tail,
 )
 from ...repo import PreparedRepo
-from ..environments import envs_root, lock_entry, prune
+from ..environments import PRIVATE, envs_root, lock_entry, prune
 from .checkout.copies import checkout
 from .inherit import inherited
+from .isolation import cgroups
 from .isolation.bwrap import SANDBOX_PATH, BwrapOptions, bwrap_argv, python_exe, write_etc
+from .isolation.setup_network import NAMESERVER, NO_NETWORK, NetworkUnavailable, SetupNetwork
 
+log = logging.getLogger(__name__)
 POLL = 0.1
+DISK_POLL = 0.5  # seconds between two measures of what setup wrote (longer when measuring is slow)
+DISK_FULL = -1  # _run's code when setup was stopped at its disk cap
 
 
 class LocalEnvironments:
@@ -65,7 +83,10 @@ class LocalEnvironments:
         self.root = envs_root(cache_root)
         self.keep = keep
         self._fd: int | None = None
+        self._private: Path | None = None  # this rollout's own entry, removed on release
         self.host_dir: Path | None = None  # the environment in use, on the host
+        self.limits: tuple[int, int] | None = None  # (processes, memory bytes) of setup's cgroup
+        self._failure_note = ""  # what else a failed setup's message says (memory cap, no network)
         self.aliases: list[str] = []  # more paths at which the setup sandbox sees its checkout
 
     def get(
@@ -81,8 +102,11 @@ class LocalEnvironments:
         sandbox's bwrap view before its checkout and $RLM_ENV (None: no isolation); `path` its
         PATH without the environment's directories."""
         key = spec.key(base)
-        entry = self.root / key[:32]
         self.root.mkdir(parents=True, exist_ok=True)
+        repo = repo.at(spec.commit or repo.commit)  # setup's commit (a fork's base, never its head)
+        if not spec.shared or (options is None and not repo.trusted):
+            return self._build_private(spec, key, repo, options, path, cancel)
+        entry = self.root / key[:32]
         lock = entry.with_name(entry.name + ".lock")
         fd = lock_entry(lock, fcntl.LOCK_SH)
         if not (entry / "ready.json").is_file():
@@ -114,6 +138,25 @@ class LocalEnvironments:
         if built:
             self.prune()
         return self._environment(key, info, options is not None, cached=not built)
+
+    def _build_private(
+        self,
+        spec: SetupSpec,
+        key: str,
+        repo: PreparedRepo,
+        options: BwrapOptions | None,
+        path: str,
+        cancel: threading.Event,
+    ) -> Environment:
+        """An environment for this rollout alone: built in an entry no key names, never reused,
+        removed on release (and by pruning if this process dies first)."""
+        entry = self.root / f"{PRIVATE}{uuid.uuid4().hex}"
+        fd = lock_entry(entry.with_name(entry.name + ".lock"), fcntl.LOCK_EX)
+        self._fd, self._private = fd, entry
+        self._build(spec, key, entry, repo, options, path, cancel)
+        self.host_dir = entry / "env"
+        info = json.loads((entry / "ready.json").read_text())
+        return self._environment(key, info, options is not None, cached=False)
 
     def _environment(self, key: str, info: dict, isolated: bool, cached: bool) -> Environment:
         assert self.host_dir is not None
@@ -158,10 +201,19 @@ class LocalEnvironments:
             status, code = self._run(spec, options, path, env_dir, co, admin, work, log_path, cancel)
             log = _read_tail(log_path)
             duration = time.monotonic() - started
+            if status is SetupStatus.OK and _disk_usage(entry) > (spec.disk_bytes or _UNLIMITED):
+                status, code = SetupStatus.FAILED, DISK_FULL
             if status is not SetupStatus.OK:
                 message = {
-                    SetupStatus.FAILED: lambda: SETUP_FAILED.format(
-                        code=code, command=failed_command(log), tail=tail(log) or "(empty)"
+                    SetupStatus.FAILED: lambda: (
+                        SETUP_DISK_FULL.format(
+                            mb=(spec.disk_bytes or 0) // 2**20, tail=tail(log) or "(empty)"
+                        )
+                        if code == DISK_FULL
+                        else SETUP_FAILED.format(
+                            code=code, command=failed_command(log), tail=tail(log) or "(empty)"
+                        )
+                        + self._failure_note
                     ),
                     SetupStatus.TIMEOUT: lambda: SETUP_TIMED_OUT.format(
                         timeout=spec.timeout, tail=tail(log) or "(empty)"
@@ -196,15 +248,27 @@ class LocalEnvironments:
         cancel: threading.Event,
     ) -> tuple[SetupStatus, int | None]:
         env_path = f"{ENV_IN_SANDBOX}/venv/bin:{ENV_IN_SANDBOX}/bin:{path}"
+        network: SetupNetwork | None = None
+        no_network = ""
         if options is not None:
-            options.etc_dir = write_etc(work / "etc")  # bwrap_argv adds resolv.conf with the network
+            options.etc_dir = write_etc(work / "etc")
             options.workdir = CHECKOUT_IN_SANDBOX
             options.ro_binds.append((str(admin), str(admin)))
             options.rw_binds += [(str(co), CHECKOUT_IN_SANDBOX), (str(env_dir), ENV_IN_SANDBOX)]
             options.rw_binds += [(str(co), alias) for alias in self.aliases]  # inherited editable installs
             options.env.update(RLM_ENV=ENV_IN_SANDBOX, PATH=env_path)
-            options.network = spec.network
+            options.network = False
+            if spec.network:  # its own network namespace, never the host's (setup_network.py)
+                try:
+                    network = SetupNetwork()
+                    (options.etc_dir / "resolv.conf").write_text(f"nameserver {NAMESERVER}\n")
+                    options.network, options.resolv_conf = True, str(options.etc_dir / "resolv.conf")
+                except (NetworkUnavailable, OSError, subprocess.SubprocessError) as e:
+                    no_network = NO_NETWORK.format(reason=str(e) or type(e).__name__)
+                    log.warning("%s", no_network)
             argv = bwrap_argv(options, ["sh", "-c", spec.script()])
+            if network is not None:
+                argv = network.wrap(argv)
             cwd, env = str(co), {"PATH": path, "LANG": "C.UTF-8"}
         else:
             home = work / "home"
@@ -217,17 +281,35 @@ class LocalEnvironments:
                 "RLM_ENV": str(env_dir),
                 "TMPDIR": str(home),
             }
+        group = None
+        if self.limits is not None:  # processes and memory capped as in an agent's sandbox
+            group = cgroups.create(cgroups.group_name(f"setup-{uuid.uuid4().hex[:8]}"), *self.limits)
+            if group is not None:
+                argv = group.wrap(argv)
+        self._failure_note = f" {no_network.removeprefix('rlm-setup: ')}" if no_network else ""
         deadline = time.monotonic() + spec.timeout
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-            )
+        entry = env_dir.parent
+        next_measure = time.monotonic() + DISK_POLL
+        with open(log_path, "wb") as log_file:
+            if no_network:
+                log_file.write(no_network.encode() + b"\n")
+                log_file.flush()
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,
+                )
+            except BaseException:
+                if network is not None:
+                    network.close()
+                if group is not None:
+                    group.remove()
+                raise
             try:
                 while True:
                     try:
@@ -239,6 +321,11 @@ class LocalEnvironments:
                         return SetupStatus.CANCELLED, None
                     if time.monotonic() > deadline:
                         return SetupStatus.TIMEOUT, None
+                    if spec.disk_bytes and time.monotonic() >= next_measure:
+                        began = time.monotonic()
+                        if _disk_usage(entry) > spec.disk_bytes:
+                            return SetupStatus.FAILED, DISK_FULL
+                        next_measure = time.monotonic() + max(DISK_POLL, 4 * (time.monotonic() - began))
             finally:
                 if proc.poll() is None:
                     try:
@@ -246,8 +333,18 @@ class LocalEnvironments:
                     except OSError:
                         pass
                     proc.wait()
+                if group is not None:
+                    if group.memory_exhausted():
+                        self._failure_note += " " + SETUP_MEMORY_CAP.format(mb=self.limits[1] // 2**20)
+                    group.remove()
+                if network is not None:
+                    network.close()
 
     def release(self) -> None:
+        if self._private is not None:  # this rollout's own environment goes with it
+            shutil.rmtree(self._private, ignore_errors=True)
+            self._private.with_name(self._private.name + ".lock").unlink(missing_ok=True)
+            self._private = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -256,6 +353,29 @@ class LocalEnvironments:
         """Remove environments beyond the `keep` most recently used, and unfinished ones, unless
         a rollout holds them. Returns the removed keys."""
         return prune(self.root, self.keep)
+
+
+_UNLIMITED = 2**62
+
+
+def _disk_usage(root: Path) -> int:
+    """Bytes of disk under `root` (allocated blocks, so a sparse file counts what it holds), not
+    following symlinks."""
+    total, stack = 0, [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += st.st_blocks * 512
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    return total
 
 
 def _read_tail(path: Path) -> str:
@@ -274,6 +394,7 @@ class SharedEnvironment:
 
     def __init__(self, config: Config):
         self.cache = LocalEnvironments(config.cache_root(), config.sandbox.setup_cache_keep)
+        self.cache.limits = (config.sandbox.max_processes, config.sandbox.memory_mb * 1024 * 1024)
         self.tmp_bytes = config.sandbox.disk_mb * 1024 * 1024
         self.built: Environment | None = None
         self.inherited = inherited(config)

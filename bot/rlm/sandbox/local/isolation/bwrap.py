@@ -56,7 +56,10 @@ class BwrapOptions:
     env: dict[str, str] = field(default_factory=dict)  # on top of the base environment
     path_prefix: list[str] = field(default_factory=list)  # directories put first on PATH
     tmp_bytes: int | None = None  # size of /tmp; None = tmpfs default (half the RAM)
-    network: bool = False
+    network: bool = (
+        False  # share the network namespace bwrap starts in (setup: its own, see setup_network.py)
+    )
+    resolv_conf: str | None = None  # with the network: the /etc/resolv.conf to bind (default the host's)
     user_namespace: bool = True  # False only where bwrap is setuid and cannot make one (non-root)
 
 
@@ -146,7 +149,9 @@ def bwrap_argv(opts: BwrapOptions, command: list[str]) -> list[str]:
     if not prefix.startswith("/usr/"):
         argv += ["--ro-bind", prefix, prefix]
     argv += ["--ro-bind", str(opts.etc_dir), "/etc"]
-    if opts.network and os.path.exists("/etc/resolv.conf"):
+    if opts.network and opts.resolv_conf:
+        argv += ["--ro-bind", opts.resolv_conf, "/etc/resolv.conf"]
+    elif opts.network and os.path.exists("/etc/resolv.conf"):
         argv += ["--ro-bind", os.path.realpath("/etc/resolv.conf"), "/etc/resolv.conf"]
     for name in ETC_BIND:
         if (Path("/etc") / name).is_dir() and (opts.etc_dir / name).is_dir():
