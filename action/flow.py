@@ -72,7 +72,11 @@ def make_request(
         is_pull=ctx.on_pull_request,
         requester_id=trigger.requester_id,
         run_id=run_id,
+        mode=trigger.mode,
     )
+    if trigger.mode == "review" and ctx.pull_number is not None:  # a `pull_request` event
+        request.number, request.is_pull = ctx.pull_number, True
+        request.html_url = (ctx.event.get("pull_request") or {}).get("html_url")
     if request.is_pull:
         return request
     if base_branch:
@@ -106,9 +110,9 @@ def _by_person(request: RunRequest) -> bool:
 
 
 def deliverer(
-    create_pr: bool, draft: bool, run_url: str | None, api: GitHubAPI
+    create_pr: bool, draft: bool, run_url: str | None, api: GitHubAPI, *, review: bool = False
 ) -> GitHubDeliverer | ArtifactDeliverer:
-    if not create_pr:
+    if not create_pr and not review:  # a review is posted whatever create-pr
         return ArtifactDeliverer(api, run_url)
     options = DeliveryOptions(
         draft=draft,
@@ -132,14 +136,16 @@ def reporter(plan: Plan, api: GitHubAPI) -> Reporter:
         prefix=plan.settings.prefix,
         trace_url=plan.run_url,
         interval=plan.status_interval,
-        live=plan.create_pr,
+        live=plan.create_pr or plan.request.mode == "review",
     )
 
 
 def run(plan: Plan, api: GitHubAPI, cancel: threading.Event, logs: Reporter | None = None) -> RunOutcome:
     """The run, heard by the status comment and (`logs`) the job log, through the one channel."""
     heard = reporter(plan, api) if logs is None else Reporters(reporter(plan, api), logs)
-    delivery = plan.deliverer or deliverer(plan.create_pr, plan.draft, plan.run_url, api)
+    delivery = plan.deliverer or deliverer(
+        plan.create_pr, plan.draft, plan.run_url, api, review=plan.request.mode == "review"
+    )
     return pipeline.run(plan.request, heard, delivery, cancel, settings=plan.settings)
 
 

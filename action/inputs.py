@@ -73,6 +73,7 @@ class InputReader:
 
 
 SANDBOXES = ("local", "daytona")
+MODES = ("change", "review")  # bot.rlm.RunMode
 NO_PREPARED_PYTHON = (
     "input 'environment' is inherit, but this job prepared no Python: add actions/setup-python "
     "(and `pip install -e '.[test]'`) before this step, set VIRTUAL_ENV, or pass the environment's path."
@@ -126,6 +127,7 @@ class Inputs:
     draft: bool
     base_branch: str
     config: str
+    mode: str = "change"  # `review`: a read-only review of the pull request (bot.rlm.RunMode)
     setup: list[str] | str | None = None  # sandbox.setup (docs/environment.md)
     inherit: str | None = None  # sandbox.inherit: the Python prefix the job prepared
     workspace: str | None = None  # where that Python's editable installs point
@@ -138,6 +140,9 @@ class Inputs:
         trigger = reader.get("trigger") or "/rlm"
         if any(c.isspace() for c in trigger):
             raise InputError(f"input 'trigger' must be one word such as /rlm (got {trigger!r}).")
+        mode = reader.get("mode").lower() or "change"
+        if mode not in MODES:
+            raise InputError(f"input 'mode' must be one of {', '.join(MODES)} (got {mode!r}).")
         inherit = prepared_python(reader.get("environment"), reader.environ)
         if inherit and sandbox == "daytona":
             raise InputError(INHERIT_NOT_ON_DAYTONA)
@@ -158,6 +163,7 @@ class Inputs:
             draft=reader.boolean("draft", False),
             base_branch=reader.get("base-branch"),
             config=reader.get("config"),
+            mode=mode,
             setup=setup_commands(reader.get("setup")),
             inherit=inherit,
             workspace=reader.environ.get("GITHUB_WORKSPACE") or None,

@@ -159,7 +159,9 @@ class Step:
         directory.mkdir(parents=True, exist_ok=True)
         # Known now, so the artifact step uploads whatever exists even if this process is killed.
         self.runner.set_outputs({"run-id": run_id, "artifact-dir": str(directory)})
-        plan_deliverer = flow.deliverer(inputs.create_pr, inputs.draft, ctx.run_url or None, api)
+        plan_deliverer = flow.deliverer(
+            inputs.create_pr, inputs.draft, ctx.run_url or None, api, review=trigger.mode == "review"
+        )
         base = self.base_config(inputs, ctx)
         # The repository is its own operator here: any model, and no cost ceiling but the inputs'.
         policy = RepoPolicy(

@@ -16,7 +16,16 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .rlm import STATUS_ICONS, EventKind, agent_of, fmt_cost, fmt_duration, fmt_spend, fold, new_results
+from .rlm import (
+    STATUS_ICONS,
+    EventKind,
+    agent_of,
+    fmt_cost,
+    fmt_duration,
+    fmt_spend_of_cap,
+    fold,
+    new_results,
+)
 
 STATUS_STYLES = {
     "running": "yellow",
@@ -108,7 +117,7 @@ class Progress:
     def _render(self) -> Table:
         with self._lock:
             agents = sorted((_row(a) for a in self.results["agents"]), key=_tree_order)
-            spend = fmt_spend(self.results)
+            spend = fmt_spend_of_cap(self.results)
         running = sum(1 for a in agents if a["status"] == "running")
         elapsed = fmt_duration(time.monotonic() - self._started)
         table = Table(

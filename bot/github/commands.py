@@ -1,8 +1,9 @@
 """`/rlm` commands in comment text.
 
 A command is the first line that starts with the prefix. `/rlm <task>` takes the rest of that line
-and every line after it as the task; `help`, `status` and `cancel` are keywords; an unknown flag or
-an empty task is `invalid` (answered with the help text).
+and every line after it as the task; `help`, `status` and `cancel` are keywords; `review [focus]`
+asks for a review (its task is the focus, maybe empty); an unknown flag or an empty task is
+`invalid` (answered with the help text).
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ HELP_TEXT = """\
 
 | command | what it does |
 |---|---|
-| `{prefix} <task>` | start a run; every line after the command is part of the task |
+| `{prefix} <task>` | start a run; every line after the command is part of the task. A question gets its answer here |
+| `{prefix} review [focus]` | on a pull request: review its changes and post one review with inline comments (nothing is pushed) |
 | `{prefix} status` | show the progress of the run on this issue or pull request |
 | `{prefix} cancel` | stop the run on this issue or pull request and all its sub-agents |
 | `{prefix} help` | show this message |
 
 Only people with write access to the repository can use these commands."""
 
-CommandKind = Literal["run", "help", "status", "cancel", "invalid"]
+REVIEW_WORD = "review"
+CommandKind = Literal["run", "review", "help", "status", "cancel", "invalid"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ def parse_command(text: str | None, prefix: str = DEFAULT_PREFIX) -> Command | N
             return Command(word)  # type: ignore[arg-type]
         if word.startswith("-"):
             return Command("invalid", first)
+        if word == REVIEW_WORD:  # `review [focus]`: a review on a pull request (a task elsewhere)
+            focus = "\n".join(p for p in (first[len(word) :].strip(), rest) if p).strip()
+            return Command("review", focus)
         task = "\n".join(part for part in (first, rest) if part).strip()
         return Command("run", task) if task else Command("invalid", "")
     return None

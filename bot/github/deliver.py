@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.pipeline import OutcomeKind, RunOutcome, RunRequest, RunState, Target
+from bot.rlm import RunMode
 
-from . import messages
+from . import messages, review
 from .api import GitHubAPI, GitHubError
 from .pull_request import REASON_ONLY_WORKFLOWS, created_by_bot, open_pull_request, push_commit
 from .repo_config import DeliveryPrefs, PullRequestMode
@@ -99,6 +100,8 @@ class GitHubDeliverer:
     def _deliver(self, state: RunState) -> RunOutcome:
         request, result = state.request, state.result
         assert result is not None and state.prepared is not None
+        if result.mode is RunMode.REVIEW:
+            return self._review(state)
         if request.fork:
             body = messages.patch_comment(result.run_id, result.patch, self.options.patch_url)
             url = self.api.post_comment(request.repo, request.number, body).get(
@@ -161,6 +164,25 @@ class GitHubDeliverer:
         )
         return RunOutcome(
             result.run_id, OutcomeKind.BRANCH, message, branch=pr.branch, compare_url=compare, notes=notes
+        )
+
+    def _review(self, state: RunState) -> RunOutcome:
+        """A review run: its findings as one review on the pull request's head (nothing is pushed,
+        so a fork's pull request is reviewed the same way)."""
+        request, result = state.request, state.result
+        assert result is not None
+        summary = "\n\n".join(
+            p for p in ((result.answer or "").strip(), messages.report_section(result.report)) if p
+        )
+        footer = review.review_footer(result, messages.trace_line(self.options.trace_url, result.run_id))
+        return review.deliver_review(
+            self.api,
+            request.repo,
+            request.number,
+            request.commit or state.prepared.commit,
+            result,
+            summary=summary,
+            footer=footer,
         )
 
     def _ask_review(self, request: RunRequest, number: int) -> list[str]:

@@ -20,6 +20,7 @@ from bot.rlm import Config, ConfigError, apply_overrides, validate_partial
 
 from .api import GitHubAPI
 from .messages import FORK_UNTRUSTED, REPO_CONFIG_PROBLEM
+from .triggers import TRIGGERS_KEY
 
 if TYPE_CHECKING:
     from bot.pipeline import Reporter, RunState
@@ -186,7 +187,8 @@ def apply_repo_config(
         return config, []
     if not isinstance(data, dict):
         return config, [NOT_A_MAPPING]
-    data = {k: v for k, v in data.items() if k not in DELIVERY_KEYS}  # read by delivery_prefs
+    # Read elsewhere: delivery keys by delivery_prefs, `triggers` by bot/github/triggers.py.
+    data = {k: v for k, v in data.items() if k not in DELIVERY_KEYS and k != TRIGGERS_KEY}
     has_setup, setup = "setup" in data, data.pop("setup", None)
     try:
         validate_partial(data, REPO_CONFIG_PATH)

@@ -22,6 +22,8 @@ class OutcomeKind(StrEnum):
     PATCH_COMMENT = "patch_comment"  # the patch is in a comment (fork pull requests)
     PATCH = "patch"  # the patch went to a file, stdout or an artifact (CLI, Action without a PR)
     NO_CHANGES = "no_changes"
+    ANSWER = "answer"  # the run answered (a question) and changed no files: the answer is the result
+    REVIEW = "review"  # a review run posted its findings as a pull request review
     ONLY_WORKFLOWS = "only_workflows"  # every change is under .github/workflows/: patch file only
     TIMEOUT = "timeout"
     BUDGET = "budget"
@@ -41,6 +43,8 @@ _OK = {
     OutcomeKind.PATCH_COMMENT,
     OutcomeKind.PATCH,
     OutcomeKind.NO_CHANGES,
+    OutcomeKind.ANSWER,
+    OutcomeKind.REVIEW,
 }
 
 
@@ -56,6 +60,7 @@ class OutcomeWords:
     cost_cap: str = "⛔ The run reached its cost cap of ${cap:.2f} before it finished, and changed no files."
     cancelled: str = "🚫 The run was cancelled."
     no_changes: str = "✅ Done, but the agents changed no files."
+    answered: str = "✅ Answered; no files were changed."  # the answer is the result (ANSWER)
     error: str = "❌ The run failed: {error}"
     internal_error: str = "an internal error in rlm-bot (the log has the details)"
     delivery_error: str = "❌ Delivering the change failed: {error}"
@@ -87,6 +92,7 @@ class RunOutcome:
     notes: list[str] = field(default_factory=list)  # said on the way (skipped workflow files, ...)
     error: str | None = None  # the failure's own sentence (ERROR, DELIVERY_ERROR), without decoration
     partial: bool = False  # the cost cap stopped the tree; the change delivered is what it made so far
+    review_url: str | None = None  # the posted review (REVIEW)
 
     @property
     def ok(self) -> bool:

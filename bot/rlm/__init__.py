@@ -28,6 +28,7 @@ from .demo import PROMPT as DEMO_PROMPT
 from .demo import materialize as materialize_demo
 from .engine import default_api_key, prepare, run
 from .errors import LLMError, RepoError, RLMError, SandboxError
+from .findings import Finding, RunMode
 from .fold import EventKind, agent_of, fold, fold_events, new_results, public, read_head
 from .patch import FileChange, PatchError, changed_files
 from .repo import PreparedRepo, git, normalize_source
@@ -35,12 +36,15 @@ from .run_id import new_run_id
 from .script import ScriptError, read_script
 from .status import Status
 from .trace import (
+    COST_UNKNOWN,
     STATUS_ICONS,
     Trace,
     cost_cap_of,
+    count,
     fmt_cost,
     fmt_duration,
     fmt_spend,
+    fmt_spend_of_cap,
     read_events,
     summary_markdown,
     totals_line,
@@ -52,6 +56,7 @@ if TYPE_CHECKING:
     from .rollout import Rollout, RolloutResult
 
 __all__ = [
+    "COST_UNKNOWN",
     "DEMO_PROMPT",
     "STATUS_ICONS",
     "CommandResult",
@@ -59,6 +64,7 @@ __all__ = [
     "ConfigError",
     "EventKind",
     "FileChange",
+    "Finding",
     "LLMError",
     "LiteLLMClient",
     "ModelClient",
@@ -68,6 +74,7 @@ __all__ = [
     "PreparedRepo",
     "RLMError",
     "RepoError",
+    "RunMode",
     "Rollout",
     "RolloutResult",
     "SandboxError",
@@ -79,10 +86,12 @@ __all__ = [
     "changed_files",
     "check_patch",
     "cost_cap_of",
+    "count",
     "default_api_key",
     "fmt_cost",
     "fmt_duration",
     "fmt_spend",
+    "fmt_spend_of_cap",
     "fold",
     "fold_events",
     "git",

@@ -18,6 +18,7 @@ from bot.common.secrets import REDACTOR
 from bot.common.text import clean_text
 
 from .config import Config
+from .findings import RunMode
 from .repo import PreparedRepo, prepare_repo
 
 log = logging.getLogger(__name__)
@@ -132,10 +133,12 @@ def run(
     api_key: str | None = None,
     daytona_api_key: str | None = None,
     context: str | None = None,
+    mode: RunMode | str = "change",
 ) -> RolloutResult:
     """Run one rollout to its end. Never leaves a sandbox behind; always writes the trace.
     `daytona_api_key`: for the daytona backend, when the caller holds the key (else the environment).
-    `context` is the request's context (markdown), the root agent's REPL variable `context`."""
+    `context` is the request's context (markdown), the root agent's REPL variable `context`.
+    `mode`: `review` makes a read-only run whose agents record findings with COMMENT (no patch)."""
     # Imported here: litellm takes seconds to import, and prepare() (which fails fast on a bad
     # repository) does not need it.
     from .llm import LiteLLMClient
@@ -162,5 +165,6 @@ def run(
         trace=trace,
         cancel=cancel,
         context=context,
+        mode=RunMode(mode),
     )
     return rollout.run()

@@ -60,18 +60,23 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    unpriced_calls: int = 0  # calls whose cost is unknown (no price for the model): not in cost_usd
 
     def add(self, other: Usage) -> None:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.cost_usd += other.cost_usd
+        self.unpriced_calls += other.unpriced_calls
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cost_usd": round(self.cost_usd, 8),
         }
+        if self.unpriced_calls:
+            data["unpriced_calls"] = self.unpriced_calls
+        return data
 
 
 @dataclass
@@ -278,7 +283,7 @@ def usage_of(response) -> Usage:
         try:
             cost = litellm.completion_cost(completion_response=response)
         except Exception:  # litellm raises many types for an unpriced model; cost is then unknown
-            cost = 0.0
+            return Usage(prompt, completion, 0.0, unpriced_calls=1)
     return Usage(prompt, completion, float(cost or 0.0))
 
 

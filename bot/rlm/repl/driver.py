@@ -13,7 +13,7 @@ host -> driver: {"type": "init", "task", "root", "context", "output_limit", "lim
 driver -> host: {"type": "ready", "pid", "python", "facts"}
 host -> driver: {"type": "exec", "id", "code", "timeout", "label"}
 driver -> host: {"type": "call", "id", "fn", "args"}  host -> driver: {"type": "reply", "id", "ok", ...}
-driver -> host: {"type": "result", "id", "stdout", "stderr", "error", "final", "duration"}
+driver -> host: {"type": "result", "id", "stdout", "stderr", "error", "final", "duration", "findings"}
 host -> driver: {"type": "shutdown"}
 """
 
@@ -30,6 +30,7 @@ import time
 import traceback
 
 TRUNCATION_MARKER = "\n... [output truncated: {shown} of {total} characters shown] ...\n"
+MAX_FINDINGS_PER_BLOCK = 100  # bot/rlm/findings.py checks the same bound on the host
 
 
 class _Final(BaseException):
@@ -475,6 +476,8 @@ class Repl:
         self.final = None
         self._call_id = 0
         self._call_lock = threading.Lock()
+        self.findings = []  # COMMENT's findings of the running block, sent with its result
+        self.checkout = os.getcwd()  # the repository root: COMMENT's paths are relative to it
         self.ns = {"__name__": "__main__", "__builtins__": __builtins__}
 
     # calls to the host: the block's own clock stops while the host works (children, LLM)
@@ -518,6 +521,35 @@ class Repl:
         """A plain model call with no sandbox and no tools; returns the text."""
         return self._call("llm_query", {"prompt": str(prompt)})
 
+    def COMMENT(self, path, line, body, suggestion=None):
+        """Record a review finding on `line` (1-based) of `path` (relative to the repository root);
+        `suggestion` is the exact text that should replace that line."""
+        if not isinstance(path, str) or not path.strip():
+            raise TypeError("COMMENT(path, line, body): path must be a file's path, e.g. 'src/app.py'")
+        path = path.strip()
+        if path.startswith("./"):
+            path = path[2:]
+        if os.path.isabs(path) or ".." in path.split("/"):
+            raise ValueError(f"COMMENT: {path!r} is not inside the repository; give the path from its root")
+        if isinstance(line, bool) or not isinstance(line, int) or line < 1:
+            raise TypeError("COMMENT: line must be a line number (an int, counting from 1)")
+        if not isinstance(body, str) or not body.strip():
+            raise ValueError("COMMENT: body must say what is wrong (a non-empty str)")
+        if suggestion is not None and not isinstance(suggestion, str):
+            raise TypeError("COMMENT: suggestion must be the replacement text (a str) or None")
+        where = os.path.join(self.checkout, path)
+        if not os.path.isfile(where):
+            raise ValueError(f"COMMENT: there is no file {path!r} in the checkout")
+        with open(where, "rb") as f:
+            data = f.read()
+        count = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        if line > count:
+            raise ValueError(f"COMMENT: {path} has only {count} lines")
+        if len(self.findings) >= MAX_FINDINGS_PER_BLOCK:
+            raise ValueError(f"COMMENT: at most {MAX_FINDINGS_PER_BLOCK} findings per code block")
+        self.findings.append({"path": path, "line": line, "body": body, "suggestion": suggestion})
+        print(f"finding recorded on {path}:{line}")
+
     def FINAL(self, answer):
         self.final = answer if isinstance(answer, str) else str(answer)
         raise _Final()
@@ -532,7 +564,7 @@ class Repl:
         return self.FINAL(self.ns[name])
 
     def install(self):
-        for name in ("rlm_query", "rlm_query_batched", "llm_query", "FINAL", "FINAL_VAR"):
+        for name in ("rlm_query", "rlm_query_batched", "llm_query", "COMMENT", "FINAL", "FINAL_VAR"):
             self.ns[name] = getattr(self, name)
         self.ns["edit_file"] = edit_file
         self.ns["apply_patch"] = apply_patch
@@ -556,6 +588,7 @@ class Repl:
         code, timeout = msg.get("code", ""), float(msg.get("timeout") or 300)
         label = f"<block {msg.get('label') or msg.get('id')}>"  # the number the model sees in results
         self.final = None
+        self.findings = []
         error = None
         out_fd, out_path = tempfile.mkstemp(prefix="rlm-out-")
         err_fd, err_path = tempfile.mkstemp(prefix="rlm-err-")
@@ -609,8 +642,10 @@ class Repl:
                 "error": truncate(error, self.output_limit) if error else None,
                 "final": final,
                 "duration": round(time.monotonic() - start, 4),
+                "findings": self.findings,
             }
         )
+        self.findings = []
 
     def serve(self):
         while True:
@@ -634,6 +669,11 @@ class Repl:
                         "facts": sandbox_facts(msg.get("packages") or ()),
                     }
                 )
+                # Like `python` started in the checkout: its own modules import (`import calc`).
+                # After the driver's own imports, so a file of the repository cannot replace them.
+                import difflib  # noqa: F401  (edit_file's error hints use it later)
+
+                sys.path.insert(0, self.checkout)
             elif kind == "exec":
                 self.execute(msg)
             elif kind == "shutdown":

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -105,6 +105,7 @@ class ExecResult:
     final: str | None = None
     duration: float = 0.0
     repl_lost: bool = False  # the driver was killed; the namespace is gone
+    findings: list = field(default_factory=list)  # COMMENT's raw findings (checked by the rollout)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -199,6 +200,7 @@ class ReplSession:
                         error=msg.get("error"),
                         final=final.get("answer") if isinstance(final, dict) else None,
                         duration=float(msg.get("duration") or 0.0),
+                        findings=msg.get("findings") if isinstance(msg.get("findings"), list) else [],
                     )
         except SandboxError as e:
             self.close()
