@@ -14,6 +14,7 @@ class ContextError(Exception):
 
 
 COMMENT_EVENTS = ("issue_comment", "pull_request_review_comment")
+PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target")
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,13 @@ class ActionContext:
         if self.event_name == "issue_comment":
             return (self.event.get("issue") or {}).get("number")
         if self.event_name == "pull_request_review_comment":
+            return (self.event.get("pull_request") or {}).get("number")
+        return None
+
+    @property
+    def pull_number(self) -> int | None:
+        """The pull request a `pull_request` (or `pull_request_target`) event is about."""
+        if self.event_name in PULL_REQUEST_EVENTS:
             return (self.event.get("pull_request") or {}).get("number")
         return None
 

@@ -15,7 +15,13 @@ from pathlib import Path
 
 from bot import pipeline
 from bot.github.api import GitHubAPI
-from bot.github.deliver import DeliveryOptions, GitHubDeliverer, requester_identity, resolve_target
+from bot.github.deliver import (
+    DeliveryOptions,
+    GitHubDeliverer,
+    partial_outcome,
+    requester_identity,
+    resolve_target,
+)
 from bot.github.reporter import StatusReporter
 from bot.pipeline import (
     NullReporter,
@@ -46,6 +52,7 @@ class Plan:
     draft: bool = False
     run_url: str | None = None  # this workflow run: the trace, the artifact with the patch
     status_interval: float = 15.0
+    deliverer: GitHubDeliverer | ArtifactDeliverer | None = None  # None: made from the fields above
 
 
 def make_request(
@@ -65,7 +72,11 @@ def make_request(
         is_pull=ctx.on_pull_request,
         requester_id=trigger.requester_id,
         run_id=run_id,
+        mode=trigger.mode,
     )
+    if trigger.mode == "review" and ctx.pull_number is not None:  # a `pull_request` event
+        request.number, request.is_pull = ctx.pull_number, True
+        request.html_url = (ctx.event.get("pull_request") or {}).get("html_url")
     if request.is_pull:
         return request
     if base_branch:
@@ -85,9 +96,12 @@ class ArtifactDeliverer:
         return resolve_target(self.api, request)
 
     def deliver(self, state: RunState) -> RunOutcome:
-        return RunOutcome(
+        outcome = RunOutcome(
             state.run_id, OutcomeKind.PATCH, m.OUTCOME_PATCH_ARTIFACT.format(url=self.run_url or "").strip()
         )
+        if state.partial and state.result is not None:
+            return partial_outcome(outcome, state.result.results)
+        return outcome
 
 
 def _by_person(request: RunRequest) -> bool:
@@ -95,16 +109,18 @@ def _by_person(request: RunRequest) -> bool:
     return bool(request.requester and not request.requester.endswith("[bot]"))
 
 
-def deliverer(plan: Plan, api: GitHubAPI) -> GitHubDeliverer | ArtifactDeliverer:
-    if not plan.create_pr:
-        return ArtifactDeliverer(api, plan.run_url)
+def deliverer(
+    create_pr: bool, draft: bool, run_url: str | None, api: GitHubAPI, *, review: bool = False
+) -> GitHubDeliverer | ArtifactDeliverer:
+    if not create_pr and not review:  # a review is posted whatever create-pr
+        return ArtifactDeliverer(api, run_url)
     options = DeliveryOptions(
-        draft=plan.draft,
-        trace_url=plan.run_url,
-        patch_url=plan.run_url,
+        draft=draft,
+        trace_url=run_url,
+        patch_url=run_url,
         author=lambda r: requester_identity(r) if _by_person(r) else ACTIONS_BOT,
         name_requester=_by_person,
-        source=lambda r: r.source or plan.run_url,
+        source=lambda r: r.source or run_url,
         keep_branch_without_pr=False,
     )
     return GitHubDeliverer(api, options)
@@ -120,14 +136,17 @@ def reporter(plan: Plan, api: GitHubAPI) -> Reporter:
         prefix=plan.settings.words.prefix,
         trace_url=plan.run_url,
         interval=plan.status_interval,
-        live=plan.create_pr,
+        live=plan.create_pr or plan.request.mode == "review",
     )
 
 
 def run(plan: Plan, api: GitHubAPI, cancel: threading.Event, logs: Reporter | None = None) -> RunOutcome:
     """The run, heard by the status comment and (`logs`) the job log, through the one channel."""
     heard = reporter(plan, api) if logs is None else Reporters(reporter(plan, api), logs)
-    return pipeline.run(plan.request, heard, deliverer(plan, api), cancel, settings=plan.settings)
+    delivery = plan.deliverer or deliverer(
+        plan.create_pr, plan.draft, plan.run_url, api, review=plan.request.mode == "review"
+    )
+    return pipeline.run(plan.request, heard, delivery, cancel, settings=plan.settings)
 
 
 def patch_link(run_url: str | None) -> Callable[[Path], str]:

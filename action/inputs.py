@@ -64,8 +64,18 @@ class InputReader:
     def seconds(self, name: str) -> float | None:
         return self._number(name, float, "a number of seconds", "more than 0 seconds", lambda n: n > 0)
 
+    def dollars(self, name: str) -> float | None:
+        return self._number(
+            name,
+            lambda v: float(v.lstrip("$")),
+            "an amount of US dollars such as 2.50",
+            "more than 0",
+            lambda n: n > 0,
+        )
+
 
 SANDBOXES = tuple(Backend)
+MODES = ("change", "review")  # bot.rlm.RunMode
 NO_PREPARED_PYTHON = (
     "input 'environment' is inherit, but this job prepared no Python: add actions/setup-python "
     "(and `pip install -e '.[test]'`) before this step, set VIRTUAL_ENV, or pass the environment's path."
@@ -114,10 +124,12 @@ class Inputs:
     max_iterations: int | None
     max_depth: int | None
     timeout: float | None
+    max_cost: float | None  # rlm.max_cost_usd: US dollars one run may spend
     create_pr: bool
     draft: bool
     base_branch: str
     config: str
+    mode: str = "change"  # `review`: a read-only review of the pull request (bot.rlm.RunMode)
     setup: list[str] | str | None = None  # sandbox.setup (docs/environment.md)
     inherit: str | None = None  # sandbox.inherit: the Python prefix the job prepared
     workspace: str | None = None  # where that Python's editable installs point
@@ -130,6 +142,9 @@ class Inputs:
         trigger = reader.get("trigger") or "/rlm"
         if any(c.isspace() for c in trigger):
             raise InputError(f"input 'trigger' must be one word such as /rlm (got {trigger!r}).")
+        mode = reader.get("mode").lower() or "change"
+        if mode not in MODES:
+            raise InputError(f"input 'mode' must be one of {', '.join(MODES)} (got {mode!r}).")
         inherit = prepared_python(reader.get("environment"), reader.environ)
         if inherit and sandbox == Backend.DAYTONA:
             raise InputError(INHERIT_NOT_ON_DAYTONA)
@@ -146,10 +161,12 @@ class Inputs:
             max_iterations=reader.integer("max-iterations", 1),
             max_depth=reader.integer("max-depth", 0),
             timeout=reader.seconds("timeout"),
+            max_cost=reader.dollars("max-cost"),
             create_pr=reader.boolean("create-pr", True),
             draft=reader.boolean("draft", False),
             base_branch=reader.get("base-branch"),
             config=reader.get("config"),
+            mode=mode,
             setup=setup_commands(reader.get("setup")),
             inherit=inherit,
             workspace=reader.environ.get("GITHUB_WORKSPACE") or None,
@@ -167,6 +184,7 @@ class Inputs:
             "rlm.max_iterations": self.max_iterations,
             "rlm.max_depth": self.max_depth,
             "rlm.global_timeout": self.timeout,
+            "rlm.max_cost_usd": self.max_cost,
             "sandbox.setup": self.setup,
             "sandbox.inherit": self.inherit,
             "sandbox.inherit_checkout": self.workspace if self.inherit else None,

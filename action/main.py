@@ -20,7 +20,7 @@ from bot.common.signals import Interrupts
 from bot.github.api import GitHubAPI, GitHubError
 from bot.github.auth import basic_auth_header
 from bot.pipeline import MissingKey, missing_keys
-from bot.rlm import Config, ConfigError, load_config
+from bot.rlm import Config, ConfigError, apply_overrides, load_config
 
 from . import messages as m
 from .agent_logs import AgentLogs
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("rlm-bot.action")
 SECRET_INPUTS = ("llm-api-key", "github-token", "daytona-api-key")
 SECRET_ENV = ("LLM_API_KEY", "DAYTONA_API_KEY")
+INPUTS = "the action's inputs"
 
 
 def _mask_secrets(runner: Runner, reader: InputReader, environ: Mapping[str, str]) -> None:
@@ -119,11 +120,16 @@ class Step:
         return self.execute(ctx, inputs, api, config, trigger)
 
     def config(self, inputs: Inputs, ctx: ActionContext) -> Config:
+        """The config file's (or the defaults) with the inputs that were set. `.github/rlm.yml` goes
+        between the two once the run knows its default branch (RepoConfigStage, as in the App)."""
+        return apply_overrides(self.base_config(inputs, ctx), inputs.config_overrides(), INPUTS)
+
+    def base_config(self, inputs: Inputs, ctx: ActionContext) -> Config:
         path = None
         if inputs.config:
             path = Path(inputs.config)
             path = path if path.is_absolute() else ctx.workspace / path
-        config = load_config(path, inputs.config_overrides(), environ=dict(self.environ))
+        config = load_config(path, environ=dict(self.environ))
         if config.sandbox.cache_dir is None:
             config.sandbox.cache_dir = str(ctx.temp_dir / "cache")
         return config
@@ -139,6 +145,7 @@ class Step:
         # The engine (and litellm, seconds to import) loads only now: a step that runs nothing
         # (no command, not allowed, missing key) never loads it.
         from bot.github.messages import GITHUB_WORDS
+        from bot.github.repo_config import CostCap, RepoConfigStage, RepoPolicy
         from bot.github.request_context import RequestContextStage
         from bot.pipeline import RunSettings, new_run_id
 
@@ -149,13 +156,27 @@ class Step:
         directory.mkdir(parents=True, exist_ok=True)
         # Known now, so the artifact step uploads whatever exists even if this process is killed.
         self.runner.set_outputs({"run-id": run_id, "artifact-dir": str(directory)})
+        plan_deliverer = flow.deliverer(
+            inputs.create_pr, inputs.draft, ctx.run_url or None, api, review=trigger.mode == "review"
+        )
+        base = self.base_config(inputs, ctx)
+        # The repository is its own operator here: any model, and no cost ceiling but the inputs'.
+        policy = RepoPolicy(
+            cost=CostCap(base.rlm.max_cost_usd or CostCap().default_usd, None), any_model=True
+        )
+        repo_config = RepoConfigStage(
+            api,
+            policy,
+            on_prefs=getattr(plan_deliverer, "use_prefs", None),
+            overrides=inputs.config_overrides(),
+        )
         settings = RunSettings(
-            config=config,
+            config=base,  # + .github/rlm.yml + the inputs, in RepoConfigStage
             words=GITHUB_WORDS.with_prefix(inputs.trigger),
             results_dir=directory,
             auth_header=basic_auth_header(inputs.github_token),
             api_key=inputs.llm_api_key or None,
-            before_fetch=[RequestContextStage(api)],
+            before_fetch=[repo_config, RequestContextStage(api)],
             daytona_api_key=inputs.daytona_api_key or None,
             patch_link=flow.patch_link(ctx.run_url),
         )
@@ -172,6 +193,7 @@ class Step:
             create_pr=inputs.create_pr,
             draft=inputs.draft,
             run_url=ctx.run_url or None,
+            deliverer=plan_deliverer,
         )
         outcome = flow.run(plan, api, cancel, logs=AgentLogs(self.runner))
         return self.finished(trigger, outcome, inputs.create_pr, directory)

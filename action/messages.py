@@ -11,6 +11,8 @@ PR_CREATED = "pr-created"
 PATCH_IN_COMMENT = "patch-in-comment"
 CHANGES = "changes"  # changes made, create-pr is false: see the patch-file output
 NO_CHANGES = "no-changes"
+ANSWERED = "answered"  # the run answered (in the status comment) and changed no files
+REVIEWED = "reviewed"  # mode review: a review was posted on the pull request
 TIMEOUT = "timeout"
 BUDGET = "budget"
 CANCELLED = "cancelled"
@@ -26,6 +28,8 @@ CONCLUSIONS = (
     PATCH_IN_COMMENT,
     CHANGES,
     NO_CHANGES,
+    ANSWERED,
+    REVIEWED,
     TIMEOUT,
     BUDGET,
     CANCELLED,
@@ -48,6 +52,10 @@ NO_COMMAND = (
 )
 NOT_PERMITTED = (
     "@{user} has {permission} permission on {repo}; starting a run needs write, maintain or admin."
+)
+REVIEW_NEEDS_A_PULL_REQUEST = (
+    "Input 'mode' is review, but this {event} event is not about a pull request: run it on "
+    "`pull_request` events, or comment `{prefix} review` on a pull request."
 )
 NO_PROMPT = (
     "There is no task: set the action's `prompt` input for {event} events "

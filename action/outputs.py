@@ -24,6 +24,8 @@ _BY_KIND = {
     "patch_comment": m.PATCH_IN_COMMENT,
     "patch": m.CHANGES,
     "no_changes": m.NO_CHANGES,
+    "answer": m.ANSWERED,
+    "review": m.REVIEWED,
     "only_workflows": m.NO_CHANGES,
     "timeout": m.TIMEOUT,
     "budget": m.BUDGET,

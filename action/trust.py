@@ -13,6 +13,7 @@ from bot.github.api import GitHubAPI
 from bot.github.commands import CommandKind, help_text, parse_command
 from bot.github.messages import INVALID_COMMAND
 from bot.github.permissions import WRITE_PERMISSIONS, not_allowed
+from bot.github.review import review_task
 
 from . import messages as m
 from .context import ActionContext
@@ -31,6 +32,7 @@ class Trigger:
     requester: str
     requester_id: int | None = None
     comment_id: int | None = None
+    mode: str = "change"  # `review`: a read-only review of the pull request (bot.rlm.RunMode)
 
 
 class Stop(Exception):
@@ -70,6 +72,14 @@ def _from_comment(ctx: ActionContext, inputs: Inputs, api: GitHubAPI) -> Trigger
     command = parse_command(comment.get("body"), prefix=prefix)
     if command is None:
         raise Stop(m.SKIPPED, m.NO_COMMAND.format(prefix=prefix))
+    if command.kind is CommandKind.REVIEW or (inputs.mode == "review" and command.kind is CommandKind.RUN):
+        check_permission(api, ctx.repository, login, prefix)
+        focus = command.task if command.kind is CommandKind.REVIEW else inputs.prompt or command.task
+        if ctx.on_pull_request:
+            mode, task = "review", review_task(focus)
+        else:  # `review …` on an issue is an ordinary task
+            mode, task = "change", inputs.prompt or f"review {command.task}".strip()
+        return Trigger(task, login, user.get("id"), comment.get("id"), mode=mode)
     if command.kind is CommandKind.RUN or (
         command.kind is CommandKind.INVALID and not command.task and inputs.prompt
     ):
@@ -103,6 +113,15 @@ def decide(ctx: ActionContext, inputs: Inputs, api: GitHubAPI) -> Trigger:
         return _from_comment(ctx, inputs, api)
     sender = ctx.event.get("sender") or {}
     login = str(sender.get("login") or SCHEDULER)  # a scheduled run has no sender
+    if inputs.mode == "review":
+        if ctx.pull_number is None:
+            raise Stop(
+                m.INVALID_INPUT,
+                m.REVIEW_NEEDS_A_PULL_REQUEST.format(event=ctx.event_name, prefix=inputs.trigger),
+            )
+        check_permission(api, ctx.repository, login, inputs.trigger)
+        task = review_task(inputs.prompt)
+        return Trigger(task=task, requester=login, requester_id=sender.get("id"), mode="review")
     if not inputs.prompt:
         raise Stop(m.INVALID_INPUT, m.NO_PROMPT.format(event=ctx.event_name, prefix=inputs.trigger))
     if ctx.event_name not in TRUSTED_EVENTS and sender.get("login"):

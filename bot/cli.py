@@ -3,8 +3,10 @@
 Exit codes of `rlm run` and `rlm demo`:
   0  the root agent finished with an answer (with or without changes)
   1  the run ended without an answer (timeout, budget, model or sandbox error)
-  2  bad usage: invalid config or option, repository that cannot be fetched, missing API key
+  2  bad usage: invalid config or option, repository that cannot be fetched, unknown model, missing
+     scripted file or API key (all but the fetch are checked before anything is fetched)
   130  interrupted (Ctrl-C / SIGTERM); every sandbox was removed and the trace written
+With `--json`, every exit prints exactly one JSON object on stdout (usage errors included).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import gc
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,10 +32,6 @@ from .common.secrets import REDACTOR
 from .common.signals import Interrupts
 from .rlm import Config, ConfigError, RLMError, Status, load_config
 
-LLM_KEY_MISSING = (
-    "[yellow]warning:[/yellow] LLM_API_KEY is not set; the provider may refuse the calls "
-    "(set it, or pass --env-file)."
-)
 STOPPING = "[yellow]stopping: cancelling every agent and removing sandboxes…[/yellow]"
 app = typer.Typer(
     name="rlm",
@@ -61,9 +60,31 @@ def _main(
     """Run deep recursive language-model agents on a git repository."""
 
 
+class JsonOut:
+    """`--json`: the one JSON object on stdout, whichever way the command ends."""
+
+    def __init__(self) -> None:
+        self.printed = False
+        self.error: str | None = None
+
+    def print(self, data: dict) -> None:
+        if not self.printed:
+            self.printed = True
+            print(json.dumps(data, ensure_ascii=False, indent=1), flush=True)
+
+
+JSON_OUT = JsonOut()
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(REDACTOR.redact(message))}", markup=True)
+    message = REDACTOR.redact(message)
+    JSON_OUT.error = message
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True)
     return typer.Exit(code)
+
+
+def _wants_json(args: list[str]) -> bool:
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
 
 
 APP_EXTRA_MISSING = (
@@ -143,25 +164,18 @@ def execute(
     With `-o`, stdout carries the root's answer; with `as_json`, a JSON summary instead."""
     from .cli_run import (
         CLI_WORDS,
-        PATCH_KEPT,
         PATCH_NONE,
         CliReporter,
         exit_code,
         json_summary,
+        outcome_lines,
         run_cli,
         write_report,
     )
-    from .pipeline import MissingKey, OutcomeKind, Phase, RunRequest, RunSettings, missing_keys
+    from .pipeline import OutcomeKind, Phase, RunRequest, RunSettings
     from .rlm import summary_markdown
 
     env = CliEnv.read()
-    missing = missing_keys(config, env.llm_api_key, env.daytona_api_key)
-    if MissingKey.LLM in missing:
-        err.print(LLM_KEY_MISSING)
-    if MissingKey.DAYTONA in missing:
-        from .rlm.sandbox import DAYTONA_MISSING_KEY
-
-        raise fail(DAYTONA_MISSING_KEY)
     cancel = threading.Event()
     request = RunRequest(task=prompt, clone_url=repo, branch=branch, commit=commit, context=context)
     settings = RunSettings(
@@ -186,7 +200,7 @@ def execute(
             return EXIT_INTERRUPTED
     result = outcome.result
     if result is None:  # it ended before the rollout: the repository or the setup
-        if outcome.kind is OutcomeKind.CANCELLED:
+        if outcome.kind is OutcomeKind.CANCELLED or interrupts.count:
             return EXIT_INTERRUPTED
         usage = reporter.last_phase in (None, Phase.PREPARING)
         raise fail(outcome.error or outcome.message, EXIT_USAGE if usage else EXIT_FAILED)
@@ -205,22 +219,17 @@ def execute(
     if result.answer:
         err.print("answer:", markup=False)
         err.print(result.answer, markup=False)
-    if outcome.kind in (OutcomeKind.PATCH, OutcomeKind.ERROR):  # written, or why not and where it is
-        err.print(outcome.message, markup=False)
-    elif outcome.patch_path is not None:
-        err.print(PATCH_KEPT.format(path=outcome.patch_path), markup=False)
-    else:
+    lines = outcome_lines(outcome, config)
+    for line in lines:
+        err.print(line, markup=False)
+    if outcome.patch_path is None and outcome.kind is not OutcomeKind.PATCH:
         err.print(PATCH_NONE, markup=False)
     if report is not None:
         err.print(write_report(report, result.report), markup=False)
     err.print(f"results: {result.results_path}", markup=False)
     code = exit_code(outcome, bool(interrupts.count))
     if as_json:
-        print(
-            json.dumps(
-                json_summary(outcome, code, output or outcome.patch_path), ensure_ascii=False, indent=1
-            )
-        )
+        JSON_OUT.print(json_summary(outcome, code, output or outcome.patch_path, " ".join(lines)))
     elif output is not None and result.answer:  # the patch is in the file: stdout is the answer
         print(result.answer)
     return code
@@ -239,11 +248,18 @@ def run(
     model: str | None = typer.Option(None, "--model", help="litellm model name, or scripted/PATH.yaml"),
     sandbox: str | None = typer.Option(None, "--sandbox", help="local or daytona"),
     results_dir: Path | None = typer.Option(
-        None, "--results-dir", help="where the trace goes (default: results)"
+        None,
+        "--results-dir",
+        help="where the trace and the patch are kept (default: ~/.cache/rlm-bot/results, or $XDG_CACHE_HOME)",
     ),
     max_depth: int | None = typer.Option(None, "--max-depth", help="override rlm.max_depth"),
     max_sandboxes: int | None = typer.Option(None, "--max-sandboxes", help="override rlm.max_sandboxes"),
     timeout: float | None = typer.Option(None, "--timeout", help="override rlm.global_timeout (seconds)"),
+    max_cost: float | None = typer.Option(
+        None,
+        "--max-cost",
+        help="US dollars the run may spend (rlm.max_cost_usd); the tree stops there and the patch so far is marked partial",
+    ),
     env_file: Path | None = typer.Option(None, "--env-file", help="a .env file with LLM_API_KEY etc."),
     setup: list[str] | None = typer.Option(
         None, "--setup", help="a setup command run once into $RLM_ENV (repeatable), or 'auto'"
@@ -253,10 +269,14 @@ def run(
         None, "--context-file", help="markdown the root agent reads as `context` (an issue, a spec)"
     ),
     report: Path | None = typer.Option(None, "--report", help="write the root agent's REPORT here"),
-    as_json: bool = typer.Option(False, "--json", help="print a JSON summary on stdout (with the answer)"),
+    as_json: bool = typer.Option(
+        False, "--json", help="print one JSON object on stdout however the command ends (with the answer)"
+    ),
 ) -> None:
-    """Run a rollout on REPO; the patch goes to stdout (with -o: the file, and the answer to stdout),
-    progress and summary to stderr."""
+    """Run a rollout on REPO (a URL, or a path anywhere inside a local repository: its last commit
+    is what runs; uncommitted changes are named and left out). The patch goes to stdout (with -o:
+    the file, and the answer to stdout), progress and summary to stderr; the trace to --results-dir.
+    The model, its key and a scripted file are checked before anything is fetched."""
     _load_env_file(env_file)
     overrides = {
         "model.name": model,
@@ -264,12 +284,14 @@ def run(
         "rlm.max_depth": max_depth,
         "rlm.max_sandboxes": max_sandboxes,
         "rlm.global_timeout": timeout,
+        "rlm.max_cost_usd": max_cost,
         "sandbox.setup": "auto" if setup == ["auto"] else setup or None,
     }
     config = _config(config_path, overrides)
     if branch and commit:
         raise fail("pass either --branch or --commit, not both.")
-    results = results_dir or Path(config.results_dir)
+    repo, warning = _preflight(config, repo, check_tree=not (branch or commit))
+    results = cli_results_dir(results_dir, config)
     context = None
     if context_file is not None:
         from .cli_run import read_context_file
@@ -278,6 +300,8 @@ def run(
             context = read_context_file(context_file)
         except ValueError as e:
             raise fail(str(e)) from None
+    if warning:
+        err.print(warning, style="yellow", markup=False)  # file names may hold [brackets]
     code = execute(
         config,
         repo,
@@ -298,7 +322,7 @@ def run(
 @app.command()
 def demo(
     results_dir: Path | None = typer.Option(
-        None, "--results-dir", help="where the trace goes (default: results)"
+        None, "--results-dir", help="where the trace goes (default: ~/.cache/rlm-bot/results)"
     ),
     output: Path | None = typer.Option(None, "--output", "-o", help="write the patch here instead of stdout"),
 ) -> None:
@@ -318,7 +342,7 @@ def demo(
         branch=None,
         commit=None,
         output=output,
-        results_dir=results_dir or Path(config.results_dir),
+        results_dir=cli_results_dir(results_dir, config),
         title="rlm demo (scripted)",
     )
     raise typer.Exit(code)
@@ -371,14 +395,78 @@ def eval_(
     raise typer.Exit(code)
 
 
+def _preflight(config: Config, repo: str, check_tree: bool) -> tuple[str, str | None]:
+    """Before anything is fetched: the repository's root (a local path may be any subdirectory),
+    the warning naming uncommitted changes (when the run starts from HEAD), the model and its key,
+    and the Daytona key. Returns (what to fetch, warning)."""
+    from .cli_checks import UsageError, check_model, local_repo, uncommitted_changes, uncommitted_warning
+    from .pipeline import MissingKey, missing_keys
+
+    env = CliEnv.read()
+    missing = missing_keys(config, env.llm_api_key, env.daytona_api_key)
+    try:
+        local = local_repo(repo)
+        check_model(config, llm_key_missing=MissingKey.LLM in missing)
+    except UsageError as e:
+        raise fail(str(e)) from None
+    if MissingKey.DAYTONA in missing:
+        from .rlm.sandbox import DAYTONA_MISSING_KEY
+
+        raise fail(DAYTONA_MISSING_KEY)
+    if local is None:
+        return repo, None
+    warning = None if local.bare or not check_tree else uncommitted_warning(uncommitted_changes(local.root))
+    return str(local.root), warning
+
+
+def cli_results_dir(option: Path | None, config: Config) -> Path:
+    from .cli_checks import results_dir
+
+    return results_dir(option, config)
+
+
 def main() -> None:
     setup_logging(logging.WARNING, fmt=CLI_FORMAT)
+    args = sys.argv[1:]
+    as_json = _wants_json(args)
     try:
-        app()
+        code = app(args=args, standalone_mode=False)
+    except typer.Abort:
+        code = EXIT_INTERRUPTED
+    except Exception as e:
+        if not _is_usage_error(e):
+            raise
+        JSON_OUT.error = e.format_message()  # a usage error found by the parser, before any command ran
+        _show_usage_error(e)
+        code = e.exit_code
     finally:
         # The outcome is out: skip the interpreter's last collections over litellm's object graph,
         # which take seconds at exit (far more on a loaded machine).
         gc.freeze()
+    code = code if isinstance(code, int) else 0
+    if as_json and not JSON_OUT.printed and not _asked_for_help(args):
+        from .cli_run import json_failure
+
+        JSON_OUT.print(json_failure(code, JSON_OUT.error))
+    sys.exit(code)
+
+
+def _asked_for_help(args: list[str]) -> bool:
+    return "--help" in args or "-h" in args
+
+
+def _is_usage_error(e: Exception) -> bool:
+    """click's ClickException (typer vendors click in newer versions, so it is recognised by its API)."""
+    return callable(getattr(e, "format_message", None)) and isinstance(getattr(e, "exit_code", None), int)
+
+
+def _show_usage_error(e) -> None:
+    try:
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(e)
+    except Exception:  # typer without rich formatting: click's own
+        e.show()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,15 +475,18 @@ def main() -> None:
 
 @app.command("view")
 def view(
-    target: Path | None = typer.Argument(None, help="results directory (default: results) or one run's file"),
+    target: Path | None = typer.Argument(
+        None, help="results directory (default: `rlm run`'s, ~/.cache/rlm-bot/results) or one run's file"
+    ),
     port: int = typer.Option(0, "--port", help="port on 127.0.0.1 (default: a free one)"),
     no_browser: bool = typer.Option(False, "--no-browser", help="print the URL, do not open a browser"),
 ) -> None:
     """Browse agent trees in a local web viewer (127.0.0.1 only); a running rollout is followed live."""
+    from .cli_checks import user_results_dir
     from .viewer.server import ViewError, run_view
 
     try:
-        run_view(target, port, open_browser=not no_browser)
+        run_view(target or user_results_dir(), port, open_browser=not no_browser)
     except ViewError as e:
         raise fail(str(e)) from None
 

@@ -22,24 +22,14 @@ from .pipeline import (
     Target,
 )
 from .progress import Progress
-from .rlm import Status
+from .rlm import Config, Status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # documented in bot/cli.py
 
 # How the CLI (and `rlm eval`) words the outcomes the pipeline decides itself: plain terminal text.
-CLI_WORDS = OutcomeWords(
-    timeout="⏱️ The run hit its time limit before finishing.",
-    budget="⛔ The run used up its budget (sandboxes, iterations or cost).",
-    cancelled="🚫 The run was cancelled.",
-    no_changes="✅ Done, but the agents changed no files.",
-    error="❌ The run failed: {error}",
-    internal_error="an internal error in rlm-bot (the log has the details)",
-    delivery_error="❌ Delivering the change failed: {error}",
-    patch_saved="The patch is saved: {where}.",
-)
+CLI_WORDS = OutcomeWords()  # the neutral defaults are the CLI's
 PATCH_WRITTEN = "patch: {files} file(s), +{additions} -{deletions} → {where}"
 PATCH_NONE = "patch: no changes"
-PATCH_KEPT = "patch: saved as {path} (the run did not finish, so it went nowhere else)"
 REPORT_WRITTEN = "report: {path}"
 REPORT_NONE = "report: the root agent wrote no report ({path} is empty)"
 CONTEXT_FILE_LIMIT = 2_000_000  # characters
@@ -48,6 +38,12 @@ CONTEXT_FILE_TOO_LARGE = (
     "the context file {path} has {size:,} characters, more than the {limit:,} allowed; pass a shorter one."
 )
 PATCH_NOT_WRITTEN = "patch: could not be written to {path} ({reason}); choose a writable file with -o."
+# A change the cost cap cut short (the CLI's words; the other outcomes are the pipeline's OutcomeWords).
+PARTIAL = (
+    "partial: the cost cap of ${cap:.2f} stopped the run (${spent:.4f} spent); the patch holds the "
+    "changes made until then."
+)
+JSON_STATUS = {2: "usage_error", 130: "interrupted"}
 
 
 class CliReporter(NullReporter):
@@ -104,9 +100,8 @@ class PatchOutput:
                 self.output.write_text(patch, encoding="utf-8", errors="surrogateescape")
             except OSError as e:  # the pipeline adds where the saved copy is
                 reason = e.strerror or type(e).__name__
-                return RunOutcome(
-                    state.run_id, OutcomeKind.ERROR, PATCH_NOT_WRITTEN.format(path=self.output, reason=reason)
-                )
+                message = PATCH_NOT_WRITTEN.format(path=self.output, reason=reason)
+                return RunOutcome(state.run_id, OutcomeKind.ERROR, message, error=message)
         elif self.to_stdout:
             sys.stdout.write(patch)
             sys.stdout.flush()
@@ -158,7 +153,38 @@ def write_report(path: Path, report: str | None) -> str:
     return REPORT_WRITTEN.format(path=path) if report else REPORT_NONE.format(path=path)
 
 
-def json_summary(outcome: RunOutcome, code: int, patch_file: Path | None) -> dict[str, Any]:
+def outcome_lines(outcome: RunOutcome, config: Config) -> list[str]:
+    """How the run ended and where the change is, in the CLI's words (stderr; joined, `message` in
+    JSON): a partial change says so first."""
+    lines = []
+    if outcome.partial:
+        spent = ((outcome.result.results if outcome.result else {}).get("totals") or {}).get("cost_usd", 0.0)
+        lines.append(PARTIAL.format(cap=config.rlm.max_cost_usd or 0.0, spent=spent))
+    lines.append(outcome.message)
+    return lines
+
+
+def json_failure(code: int, error: str | None) -> dict[str, Any]:
+    """`--json` for a command that ended before (or without) a run's outcome: a usage error, an
+    interruption, a failed fetch. Same keys as `json_summary`."""
+    status = JSON_STATUS.get(code, "failed")
+    message = error or (OutcomeWords().cancelled if code == EXIT_INTERRUPTED else None)
+    return {
+        "run_id": None,
+        "status": status,
+        "exit_code": code,
+        "outcome": None,
+        "message": message,
+        "error": error,
+        "answer": None,
+        "report": None,
+        "partial": False,
+        "patch": {"files": 0, "additions": 0, "deletions": 0, "paths": [], "file": None},
+        "results": None,
+    }
+
+
+def json_summary(outcome: RunOutcome, code: int, patch_file: Path | None, message: str) -> dict[str, Any]:
     """`--json`: what a script needs from the run, on stdout."""
     result = outcome.result
     stats = (result.results.get("patch") if result else None) or {}
@@ -167,10 +193,11 @@ def json_summary(outcome: RunOutcome, code: int, patch_file: Path | None) -> dic
         "status": result.status if result else str(outcome.kind),
         "exit_code": code,
         "outcome": str(outcome.kind),
-        "message": outcome.message,
+        "message": message,
         "error": (result.error if result else None) or outcome.error,
         "answer": result.answer if result else None,
         "report": result.report if result else None,
+        "partial": outcome.partial,
         "patch": {
             "files": stats.get("files", 0),
             "additions": stats.get("additions", 0),

@@ -24,6 +24,7 @@ from .rlm import (
     agent_of,
     fmt_cost,
     fmt_duration,
+    fmt_spend_of_cap,
     fold,
     new_results,
 )
@@ -118,11 +119,11 @@ class Progress:
     def _render(self) -> Table:
         with self._lock:
             agents = sorted((_row(a) for a in self.results["agents"]), key=_tree_order)
-            cost = self.results["totals"]["cost_usd"]
+            spend = fmt_spend_of_cap(self.results)
         running = sum(1 for a in agents if a["status"] == Status.RUNNING)
         elapsed = fmt_duration(time.monotonic() - self._started)
         table = Table(
-            title=f"{self.title} — {len(agents)} agents, {running} running, {elapsed}, {fmt_cost(cost)}",
+            title=f"{self.title} — {len(agents)} agents, {running} running, {elapsed}, {spend}",
             title_justify="left",
             expand=False,
             box=None,

@@ -34,6 +34,7 @@ from fakes.github_fake import FakeGitHub
 
 from action import messages as m
 from bot.github import messages
+from bot.github.repo_config import DEFAULT_COST_CAP_USD
 
 CALC = "def add(a, b):\n    # TODO: implement\n    return 0\n"
 FIXED = "def add(a, b):\n    return a + b\n"
@@ -132,6 +133,21 @@ def _scheduled(s: Scenario) -> None:
 
 def _no_pr(s: Scenario) -> None:
     s.job.inputs["create-pr"] = "false"
+    s.job.inputs["max-cost"] = "$0.75"
+
+
+REPO_CONFIG = (
+    "rlm:\n  max_depth: 0\n  max_iterations: 7\n  max_cost_usd: 3\n"
+    "model:\n  api_base: http://127.0.0.1:9\ncloses_issue: false\n"
+)
+
+
+def _repo_config(s: Scenario) -> None:
+    """`.github/rlm.yml` on the default branch, as under the App; the `max-iterations` input wins."""
+    src = Path(s.job.tmp) / "src"
+    commit_files(src, {".github/rlm.yml": REPO_CONFIG}, "rlm config")
+    git(src, "push", "-q", s.remote.removeprefix("file://"), "main")
+    s.job.inputs["max-iterations"] = "9"
 
 
 SCENARIOS: dict[str, Callable[[Scenario], None]] = {
@@ -141,6 +157,7 @@ SCENARIOS: dict[str, Callable[[Scenario], None]] = {
     "refused": _refused,
     "no-pr": _no_pr,
     "scheduled": _scheduled,
+    "repo-config": _repo_config,
 }
 
 
@@ -287,6 +304,32 @@ def test_scheduled_run_clones_from_the_server_url_and_is_by_the_bot(runs):
     (commit,) = s.calls("POST", r"/git/commits$")
     assert "Co-authored-by: github-actions[bot]" in commit.body["message"]
     assert not s.calls("GET", r"/collaborators/")
+
+
+def test_the_repositorys_rlm_yml_applies_and_inputs_override_it(runs):
+    s = runs["repo-config"]
+    assert s.proc.returncode == 0, s.proc.stdout + s.proc.stderr
+    out = s.job.outputs()
+    assert out["conclusion"] == m.PR_CREATED
+    config = json.loads(Path(out["results-file"]).read_text())["config"]
+    assert config["rlm"]["max_depth"] == 0  # the file's
+    assert config["rlm"]["max_cost_usd"] == 3  # the file's (the Action's default cap is 5)
+    assert config["rlm"]["max_iterations"] == 9  # the input's, over the file's 7
+    assert out["agents"] == "1"  # max_depth 0: the root's rlm_query was refused
+    (pull,) = s.fake.created_pulls
+    assert messages.PR_CLOSES.format(number=1) not in pull["body"]  # closes_issue: false
+    assert s.branch_file(pull["head"], "calc.py") == FIXED
+    (status,) = s.fake.issue_comments(REPO, 1)  # what the file got wrong is said, as under the App
+    assert "`model.api_base` cannot be set by a repository" in status["body"]
+    read = s.calls("GET", r"/contents/\.github/rlm\.yml$")
+    assert read and read[0].query.get("ref") == "main"  # from the default branch
+
+
+def test_without_a_cap_anywhere_the_action_caps_a_run_at_the_default(runs):
+    config = json.loads(Path(runs["manual"].job.outputs()["results-file"]).read_text())["config"]
+    assert config["rlm"]["max_cost_usd"] == DEFAULT_COST_CAP_USD
+    config = json.loads(Path(runs["no-pr"].job.outputs()["results-file"]).read_text())["config"]
+    assert config["rlm"]["max_cost_usd"] == 0.75  # the max-cost input
 
 
 def test_cancelling_the_workflow_stops_the_tree(tmp_path_factory):

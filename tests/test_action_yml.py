@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))
 EXAMPLES = sorted((ROOT / "examples" / "workflows").glob("*.yml"))
 DOC = (ROOT / "docs" / "action.md").read_text(encoding="utf-8")
-READ_CALL = re.compile(r"reader\.(?:get|boolean|integer|seconds)\(\s*\"([^\"]+)\"")
+READ_CALL = re.compile(r"reader\.(?:get|boolean|integer|seconds|dollars)\(\s*\"([^\"]+)\"")
 
 
 def declared_inputs() -> set[str]:

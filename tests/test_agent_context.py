@@ -190,13 +190,15 @@ def test_sandbox_facts_and_budget_line(make_repo, write_script, make_config):
     for prompt in prompts.values():
         assert "A code block may run 42s" in prompt and "TimeoutError" in prompt
         assert "cut to 20000 characters" in prompt and "`/tmp` is private" in prompt
-        assert "PYTHONPATH=src" in prompt and "`src/mypkg`" in prompt
     assert "shared by the WHOLE agent tree" in prompts["root"]
     assert "shared by the WHOLE agent tree" not in prompts["root.1"]  # at maximum depth
     # The child's prompt was written after a driver reported its Python; the root hears it with
     # its first results.
     assert "Python 3." in prompts["root.1"] and "`git`" in prompts["root.1"]
     assert "About this sandbox:\n- Python 3." in agent(result)["iterations"][1]["prompt"]
+    # How the project's package imports is measured by the driver (not installed: src/ on the path).
+    for told in (prompts["root.1"], agent(result)["iterations"][1]["prompt"]):
+        assert "PYTHONPATH=src" in told and "`mypkg` (`src/mypkg`) are not installed here" in told
     leaf = budget_text(Budget(1, 5, 2, 2, 7, 9, 60, 0.0, None))
     assert "sandboxes" not in leaf and "no delegation (maximum depth)" in leaf
     assert "7 of 9 sandboxes left for the whole tree" in budget_text(Budget(1, 5, 1, 2, 7, 9, 60, 0.0, None))

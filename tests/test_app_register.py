@@ -86,9 +86,15 @@ def test_register_writes_a_private_env_file_the_server_can_load(fake, tmp_path):
         "contents": "write",
         "issues": "write",
         "pull_requests": "write",
+        "checks": "write",
         "metadata": "read",
     }
-    assert manifest["default_events"] == ["issue_comment", "pull_request_review_comment"]
+    assert manifest["default_events"] == [
+        "issue_comment",
+        "pull_request_review_comment",
+        "issues",
+        "pull_request",
+    ]
     assert manifest["redirect_url"].startswith("http://127.0.0.1:")
     settings = AppSettings.from_env(read_env_file(path))
     assert (settings.app_id, settings.webhook_secret) == ("4242", "whsec-from-fake-github-0123456789")

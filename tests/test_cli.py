@@ -138,7 +138,8 @@ def test_bad_config_exits_2_with_one_sentence(tmp_path, content, expected):
     [
         ("/nonexistent/repo", "is neither a URL nor an existing directory"),
         ("http://127.0.0.1:9/nothing.git", "could not fetch http://127.0.0.1:9/nothing.git"),
-        ("{tmp}", "could not fetch"),  # a directory that is not a git repository
+        # a directory that is not a git repository: git's own words, found before any fetch
+        ("{tmp}", "is not inside a git repository (git says: fatal: not a git repository"),
     ],
 )
 def test_unreachable_repo_exits_2(tmp_path, write_script, repo, expected):
@@ -157,10 +158,13 @@ def test_unreachable_repo_exits_2(tmp_path, write_script, repo, expected):
     assert expected in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_missing_branch_and_commit_are_clear(make_repo, tmp_path):
+def test_missing_branch_and_commit_are_clear(make_repo, write_script, tmp_path):
     repo, _ = make_repo()
     env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    proc = rlm("run", str(repo), "-p", "x", "-b", "nope", "--model", "scripted/x.yaml", cwd=tmp_path, env=env)
+    script = write_script([{"task": "", "responses": [py('FINAL("x")')]}])
+    proc = rlm(
+        "run", str(repo), "-p", "x", "-b", "nope", "--model", f"scripted/{script}", cwd=tmp_path, env=env
+    )
     assert proc.returncode == 2 and "branch 'nope' does not exist" in proc.stderr
     proc = rlm(
         "run",
@@ -170,7 +174,7 @@ def test_missing_branch_and_commit_are_clear(make_repo, tmp_path):
         "--commit",
         "abcdef12",
         "--model",
-        "scripted/x.yaml",
+        f"scripted/{script}",
         cwd=tmp_path,
         env=env,
     )
@@ -305,11 +309,12 @@ def test_leftovers_of_a_killed_run_are_reaped_at_the_next_start(make_repo, write
     assert leftovers(cache / "rlm-bot") == []
 
 
-def test_daytona_without_a_key_exits_2_before_any_work(make_repo, tmp_path):
+def test_daytona_without_a_key_exits_2_before_any_work(make_repo, write_script, tmp_path):
     repo, _ = make_repo()
+    script = write_script([{"task": "", "responses": [py('FINAL("x")')]}])
     env = {k: v for k, v in os.environ.items() if k != "DAYTONA_API_KEY"}
     proc = subprocess.run(
-        [*RLM, "run", str(repo), "-p", "x", "--sandbox", "daytona", "--model", "scripted/x.yaml"],
+        [*RLM, "run", str(repo), "-p", "x", "--sandbox", "daytona", "--model", f"scripted/{script}"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -297,6 +297,7 @@ def test_status_and_pr_body_details(world):
     assert job.outcome == "pr", job.message
     (status,) = [c for c in env.fake.issue_comments(REPO, 7)]
     assert not [b for b in status["history"] if "0 agents running, 0 finished" in b]
+    assert not [b for b in status["history"] if "0 running, 0 finished" in b]
     (pull,) = env.fake.created_pulls
     assert messages.WORKFLOW_FILES_SKIPPED.format(files=".github/workflows/ci.yml") in pull["body"]
     assert messages.WORKFLOW_FILES_SKIPPED.format(files=".github/workflows/ci.yml") in status["body"]

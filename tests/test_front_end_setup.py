@@ -85,8 +85,8 @@ def test_a_cli_run_is_worded_for_the_cli(make_repo, write_script, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["outcome"] == "no_changes"
-    assert summary["message"] == CLI_WORDS.no_changes
+    assert summary["outcome"] == "answer"  # no change, and the root's answer is the result
+    assert summary["message"] == CLI_WORDS.answered
     assert "pull request" not in proc.stdout + proc.stderr
 
 

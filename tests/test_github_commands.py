@@ -7,8 +7,19 @@ from importlib import metadata
 import pytest
 
 from bot.github import messages
+from bot.github.auth import AppSettingsError
 from bot.github.commands import HELP_TEXT, Command, help_text, parse_command
-from bot.github.repo_config import KEY_NOT_ALLOWED, MODEL_NOT_ALLOWED, SECTION_NOT_ALLOWED, apply_repo_config
+from bot.github.repo_config import (
+    COST_ABOVE_MAXIMUM,
+    DEFAULT_COST_CAP_USD,
+    KEY_NOT_ALLOWED,
+    MODEL_NOT_ALLOWED,
+    SECTION_NOT_ALLOWED,
+    CostCap,
+    RepoPolicy,
+    apply_repo_config,
+    repo_settings,
+)
 from bot.rlm import load_config
 
 
@@ -26,6 +37,9 @@ from bot.rlm import load_config
         ("/rlm cancel", Command("cancel")),
         ("/rlm cancel\nplease", Command("cancel")),
         ("/rlm help me fix the parser", Command("run", "help me fix the parser")),
+        ("/rlm review", Command("review", "")),
+        ("/rlm Review error handling\nand the tests", Command("review", "error handling\nand the tests")),
+        ("/rlm reviewers are slow", Command("run", "reviewers are slow")),
         ("/rlm", Command("invalid", "")),
         ("/rlm   ", Command("invalid", "")),
         ("/rlm --depth 3 fix", Command("invalid", "--depth 3 fix")),
@@ -106,7 +120,42 @@ def test_repo_config_cannot_raise_limits(server_config):
         server_config, "rlm:\n  max_depth: 3\n  max_sandboxes: 500\n  max_cost_usd: 50\n"
     )
     assert (config.rlm.max_depth, config.rlm.max_sandboxes, config.rlm.max_cost_usd) == (2, 10, 1.0)
-    assert notes == []
+    assert notes == [COST_ABOVE_MAXIMUM.format(asked=50, cap=1.0)]  # the repository hears its cap
+
+
+def test_repo_cost_cap_has_the_operators_default_and_is_bounded_by_its_maximum(server_config):
+    policy = RepoPolicy(cost=CostCap(default_usd=5.0, max_usd=20.0))
+    settings = repo_settings(server_config, None, policy=policy)
+    assert settings.config.rlm.max_cost_usd == 5.0 and settings.problems == []  # the default applies
+    settings = repo_settings(server_config, "rlm:\n  max_cost_usd: 12.5\n", policy=policy)
+    assert settings.config.rlm.max_cost_usd == 12.5 and settings.problems == []  # above the default: allowed
+    settings = repo_settings(server_config, "rlm:\n  max_cost_usd: 0.05\n", policy=policy)
+    assert settings.config.rlm.max_cost_usd == 0.05
+    settings = repo_settings(server_config, "rlm:\n  max_cost_usd: 500\n", policy=policy)
+    assert settings.config.rlm.max_cost_usd == 20.0  # a repository cannot raise it above the maximum
+    assert settings.problems == [COST_ABOVE_MAXIMUM.format(asked=500, cap=20.0)]
+    assert "$500.00" in settings.problems[0] and "$20.00" in settings.problems[0]
+    # The Action: the repository is its own operator (no ceiling; any model)
+    own = RepoPolicy(cost=CostCap(5.0, None), any_model=True)
+    settings = repo_settings(server_config, "rlm:\n  max_cost_usd: 500\nmodel:\n  name: x/y\n", policy=own)
+    assert (settings.config.rlm.max_cost_usd, settings.config.model.name) == (500, "x/y")
+    assert settings.problems == []
+
+
+def test_the_operators_cost_cap_settings():
+    from webhooks.settings import NOT_DOLLARS, cost_cap
+
+    engine = load_config(None, environ={})
+    assert cost_cap(engine, {}) == CostCap(DEFAULT_COST_CAP_USD, DEFAULT_COST_CAP_USD) == CostCap(5.0, 5.0)
+    env = {"RLM_COST_CAP_USD": "2", "RLM_COST_CAP_MAX_USD": "$10"}
+    assert cost_cap(engine, env) == CostCap(2.0, 10.0)
+    capped = load_config(None, {"rlm.max_cost_usd": 3.0}, environ={})  # the engine's own setting
+    assert cost_cap(capped, {}) == CostCap(3.0, 3.0)
+    with pytest.raises(AppSettingsError) as e:
+        cost_cap(engine, {"RLM_COST_CAP_USD": "lots"})
+    assert str(e.value) == NOT_DOLLARS.format(name="RLM_COST_CAP_USD", value="lots")
+    with pytest.raises(AppSettingsError, match="below the default cap"):
+        cost_cap(engine, {"RLM_COST_CAP_USD": "5", "RLM_COST_CAP_MAX_USD": "1"})
 
 
 def test_repo_config_model_must_be_allowed(server_config):

@@ -111,12 +111,13 @@ def test_body_closes_the_issue_and_collapses_the_report():
         },
     )
     body = messages.pr_body(result, None, closes=12)
+    assert body.startswith("## Summary\n\nDetails.\n")  # "Fix total" is the title, not said twice
     assert "Closes #12" in body
     assert "<details><summary>📋 Report from the agents</summary>\n\n| file | ok |" in body
     assert "Closes #" not in messages.pr_body(result, None)
     follow = messages.follow_up_body("new summary", body, run_id="r2", requester="bob", task="also None")
     assert follow.startswith("🔁 Updated by follow-up run `r2`, requested by @bob: also None\n\nnew summary")
-    assert "<details><summary>Earlier description</summary>" in follow and "Fix total" in follow
+    assert "<details><summary>Earlier description</summary>" in follow and "Details." in follow
     assert len(messages.follow_up_body("x", "y" * 100_000, run_id="r", requester="b", task="t")) <= 65536
 
 

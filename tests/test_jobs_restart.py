@@ -98,7 +98,7 @@ def test_killed_server_resumes_the_run(world, tmp_path):
         resp = post_event(url, "issue_comment", comment_payload("/rlm fix the TODO", clone_url=str(env.bare)))
         assert resp.status_code == 202
         wait_for(
-            lambda: any("1 iterations" in b for c in env.fake.comments.values() for b in c["history"]),
+            lambda: any("1 iteration " in b for c in env.fake.comments.values() for b in c["history"]),
             timeout=60,
             what="the run to be under way",
         )
@@ -151,6 +151,16 @@ def test_run_that_cannot_resume_is_reported(world, tmp_path):
     status_id = 4242
     env.fake.comments[status_id] = {"repo": REPO, "issue": 7, "body": "running", "history": ["running"]}
     request["status_comment_id"] = status_id
+    # The check run its first worker created ends with the run, not left in progress.
+    check_id = 5151
+    env.fake.check_runs[check_id] = {
+        "id": check_id,
+        "repo": REPO,
+        "status": "in_progress",
+        "annotations": [],
+        "history": [{}],
+    }
+    request["check_run_id"] = check_id
     job = store.record_delivery("d1", "issue_comment", NewJob("run", REPO, 7, request, installation_id=42))
     store.claim(CONTROL_LANE, "first")  # accepted, then the first worker started the run and died,
     store.promote(job.id)
@@ -173,3 +183,6 @@ def test_run_that_cannot_resume_is_reported(world, tmp_path):
     assert messages.OUTCOME_INTERRUPTED.format(prefix="/rlm") in body and "run-xyz" in body
     assert [r["content"] for r in env.fake.reactions.values()] == [messages.REACTION_FAILED]
     assert env.fake.created_pulls == []
+    check = env.fake.check_runs[check_id]
+    assert (check["status"], check["conclusion"]) == ("completed", "failure")
+    assert check["output"]["title"] == messages.OUTCOME_INTERRUPTED.format(prefix="/rlm").splitlines()[0]

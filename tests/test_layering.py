@@ -100,7 +100,7 @@ RULES = (
         WEBHOOK_EVENTS,
         ("bot.rlm", "bot.pipeline:run", "bot.pipeline.run", "webhooks.handler", *GITHUB_WRITES),
         "webhook handlers only validate and enqueue (the job handler runs and writes)",
-        ("bot.github.commands",),
+        ("bot.github.commands", "bot.github.review"),  # parsing a command, wording a review's task
     ),
     *(
         Forbid(layer, GITHUB_CLIENTS, "every GitHub write goes through bot/github", exempt=("bot.github",))

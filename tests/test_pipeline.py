@@ -30,7 +30,7 @@ EDIT = 'print(edit_file("calc.py", "    # TODO: implement\\n    return 0\\n", " 
 SCENARIOS = {
     # name: (the root's replies, the outcome kind, whether a patch file is left)
     "change": ([py(EDIT + '\nFINAL("fixed")')], OutcomeKind.PR, True),
-    "no-change": ([py('FINAL("nothing to do")')], OutcomeKind.NO_CHANGES, False),
+    "no-change": ([py('FINAL("nothing to do")')], OutcomeKind.ANSWER, False),  # the answer is the result
     "fails-after-edit": ([py(EDIT)], OutcomeKind.ERROR, True),  # then the script runs out
 }
 # What "delivered" is for each front end when the run made a change.
@@ -115,7 +115,7 @@ def _action(tmp_path: Path, make_repo, write_script, make_config, replies: list[
         assert PLANTED_KEY not in proc.stderr and PLANTED_TOKEN not in proc.stderr
         directory = Path(out["results-file"]).parent
         run_id = Path(out["results-file"]).stem
-        kinds = {"pr-created": "pr", "no-changes": "no_changes", "failed": "error"}
+        kinds = {"pr-created": "pr", "no-changes": "no_changes", "answered": "answer", "failed": "error"}
         return Ran(kinds.get(out["conclusion"], out["conclusion"]), directory, run_id, proc.stdout)
     finally:
         fake.stop()

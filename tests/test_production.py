@@ -81,7 +81,7 @@ def test_killed_worker_is_taken_over_after_its_lease_and_one_pr_results(world, p
         assert resp.status_code == 202, resp.text
         job_id = resp.json()["job"]
         wait_for(
-            lambda: any("1 iterations" in b for c in env.fake.comments.values() for b in c["history"]),
+            lambda: any("1 iteration " in b for c in env.fake.comments.values() for b in c["history"]),
             timeout=60,
             what="the run to be under way",
         )

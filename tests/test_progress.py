@@ -45,3 +45,11 @@ def test_table_is_in_tree_order_with_costs():
     ids = [cell.plain.strip() for cell in table.columns[0]._cells]
     assert ids == ["root", "root.1", "root.1.1", "root.2"]
     assert "4 agents, 2 running" in str(table.title) and "$0.2500" in str(table.title)
+
+
+def test_the_live_title_shows_the_spend_against_the_cost_cap():
+    progress = Progress(Console(file=io.StringIO(), force_terminal=False, width=200), "run")
+    started = {"type": "rollout_started", "config": {"rlm": {"max_cost_usd": 2.5}}}
+    for event in [started, *EVENTS]:
+        progress.on_event(event)
+    assert "$0.2500 of $2.50" in str(progress._render().title)

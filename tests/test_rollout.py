@@ -7,6 +7,7 @@ import subprocess
 
 from bot.rlm import engine, fold_events, public, read_events, summary_markdown
 from bot.rlm.patch import apply_to_dir
+from bot.rlm.sandbox import bwrap_works
 from tests.conftest import commit_files, git, leftovers, py
 
 TREE_SCRIPT = [
@@ -171,11 +172,16 @@ def test_checkouts_go_to_work_dir_or_memory_backed_shm(make_repo, write_script, 
 
     repo, _ = make_repo({"big.txt": "x" * 10_000, "small.txt": "y"})
     script = write_script([{"task": "", "responses": [py("import os\nFINAL(os.getcwd())")]}])
-    config = make_config(script, sandbox__work_dir=str(tmp_path / "work"))
+    # Without isolation the agent's working directory is the checkout's host path; under bubblewrap
+    # it is /rlm/checkout (one path for the agent: cwd, tracebacks, tools, setup's installs).
+    config = make_config(script, sandbox__work_dir=str(tmp_path / "work"), sandbox__isolation="none")
     prepared = engine.prepare(config, str(repo))
     assert roots.checkout_bytes(prepared) == 10_001
     result = engine.run(config, prepared, "Where am I")
     assert result.answer.startswith(str(tmp_path / "work" / "sandboxes"))
+    if bwrap_works():
+        isolated = make_config(script, sandbox__work_dir=str(tmp_path / "work"))
+        assert engine.run(isolated, prepared, "Where am I").answer == "/rlm/checkout"
     # Default: /dev/shm when it has room for max_sandboxes checkouts, else the cache directory.
     auto = make_config(script)
     assert roots.choose_root(auto, prepared) == roots.shm_root(auto.cache_root())

@@ -7,6 +7,7 @@ comments without a command. Everything else is recorded for a worker, which chec
 from __future__ import annotations
 
 from bot.github.commands import parse_command
+from bot.github.review import review_task
 from bot.jobs import NewJob
 from bot.pipeline import RunRequest
 
@@ -37,6 +38,12 @@ def enqueue_command(
     command = parse_command(comment.get("body"), delivery.prefix)
     if command is None:
         return delivery.ignore(IGNORED_NO_COMMAND.format(prefix=delivery.prefix))
+    kind, task, mode = command.kind, command.task, "change"
+    if kind == "review":  # a review on a pull request; on an issue, "review …" is a task like any
+        kind = "run"
+        mode, task = (
+            ("review", review_task(command.task)) if is_pull else ("change", f"review {command.task}".strip())
+        )
     repo = payload["repository"]
     user = comment.get("user") or payload.get("sender") or {}
     full_name = typed(repo["full_name"], str, "repository.full_name")
@@ -46,7 +53,8 @@ def enqueue_command(
         number=typed(number, int, "issue or pull request number"),
         requester=typed(user.get("login"), str, "comment.user.login", optional=True),
         requester_id=typed(user.get("id"), int, "comment.user.id", optional=True),
-        task=command.task,
+        task=task,
+        mode=mode,
         clone_url=typed(repo.get("clone_url"), str, "repository.clone_url", optional=True),
         comment_id=typed(comment["id"], int, "comment.id"),
         review_comment=review,
@@ -55,7 +63,7 @@ def enqueue_command(
     )
     delivery.enqueue(
         NewJob(
-            kind=JobKind(command.kind),
+            kind=JobKind(kind),
             repo=full_name,
             number=number,
             request=request.to_payload(),

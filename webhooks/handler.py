@@ -15,17 +15,19 @@ from bot import pipeline
 from bot.github import messages
 from bot.github.api import GitHubAPI, GitHubError
 from bot.github.auth import AppAuth, basic_auth_header
+from bot.github.checks import CheckRunReporter
 from bot.github.commands import help_text
 from bot.github.deliver import DeliveryOptions, GitHubDeliverer
 from bot.github.permissions import may_run, not_allowed
-from bot.github.repo_config import RepoConfigStage
+from bot.github.repo_config import REPO_CONFIG_PATH, RepoConfigStage, RepoPolicy
 from bot.github.reporter import StatusReporter
 from bot.github.request_context import RequestContextStage
-from bot.jobs import RUN_LANE, Job, JobState, JobStore, WorkerPool
+from bot.github.triggers import STARTED_BY_ASSIGN, STARTED_BY_LABEL, TriggerKind, bot_login, parse_triggers
+from bot.jobs import CONTROL_LANE, RUN_LANE, DuplicateDelivery, Job, JobState, JobStore, NewJob, WorkerPool
 from bot.pipeline import NullReporter, OutcomeKind, Reporters, RunOutcome, RunRequest, RunSettings
 from bot.rlm import Config
 
-from .kinds import JobKind, request_of
+from .kinds import JobKind, busy_instead, request_of
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class AppJobHandler:
         self.settings = settings
         self.pool = pool
         self._local = threading.local()
+        self._slug: str | None = None
 
     def __call__(self, job: Job, cancel: threading.Event) -> None:
         try:
@@ -96,6 +99,8 @@ class AppJobHandler:
             return self._report_interrupted(api, job)
         if kind is JobKind.RUN and job.lane is RUN_LANE:
             return self._run(api, job, cancel)  # accepted earlier in the control lane
+        if kind is JobKind.TRIGGER:
+            return self._trigger(api, job)
         requester = request_of(job).requester
         if not may_run(api, job.repo, requester):
             return self._reply(api, job, not_allowed(requester, prefix), "not_allowed")
@@ -109,6 +114,45 @@ class AppJobHandler:
             JobKind.RUN: self._accept,
         }
         return replies[kind](api, job)
+
+    def _bot_login(self) -> str:
+        """The App's bot user (what an issue is assigned to), asked of GitHub once."""
+        if self._slug is None:
+            self._slug = str(self.auth.app_api().request("GET", "/app")["slug"])
+        return bot_login(self._slug)
+
+    def _trigger(self, api: GitHubAPI, job: Job) -> None:
+        """A label or an assignment: a run when `.github/rlm.yml` `triggers:` says so and the
+        sender has write access; else nothing (a person without access is told)."""
+        req = job.request
+        kind = TriggerKind(req["trigger"])
+        default_branch = api.get_repo(job.repo).get("default_branch") or "main"
+        triggers, _ = parse_triggers(api.get_file(job.repo, REPO_CONFIG_PATH, default_branch))
+        bot = self._bot_login() if kind is TriggerKind.ASSIGN and triggers.assign else None
+        if not triggers.starts(kind, req["trigger_value"], bot):
+            return self._finish(job, JobState.DONE, "ignored", messages.TRIGGER_NOT_CONFIGURED)
+        if not may_run(api, job.repo, req["requester"]):
+            return self._reply(api, job, not_allowed(req["requester"], self.settings.prefix), "not_allowed")
+        how = STARTED_BY_LABEL if kind is TriggerKind.LABEL else STARTED_BY_ASSIGN
+        started_by = how.format(sender=req["requester"], label=req["trigger_value"], bot=req["trigger_value"])
+        request = {k: v for k, v in req.items() if k not in ("trigger", "trigger_value")}
+        run = NewJob(
+            kind=JobKind.RUN,
+            repo=job.repo,
+            number=job.number,
+            request={**request, "default_branch": default_branch, "started_by": started_by},
+            installation_id=job.installation_id,
+        )
+        try:  # keyed by the trigger's delivery: a trigger job done twice starts one run
+            self.store.record_delivery(
+                f"{job.delivery_id}/run", "trigger", run, decision="queued", if_run_active=busy_instead
+            )
+        except DuplicateDelivery:
+            pass
+        pool = self.pool()
+        if pool is not None:
+            pool.notify(CONTROL_LANE)
+        self._finish(job, JobState.DONE, "triggered", started_by)
 
     def _status(self, api: GitHubAPI, job: Job) -> None:
         active = self.store.active_run(job.repo, job.number)
@@ -164,6 +208,20 @@ class AppJobHandler:
         )
         return status, Reporters(store, status)
 
+    def _check(
+        self, api: GitHubAPI, job: Job, request: RunRequest, status: StatusReporter
+    ) -> CheckRunReporter:
+        """The run's check run. It goes before the status comment among the reporters: a 403 it
+        meets is a note the status comment then shows."""
+        return CheckRunReporter(
+            api,
+            request,
+            details_url=self._trace_url(job),
+            interval=self.settings.status_interval,
+            on_off=status.note,
+            on_change=StoreReporter(self.store, job.id).request_changed,
+        )
+
     def _deliverer(self, api: GitHubAPI, job: Job) -> GitHubDeliverer:
         s, trace_url = self.settings, self._trace_url(job)
         options = DeliveryOptions(
@@ -197,6 +255,9 @@ class AppJobHandler:
         s = self.settings
         request = request_of(job)
         status, reporter = self._reporter(api, job, request)
+        reporter = Reporters(
+            reporter.reporters[0], self._check(api, job, request, status), *reporter.reporters[1:]
+        )
         try:
             token = api.auth_token()  # renewed here if the run waited long in the queue
         except GitHubError as e:  # the status comment says so; it must not stay at "queued"
@@ -208,7 +269,7 @@ class AppJobHandler:
         trace_url = self._trace_url(job)
         deliverer = self._deliverer(api, job)
         stages = [
-            RepoConfigStage(api, s.allowed_models, s.repo_setup, on_prefs=deliverer.use_prefs),
+            RepoConfigStage(api, self.repo_policy(), on_prefs=deliverer.use_prefs),
             RequestContextStage(api),
         ]
         settings = RunSettings(
@@ -224,6 +285,10 @@ class AppJobHandler:
         outcome = pipeline.run(request, reporter, deliverer, cancel, settings=settings)
         self._finish(job, job_state(outcome.kind), outcome.kind.value, outcome.message)
 
+    def repo_policy(self) -> RepoPolicy:
+        s = self.settings
+        return RepoPolicy(frozenset(s.allowed_models), s.repo_setup, s.cost_cap)
+
     def _report_interrupted(self, api: GitHubAPI, job: Job) -> None:
         """A run that could not be resumed: its status ends with the reason, 😕 replaces 👀, and a
         patch it had saved is named."""
@@ -235,7 +300,10 @@ class AppJobHandler:
         saved = pipeline.patch_path(self.settings.results_dir, request.run_id) if request.run_id else None
         if saved is not None and saved.is_file():
             message += " " + messages.PATCH_SAVED.format(where=_patch_link(saved, self._trace_url(job)))
-        status.finished(RunOutcome(status.status.run_id, OutcomeKind.ERROR, message))
+        outcome = RunOutcome(status.status.run_id, OutcomeKind.ERROR, message)
+        if request.check_run_id is not None:  # its check run ends too, not left in progress
+            self._check(api, job, request, status).finished(outcome)
+        status.finished(outcome)
         self._finish(job, JobState.FAILED, JobKind.INTERRUPTED.value, message)
 
 

@@ -19,6 +19,7 @@ class JobKind(StrEnum):
     CANCEL = "cancel"
     BUSY = "busy"  # a run command while another run is active on the issue
     INTERRUPTED = "interrupted"  # a run whose workers kept dying: its status says so
+    TRIGGER = "trigger"  # a label or an assignment: a run if .github/rlm.yml `triggers:` says so
 
 
 def request_of(job: Job) -> RunRequest:

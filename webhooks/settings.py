@@ -11,12 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from bot.github.auth import AppSettings, AppSettingsError
-from bot.github.repo_config import RepoSetup, repo_setup_policy
+from bot.github.repo_config import DEFAULT_COST_CAP_USD, CostCap, RepoSetup, repo_setup_policy
 from bot.jobs import DEFAULT_LEASE, is_postgres_url
 from bot.rlm import Config
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
 NOT_SECONDS = "{name} must be a positive number of seconds, not {value!r}"
+NOT_DOLLARS = "{name} must be a positive number of US dollars, such as 5, not {value!r}"
+COST_CAP_BELOW_DEFAULT = (
+    "RLM_COST_CAP_MAX_USD (${maximum:.2f}) is below the default cap RLM_COST_CAP_USD (${default:.2f}); "
+    "raise it or lower the default."
+)
 
 
 ENV_PREFIX = "RLM_HTTP_"
@@ -67,6 +72,7 @@ class WorkerSettings:
     status_interval: float = 15.0
     allowed_models: set[str] = field(default_factory=set)
     repo_setup: RepoSetup = RepoSetup.ALLOW  # what a repository's `setup:` may do (RLM_REPO_SETUP)
+    cost_cap: CostCap = field(default_factory=CostCap)  # RLM_COST_CAP_USD, RLM_COST_CAP_MAX_USD
     api_key: str | None = None  # LLM_API_KEY
     daytona_api_key: str | None = None  # DAYTONA_API_KEY
     api_options: dict = field(default_factory=dict)  # e.g. {"sleep": ..., "max_tries": ...} for tests
@@ -92,9 +98,9 @@ class ServerConfig:
     @classmethod
     def from_env(cls, engine: Config, environ: dict[str, str] | None = None, **overrides) -> ServerConfig:
         """GITHUB_* for the App; RLM_DB, RLM_LEASE_SECONDS, RLM_PUBLIC_URL, RLM_COMMAND_PREFIX, RLM_DRAFT_PRS,
-        RLM_PUSH_WORKFLOWS, RLM_ALLOWED_MODELS, RLM_REPO_SETUP, RLM_STATUS_INTERVAL for the server,
-        LLM_API_KEY and DAYTONA_API_KEY for the runs (the readiness check too),
-        RLM_HTTP_* for the HTTP server."""
+        RLM_PUSH_WORKFLOWS, RLM_ALLOWED_MODELS, RLM_REPO_SETUP, RLM_STATUS_INTERVAL, RLM_COST_CAP_USD,
+        RLM_COST_CAP_MAX_USD for the server, LLM_API_KEY and DAYTONA_API_KEY for the runs (the
+        readiness check too), RLM_HTTP_* for the HTTP server."""
         env = os.environ if environ is None else environ
         try:
             http = HttpSettings.from_env(env)  # a bad value is a one-line error before anything starts
@@ -111,6 +117,7 @@ class ServerConfig:
             status_interval=_seconds(env, "RLM_STATUS_INTERVAL", 15.0),
             allowed_models={m.strip() for m in (env.get("RLM_ALLOWED_MODELS") or "").split(",") if m.strip()},
             repo_setup=_repo_setup(env.get("RLM_REPO_SETUP")),
+            cost_cap=cost_cap(engine, env),
             api_key=env.get("LLM_API_KEY", "").strip() or None,
             daytona_api_key=env.get("DAYTONA_API_KEY", "").strip() or None,
         )
@@ -140,6 +147,30 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 < value < float("inf"):
         raise AppSettingsError(NOT_SECONDS.format(name=name, value=raw))
     return value
+
+
+def _dollars(env: Mapping[str, str], name: str) -> float | None:
+    raw = (env.get(name) or "").strip().lstrip("$")
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise AppSettingsError(NOT_DOLLARS.format(name=name, value=env.get(name)))
+    return value
+
+
+def cost_cap(engine: Config, env: Mapping[str, str]) -> CostCap:
+    """A run's cost cap: RLM_COST_CAP_USD (else the engine's rlm.max_cost_usd, else $5) when the
+    repository sets none; a repository's `rlm.max_cost_usd` may ask up to RLM_COST_CAP_MAX_USD
+    (default: the default cap)."""
+    default = _dollars(env, "RLM_COST_CAP_USD") or engine.rlm.max_cost_usd or DEFAULT_COST_CAP_USD
+    maximum = _dollars(env, "RLM_COST_CAP_MAX_USD") or default
+    if maximum < default:
+        raise AppSettingsError(COST_CAP_BELOW_DEFAULT.format(maximum=maximum, default=default))
+    return CostCap(default, maximum)
 
 
 def db_target(value: str | Path) -> str | Path:

@@ -380,9 +380,51 @@ class GitHubAPI:
             "POST", f"/repos/{repo}/pulls", body=payload, check=lambda: self.find_open_pull(repo, head)
         )
 
+    # ------------------------------------------------------------------ reviews and check runs
+
+    def create_review(
+        self, repo: str, number: int, *, commit_id: str, body: str, comments: list[dict]
+    ) -> dict:
+        """One review with inline comments; always `event: COMMENT` (the bot never approves or
+        requests changes). A 5xx is retried only after checking the review was not posted."""
+        payload = {
+            "commit_id": commit_id,
+            "body": REDACTOR.redact(body),
+            "event": "COMMENT",
+            "comments": [{**c, "body": REDACTOR.redact(c["body"])} for c in comments],
+        }
+
+        def posted() -> dict | None:
+            reviews = self.request("GET", f"/repos/{repo}/pulls/{number}/reviews", params={"per_page": 100})
+            return next((r for r in reversed(reviews or []) if r.get("body") == payload["body"]), None)
+
+        return self.request("POST", f"/repos/{repo}/pulls/{number}/reviews", body=payload, check=posted)
+
+    def create_check_run(self, repo: str, body: dict) -> dict:
+        # A repeated create makes a second check run of the same name: harmless, GitHub shows the newest.
+        return self.request("POST", f"/repos/{repo}/check-runs", body=_redact_output(body), idempotent=True)
+
+    def update_check_run(self, repo: str, check_run_id: int, body: dict) -> dict:
+        return self.request("PATCH", f"/repos/{repo}/check-runs/{check_run_id}", body=_redact_output(body))
+
     def compare_url(self, repo: str, base: str, head: str) -> str:
         """The web page comparing `head` with `base` (where a pull request can be opened by hand)."""
         return f"{web_url(self.api_url)}/{repo}/compare/{_path(base)}...{_path(head)}"
+
+
+def _redact_output(body: dict) -> dict:
+    """A check run's body with its user-visible text (output title, summary, text, annotations)
+    redacted."""
+    output = body.get("output")
+    if not isinstance(output, dict):
+        return body
+    clean = {k: REDACTOR.redact(v) if isinstance(v, str) else v for k, v in output.items()}
+    if isinstance(output.get("annotations"), list):
+        clean["annotations"] = [
+            {k: REDACTOR.redact(v) if isinstance(v, str) else v for k, v in a.items()}
+            for a in output["annotations"]
+        ]
+    return {**body, "output": clean}
 
 
 def _path(ref: str) -> str:

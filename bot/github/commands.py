@@ -1,8 +1,9 @@
 """`/rlm` commands in comment text.
 
 A command is the first line that starts with the prefix. `/rlm <task>` takes the rest of that line
-and every line after it as the task; `help`, `status` and `cancel` are keywords; an unknown flag or
-an empty task is `invalid` (answered with the help text).
+and every line after it as the task; `help`, `status` and `cancel` are keywords; `review [focus]`
+asks for a review (its task is the focus, maybe empty); an unknown flag or an empty task is
+`invalid` (answered with the help text).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ HELP_TEXT = """\
 
 | command | what it does |
 |---|---|
-| `{prefix} <task>` | start a run; every line after the command is part of the task |
+| `{prefix} <task>` | start a run; every line after the command is part of the task. A question gets its answer here |
+| `{prefix} review [focus]` | on a pull request: review its changes and post one review with inline comments (nothing is pushed) |
 | `{prefix} status` | show the progress of the run on this issue or pull request |
 | `{prefix} cancel` | stop the run on this issue or pull request and all its sub-agents |
 | `{prefix} help` | show this message |
@@ -29,6 +31,7 @@ Only people with write access to the repository can use these commands."""
 
 class CommandKind(StrEnum):
     RUN = "run"
+    REVIEW = "review"  # `review [focus]`: a review on a pull request (a task elsewhere)
     HELP = "help"
     STATUS = "status"
     CANCEL = "cancel"
@@ -36,6 +39,7 @@ class CommandKind(StrEnum):
 
 
 KEYWORDS = (CommandKind.HELP, CommandKind.STATUS, CommandKind.CANCEL)
+REVIEW_WORD = CommandKind.REVIEW
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,9 @@ def parse_command(text: str | None, prefix: str = DEFAULT_PREFIX) -> Command | N
             return Command(CommandKind(word))
         if word.startswith("-"):
             return Command(CommandKind.INVALID, first)
+        if word == REVIEW_WORD:  # `review [focus]`: a review on a pull request (a task elsewhere)
+            focus = "\n".join(p for p in (first[len(word) :].strip(), rest) if p).strip()
+            return Command(CommandKind.REVIEW, focus)
         task = "\n".join(part for part in (first, rest) if part).strip()
         return Command(CommandKind.RUN, task) if task else Command(CommandKind.INVALID, "")
     return None

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.pipeline import OutcomeKind, RunOutcome, RunRequest, RunState, Target
+from bot.rlm import RunMode
 
-from . import messages
+from . import messages, review
 from .api import GitHubAPI, GitHubError
 from .pull_request import REASON_ONLY_WORKFLOWS, created_by_bot, open_pull_request, push_commit
 from .repo_config import DeliveryPrefs, PullRequestMode
@@ -91,8 +92,16 @@ class GitHubDeliverer:
         return f"`{run_id}.patch`"
 
     def deliver(self, state: RunState) -> RunOutcome:
+        outcome = self._deliver(state)
+        if state.partial and state.result is not None:
+            return partial_outcome(outcome, state.result.results)
+        return outcome
+
+    def _deliver(self, state: RunState) -> RunOutcome:
         request, result = state.request, state.result
         assert result is not None and state.prepared is not None
+        if result.mode is RunMode.REVIEW:
+            return self._review(state)
         if request.fork:
             body = messages.patch_comment(result.run_id, result.patch, self.options.patch_url)
             url = self.api.post_comment(request.repo, request.number, body).get(
@@ -104,6 +113,7 @@ class GitHubDeliverer:
         if request.is_pull and (request.follow_up or self.prefs.pull_requests is PullRequestMode.PUSH):
             return self._push(state)
         o = self.options
+        partial = messages.partial_note(result.results) if state.partial else None
         by_person = o.name_requester(request)
         source = o.source(request)
         closes = (
@@ -123,10 +133,11 @@ class GitHubDeliverer:
                 source=source,
                 notes=_workflow_note(skipped),
                 closes=closes,
+                partial_note=partial,
             ),
             requester=o.author(request),
             branch_name=request.pushed_branch or branch_name(request),
-            draft=o.draft,
+            draft=o.draft or partial is not None,  # a partial change is a draft, whatever the setting
             can_push_workflows=o.can_push_workflows,
             on_pushed=lambda branch: self._pushed(request, branch),
             keep_branch=o.keep_branch_without_pr,
@@ -153,6 +164,25 @@ class GitHubDeliverer:
         )
         return RunOutcome(
             result.run_id, OutcomeKind.BRANCH, message, branch=pr.branch, compare_url=compare, notes=notes
+        )
+
+    def _review(self, state: RunState) -> RunOutcome:
+        """A review run: its findings as one review on the pull request's head (nothing is pushed,
+        so a fork's pull request is reviewed the same way)."""
+        request, result = state.request, state.result
+        assert result is not None
+        summary = "\n\n".join(
+            p for p in ((result.answer or "").strip(), messages.report_section(result.report)) if p
+        )
+        footer = review.review_footer(result, messages.trace_line(self.options.trace_url, result.run_id))
+        return review.deliver_review(
+            self.api,
+            request.repo,
+            request.number,
+            request.commit or state.prepared.commit,
+            result,
+            summary=summary,
+            footer=footer,
         )
 
     def _ask_review(self, request: RunRequest, number: int) -> list[str]:
@@ -203,7 +233,8 @@ class GitHubDeliverer:
         pull = self.api.get_pull(request.repo, request.number)
         url = pull.get("html_url") or f"#{request.number}"
         if request.follow_up:
-            body = messages.pr_body(result, o.trace_url, notes=notes)
+            partial = messages.partial_note(result.results) if state.partial else None
+            body = messages.pr_body(result, o.trace_url, notes=notes, partial_note=partial)
             try:
                 self.api.update_pull(
                     request.repo,
@@ -225,6 +256,13 @@ class GitHubDeliverer:
     def _pushed(self, request: RunRequest, branch: str) -> None:
         request.pushed_branch = branch
         self.on_pushed(request)
+
+
+def partial_outcome(outcome: RunOutcome, results: dict) -> RunOutcome:
+    """The outcome of a change the cost cap cut short, saying so first."""
+    note = messages.partial_note(results)
+    outcome.message = messages.OUTCOME_PARTIAL.format(note=note, outcome=outcome.message)
+    return outcome
 
 
 def branch_name(request: RunRequest) -> str:

@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING
 
 from bot.common.version import VERSION
 from bot.pipeline import OutcomeWords
-from bot.rlm import SetupStatus, Status, fmt_cost, fmt_duration, summary_markdown, totals_line
+from bot.rlm import (
+    SetupStatus,
+    Status,
+    cost_cap_of,
+    count,
+    fmt_duration,
+    fmt_spend,
+    fmt_spend_of_cap,
+    summary_markdown,
+    totals_line,
+)
 
 from .commands import DEFAULT_PREFIX
 
@@ -29,14 +39,14 @@ STATUS_TASK = "> {task}"
 STATUS_QUEUED = "⏳ Queued: waiting for a free worker."
 STATUS_PREPARING = "📥 Fetching the repository at `{commit}`…"
 STATUS_RUNNING = (
-    "⏳ Running: {running} agents running, {finished} finished · max depth {depth} · "
-    "{iterations} iterations · {elapsed} elapsed · {cost}"
+    "⏳ Running: {running} running, {finished} finished · max depth {depth} · "
+    "{iterations} · {elapsed} elapsed · {cost}"
 )
 STATUS_OPENING_PR = "📝 Opening a pull request…"
-STATUS_SETUP = "🧰 Setting up the environment{how}"
-SETUP_RUNNING, SETUP_CACHED, SETUP_BUILT = "…", " (cached)", " (built in {duration})"
+STATUS_SETTING_UP = "🧰 Setting up the environment…"
+STATUS_SETUP_DONE = "🧰 Environment ready{how}"
+SETUP_CACHED, SETUP_BUILT = " (cached)", " (built in {duration})"
 STATUS_STARTING = "⏳ Starting the agents…"
-STATUS_SETTING_UP = STATUS_SETUP.format(how=SETUP_RUNNING)
 STATUS_RESTARTED = "🔁 The server restarted while this run was in progress; it was started again."
 STATUS_FOOTER = "Stop it with `{prefix} cancel`; see progress with `{prefix} status`."
 STATUS_VERSION = "<sub>rlm-bot {version}</sub>"
@@ -66,11 +76,24 @@ ACK_REACTION_FAILED = "⚠️ Could not add the 👀 reaction to the command ({e
 CUT_MARKER = "\n\n… cut here: GitHub allows {limit} characters. The rest is at {url}"
 CUT_MARKER_LOCAL = "\n\n… cut here: GitHub allows {limit} characters. The rest is in the server's results."
 OUTCOME_NO_CHANGES = "✅ Done, but the agents changed no files, so there is no pull request."
+OUTCOME_ANSWER = "💬 Answered; no files were changed."
+ANSWER_REPORT = "<details><summary>📋 Report from the agents</summary>\n\n{report}\n\n</details>"
 OUTCOME_ONLY_WORKFLOWS = (
     "⚠️ Done, but every change was under `.github/workflows/`, which this app may not push. The patch: {patch}"
 )
 OUTCOME_TIMEOUT = "⏱️ The run hit its time limit before finishing; no pull request was opened."
 OUTCOME_BUDGET = "⛔ The run used up its budget (sandboxes, iterations or cost); no pull request was opened."
+OUTCOME_COST_CAP = (
+    "⛔ The run reached its cost cap of ${cap:.2f} before it finished, and had changed no files; "
+    "no pull request was opened."
+)
+# The cost cap stopped the tree after it changed files: they are delivered all the same, marked partial.
+PARTIAL_NOTE = (
+    "the run reached its cost cap of {cap} ({spent} spent) before it finished, so this is the work "
+    "done until then"
+)
+OUTCOME_PARTIAL = "⚠️ Partial: {note}. {outcome}"
+PR_PARTIAL = "> [!WARNING]\n> **Partial change:** {note}. Check it with care before merging."
 OUTCOME_CANCELLED = "🚫 Cancelled by `{prefix} cancel`; no pull request was opened."
 OUTCOME_ERROR = "❌ The run failed: {error}"
 INTERNAL_ERROR = "an internal error in rlm-bot (the server log has the details)"
@@ -82,14 +105,17 @@ OUTCOME_INTERRUPTED = (
 WORKFLOW_FILES_SKIPPED = (
     "⚠️ Changes to these workflow files were left out because the app has no `workflows` permission: {files}"
 )
+TRIGGER_NOT_CONFIGURED = "This label or assignment is not a trigger in `.github/rlm.yml`."
 REPO_CONFIG_PROBLEM = "⚠️ `.github/rlm.yml` was ignored: {reason}"
 
 # How the App and the Action word the outcomes the pipeline decides itself.
 GITHUB_WORDS = OutcomeWords(
     timeout=OUTCOME_TIMEOUT,
     budget=OUTCOME_BUDGET,
+    cost_cap=OUTCOME_COST_CAP,
     cancelled=OUTCOME_CANCELLED,
     no_changes=OUTCOME_NO_CHANGES,
+    answered=OUTCOME_ANSWER,
     error=OUTCOME_ERROR,
     internal_error=INTERNAL_ERROR,
     delivery_error=OUTCOME_GITHUB_ERROR,
@@ -146,17 +172,36 @@ def pr_title(task: str) -> str:
     return title if len(title) <= PR_TITLE_LIMIT else title[: PR_TITLE_LIMIT - 1] + "…"
 
 
-def pr_title_from(answer: str | None, task: str) -> str:
-    """The title a person would write: the first line of the root's answer (the prompt asks for a
-    commit-subject line), without markdown; the task's first line when the answer has none."""
-    for line in (answer or "").strip().splitlines():
+def _answer_title(answer: str | None) -> tuple[str, int] | None:
+    """The title line of the root's answer (the prompt asks for a commit-subject first line), as
+    (title without markdown, its line index), or None when the answer has none."""
+    for i, line in enumerate((answer or "").strip().splitlines()):
         text = " ".join(re.sub(r"^[#>*\-\s]+", "", line).replace("**", "").split()).rstrip(".")
         if text.lower().rstrip(":") in ("summary", "changes", "what changed"):
             continue
-        if len(text) >= 8:
-            return text if len(text) <= PR_TITLE_LIMIT else text[: PR_TITLE_LIMIT - 1] + "…"
-        break
-    return pr_title(task)
+        return (text, i) if len(text) >= 8 else None
+    return None
+
+
+def pr_title_from(answer: str | None, task: str) -> str:
+    """The title a person would write: the first line of the root's answer, without markdown;
+    the task's first line when the answer has none."""
+    found = _answer_title(answer)
+    if found is None:
+        return pr_title(task)
+    text = found[0]
+    return text if len(text) <= PR_TITLE_LIMIT else text[: PR_TITLE_LIMIT - 1] + "…"
+
+
+def summary_text(answer: str | None) -> str:
+    """The answer for the PR body's summary: without the line that became the title (and the
+    headings before it), so the description does not open by repeating the title."""
+    answer = (answer or "").strip()
+    found = _answer_title(answer)
+    if found is None or len(found[0]) > PR_TITLE_LIMIT:
+        return answer
+    rest = "\n".join(answer.splitlines()[found[1] + 1 :]).strip()
+    return rest or answer
 
 
 def report_section(report: str | None) -> str:
@@ -189,11 +234,13 @@ def pr_body(
     source: str | None = None,
     notes: list[str] | None = None,
     closes: int | None = None,
+    partial_note: str | None = None,
 ) -> str:
-    """Root answer + `Closes #N` + the report (collapsed) + agent-tree summary (with totals) + notes +
+    """(A partial change's warning +) root answer + `Closes #N` + the report (collapsed) + agent-tree summary (with totals) + notes +
     how to see the trace, cut to GitHub's limit (the answer is what gives way; the trace link stays)."""
-    answer = (result.answer or "").strip()
-    parts = [PR_ANSWER_HEADER, "", answer or PR_NO_ANSWER, ""]
+    answer = summary_text(result.answer)
+    parts = [PR_PARTIAL.format(note=partial_note), ""] if partial_note else []
+    parts += [PR_ANSWER_HEADER, "", answer or PR_NO_ANSWER, ""]
     if closes:
         parts += [PR_CLOSES.format(number=closes), ""]
     report = report_section(getattr(result, "report", None))
@@ -215,20 +262,36 @@ def pr_body(
 
 
 def setup_status(results: dict) -> str | None:
-    """The environment setup's line of the status comment (docs/environment.md), if it had one."""
+    """The environment setup's line of the status comment (docs/environment.md), if it had one:
+    "Setting up…" while it runs, "Environment ready (built in 7.8s)" once it is done."""
     setup = results.get("setup") or {}
     if setup.get("status") == SetupStatus.RUNNING:
-        return STATUS_SETUP.format(how=SETUP_RUNNING)
+        return STATUS_SETTING_UP
     if setup.get("status") == SetupStatus.OK:
         if setup.get("cached"):
-            return STATUS_SETUP.format(how=SETUP_CACHED)
-        return STATUS_SETUP.format(how=SETUP_BUILT.format(duration=fmt_duration(setup.get("duration"))))
+            return STATUS_SETUP_DONE.format(how=SETUP_CACHED)
+        return STATUS_SETUP_DONE.format(how=SETUP_BUILT.format(duration=fmt_duration(setup.get("duration"))))
     return None
 
 
-def progress_line(results: dict, started: float, now: float | None = None) -> str:
+def setup_pending(results: dict) -> bool:
+    """The run has a setup whose first event has not arrived yet (the rollout's config says so)."""
+    sandbox = (results.get("config") or {}).get("sandbox") or {}
+    return bool(sandbox.get("setup")) and results.get("setup") is None
+
+
+def progress_line(results: dict, started: float, now: float | None = None) -> str | None:
+    """The status comment's live lines: the setup's, then "Starting the agents…" once setup is
+    done, then the running tree's counts. None while nothing is worth an edit yet."""
+    if results.get("started_at") is None or setup_pending(results):
+        return None
     setup = setup_status(results)
-    line = _running_line(results, started, now)
+    if setup == STATUS_SETTING_UP:
+        return setup
+    if results.get("agents"):
+        line = _running_line(results, started, now)
+    else:
+        line = STATUS_STARTING
     return f"{setup}\n{line}" if setup else line
 
 
@@ -237,13 +300,23 @@ def _running_line(results: dict, started: float, now: float | None) -> str:
     running = sum(1 for a in agents if a.get("status") == Status.RUNNING)
     totals = results["totals"]
     return STATUS_RUNNING.format(
-        running=running,
+        running=count(running, "agent"),
         finished=len(agents) - running,
         depth=totals["max_depth"],
-        iterations=totals["iterations"],
+        iterations=count(totals["iterations"], "iteration"),
         elapsed=fmt_duration((now or time.time()) - started),
-        cost=fmt_cost(totals["cost_usd"]),
+        cost=fmt_spend_of_cap(results),
     )
+
+
+def fmt_dollars(usd: float) -> str:
+    return f"${usd:.2f}"
+
+
+def partial_note(results: dict) -> str:
+    """Why a delivered change is partial (the cost cap stopped the tree)."""
+    cap = cost_cap_of(results)
+    return PARTIAL_NOTE.format(cap=fmt_dollars(cap or 0.0), spent=fmt_spend(results.get("totals") or {}))
 
 
 def status_body(
@@ -264,6 +337,16 @@ def status_body(
         parts += ["", STATUS_FOOTER.format(prefix=prefix)]
     parts += ["", STATUS_VERSION.format(version=VERSION)]
     return "\n".join(parts)
+
+
+def answer_lines(result: RolloutResult) -> list[str]:
+    """The answer, then the report collapsed, for the status comment of a run that answered (the
+    status comment is cut to GitHub's limit with a link to the rest: `cut`)."""
+    lines = ["", (result.answer or "").strip()]
+    report = (getattr(result, "report", None) or "").strip()
+    if report:
+        lines += ["", ANSWER_REPORT.format(report=report)]
+    return [*lines, ""]
 
 
 def final_totals(results: dict) -> str:

@@ -39,8 +39,15 @@ from bot.common.secrets import REDACTOR
 
 log = logging.getLogger(__name__)
 
-PERMISSIONS = {"contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read"}
-EVENTS = ["issue_comment", "pull_request_review_comment"]
+PERMISSIONS = {
+    "contents": "write",
+    "issues": "write",
+    "pull_requests": "write",
+    "checks": "write",
+    "metadata": "read",
+}
+# `issues` and `pull_request` carry labels and assignments (.github/rlm.yml `triggers:`).
+EVENTS = ["issue_comment", "pull_request_review_comment", "issues", "pull_request"]
 
 OPEN_PAGE = (
     "Open {url} in a browser on this machine to create the GitHub App (waiting up to {minutes} minutes)."

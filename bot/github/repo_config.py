@@ -9,17 +9,18 @@ the server's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import yaml
 
 from bot.common.enums import StrEnum
-from bot.rlm import Config, ConfigError, validate_partial
+from bot.rlm import Config, ConfigError, apply_overrides, validate_partial
 
 from .api import GitHubAPI
 from .messages import FORK_UNTRUSTED, REPO_CONFIG_PROBLEM
+from .triggers import TRIGGERS_KEY
 
 if TYPE_CHECKING:
     from bot.pipeline import Reporter, RunState
@@ -53,6 +54,21 @@ NOT_YAML = "it is not valid YAML"
 SECTION_NOT_ALLOWED = "the `{section}` section is set by the server, not the repository"
 KEY_NOT_ALLOWED = "`{key}` cannot be set by a repository"
 MODEL_NOT_ALLOWED = "model `{name}` is not one this server allows ({allowed})"
+COST_ABOVE_MAXIMUM = (
+    "`rlm.max_cost_usd` asks for ${asked:.2f}, more than the ${cap:.2f} this server allows a run; "
+    "runs stop at ${cap:.2f}"
+)
+DEFAULT_COST_CAP_USD = 5.0  # a run's cost cap when neither the operator nor the repository sets one
+
+
+@dataclass(frozen=True)
+class CostCap:
+    """What one run may spend (docs/repo-config.md): `default_usd` when the repository's
+    `rlm.max_cost_usd` says nothing, and `max_usd`, the most that key may ask (None: no ceiling,
+    as in the Action, where the repository is its own operator)."""
+
+    default_usd: float | None = DEFAULT_COST_CAP_USD
+    max_usd: float | None = DEFAULT_COST_CAP_USD
 
 
 class RepoSetup(StrEnum):
@@ -152,10 +168,16 @@ def apply_repo_config(
     text: str | None,
     allowed_models: set[str] | None = None,
     setup_policy: RepoSetup = RepoSetup.ALLOW,
+    *,
+    ceilings: Mapping[str, float | None] | None = None,
+    any_model: bool = False,
 ) -> tuple[Config, list[str]]:
-    """The config to run with, and the sentences explaining what was ignored."""
+    """The config to run with, and the sentences explaining what was ignored. Each `rlm` limit is
+    capped at the config's own value, or at `ceilings[key]` when given (None there: no ceiling);
+    `any_model` lets the file choose any model (the Action: the repository is its own operator)."""
     if not text or not text.strip():
         return config, []
+    ceilings = ceilings or {}
     allowed = set(allowed_models or ()) | {config.model.name}
     try:
         data = yaml.safe_load(text)
@@ -165,7 +187,8 @@ def apply_repo_config(
         return config, []
     if not isinstance(data, dict):
         return config, [NOT_A_MAPPING]
-    data = {k: v for k, v in data.items() if k not in DELIVERY_KEYS}  # read by delivery_prefs
+    # Read elsewhere: delivery keys by delivery_prefs, `triggers` by bot/github/triggers.py.
+    data = {k: v for k, v in data.items() if k not in DELIVERY_KEYS and k != TRIGGERS_KEY}
     has_setup, setup = "setup" in data, data.pop("setup", None)
     try:
         validate_partial(data, REPO_CONFIG_PATH)
@@ -181,7 +204,7 @@ def apply_repo_config(
     for key, value in (data.get("model") or {}).items():
         if key not in MODEL_KEYS:
             notes.append(KEY_NOT_ALLOWED.format(key=f"model.{key}"))
-        elif key == "name" and value not in allowed:
+        elif key == "name" and not any_model and value not in allowed:
             notes.append(MODEL_NOT_ALLOWED.format(name=value, allowed=", ".join(sorted(allowed))))
         elif key == "max_tokens" and config.model.max_tokens is not None and value is not None:
             merged["model"][key] = min(value, config.model.max_tokens)
@@ -191,23 +214,25 @@ def apply_repo_config(
         if key not in CAPPED_LIMITS:
             notes.append(KEY_NOT_ALLOWED.format(key=f"rlm.{key}"))
             continue
-        ceiling = getattr(config.rlm, key)
+        ceiling = ceilings[key] if key in ceilings else getattr(config.rlm, key)
         if value is None:
             continue
         merged["rlm"][key] = value if ceiling is None else min(value, ceiling)
+        if key == "max_cost_usd" and ceiling is not None and value > ceiling:
+            notes.append(COST_ABOVE_MAXIMUM.format(asked=value, cap=ceiling))
     return Config.model_validate(merged), notes
 
 
-def load_repo_config(
-    api: GitHubAPI,
-    repo: str,
-    default_branch: str,
-    config: Config,
-    allowed_models: set[str] | None = None,
-    setup_policy: RepoSetup = RepoSetup.ALLOW,
-) -> tuple[Config, list[str]]:
-    settings = load_repo_settings(api, repo, default_branch, config, allowed_models, setup_policy)
-    return settings.config, settings.problems
+@dataclass(frozen=True)
+class RepoPolicy:
+    """What a repository's `.github/rlm.yml` may do on this deployment. The App: a model from
+    RLM_ALLOWED_MODELS, `setup:` as RLM_REPO_SETUP says, a cost up to the operator's maximum. The
+    Action: the repository is its own operator (any model; no cost ceiling but its inputs')."""
+
+    allowed_models: frozenset[str] = frozenset()
+    setup: RepoSetup = RepoSetup.ALLOW
+    cost: CostCap = field(default_factory=CostCap)
+    any_model: bool = False
 
 
 def repo_settings(
@@ -215,9 +240,23 @@ def repo_settings(
     text: str | None,
     allowed_models: set[str] | None = None,
     setup_policy: RepoSetup = RepoSetup.ALLOW,
+    *,
+    policy: RepoPolicy | None = None,
 ) -> RepoSettings:
-    """Engine config (capped) and delivery preferences from one rlm.yml text."""
-    run_config, problems = apply_repo_config(config, text, allowed_models, setup_policy)
+    """Engine config (capped) and delivery preferences from one rlm.yml text. With a `policy`, the
+    run's cost cap is its default where the file sets none, and the file's is bounded by its maximum."""
+    if policy is not None:
+        config = apply_overrides(config, {"rlm.max_cost_usd": policy.cost.default_usd})
+        run_config, problems = apply_repo_config(
+            config,
+            text,
+            set(policy.allowed_models),
+            policy.setup,
+            ceilings={"max_cost_usd": policy.cost.max_usd},
+            any_model=policy.any_model,
+        )
+    else:
+        run_config, problems = apply_repo_config(config, text, allowed_models, setup_policy)
     prefs = DeliveryPrefs()
     try:
         data = yaml.safe_load(text or "")
@@ -229,33 +268,28 @@ def repo_settings(
     return RepoSettings(run_config, prefs, problems)
 
 
-def load_repo_settings(
-    api: GitHubAPI,
-    repo: str,
-    default_branch: str,
-    config: Config,
-    allowed_models: set[str] | None = None,
-    setup_policy: RepoSetup = RepoSetup.ALLOW,
-) -> RepoSettings:
-    text = api.get_file(repo, REPO_CONFIG_PATH, default_branch)
-    return repo_settings(config, text, allowed_models, setup_policy)
+def read_repo_config(api: GitHubAPI, repo: str, default_branch: str) -> str | None:
+    """The text of `.github/rlm.yml` on the default branch (None: there is none)."""
+    return api.get_file(repo, REPO_CONFIG_PATH, default_branch)
 
 
 class RepoConfigStage:
-    """The pipeline's `before_fetch` stage for the App: `.github/rlm.yml` from the default branch,
-    within what the server allows; what was ignored becomes a note in the status comment, and so
-    does, for a fork's pull request, that setup and AGENTS.md come from the base commit."""
+    """The pipeline's `before_fetch` stage for the App and the Action: `.github/rlm.yml` from the
+    default branch, within the deployment's `RepoPolicy`; what was ignored becomes a note in the
+    status comment, and so does, for a fork's pull request, that setup and AGENTS.md come from the
+    base commit. `overrides` (dotted keys: the Action's inputs) win over the file."""
 
     def __init__(
         self,
         api: GitHubAPI,
-        allowed_models: set[str] | None = None,
-        setup_policy: RepoSetup = RepoSetup.ALLOW,
+        policy: RepoPolicy | None = None,
         on_prefs: Callable[[DeliveryPrefs], None] | None = None,
+        overrides: Mapping[str, object] | None = None,
     ):
         """`on_prefs` hears the file's delivery preferences (the deliverer's `use_prefs`)."""
-        self.api, self.allowed_models, self.setup_policy = api, allowed_models, setup_policy
+        self.api, self.policy = api, policy or RepoPolicy()
         self.on_prefs = on_prefs or (lambda _prefs: None)
+        self.overrides = dict(overrides or {})
 
     def __call__(self, state: RunState, reporter: Reporter) -> None:
         request = state.request
@@ -264,10 +298,9 @@ class RepoConfigStage:
             default_branch = request.default_branch = (
                 self.api.get_repo(request.repo).get("default_branch") or "main"
             )
-        settings = load_repo_settings(
-            self.api, request.repo, default_branch, state.config, self.allowed_models, self.setup_policy
-        )
-        state.config = settings.config
+        text = read_repo_config(self.api, request.repo, default_branch)
+        settings = repo_settings(state.config, text, policy=self.policy)
+        state.config = apply_overrides(settings.config, self.overrides)
         self.on_prefs(settings.prefs)
         for problem in settings.problems:
             reporter.note(REPO_CONFIG_PROBLEM.format(reason=problem))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.common.secrets import REDACTOR
-from bot.pipeline import NullReporter, Phase, RunOutcome, RunRequest
+from bot.pipeline import NullReporter, OutcomeKind, Phase, RunOutcome, RunRequest
 
 from . import messages
 from .api import GitHubAPI, GitHubError
@@ -20,8 +20,9 @@ from .status import LiveStatus, StatusComment
 
 log = logging.getLogger(__name__)
 
+# Phase.RUNNING has no line of its own: the live status says "Setting up the environment…" or
+# "Starting the agents…" from the rollout's first events (so never "Starting" before setup).
 _PHASE_LINES = {
-    Phase.RUNNING: messages.STATUS_STARTING,
     Phase.DELIVERING: messages.STATUS_OPENING_PR,
 }
 
@@ -120,6 +121,8 @@ class StatusReporter(NullReporter):
         self._stop_live()
         self.status.run_id = outcome.run_id
         lines = [outcome.message]
+        if outcome.kind is OutcomeKind.ANSWER and outcome.result is not None:
+            lines += messages.answer_lines(outcome.result)
         if outcome.result is not None:
             lines.append(messages.final_totals(outcome.result.results))
         self._show(*lines, final=True)

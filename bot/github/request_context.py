@@ -50,6 +50,7 @@ class ContextRequest:
     requester: str
     comment_id: int | None = None
     review_comment: bool = False
+    started_by: str | None = None  # a run no command started: how it began (a label, an assignment)
 
 
 PREAMBLE = (
@@ -149,6 +150,13 @@ def _is_status_comment(comment: dict) -> bool:
     return (comment.get("body") or "").startswith(STATUS_PREFIX)
 
 
+def _is_the_command(comment: dict, request: ContextRequest) -> bool:
+    """The comment that holds only the command: the header already quotes it."""
+    if request.review_comment or comment.get("id") != request.comment_id:
+        return False
+    return " ".join((comment.get("body") or "").split()) == " ".join(request.task.split())
+
+
 def _labels(issue: dict) -> str:
     names = [lbl.get("name", "") if isinstance(lbl, dict) else str(lbl) for lbl in issue.get("labels") or []]
     return ", ".join(n for n in names if n) or "none"
@@ -189,7 +197,9 @@ def build_context(
         pull = {"user": issue.get("user"), "author_association": issue.get("author_association"), **pull}
     lines = [
         f"# {kind} #{request.number}",
-        f"Command by @{request.requester}: {request.task.strip()}",
+        f"{request.started_by}."
+        if request.started_by
+        else f"Command by @{request.requester}: {request.task.strip()}",
         "",
         f"Repository: {request.repo} · state: {issue.get('state', 'open')} · author: @{author} · "
         f"labels: {_labels(issue)}",
@@ -218,7 +228,7 @@ def build_context(
     comments = [
         c
         for c in api.list_issue_comments(request.repo, request.number, MAX_COMMENT_PAGES)
-        if not _is_status_comment(c)
+        if not _is_status_comment(c) and not _is_the_command(c, request)
     ]
     lines += r.thread(comments, "Discussion")
     return "\n".join(lines).rstrip() + "\n"
@@ -312,6 +322,7 @@ class RequestContextStage:
             request.requester,
             request.comment_id,
             request.review_comment,
+            request.started_by,
         )
         try:
             request.context = build_context(self.api, ask, self.budget)

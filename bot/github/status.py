@@ -89,11 +89,8 @@ class LiveStatus:
         self._changed.set()
 
     def line(self) -> str | None:
-        """The progress line; before the first agent started, only the environment setup's line
-        (None when the run has none: nothing worth an edit)."""
+        """The progress lines (messages.progress_line); None while nothing is worth an edit."""
         with self._lock:
-            if not self.results.get("agents"):
-                return messages.setup_status(self.results)
             return messages.progress_line(self.results, self.started, self.clock())
 
     def start(self) -> LiveStatus:

@@ -20,4 +20,5 @@ class Deliverer(Protocol):
 
     def deliver(self, state: RunState) -> RunOutcome:
         """Deliver a completed rollout's change (state.result.has_changes is true; the patch is
-        already at state.patch_path). Returns the outcome, which names where the change is."""
+        already at state.patch_path), or a review run's findings (state.result.mode is `review`).
+        Returns the outcome, which names where the change (or the review) is."""

@@ -23,6 +23,8 @@ class OutcomeKind(StrEnum):
     PATCH_COMMENT = "patch_comment"  # the patch is in a comment (fork pull requests)
     PATCH = "patch"  # the patch went to a file, stdout or an artifact (CLI, Action without a PR)
     NO_CHANGES = "no_changes"
+    ANSWER = "answer"  # the run answered (a question) and changed no files: the answer is the result
+    REVIEW = "review"  # a review run posted its findings as a pull request review
     ONLY_WORKFLOWS = "only_workflows"  # every change is under .github/workflows/: patch file only
     TIMEOUT = "timeout"
     BUDGET = "budget"
@@ -42,25 +44,29 @@ _OK = {
     OutcomeKind.PATCH_COMMENT,
     OutcomeKind.PATCH,
     OutcomeKind.NO_CHANGES,
+    OutcomeKind.ANSWER,
+    OutcomeKind.REVIEW,
 }
 
 
 @dataclass(frozen=True)
 class OutcomeWords:
     """How a front end words the outcomes the pipeline decides itself (the rest are worded by the
-    front end's Deliverer). Each front end passes its own in `RunSettings.words` (the CLI's CLI_WORDS,
-    the App's and the Action's GITHUB_WORDS); the pipeline holds no wording. `{prefix}` is the
-    command prefix (`prefix`: "/rlm" or the App's or Action's own; "" for the CLI), `{error}` the
-    failure's sentence, `{where}` where the saved patch can be had."""
+    front end's Deliverer). Each front end passes its own in `RunSettings.words` (the CLI's
+    CLI_WORDS are these neutral defaults; the App's and the Action's GITHUB_WORDS.with_prefix(p)).
+    `{prefix}` is the command prefix (`prefix`: the App's or Action's; "" for the CLI), `{error}` the failure's sentence,
+    `{where}` where the saved patch can be had, `{cap}` the run's cost cap in US dollars."""
 
-    timeout: str
-    budget: str
-    cancelled: str
-    no_changes: str
-    error: str
-    internal_error: str
-    delivery_error: str
-    patch_saved: str
+    timeout: str = "⏱️ The run hit its time limit before finishing."
+    budget: str = "⛔ The run used up its budget (sandboxes, iterations or cost)."
+    cost_cap: str = "⛔ The run reached its cost cap of ${cap:.2f} before it finished, and changed no files."
+    cancelled: str = "🚫 The run was cancelled."
+    no_changes: str = "✅ Done, but the agents changed no files."
+    answered: str = "✅ Answered; no files were changed."  # the answer is the result (ANSWER)
+    error: str = "❌ The run failed: {error}"
+    internal_error: str = "an internal error in rlm-bot (the log has the details)"
+    delivery_error: str = "❌ Delivering the change failed: {error}"
+    patch_saved: str = "The patch is saved: {where}."
     prefix: str = ""
 
     def with_prefix(self, prefix: str) -> OutcomeWords:
@@ -92,6 +98,8 @@ class RunOutcome:
     result: RolloutResult | None = None
     notes: list[str] = field(default_factory=list)  # said on the way (skipped workflow files, ...)
     error: str | None = None  # the failure's own sentence (ERROR, DELIVERY_ERROR), without decoration
+    partial: bool = False  # the cost cap stopped the tree; the change delivered is what it made so far
+    review_url: str | None = None  # the posted review (REVIEW)
 
     @property
     def ok(self) -> bool:

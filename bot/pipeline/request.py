@@ -39,6 +39,8 @@ class RunRequest:
     follow_up: bool = False  # the PR's head branch is one this bot made: the change is pushed onto it
     # Request context for the root agent (issue/PR text, thread, diff) as markdown; None = none.
     context: str | None = None
+    mode: str = "change"  # bot.rlm.RunMode: `review` is a read-only run that posts one PR review
+    started_by: str | None = None  # how a run no command started began (a label, an assignment)
     # ---- progress: set by the pipeline, stored as it goes
     run_id: str | None = None
     acknowledged: bool = False  # the requester was told the run is accepted (👀, status comment)
@@ -46,6 +48,7 @@ class RunRequest:
     status_comment_id: int | None = None
     reaction_id: int | None = None
     pushed_branch: str | None = None  # the branch holding the change, once pushed
+    check_run_id: int | None = None  # the run's check run, once created (a resumed run reuses it)
     restarted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # payload keys this version does not know
 
@@ -71,6 +74,7 @@ class RunRequest:
             "status_comment_id",
             "reaction_id",
             "pushed_branch",
+            "check_run_id",
             "commit",
             "base_branch",
             "fork",

@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bot.rlm as engine
 from bot.common.secrets import REDACTOR
-from bot.rlm import ConfigError, PatchError, RLMError, Status, new_run_id
+from bot.rlm import ConfigError, PatchError, RLMError, RunMode, Status, new_run_id
 
 from .deliverer import Deliverer
 from .errors import DeliveryError
@@ -24,6 +25,9 @@ from .outcome import OutcomeKind, RunOutcome, Target
 from .reporter import NullReporter, Phase, Reporter
 from .request import RunRequest
 from .state import RunSettings, RunState
+
+if TYPE_CHECKING:
+    from bot.rlm import RolloutResult
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +80,25 @@ def rollout_outcome(state: RunState) -> RunOutcome:
     kind, message = kinds.get(
         result.status, (OutcomeKind.ERROR, words.error.format(error=result.error or "unknown error"))
     )
+    if kind is OutcomeKind.NO_CHANGES and answered(result):
+        kind, message = OutcomeKind.ANSWER, words.answered
+    if state.partial:
+        message = words.cost_cap.format(cap=state.config.rlm.max_cost_usd or 0.0)
     return RunOutcome(state.run_id, kind, message, result=result)
+
+
+def answered(result: RolloutResult) -> bool:
+    """A change run that ended with an answer and no change: the answer is the result."""
+    return result.mode is RunMode.CHANGE and not result.has_changes and bool((result.answer or "").strip())
+
+
+def to_deliver(result: RolloutResult, partial: bool = False) -> bool:
+    """What the Deliverer is asked for: a completed change run's patch (or, when the cost cap
+    stopped the tree, its changes so far), or a review's findings (those of a review stopped
+    early too: they are worth posting)."""
+    if result.mode is RunMode.REVIEW:
+        return result.status == "completed" or bool(result.findings)
+    return (result.status == "completed" or partial) and result.has_changes
 
 
 def accept(request: RunRequest, reporter: Reporter) -> None:
@@ -162,12 +184,15 @@ def _execute(
         api_key=settings.api_key,
         daytona_api_key=settings.daytona_api_key,
         context=request.context,
+        mode=request.mode,
     )
     state.patch_path = write_patch(settings.results_dir, state.run_id, state.result.patch)
     outcome = rollout_outcome(state)
-    if outcome.kind is OutcomeKind.NO_CHANGES and state.result.has_changes:
+    partial = state.partial  # the cost cap stopped the tree: its changes so far are still delivered
+    if to_deliver(state.result, partial):
         reporter.phase(Phase.DELIVERING)
-        outcome = deliverer.deliver(state)
+        outcome = deliverer.deliver(state)  # it words a partial change for its front end
+        outcome.partial = partial
         for note in outcome.notes:
             reporter.note(note)
     return outcome

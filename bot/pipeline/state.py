@@ -58,3 +58,20 @@ class RunState:
     @property
     def run_id(self) -> str:
         return self.request.run_id or ""
+
+    @property
+    def partial(self) -> bool:
+        """The cost cap stopped the tree: what it changed so far is still delivered, marked partial."""
+        return self.result is not None and cost_cap_reached(
+            self.result.status, self.result.results, self.config
+        )
+
+
+COST_EPSILON = 1e-6  # the trace's totals are rounded; the cap's own check used the exact sum
+
+
+def cost_cap_reached(status: str, results: dict, config: Config) -> bool:
+    """The run ended on its budget with its cost at the cap (not on iterations or sandboxes)."""
+    cap = config.rlm.max_cost_usd
+    spent = (results.get("totals") or {}).get("cost_usd", 0.0)
+    return status == "budget" and cap is not None and spent >= cap - COST_EPSILON

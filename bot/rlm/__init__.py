@@ -29,6 +29,7 @@ from .config import (
     Config,
     ConfigError,
     ModelConfig,
+    apply_overrides,
     load_config,
     validate_partial,
 )
@@ -36,16 +37,23 @@ from .demo import PROMPT as DEMO_PROMPT
 from .demo import materialize as materialize_demo
 from .engine import prepare, run
 from .errors import LLMError, RepoError, RLMError, SandboxError
+from .findings import Finding, RunMode
 from .fold import EventKind, agent_of, fold, fold_events, new_results, public, read_head
 from .patch import FileChange, PatchError, changed_files
-from .repo import PreparedRepo, git
+from .repo import PreparedRepo, git, normalize_source
 from .run_id import new_run_id
+from .script import ScriptError, read_script
 from .status import SetupStatus, Status
 from .trace import (
+    COST_UNKNOWN,
     STATUS_ICONS,
     Trace,
+    cost_cap_of,
+    count,
     fmt_cost,
     fmt_duration,
+    fmt_spend,
+    fmt_spend_of_cap,
     read_events,
     summary_markdown,
     totals_line,
@@ -53,10 +61,11 @@ from .trace import (
 )
 
 if TYPE_CHECKING:
-    from .llm import LiteLLMClient, ModelClient
+    from .llm import LiteLLMClient, ModelClient, missing_provider_keys, model_provider
     from .rollout import Rollout, RolloutResult
 
 __all__ = [
+    "COST_UNKNOWN",
     "DEMO_PROMPT",
     "SCRIPTED_PROVIDER",
     "STATUS_ICONS",
@@ -66,6 +75,7 @@ __all__ = [
     "ConfigError",
     "EventKind",
     "FileChange",
+    "Finding",
     "LLMError",
     "LiteLLMClient",
     "ModelClient",
@@ -75,28 +85,39 @@ __all__ = [
     "PreparedRepo",
     "RLMError",
     "RepoError",
+    "RunMode",
     "Rollout",
     "RolloutResult",
     "SandboxError",
+    "ScriptError",
     "SetupStatus",
     "Status",
     "Trace",
     "agent_of",
+    "apply_overrides",
     "changed_files",
     "check_patch",
+    "cost_cap_of",
+    "count",
     "fmt_cost",
     "fmt_duration",
+    "fmt_spend",
+    "fmt_spend_of_cap",
     "fold",
     "fold_events",
     "git",
     "load_config",
     "materialize_demo",
+    "missing_provider_keys",
+    "model_provider",
     "new_results",
     "new_run_id",
+    "normalize_source",
     "prepare",
     "public",
     "read_events",
     "read_head",
+    "read_script",
     "run",
     "summary_markdown",
     "totals_line",
@@ -109,6 +130,8 @@ _LAZY = {  # name -> module: these import litellm
     "ModelClient": "llm",
     "Rollout": "rollout",
     "RolloutResult": "rollout",
+    "model_provider": "llm",
+    "missing_provider_keys": "llm",
 }
 
 

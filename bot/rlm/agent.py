@@ -22,8 +22,16 @@ if TYPE_CHECKING:
 CODE_BLOCK = re.compile(r"```(?:python|py)[ \t]*\r?\n(.*?)(?:^|\n)[ \t]*```", re.S | re.M)
 
 
+OPENING = re.compile(r"^[ \t]*```(?:python|py)[ \t]*$", re.M)
+
+
 def extract_code(text: str) -> list[str]:
     return [m.group(1) for m in CODE_BLOCK.finditer(text or "") if m.group(1).strip()]
+
+
+def unclosed_fence(text: str) -> bool:
+    """The reply opens a ```python block that no closing fence ends (e.g. the reply was cut off)."""
+    return bool(OPENING.search(CODE_BLOCK.sub("", text or "")))
 
 
 class AgentHost(Protocol):
@@ -62,6 +70,9 @@ class Agent:
         self.session: ReplSession | None = None
         self.messages: list[dict[str, str]] = [{"role": "system", "content": system_prompt}]
         self._note: str | None = None  # said once, before the next results
+        self.blocks_run = (
+            0  # blocks sent to the REPL so far: `[block N]` in results, `<block N>` in tracebacks
+        )
 
     def repl(self) -> ReplSession:
         if self.session is None:
@@ -89,18 +100,17 @@ class Agent:
         self.messages.append({"role": "assistant", "content": text})
         blocks = extract_code(text)
         if not blocks:
+            said = prompts.UNCLOSED_FENCE_MESSAGE if unclosed_fence(text) else prompts.NO_CODE_MESSAGE
             self.messages.append(
-                {
-                    "role": "user",
-                    "content": prompts.NO_CODE_MESSAGE + "\n\n" + prompts.budget_text(self._budget(n + 1)),
-                }
+                {"role": "user", "content": said + "\n\n" + prompts.budget_text(self._budget(n + 1))}
             )
             return
         self.repl()
         outputs = []
         for i, code in enumerate(blocks):
+            self.blocks_run += 1
             result = self.host.execute(self, n, i, code)
-            outputs.append(result.as_dict())
+            outputs.append({**result.as_dict(), "number": self.blocks_run})
             if result.repl_lost:
                 self.restart_repl()
             if result.final is not None:

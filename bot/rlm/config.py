@@ -33,8 +33,20 @@ class ModelConfig(_Section):
     api_base: str | None = Field(None, description="base URL of an OpenAI-compatible server")
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, gt=0, description="cap on each response's length")
-    timeout: float = Field(300, gt=0, description="seconds for one LLM call (also bounded by the deadline)")
+    timeout: float = Field(
+        900,
+        gt=0,
+        description="seconds for one LLM call (also bounded by the deadline); reasoning models are slow",
+    )
     max_retries: int = Field(4, ge=0, le=20, description="retries on rate limits, 5xx and timeouts")
+    stream: bool = Field(
+        False,
+        description="stream responses: model.timeout then bounds each wait for the next chunk, so a slow "
+        "model that keeps producing tokens is not cut off (OpenAI-compatible providers)",
+    )
+    timeout_retries: int = Field(
+        1, ge=0, le=20, description="of those retries, how many may follow a timed-out call (each pays again)"
+    )
     input_cost_per_token: float | None = Field(None, ge=0, description="override litellm's price table")
     output_cost_per_token: float | None = Field(None, ge=0)
 
@@ -279,6 +291,20 @@ def load_config(
         return Config.model_validate(data)
     except ValidationError as e:
         raise _explain(e, "command line") from None
+
+
+def apply_overrides(config: Config, overrides: dict[str, Any], source: str = "command line") -> Config:
+    """`config` with dotted keys set ('rlm.max_cost_usd': 2.0); a None value leaves the key as it is."""
+    if not any(value is not None for value in overrides.values()):
+        return config
+    data = config.model_dump()
+    for key, value in overrides.items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise _explain(e, source) from None
 
 
 def validate_partial(data: dict, source: str) -> dict:

@@ -17,6 +17,7 @@ from bot.common.secrets import REDACTOR
 from bot.common.text import clean_text
 
 from .config import Config
+from .findings import RunMode
 from .repo import PreparedRepo, prepare_repo
 
 log = logging.getLogger(__name__)
@@ -127,10 +128,12 @@ def run(
     api_key: str | None = None,
     daytona_api_key: str | None = None,
     context: str | None = None,
+    mode: RunMode | str = "change",
 ) -> RolloutResult:
     """Run one rollout to its end. Never leaves a sandbox behind; always writes the trace.
     `api_key`, `daytona_api_key`: the keys, read by the front end; the engine reads no environment.
-    `context` is the request's context (markdown), the root agent's REPL variable `context`."""
+    `context` is the request's context (markdown), the root agent's REPL variable `context`.
+    `mode`: `review` makes a read-only run whose agents record findings with COMMENT (no patch)."""
     # Imported here: litellm takes seconds to import, and prepare() (which fails fast on a bad
     # repository) does not need it.
     from .llm import LiteLLMClient
@@ -156,5 +159,6 @@ def run(
         trace=trace,
         cancel=cancel,
         context=context,
+        mode=RunMode(mode),
     )
     return rollout.run()

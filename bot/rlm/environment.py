@@ -125,6 +125,7 @@ CA_VARIABLES = (
     "NODE_EXTRA_CA_CERTS",
 )
 CA_IN_SANDBOX = "/run/rlm/ca-bundle.pem"
+AUTO_CHOSE = "setup auto installs: "
 SETUP_MEMORY_CAP = "The setup reached its memory cap of {mb} MB (sandbox.memory_mb)."
 SETUP_DISK_FULL = (
     "The environment setup wrote more than {mb} MB (its environment, checkout and log) and was "
@@ -151,6 +152,7 @@ class SetupSpec:
     timeout: float
     manifests: tuple[tuple[str, str], ...]  # (path, blob sha) at the commit
     auto: bool = False
+    chosen: tuple[str, ...] = ()  # `auto`: what it chose to install, said first in the setup log
     scope: str = ""  # whose repository (PreparedRepo.scope): no entry is ever shared across scopes
     key_files: tuple[tuple[str, str], ...] = ()  # sandbox.setup_key_files matches: (path, blob sha)
     commit: str = ""  # the commit setup runs on ("" = the run's); never an untrusted author's...
@@ -190,6 +192,7 @@ class SetupSpec:
         which one failed; the first failure ends the script with its exit code. Everything it
         leaves in $RLM_ENV is readable by every agent."""
         lines = ["umask 022"]
+        lines += [f"printf '%s\\n' {shlex.quote(AUTO_CHOSE + what)}" for what in self.chosen]
         for command in self.commands:
             lines += [
                 f"printf '%s\\n' {shlex.quote('$ ' + command)}",
@@ -340,42 +343,98 @@ def _read(repo: PreparedRepo, path: str) -> str:
     return proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else ""
 
 
-def _test_extras(pyproject: str) -> list[str]:
+TEST_NAMES = ("test", "tests", "testing", "dev")  # extras and dependency groups `auto` installs
+# Requirement files for tests that `auto` installs, beside the top-level requirements*.txt.
+TEST_REQUIREMENTS = tuple(f"requirements/{n}.txt" for n in TEST_NAMES) + ("requirements/requirements.txt",)
+
+
+def _pyproject(text: str) -> dict:
     try:
         import tomllib
-    except ImportError:  # Python 3.10: no parser, no extras
-        return []
+    except ImportError:  # Python 3.10: no parser, no extras or groups
+        return {}
     try:
-        extras = tomllib.loads(pyproject).get("project", {}).get("optional-dependencies", {})
-    except (tomllib.TOMLDecodeError, AttributeError):
-        return []
-    return [
-        name for name in ("test", "tests", "testing", "dev") if isinstance(extras, dict) and name in extras
-    ]
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _test_extras(pyproject: str) -> list[str]:
+    extras = (_pyproject(pyproject).get("project") or {}).get("optional-dependencies") or {}
+    return [name for name in TEST_NAMES if isinstance(extras, dict) and name in extras]
+
+
+def dependency_groups(pyproject: str) -> tuple[list[str], list[str]]:
+    """PEP 735: the requirements of the test/tests/testing/dev groups the project declares
+    (`{include-group = ...}` expanded), and the groups' names. Passed to pip as requirements, so
+    any pip version installs them (`pip install --group` needs pip 25.1)."""
+    groups = _pyproject(pyproject).get("dependency-groups") or {}
+    if not isinstance(groups, dict):
+        return [], []
+
+    def expand(name: str, seen: tuple[str, ...]) -> list[str]:
+        out: list[str] = []
+        for item in groups.get(name) or []:
+            if isinstance(item, str):
+                out.append(item)
+            elif isinstance(item, dict) and isinstance(item.get("include-group"), str):
+                inner = item["include-group"]
+                if inner not in seen:
+                    out += expand(inner, (*seen, inner))
+        return out
+
+    names = [name for name in TEST_NAMES if isinstance(groups.get(name), list)]
+    requirements: list[str] = []
+    for name in names:
+        requirements += [r for r in expand(name, (name,)) if r not in requirements]
+    return requirements, names
 
 
 def auto_commands(repo: PreparedRepo, found: tuple[tuple[str, str], ...]) -> list[str]:
-    """`setup: auto`: a venv with the project (and its test extras) and its requirement files
-    for a Python project; `npm ci` into $RLM_ENV/node for a Node project with a lock file."""
-    top = {path for path, _ in found if "/" not in path}
+    return auto_plan(repo, found)[0]
+
+
+def auto_plan(repo: PreparedRepo, found: tuple[tuple[str, str], ...]) -> tuple[list[str], list[str]]:
+    """`setup: auto`: (commands, why each part was chosen). A Python project: a venv with the
+    project in editable mode with its test extras, its test dependency groups and its requirement
+    files; a Node project with a lock file: `npm ci` into $RLM_ENV/node. docs/environment.md lists
+    the rules."""
+    paths = {path for path, _ in found}
+    top = {path for path in paths if "/" not in path}
     commands: list[str] = []
+    notes: list[str] = []
     requirements = sorted(
         p for p in top if _REQUIREMENTS.match(p) and p.startswith(("requirements", "test", "dev"))
     )
-    if top & {"pyproject.toml", "setup.py"} or requirements:
+    requirements += [p for p in TEST_REQUIREMENTS if p in paths]
+    pyproject = _read(repo, "pyproject.toml") if "pyproject.toml" in top else ""
+    project = top & {"pyproject.toml", "setup.py"}
+    if project or requirements:
         pip = '"$RLM_ENV/venv/bin/python" -m pip install --disable-pip-version-check'
         commands.append('python3 -m venv "$RLM_ENV/venv"')
-        if top & {"pyproject.toml", "setup.py"}:
-            extras = _test_extras(_read(repo, "pyproject.toml")) if "pyproject.toml" in top else []
+        if project:
+            extras = _test_extras(pyproject)
             target = f".[{','.join(extras)}]" if extras else "."
             commands.append(f"{pip} -e {shlex.quote(target)}")
+            notes.append(
+                f"the project ({' and '.join(sorted(project))}) in editable mode"
+                + (f" with its extras {', '.join(extras)}" if extras else " (no test extras declared)")
+            )
+        groups, names = dependency_groups(pyproject)
+        if groups:
+            commands.append(f"{pip} " + " ".join(shlex.quote(r) for r in groups))
+            notes.append(f"the dependency group(s) {', '.join(names)} of pyproject.toml")
         commands += [f"{pip} -r {shlex.quote(r)}" for r in requirements]
+        if requirements:
+            notes.append(f"the requirement file(s) {', '.join(requirements)}")
     lock = next((name for name in ("package-lock.json", "npm-shrinkwrap.json") if name in top), None)
     if lock and "package.json" in top:
         commands.append(f'mkdir -p "$RLM_ENV/node" && cp package.json {lock} "$RLM_ENV/node/"')
         commands.append('npm ci --prefix "$RLM_ENV/node" --no-audit --no-fund')
         commands.append('[ -e "$RLM_ENV/bin" ] || ln -s node/node_modules/.bin "$RLM_ENV/bin"')
-    return commands
+        notes.append(f"the Node packages of package.json and {lock}")
+    return commands, notes
 
 
 def setup_spec(config: Config, repo: PreparedRepo) -> SetupSpec | None:
@@ -388,7 +447,7 @@ def setup_spec(config: Config, repo: PreparedRepo) -> SetupSpec | None:
     at = repo.at(repo.setup_commit)
     found = manifests(at)
     auto = sandbox.setup == "auto"
-    commands = auto_commands(at, found) if auto else list(sandbox.setup)
+    commands, notes = auto_plan(at, found) if auto else (list(sandbox.setup), [])
     if not commands:
         return None
     passed = []
@@ -406,6 +465,7 @@ def setup_spec(config: Config, repo: PreparedRepo) -> SetupSpec | None:
         sandbox.setup_timeout,
         found,
         auto,
+        chosen=tuple(notes),
         scope=repo.scope or repo.source,
         key_files=key_files(at, sandbox.setup_key_files),
         commit=at.commit,
@@ -433,6 +493,7 @@ def prepare_environment(
         commands=list(spec.commands),
         network=spec.network,
         auto=spec.auto,
+        chosen=list(spec.chosen),
         timeout=spec.timeout,
         manifests=[path for path, _ in spec.manifests],
         key_files=[path for path, _ in spec.key_files],
@@ -479,10 +540,9 @@ def prompt_note(env: Environment | None) -> str:
     ]
     if env.python:
         lines.append(
-            "Its virtualenv is first on PATH and runs this REPL, so the project and its "
-            "dependencies import here and `sys.executable -m pytest` (or `python -m pytest`) "
-            "runs the tests with them. An editable install of the project resolves to YOUR "
-            "checkout."
+            "Its virtualenv is first on PATH and runs this REPL, so what setup installed imports "
+            "here and in `sys.executable` subprocesses (which test tools it holds, and how the "
+            "project's own packages import, are measured and said with the sandbox's facts)."
         )
     elif env.path_dirs:
         lines.append(f"Its tools are first on PATH ({', '.join(env.path_dirs)}).")

@@ -25,7 +25,7 @@ from bot.common.enums import StrEnum
 from .status import SetupStatus, Status
 
 RESULTS_VERSION = 1
-USAGE_KEYS = ("prompt_tokens", "completion_tokens", "cost_usd")
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "cost_usd", "unpriced_calls")
 
 
 class EventKind(StrEnum):
@@ -42,6 +42,7 @@ class EventKind(StrEnum):
     SETUP_FINISHED = "setup_finished"
     SETUP_SKIPPED = "setup_skipped"
     REPORT = "report"  # the root handed back a report (its text is in rollout_finished)
+    FINDING = "finding"  # a review finding an agent recorded with COMMENT
 
 
 def iso(t: float | None) -> str | None:
@@ -62,6 +63,7 @@ def new_results(run_id: str) -> dict[str, Any]:
         "commit": None,
         "branch": None,
         "prompt": None,
+        "mode": "change",
         "model": None,
         "sandbox": None,
         "config": {},
@@ -70,6 +72,7 @@ def new_results(run_id: str) -> dict[str, Any]:
         "duration": None,
         "patch": None,
         "setup": None,
+        "findings": [],
         "totals": {
             "agents": 0,
             "max_depth": 0,
@@ -79,6 +82,7 @@ def new_results(run_id: str) -> dict[str, Any]:
             "prompt_tokens": 0,
             "completion_tokens": 0,
             "cost_usd": 0.0,
+            "unpriced_calls": 0,  # model calls with no known price (their cost is not in cost_usd)
             "sandboxes": 0,
         },
         "agents": [],
@@ -115,7 +119,7 @@ def _since(t0: float | None, t: float | None) -> float | None:
 
 def _add_usage(target: dict, usage: dict | None) -> None:
     for key in USAGE_KEYS:
-        target[key] += (usage or {}).get(key, 0) or 0
+        target[key] = target.get(key, 0) + ((usage or {}).get(key, 0) or 0)
 
 
 # ---------------------------------------------------------------------- one function per kind
@@ -125,6 +129,7 @@ def _add_usage(target: dict, usage: dict | None) -> None:
 def _rollout_started(results: dict, event: dict, t: float | None) -> None:
     for key in ("repo", "commit", "branch", "prompt", "model", "sandbox", "config"):
         results[key] = event.get(key)
+    results["mode"] = event.get("mode") or "change"
     results["started_at"] = iso(t)
     results["_t0"] = t
 
@@ -145,7 +150,7 @@ def _agent_started(results: dict, event: dict, t: float | None) -> None:
         "patch": None,
         "patch_stats": None,
         "iterations": [],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0},
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "unpriced_calls": 0},
         "started_at": iso(t),
         "finished_at": None,
         "duration": None,
@@ -257,6 +262,13 @@ def _setup_skipped(results: dict, event: dict, t: float | None) -> None:
     results["setup"] = {"status": SetupStatus.SKIPPED, "reason": event.get("reason")}
 
 
+FINDING_FIELDS = ("agent", "path", "line", "body", "suggestion")
+
+
+def _finding(results: dict, event: dict, t: float | None) -> None:
+    results.setdefault("findings", []).append({k: event.get(k) for k in FINDING_FIELDS})
+
+
 FOLDS: dict[EventKind, Callable[[dict, dict, float | None], None]] = {
     EventKind.ROLLOUT_STARTED: _rollout_started,
     EventKind.AGENT_STARTED: _agent_started,
@@ -270,6 +282,7 @@ FOLDS: dict[EventKind, Callable[[dict, dict, float | None], None]] = {
     EventKind.SETUP_STARTED: _setup_started,
     EventKind.SETUP_FINISHED: _setup_finished,
     EventKind.SETUP_SKIPPED: _setup_skipped,
+    EventKind.FINDING: _finding,
 }
 _BY_NAME = {kind.value: step for kind, step in FOLDS.items()}
 

@@ -1,6 +1,6 @@
 """What the repository itself tells agents, read by the host from the run's base commit.
 
-`AGENTS.md` files and the project's layout come from the commit's tree in the host's cache
+`AGENTS.md` files and the project's package names come from the commit's tree in the host's cache
 (`git ls-tree` / `git cat-file` on the bare repository with the hardened `git` helper), never
 through a sandbox's checkout: an agent cannot change what the next agent is told, and a symlink
 named AGENTS.md is not followed.
@@ -29,10 +29,10 @@ class Instructions:
 
 @dataclass
 class RepoFacts:
-    """The base commit's AGENTS.md files (by directory, "" = root) and a layout hint."""
+    """The base commit's AGENTS.md files (by directory, "" = root) and its Python packages."""
 
     agents_files: dict[str, str] = field(default_factory=dict)  # directory -> blob sha
-    layout: str | None = None
+    packages: tuple[tuple[str, str], ...] = ()  # (import name, directory), see python_packages
     cache: Path | None = field(default=None, repr=False)  # the bare repository holding the commit
     _texts: dict[str, Instructions | None] = field(default_factory=dict, repr=False)
 
@@ -89,41 +89,33 @@ def read_repo_facts(cache: Path, commit: str) -> RepoFacts:
         # Regular files only: a symlink named AGENTS.md could point anywhere.
         if kind == "blob" and mode in ("100644", "100755") and path.rsplit("/", 1)[-1] == AGENTS_FILE:
             agents[path.rsplit("/", 1)[0] if "/" in path else ""] = sha
-    return RepoFacts(agents_files=agents, layout=layout_hint(paths), cache=cache)
+    return RepoFacts(agents_files=agents, packages=python_packages(paths), cache=cache)
 
 
-def layout_hint(paths: list[str]) -> str | None:
-    """How the project's Python code can be imported from the checkout, when that is not obvious."""
+def python_packages(paths: list[str], limit: int = 8) -> tuple[tuple[str, str], ...]:
+    """The project's top-level Python packages as (import name, directory in the checkout): those
+    under `src/` or `lib/`, else those at the root. Whether and how each imports is measured inside
+    the sandbox (the driver's `find_spec`), not guessed from this layout."""
     for top in ("src", "lib"):
-        packages = sorted(
+        found = sorted(
             {
                 p.split("/")[1]
                 for p in paths
                 if p.startswith(top + "/") and p.count("/") == 2 and p.endswith("/__init__.py")
             }
         )
-        if packages:
-            names = ", ".join(f"`{top}/{p}`" for p in packages[:5])
-            return (
-                f"The Python package(s) live under `{top}/` ({names}) and are not installed: import them "
-                f"with `sys.path.insert(0, '{top}')` in the REPL, and run tests with `PYTHONPATH={top}` "
-                f"(e.g. `subprocess.run([sys.executable, '-m', 'pytest', ...], env={{**os.environ, "
-                f"'PYTHONPATH': '{top}'}})`)."
-            )
-    top_packages = sorted(
-        {p.split("/")[0] for p in paths if p.count("/") == 1 and p.endswith("/__init__.py")}
-    )
-    if top_packages:
-        names = ", ".join(f"`{p}`" for p in top_packages[:5])
-        return f"The Python package(s) {names} are importable from the checkout root (the working directory)."
-    return None
+        if found:
+            return tuple((name, f"{top}/{name}") for name in found[:limit])
+    found = sorted({p.split("/")[0] for p in paths if p.count("/") == 1 and p.endswith("/__init__.py")})
+    named = [name for name in found if name.isidentifier() and name not in ("tests", "test")]
+    return tuple((name, name) for name in named[:limit])
 
 
 def read_trusted_facts(repo: PreparedRepo) -> RepoFacts:
-    """The layout of the run's commit, and AGENTS.md only from a commit the host trusts: for an
+    """The packages of the run's commit, and AGENTS.md only from a commit the host trusts: for an
     untrusted author's commit (a fork's head) the base it targets, or none at all."""
     facts = read_repo_facts(repo.cache, repo.commit)
     if repo.trusted:
         return facts
     base = read_repo_facts(repo.cache, repo.trusted_commit) if repo.trusted_commit else RepoFacts()
-    return RepoFacts(agents_files=base.agents_files, layout=facts.layout, cache=repo.cache)
+    return RepoFacts(agents_files=base.agents_files, packages=facts.packages, cache=repo.cache)

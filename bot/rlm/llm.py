@@ -43,6 +43,10 @@ _RETRYABLE = (
     litellm.APIConnectionError,
     litellm.Timeout,  # derives from openai's APITimeoutError, not from litellm.APIConnectionError
 )
+TIMED_OUT = (
+    "the model did not answer within model.timeout ({timeout:g}s) {timeouts} time(s) in {attempts} attempt(s); "
+    "raise model.timeout for a slow model, or model.timeout_retries to retry more"
+)
 _FATAL_HINTS: list[tuple[type[Exception], str]] = [
     (litellm.AuthenticationError, "the provider refused the API key: set LLM_API_KEY to a valid key"),
     (litellm.PermissionDeniedError, "the provider refused access to this model with this key"),
@@ -56,18 +60,23 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    unpriced_calls: int = 0  # calls whose cost is unknown (no price for the model): not in cost_usd
 
     def add(self, other: Usage) -> None:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.cost_usd += other.cost_usd
+        self.unpriced_calls += other.unpriced_calls
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cost_usd": round(self.cost_usd, 8),
         }
+        if self.unpriced_calls:
+            data["unpriced_calls"] = self.unpriced_calls
+        return data
 
 
 @dataclass
@@ -76,6 +85,7 @@ class Completion:
     usage: Usage
     duration: float
     attempts: int = 1
+    timeouts: int = 0  # attempts that ran out of model.timeout (and were retried)
 
 
 @dataclass
@@ -143,6 +153,16 @@ class LiteLLMClient:
         `max_retries` and the rollout's deadline."""
         start = time.monotonic()
         attempts = 0
+        timeouts = 0
+
+        def retryable(e: BaseException) -> bool:
+            """Rate limits and server errors within max_retries; a timed-out call (as long as the
+            timeout, paid for again) only `timeout_retries` times."""
+            nonlocal timeouts
+            if isinstance(e, litellm.Timeout):
+                timeouts += 1
+                return timeouts <= self.cfg.timeout_retries
+            return isinstance(e, _RETRYABLE)
 
         def once():
             nonlocal attempts
@@ -153,7 +173,10 @@ class LiteLLMClient:
                 if remaining <= 0:
                     raise TimeExceeded("the rollout's time ran out while waiting for the model")
                 timeout = min(timeout, remaining)
-            return litellm.completion(**self._kwargs(clean_obj(messages), ctx, timeout))
+            kwargs = self._kwargs(clean_obj(messages), ctx, timeout)
+            if self.cfg.stream and not self.scripted:
+                return _streamed(kwargs, deadline)
+            return litellm.completion(**kwargs)
 
         def overruns(wait: float) -> bool:
             return deadline is not None and time.monotonic() + wait >= deadline
@@ -161,7 +184,7 @@ class LiteLLMClient:
         try:
             response = call_with_retries(
                 once,
-                retry_if=lambda e: isinstance(e, _RETRYABLE),
+                retry_if=retryable,
                 tries=self.cfg.max_retries + 1,
                 base=0.5,
                 cap=30.0,
@@ -171,6 +194,10 @@ class LiteLLMClient:
                 deadline=overruns,
             )
         except _RETRYABLE as exc:
+            if isinstance(exc, litellm.Timeout) and timeouts > self.cfg.timeout_retries:
+                raise LLMError(
+                    TIMED_OUT.format(attempts=attempts, timeout=self.cfg.timeout, timeouts=timeouts)
+                ) from None
             if attempts <= self.cfg.max_retries:  # stopped early: waiting would overrun the deadline
                 raise TimeExceeded("the rollout's time ran out while retrying the model") from None
             raise LLMError(f"model call failed after {attempts} attempts: {_short(exc)}") from None
@@ -181,7 +208,28 @@ class LiteLLMClient:
             usage=usage_of(response),
             duration=time.monotonic() - start,
             attempts=attempts,
+            timeouts=timeouts,
         )
+
+
+def _streamed(kwargs: dict[str, Any], deadline: float | None):
+    """One streamed completion, assembled into an ordinary response (usage included where the
+    provider reports it). `timeout` bounds each wait for the next chunk, not the whole answer."""
+    stream = litellm.completion(**kwargs, stream=True, stream_options={"include_usage": True})
+    chunks = []
+    try:
+        for chunk in stream:
+            chunks.append(chunk)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeExceeded("the rollout's time ran out while the model was answering")
+    finally:
+        close = getattr(stream, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # closing an already finished stream
+                pass
+    return litellm.stream_chunk_builder(chunks, messages=kwargs["messages"])
 
 
 CONTEXT_HINT = (
@@ -235,7 +283,7 @@ def usage_of(response) -> Usage:
         try:
             cost = litellm.completion_cost(completion_response=response)
         except Exception:  # litellm raises many types for an unpriced model; cost is then unknown
-            cost = 0.0
+            return Usage(prompt, completion, 0.0, unpriced_calls=1)
     return Usage(prompt, completion, float(cost or 0.0))
 
 
@@ -280,3 +328,21 @@ class UsageMeter:
             self.total.add(usage)
             self.calls += 1
             return Usage(self.total.prompt_tokens, self.total.completion_tokens, self.total.cost_usd)
+
+
+def model_provider(name: str, api_base: str | None = None) -> str | None:
+    """The provider litellm routes a model name to, or None when it knows none for that name."""
+    try:
+        return litellm.get_llm_provider(name, api_base=api_base)[1]
+    except Exception:  # litellm's BadRequestError and friends: the name names no provider
+        return None
+
+
+def missing_provider_keys(name: str) -> list[str]:
+    """The provider's own key variables (ANTHROPIC_API_KEY, ...) litellm would read for this model
+    and finds unset; [] when it has what it needs (or needs none)."""
+    try:
+        found = litellm.validate_environment(model=name)
+    except Exception:
+        return []
+    return [] if found.get("keys_in_environment") else list(found.get("missing_keys") or [])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from .findings import RunMode
 from .instructions import Instructions
 
 _SYSTEM_COMMON = """\
@@ -42,7 +43,7 @@ that starts with ``` ends your code block, even inside a string: when code must 
   are ignored). If any part fails, no file changes and the error names each failing file and hunk.
 - `llm_query(prompt)` — a plain language-model call with no tools and no repository access; cheap.
   Use it to summarise, classify or reason over text you already have (pass the text in the prompt).
-{delegation_functions}- `FINAL(answer)` — finish with `answer` (a str). `FINAL_VAR(name)` — finish with the value of
+{delegation_functions}{review_functions}- `FINAL(answer)` — finish with `answer` (a str). `FINAL_VAR(name)` — finish with the value of
   the REPL variable named `name` (pass the name as a string).
 {delegation_section}
 ## Finishing
@@ -76,8 +77,10 @@ messages: each task must be self-contained — say exactly what to look at (path
 whether it may change files, and what to return (format and length: answers over {result_limit} characters are cut
 and marked `[output truncated …]`, and then `answer.truncated` is True). A
 sub-agent's file changes stay in ITS sandbox, but when it finishes they come back to you as
-`answer.patch`: bring them here with `apply_patch(answer.patch)` (never ask for diffs in the
-answer text). When it finishes, its sandbox is gone: you cannot ask it a follow-up question, only
+`answer.patch` (never ask for diffs in the answer text). When you asked it to change files, bring
+them here with `apply_patch(answer.patch)`; do not apply the patch of a sub-agent that was only
+asked to read, review or test (any change it made was scratch), nor one your checkout already
+holds. When it finishes, its sandbox is gone: you cannot ask it a follow-up question, only
 start a new sub-agent. Prefer `rlm_query_batched` for independent tasks. Delegation costs time
 and budget: do small things yourself.
 """
@@ -93,8 +96,50 @@ or deleted; uncommitted) become the patch proposed to the user, and your FINAL a
 description of that change. Start the answer with ONE line under 70 characters saying what
 changed, like a commit subject (it becomes the pull request's title), then say what you changed
 and why in a few lines of markdown; keep it under {answer_limit} characters (put longer material
-in REPORT). If the task needs no code change, say what you found. Remove scratch files you
-created for your own use."""
+in REPORT). Remove scratch files you created for your own use.
+A question ("why does …", "how does …", "is there …", "what would …") deserves an answer, not
+edits: investigate, change NO files, and FINAL the answer itself — it is posted as the reply in the
+thread where it was asked. Then start with the direct answer (no title line), and back it with
+what you found (paths, lines, commands you ran). Likewise, when the task needs no code change, say
+what you found."""
+
+_REVIEW_FUNCTIONS = """- `COMMENT(path, line, body, suggestion=None)` — record ONE review finding on line `line` (counting
+  from 1, in the file as it is in your checkout) of `path` (relative to the repository root).
+  `body` is markdown for the author: what is wrong, why it matters, how to fix it. `suggestion`,
+  when given, is the exact new text of that line (several lines allowed), offered as a one-click
+  fix, so keep its indentation. Findings of every agent in the tree are gathered into one review;
+  only lines the pull request added or changed can hold a comment (others go into the review's
+  summary). Do not repeat a finding another agent was asked to look for.
+"""
+
+_REVIEW_ROOT_ROLE = """You are the root agent of a CODE REVIEW of a pull request. Nothing you or your sub-agents change
+in a checkout is kept: change no files (except scratch files to try things). Your checkout is the
+pull request's head; its description and diff are in `context`.
+Read the diff first. Review small changes yourself; split larger ones among sub-agents as you see
+fit (per file or per group of related hunks), with `rlm_query_batched`. Each sub-agent's task must
+be self-contained: the files and line ranges to review, what to look for, the focus of the request
+if one was given, that it records each finding with COMMENT on the changed line itself and changes
+no files, and that its FINAL answer is a one-paragraph summary. Their findings reach the review
+without you passing them on.
+Record only real problems with COMMENT: bugs, cases the change misses, security, broken or
+misleading tests, behaviour that contradicts the description — each on the changed line it
+concerns, with a `suggestion` when the fix fits in those lines. Check a suspicion before you
+record it (read the code around it, run the tests or a small script). No praise, no style nits a
+linter would catch, no comment on unchanged code unless the change breaks it.
+Your FINAL answer becomes the review's summary: a few lines on what the change does, whether it
+does it correctly, and the most important findings; do not repeat every comment. Keep it under
+{answer_limit} characters."""
+
+_REVIEW_CHILD_NOTE = """
+This run is a code review: your checkout is the pull request's head (the code under review), as
+is every agent's. Record each problem you find with COMMENT on the line it concerns, and change no
+files."""
+
+_REVIEW_ROOT_FUNCTIONS = """\
+- `context` — the request that started this run, as a markdown str (see "The request" below).
+- `REPORT(markdown)` — optional longer material (tables, what you checked); people see it in the
+  review's summary under a collapsed section. A later call replaces it.
+"""
 
 _CHILD_ROLE = """\
 You are a sub-agent at depth {depth}. Do only your task. Your FINAL answer is returned to the
@@ -151,15 +196,20 @@ class SandboxFacts:
     executable: str | None = None
     tools: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
-    path_python: str | None = None  # what `python3` on PATH resolves to
-    layout: str | None = None
+    path_python: str | None = None  # `python3` on PATH, when it is another interpreter or venv
+    checkout: str | None = None  # the working directory as the agent's code sees it
+    packages: tuple[dict, ...] = ()  # the project's packages as the driver found them (find_spec)
     extra: tuple[str, ...] = field(default=())  # more lines, e.g. from the environment setup
 
 
+UNMEASURED = (
+    "- Your REPL's Python, your checkout's path, the commands on PATH and how the project's own "
+    "packages import are measured when your REPL starts: they come with your first results."
+)
+
+
 def sandbox_facts_section(f: SandboxFacts) -> str:
-    lines = ["", "## The sandbox", *_runtime_lines(f)]
-    if f.layout:
-        lines.append("- " + f.layout)
+    lines = ["", "## The sandbox", *(_runtime_lines(f) if f.python else [UNMEASURED])]
     lines += [
         f"- A code block may run {f.exec_timeout:.0f}s (time waiting for sub-agents or llm_query not "
         "counted). At the limit it is stopped with a TimeoutError and every process it started is "
@@ -179,20 +229,75 @@ def sandbox_facts_section(f: SandboxFacts) -> str:
 
 
 def _runtime_lines(f: SandboxFacts) -> list[str]:
-    """What only a running driver can tell: the Python, the commands, the modules."""
+    """What only a running driver can tell: the Python, the checkout's path, the commands, the
+    modules and how the project's own packages import."""
     lines = []
     if f.python:
         lines.append(f"- Python {f.python} at `{f.executable}` (= `sys.executable`) runs the REPL.")
-        if f.path_python and f.path_python != f.executable:
+        if f.path_python:
             lines.append(
                 f"- `python3` on PATH is `{f.path_python}`, another interpreter: run Python with `sys.executable`."
             )
+    if f.checkout:
+        lines.append(
+            f"- Your checkout (the working directory) is `{f.checkout}`: tracebacks, `os.getcwd()` and "
+            "the tools you run show this path."
+        )
     if f.tools:
         lines.append("- Commands found on PATH: " + ", ".join(f"`{t}`" for t in f.tools) + ".")
     if f.python:
         mods = ", ".join(f"`{m}`" for m in f.modules) if f.modules else "none of pytest, yaml, numpy"
         lines.append(f"- Importable third-party modules: {mods}; nothing can be pip-installed (no network).")
+    lines += _package_lines(f.packages, "pytest" in f.modules)
     return lines
+
+
+def _package_lines(packages: tuple[dict, ...], pytest: bool = True) -> list[str]:
+    """How the project's packages import in the REPL, as measured there (never a layout guess)."""
+    runner = (
+        "`sys.executable -m pytest`"
+        if pytest
+        else "the project's own runner (pytest is not installed; e.g. `sys.executable -m unittest`)"
+    )
+    here = [p for p in packages if p.get("imports_from") == "checkout"]
+    other = [p for p in packages if p.get("imports_from") == "elsewhere"]
+    missing = [p for p in packages if not p.get("imports_from")]
+    lines = []
+    if here:
+        names = ", ".join(f"`{p['name']}` (`{p['dir']}`)" for p in here)
+        lines.append(
+            f"- The project's package(s) {names} import from YOUR checkout, as they are: `import` "
+            f"them directly and run tests with {runner}; your edits take effect without installing "
+            "anything (no `sys.path` or `PYTHONPATH` changes needed)."
+        )
+    for p in other:
+        top = _parent(p["dir"])
+        fix = (
+            f"`sys.path.insert(0, '{top}')` in the REPL and `PYTHONPATH={top}` for subprocesses"
+            if top
+            else "nothing extra (the checkout's root comes first in a subprocess run from it)"
+        )
+        lines.append(
+            f"- `{p['name']}` imports from `{p['path']}`, an installed copy, NOT your checkout's "
+            f"`{p['dir']}`: to run your edited code use {fix}."
+        )
+    if missing:
+        names = ", ".join(f"`{p['name']}` (`{p['dir']}`)" for p in missing)
+        tops = sorted({_parent(p["dir"]) for p in missing if _parent(p["dir"])})
+        how = (
+            f": import with `sys.path.insert(0, '{tops[0]}')` in the REPL and run tests with "
+            f"`PYTHONPATH={tops[0]}` (e.g. `subprocess.run([sys.executable, '-m', "
+            f"'{'pytest' if pytest else 'unittest'}', ...], "
+            f"env={{**os.environ, 'PYTHONPATH': '{tops[0]}'}})`)"
+            if len(tops) == 1
+            else ""
+        )
+        lines.append(f"- The project's package(s) {names} are not installed here{how}.")
+    return lines
+
+
+def _parent(directory: str) -> str:
+    return directory.rsplit("/", 1)[0] if "/" in directory else ""
 
 
 def runtime_facts_note(f: SandboxFacts) -> str:
@@ -248,23 +353,27 @@ def system_prompt(
     instructions: list[Instructions] | None = None,
     context: str | None = None,
     environment: str = "",
+    mode: RunMode = RunMode.CHANGE,
 ) -> str:
-    """The system prompt of an agent at `depth`. `context` is the root's request context (only
+    """The system prompt of an agent at `depth` (in a `review` run, its agents have COMMENT). `context` is the root's request context (only
     its size and head go into the prompt; the text itself is the REPL variable). `environment`:
     what setup produced (environment.prompt_note), one paragraph or empty."""
     role = "the root agent" if depth == 0 else f"a sub-agent (depth {depth} of at most {max_depth})"
+    review = RunMode(mode) is RunMode.REVIEW
     if depth == 0:
-        rules = _ROOT_ROLE.format(answer_limit=f"{ROOT_ANSWER_LIMIT:,}")
+        rules = (_REVIEW_ROOT_ROLE if review else _ROOT_ROLE).format(answer_limit=f"{ROOT_ANSWER_LIMIT:,}")
     else:
         rules = _CHILD_ROLE.format(depth=depth, root_goal=root_goal[:4000], result_limit=f"{result_limit:,}")
+        rules += _REVIEW_CHILD_NOTE if review else ""
     can_delegate = depth < max_depth
     facts = replace(facts or SandboxFacts(), can_delegate=can_delegate)
     return _SYSTEM_COMMON.format(
         role=role,
         commit=commit[:12],
         facts_section=sandbox_facts_section(facts),
-        root_functions=_ROOT_FUNCTIONS if depth == 0 else "",
+        root_functions=(_REVIEW_ROOT_FUNCTIONS if review else _ROOT_FUNCTIONS) if depth == 0 else "",
         delegation_functions=_DELEGATION_FUNCTIONS if can_delegate else _NO_DELEGATION,
+        review_functions=_REVIEW_FUNCTIONS if review else "",
         delegation_section=_DELEGATION_SECTION.format(result_limit=f"{result_limit:,}")
         if can_delegate
         else "",
@@ -314,7 +423,7 @@ def first_message(task: str, budget: Budget, context: str | None = None) -> str:
 def results_message(blocks: list[dict], budget: Budget) -> str:
     parts = []
     for i, block in enumerate(blocks, 1):
-        lines = [f"[block {i}]"]
+        lines = [f"[block {block.get('number', i)}]"]
         if block.get("stdout"):
             lines.append("stdout:\n" + block["stdout"].rstrip("\n"))
         if block.get("stderr"):
@@ -327,6 +436,11 @@ def results_message(blocks: list[dict], budget: Budget) -> str:
     return "\n\n".join(parts) + "\n\n" + budget_text(budget)
 
 
+UNCLOSED_FENCE_MESSAGE = (
+    "Your reply opened a ```python block but never closed it (no line starting with ``` after "
+    "the code), so nothing ran. Send the code again and end it with a line holding only ```; "
+    "to finish, call FINAL(answer) inside a closed block."
+)
 NO_CODE_MESSAGE = (
     "Your reply had no ```python code block, so nothing ran. Write code in a ```python block; "
     "to finish, call FINAL(answer) inside one."

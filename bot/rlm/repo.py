@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .errors import RepoError
-from .owned import NotOwned, private_dir
+from .owned import NotOwned, private_dir, remove_tree
 
 FETCH_TIMEOUT = 900
 _SHA = re.compile(r"^[0-9a-f]{4,40}$")
@@ -54,6 +54,15 @@ class PreparedRepo:
     cache: Path  # bare git dir holding the commit
     commit: str  # full 40-hex SHA every sandbox checks out
     branch: str | None = None
+    # A bare git dir holding only the commit's history and the tags on it (commit_store): what
+    # sandboxes see. None: made by hand in a test; checkouts then borrow the whole cache.
+    store: Path | None = None
+
+    @property
+    def objects(self) -> Path:
+        """The object store checkouts borrow from (alternates) and sandboxes may read."""
+        return (self.store or self.cache) / "objects"
+
     # Whose repository this is, for every cache shared between runs (environments): the GitHub
     # repository id for the App and the Action, else the canonical URL or resolved path.
     scope: str = ""
@@ -75,8 +84,11 @@ class PreparedRepo:
         return self.trusted or self.trusted_commit is not None
 
     def at(self, commit: str) -> PreparedRepo:
-        """The same repository at another commit already in the cache."""
-        return dataclasses.replace(self, commit=commit)
+        """The same repository at another commit already in the cache (with that commit's own
+        store when prepare_repo made one: setup on a trusted base sees the base's history only)."""
+        store = store_path(self.cache, commit) if self.store is not None else None
+        ready = store is not None and (store / "rlm-ready").exists()
+        return dataclasses.replace(self, commit=commit, store=store if ready else None)
 
 
 @lru_cache(maxsize=1)
@@ -169,6 +181,10 @@ def _last_line(err: bytes) -> str:
     return lines[-1] if lines else "git gave no reason"
 
 
+TAGS = "+refs/tags/*:refs/tags/*"  # fetched with every ref: version-from-git tools need them
+TAGS_FETCHED = "rlm-tags"  # a marker: this cache has fetched the source's tags at least once
+
+
 def _fetch(cache: Path, source: str, refspec: str, env: dict) -> subprocess.CompletedProcess:
     try:
         return git(
@@ -177,6 +193,7 @@ def _fetch(cache: Path, source: str, refspec: str, env: dict) -> subprocess.Comp
             "--no-tags",
             source,
             refspec,
+            TAGS,
             git_dir=cache,
             env=env,
             timeout=FETCH_TIMEOUT,
@@ -186,6 +203,24 @@ def _fetch(cache: Path, source: str, refspec: str, env: dict) -> subprocess.Comp
         raise RepoError(
             f"fetching the repository took longer than {FETCH_TIMEOUT}s; try again later."
         ) from None
+
+
+def _fetch_tags(cache: Path, source: str, env: dict) -> bool:
+    try:
+        proc = git(
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            source,
+            TAGS,
+            git_dir=cache,
+            env=env,
+            timeout=FETCH_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return proc.returncode == 0
 
 
 def _resolve(cache: Path, rev: str) -> str | None:
@@ -225,6 +260,9 @@ def prepare_repo(
             cache.mkdir(parents=True, exist_ok=True)
             git("init", "--bare", "--quiet", str(cache))
         sha = None
+        if not (cache / TAGS_FETCHED).exists():  # a cache made before tags were fetched
+            if _fetch_tags(cache, source, env):
+                (cache / TAGS_FETCHED).touch()
         if commit:
             sha = _fetch_commit(cache, source, commit, env, shown)
         else:
@@ -250,12 +288,17 @@ def prepare_repo(
                 os.utime(cache / "refs" / "rlm" / "pinned" / pin)  # when it was last pinned
             except OSError:
                 pass
-        prune_pins(cache)
+        for stale in prune_pins(cache):
+            remove_tree(store_path(cache, stale.rsplit("/", 1)[-1]))
+        store = commit_store(cache, sha)
+        if base is not None:
+            commit_store(cache, base)  # setup runs there (PreparedRepo.at)
     return PreparedRepo(
         source=source,
         cache=cache,
         commit=sha,
         branch=branch,
+        store=store,
         scope=scope or canonical_source(source),
         trusted=trusted,
         trusted_commit=base,
@@ -280,6 +323,86 @@ def _fetch_commit(cache: Path, source: str, commit: str, env: dict, shown: str) 
     return sha
 
 
+def store_path(cache: Path, commit: str) -> Path:
+    return cache.parent.parent / "commits" / f"{cache.name.removesuffix('.git')}-{commit}.git"
+
+
+def commit_store(cache: Path, commit: str) -> Path:
+    """A bare git dir holding only `commit`, its ancestors and the tags on them (packed from the
+    cache, kept per commit): sandboxes read history through it, so nothing after the commit
+    (later commits, other branches, tags on them) is there to find by any git command or by
+    reading object files. Tags fetched since it was made are added (never removed in place: a
+    running rollout may be reading it). The caller holds the cache's lock."""
+    store = store_path(cache, commit)
+    tags = _tags_on(cache, commit)
+    if (store / "rlm-ready").exists():
+        if _packed_refs(tags, commit) != (store / "packed-refs").read_text():
+            _add_tags(cache, store, tags, commit)
+        return store
+    building = store.with_name(f".{store.name}.{os.getpid()}")
+    remove_tree(building)
+    building.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        git("init", "--bare", "--quiet", "--template=", str(building))
+        (building / "objects" / "pack").mkdir(parents=True, exist_ok=True)
+        revs = "".join(f"{rev}\n" for rev in [commit, *(sha for sha, _ in tags)])
+        _pack(cache, building, revs, "--revs", "--include-tag")
+        (building / "packed-refs").write_text(_packed_refs(tags, commit))
+        (building / "HEAD").write_text(commit + "\n")
+        (building / "rlm-ready").write_text(commit + "\n")
+        os.chmod(building, 0o755)
+        remove_tree(store)
+        building.rename(store)
+    finally:
+        remove_tree(building)
+    return store
+
+
+def _tags_on(cache: Path, commit: str) -> list[tuple[str, str]]:
+    """(object, ref) of every tag whose commit is `commit` or one of its ancestors."""
+    out = git(
+        "for-each-ref", f"--merged={commit}", "--format=%(objectname) %(refname)", "refs/tags/", git_dir=cache
+    ).stdout.decode()
+    return [(sha, ref) for sha, _, ref in (line.partition(" ") for line in out.splitlines()) if ref]
+
+
+def _packed_refs(tags: list[tuple[str, str]], commit: str) -> str:
+    refs = "".join(f"{sha} {ref}\n" for sha, ref in tags)
+    return "# pack-refs with: peeled\n" + refs + f"{commit} refs/rlm/commit\n"
+
+
+def _pack(cache: Path, store: Path, objects: str, *flags: str) -> None:
+    git(
+        "pack-objects",
+        *flags,
+        "--quiet",
+        str(store / "objects" / "pack" / "pack"),
+        git_dir=cache,
+        input=objects.encode(),
+        timeout=FETCH_TIMEOUT,
+    )
+
+
+def _add_tags(cache: Path, store: Path, tags: list[tuple[str, str]], commit: str) -> None:
+    """The annotated tag objects in a new pack (their targets are already there), then the refs."""
+    if tags:
+        _pack(cache, store, "".join(f"{sha}\n" for sha, _ in tags))
+    tmp = store / f"packed-refs.{os.getpid()}"
+    tmp.write_text(_packed_refs(tags, commit))
+    tmp.replace(store / "packed-refs")
+
+
+def tag_refs(repo: PreparedRepo) -> str:
+    """The store's tags as packed-refs lines, for a checkout's own git dir (`git describe`)."""
+    if repo.store is None:
+        return ""
+    try:
+        text = (repo.store / "packed-refs").read_text()
+    except OSError:
+        return ""
+    return "".join(line + "\n" for line in text.splitlines() if " refs/tags/" in line)
+
+
 def prune_pins(cache: Path, keep: int = MAX_PINNED) -> list[str]:
     """Drop all but the `keep` most recently pinned commits' refs (a long-running server pins one
     per run). A dropped pin only makes its objects collectable by a later `git gc`; no rollout
@@ -301,8 +424,10 @@ def prune_pins(cache: Path, keep: int = MAX_PINNED) -> list[str]:
 
 
 def bundle_commit(prepared: PreparedRepo, dest: Path) -> Path:
-    """A git bundle holding exactly the pinned commit's history (for remote sandboxes)."""
+    """A git bundle holding exactly the pinned commit's history and the tags on it (for remote
+    sandboxes)."""
     ref = f"refs/rlm/bundle/{prepared.commit}"
     git("update-ref", ref, prepared.commit, git_dir=prepared.cache)
-    git("bundle", "create", "--quiet", str(dest), ref, git_dir=prepared.cache, timeout=FETCH_TIMEOUT)
+    tags = [tag for _, tag in _tags_on(prepared.cache, prepared.commit)]  # only those on its history
+    git("bundle", "create", "--quiet", str(dest), ref, *tags, git_dir=prepared.cache, timeout=FETCH_TIMEOUT)
     return dest

@@ -11,7 +11,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.common.text import clean_text
@@ -22,6 +22,7 @@ from .call_pool import CallPool
 from .config import Config
 from .environment import Environment, SetupFailed, prepare_environment, prompt_note
 from .errors import AgentEnded, AgentFailed, LLMError, SandboxError, Submitted
+from .findings import MAX_FINDINGS, Finding, RunMode, parse_findings
 from .fold import EventKind
 from .instructions import RepoFacts, read_trusted_facts
 from .limits import Limits
@@ -40,6 +41,7 @@ REPORT_LIMIT = 60000  # characters of the root's REPORT kept (a PR body holds 65
 CHILD_PATCH_TRACE_LIMIT = 200_000  # characters of a sub-agent's diff recorded in the trace
 REPORT_SAVED = "report saved ({size} characters)"
 REPORT_CUT = "report saved, but cut to {limit} characters (it had {size}): keep it shorter"
+FINDINGS_DROPPED = "The run keeps at most {limit} findings: {dropped} of this block's were dropped."
 REPORT_ROOT_ONLY = "REPORT is for the root agent only; put your findings in your FINAL answer"
 
 
@@ -54,6 +56,8 @@ class RolloutResult:
     results_path: Path | None
     events_path: Path | None
     report: str | None = None  # what the root handed back with REPORT(markdown)
+    findings: list[Finding] = field(default_factory=list)  # COMMENT's, from every agent, in order
+    mode: RunMode = RunMode.CHANGE
 
     @property
     def has_changes(self) -> bool:
@@ -71,8 +75,11 @@ class Rollout:
         trace: Trace,
         cancel: threading.Event | None = None,
         context: str | None = None,
+        mode: RunMode = RunMode.CHANGE,
     ):
         self.config = config
+        self.mode = RunMode(mode)
+        self._findings = 0  # recorded so far (bounded by MAX_FINDINGS)
         self.model = model
         self.repo = repo
         self.prompt = prompt
@@ -113,6 +120,7 @@ class Rollout:
             model=cfg.model.name,
             sandbox=cfg.sandbox.backend,
             config=cfg.model_dump(mode="json"),
+            mode=self.mode.value,
         )
         self.root = AgentNode(id="root", task=self.prompt, depth=0)
         status, error, patch, stats = Status.ERROR, None, "", None
@@ -126,7 +134,9 @@ class Rollout:
                 raise AgentFailed("max_sandboxes leaves no sandbox for the root agent")
             sandbox = self._run_agent(self.root, keep_sandbox=True)
             status, error = self.root.status, self.root.error
-            if sandbox is not None:
+            if sandbox is not None and self.mode is RunMode.REVIEW:
+                stats = patch_stats("").as_dict()  # a review is read-only: scratch edits are not kept
+            elif sandbox is not None:
                 patch = sandbox.diff()
                 check_applies(self.repo.cache, self.repo.commit, patch)
                 stats = patch_stats(patch).as_dict()
@@ -155,16 +165,20 @@ class Rollout:
         answer = clean_text(redact(self.root.answer)) if self.root.answer is not None else None
         error = clean_text(redact(error)) if error else None
         report = clean_text(redact(self.report)) if self.report is not None else None
+        snapshot = self.trace.snapshot()
+        findings = [f for f in map(Finding.from_dict, snapshot.get("findings") or []) if f is not None]
         return RolloutResult(
             self.run_id,
             status,
             answer,
             error,
             patch,
-            self.trace.snapshot(),
+            snapshot,
             self.trace.results_path,
             self.trace.events_path,
             report=report,
+            findings=findings,
+            mode=self.mode,
         )
 
     def _run_agent(self, node: AgentNode, keep_sandbox: bool = False) -> Sandbox | None:
@@ -178,6 +192,7 @@ class Rollout:
                 "context": self.context if node.depth == 0 else "",
                 "output_limit": self.config.rlm.output_truncation_limit,
                 "limits": sandbox.init_limits(),
+                "packages": [list(p) for p in self.repo_facts.packages],
             },
             check_alive=self.limits.check_alive,
             on_created=lambda sandbox, seconds: self.trace.emit(
@@ -224,6 +239,7 @@ class Rollout:
             instructions=self.repo_facts.instructions_for(node.task),
             context=self.context if node.depth == 0 else None,
             environment=environment,
+            mode=self.mode,
         )
 
     def _create_sandbox(self, node: AgentNode) -> Sandbox:
@@ -290,7 +306,8 @@ class Rollout:
             tools=tuple(runtime.get("tools") or ()),
             modules=tuple(runtime.get("modules") or ()),
             path_python=runtime.get("path_python"),
-            layout=self.repo_facts.layout,
+            checkout=runtime.get("checkout"),
+            packages=tuple(p for p in runtime.get("packages") or () if isinstance(p, dict)),
         )
 
     def _root_goal(self) -> str:
@@ -346,6 +363,7 @@ class Rollout:
             usage=completion.usage.as_dict(),
             duration=round(completion.duration, 4),
             attempts=completion.attempts,
+            timeouts=completion.timeouts,
         )
         return completion.text
 
@@ -353,7 +371,11 @@ class Rollout:
         node = agent.node
         timeout = min(self.config.rlm.exec_timeout, max(1.0, self.limits.seconds_left()))
         result = agent.repl().execute(
-            code, timeout, lambda fn, args: self._on_call(node, iteration, fn, args), self.limits.check_alive
+            code,
+            timeout,
+            lambda fn, args: self._on_call(node, iteration, fn, args),
+            self.limits.check_alive,
+            label=agent.blocks_run,
         )
         self.trace.emit(
             EventKind.CODE_EXECUTED,
@@ -363,7 +385,22 @@ class Rollout:
             code=code,
             **result.as_dict(),
         )
+        self._record_findings(node, iteration, result)
         return result
+
+    def _record_findings(self, node: AgentNode, iteration: int, result: ExecResult) -> None:
+        """Each checked finding of the block becomes a `finding` event (so it is in the results,
+        whichever agent made it); past MAX_FINDINGS the block's output says they were dropped."""
+        found = parse_findings(result.findings, node.id)
+        with self._lock:
+            room = max(0, MAX_FINDINGS - self._findings)
+            kept, self._findings = found[:room], self._findings + min(room, len(found))
+        for finding in kept:
+            self.trace.emit(EventKind.FINDING.value, iteration=iteration, **finding.as_dict())
+        if len(kept) < len(found):
+            result.stderr += "\n" + FINDINGS_DROPPED.format(
+                limit=MAX_FINDINGS, dropped=len(found) - len(kept)
+            )
 
     def _on_call(self, node: AgentNode, iteration: int, fn: str, args: dict):
         if fn == "rlm_query":

@@ -129,8 +129,38 @@ def fmt_tokens(n: int) -> str:
     return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
 
 
+COST_UNKNOWN = "cost unknown (no price for this model)"
+COST_AT_LEAST = "at least {cost} (some calls have no known price)"
+
+
 def fmt_cost(usd: float) -> str:
     return f"${usd:.4f}" if usd < 1 else f"${usd:.2f}"
+
+
+def cost_cap_of(results: dict) -> float | None:
+    """The run's cost cap (rlm.max_cost_usd), as its trace recorded its config."""
+    return ((results.get("config") or {}).get("rlm") or {}).get("max_cost_usd")
+
+
+def fmt_spend_of_cap(results: dict) -> str:
+    """What the run spent, against its cap when it has one: `$0.4100 of $5.00`."""
+    spent = fmt_spend(results.get("totals") or {})
+    cap = cost_cap_of(results)
+    return spent if cap is None else f"{spent} of ${cap:.2f}"
+
+
+def fmt_spend(usage: dict) -> str:
+    """What calls cost: a price, or that it is unknown (a model with no known price), never a
+    made-up `$0.0000`."""
+    cost, unpriced = usage.get("cost_usd", 0.0) or 0.0, usage.get("unpriced_calls", 0) or 0
+    if not unpriced:
+        return fmt_cost(cost)
+    return COST_AT_LEAST.format(cost=fmt_cost(cost)) if cost > 0 else COST_UNKNOWN
+
+
+def count(n: int, word: str, plural: str | None = None) -> str:
+    """`1 agent`, `2 agents`."""
+    return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
 def _one_line(text: str, limit: int = 90) -> str:
@@ -142,9 +172,9 @@ def _one_line(text: str, limit: int = 90) -> str:
 def totals_line(results: dict) -> str:
     t = results["totals"]
     return (
-        f"{t['agents']} agents · max depth {t['max_depth']} · {t['iterations']} iterations · "
+        f"{count(t['agents'], 'agent')} · max depth {t['max_depth']} · {count(t['iterations'], 'iteration')} · "
         f"{fmt_duration(results.get('duration'))} · "
-        f"{fmt_tokens(t['prompt_tokens'] + t['completion_tokens'])} tokens · {fmt_cost(t['cost_usd'])}"
+        f"{fmt_tokens(t['prompt_tokens'] + t['completion_tokens'])} tokens · {fmt_spend(t)}"
     )
 
 
@@ -184,7 +214,7 @@ def summary_markdown(results: dict, max_lines: int = 60) -> str:
             lines.append(
                 f"{'  ' * level}- {icon} `{agent['id']}`{where} {_one_line(agent.get('task', ''))} — "
                 f"{len(agent.get('iterations', []))} it · {fmt_duration(agent.get('duration'))} · "
-                f"{fmt_cost(usage.get('cost_usd', 0.0))}"
+                f"{fmt_spend(usage)}"
             )
             walk(agent["id"], level + 1)
 

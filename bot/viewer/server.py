@@ -28,8 +28,8 @@ from .runs import NotARun, RunStore
 LOOPBACK = "127.0.0.1"
 DEFAULT_RESULTS = Path("results")
 NOT_A_RUN_HINT = (
-    "Give a results directory or one run's file, e.g. `rlm view results/` "
-    "(`rlm run` writes results/<run_id>.json and results/<run_id>.events.jsonl)."
+    "Give a results directory or one run's file, e.g. `rlm view ~/.cache/rlm-bot/results` "
+    "(`rlm run` writes <run_id>.json and <run_id>.events.jsonl there, or into its --results-dir)."
 )
 NO_RESULTS = "No results at {path}. " + NOT_A_RUN_HINT
 

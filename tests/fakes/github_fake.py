@@ -85,6 +85,8 @@ class FakeGitHub:
         self.updated_pulls: list[dict] = []
         self.review_requests: list[dict] = []
         self.deleted_refs: list[str] = []
+        self.reviews: list[dict] = []  # posted pull request reviews, as GitHub stored them
+        self.check_runs: dict[int, dict] = {}  # id -> the check run, with `history` of its bodies
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
         self._server = None
@@ -479,6 +481,15 @@ class FakeGitHub:
         if m == "POST" and (g := re.fullmatch(r"/pulls/(\d+)/requested_reviewers", rest)):
             self.review_requests.append({"number": int(g.group(1)), **c.body})
             return 201, {"number": int(g.group(1))}
+        if m == "POST" and (g := re.fullmatch(r"/pulls/(\d+)/reviews", rest)):
+            return self._create_review(repo, int(g.group(1)), c.body or {})
+        if m == "GET" and (g := re.fullmatch(r"/pulls/(\d+)/reviews", rest)):
+            items = [r for r in self.reviews if r["repo"] == repo and r["pull"] == int(g.group(1))]
+            return 200, self._page(items, c.query)
+        if m == "POST" and rest == "/check-runs":
+            return self._check_run(repo, None, c.body or {})
+        if m == "PATCH" and (g := re.fullmatch(r"/check-runs/(\d+)", rest)):
+            return self._check_run(repo, int(g.group(1)), c.body or {})
         if m == "PATCH" and (g := re.fullmatch(r"/git/refs/(heads/.+)", rest)):
             ref = "refs/" + g.group(1)
             old = _git(bare, "rev-parse", "--verify", ref).decode().strip()
@@ -497,6 +508,83 @@ class FakeGitHub:
                     pull["head"]["sha"] = c.body["sha"]
             return 200, {"ref": ref, "object": {"sha": c.body["sha"]}}
         return 404, {"message": f"fake GitHub has no route for {m} {p}"}
+
+    def diff_lines(self, repo: str, number: int) -> dict[str, set[int]]:
+        """path -> the RIGHT-side lines of the pull request's diff (added and context lines of
+        each hunk of `pull_files`): where GitHub accepts a review comment."""
+        found: dict[str, set[int]] = {}
+        for f in self.pull_files.get((repo, number), []):
+            lines, new = found.setdefault(f["filename"], set()), None
+            for row in (f.get("patch") or "").rstrip("\n").split("\n"):
+                if g := re.match(r"@@ -\d+(?:,\d+)? \+(\d+)", row):
+                    new = int(g.group(1))
+                elif new is not None and row[:1] in (" ", "+", ""):
+                    lines.add(new)
+                    new += 1
+        return found
+
+    def _create_review(self, repo: str, number: int, body: dict) -> tuple[int, Any]:
+        """POST /pulls/N/reviews as GitHub checks it: a known event, and every comment on a line
+        of the diff (else 422, and nothing is posted)."""
+        if (repo, number) not in self.pulls:
+            return 404, {"message": "Not Found"}
+        if body.get("event") not in (None, "COMMENT", "APPROVE", "REQUEST_CHANGES"):
+            return 422, {"message": "Unprocessable Entity", "errors": ["event is not a valid value"]}
+        if refused := self._too_long("PullRequestReview", body.get("body")):
+            return refused
+        lines = self.diff_lines(repo, number)
+        for comment in body.get("comments") or []:
+            if set(comment) - {"path", "line", "side", "body", "start_line", "start_side", "position"}:
+                return 422, {"message": "Invalid request", "errors": [f"unknown keys in {sorted(comment)}"]}
+            if comment.get("side", "RIGHT") != "RIGHT" or comment.get("line") not in lines.get(
+                comment.get("path"), set()
+            ):
+                return 422, {
+                    "message": "Unprocessable Entity",
+                    "errors": ["Pull request review thread line must be part of the diff"],
+                }
+        rid = next(self._ids)
+        review = {
+            "id": rid,
+            "repo": repo,
+            "pull": number,
+            "body": body.get("body") or "",
+            "event": body.get("event"),
+            "state": "COMMENTED" if body.get("event") == "COMMENT" else "PENDING",
+            "commit_id": body.get("commit_id"),
+            "comments": list(body.get("comments") or []),
+            "user": {"login": f"{self.app_slug}[bot]", "type": "Bot"},
+            "html_url": f"https://github.example/{repo}/pull/{number}#pullrequestreview-{rid}",
+        }
+        self.reviews.append(review)
+        return 200, {k: v for k, v in review.items() if k not in ("repo", "pull", "comments")}
+
+    def _check_run(self, repo: str, run_id: int | None, body: dict) -> tuple[int, Any]:
+        """POST /check-runs and PATCH /check-runs/N, with GitHub's limits (50 annotations a
+        request; `conclusion` required when completed)."""
+        output = body.get("output") or {}
+        if len(output.get("annotations") or []) > 50:
+            return 422, {"message": "Validation Failed", "errors": ["annotations: more than 50 items"]}
+        if output and not (output.get("title") and output.get("summary")):
+            return 422, {"message": "Invalid request", "errors": ["output needs title and summary"]}
+        if body.get("status") == "completed" and not body.get("conclusion"):
+            return 422, {"message": "Invalid request", "errors": ["conclusion is required when completed"]}
+        if run_id is None:
+            if not body.get("name") or not body.get("head_sha"):
+                return 422, {"message": "Invalid request", "errors": ["name and head_sha are required"]}
+            run_id = next(self._ids)
+            self.check_runs[run_id] = {"id": run_id, "repo": repo, "annotations": [], "history": []}
+        check = self.check_runs.get(run_id)
+        if check is None or check["repo"] != repo:
+            return 404, {"message": "Not Found"}
+        check["history"].append(body)
+        check.update({k: v for k, v in body.items() if k != "output"})
+        if output:
+            check["output"] = {k: v for k, v in output.items() if k != "annotations"}
+            check["annotations"] += output.get("annotations") or []
+        return (201 if len(check["history"]) == 1 else 200), {
+            k: v for k, v in check.items() if k not in ("repo", "history")
+        }
 
     @staticmethod
     def _public(comment: dict) -> dict:

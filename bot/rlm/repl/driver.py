@@ -9,11 +9,11 @@ the driver makes itself non-dumpable, so such a process (same user) cannot open 
 through /proc/<driver pid>/fd either.
 The driver's stdout/stderr are only ever the agent's output, never the protocol.
 
-host -> driver: {"type": "init", "task", "root", "context", "output_limit", "limits"}
+host -> driver: {"type": "init", "task", "root", "context", "output_limit", "limits", "packages"}
 driver -> host: {"type": "ready", "pid", "python", "facts"}
-host -> driver: {"type": "exec", "id", "code", "timeout"}
+host -> driver: {"type": "exec", "id", "code", "timeout", "label"}
 driver -> host: {"type": "call", "id", "fn", "args"}  host -> driver: {"type": "reply", "id", "ok", ...}
-driver -> host: {"type": "result", "id", "stdout", "stderr", "error", "final", "duration"}
+driver -> host: {"type": "result", "id", "stdout", "stderr", "error", "final", "duration", "findings"}
 host -> driver: {"type": "shutdown"}
 """
 
@@ -30,6 +30,7 @@ import time
 import traceback
 
 TRUNCATION_MARKER = "\n... [output truncated: {shown} of {total} characters shown] ...\n"
+MAX_FINDINGS_PER_BLOCK = 100  # bot/rlm/findings.py checks the same bound on the host
 
 
 class _Final(BaseException):
@@ -211,13 +212,38 @@ def _closest_lines(body, old, shown=3):
         return " No line of the file resembles its first line: " + repr(first[:120]) + "."
     width = max(1, len(old.split("\n")))
     parts = []
+    hidden = False
     for _, i in sorted(scored, key=lambda s: s[1]):
-        excerpt = "\n".join(f"{n + 1:>6}| {lines[n]}" for n in range(i, min(len(lines), i + width)))
-        parts.append(excerpt)
+        rows = []
+        for n in range(i, min(len(lines), i + width)):
+            shown = lines[n]
+            if _invisible(shown):  # e.g. a non-breaking space: printed, it looks like a space
+                shown, hidden = "repr: " + repr(shown), True
+            rows.append(f"{n + 1:>6}| {shown}")
+        parts.append("\n".join(rows))
     hint = ""
     if any(ln.strip() == first for ln in lines) or _same_but_indent(body, old):
         hint = " (the text exists with different indentation or surrounding lines)"
+    if hidden:
+        hint += INVISIBLE_HINT
     return " The closest lines" + hint + ":\n" + "\n  ...\n".join(parts)
+
+
+INVISIBLE_HINT = (
+    " (lines marked `repr:` hold characters that print like spaces or not at all, shown as Python "
+    "escapes such as \\xa0: put the same escapes in `old`)"
+)
+
+
+def _invisible(line):
+    """Whether `line` holds a character that prints as a space or as nothing (NBSP, zero-width
+    space, BOM, a control character other than tab)."""
+    import unicodedata
+
+    return any(
+        (ch != "\t" and not ch.isprintable()) or (ch != " " and unicodedata.category(ch) in ("Zs", "Cf"))
+        for ch in line
+    )
 
 
 def _same_but_indent(body, old):
@@ -236,9 +262,11 @@ def _unfence(diff):
     return diff
 
 
-def _git_apply(diff, *args):
+def _git_apply(diff, *args, recount=True):
+    """`git apply`; with `recount` the hunk headers' line counts are recomputed (hand-written
+    diffs often get them wrong), but then a blank line after the last hunk counts as context."""
     return subprocess.run(
-        ["git", "apply", "--whitespace=nowarn", "--recount", *args, "-"],
+        ["git", "apply", "--whitespace=nowarn", *(["--recount"] if recount else []), *args, "-"],
         input=diff.encode("utf-8", "surrogateescape"),
         capture_output=True,
     )
@@ -318,9 +346,14 @@ def apply_patch(diff):
     diff = _unfence(diff)
     if not diff.endswith("\n"):
         diff += "\n"
-    check = _git_apply(diff, "--check")
-    if check.returncode == 0 and _git_apply(diff).returncode == 0:
-        stat = _git_apply(diff, "--numstat")
+    # As written first (git's own diffs, a trailing blank line included), then with recounted hunks.
+    recount = False
+    check = _git_apply(diff, "--check", recount=False)
+    if check.returncode != 0:
+        recount = True
+        check = _git_apply(diff, "--check")
+    if check.returncode == 0 and _git_apply(diff, recount=recount).returncode == 0:
+        stat = _git_apply(diff, "--numstat", recount=recount)
         files = [line.split("\t")[-1] for line in stat.stdout.decode("utf-8", "replace").splitlines() if line]
         return f"applied patch to {len(files)} file(s): {', '.join(files)}"
     reason = check.stderr.decode("utf-8", "replace").strip().splitlines()
@@ -377,18 +410,57 @@ TOOLS = (
 MODULES = ("pytest", "yaml", "numpy")
 
 
-def sandbox_facts():
-    """What the agent's code can use here: reported to the host once, for the prompt."""
-    import importlib.util
+def sandbox_facts(packages=()):
+    """What the agent's code can use here, measured here: reported to the host once, for the
+    prompt. `packages`: the project's (import name, directory) pairs; each is looked up with
+    `find_spec` as the REPL would import it."""
     import shutil
 
+    here = os.getcwd()
+    python3 = shutil.which("python3")
     return {
         "python": sys.version.split()[0],
-        "executable": os.path.realpath(sys.executable),
+        "executable": sys.executable,  # as the agent's code sees it: a venv's path, not its target
+        "checkout": here,
         "tools": [t for t in TOOLS if shutil.which(t)],
-        "path_python": os.path.realpath(shutil.which("python3") or "") if shutil.which("python3") else None,
-        "modules": [m for m in MODULES if importlib.util.find_spec(m) is not None],
+        "path_python": python3 if python3 and not _same_python(python3) else None,
+        "modules": [m for m in MODULES if _find(m) is not None],
+        "packages": [_package_fact(name, where, here) for name, where in packages],
     }
+
+
+def _same_python(path):
+    """`path` runs this interpreter with this environment (the same venv, or no venv at all)."""
+    if os.path.dirname(os.path.abspath(path)) == os.path.dirname(sys.executable):
+        return True
+    same = os.path.realpath(path) == os.path.realpath(sys.executable)
+    return same and sys.prefix == sys.base_prefix
+
+
+def _find(name):
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # a broken package, a module with a None __spec__
+        return None
+
+
+def _package_fact(name, where, here):
+    """How `name` (whose source is `where` in the checkout) imports in this REPL: from the
+    checkout, from elsewhere (an installed copy), or not at all."""
+    spec = _find(name)
+    fact = {"name": name, "dir": where, "imports_from": None, "path": None}
+    if spec is None:
+        return fact
+    locations = list(spec.submodule_search_locations or [])
+    found = locations[0] if locations else (os.path.dirname(spec.origin) if spec.origin else None)
+    if not found:
+        return fact
+    fact["path"] = found
+    inside = os.path.realpath(found) == os.path.realpath(os.path.join(here, where))
+    fact["imports_from"] = "checkout" if inside else "elsewhere"
+    return fact
 
 
 # ---------------------------------------------------------------- the REPL
@@ -404,6 +476,8 @@ class Repl:
         self.final = None
         self._call_id = 0
         self._call_lock = threading.Lock()
+        self.findings = []  # COMMENT's findings of the running block, sent with its result
+        self.checkout = os.getcwd()  # the repository root: COMMENT's paths are relative to it
         self.ns = {"__name__": "__main__", "__builtins__": __builtins__}
 
     # calls to the host: the block's own clock stops while the host works (children, LLM)
@@ -447,6 +521,35 @@ class Repl:
         """A plain model call with no sandbox and no tools; returns the text."""
         return self._call("llm_query", {"prompt": str(prompt)})
 
+    def COMMENT(self, path, line, body, suggestion=None):
+        """Record a review finding on `line` (1-based) of `path` (relative to the repository root);
+        `suggestion` is the exact text that should replace that line."""
+        if not isinstance(path, str) or not path.strip():
+            raise TypeError("COMMENT(path, line, body): path must be a file's path, e.g. 'src/app.py'")
+        path = path.strip()
+        if path.startswith("./"):
+            path = path[2:]
+        if os.path.isabs(path) or ".." in path.split("/"):
+            raise ValueError(f"COMMENT: {path!r} is not inside the repository; give the path from its root")
+        if isinstance(line, bool) or not isinstance(line, int) or line < 1:
+            raise TypeError("COMMENT: line must be a line number (an int, counting from 1)")
+        if not isinstance(body, str) or not body.strip():
+            raise ValueError("COMMENT: body must say what is wrong (a non-empty str)")
+        if suggestion is not None and not isinstance(suggestion, str):
+            raise TypeError("COMMENT: suggestion must be the replacement text (a str) or None")
+        where = os.path.join(self.checkout, path)
+        if not os.path.isfile(where):
+            raise ValueError(f"COMMENT: there is no file {path!r} in the checkout")
+        with open(where, "rb") as f:
+            data = f.read()
+        count = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        if line > count:
+            raise ValueError(f"COMMENT: {path} has only {count} lines")
+        if len(self.findings) >= MAX_FINDINGS_PER_BLOCK:
+            raise ValueError(f"COMMENT: at most {MAX_FINDINGS_PER_BLOCK} findings per code block")
+        self.findings.append({"path": path, "line": line, "body": body, "suggestion": suggestion})
+        print(f"finding recorded on {path}:{line}")
+
     def FINAL(self, answer):
         self.final = answer if isinstance(answer, str) else str(answer)
         raise _Final()
@@ -461,7 +564,7 @@ class Repl:
         return self.FINAL(self.ns[name])
 
     def install(self):
-        for name in ("rlm_query", "rlm_query_batched", "llm_query", "FINAL", "FINAL_VAR"):
+        for name in ("rlm_query", "rlm_query_batched", "llm_query", "COMMENT", "FINAL", "FINAL_VAR"):
             self.ns[name] = getattr(self, name)
         self.ns["edit_file"] = edit_file
         self.ns["apply_patch"] = apply_patch
@@ -483,8 +586,9 @@ class Repl:
 
     def execute(self, msg):
         code, timeout = msg.get("code", ""), float(msg.get("timeout") or 300)
-        label = f"<block {msg.get('id')}>"
+        label = f"<block {msg.get('label') or msg.get('id')}>"  # the number the model sees in results
         self.final = None
+        self.findings = []
         error = None
         out_fd, out_path = tempfile.mkstemp(prefix="rlm-out-")
         err_fd, err_path = tempfile.mkstemp(prefix="rlm-err-")
@@ -538,8 +642,10 @@ class Repl:
                 "error": truncate(error, self.output_limit) if error else None,
                 "final": final,
                 "duration": round(time.monotonic() - start, 4),
+                "findings": self.findings,
             }
         )
+        self.findings = []
 
     def serve(self):
         while True:
@@ -552,14 +658,22 @@ class Repl:
                 self.output_limit = int(msg.get("output_limit", self.output_limit))
                 _apply_limits(msg.get("limits") or {})
                 self.install()
+                # As `python` run in the checkout would: the checkout's root is importable.
+                if os.getcwd() not in sys.path:
+                    sys.path.insert(0, os.getcwd())
                 self.ch.send(
                     {
                         "type": "ready",
                         "pid": os.getpid(),
                         "python": sys.version.split()[0],
-                        "facts": sandbox_facts(),
+                        "facts": sandbox_facts(msg.get("packages") or ()),
                     }
                 )
+                # Like `python` started in the checkout: its own modules import (`import calc`).
+                # After the driver's own imports, so a file of the repository cannot replace them.
+                import difflib  # noqa: F401  (edit_file's error hints use it later)
+
+                sys.path.insert(0, self.checkout)
             elif kind == "exec":
                 self.execute(msg)
             elif kind == "shutdown":
@@ -610,6 +724,9 @@ def main(argv):
     except AttributeError:
         pass
     sys.stdin = io.StringIO("")
+    # `-I` ignores PYTHONDONTWRITEBYTECODE: without this, importing the project from the REPL
+    # leaves __pycache__ in the checkout, and a reviewing sub-agent's patch is all bytecode.
+    sys.dont_write_bytecode = True
     Repl(channel).serve()
     return 0
 

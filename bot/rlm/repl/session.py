@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -105,6 +105,7 @@ class ExecResult:
     final: str | None = None
     duration: float = 0.0
     repl_lost: bool = False  # the driver was killed; the namespace is gone
+    findings: list = field(default_factory=list)  # COMMENT's raw findings (checked by the rollout)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -150,13 +151,19 @@ class ReplSession:
             how = self.transport.describe_exit()
         return how
 
-    def execute(self, code: str, timeout: float, on_call: CallHandler, check: StopCheck) -> ExecResult:
-        """Run one block. `timeout` counts only the block's own time, not its calls' time."""
+    def execute(
+        self, code: str, timeout: float, on_call: CallHandler, check: StopCheck, label: int | None = None
+    ) -> ExecResult:
+        """Run one block. `timeout` counts only the block's own time, not its calls' time. `label`:
+        the block's number as the model sees it (tracebacks name `<block N>`)."""
         if not self.alive:
             raise SandboxError("the REPL is no longer running")
         self._next_id += 1
         exec_id = self._next_id
-        self.transport.send({"type": "exec", "id": exec_id, "code": code, "timeout": timeout})
+        msg = {"type": "exec", "id": exec_id, "code": code, "timeout": timeout}
+        if label is not None:
+            msg["label"] = label
+        self.transport.send(msg)
         budget = timeout + GRACE
         started = time.monotonic()
         try:
@@ -193,6 +200,7 @@ class ReplSession:
                         error=msg.get("error"),
                         final=final.get("answer") if isinstance(final, dict) else None,
                         duration=float(msg.get("duration") or 0.0),
+                        findings=msg.get("findings") if isinstance(msg.get("findings"), list) else [],
                     )
         except SandboxError as e:
             self.close()

@@ -44,6 +44,13 @@ from ..environments import envs_root
 from . import client as dc
 from .sandbox import DaytonaSandbox
 
+# The files setup created in its checkout (untracked at the commit, ignored ones included: a
+# generated version file, in-place builds) move to ~/.rlm/layer, into the snapshot; every agent's
+# provision copies them into its checkout, outside its patch (sandbox.py, LAYER_INTO_CHECKOUT).
+KEEP_LAYER = (
+    "(cd repo && git ls-files --others -z | tar --null --no-recursion -T - -cf -) > layer.tar && "
+    "mkdir -p layer && tar -C layer -xf layer.tar && rm -f layer.tar"
+)
 SNAPSHOT_PREFIX = "rlm-env-"
 ACTIVE_WAIT = 600  # seconds for a new snapshot to become usable
 NO_SNAPSHOTS = (
@@ -198,7 +205,7 @@ class DaytonaEnvironment:
             # What agents must not inherit: the setup's checkout, driver, home and scratch files.
             b = q(sandbox._base)
             sandbox._exec(
-                f"chmod -R a-w {q(env)}; cd {b} && rm -rf repo home tmp driver.py driver.log",
+                f"chmod -R a-w {q(env)}; cd {b} && {KEEP_LAYER} && rm -rf repo home tmp driver.py driver.log",
                 "cleaning up after setup",
             )
             self._snapshot(remote, name)

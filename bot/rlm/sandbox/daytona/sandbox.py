@@ -30,6 +30,13 @@ PROVISION_TIMEOUT = 600
 _SANDBOX_GIT_CONFIG = ("diff.noprefix=false", "diff.mnemonicPrefix=false", "diff.relative=false")
 SANDBOX_GIT = shlex.join(["git", *SAFE_GIT, *(arg for kv in _SANDBOX_GIT_CONFIG for arg in ("-c", kv))])
 
+# What setup generated in its checkout (daytona/env.py KEEP_LAYER), copied in and kept out of the
+# patch by the checkout's own info/exclude.
+LAYER_INTO_CHECKOUT = (
+    "if [ -d {layer} ]; then cp -R {layer}/. . && mkdir -p .git/info && (cd {layer} && find . -type f -o -type l) "
+    "| sed 's|^\\./|/|' >> .git/info/exclude; fi"
+)
+
 
 class SandboxHost(Protocol):
     """What a Daytona sandbox needs from the provider that made it."""
@@ -74,9 +81,11 @@ class DaytonaSandbox:
         q = shlex.quote
         self._exec(
             f"set -e; mkdir -p {q(base + '/home')} {q(base + '/tmp')}; git init --quiet {q(self.workdir)}; "
-            f"cd {q(self.workdir)}; git fetch --quiet --no-tags {q(base + '/repo.bundle')} '+refs/*:refs/rlm-base/*'; "
+            f"cd {q(self.workdir)}; git fetch --quiet --no-tags {q(base + '/repo.bundle')} '+refs/rlm/*:refs/rlm-base/*' "
+            "'+refs/tags/*:refs/tags/*'; "
             f"git -c advice.detachedHead=false checkout --quiet --detach {commit}; "
             "git for-each-ref --format='delete %(refname)' refs/rlm-base | git update-ref --stdin; "
+            f"{LAYER_INTO_CHECKOUT.format(layer=q(base + '/layer'))}; "
             f"rm -f {q(base + '/repo.bundle')}",
             f"checking out {commit[:12]}",
         )

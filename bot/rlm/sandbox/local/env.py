@@ -67,6 +67,7 @@ from ...repo import PreparedRepo
 from ...status import SetupStatus
 from ..environments import PRIVATE, envs_root, lock_entry, prune
 from .checkout.copies import checkout
+from .checkout.setup_layer import capture
 from .inherit import inherited
 from .isolation import cgroups
 from .isolation.bwrap import SANDBOX_PATH, BwrapOptions, bwrap_argv, python_exe, write_etc
@@ -74,6 +75,7 @@ from .isolation.setup_network import NAMESERVER, NO_NETWORK, NetworkUnavailable,
 
 log = logging.getLogger(__name__)
 POLL = 0.1
+LAYER = "layer"  # beside env/: the files setup generated in its checkout (checkout/setup_layer.py)
 DISK_POLL = 0.5  # seconds between two measures of what setup wrote (longer when measuring is slow)
 DISK_FULL = -1  # _run's code when setup was stopped at its disk cap
 
@@ -200,6 +202,8 @@ class LocalEnvironments:
         started = time.monotonic()
         try:
             checkout(repo, co, admin)
+            if options is not None and repo.store is not None:  # history and tags, nothing later
+                options.ro_binds.append((str(repo.store), str(repo.store)))
             status, code = self._run(spec, options, path, env_dir, co, admin, work, log_path, cancel)
             log = _read_tail(log_path)
             duration = time.monotonic() - started
@@ -227,7 +231,10 @@ class LocalEnvironments:
                 }[status]()
                 shutil.rmtree(entry, ignore_errors=True)
                 raise SetupFailed(message, status, tail(log), duration)
+            layer_files, layer_skipped = capture(co, admin, entry / LAYER)
             info = {
+                "layer_files": layer_files,
+                "layer_skipped": layer_skipped,
                 "key": key,
                 "commands": list(spec.commands),
                 "duration": duration,
@@ -434,9 +441,10 @@ class SharedEnvironment:
         return self.built.path_value(path) if self.built else path
 
     def extend(self, options: BwrapOptions, workdir: str) -> BwrapOptions:
-        """An agent's sandbox: $RLM_ENV read-only at its fixed path, the inherited prefix
-        read-only at its own, the agent's checkout also at CHECKOUT_IN_SANDBOX (and at the
-        inherited checkout's path), so editable installs resolve to it; PATH and variables."""
+        """An agent's sandbox (its checkout is at CHECKOUT_IN_SANDBOX, where setup's was):
+        $RLM_ENV read-only at its fixed path, the inherited prefix read-only at its own, the
+        checkout also at the inherited checkout's path, so editable installs resolve to it; PATH
+        and variables."""
         inherit, host = self.inherited, self.cache.host_dir
         if inherit is not None:
             options.ro_binds += [(path, path) for path in inherit.binds]
@@ -445,7 +453,6 @@ class SharedEnvironment:
             options.path_prefix.insert(0, inherit.bin)
         if self.built is not None and host is not None:
             options.ro_binds.append((str(host), ENV_IN_SANDBOX))
-            options.rw_binds.append((workdir, CHECKOUT_IN_SANDBOX))
             options.path_prefix[:0] = list(self.built.path_dirs)
             options.env.update(self.built.variables())
         return options
@@ -454,6 +461,14 @@ class SharedEnvironment:
         """Without bubblewrap: what the driver's environment gets."""
         out = self.built.variables() if self.built else {}
         return {**out, "PATH": self.path(sandbox_path)}
+
+    def layer(self) -> Path | None:
+        """What setup generated in its checkout, for every agent's checkout; None: nothing."""
+        host = self.cache.host_dir
+        if self.built is None or host is None:
+            return None
+        layer = host.parent / LAYER
+        return layer if layer.is_dir() and any(layer.iterdir()) else None
 
     def python(self) -> str | None:
         """The setup venv's interpreter when it runs, else the inherited one: the REPL then

@@ -187,6 +187,15 @@ class LocalSandboxProvider:
             raise SandboxError(
                 f"could not check out {self.repo.commit[:12]} for {agent_id}: {_reason(e)}"
             ) from None
+        layer = self.env.layer()
+        if layer is not None:
+            try:
+                checkout.add_layer(layer)
+            except (OSError, subprocess.CalledProcessError) as e:
+                checkout.remove()
+                raise SandboxError(
+                    f"could not add setup's files to {agent_id}'s checkout: {_reason(e)}"
+                ) from None
         sandbox = LocalSandbox(self, agent_id, checkout)
         with self._lock:
             if self._closed:

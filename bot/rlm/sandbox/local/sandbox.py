@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ...config import Config
+from ...environment import CHECKOUT_IN_SANDBOX
 from ...errors import SandboxError
 from ...owned import kill_group, process_token
 from ...repl.session import DRIVER_PATH
@@ -72,16 +73,17 @@ class LocalSandbox:
 
     def bwrap_options(self) -> BwrapOptions:
         """What this sandbox's bwrap sees; extend here (e.g. a shared read-only environment)."""
-        cache = str(self.provider.repo.cache)
+        # Only the commit's own history (repo.store), never the whole cache with later commits.
+        objects = str(self.provider.repo.store or self.provider.repo.cache)
         options = BwrapOptions(
-            workdir=self.workdir,
+            workdir=CHECKOUT_IN_SANDBOX,  # one path for the checkout: cwd, tracebacks, tools, setup's installs
             etc_dir=self.provider.etc,
             ro_binds=[
                 (str(DRIVER_PATH), DRIVER_IN_SANDBOX),
-                (cache, cache),
+                (objects, objects),
                 *((str(p), str(p)) for p in self.checkout.ro_binds),
             ],
-            rw_binds=[(self.workdir, self.workdir)],
+            rw_binds=[(self.workdir, CHECKOUT_IN_SANDBOX)],
             tmp_bytes=self.provider.config.sandbox.disk_mb * 1024 * 1024,
             user_namespace=bool(user_namespaces()),
         )

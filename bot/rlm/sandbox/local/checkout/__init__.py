@@ -28,6 +28,10 @@ class Checkout(Protocol):
         """The command line that runs `command` (bwrap or the driver) with this checkout in place."""
         ...
 
+    def add_layer(self, layer: Path) -> None:
+        """Show `layer`'s files (what setup generated) in the checkout, outside its patch."""
+        ...
+
     def diff(self, cache: Path, base: str, max_bytes: int | None) -> str:
         """The host-computed patch of the agent's changes against `base` (PatchTooLarge past
         `max_bytes`)."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ....patch import diff_worktree
-from ....repo import PreparedRepo, git
+from ....repo import PreparedRepo, git, tag_refs
 
 
 @dataclass
@@ -40,6 +40,12 @@ class CopiedCheckout:
     def launch(self, command: list[str]) -> list[str]:
         return command
 
+    def add_layer(self, layer: Path) -> None:
+        """`layer`'s files copied in, excluded from the patch (setup_layer.py)."""
+        from .setup_layer import copy_into
+
+        copy_into(layer, self.path, self.admin)
+
     def diff(self, cache: Path, base: str, max_bytes: int | None) -> str:
         return diff_worktree(cache, self.path, base, max_bytes)
 
@@ -54,9 +60,21 @@ def checkout(repo: PreparedRepo, workdir: Path, admin: Path) -> None:
     separate = [] if admin == workdir / ".git" else [f"--separate-git-dir={admin}"]
     git("init", "--quiet", "--template=", *separate, str(workdir))
     (admin / "objects" / "info").mkdir(parents=True, exist_ok=True)
-    (admin / "objects" / "info" / "alternates").write_text(str(repo.cache / "objects") + "\n")
+    (admin / "objects" / "info" / "alternates").write_text(str(repo.objects) + "\n")
     git(f"--work-tree={workdir}", "read-tree", "-u", "--reset", repo.commit, git_dir=admin, timeout=600)
     git("update-ref", "--no-deref", "HEAD", repo.commit, git_dir=admin)
+    write_tags(repo, admin)
+
+
+def write_tags(repo: PreparedRepo, admin: Path) -> None:
+    """The tags on the commit's history into a checkout's git dir, so `git describe` works there
+    (atomically: a shared checkout may be in use)."""
+    text = "# pack-refs with: peeled\n" + tag_refs(repo)
+    path = admin / "packed-refs"
+    if not path.exists() or path.read_text() != text:
+        tmp = admin / f"packed-refs.{uuid.uuid4().hex[:8]}"
+        tmp.write_text(text)
+        tmp.replace(path)
 
 
 def copy_checkout(src: Path, src_admin: Path, workdir: Path, admin: Path, nice: bool = False) -> None:

@@ -139,6 +139,7 @@ class OverlayCheckout:
     lower: Path
     python: str
     holder: LayerHolder
+    layers: tuple[Path, ...] = ()  # read-only layers above `lower` (what setup generated)
 
     @property
     def upper(self) -> Path:
@@ -151,7 +152,13 @@ class OverlayCheckout:
 
     def launch(self, command: list[str]) -> list[str]:
         upper, work = self.path / "upper", self.path / "work"
-        return launch_argv(self.python, self.lower, upper, work, self.path, command, self.holder)
+        lower = Path(":".join(str(p) for p in (*self.layers, self.lower)))  # the first is the top one
+        return launch_argv(self.python, lower, upper, work, self.path, command, self.holder)
+
+    def add_layer(self, layer: Path) -> None:
+        """`layer`'s files appear in the checkout, under the agent's own changes (not in its patch)."""
+        if _unsafe_path(layer) is None:
+            self.layers = (layer, *self.layers)
 
     def diff(self, cache: Path, base: str, max_bytes: int | None) -> str:
         upper = self.upper

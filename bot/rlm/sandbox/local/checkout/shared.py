@@ -17,9 +17,9 @@ from pathlib import Path
 
 from ....owned import private_dir, remove_tree, why_not_owned
 from ....repo import PreparedRepo, git
-from .copies import checkout
+from .copies import checkout, write_tags
 
-READY = ".rlm-ready"
+READY = ".rlm-ready-2"  # 2: its git dir borrows the commit's own store (repo.commit_store) and has its tags
 
 
 def cache_dir(cache_root: Path) -> Path:
@@ -64,6 +64,7 @@ def acquire(repo: PreparedRepo, cache_root: Path, keep: int) -> SharedCheckout:
     except BaseException:
         os.close(fd)
         raise
+    write_tags(repo, entry / "tree" / ".git")  # tags fetched since it was made
     os.utime(entry)  # most recently used
     evict(cache_root, keep)
     return SharedCheckout(entry / "tree", fd, cache_root, keep)
