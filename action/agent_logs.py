@@ -3,7 +3,8 @@
 Agents run concurrently and the runner cannot nest or interleave groups, so each agent's log is
 collected from its events and written as one `::group::` when the agent finishes. It is one of the
 Action's reporters: it hears the run's events through the pipeline (`Reporter.event`) and switches
-on the fold's `EventKind`, like every other reader of events.
+on the fold's `EventKind`, like every other reader of events. The counts in each group's title
+(depth, iterations, cost) are read from the engine's fold of those events, as bot/progress.py does.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import threading
 from typing import Any
 
 from bot.pipeline import NullReporter
-from bot.rlm import STATUS_ICONS, EventKind, fmt_cost
+from bot.rlm import STATUS_ICONS, EventKind, agent_of, fmt_cost, fold, new_results
 
 from .workflow import Runner
 
@@ -38,9 +39,7 @@ class AgentLogs(NullReporter):
         self.runner = runner
         self._lock = threading.Lock()
         self._lines: dict[str, list[str]] = {}
-        self._depth: dict[str, int] = {}
-        self._iterations: dict[str, int] = {}
-        self._cost: dict[str, float] = {}
+        self.results = new_results("")
 
     def _add(self, agent: str, *lines: str) -> None:
         with self._lock:
@@ -51,21 +50,20 @@ class AgentLogs(NullReporter):
             kind = EventKind(event.get("type"))
         except ValueError:  # a kind this version does not know: nothing to log
             return
+        with self._lock:
+            fold(self.results, event)
         agent = event.get("agent") or ""
         if kind is EventKind.ROLLOUT_STARTED:
             self.runner.log(
                 f"rollout {event.get('run_id')} · {event.get('model')} · commit {str(event.get('commit'))[:12]}"
             )
         elif kind is EventKind.AGENT_STARTED:
-            self._depth[agent] = event.get("depth", 0)
             self._add(agent, f"task: {event.get('task', '')}")
             self.runner.log(
                 f"▶ {agent} started (depth {event.get('depth', 0)}): {_first_line(event.get('task'))}"
             )
         elif kind is EventKind.LLM_CALL:
             usage = event.get("usage") or {}
-            self._iterations[agent] = event.get("iteration", 0)
-            self._cost[agent] = self._cost.get(agent, 0.0) + (usage.get("cost_usd") or 0.0)
             tokens = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
             self._add(
                 agent,
@@ -95,12 +93,15 @@ class AgentLogs(NullReporter):
         status = event.get("status") or "error"
         with self._lock:
             lines = self._lines.pop(agent, [])
+            folded = agent_of(self.results, agent) or {}
+            depth, iterations = folded.get("depth", 0), len(folded.get("iterations", []))
+            cost = (folded.get("usage") or {}).get("cost_usd", 0.0)
         if event.get("result"):
             lines += ["── answer", _clip(event.get("result"))]
         if event.get("error"):
             lines += ["── error", _clip(event.get("error"))]
         title = (
-            f"{STATUS_ICONS.get(status, '•')} agent {agent} · depth {self._depth.get(agent, 0)} · {status} · "
-            f"{self._iterations.get(agent, 0)} iterations · {fmt_cost(self._cost.get(agent, 0.0))}"
+            f"{STATUS_ICONS.get(status, '•')} agent {agent} · depth {depth} · {status} · "
+            f"{iterations} iterations · {fmt_cost(cost)}"
         )
         self.runner.group_block(title, "\n".join(lines))

@@ -133,7 +133,7 @@ def reporter(plan: Plan, api: GitHubAPI) -> Reporter:
     return StatusReporter(
         api,
         request,
-        prefix=plan.settings.prefix,
+        prefix=plan.settings.words.prefix,
         trace_url=plan.run_url,
         interval=plan.status_interval,
         live=plan.create_pr or plan.request.mode == "review",

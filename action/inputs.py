@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from bot.rlm import Backend
+
 
 class InputError(Exception):
     """An input has a value the action cannot use; the message says which and what is allowed."""
@@ -72,7 +74,7 @@ class InputReader:
         )
 
 
-SANDBOXES = ("local", "daytona")
+SANDBOXES = tuple(Backend)
 MODES = ("change", "review")  # bot.rlm.RunMode
 NO_PREPARED_PYTHON = (
     "input 'environment' is inherit, but this job prepared no Python: add actions/setup-python "
@@ -114,10 +116,10 @@ class Inputs:
     prompt: str
     trigger: str
     model: str
-    llm_api_key: str
+    llm_api_key: str  # the input, else LLM_API_KEY (merged once, here)
     github_token: str
     sandbox: str
-    daytona_api_key: str
+    daytona_api_key: str  # the input, else DAYTONA_API_KEY
     max_sandboxes: int | None
     max_iterations: int | None
     max_depth: int | None
@@ -144,16 +146,17 @@ class Inputs:
         if mode not in MODES:
             raise InputError(f"input 'mode' must be one of {', '.join(MODES)} (got {mode!r}).")
         inherit = prepared_python(reader.get("environment"), reader.environ)
-        if inherit and sandbox == "daytona":
+        if inherit and sandbox == Backend.DAYTONA:
             raise InputError(INHERIT_NOT_ON_DAYTONA)
         return cls(
             prompt=reader.get("prompt"),
             trigger=trigger,
             model=reader.get("model"),
-            llm_api_key=reader.get("llm-api-key"),
+            llm_api_key=reader.get("llm-api-key") or reader.environ.get("LLM_API_KEY", "").strip(),
             github_token=reader.get("github-token"),
             sandbox=sandbox,
-            daytona_api_key=reader.get("daytona-api-key"),
+            daytona_api_key=reader.get("daytona-api-key")
+            or reader.environ.get("DAYTONA_API_KEY", "").strip(),
             max_sandboxes=reader.integer("max-sandboxes", 1),
             max_iterations=reader.integer("max-iterations", 1),
             max_depth=reader.integer("max-depth", 0),

@@ -19,7 +19,7 @@ from bot.common.secrets import REDACTOR
 from bot.common.signals import Interrupts
 from bot.github.api import GitHubAPI, GitHubError
 from bot.github.auth import basic_auth_header
-from bot.pipeline.keys import MissingKey, missing_keys
+from bot.pipeline import MissingKey, missing_keys
 from bot.rlm import Config, ConfigError, apply_overrides, load_config
 
 from . import messages as m
@@ -108,9 +108,7 @@ class Step:
             config = self.config(inputs, ctx)
         except ConfigError as e:
             return self.stopped(m.INVALID_INPUT, m.CONFIG_PROBLEM.format(reason=e))
-        api_key = inputs.llm_api_key or self.environ.get("LLM_API_KEY", "")
-        daytona_key = inputs.daytona_api_key or self.environ.get("DAYTONA_API_KEY", "")
-        missing = missing_keys(config, api_key, daytona_key)
+        missing = missing_keys(config, inputs.llm_api_key, inputs.daytona_api_key)
         if missing:
             problem = (
                 m.MISSING_LLM_KEY.format(model=config.model.name)
@@ -119,7 +117,7 @@ class Step:
             )
             self.reply(api, ctx, m.REPLY_NOT_CONFIGURED.format(reason=problem, url=ctx.run_url))
             return self.stopped(m.MISSING_KEY, problem)
-        return self.execute(ctx, inputs, api, config, trigger, api_key)
+        return self.execute(ctx, inputs, api, config, trigger)
 
     def config(self, inputs: Inputs, ctx: ActionContext) -> Config:
         """The config file's (or the defaults) with the inputs that were set. `.github/rlm.yml` goes
@@ -143,7 +141,6 @@ class Step:
         api: GitHubAPI,
         config: Config,
         trigger: Trigger,
-        api_key: str,
     ) -> int:
         # The engine (and litellm, seconds to import) loads only now: a step that runs nothing
         # (no command, not allowed, missing key) never loads it.
@@ -175,13 +172,12 @@ class Step:
         )
         settings = RunSettings(
             config=base,  # + .github/rlm.yml + the inputs, in RepoConfigStage
-            words=GITHUB_WORDS,
+            words=GITHUB_WORDS.with_prefix(inputs.trigger),
             results_dir=directory,
-            prefix=inputs.trigger,
             auth_header=basic_auth_header(inputs.github_token),
-            api_key=api_key or None,
+            api_key=inputs.llm_api_key or None,
             before_fetch=[repo_config, RequestContextStage(api)],
-            daytona_api_key=inputs.daytona_api_key or self.environ.get("DAYTONA_API_KEY") or None,
+            daytona_api_key=inputs.daytona_api_key or None,
             patch_link=flow.patch_link(ctx.run_url),
         )
         try:

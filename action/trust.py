@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.github.api import GitHubAPI
-from bot.github.commands import help_text, parse_command
+from bot.github.commands import CommandKind, help_text, parse_command
 from bot.github.messages import INVALID_COMMAND
 from bot.github.permissions import WRITE_PERMISSIONS, not_allowed
 from bot.github.review import review_task
@@ -72,15 +72,17 @@ def _from_comment(ctx: ActionContext, inputs: Inputs, api: GitHubAPI) -> Trigger
     command = parse_command(comment.get("body"), prefix=prefix)
     if command is None:
         raise Stop(m.SKIPPED, m.NO_COMMAND.format(prefix=prefix))
-    if command.kind == "review" or (inputs.mode == "review" and command.kind == "run"):
+    if command.kind is CommandKind.REVIEW or (inputs.mode == "review" and command.kind is CommandKind.RUN):
         check_permission(api, ctx.repository, login, prefix)
-        focus = command.task if command.kind == "review" else inputs.prompt or command.task
+        focus = command.task if command.kind is CommandKind.REVIEW else inputs.prompt or command.task
         if ctx.on_pull_request:
             mode, task = "review", review_task(focus)
         else:  # `review …` on an issue is an ordinary task
             mode, task = "change", inputs.prompt or f"review {command.task}".strip()
         return Trigger(task, login, user.get("id"), comment.get("id"), mode=mode)
-    if command.kind == "run" or (command.kind == "invalid" and not command.task and inputs.prompt):
+    if command.kind is CommandKind.RUN or (
+        command.kind is CommandKind.INVALID and not command.task and inputs.prompt
+    ):
         check_permission(api, ctx.repository, login, prefix)
         return Trigger(
             task=inputs.prompt or command.task,
@@ -90,16 +92,18 @@ def _from_comment(ctx: ActionContext, inputs: Inputs, api: GitHubAPI) -> Trigger
         )
     # help, status, cancel, invalid: answered, but only for people who could start a run.
     check_permission(api, ctx.repository, login, prefix)
-    if command.kind == "help":
+    if command.kind is CommandKind.HELP:
         raise Stop(m.SKIPPED, m.HELP_ANSWERED.format(prefix=prefix), reply=help_text(prefix))
-    if command.kind == "invalid":
+    if command.kind is CommandKind.INVALID:
         raise Stop(
             m.SKIPPED,
             m.INVALID_ANSWERED.format(prefix=prefix),
             reply=f"{INVALID_COMMAND}\n\n{help_text(prefix)}",
         )
     runs = f"{ctx.server_url}/{ctx.repository}/actions"
-    reply = (m.NO_STATUS_IN_ACTION if command.kind == "status" else m.NO_CANCEL_IN_ACTION).format(url=runs)
+    reply = (m.NO_STATUS_IN_ACTION if command.kind is CommandKind.STATUS else m.NO_CANCEL_IN_ACTION).format(
+        url=runs
+    )
     raise Stop(m.SKIPPED, m.KEYWORD_ANSWERED.format(prefix=prefix, word=command.kind), reply=reply)
 
 

@@ -17,6 +17,8 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -28,7 +30,7 @@ from .common.envfile import EnvFileError, load_env_file
 from .common.logging import CLI_FORMAT, setup_logging
 from .common.secrets import REDACTOR
 from .common.signals import Interrupts
-from .rlm import Config, ConfigError, RLMError, load_config
+from .rlm import Config, ConfigError, RLMError, Status, load_config
 
 STOPPING = "[yellow]stopping: cancelling every agent and removing sandboxes…[/yellow]"
 app = typer.Typer(
@@ -116,11 +118,31 @@ def _config(config_path: Path | None, overrides: dict) -> Config:
         raise fail(str(e)) from None
 
 
-def _load_env_file(path: Path | None) -> None:
+@dataclass(frozen=True)
+class CliEnv:
+    """Everything the `rlm` command reads from its environment (after --env-file), read once."""
+
+    llm_api_key: str | None
+    daytona_api_key: str | None
+    github_api_url: str | None  # GitHub Enterprise behind a proxy (`rlm app register`)
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None) -> CliEnv:
+        env = os.environ if environ is None else environ
+        return cls(
+            llm_api_key=env.get("LLM_API_KEY", "").strip() or None,
+            daytona_api_key=env.get("DAYTONA_API_KEY", "").strip() or None,
+            github_api_url=env.get("GITHUB_API_URL") or None,
+        )
+
+
+def _load_env_file(path: Path | None) -> CliEnv:
+    """Load the --env-file (THE .env reader), then read the command's environment once."""
     try:
         load_env_file(path)
     except EnvFileError as e:
         raise fail(str(e)) from None
+    return CliEnv.read()
 
 
 def execute(
@@ -141,6 +163,7 @@ def execute(
     """Run the pipeline with live progress, write the patch and print the summary. Returns the exit code.
     With `-o`, stdout carries the root's answer; with `as_json`, a JSON summary instead."""
     from .cli_run import (
+        CLI_WORDS,
         PATCH_NONE,
         CliReporter,
         exit_code,
@@ -152,9 +175,16 @@ def execute(
     from .pipeline import OutcomeKind, Phase, RunRequest, RunSettings
     from .rlm import summary_markdown
 
+    env = CliEnv.read()
     cancel = threading.Event()
     request = RunRequest(task=prompt, clone_url=repo, branch=branch, commit=commit, context=context)
-    settings = RunSettings(config=config, results_dir=results_dir)
+    settings = RunSettings(
+        config=config,
+        words=CLI_WORDS,
+        results_dir=results_dir,
+        api_key=env.llm_api_key,
+        daytona_api_key=env.daytona_api_key,
+    )
     reporter = CliReporter(
         err,
         title,
@@ -177,7 +207,7 @@ def execute(
     err.print()
     err.print(summary_markdown(result.results), markup=False)
     err.print()
-    status_style = "green" if result.status == "completed" else "red"
+    status_style = "green" if result.status == Status.COMPLETED else "red"
     # A failed run's error is in the outcome's message below: said once, with its log tail.
     said_below = (
         outcome.kind is OutcomeKind.ERROR and result.error and result.error in (outcome.message or "")
@@ -340,7 +370,7 @@ def eval_(
     print resolved, agents, iterations, wall time, tokens and cost; report.json and report.md too."""
     from .evaluate.command import EvalOptions, run_eval
 
-    _load_env_file(env_file)
+    env = _load_env_file(env_file)
     options = EvalOptions(
         tasks_file=tasks_file,
         variants=variant or [],
@@ -350,8 +380,8 @@ def eval_(
         jobs=jobs,
         out=out,
         quiet=quiet,
-        llm_api_key=os.environ.get("LLM_API_KEY"),
-        daytona_api_key=os.environ.get("DAYTONA_API_KEY"),
+        llm_api_key=env.llm_api_key,
+        daytona_api_key=env.daytona_api_key,
     )
     cancel = threading.Event()
     with Interrupts(cancel, on_first=lambda: err.print(STOPPING), force_after_first=True):
@@ -370,9 +400,10 @@ def _preflight(config: Config, repo: str, check_tree: bool) -> tuple[str, str | 
     the warning naming uncommitted changes (when the run starts from HEAD), the model and its key,
     and the Daytona key. Returns (what to fetch, warning)."""
     from .cli_checks import UsageError, check_model, local_repo, uncommitted_changes, uncommitted_warning
-    from .pipeline.keys import MissingKey, missing_keys
+    from .pipeline import MissingKey, missing_keys
 
-    missing = missing_keys(config, os.environ.get("LLM_API_KEY"), os.environ.get("DAYTONA_API_KEY"))
+    env = CliEnv.read()
+    missing = missing_keys(config, env.llm_api_key, env.daytona_api_key)
     try:
         local = local_repo(repo)
         check_model(config, llm_key_missing=MissingKey.LLM in missing)
@@ -472,13 +503,13 @@ def sandboxes_reap(
     """Delete local sandbox directories and Daytona sandboxes of rollouts that are no longer running."""
     from .rlm.sandbox import reap_all
 
-    _load_env_file(env_file)
+    env = _load_env_file(env_file)
     config = _config(config_path, {})
     try:
-        counts = reap_all(config)
+        counts = reap_all(config, daytona_api_key=env.daytona_api_key)
     except RLMError as e:
         raise fail(str(e), EXIT_FAILED) from None
-    daytona = counts["daytona"] if os.environ.get("DAYTONA_API_KEY") else "skipped (no DAYTONA_API_KEY)"
+    daytona = counts["daytona"] if env.daytona_api_key else "skipped (no DAYTONA_API_KEY)"
     typer.echo(
         f"reaped local sandboxes: {counts['local']}; Daytona sandboxes: {daytona}; "
         f"old environments: {counts['environments']}; idle shared checkouts: {counts['checkouts']}"
@@ -615,7 +646,7 @@ def app_register(
             port=port,
             open_browser=not no_browser,
             public=public,
-            api_url=os.environ.get("GITHUB_API_URL") or None,  # GitHub Enterprise behind a proxy
+            api_url=CliEnv.read().github_api_url,
         )
     except RegisterError as e:
         raise fail(str(e), EXIT_FAILED) from None

@@ -22,10 +22,12 @@ from .pipeline import (
     Target,
 )
 from .progress import Progress
-from .rlm import Config
+from .rlm import Config, Status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # documented in bot/cli.py
 
+# How the CLI (and `rlm eval`) words the outcomes the pipeline decides itself: plain terminal text.
+CLI_WORDS = OutcomeWords()  # the neutral defaults are the CLI's
 PATCH_WRITTEN = "patch: {files} file(s), +{additions} -{deletions} → {where}"
 PATCH_NONE = "patch: no changes"
 REPORT_WRITTEN = "report: {path}"
@@ -211,5 +213,7 @@ def exit_code(outcome: RunOutcome, interrupted: bool) -> int:
     if interrupted:
         return EXIT_INTERRUPTED
     result = outcome.result
-    completed = result is not None and result.status == "completed" and outcome.kind is not OutcomeKind.ERROR
+    completed = (
+        result is not None and result.status == Status.COMPLETED and outcome.kind is not OutcomeKind.ERROR
+    )
     return EXIT_OK if completed else EXIT_FAILED

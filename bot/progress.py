@@ -19,6 +19,8 @@ from rich.text import Text
 from .rlm import (
     STATUS_ICONS,
     EventKind,
+    SetupStatus,
+    Status,
     agent_of,
     fmt_cost,
     fmt_duration,
@@ -28,12 +30,12 @@ from .rlm import (
 )
 
 STATUS_STYLES = {
-    "running": "yellow",
-    "completed": "green",
-    "budget": "magenta",
-    "timeout": "magenta",
-    "cancelled": "dim",
-    "error": "red",
+    Status.RUNNING: "yellow",
+    Status.COMPLETED: "green",
+    Status.BUDGET: "magenta",
+    Status.TIMEOUT: "magenta",
+    Status.CANCELLED: "dim",
+    Status.ERROR: "red",
 }
 MAX_ROWS = 40
 
@@ -85,7 +87,7 @@ class Progress:
         if kind is EventKind.SETUP_STARTED:
             n = len(event.get("commands") or [])
             line = f"🧰 setting up the environment ({n} command{'s' if n != 1 else ''}) …"
-        elif event.get("status") == "ok":
+        elif event.get("status") == SetupStatus.OK:
             how = "cached" if event.get("cached") else "built"
             line = f"🧰 environment ready ({how}) in {fmt_duration(event.get('duration'))}"
         else:
@@ -118,7 +120,7 @@ class Progress:
         with self._lock:
             agents = sorted((_row(a) for a in self.results["agents"]), key=_tree_order)
             spend = fmt_spend_of_cap(self.results)
-        running = sum(1 for a in agents if a["status"] == "running")
+        running = sum(1 for a in agents if a["status"] == Status.RUNNING)
         elapsed = fmt_duration(time.monotonic() - self._started)
         table = Table(
             title=f"{self.title} — {len(agents)} agents, {running} running, {elapsed}, {spend}",
@@ -132,7 +134,9 @@ class Progress:
                 column, no_wrap=True, overflow="ellipsis", max_width=60 if column == "task" else None
             )
         shown = (
-            agents if len(agents) <= MAX_ROWS else [a for a in agents if a["status"] == "running"][:MAX_ROWS]
+            agents
+            if len(agents) <= MAX_ROWS
+            else [a for a in agents if a["status"] == Status.RUNNING][:MAX_ROWS]
         )
         for a in shown:
             style = STATUS_STYLES.get(a["status"], "")
@@ -159,7 +163,7 @@ def _row(agent: dict) -> dict[str, Any]:
         "id": agent["id"],
         "depth": agent.get("depth", 0),
         "task": agent.get("task") or "",
-        "status": agent.get("status") or "running",
+        "status": agent.get("status") or Status.RUNNING,
         "iterations": len(agent.get("iterations", [])),
         "elapsed": elapsed,
         "cost": (agent.get("usage") or {}).get("cost_usd", 0.0),

@@ -109,3 +109,19 @@ def test_agent_logs_keep_untrusted_text_out_of_command_position():
             continue
         assert not line.startswith(("::add-mask::", "::error::")), line
     assert any(line.startswith("::group::❌ agent root · depth 0 · error · 1 iterations") for line in lines)
+
+
+def test_agent_logs_group_title_counts_come_from_the_fold():
+    out = io.StringIO()
+    logs = AgentLogs(Runner(None, None, out=out))
+    for event in (
+        {"type": "agent_started", "agent": "root.1", "depth": 1, "task": "t"},
+        {"type": "llm_call", "agent": "root.1", "iteration": 1, "usage": {"cost_usd": 0.25}},
+        {"type": "llm_call", "agent": "root.1", "iteration": 2, "usage": {"cost_usd": 0.5}},
+        {"type": "agent_finished", "agent": "root.1", "status": "completed", "result": "done"},
+    ):
+        logs.event(event)
+    folded = logs.results["agents"][0]
+    assert folded["depth"] == 1 and len(folded["iterations"]) == 2 and folded["usage"]["cost_usd"] == 0.75
+    title = next(line for line in out.getvalue().splitlines() if line.startswith("::group::"))
+    assert "agent root.1 · depth 1 · completed · 2 iterations · $0.75" in title, title

@@ -63,15 +63,15 @@ def setup(tmp_path, make_repo):
 
 def test_client_config_comes_from_our_settings_and_the_key_is_redacted():
     config = load_config(None, {"sandbox.daytona.api_url": "https://daytona.example/api"}, environ={})
-    made = dc.client_config(config.sandbox.daytona, environ={"DAYTONA_API_KEY": KEY})
+    made = dc.client_config(config.sandbox.daytona, KEY)
     assert (made.api_key, made.api_url, made.target) == (
         KEY,
         "https://daytona.example/api",
         dc.DEFAULT_TARGET,
     )
     assert REDACTOR.redact(f"key={KEY}") == "key=[REDACTED]"
-    env = {"DAYTONA_API_KEY": KEY, "DAYTONA_TARGET": "eu"}
-    assert dc.client_config(load_config(None, {}, environ={}).sandbox.daytona, environ=env).target == "eu"
+    env = {"DAYTONA_TARGET": "eu"}  # Daytona's own variable, read with the config (not by the engine)
+    assert dc.client_config(load_config(None, {}, environ=env).sandbox.daytona, KEY).target == "eu"
 
 
 def test_the_real_client_ignores_a_dotenv_in_the_working_directory(tmp_path, monkeypatch):
@@ -86,9 +86,9 @@ def test_the_real_client_ignores_a_dotenv_in_the_working_directory(tmp_path, mon
         None, {"sandbox.daytona.api_url": "http://127.0.0.1:9/api"}, environ={}
     ).sandbox.daytona
     with pytest.warns(UserWarning, match="ignored"):
-        client = dc.make_client(settings)
+        client = dc.make_client(settings, KEY)
     assert (client._api_key, client._api_url, client._target) == (KEY, "http://127.0.0.1:9/api", "us")
-    assert dc.make_client(settings) is client  # one client per key, URL and target in a process
+    assert dc.make_client(settings, KEY) is client  # one client per key, URL and target in a process
 
 
 def test_missing_key_is_a_sentence_not_a_crash(tmp_path, make_repo, monkeypatch):

@@ -15,7 +15,7 @@ from bot.cli import app
 from bot.evaluate import TasksError, load_tasks, parse_variant
 from bot.evaluate.command import EXIT_NOT_JUDGED
 from bot.evaluate.report import RESOLVED_MARK
-from bot.evaluate.runner import INVALID_TASK, JUDGE_FAILED, Status
+from bot.evaluate.runner import INVALID_TASK, JUDGE_FAILED, TaskOutcome
 
 TASKS = Path(__file__).resolve().parent.parent / "bench" / "tasks"
 TASK = "more-itertools-1001"
@@ -124,11 +124,11 @@ def test_a_task_whose_tests_already_pass_is_flagged_and_a_missing_tool_is_a_judg
     assert code == EXIT_NOT_JUDGED
     report = _report(out)
     invalid, broken = report[("passes-before", "default")], report[("no-such-tool", "default")]
-    assert invalid["status"] == str(Status.INVALID) and invalid["message"] == INVALID_TASK
+    assert invalid["status"] == str(TaskOutcome.INVALID) and invalid["message"] == INVALID_TASK
     assert invalid["before"]["verdict"] == "pass" and invalid["run_id"] is None  # no model was called
-    assert broken["status"] == str(Status.JUDGE_ERROR) and "could not run" in broken["message"]
+    assert broken["status"] == str(TaskOutcome.JUDGE_ERROR) and "could not run" in broken["message"]
     assert broken["run_id"] is None
-    assert RESOLVED_MARK[Status.INVALID] in stdout and RESOLVED_MARK[Status.JUDGE_ERROR] in stdout
+    assert RESOLVED_MARK[TaskOutcome.INVALID] in stdout and RESOLVED_MARK[TaskOutcome.JUDGE_ERROR] in stdout
     assert f"passes-before [default]: invalid task: {INVALID_TASK}" in stderr
     assert not (out / "runs").exists() or not list((out / "runs").glob("*.json"))
 

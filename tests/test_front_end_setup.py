@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 
+from bot.cli_run import CLI_WORDS
 from bot.common.envfile import EnvFileError, read_env_file
-from bot.pipeline import OutcomeWords
 from bot.pipeline.keys import MissingKey, missing_keys
 from bot.rlm.config import load_config
 from tests.conftest import py
@@ -86,5 +86,14 @@ def test_a_cli_run_is_worded_for_the_cli(make_repo, write_script, tmp_path):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["outcome"] == "answer"  # no change, and the root's answer is the result
-    assert summary["message"] == OutcomeWords().answered
+    assert summary["message"] == CLI_WORDS.answered
     assert "pull request" not in proc.stdout + proc.stderr
+
+
+def test_cli_words_carry_no_markdown_and_no_command_prefix(tmp_path):
+    """The CLI's outcome sentences and saved-patch location are terminal text: no `/rlm`, no backticks."""
+    from bot.pipeline import RunSettings
+
+    settings = RunSettings(config=load_config(None, {}, environ={}), words=CLI_WORDS)
+    assert settings.patch_location(tmp_path / "r.patch") == str(tmp_path / "r.patch")
+    assert CLI_WORDS.prefix == "" and "/rlm" not in CLI_WORDS.cancelled.format(prefix=CLI_WORDS.prefix)

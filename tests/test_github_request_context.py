@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.github.api import GitHubAPI
-from bot.github.messages import STATUS_HEADER
+from bot.github.messages import GITHUB_WORDS, STATUS_HEADER
 from bot.github.request_context import ContextBudget, ContextRequest, build_context
 from tests.fakes.github_app import examples
 from tests.fakes.github_fake import FakeGitHub
@@ -203,7 +203,9 @@ def test_stage_fills_the_request_once_and_a_github_failure_is_a_note(fake, tmp_p
             self.notes.append(text)
 
     fake.add_issue(REPO, real_issue(9, "the clue"))
-    settings = RunSettings(config=load_config(None, {"sandbox.cache_dir": str(tmp_path)}, environ={}))
+    settings = RunSettings(
+        config=load_config(None, {"sandbox.cache_dir": str(tmp_path)}, environ={}), words=GITHUB_WORDS
+    )
     request = RunRequest(task="fix this", clone_url="", repo=REPO, number=9, requester="maintainer")
     state, notes = RunState(request, settings, settings.config), Notes()
     RequestContextStage(api(fake))(state, notes)

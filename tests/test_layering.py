@@ -1,9 +1,11 @@
-"""The boundaries of docs/DESIGN's layout, checked by walking every module's imports with `ast`.
+"""The boundaries of the layout (README "Layout"), checked by walking every module's imports with `ast`.
 
 Every import counts: at the top, inside functions, and under `TYPE_CHECKING`. `from pkg import x`
 is an import of `pkg` when `x` is in its `__all__` (its public surface), else of `pkg.x` when that
-is a module, else of `pkg`. A package's `__init__` is the module
-named after the package; importing `a.b.c` is not counted as importing `a` or `a.b`.
+is a module, else of `pkg` (and the edge keeps the name `x`, so a rule can ban one public name,
+written "pkg:x"). `from ext import x` of a package outside the tree is an import of `ext.x`. A
+package's `__init__` is the module named after the package; importing `a.b.c` is not counted as
+importing `a` or `a.b`.
 
 To add a boundary, add a row to RULES (or SURFACES); the test names every offending import.
 """
@@ -24,12 +26,19 @@ PACKAGES = ("bot", "webhooks", "action")  # what is checked; tests/ and bench/ a
 
 @dataclass(frozen=True)
 class Forbid:
-    """Modules under `layer` import nothing under any of `banned` (except under `allowed`)."""
+    """Modules under `layer` (one prefix or several), except those under `exempt`, import nothing
+    under any of `banned` (except under `allowed`). A banned "pkg:name" is the public name `name`
+    imported from the package `pkg`."""
 
-    layer: str
+    layer: str | tuple[str, ...]
     banned: tuple[str, ...]
     why: str
     allowed: tuple[str, ...] = ()
+    exempt: tuple[str, ...] = ()
+
+    def covers(self, module: str) -> bool:
+        layers = (self.layer,) if isinstance(self.layer, str) else self.layer
+        return any(within(module, x) for x in layers) and not any(within(module, x) for x in self.exempt)
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,30 @@ class Surface:
     public: tuple[str, ...]
     why: str
 
+
+# The App's intake and its one module per event: they validate a delivery and record a job, no more.
+WEBHOOK_EVENTS = (
+    "webhooks.intake",
+    "webhooks.routing",
+    "webhooks.issue_comment",
+    "webhooks.review_comment",
+    "webhooks.comment_command",
+    "webhooks.context",
+    "webhooks.payload",
+)
+# The libraries that talk to GitHub's API; gidgethub's sans-I/O verifying and routing are not writes.
+GITHUB_CLIENTS = (
+    "github",
+    "requests",
+    "httpx",
+    "urllib3",
+    "aiohttp",
+    "gidgethub.abc",
+    "gidgethub.aiohttp",
+    "gidgethub.httpx",
+    "gidgethub.tornado",
+)
+GITHUB_WRITES = ("bot.github", *GITHUB_CLIENTS)
 
 RULES = (
     Forbid(
@@ -63,12 +96,27 @@ RULES = (
         ("bot.github", "bot.pipeline", "webhooks", "action"),
         "the job store keeps facts; the App (webhooks/) decides",
     ),
+    Forbid(
+        WEBHOOK_EVENTS,
+        ("bot.rlm", "bot.pipeline:run", "bot.pipeline.run", "webhooks.handler", *GITHUB_WRITES),
+        "webhook handlers only validate and enqueue (the job handler runs and writes)",
+        ("bot.github.commands", "bot.github.review"),  # parsing a command, wording a review's task
+    ),
+    *(
+        Forbid(layer, GITHUB_CLIENTS, "every GitHub write goes through bot/github", exempt=("bot.github",))
+        for layer in ("bot", "webhooks", "action")
+    ),
 )
 SURFACES = (
     Surface(
         "bot.rlm",
         ("bot.rlm", "bot.rlm.sandbox"),
         "outside the engine, use its public surface (bot/rlm/__init__.py, bot/rlm/sandbox/__init__.py)",
+    ),
+    Surface(
+        "bot.pipeline",
+        ("bot.pipeline",),
+        "outside the pipeline, use its public surface (bot/pipeline/__init__.py)",
     ),
 )
 # Cycles that are known and being removed elsewhere; each entry is the set of modules of one cycle.
@@ -84,6 +132,7 @@ class Edge:
     source: str
     target: str
     line: int
+    name: str = ""  # the public name imported from the package `target` (`from pkg import name`)
 
     def __str__(self) -> str:
         return f"{self.source} (line {self.line}) imports {self.target}"
@@ -112,6 +161,7 @@ def exported(path: Path) -> set[str]:
 def imports(name: str, path: Path, known: set[str], surface: dict[str, set[str]]) -> list[Edge]:
     """Every import in the module `name`, resolved to the module it loads."""
     is_package = path.name == "__init__.py"
+    roots = {m.split(".")[0] for m in known}
     package = name if is_package else name.rpartition(".")[0]
     edges = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -126,8 +176,12 @@ def imports(name: str, path: Path, known: set[str], surface: dict[str, set[str]]
                 base = node.module or ""
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
+                if base.split(".")[0] not in roots:  # a third-party package: the name may be a module
+                    edges.append(Edge(name, sub, node.lineno))
+                    continue
                 public = alias.name in surface.get(base, ())
-                edges.append(Edge(name, sub if sub in known and not public else base, node.lineno))
+                target = sub if sub in known and not public else base
+                edges.append(Edge(name, target, node.lineno, alias.name if target == base else ""))
     return edges
 
 
@@ -143,9 +197,9 @@ def violations(edges_of: dict[str, list[Edge]]) -> list[str]:
     for edges in edges_of.values():
         for edge in edges:
             for rule in RULES:
-                if not within(edge.source, rule.layer):
+                if not rule.covers(edge.source):
                     continue
-                if any(within(edge.target, b) for b in rule.banned) and not any(
+                if any(banned(edge, b) for b in rule.banned) and not any(
                     within(edge.target, a) for a in rule.allowed
                 ):
                     out.append(f"{edge}: {rule.why}")
@@ -155,6 +209,14 @@ def violations(edges_of: dict[str, list[Edge]]) -> list[str]:
                 if edge.target not in surface.public:
                     out.append(f"{edge}: {surface.why}")
     return out
+
+
+def banned(edge: Edge, what: str) -> bool:
+    """Whether the edge imports `what`: a module prefix, or "pkg:name" for one public name of pkg."""
+    module, _, name = what.partition(":")
+    if name:
+        return edge.target == module and edge.name == name
+    return within(edge.target, module)
 
 
 def cycles(edges_of: dict[str, list[Edge]]) -> list[list[str]]:
@@ -234,14 +296,45 @@ PLANTED = {
     ),
     "bot.common depends on the engine": ("bot/common/text.py", "from bot.rlm import Config\n", "bot.common"),
     "pipeline imports GitHub": ("bot/pipeline/run.py", "from bot.github import api\n", "front-end neutral"),
-    "pipeline imports PyGithub under TYPE_CHECKING": (
+    "pipeline imports gidgethub under TYPE_CHECKING": (
         "bot/pipeline/run.py",
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import github\n",
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import gidgethub\n",
         "front-end neutral",
     ),
     "GitHub layer imports the job store": ("bot/github/api.py", "from bot.jobs import Job\n", "client layer"),
     "GitHub layer imports the App": ("bot/github/api.py", "def f():\n    import webhooks\n", "client layer"),
     "job store imports the App": ("bot/jobs/sql.py", "from webhooks import kinds\n", "keeps facts"),
+    "deep import of the pipeline": (
+        "bot/github/api.py",
+        "from bot.pipeline.keys import missing_keys\n",
+        "surface (bot/pipeline",
+    ),
+    "webhook handler runs the pipeline": (
+        "webhooks/issue_comment.py",
+        "from bot.pipeline import run\n",
+        "only validate and enqueue",
+    ),
+    "webhook handler runs the engine": (
+        "webhooks/comment_command.py",
+        "def f():\n    import bot.rlm\n",
+        "only validate and enqueue",
+    ),
+    "webhook handler writes to GitHub": (
+        "webhooks/issue_comment.py",
+        "from bot.github.api import GitHubAPI\n",
+        "only validate and enqueue",
+    ),
+    "PyGithub outside bot/github": (
+        "action/main.py",
+        "from github import Github\n",
+        "goes through bot/github",
+    ),
+    "requests outside bot/github": ("bot/cli.py", "import requests\n", "goes through bot/github"),
+    "gidgethub client outside bot/github": (
+        "webhooks/serve.py",
+        "from gidgethub import httpx\n",
+        "goes through bot/github",
+    ),
 }
 
 
@@ -265,11 +358,18 @@ BASE = {
     "bot/common/text.py": "",
     "bot/github/__init__.py": "",
     "bot/github/api.py": "",
-    "bot/pipeline/__init__.py": "",
+    "bot/pipeline/__init__.py": '__all__ = ["run", "RunRequest"]\n',
+    "bot/pipeline/keys.py": "",
+    "bot/pipeline/run.py": "from bot.rlm import run\nfrom bot.rlm.sandbox import make_provider\n",
+    "bot/cli.py": "from bot.pipeline import run\n",
     "bot/jobs/__init__.py": "",
     "bot/jobs/sql.py": "",
-    "bot/pipeline/run.py": "from bot.rlm import run\nfrom bot.rlm.sandbox import make_provider\n",
     "webhooks/__init__.py": "",
+    "webhooks/issue_comment.py": "from gidgethub import routing, sansio\nfrom .comment_command import enqueue\n",
+    "webhooks/comment_command.py": "from bot.github.commands import parse_command\nfrom bot.pipeline import RunRequest\n",
+    "webhooks/handler.py": "from bot.pipeline import run\nfrom bot.github.api import GitHubAPI\n",
+    "bot/github/commands.py": "",
+    "action/main.py": "",
     "webhooks/serve.py": "from bot.rlm import sandbox\n",
     "action/__init__.py": "",
 }
@@ -291,7 +391,7 @@ def test_each_rule_fails_on_a_violation(tmp_path, case):
 def test_a_cycle_fails_even_inside_a_function_or_under_type_checking(tmp_path):
     files = {
         **BASE,
-        "bot/github/api.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from bot.pipeline import run\n",
+        "bot/github/api.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from bot.pipeline.run import run\n",
         "bot/pipeline/run.py": "def f():\n    from ..github import api\n",
     }
     assert cycles(graph(_tree(tmp_path, files))) == [["bot.github.api", "bot.pipeline.run"]]

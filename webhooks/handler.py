@@ -27,7 +27,7 @@ from bot.jobs import CONTROL_LANE, RUN_LANE, DuplicateDelivery, Job, JobState, J
 from bot.pipeline import NullReporter, OutcomeKind, Reporters, RunOutcome, RunRequest, RunSettings
 from bot.rlm import Config
 
-from .kinds import JobKind, busy_instead
+from .kinds import JobKind, busy_instead, request_of
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -94,15 +94,16 @@ class AppJobHandler:
         self._finish(job, JobState.DONE, outcome, body)
 
     def _handle(self, api: GitHubAPI, job: Job, cancel: threading.Event) -> None:
-        req, prefix, kind = job.request, self.settings.prefix, JobKind(job.kind)
+        prefix, kind = self.settings.prefix, JobKind(job.kind)
         if kind is JobKind.INTERRUPTED:
             return self._report_interrupted(api, job)
         if kind is JobKind.RUN and job.lane is RUN_LANE:
             return self._run(api, job, cancel)  # accepted earlier in the control lane
         if kind is JobKind.TRIGGER:
             return self._trigger(api, job)
-        if not may_run(api, job.repo, req["requester"]):
-            return self._reply(api, job, not_allowed(req["requester"], prefix), "not_allowed")
+        requester = request_of(job).requester
+        if not may_run(api, job.repo, requester):
+            return self._reply(api, job, not_allowed(requester, prefix), "not_allowed")
         if kind in (JobKind.HELP, JobKind.INVALID):
             lead = f"{messages.INVALID_COMMAND}\n\n" if kind is JobKind.INVALID else ""
             return self._reply(api, job, lead + help_text(prefix), kind.value)
@@ -159,12 +160,11 @@ class AppJobHandler:
             return self._reply(
                 api, job, messages.NOTHING_RUNNING.format(prefix=self.settings.prefix), "status"
             )
-        progress = ""
-        comment = active.request.get("status_comment_id")
-        if comment and active.request.get("html_url"):
-            progress = f"Live progress: {active.request['html_url']}#issuecomment-{comment}"
+        progress, running = "", request_of(active)
+        if running.status_comment_id and running.html_url:
+            progress = f"Live progress: {running.html_url}#issuecomment-{running.status_comment_id}"
         body = messages.STATUS_REPLY.format(
-            run_id=active.request.get("run_id") or f"job {active.id}", state=active.state, progress=progress
+            run_id=running.run_id or f"job {active.id}", state=active.state, progress=progress
         ).strip()
         self._reply(api, job, body, "status")
 
@@ -172,11 +172,11 @@ class AppJobHandler:
         active = self.store.active_run(job.repo, job.number)
         if active is None:
             return self._reply(api, job, messages.NOTHING_TO_CANCEL, "cancel")
-        label = active.request.get("run_id") or f"job {active.id}"
+        request = request_of(active)
+        label = request.run_id or f"job {active.id}"
         body = messages.CANCEL_REQUESTED.format(run_id=label)
         message = messages.OUTCOME_CANCELLED.format(prefix=self.settings.prefix)
         if self.store.cancel_queued(active.id, message):  # no worker will end its status comment: do it here
-            request = RunRequest.from_payload(active.request)
             status, _ = self._reporter(api, active, request)
             status.finished(RunOutcome(label, OutcomeKind.CANCELLED, message))
         else:
@@ -188,7 +188,7 @@ class AppJobHandler:
 
     def _busy(self, api: GitHubAPI, job: Job) -> None:
         active = self.store.active_run(job.repo, job.number)
-        label = (active.request.get("run_id") if active else None) or "another run"
+        label = (request_of(active).run_id if active else None) or "another run"
         self._reply(api, job, messages.BUSY.format(run_id=label, prefix=self.settings.prefix), "busy")
 
     def _trace_url(self, job: Job) -> str | None:
@@ -235,7 +235,7 @@ class AppJobHandler:
     def _accept(self, api: GitHubAPI, job: Job) -> None:
         """👀, the status comment and the commit (the default branch's head at command time, or
         the PR's head) now, once; the run itself waits for a free run worker."""
-        request = RunRequest.from_payload(job.request)
+        request = request_of(job)
         _, reporter = self._reporter(api, job, request)
         pipeline.accept(request, reporter)
         try:
@@ -253,7 +253,7 @@ class AppJobHandler:
         if self.store.get(job.id).cancel_requested:
             cancel.set()
         s = self.settings
-        request = RunRequest.from_payload(job.request)
+        request = request_of(job)
         status, reporter = self._reporter(api, job, request)
         reporter = Reporters(
             reporter.reporters[0], self._check(api, job, request, status), *reporter.reporters[1:]
@@ -274,11 +274,11 @@ class AppJobHandler:
         ]
         settings = RunSettings(
             config=self.config,
+            words=messages.GITHUB_WORDS.with_prefix(s.prefix),
             results_dir=s.results_dir,
-            prefix=s.prefix,
-            words=messages.GITHUB_WORDS,
             auth_header=basic_auth_header(token),
             api_key=s.api_key,
+            daytona_api_key=s.daytona_api_key,
             before_fetch=stages,
             patch_link=lambda path: _patch_link(path, trace_url),
         )
@@ -292,7 +292,7 @@ class AppJobHandler:
     def _report_interrupted(self, api: GitHubAPI, job: Job) -> None:
         """A run that could not be resumed: its status ends with the reason, 😕 replaces 👀, and a
         patch it had saved is named."""
-        request = RunRequest.from_payload(job.request)
+        request = request_of(job)
         status, _ = self._reporter(api, job, request)
         status.status.run_id = request.run_id or f"job {job.id}"
         status.status.notes.clear()

@@ -25,7 +25,7 @@ from bot.common.logcontext import bind
 from bot.jobs import DuplicateDelivery, JobHandler, JobStore, WorkerPool, open_store
 
 from .context import IGNORED_NO_HANDLER, Delivery
-from .kinds import busy_instead
+from .kinds import busy_instead, request_of
 from .observability import Metrics, mount_probes
 from .payload import PayloadError, parse_payload
 from .readiness import Readiness
@@ -195,7 +195,7 @@ def _mount_viewer(app: Flask, store: JobStore, results_dir: Path) -> None:
 
     def lookup(token: str) -> Path | None:
         job = store.by_trace_token(token)
-        run_id = job.request.get("run_id") if job else None
+        run_id = request_of(job).run_id if job else None
         return results_dir / f"{run_id}.json" if run_id else None
 
     app.register_blueprint(viewer_blueprint(lookup))

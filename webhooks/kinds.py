@@ -8,6 +8,7 @@ import dataclasses
 
 from bot.common.enums import StrEnum
 from bot.jobs import CONTROL_LANE, RUN_KIND, Job, JobLane, NewJob
+from bot.pipeline import RunRequest
 
 
 class JobKind(StrEnum):
@@ -19,6 +20,11 @@ class JobKind(StrEnum):
     BUSY = "busy"  # a run command while another run is active on the issue
     INTERRUPTED = "interrupted"  # a run whose workers kept dying: its status says so
     TRIGGER = "trigger"  # a label or an assignment: a run if .github/rlm.yml `triggers:` says so
+
+
+def request_of(job: Job) -> RunRequest:
+    """The run request a job holds: every App job's payload is a `RunRequest.to_payload()`."""
+    return RunRequest.from_payload(job.request)
 
 
 def busy_instead(job: NewJob) -> NewJob:

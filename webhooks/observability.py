@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from bot.jobs import FINAL_STATES, RUN_LANE, Job, JobState, JobStore
 
+from .kinds import JobKind, request_of
 from .readiness import DB_UNREACHABLE, Readiness
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class Metrics:
         if job.state not in FINAL_STATES:
             return  # an accepted run handed on to the run lane
         self.jobs_finished.labels(job.kind, str(job.state)).inc()
-        if job.kind != "run" or job.lane != RUN_LANE:
+        if job.kind != JobKind.RUN or job.lane != RUN_LANE:
             return
         self.run_seconds.labels(job.outcome or str(job.state)).observe(seconds)
         totals = self._totals(job)
@@ -115,7 +116,7 @@ class Metrics:
         self.cost.inc(totals.get("cost_usd") or 0.0)
 
     def _totals(self, job: Job) -> dict:
-        run_id = job.request.get("run_id")
+        run_id = request_of(job).run_id
         if not (self.results_dir and run_id):
             return {}
         try:

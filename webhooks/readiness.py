@@ -20,7 +20,7 @@ from collections.abc import Callable
 from bot.github.api import GitHubAPI, GitHubError
 from bot.github.auth import AppAuth, AppSettings, AppSettingsError
 from bot.jobs import JobStore
-from bot.pipeline.keys import MissingKey, missing_keys
+from bot.pipeline import MissingKey, missing_keys
 
 from .settings import ServerConfig
 

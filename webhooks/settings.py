@@ -118,8 +118,8 @@ class ServerConfig:
             allowed_models={m.strip() for m in (env.get("RLM_ALLOWED_MODELS") or "").split(",") if m.strip()},
             repo_setup=_repo_setup(env.get("RLM_REPO_SETUP")),
             cost_cap=cost_cap(engine, env),
-            api_key=env.get("LLM_API_KEY") or None,
-            daytona_api_key=env.get("DAYTONA_API_KEY") or None,
+            api_key=env.get("LLM_API_KEY", "").strip() or None,
+            daytona_api_key=env.get("DAYTONA_API_KEY", "").strip() or None,
         )
         config = cls(
             webhook_secret=app.webhook_secret,

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from bot.github.auth import AppSettingsError
-from bot.rlm import Config
+from bot.rlm import Backend, Config
 
 from .settings import ServerConfig
 
@@ -26,7 +26,7 @@ def check_isolation(engine: Config) -> None:
     unisolated sandboxes only when the operator says so (sandbox.isolation: none)."""
     from bot.rlm.sandbox import probe_sandbox
 
-    if engine.sandbox.backend == "local" and engine.sandbox.isolation != "none":
+    if engine.sandbox.backend == Backend.LOCAL and engine.sandbox.isolation != "none":
         refused = probe_sandbox()
         if refused:
             raise AppSettingsError(refused)
@@ -44,8 +44,8 @@ def reap_at_start(config: ServerConfig) -> None:
     from bot.rlm.sandbox import reap_all
 
     try:
-        reaped = reap_all(config.engine)
-        if reaped["local"] or reaped["daytona"]:
+        reaped = reap_all(config.engine, daytona_api_key=config.worker.daytona_api_key)
+        if reaped[Backend.LOCAL] or reaped[Backend.DAYTONA]:
             log.warning("reaped sandboxes left by a previous server: %s", reaped)
     except Exception as e:  # reaping is housekeeping; the server starts regardless
         log.warning("could not reap old sandboxes: %s", e)

@@ -10,14 +10,14 @@ sandbox; report.py writes the table, report.json and report.md. docs/eval.md is 
 
 from .judge import JudgeResult, Verdict, judge
 from .report import text_table, write_reports
-from .runner import EvalSettings, Evaluation, Status, TaskResult, Variant, check_configs, variants_of
+from .runner import EvalSettings, Evaluation, TaskOutcome, TaskResult, Variant, check_configs, variants_of
 from .tasks import Task, TasksError, TaskSet, VariantSpec, load_tasks, parse_variant
 
 __all__ = [
     "EvalSettings",
     "Evaluation",
     "JudgeResult",
-    "Status",
+    "TaskOutcome",
     "Task",
     "TaskResult",
     "TaskSet",

@@ -18,12 +18,12 @@ from typing import Any
 
 from rich.console import Console
 
-from bot.pipeline.keys import MissingKey, missing_keys
+from bot.pipeline import MissingKey, missing_keys
 from bot.rlm import ConfigError, load_config
 from bot.rlm.sandbox import DAYTONA_MISSING_KEY
 
 from .report import notes, text_table, write_reports
-from .runner import EvalSettings, Evaluation, Status, check_configs, variants_of
+from .runner import EvalSettings, Evaluation, TaskOutcome, check_configs, variants_of
 from .tasks import TasksError, load_tasks, parse_variant
 
 EXIT_OK, EXIT_NOT_JUDGED, EXIT_INTERRUPTED = 0, 1, 130
@@ -80,6 +80,7 @@ def run_eval(options: EvalOptions, err: Console, cancel: threading.Event) -> int
         base_overrides=overrides,
         results_dir=out / "runs",
         jobs=options.jobs,
+        api_key=options.llm_api_key or None,
         daytona_api_key=options.daytona_api_key or None,
     )
     try:
@@ -114,7 +115,7 @@ def run_eval(options: EvalOptions, err: Console, cancel: threading.Event) -> int
     err.print(REPORTS_WRITTEN.format(json=json_path, md=md_path), markup=False)
     if cancel.is_set():
         return EXIT_INTERRUPTED
-    judged = (Status.RESOLVED, Status.UNRESOLVED)
+    judged = (TaskOutcome.RESOLVED, TaskOutcome.UNRESOLVED)
     return EXIT_OK if all(r.status in judged for r in results) else EXIT_NOT_JUDGED
 
 

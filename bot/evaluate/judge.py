@@ -12,12 +12,12 @@ Verdict.ERROR, reported apart from "not resolved".
 
 from __future__ import annotations
 
-import enum
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 
+from bot.common.enums import StrEnum
 from bot.rlm import CommandResult, Config, PreparedRepo, RLMError, check_patch
 
 from .tasks import Judge
@@ -26,13 +26,10 @@ COULD_NOT_RUN = "the judge's command `{command}` could not run in the sandbox (a
 _NO_MODULE = re.compile(r"^\S*python[\d.]*: No module named \S+$", re.MULTILINE)
 
 
-class Verdict(str, enum.Enum):
+class Verdict(StrEnum):
     PASS = "pass"  # the patch applied and every command exited 0
     FAIL = "fail"  # some command failed (or timed out), or the patch did not apply
     ERROR = "error"  # the judging itself failed: sandbox, setup, a missing tool
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass

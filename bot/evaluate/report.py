@@ -6,16 +6,16 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .runner import Status, TaskResult
+from .runner import TaskOutcome, TaskResult
 
 COLUMNS = ("task", "variant", "resolved", "agents", "iterations", "wall time", "tokens", "cost")
 RESOLVED_MARK = {
-    Status.RESOLVED: "yes",
-    Status.UNRESOLVED: "no",
-    Status.INVALID: "INVALID TASK",
-    Status.JUDGE_ERROR: "JUDGE ERROR",
-    Status.RUN_ERROR: "RUN ERROR",
-    Status.CANCELLED: "cancelled",
+    TaskOutcome.RESOLVED: "yes",
+    TaskOutcome.UNRESOLVED: "no",
+    TaskOutcome.INVALID: "INVALID TASK",
+    TaskOutcome.JUDGE_ERROR: "JUDGE ERROR",
+    TaskOutcome.RUN_ERROR: "RUN ERROR",
+    TaskOutcome.CANCELLED: "cancelled",
 }
 
 
@@ -37,7 +37,7 @@ def summary_rows(results: list[TaskResult]) -> list[tuple[str, ...]]:
     rows = []
     for variant in dict.fromkeys(r.variant for r in results):
         mine = [r for r in results if r.variant == variant]
-        judged = [r for r in mine if r.status in (Status.RESOLVED, Status.UNRESOLVED)]
+        judged = [r for r in mine if r.status in (TaskOutcome.RESOLVED, TaskOutcome.UNRESOLVED)]
         rows.append(
             (
                 "TOTAL",
@@ -66,9 +66,14 @@ def notes(results: list[TaskResult]) -> list[str]:
     """One sentence per result that is not a plain verdict (invalid task, errors)."""
     out = []
     for r in results:
-        if r.status in (Status.INVALID, Status.JUDGE_ERROR, Status.RUN_ERROR, Status.CANCELLED):
+        if r.status in (
+            TaskOutcome.INVALID,
+            TaskOutcome.JUDGE_ERROR,
+            TaskOutcome.RUN_ERROR,
+            TaskOutcome.CANCELLED,
+        ):
             out.append(f"{r.task} [{r.variant}]: {RESOLVED_MARK[r.status].lower()}: {r.message}")
-        elif r.status is Status.UNRESOLVED and r.message:
+        elif r.status is TaskOutcome.UNRESOLVED and r.message:
             out.append(f"{r.task} [{r.variant}]: not resolved: {r.message}")
     return out
 

@@ -10,7 +10,6 @@ pool; Daytona spreads them. Cancellation (Ctrl-C) reaches every run and judge.
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.cli_run import CLI_WORDS
+from bot.common.enums import StrEnum
 from bot.pipeline import NullReporter, OutcomeKind, RunOutcome, RunRequest, RunSettings, RunState, Target
 from bot.pipeline import run as run_pipeline
 from bot.rlm import Config, ConfigError, RLMError, load_config, prepare
@@ -38,16 +39,15 @@ INTERNAL_ERROR = "internal error ({error}); see the log"
 INVALID_TASK = "the judge's commands already pass on the base commit, so they cannot tell a fix apart"
 
 
-class Status(str, enum.Enum):
+class TaskOutcome(StrEnum):
+    """How one task ended in one variant (a column of the report; not the engine's run `Status`)."""
+
     RESOLVED = "resolved"  # the judge passed on the run's patch
     UNRESOLVED = "unresolved"  # the judge failed on it (or there was no patch)
     INVALID = "invalid"  # the judge passes before any patch: the task proves nothing
     JUDGE_ERROR = "judge_error"  # the judging itself broke (sandbox, setup): no verdict
     RUN_ERROR = "run_error"  # the run never reached a rollout (fetch, config, setup)
     CANCELLED = "cancelled"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass
@@ -70,7 +70,7 @@ class EvalSettings:
 class TaskResult:
     task: str
     variant: str
-    status: Status
+    status: TaskOutcome
     run_status: str | None = None  # the rollout's: completed, timeout, budget, error, ...
     message: str = ""
     run_id: str | None = None
@@ -88,7 +88,7 @@ class TaskResult:
 
     @property
     def resolved(self) -> bool:
-        return self.status is Status.RESOLVED
+        return self.status is TaskOutcome.RESOLVED
 
     def as_dict(self) -> dict:
         return {
@@ -207,7 +207,7 @@ class Evaluation:
             log.exception("rlm eval: %s [%s] failed unexpectedly", task.name, variant.name)
             message = INTERNAL_ERROR.format(error=f"{type(e).__name__}: {e}")
             return TaskResult(
-                task.name, variant.name, Status.RUN_ERROR, message=message, upstream=task.upstream
+                task.name, variant.name, TaskOutcome.RUN_ERROR, message=message, upstream=task.upstream
             )
 
     # ------------------------------------------------------------------ one task
@@ -234,17 +234,17 @@ class Evaluation:
 
     def _one(self, task: Task, variant: Variant) -> TaskResult:
         label = f"{task.name} [{variant.name}]"
-        result = TaskResult(task.name, variant.name, Status.RUN_ERROR, upstream=task.upstream)
+        result = TaskResult(task.name, variant.name, TaskOutcome.RUN_ERROR, upstream=task.upstream)
         result.before = before = self._before[task.name]
         if self.cancel.is_set():
-            result.status, result.message = Status.CANCELLED, "cancelled before it started"
+            result.status, result.message = TaskOutcome.CANCELLED, "cancelled before it started"
             return result
         if before.verdict is Verdict.PASS:
-            result.status, result.message = Status.INVALID, INVALID_TASK
+            result.status, result.message = TaskOutcome.INVALID, INVALID_TASK
             return result
         if before.verdict is Verdict.ERROR:
             result.status, result.message = (
-                Status.JUDGE_ERROR,
+                TaskOutcome.JUDGE_ERROR,
                 f"judging the base commit failed: {before.error}",
             )
             return result
@@ -254,6 +254,7 @@ class Evaluation:
         )
         run_settings = RunSettings(
             config=config,
+            words=CLI_WORDS,
             results_dir=self.settings.results_dir,
             api_key=self.settings.api_key,
             daytona_api_key=self.settings.daytona_api_key,
@@ -268,15 +269,17 @@ class Evaluation:
         result.message = outcome.message
         self._usage(result, outcome)
         if outcome.result is None:  # it never reached a rollout
-            result.status = Status.CANCELLED if outcome.kind is OutcomeKind.CANCELLED else Status.RUN_ERROR
+            result.status = (
+                TaskOutcome.CANCELLED if outcome.kind is OutcomeKind.CANCELLED else TaskOutcome.RUN_ERROR
+            )
             result.message = outcome.error or outcome.message
             return result
         patch = outcome.result.patch
         if self.cancel.is_set():
-            result.status = Status.CANCELLED
+            result.status = TaskOutcome.CANCELLED
             return result
         if not patch.strip():
-            result.status = Status.UNRESOLVED
+            result.status = TaskOutcome.UNRESOLVED
             error = f": {outcome.result.error}" if outcome.result.error else ""
             result.message = NO_PATCH.format(status=outcome.result.status, error=error)
             return result
@@ -284,15 +287,15 @@ class Evaluation:
         try:
             prepared = prepare(config, task.repo, commit=task.commit)
         except RLMError as e:
-            result.status, result.message = Status.JUDGE_ERROR, str(e)
+            result.status, result.message = TaskOutcome.JUDGE_ERROR, str(e)
             return result
         result.judge = verdict = judge(
             config, prepared, task.judge, patch, self.cancel, self.settings.daytona_api_key
         )
         result.status = {
-            Verdict.PASS: Status.RESOLVED,
-            Verdict.FAIL: Status.UNRESOLVED,
-            Verdict.ERROR: Status.JUDGE_ERROR,
+            Verdict.PASS: TaskOutcome.RESOLVED,
+            Verdict.FAIL: TaskOutcome.UNRESOLVED,
+            Verdict.ERROR: TaskOutcome.JUDGE_ERROR,
         }[verdict.verdict]
         if verdict.verdict is Verdict.ERROR:
             result.message = f"judging failed: {verdict.error}"

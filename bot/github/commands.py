@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+
+from bot.common.enums import StrEnum
 
 DEFAULT_PREFIX = "/rlm"
-KEYWORDS = ("help", "status", "cancel")
 
 HELP_TEXT = """\
 **rlm-bot** runs a recursive agent on this repository and opens a pull request with its changes.
@@ -28,8 +28,18 @@ HELP_TEXT = """\
 
 Only people with write access to the repository can use these commands."""
 
-REVIEW_WORD = "review"
-CommandKind = Literal["run", "review", "help", "status", "cancel", "invalid"]
+
+class CommandKind(StrEnum):
+    RUN = "run"
+    REVIEW = "review"  # `review [focus]`: a review on a pull request (a task elsewhere)
+    HELP = "help"
+    STATUS = "status"
+    CANCEL = "cancel"
+    INVALID = "invalid"  # an unknown flag or an empty task
+
+
+KEYWORDS = (CommandKind.HELP, CommandKind.STATUS, CommandKind.CANCEL)
+REVIEW_WORD = CommandKind.REVIEW
 
 
 @dataclass(frozen=True)
@@ -64,12 +74,12 @@ def parse_command(text: str | None, prefix: str = DEFAULT_PREFIX) -> Command | N
         rest = "\n".join(lines[i + 1 :]).strip()
         word = first.split()[0].lower() if first else ""
         if word in KEYWORDS and first.lower() == word:
-            return Command(word)  # type: ignore[arg-type]
+            return Command(CommandKind(word))
         if word.startswith("-"):
-            return Command("invalid", first)
+            return Command(CommandKind.INVALID, first)
         if word == REVIEW_WORD:  # `review [focus]`: a review on a pull request (a task elsewhere)
             focus = "\n".join(p for p in (first[len(word) :].strip(), rest) if p).strip()
-            return Command("review", focus)
+            return Command(CommandKind.REVIEW, focus)
         task = "\n".join(part for part in (first, rest) if part).strip()
-        return Command("run", task) if task else Command("invalid", "")
+        return Command(CommandKind.RUN, task) if task else Command(CommandKind.INVALID, "")
     return None

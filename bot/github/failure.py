@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.pipeline.errors import DeliveryError
+from bot.pipeline import DeliveryError
 
 
 class GitHubError(DeliveryError):

@@ -10,8 +10,10 @@ import time
 from typing import TYPE_CHECKING
 
 from bot.common.version import VERSION
-from bot.pipeline.outcome import OutcomeWords
+from bot.pipeline import OutcomeWords
 from bot.rlm import (
+    SetupStatus,
+    Status,
     cost_cap_of,
     count,
     fmt_duration,
@@ -20,6 +22,8 @@ from bot.rlm import (
     summary_markdown,
     totals_line,
 )
+
+from .commands import DEFAULT_PREFIX
 
 if TYPE_CHECKING:  # the engine (and litellm) is not imported just to word a reply
     from bot.rlm import RolloutResult
@@ -116,6 +120,7 @@ GITHUB_WORDS = OutcomeWords(
     internal_error=INTERNAL_ERROR,
     delivery_error=OUTCOME_GITHUB_ERROR,
     patch_saved=PATCH_SAVED,
+    prefix=DEFAULT_PREFIX,
 )
 
 # ---------------------------------------------------------------- replies
@@ -260,9 +265,9 @@ def setup_status(results: dict) -> str | None:
     """The environment setup's line of the status comment (docs/environment.md), if it had one:
     "Setting up…" while it runs, "Environment ready (built in 7.8s)" once it is done."""
     setup = results.get("setup") or {}
-    if setup.get("status") == "running":
+    if setup.get("status") == SetupStatus.RUNNING:
         return STATUS_SETTING_UP
-    if setup.get("status") == "ok":
+    if setup.get("status") == SetupStatus.OK:
         if setup.get("cached"):
             return STATUS_SETUP_DONE.format(how=SETUP_CACHED)
         return STATUS_SETUP_DONE.format(how=SETUP_BUILT.format(duration=fmt_duration(setup.get("duration"))))
@@ -292,7 +297,7 @@ def progress_line(results: dict, started: float, now: float | None = None) -> st
 
 def _running_line(results: dict, started: float, now: float | None) -> str:
     agents = results.get("agents", [])
-    running = sum(1 for a in agents if a.get("status") == "running")
+    running = sum(1 for a in agents if a.get("status") == Status.RUNNING)
     totals = results["totals"]
     return STATUS_RUNNING.format(
         running=count(running, "agent"),

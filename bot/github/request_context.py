@@ -318,7 +318,7 @@ class RequestContextStage:
             request.repo,
             request.number,
             request.is_pull,
-            f"{state.settings.prefix} {request.task}",
+            f"{state.settings.words.prefix} {request.task}",
             request.requester,
             request.comment_id,
             request.review_comment,

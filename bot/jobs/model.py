@@ -47,6 +47,14 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"
 
 
+class JobOutcome(StrEnum):
+    """The outcomes the store and the worker pool write themselves. Every other outcome is the
+    App's word for how its job ended (a run's OutcomeKind, the command answered), kept verbatim."""
+
+    INTERNAL_ERROR = "internal_error"  # the handler returned or raised without ending its job
+    CANCELLED = "cancelled"  # cancelled before a worker picked it up
+
+
 FINAL_STATES = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 IN_FLIGHT = (JobState.WORKING, JobState.RUNNING)
 
@@ -68,7 +76,7 @@ class Job:
     state: JobState
     attempts: int
     cancel_requested: bool
-    outcome: str | None
+    outcome: str | None  # a JobOutcome, or the App's word for how its job ended
     message: str | None
     trace_token: str | None
     lease_owner: str | None = None

@@ -19,9 +19,11 @@ from collections.abc import Callable
 
 from bot.common.logcontext import job_context
 
-from .model import CONTROL_LANE, IN_FLIGHT, RUN_LANE, Job, JobLane, JobStore, Requeue
+from .model import CONTROL_LANE, IN_FLIGHT, RUN_LANE, Job, JobLane, JobOutcome, JobState, JobStore, Requeue
 
 log = logging.getLogger(__name__)
+
+JOB_WITHOUT_RESULT = "the job ended without a result"
 
 JobHandler = Callable[[Job, threading.Event], None]
 JobObserver = Callable[[Job, float], None]  # (the job as it ended, seconds it took)
@@ -173,7 +175,7 @@ class WorkerPool:
             current = self.store.get(job_id)
             handed_on = current is None or current.lane != lane  # an accepted run went to the run lane
             if not handed_on and current.state in IN_FLIGHT and current.lease_owner == self.owner:
-                self.store.finish(job_id, "failed", "internal_error", "the job ended without a result")
+                self.store.finish(job_id, JobState.FAILED, JobOutcome.INTERNAL_ERROR, JOB_WITHOUT_RESULT)
                 current = self.store.get(job_id)
             return current
         except self.store.errors:

@@ -12,6 +12,7 @@ from typing import Any
 
 from .model import (
     FINAL_STATES,
+    IN_FLIGHT,
     RUN_KIND,
     RUN_LANE,
     DuplicateDelivery,
@@ -19,6 +20,7 @@ from .model import (
     IfRunActive,
     Job,
     JobLane,
+    JobOutcome,
     JobState,
     NewJob,
     Requeue,
@@ -26,8 +28,16 @@ from .model import (
 
 DEFAULT_LEASE = 30.0  # seconds a claimed job stays its worker's without a heartbeat
 
-_IN_FLIGHT = "('working', 'running')"
-_ACTIVE = "('queued', 'working', 'running')"
+
+def _sql_in(states: tuple[JobState, ...]) -> str:
+    """A SQL list of job states for `state IN ...` (the values are the enum's own, never input)."""
+    return "(" + ", ".join(f"'{s.value}'" for s in states) + ")"
+
+
+_IN_FLIGHT = _sql_in(IN_FLIGHT)
+_ACTIVE = _sql_in((JobState.QUEUED, *IN_FLIGHT))
+_QUEUED, _WORKING, _RUNNING = (f"'{s.value}'" for s in (JobState.QUEUED, JobState.WORKING, JobState.RUNNING))
+_CANCELLED, _OUT_CANCELLED = f"'{JobState.CANCELLED.value}'", f"'{JobOutcome.CANCELLED.value}'"
 
 
 class Cursor:
@@ -151,8 +161,8 @@ class SqlJobStore:
         until = now + (self.lease_seconds if lease is None else lease)
         with self._tx() as tx:
             row = tx.execute(
-                "UPDATE jobs SET state = 'working', attempts = attempts + 1, lease_owner = ?, lease_until = ?, "
-                "updated = ? WHERE id = (SELECT id FROM jobs WHERE lane = ? AND state = 'queued' ORDER BY id "
+                f"UPDATE jobs SET state = {_WORKING}, attempts = attempts + 1, lease_owner = ?, lease_until = ?, "
+                f"updated = ? WHERE id = (SELECT id FROM jobs WHERE lane = ? AND state = {_QUEUED} ORDER BY id "
                 f"LIMIT 1{self.skip_locked}) RETURNING *",
                 (owner, until, now, str(lane)),
             ).fetchone()
@@ -162,8 +172,8 @@ class SqlJobStore:
         """An accepted run (permission checked, acknowledged) moves to the run lane, attempts reset."""
         with self._tx() as tx:
             cur = tx.execute(
-                "UPDATE jobs SET lane = ?, state = 'queued', attempts = 0, lease_owner = NULL, "
-                "lease_until = NULL, updated = ? WHERE id = ? AND state = 'working'",
+                f"UPDATE jobs SET lane = ?, state = {_QUEUED}, attempts = 0, lease_owner = NULL, "
+                f"lease_until = NULL, updated = ? WHERE id = ? AND state = {_WORKING}",
                 (str(RUN_LANE), self.clock(), job_id),
             )
             return cur.rowcount == 1
@@ -173,7 +183,7 @@ class SqlJobStore:
         try:
             with self._tx() as tx:
                 tx.execute(
-                    "UPDATE jobs SET state = 'running', updated = ? WHERE id = ?", (self.clock(), job_id)
+                    f"UPDATE jobs SET state = {_RUNNING}, updated = ? WHERE id = ?", (self.clock(), job_id)
                 )
         except self.integrity_errors:
             return False
@@ -221,8 +231,8 @@ class SqlJobStore:
         """Cancel a run no worker has picked up yet; False when it already started."""
         with self._tx() as tx:
             cur = tx.execute(
-                "UPDATE jobs SET state = 'cancelled', cancel_requested = 1, outcome = 'cancelled', "
-                "message = ?, updated = ? WHERE id = ? AND state = 'queued'",
+                f"UPDATE jobs SET state = {_CANCELLED}, cancel_requested = 1, outcome = {_OUT_CANCELLED}, "
+                f"message = ?, updated = ? WHERE id = ? AND state = {_QUEUED}",
                 (message, self.clock(), job_id),
             )
             return cur.rowcount == 1
@@ -267,7 +277,7 @@ class SqlJobStore:
                 request = dict(job.request, restarted=True)
                 kind, lane = requeue(job) if requeue is not None else (job.kind, job.lane)
                 tx.execute(
-                    "UPDATE jobs SET state = 'queued', kind = ?, lane = ?, request = ?, lease_owner = NULL, "
+                    f"UPDATE jobs SET state = {_QUEUED}, kind = ?, lane = ?, request = ?, lease_owner = NULL, "
                     "lease_until = NULL, updated = ? WHERE id = ?",
                     (str(kind), str(lane), json.dumps(request), now, job.id),
                 )
@@ -294,7 +304,7 @@ class SqlJobStore:
         """The run in progress (or waiting) on this issue, the running one first, then the oldest."""
         return self._one(
             f"SELECT * FROM jobs WHERE repo = ? AND number = ? AND kind = ? AND state IN {_ACTIVE} "
-            "ORDER BY CASE WHEN state = 'running' THEN 0 ELSE 1 END, id LIMIT 1",
+            f"ORDER BY CASE WHEN state = {_RUNNING} THEN 0 ELSE 1 END, id LIMIT 1",
             (repo, number, RUN_KIND),
         )
 
@@ -314,7 +324,7 @@ class SqlJobStore:
     def queue_depth(self) -> dict[str, int]:
         """Queued jobs per lane (every lane present, zero included)."""
         depth = {str(lane): 0 for lane in JobLane}
-        for r in self._rows("SELECT lane, COUNT(*) AS n FROM jobs WHERE state = 'queued' GROUP BY lane"):
+        for r in self._rows(f"SELECT lane, COUNT(*) AS n FROM jobs WHERE state = {_QUEUED} GROUP BY lane"):
             depth[r["lane"]] = r["n"]
         return depth
 

@@ -25,6 +25,7 @@ may call `reporter.note(...)`, may replace `state.config`, and raises RLMError t
 
 from .deliverer import Deliverer
 from .errors import DeliveryError
+from .keys import MissingKey, missing_keys
 from .outcome import OutcomeKind, OutcomeWords, RunOutcome, Target
 from .reporter import NullReporter, Phase, Reporter, Reporters
 from .request import RunRequest
@@ -34,6 +35,7 @@ from .state import RunSettings, RunState, Stage
 __all__ = [
     "Deliverer",
     "DeliveryError",
+    "MissingKey",
     "NullReporter",
     "OutcomeKind",
     "OutcomeWords",
@@ -47,6 +49,7 @@ __all__ = [
     "Stage",
     "Target",
     "accept",
+    "missing_keys",
     "new_run_id",
     "patch_path",
     "resolve",

@@ -5,9 +5,7 @@ without a Daytona key; the Action stops with its conclusion); the App's keys com
 from __future__ import annotations
 
 from bot.common.enums import StrEnum
-from bot.rlm import Config
-
-SCRIPTED_PROVIDER = "scripted"  # bot.rlm.scripted.PROVIDER, not imported: it loads litellm
+from bot.rlm import SCRIPTED_PROVIDER, Backend, Config
 
 
 class MissingKey(StrEnum):
@@ -25,6 +23,6 @@ def missing_keys(config: Config, llm_api_key: str | None, daytona_api_key: str |
     missing = []
     if not (llm_api_key or "").strip() and needs_llm_key(config):
         missing.append(MissingKey.LLM)
-    if config.sandbox.backend == "daytona" and not (daytona_api_key or "").strip():
+    if config.sandbox.backend == Backend.DAYTONA and not (daytona_api_key or "").strip():
         missing.append(MissingKey.DAYTONA)
     return missing

@@ -5,6 +5,7 @@ Kinds are str-valued so the job store keeps storing the same strings it always d
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,8 +52,9 @@ _OK = {
 @dataclass(frozen=True)
 class OutcomeWords:
     """How a front end words the outcomes the pipeline decides itself (the rest are worded by the
-    front end's Deliverer). Each front end passes its own in `RunSettings.words`; these defaults are
-    the neutral ones (the CLI's). `{prefix}` is the command prefix, `{error}` the failure's sentence,
+    front end's Deliverer). Each front end passes its own in `RunSettings.words` (the CLI's
+    CLI_WORDS are these neutral defaults; the App's and the Action's GITHUB_WORDS.with_prefix(p)).
+    `{prefix}` is the command prefix (`prefix`: the App's or Action's; "" for the CLI), `{error}` the failure's sentence,
     `{where}` where the saved patch can be had, `{cap}` the run's cost cap in US dollars."""
 
     timeout: str = "⏱️ The run hit its time limit before finishing."
@@ -65,6 +67,11 @@ class OutcomeWords:
     internal_error: str = "an internal error in rlm-bot (the log has the details)"
     delivery_error: str = "❌ Delivering the change failed: {error}"
     patch_saved: str = "The patch is saved: {where}."
+    prefix: str = ""
+
+    def with_prefix(self, prefix: str) -> OutcomeWords:
+        """These words for a front end whose command prefix is `prefix` (the App's, the Action's)."""
+        return dataclasses.replace(self, prefix=prefix)
 
 
 @dataclass

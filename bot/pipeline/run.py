@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import bot.rlm as engine
 from bot.common.secrets import REDACTOR
-from bot.rlm import ConfigError, PatchError, RLMError, RunMode, new_run_id
+from bot.rlm import ConfigError, PatchError, RLMError, RunMode, Status, new_run_id
 
 from .deliverer import Deliverer
 from .errors import DeliveryError
@@ -72,10 +72,10 @@ def rollout_outcome(state: RunState) -> RunOutcome:
     words = settings.words
     assert result is not None
     kinds = {
-        "timeout": (OutcomeKind.TIMEOUT, words.timeout),
-        "budget": (OutcomeKind.BUDGET, words.budget),
-        "cancelled": (OutcomeKind.CANCELLED, words.cancelled.format(prefix=settings.prefix)),
-        "completed": (OutcomeKind.NO_CHANGES, words.no_changes),
+        Status.TIMEOUT: (OutcomeKind.TIMEOUT, words.timeout),
+        Status.BUDGET: (OutcomeKind.BUDGET, words.budget),
+        Status.CANCELLED: (OutcomeKind.CANCELLED, words.cancelled.format(prefix=words.prefix)),
+        Status.COMPLETED: (OutcomeKind.NO_CHANGES, words.no_changes),
     }
     kind, message = kinds.get(
         result.status, (OutcomeKind.ERROR, words.error.format(error=result.error or "unknown error"))
@@ -116,8 +116,8 @@ def accept(request: RunRequest, reporter: Reporter) -> None:
 
 def resolve(request: RunRequest, reporter: Reporter, deliverer: Deliverer) -> Target:
     """The commit to run on and where the change goes, decided once: a request that already knows
-    its commit and base (resolved at acceptance, or given) is not asked about again. The only place
-    the request's target fields are set."""
+    its commit and base (resolved at acceptance, or given) is not asked about again. With
+    `record_fetched`, the only place the request's target fields are set."""
     if request.commit and request.base_branch and (not request.fork or request.trusted_commit):
         return Target(
             request.commit,
@@ -135,6 +135,13 @@ def resolve(request: RunRequest, reporter: Reporter, deliverer: Deliverer) -> Ta
         request.trusted_commit = target.trusted_commit
         reporter.request_changed(request)
     return target
+
+
+def record_fetched(request: RunRequest, reporter: Reporter, commit: str) -> None:
+    """The commit the fetch found (a branch's head when no commit was resolved) becomes the request's."""
+    if request.commit != commit:
+        request.commit = commit
+        reporter.request_changed(request)
 
 
 def _check(cancel: threading.Event) -> None:
@@ -162,9 +169,7 @@ def _execute(
         trusted=not request.fork,
         trusted_commit=request.trusted_commit if request.fork else None,
     )
-    if request.commit != state.prepared.commit:
-        request.commit = state.prepared.commit
-        reporter.request_changed(request)
+    record_fetched(request, reporter, state.prepared.commit)
     _check(cancel)
     reporter.phase(Phase.RUNNING)
     state.result = engine.run(
@@ -212,7 +217,7 @@ def run(
     try:
         outcome = _execute(state, reporter, deliverer, cancel)
     except _Cancelled:
-        outcome = RunOutcome(run_id, OutcomeKind.CANCELLED, words.cancelled.format(prefix=settings.prefix))
+        outcome = RunOutcome(run_id, OutcomeKind.CANCELLED, words.cancelled.format(prefix=words.prefix))
     except DeliveryError as e:
         log.warning("run %s: %s", run_id, REDACTOR.redact(str(e)))
         message = words.delivery_error.format(error=e)

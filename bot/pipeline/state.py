@@ -29,19 +29,19 @@ class RunSettings:
     """How to run (the same for every request an adapter handles)."""
 
     config: Config
+    words: OutcomeWords  # how this front end words the pipeline's own outcomes (and its prefix)
     results_dir: Path = Path("results")
-    prefix: str = "/rlm"  # the command prefix, for messages ("Cancelled by `/rlm cancel`")
-    words: OutcomeWords = OutcomeWords()  # how this front end words the pipeline's own outcomes
     auth_header: str | None = None  # for git only (clone); never in a sandbox
-    api_key: str | None = None  # the LLM key; None = LLM_API_KEY from the environment
-    daytona_api_key: str | None = None  # None = DAYTONA_API_KEY from the environment
+    api_key: str | None = None  # the LLM key, read by the front end; None = no key (a local model)
+    daytona_api_key: str | None = None  # the Daytona key, read by the front end
     before_fetch: Sequence[Stage] = ()  # after the target is known: .github/rlm.yml, the request's context
     model: ModelClient | None = None  # a model client instead of litellm's (tests)
     # Where a saved patch can be had, for people: a URL (the App's trace page), the artifact, a path.
     patch_link: Callable[[Path], str] | None = None
 
     def patch_location(self, path: Path) -> str:
-        return self.patch_link(path) if self.patch_link else f"`{path}`"
+        """Where the saved patch is, as the front end words it (a link, a path); else the bare path."""
+        return self.patch_link(path) if self.patch_link else str(path)
 
 
 @dataclass

@@ -23,10 +23,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .check import CommandResult, PatchCheck, check_patch
-from .config import Config, ConfigError, ModelConfig, apply_overrides, load_config, validate_partial
+from .config import (
+    SCRIPTED_PROVIDER,
+    Backend,
+    Config,
+    ConfigError,
+    ModelConfig,
+    apply_overrides,
+    load_config,
+    validate_partial,
+)
 from .demo import PROMPT as DEMO_PROMPT
 from .demo import materialize as materialize_demo
-from .engine import default_api_key, prepare, run
+from .engine import prepare, run
 from .errors import LLMError, RepoError, RLMError, SandboxError
 from .findings import Finding, RunMode
 from .fold import EventKind, agent_of, fold, fold_events, new_results, public, read_head
@@ -34,7 +43,7 @@ from .patch import FileChange, PatchError, changed_files
 from .repo import PreparedRepo, git, normalize_source
 from .run_id import new_run_id
 from .script import ScriptError, read_script
-from .status import Status
+from .status import SetupStatus, Status
 from .trace import (
     COST_UNKNOWN,
     STATUS_ICONS,
@@ -58,7 +67,9 @@ if TYPE_CHECKING:
 __all__ = [
     "COST_UNKNOWN",
     "DEMO_PROMPT",
+    "SCRIPTED_PROVIDER",
     "STATUS_ICONS",
+    "Backend",
     "CommandResult",
     "Config",
     "ConfigError",
@@ -79,6 +90,7 @@ __all__ = [
     "RolloutResult",
     "SandboxError",
     "ScriptError",
+    "SetupStatus",
     "Status",
     "Trace",
     "agent_of",
@@ -87,7 +99,6 @@ __all__ = [
     "check_patch",
     "cost_cap_of",
     "count",
-    "default_api_key",
     "fmt_cost",
     "fmt_duration",
     "fmt_spend",

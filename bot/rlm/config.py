@@ -13,7 +13,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot.common.enums import StrEnum
+
 ENV_PREFIX = "RLM_"
+DAYTONA_TARGET = "DAYTONA_TARGET"  # Daytona's own variable for its region
+SCRIPTED_PROVIDER = "scripted"  # the deterministic scripted model: `scripted/<script>` (scripted.py)
 
 
 class ConfigError(Exception):
@@ -88,8 +92,15 @@ class DaytonaSettings(_Section):
     )
 
 
+class Backend(StrEnum):
+    """Where sandboxes run: on this host, or in Daytona's cloud."""
+
+    LOCAL = "local"
+    DAYTONA = "daytona"
+
+
 class SandboxConfig(_Section):
-    backend: Literal["local", "daytona"] = "local"
+    backend: Backend = Backend.LOCAL
     isolation: Literal["auto", "bwrap", "none"] = Field(
         "auto", description="local: bwrap when present (auto), required (bwrap), or off (none)"
     )
@@ -218,9 +229,12 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def env_overrides(environ: dict[str, str] | None = None) -> dict:
-    """`RLM_RLM__MAX_DEPTH=2` sets rlm.max_depth; `RLM_MODEL__NAME=...` sets model.name."""
+    """`RLM_RLM__MAX_DEPTH=2` sets rlm.max_depth; `RLM_MODEL__NAME=...` sets model.name; Daytona's own
+    DAYTONA_TARGET sets sandbox.daytona.target (RLM_SANDBOX__DAYTONA__TARGET wins)."""
     environ = os.environ if environ is None else environ
     data: dict = {}
+    if environ.get(DAYTONA_TARGET, "").strip():
+        _set_dotted(data, "sandbox.daytona.target", environ[DAYTONA_TARGET].strip())
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue

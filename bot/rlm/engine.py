@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import concurrent.futures.thread  # noqa: F401  registers its exit hook now, not from the warm-up at exit
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,10 +25,6 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from .llm import ModelClient
     from .rollout import RolloutResult
-
-
-def default_api_key() -> str | None:
-    return os.environ.get("LLM_API_KEY") or None
 
 
 def prepare(
@@ -136,7 +131,7 @@ def run(
     mode: RunMode | str = "change",
 ) -> RolloutResult:
     """Run one rollout to its end. Never leaves a sandbox behind; always writes the trace.
-    `daytona_api_key`: for the daytona backend, when the caller holds the key (else the environment).
+    `api_key`, `daytona_api_key`: the keys, read by the front end; the engine reads no environment.
     `context` is the request's context (markdown), the root agent's REPL variable `context`.
     `mode`: `review` makes a read-only run whose agents record findings with COMMENT (no patch)."""
     # Imported here: litellm takes seconds to import, and prepare() (which fails fast on a bad
@@ -150,7 +145,6 @@ def run(
     finish_warm_up(config)
     prompt = clean_text(prompt)  # argv, environment and payload text may hold lone surrogates
     run_id = run_id or new_run_id()
-    api_key = api_key if api_key is not None else default_api_key()
     REDACTOR.add(api_key, daytona_api_key)
     trace = Trace(run_id, results_dir if results_dir is not None else Path(config.results_dir))
     if on_event is not None:

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
-from bot.common.enums import StrEnum
 from bot.common.secrets import REDACTOR
 
 from .errors import RLMError
 from .fold import EventKind
 from .repo import PreparedRepo, git
+from .status import SetupStatus
 
 if TYPE_CHECKING:
     from .config import Config
@@ -133,13 +133,6 @@ SETUP_DISK_FULL = (
     "setup log:\n{tail}"
 )
 AUTO_NOTHING = "setup: auto found no pyproject.toml, setup.py, requirements file or package-lock.json"
-
-
-class SetupStatus(StrEnum):
-    OK = "ok"
-    FAILED = "failed"
-    TIMEOUT = "timeout"
-    CANCELLED = "cancelled"
 
 
 class SetupFailed(RLMError):

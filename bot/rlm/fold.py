@@ -22,7 +22,7 @@ from typing import Any
 
 from bot.common.enums import StrEnum
 
-from .status import Status
+from .status import SetupStatus, Status
 
 RESULTS_VERSION = 1
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "cost_usd", "unpriced_calls")
@@ -244,7 +244,7 @@ SETUP_FIELDS = (
 
 def _setup_started(results: dict, event: dict, t: float | None) -> None:
     results["setup"] = {
-        "status": "running",
+        "status": SetupStatus.RUNNING,
         "commands": event.get("commands", []),
         "network": event.get("network"),
         "auto": event.get("auto"),
@@ -259,7 +259,7 @@ def _setup_finished(results: dict, event: dict, t: float | None) -> None:
 
 
 def _setup_skipped(results: dict, event: dict, t: float | None) -> None:
-    results["setup"] = {"status": "skipped", "reason": event.get("reason")}
+    results["setup"] = {"status": SetupStatus.SKIPPED, "reason": event.get("reason")}
 
 
 FINDING_FIELDS = ("agent", "path", "line", "body", "suggestion")

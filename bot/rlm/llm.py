@@ -22,7 +22,7 @@ import openai  # noqa: E402
 from bot.common.retry import call_with_retries  # noqa: E402
 from bot.common.text import clean_obj  # noqa: E402
 
-from .config import ModelConfig  # noqa: E402
+from .config import SCRIPTED_PROVIDER, ModelConfig  # noqa: E402
 from .errors import LLMError, TimeExceeded  # noqa: E402
 
 litellm.suppress_debug_info = True
@@ -115,7 +115,7 @@ class LiteLLMClient:
         self.cfg = cfg
         self.api_key = api_key
         self._sleep = sleep
-        self.scripted = cfg.name.startswith("scripted/")
+        self.scripted = cfg.name.startswith(f"{SCRIPTED_PROVIDER}/")
         if self.scripted:
             from . import scripted
 
@@ -299,7 +299,7 @@ def warm_up(cfg: ModelConfig) -> None:
         if cfg.name in _warmed:
             return
         _warmed.add(cfg.name)
-    if cfg.name.startswith("scripted/"):
+    if cfg.name.startswith(f"{SCRIPTED_PROVIDER}/"):
         from . import scripted
 
         scripted.register()

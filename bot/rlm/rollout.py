@@ -20,7 +20,7 @@ from . import prompts
 from .agent import Agent
 from .call_pool import CallPool
 from .config import Config
-from .environment import Environment, SetupFailed, SetupStatus, prepare_environment, prompt_note
+from .environment import Environment, SetupFailed, prepare_environment, prompt_note
 from .errors import AgentEnded, AgentFailed, LLMError, SandboxError, Submitted
 from .findings import MAX_FINDINGS, Finding, RunMode, parse_findings
 from .fold import EventKind
@@ -34,7 +34,7 @@ from .repl.driver import truncate
 from .repl.session import POLL, CallRefused, ExecResult
 from .repo import PreparedRepo
 from .sandbox.base import Sandbox, SandboxProvider
-from .status import Status
+from .status import SetupStatus, Status
 from .trace import Trace
 
 REPORT_LIMIT = 60000  # characters of the root's REPORT kept (a PR body holds 65,536)

@@ -21,9 +21,10 @@ import litellm
 from litellm import CustomLLM
 from litellm.llms.custom_llm import CustomLLMError
 
+from .config import SCRIPTED_PROVIDER
 from .script import _SCRIPTS, Rule, ScriptError, parse_script, read_script  # noqa: F401  (the format)
 
-PROVIDER = "scripted"
+PROVIDER = SCRIPTED_PROVIDER
 _register_lock = threading.Lock()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bot.common.enums import StrEnum
 
-__all__ = ["Status"]
+__all__ = ["SetupStatus", "Status"]
 
 
 class Status(StrEnum):
@@ -18,3 +18,14 @@ class Status(StrEnum):
     TIMEOUT = "timeout"  # the tree's deadline passed
     CANCELLED = "cancelled"
     ERROR = "error"  # the model, the sandbox or the setup failed
+
+
+class SetupStatus(StrEnum):
+    """How the environment setup stands (results["setup"]["status"])."""
+
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"

@@ -20,7 +20,7 @@ from bot.common.secrets import REDACTOR, Redactor
 from bot.common.text import clean_obj
 
 from .fold import EventKind, fold, new_results, public
-from .status import Status
+from .status import SetupStatus, Status
 
 STATUS_ICONS: dict[str, str] = {
     Status.RUNNING: "⏳",
@@ -181,11 +181,11 @@ def totals_line(results: dict) -> str:
 def setup_line(results: dict) -> str | None:
     """One line about the environment setup, or None when the run had none."""
     setup = results.get("setup")
-    if not setup or setup.get("status") in (None, "skipped"):
+    if not setup or setup.get("status") in (None, SetupStatus.SKIPPED):
         return None
-    if setup["status"] == "running":
+    if setup["status"] == SetupStatus.RUNNING:
         return "🧰 Setting up the environment…"
-    if setup["status"] == "ok":
+    if setup["status"] == SetupStatus.OK:
         how = "cached" if setup.get("cached") else f"built in {fmt_duration(setup.get('build_duration'))}"
         return f"🧰 Environment ready ({how})"
     return f"🧰 Environment setup {setup['status']}"

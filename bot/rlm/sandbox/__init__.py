@@ -12,7 +12,7 @@ deeper. Importing it loads no backend SDK; `make_provider` loads the backend it 
 
 from __future__ import annotations
 
-from ..config import Config, ConfigError
+from ..config import Backend, Config, ConfigError
 from ..repo import PreparedRepo
 from .base import Sandbox, SandboxProvider
 from .daytona import MISSING_KEY as DAYTONA_MISSING_KEY
@@ -40,11 +40,11 @@ def make_provider(
     config: Config, repo: PreparedRepo, rollout_id: str, daytona_api_key: str | None = None
 ) -> SandboxProvider:
     backend = config.sandbox.backend
-    if backend == "local":
+    if backend == Backend.LOCAL:
         from .local.provider import LocalSandboxProvider
 
         return LocalSandboxProvider(config, repo, rollout_id)
-    if backend == "daytona":
+    if backend == Backend.DAYTONA:
         try:
             from .daytona.provider import DaytonaSandboxProvider
         except ModuleNotFoundError as e:

@@ -50,22 +50,23 @@ _clients_lock = threading.Lock()
 _clients: dict[tuple, Any] = {}
 
 
-def client_config(settings: DaytonaSettings, environ: dict[str, str] | None = None) -> DaytonaConfig:
-    """A complete DaytonaConfig: with key, URL and target all given, the SDK reads no .env."""
-    environ = os.environ if environ is None else environ
-    key = environ.get("DAYTONA_API_KEY", "").strip()
+def client_config(settings: DaytonaSettings, api_key: str | None) -> DaytonaConfig:
+    """A complete DaytonaConfig: with key, URL and target all given, the SDK reads no .env. The key
+    is the caller's (each front end reads DAYTONA_API_KEY once); the engine reads no environment."""
+    key = (api_key or "").strip()
     if not key:
         raise SandboxError(MISSING_KEY)
     REDACTOR.add(key)
-    target = settings.target or environ.get("DAYTONA_TARGET") or DEFAULT_TARGET
-    return DaytonaConfig(api_key=key, api_url=settings.api_url or API_URL, target=target)
+    return DaytonaConfig(
+        api_key=key, api_url=settings.api_url or API_URL, target=settings.target or DEFAULT_TARGET
+    )
 
 
-def make_client(settings: DaytonaSettings, api_key: str | None = None) -> Any:
+def make_client(settings: DaytonaSettings, api_key: str | None) -> Any:
     """The real SDK client, one per (key, URL, target) in this process: the server runs many
     rollouts, and each client holds a connection pool and an event stream. Tests pass a fake
     through the provider's `client` parameter instead."""
-    config = client_config(settings, None if api_key is None else {**os.environ, "DAYTONA_API_KEY": api_key})
+    config = client_config(settings, api_key)
     ident = (config.api_key, config.api_url, config.target)
     with _clients_lock:
         if ident not in _clients:
@@ -176,9 +177,11 @@ def delete_quietly(remote: Any, attempts: int = 3) -> bool:
         return False
 
 
-def reap_orphans(config: Config, client: Any = None, now: float | None = None) -> int:
+def reap_orphans(
+    config: Config, api_key: str | None = None, client: Any = None, now: float | None = None
+) -> int:
     """Delete Daytona sandboxes of rollouts that are no longer running. Returns how many."""
-    client = client if client is not None else make_client(config.sandbox.daytona)
+    client = client if client is not None else make_client(config.sandbox.daytona, api_key)
     now = time.time() if now is None else now
     with _live_lock:
         live = set(_live_rollouts)

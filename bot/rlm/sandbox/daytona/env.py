@@ -32,7 +32,6 @@ from ...environment import (
     Environment,
     SetupFailed,
     SetupSpec,
-    SetupStatus,
     failed_command,
     failure_cause,
     layout,
@@ -40,6 +39,7 @@ from ...environment import (
     tail,
 )
 from ...repo import PreparedRepo, bundle_commit
+from ...status import SetupStatus
 from ..environments import envs_root
 from . import client as dc
 from .sandbox import DaytonaSandbox

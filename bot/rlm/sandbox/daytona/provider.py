@@ -62,7 +62,7 @@ class DaytonaSandboxProvider:
         client: Any = None,
         api_key: str | None = None,
     ):
-        """`api_key`: the Daytona key when the caller holds it (the Action); else DAYTONA_API_KEY."""
+        """`api_key`: the Daytona key, read by the front end (DAYTONA_API_KEY or its own input)."""
         self.config = config
         self.settings = config.sandbox.daytona
         self.repo = repo

@@ -57,7 +57,6 @@ from ...environment import (
     Environment,
     SetupFailed,
     SetupSpec,
-    SetupStatus,
     failed_command,
     failure_cause,
     layout,
@@ -65,6 +64,7 @@ from ...environment import (
     tail,
 )
 from ...repo import PreparedRepo
+from ...status import SetupStatus
 from ..environments import PRIVATE, envs_root, lock_entry, prune
 from .checkout.copies import checkout
 from .checkout.setup_layer import capture
