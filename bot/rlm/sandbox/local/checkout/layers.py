@@ -11,10 +11,11 @@ anything itself. A write past the cap fails inside the sandbox with ENOSPC. The 
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import threading
 from pathlib import Path
+
+from bot.common.waiting import readable
 
 LAUNCHER = Path(__file__).with_name("overlay_launch.py")
 HOLDER_START = 20.0  # seconds the layer holder may take to start
@@ -50,7 +51,7 @@ class LayerHolder:
 
     def _answer(self, timeout: float) -> str | None:
         out = self.proc.stdout
-        if not select.select([out], [], [], timeout)[0]:
+        if not readable(out, timeout):
             return None
         line = out.readline()
         return line.decode("utf-8", "replace").strip() if line else None

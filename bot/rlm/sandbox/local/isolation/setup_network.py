@@ -29,6 +29,8 @@ import signal
 import subprocess
 import time
 
+from bot.common.waiting import readable
+
 NAMESERVER = "10.0.2.3"  # slirp4netns's DNS forwarder
 TAP = "tap0"
 START_TIMEOUT = 10.0
@@ -195,13 +197,10 @@ class SetupNetwork:
 
 
 def _read_byte(fd: int, timeout: float) -> bytes:
-    import select
-
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             return b""
-        readable, _, _ = select.select([fd], [], [], left)
-        if readable:
+        if readable(fd, left):
             return os.read(fd, 1)
