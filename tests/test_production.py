@@ -132,7 +132,7 @@ def test_sigterm_hands_a_running_job_back_and_another_worker_resumes_it_at_once(
         assert resp.status_code == 202, resp.text
         job_id = resp.json()["job"]
         wait_for(
-            lambda: any("1 iterations" in b for c in env.fake.comments.values() for b in c["history"]),
+            lambda: any("1 iteration" in b for c in env.fake.comments.values() for b in c["history"]),
             timeout=60,
             what="the run to be under way",
         )

@@ -296,7 +296,7 @@ def test_a_fork_pull_request_sets_up_on_the_base_with_the_bases_agents_md(world,
     job = run_one(
         env, "issue_comment", comment_payload("/rlm look", number=9, pull=True, clone_url=str(env.bare))
     )
-    assert job.outcome == "no_changes", job.message
+    assert job.outcome == "answer", job.message  # the scripted root answers and changes nothing
     results = env.results(job)
     # The fork's setup script never ran; the agent works on the fork's code with the base's environment.
     assert results["answer"] == "base-setup|fork code"

@@ -137,11 +137,12 @@ class Readiness:
                 found = None
             else:
                 found, reason = check_app(app_settings, self._api_factory)
+            if found is not None:  # said before the check passes, so whoever sees it ready can read why
+                log.info(APP_CONFIRMED, found.get("slug"), found.get("id"), app_settings.api_url)
             with self._lock:
                 self._github = reason
             self.reasons()
             if found is not None:
-                log.info(APP_CONFIRMED, found.get("slug"), found.get("id"), app_settings.api_url)
                 return
             self._stop.wait(self._recheck)
 
