@@ -55,11 +55,11 @@ class Plan:
     deliverer: GitHubDeliverer | ArtifactDeliverer | None = None  # None: made from the fields above
 
 
-def make_request(
-    ctx: ActionContext, trigger: Trigger, api: GitHubAPI, base_branch: str, run_id: str
-) -> RunRequest:
-    """The request for this event. The commit: the PR head for a PR comment, else `base-branch`'s
-    head, else the workflow's own commit on its branch, else the default branch."""
+def make_request(ctx: ActionContext, trigger: Trigger, base_branch: str, run_id: str) -> RunRequest:
+    """The request for this event, with what the event itself fixes: the workflow's own commit on
+    its branch (manual and scheduled runs), or the `base-branch` to start from. The commit is
+    looked up once, by the pipeline's `resolve` (the PR head for a PR comment, else the base
+    branch's head, else the default branch's)."""
     request = RunRequest(
         repo=ctx.repository,
         repo_id=ctx.repository_id,
@@ -80,7 +80,7 @@ def make_request(
     if request.is_pull:
         return request
     if base_branch:
-        request.commit, request.base_branch = api.get_branch_sha(ctx.repository, base_branch), base_branch
+        request.base_branch = base_branch
     elif not ctx.is_comment and ctx.branch and ctx.sha:
         request.commit, request.base_branch = ctx.sha, ctx.branch
     return request

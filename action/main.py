@@ -180,11 +180,7 @@ class Step:
             daytona_api_key=inputs.daytona_api_key or None,
             patch_link=flow.patch_link(ctx.run_url),
         )
-        try:
-            request = flow.make_request(ctx, trigger, api, inputs.base_branch, run_id)
-        except GitHubError as e:
-            refused = missing_permission(str(e))
-            return self.stopped(m.MISSING_PERMISSIONS if refused else m.FAILED, refused or str(e))
+        request = flow.make_request(ctx, trigger, inputs.base_branch, run_id)
         cancel = Interrupts().install().event  # the runner's "cancel workflow"
         self.runner.log(f"rlm-bot run {run_id}: {config.model.name}, sandbox {config.sandbox.backend}")
         plan = flow.Plan(

@@ -60,7 +60,7 @@ class RunFiles:
 
 def conclusion_for(outcome: RunOutcome, create_pr: bool, files: RunFiles) -> tuple[str, str]:
     """(conclusion, message) for a run that started."""
-    if outcome.kind == "github_error":
+    if outcome.kind == "github_error":  # OutcomeKind.DELIVERY_ERROR (a StrEnum, like _BY_KIND's keys)
         refused = missing_permission(outcome.message)
         return (m.MISSING_PERMISSIONS, refused) if refused else (m.FAILED, outcome.message)
     conclusion = _BY_KIND.get(outcome.kind, m.FAILED)

@@ -150,6 +150,17 @@ def _repo_config(s: Scenario) -> None:
     s.job.inputs["max-iterations"] = "9"
 
 
+def _base_branch(s: Scenario) -> None:
+    """`base-branch: develop` on a comment: the run starts from develop's head, which the pipeline
+    looks up once (the request names only the branch)."""
+    work = Path(s.remote.removeprefix("file://")).parent / "develop-src"
+    git(work.parent, "clone", "-q", s.remote, str(work))
+    git(work, "checkout", "-q", "-b", "develop")
+    commit_files(work, {"DEVELOP.md": "only on develop\n"}, "develop work")
+    git(work, "push", "-q", "origin", "develop")
+    s.job.inputs["base-branch"] = "develop"
+
+
 SCENARIOS: dict[str, Callable[[Scenario], None]] = {
     "comment": lambda s: None,
     "manual": _manual,
@@ -158,6 +169,7 @@ SCENARIOS: dict[str, Callable[[Scenario], None]] = {
     "no-pr": _no_pr,
     "scheduled": _scheduled,
     "repo-config": _repo_config,
+    "base-branch": _base_branch,
 }
 
 
@@ -238,6 +250,16 @@ def test_manual_run_uses_the_workflow_commit_and_prompt(runs):
     assert RUN_URL in pull["body"]
     assert not s.fake.comments  # no issue to talk on
     assert_masked(s)
+
+
+def test_base_branch_is_looked_up_once_by_the_pipeline(runs):
+    s = runs["base-branch"]
+    assert s.proc.returncode == 0, s.proc.stdout + s.proc.stderr
+    (pull,) = s.fake.created_pulls
+    assert pull["base"] == "develop"
+    assert s.branch_file(pull["head"], "DEVELOP.md") == "only on develop\n"  # started from develop
+    assert s.branch_file(pull["head"], "calc.py") == FIXED
+    assert len(s.calls("GET", r"/branches/develop$")) == 1
 
 
 def test_fork_pull_request_gets_the_patch_in_a_comment(runs):

@@ -58,8 +58,9 @@ def wheel_bytes(name: str, version: str, files: dict[str, str]) -> bytes:
 
 
 # A PEP 517/660 backend in the repository: `pip install -e .` works offline, without setuptools.
-BACKEND = """
-import base64, hashlib, io, os, zipfile
+# WHEEL_WRITER is its wheel writer, shared with the other test projects that carry a backend.
+WHEEL_WRITER = """
+import base64, hashlib, os, subprocess, zipfile
 
 def _wheel(directory, files):
     dist = "app-0.1.dist-info"
@@ -76,6 +77,11 @@ def _wheel(directory, files):
             record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
         z.writestr(dist + "/RECORD", "\\n".join(record + [dist + "/RECORD,,"]) + "\\n")
     return name
+"""
+
+BACKEND = (
+    WHEEL_WRITER
+    + """
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     return _wheel(wheel_directory, {"app/__init__.py": open("app/__init__.py").read()})
@@ -83,6 +89,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
     return _wheel(wheel_directory, {"app.pth": os.getcwd() + "\\n"})
 """
+)
 
 PROJECT = {
     "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["_build"]\n\n'

@@ -18,29 +18,13 @@ from bot.rlm.environment import auto_commands, auto_plan, dependency_groups, man
 from bot.rlm.repo import prepare_repo
 from bot.rlm.sandbox import bwrap_works
 from tests.conftest import commit_files, git, py
-from tests.test_environment import wheel_bytes
+from tests.test_environment import WHEEL_WRITER, wheel_bytes
 
 needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here")
 
-BACKEND = """
-import base64, hashlib, os, subprocess, zipfile
-
-def _wheel(directory, files):
-    dist = "app-0.1.dist-info"
-    files = dict(files)
-    files[dist + "/METADATA"] = "Metadata-Version: 2.1\\nName: app\\nVersion: 0.1\\n"
-    files[dist + "/WHEEL"] = "Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
-    record = []
-    name = "app-0.1-py3-none-any.whl"
-    with zipfile.ZipFile(os.path.join(directory, name), "w") as z:
-        for path, text in files.items():
-            data = text.encode()
-            z.writestr(path, data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
-        z.writestr(dist + "/RECORD", "\\n".join(record + [dist + "/RECORD,,"]) + "\\n")
-    return name
-
+BACKEND = (
+    WHEEL_WRITER
+    + """
 def _write_version():  # what setuptools-scm does on an editable install
     described = subprocess.run(["git", "describe", "--tags"], capture_output=True, text=True, check=True)
     with open("src/app/_version.py", "w") as f:
@@ -54,6 +38,7 @@ def build_editable(wheel_directory, config_settings=None, metadata_directory=Non
     _write_version()
     return _wheel(wheel_directory, {"app.pth": os.path.join(os.getcwd(), "src") + "\\n"})
 """
+)
 
 WHEEL = "wheels/shinylib-1.0-py3-none-any.whl"
 PROJECT = {

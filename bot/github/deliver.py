@@ -30,7 +30,8 @@ def requester_identity(request: RunRequest) -> str:
 
 
 def resolve_target(api: GitHubAPI, request: RunRequest) -> Target:
-    """The commit (the PR head for a PR, else the default branch head), the base branch, fork?,
+    """The commit (the PR head for a PR, else the head of the request's base branch, else of the
+    default branch), the base branch, fork?,
     whether the PR's branch is one this bot made (a follow-up), and for a fork's pull request the
     base commit it targets (the base branch's head when GitHub does not say): setup and AGENTS.md
     come from it. Reads GitHub; changes nothing (the pipeline's `resolve` asks once and records the
@@ -50,7 +51,9 @@ def resolve_target(api: GitHubAPI, request: RunRequest) -> Target:
         return Target(
             head["sha"], head.get("ref") or default_branch, fork, default_branch, follow_up, trusted
         )
-    return Target(api.get_branch_sha(request.repo, default_branch), default_branch, False, default_branch)
+    branch = request.base_branch or default_branch  # the Action's `base-branch`, else the default
+    commit = request.commit or api.get_branch_sha(request.repo, branch)
+    return Target(commit, branch, False, default_branch)
 
 
 @dataclass
