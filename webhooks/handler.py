@@ -6,6 +6,7 @@ job store as its reporters and a pull request as its delivery. Dispatch is on `J
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -124,23 +125,26 @@ class AppJobHandler:
     def _trigger(self, api: GitHubAPI, job: Job) -> None:
         """A label or an assignment: a run when `.github/rlm.yml` `triggers:` says so and the
         sender has write access; else nothing (a person without access is told)."""
-        req = job.request
-        kind = TriggerKind(req["trigger"])
+        request = request_of(job)
+        trigger = dict(request.extra)
+        kind, value = TriggerKind(trigger.pop("trigger")), str(trigger.pop("trigger_value"))
         default_branch = api.get_repo(job.repo).get("default_branch") or "main"
         triggers, _ = parse_triggers(api.get_file(job.repo, REPO_CONFIG_PATH, default_branch))
         bot = self._bot_login() if kind is TriggerKind.ASSIGN and triggers.assign else None
-        if not triggers.starts(kind, req["trigger_value"], bot):
+        if not triggers.starts(kind, value, bot):
             return self._finish(job, JobState.DONE, "ignored", messages.TRIGGER_NOT_CONFIGURED)
-        if not may_run(api, job.repo, req["requester"]):
-            return self._reply(api, job, not_allowed(req["requester"], self.settings.prefix), "not_allowed")
+        if not may_run(api, job.repo, request.requester):
+            return self._reply(api, job, not_allowed(request.requester, self.settings.prefix), "not_allowed")
         how = STARTED_BY_LABEL if kind is TriggerKind.LABEL else STARTED_BY_ASSIGN
-        started_by = how.format(sender=req["requester"], label=req["trigger_value"], bot=req["trigger_value"])
-        request = {k: v for k, v in req.items() if k not in ("trigger", "trigger_value")}
+        started_by = how.format(sender=request.requester, label=value, bot=value)
+        run_request = dataclasses.replace(
+            request, extra=trigger, default_branch=default_branch, started_by=started_by
+        )
         run = NewJob(
             kind=JobKind.RUN,
             repo=job.repo,
             number=job.number,
-            request={**request, "default_branch": default_branch, "started_by": started_by},
+            request=run_request.to_payload(),
             installation_id=job.installation_id,
         )
         try:  # keyed by the trigger's delivery: a trigger job done twice starts one run
